@@ -1,0 +1,130 @@
+"""Starting and stopping a whole load balancer: listeners, health checks,
+admin API. Used by `shiftlab proxy`, by `shiftlab up` (in-process beside the
+controller) and by tests (real sockets on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from proxy.admin import make_admin_app
+from proxy.config import LoadBalancer
+from proxy.health import HealthChecker
+from proxy.server import AlbServer, serve_listener
+from proxy.state import LoadBalancerState
+from proxy.stats import make_registry
+from shiftlab.netsafety import check_bind, resolve_token
+
+log = logging.getLogger("shiftlab.proxy")
+
+
+class Proxy:
+    def __init__(self, conf: LoadBalancer, time_scale: float = 1.0, rng: random.Random | None = None,
+                 admin_port: int | None = None) -> None:
+        self.conf = conf
+        self.token = resolve_token(conf.Admin.Token)
+        check_bind(conf.Admin.Address, self.token, "loadBalancer.Admin.Address")
+        self.lb = LoadBalancerState(conf, time_scale, rng)
+        self.registry = make_registry(self.lb.stats, self.lb.health_counts)
+        self.admin_port = conf.Admin.Port if admin_port is None else admin_port
+        self._servers: list[tuple[asyncio.AbstractServer, AlbServer]] = []
+        self._admin_runner: web.AppRunner | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.health: HealthChecker | None = None
+
+    @property
+    def admin_url(self) -> str:
+        host = self.conf.Admin.Address
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.admin_port}"
+
+    def listener_url(self, name: str | None = None) -> str:
+        ls = self.lb.listeners[name] if name else next(iter(self.lb.listeners.values()))
+        return f"http://{ls.conf.Address}:{ls.port}"
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=True), auto_decompress=False,
+        )
+        self.health = HealthChecker(self.session)
+        for group in self.lb.groups.values():
+            group.on_change = self.health.sync
+            self.health.sync(group)
+        idle = float(self.lb.conf.idle_timeout)
+        try:
+            for ls in self.lb.listeners.values():
+                self._servers.append(await serve_listener(self.lb, ls, self.session, idle))
+            app = make_admin_app(self.lb, self.registry, self.token)
+            self._admin_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await self._admin_runner.setup()
+            site = web.TCPSite(self._admin_runner, self.conf.Admin.Address, self.admin_port, reuse_address=True)
+            await site.start()
+            if self.admin_port == 0:
+                self.admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        except OSError:
+            await self.stop()
+            raise
+        log.info("load balancer %s: %s; admin API %s", self.conf.Name,
+                 ", ".join(f"{ls.name} on {ls.conf.Address}:{ls.port}" for ls in self.lb.listeners.values()),
+                 self.admin_url)
+
+    async def stop(self) -> None:
+        for srv, server in self._servers:
+            srv.close()
+            server.pre_shutdown()
+        for srv, server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.shutdown(1.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+        self._servers.clear()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+            self._admin_runner = None
+        if self.health is not None:
+            await self.health.close()
+        for group in self.lb.groups.values():
+            group.on_change = None
+            for t in group.targets.values():
+                t.pool.close()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def __aenter__(self) -> Proxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+def install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def run_until_signalled(*services: Any) -> None:
+    """Start services, wait for SIGINT/SIGTERM, stop them in reverse order."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = []
+    try:
+        for s in services:
+            await s.start()
+            started.append(s)
+        await stop.wait()
+    finally:
+        for s in reversed(started):
+            await s.stop()

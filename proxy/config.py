@@ -1,0 +1,469 @@
+"""The `loadBalancer` section: ELBv2 / CloudFormation property names, parsed
+once into frozen models, cross-checked, and refused with field paths.
+
+Durations here are AWS seconds; the runtime divides them by the time scale.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from shiftlab.configfile import ConfigError, Model, in_range, parse
+
+DEFAULT_TEST_HEADERS = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-test")
+
+_TG_ARN = re.compile(r"(?:^|:)targetgroup/([^/]+)(?:/|$)")
+
+
+def target_group_name(ref: str) -> str:
+    """`blue`, `targetgroup/blue/abc` and a full ARN all name the group `blue`."""
+    m = _TG_ARN.search(ref)
+    return m.group(1) if m else ref
+
+
+def _as_list(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+ValueList = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1, max_length=3)]
+
+
+class ValuesSpec(Model):
+    Values: ValueList
+
+
+class HttpHeaderSpec(Model):
+    HttpHeaderName: str
+    Values: ValueList
+
+    @field_validator("HttpHeaderName")
+    @classmethod
+    def _not_host(cls, v: str) -> str:
+        if v.lower() == "host":
+            raise ValueError("cannot match Host with http-header; use host-header")
+        if not v or any(c in v for c in " :\t"):
+            raise ValueError(f"{v!r} is not a header name")
+        return v
+
+
+class KeyValue(Model):
+    Key: str | None = None
+    Value: str
+
+
+class QueryStringSpec(Model):
+    Values: Annotated[list[KeyValue], Field(min_length=1, max_length=3)]
+
+
+class SourceIpSpec(Model):
+    Values: ValueList
+
+    @field_validator("Values")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR block") from None
+        return v
+
+
+ConditionField = Literal[
+    "host-header",
+    "path-pattern",
+    "http-header",
+    "http-request-method",
+    "query-string",
+    "source-ip",
+]
+
+_CONDITION_CONFIG = {
+    "host-header": "HostHeaderConfig",
+    "path-pattern": "PathPatternConfig",
+    "http-header": "HttpHeaderConfig",
+    "http-request-method": "HttpRequestMethodConfig",
+    "query-string": "QueryStringConfig",
+    "source-ip": "SourceIpConfig",
+}
+
+
+class Condition(Model):
+    Field: ConditionField
+    # The legacy `Values` form is accepted for host-header and path-pattern, as ALB does.
+    Values: ValueList | None = None
+    HostHeaderConfig: ValuesSpec | None = None
+    PathPatternConfig: ValuesSpec | None = None
+    HttpHeaderConfig: HttpHeaderSpec | None = None
+    HttpRequestMethodConfig: ValuesSpec | None = None
+    QueryStringConfig: QueryStringSpec | None = None
+    SourceIpConfig: SourceIpSpec | None = None
+
+    def config(self) -> Any:
+        name = _CONDITION_CONFIG[self.Field]
+        cfg = getattr(self, name)
+        if cfg is None and self.Values is not None and self.Field in ("host-header", "path-pattern"):
+            cfg = ValuesSpec(Values=self.Values)
+        return cfg
+
+
+class TargetGroupTuple(Model):
+    TargetGroupArn: str
+    Weight: Annotated[int, in_range(0, 999)] = 1
+
+    @property
+    def name(self) -> str:
+        return target_group_name(self.TargetGroupArn)
+
+
+class StickinessSpec(Model):
+    Enabled: bool = False
+    DurationSeconds: Annotated[int, in_range(1, 604800)] = 3600
+
+
+class ForwardSpec(Model):
+    TargetGroups: Annotated[list[TargetGroupTuple], Field(min_length=1, max_length=5)]
+    TargetGroupStickinessConfig: StickinessSpec = StickinessSpec()
+
+
+class RedirectSpec(Model):
+    Protocol: str = "#{protocol}"
+    Host: str = "#{host}"
+    Port: str = "#{port}"
+    Path: str = "/#{path}"
+    Query: str = "#{query}"
+    StatusCode: Literal["HTTP_301", "HTTP_302"]
+
+
+class FixedResponseSpec(Model):
+    StatusCode: Annotated[str, Field(pattern=r"^[2-5]\d\d$")]
+    ContentType: str = "text/plain"
+    MessageBody: Annotated[str, Field(max_length=1024)] = ""
+
+
+class Action(Model):
+    Type: Literal["forward", "redirect", "fixed-response"]
+    TargetGroupArn: str | None = None
+    ForwardConfig: ForwardSpec | None = None
+    RedirectConfig: RedirectSpec | None = None
+    FixedResponseConfig: FixedResponseSpec | None = None
+    Order: int | None = None
+
+    def forward(self) -> ForwardSpec | None:
+        """The forward config, with the single-`TargetGroupArn` shorthand expanded."""
+        if self.Type != "forward":
+            return None
+        if self.ForwardConfig is not None:
+            return self.ForwardConfig
+        assert self.TargetGroupArn is not None
+        return ForwardSpec(TargetGroups=[TargetGroupTuple(TargetGroupArn=self.TargetGroupArn)])
+
+
+ActionList = Annotated[list[Action], Field(min_length=1, max_length=1)]
+
+
+class Rule(Model):
+    Priority: Annotated[int, in_range(1, 50000)]
+    Conditions: Annotated[list[Condition], Field(min_length=1, max_length=10)]
+    Actions: ActionList
+    RuleArn: str | None = None
+
+
+class HeaderValue(Model):
+    exact: str
+
+
+class TestHeader(Model):
+    name: str | None = None
+    value: HeaderValue | None = None
+
+
+class TestTrafficRuleSpec(Model):
+    """ECS's test-traffic rule (Service Connect's `testTrafficRules` shape):
+    requests carrying the header go where this rule's weights say, before
+    any other rule. Without a `header.name`, both spellings AWS uses match."""
+
+    Enabled: bool = True
+    header: TestHeader = TestHeader()
+    ForwardConfig: ForwardSpec | None = None
+    RuleArn: str | None = None
+
+    def header_names(self) -> tuple[str, ...]:
+        if self.header.name:
+            return (self.header.name.lower(),)
+        return DEFAULT_TEST_HEADERS
+
+
+class Listener(Model):
+    Name: str | None = None
+    Port: Annotated[int, in_range(1, 65535)]
+    Protocol: Literal["HTTP"] = "HTTP"
+    Address: str = "127.0.0.1"
+    DefaultActions: ActionList
+    Rules: list[Rule] = []
+    TestTrafficRule: TestTrafficRuleSpec = TestTrafficRuleSpec()
+    ListenerArn: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.Name or str(self.Port)
+
+
+class TargetDescription(Model):
+    Id: str
+    Port: Annotated[int, in_range(1, 65535)] | None = None
+
+
+def _target(v: Any) -> Any:
+    return {"Id": v} if isinstance(v, str) else v
+
+
+class MatcherSpec(Model):
+    HttpCode: str = "200"
+
+    @field_validator("HttpCode")
+    @classmethod
+    def _codes(cls, v: str) -> str:
+        parse_matcher(v)
+        return v
+
+
+def parse_matcher(spec: str) -> frozenset[int]:
+    """ALB's matcher: "200", "200,202", "200-299"; codes 200..499."""
+    codes: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        lo_s, _, hi_s = part.partition("-")
+        try:
+            lo, hi = int(lo_s), int(hi_s or lo_s)
+        except ValueError:
+            raise ValueError(f"{spec!r} is not a list of codes or ranges such as 200,202 or 200-299") from None
+        if not (200 <= lo <= hi <= 499):
+            raise ValueError(f"{part!r} is out of range 200..499")
+        codes.update(range(lo, hi + 1))
+    return frozenset(codes)
+
+
+class Attribute(Model):
+    Key: str
+    Value: str
+
+
+TG_ATTRIBUTES = {
+    "deregistration_delay.timeout_seconds": (0, 3600),
+    "load_balancing.algorithm.type": ("round_robin", "least_outstanding_requests", "weighted_random"),
+    "slow_start.duration_seconds": (0, 900),
+}
+
+
+class TargetGroup(Model):
+    Name: str
+    Port: Annotated[int, in_range(1, 65535)] | None = None
+    Protocol: Literal["HTTP"] = "HTTP"
+    TargetType: Literal["ip", "instance"] = "ip"
+    Targets: list[Annotated[TargetDescription, BeforeValidator(_target)]] = []
+    HealthCheckEnabled: bool = True
+    HealthCheckPath: str = "/"
+    HealthCheckPort: str = "traffic-port"
+    HealthCheckIntervalSeconds: Annotated[int, in_range(5, 300)] = 30
+    HealthCheckTimeoutSeconds: Annotated[int, in_range(2, 120)] = 5
+    HealthyThresholdCount: Annotated[int, in_range(2, 10)] = 5
+    UnhealthyThresholdCount: Annotated[int, in_range(2, 10)] = 2
+    Matcher: MatcherSpec = MatcherSpec()
+    TargetGroupAttributes: list[Attribute] = []
+    TargetGroupArn: str | None = None
+
+    @field_validator("Name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,32}", v):
+            raise ValueError(f"{v!r} must be 1..32 letters, digits or hyphens, as ELBv2 names are")
+        return v
+
+    def attribute(self, key: str, default: str) -> str:
+        for a in self.TargetGroupAttributes:
+            if a.Key == key:
+                return a.Value
+        return default
+
+    @property
+    def deregistration_delay(self) -> int:
+        return int(self.attribute("deregistration_delay.timeout_seconds", "300"))
+
+    @property
+    def algorithm(self) -> str:
+        return self.attribute("load_balancing.algorithm.type", "round_robin")
+
+
+class AdminConfig(Model):
+    Address: str = "127.0.0.1"
+    Port: Annotated[int, in_range(0, 65535)] = 9090
+    Token: str | None = None
+
+
+LB_ATTRIBUTES = {"idle_timeout.timeout_seconds": (1, 4000)}
+
+
+class LoadBalancer(Model):
+    Name: str = "shiftlab"
+    Listeners: Annotated[list[Listener], Field(min_length=1)]
+    TargetGroups: Annotated[list[TargetGroup], Field(min_length=1)]
+    LoadBalancerAttributes: list[Attribute] = []
+    Admin: AdminConfig = AdminConfig()
+
+    @property
+    def idle_timeout(self) -> int:
+        for a in self.LoadBalancerAttributes:
+            if a.Key == "idle_timeout.timeout_seconds":
+                return int(a.Value)
+        return 60
+
+
+def load_balancer_from_dict(data: Any, prefix: str = "loadBalancer") -> LoadBalancer:
+    lb: LoadBalancer = parse(LoadBalancer, data, prefix)
+    problems = cross_check(lb, prefix)
+    if problems:
+        raise ConfigError(problems)
+    return lb
+
+
+def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
+    """What a single field cannot know: references, duplicates, attributes."""
+    problems: list[str] = []
+    names = [tg.Name for tg in lb.TargetGroups]
+    seen: set[str] = set()
+    for i, tg in enumerate(lb.TargetGroups):
+        p = f"{prefix}.TargetGroups[{i}]"
+        if tg.Name in seen:
+            problems.append(f"{p}.Name: {tg.Name!r} is used by another target group")
+        seen.add(tg.Name)
+        for j, t in enumerate(tg.Targets):
+            try:
+                parse_target(t.Id, t.Port or tg.Port)
+            except ValueError as exc:
+                problems.append(f"{p}.Targets[{j}]: {exc}")
+        problems += _check_attributes(tg.TargetGroupAttributes, TG_ATTRIBUTES, f"{p}.TargetGroupAttributes")
+        if tg.HealthCheckTimeoutSeconds >= tg.HealthCheckIntervalSeconds:
+            problems.append(
+                f"{p}.HealthCheckTimeoutSeconds: {tg.HealthCheckTimeoutSeconds} must be less than "
+                f"HealthCheckIntervalSeconds ({tg.HealthCheckIntervalSeconds})"
+            )
+        if tg.HealthCheckPort != "traffic-port" and not tg.HealthCheckPort.isdigit():
+            problems.append(f"{p}.HealthCheckPort: {tg.HealthCheckPort!r} must be traffic-port or a port number")
+    problems += _check_attributes(lb.LoadBalancerAttributes, LB_ATTRIBUTES, f"{prefix}.LoadBalancerAttributes")
+
+    ports: dict[int, int] = {}
+    listener_names: set[str] = set()
+    arns: set[str] = set()
+    for i, listener in enumerate(lb.Listeners):
+        p = f"{prefix}.Listeners[{i}]"
+        if listener.Port in ports:
+            problems.append(f"{p}.Port: {listener.Port} is used by Listeners[{ports[listener.Port]}]")
+        ports[listener.Port] = i
+        if listener.name in listener_names:
+            problems.append(f"{p}.Name: {listener.name!r} is used by another listener")
+        listener_names.add(listener.name)
+        problems += _check_actions(listener.DefaultActions, names, f"{p}.DefaultActions")
+        if listener.TestTrafficRule.ForwardConfig is not None:
+            problems += _check_forward(
+                listener.TestTrafficRule.ForwardConfig, names, f"{p}.TestTrafficRule.ForwardConfig"
+            )
+        priorities: dict[int, int] = {}
+        for j, rule in enumerate(listener.Rules):
+            rp = f"{p}.Rules[{j}]"
+            if rule.Priority in priorities:
+                problems.append(f"{rp}.Priority: {rule.Priority} is used by Rules[{priorities[rule.Priority]}]")
+            priorities[rule.Priority] = j
+            problems += _check_actions(rule.Actions, names, f"{rp}.Actions")
+            for k, cond in enumerate(rule.Conditions):
+                if cond.config() is None:
+                    problems.append(
+                        f"{rp}.Conditions[{k}]: Field {cond.Field} needs {_CONDITION_CONFIG[cond.Field]}"
+                    )
+            if rule.RuleArn:
+                if rule.RuleArn in arns:
+                    problems.append(f"{rp}.RuleArn: {rule.RuleArn!r} is used by another rule")
+                arns.add(rule.RuleArn)
+    return problems
+
+
+def _check_actions(actions: list[Action], names: list[str], path: str) -> list[str]:
+    problems = []
+    for i, action in enumerate(actions):
+        p = f"{path}[{i}]"
+        need = {
+            "forward": action.ForwardConfig or action.TargetGroupArn,
+            "redirect": action.RedirectConfig,
+            "fixed-response": action.FixedResponseConfig,
+        }[action.Type]
+        if not need:
+            cfg = {"forward": "ForwardConfig or TargetGroupArn", "redirect": "RedirectConfig",
+                   "fixed-response": "FixedResponseConfig"}[action.Type]
+            problems.append(f"{p}: Type {action.Type} needs {cfg}")
+            continue
+        fwd = action.forward()
+        if fwd is not None:
+            where = f"{p}.ForwardConfig" if action.ForwardConfig else f"{p}.TargetGroupArn"
+            problems += _check_forward(fwd, names, where)
+    return problems
+
+
+def _check_forward(fwd: ForwardSpec, names: list[str], path: str) -> list[str]:
+    problems = []
+    seen: set[str] = set()
+    for i, t in enumerate(fwd.TargetGroups):
+        if t.name not in names:
+            problems.append(
+                f"{path}.TargetGroups[{i}].TargetGroupArn: {t.TargetGroupArn!r} names no target group "
+                f"(known: {', '.join(names)})"
+            )
+        if t.name in seen:
+            problems.append(f"{path}.TargetGroups[{i}].TargetGroupArn: {t.name!r} is listed twice")
+        seen.add(t.name)
+    if len(fwd.TargetGroups) > 1 and sum(t.Weight for t in fwd.TargetGroups) == 0:
+        problems.append(f"{path}.TargetGroups: at least one weight must be above 0")
+    return problems
+
+
+def _check_attributes(attrs: list[Attribute], known: dict[str, tuple[Any, ...]], path: str) -> list[str]:
+    problems = []
+    for i, a in enumerate(attrs):
+        p = f"{path}[{i}]"
+        if a.Key not in known:
+            problems.append(f"{p}.Key: {a.Key!r} is not supported (supported: {', '.join(known)})")
+            continue
+        allowed = known[a.Key]
+        if isinstance(allowed[0], int):
+            lo, hi = allowed
+            if not a.Value.isdigit() or not lo <= int(a.Value) <= hi:
+                problems.append(f"{p}.Value: {a.Value} is out of range {lo}..{hi} for {a.Key}")
+        elif a.Value not in allowed:
+            problems.append(f"{p}.Value: {a.Value!r} is not one of {', '.join(allowed)}")
+    return problems
+
+
+def parse_target(ident: str, default_port: int | None) -> tuple[str, int]:
+    """`127.0.0.1:8001`, `[::1]:8001`, or a host with the group's Port."""
+    host, port = ident, default_port
+    if ident.startswith("["):
+        host, _, rest = ident[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], ident)
+    elif ident.count(":") == 1:
+        host, _, port_s = ident.partition(":")
+        port = _port(port_s, ident)
+    if not host:
+        raise ValueError(f"{ident!r} has no host")
+    if port is None:
+        raise ValueError(f"{ident!r} needs a port (host:port, or Port on the target or group)")
+    return host, port
+
+
+def _port(text: str, ident: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{ident!r} has no valid port")
+    return int(text)

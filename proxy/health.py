@@ -1,0 +1,96 @@
+"""Active health checks, one loop per target, with ALB's thresholds.
+
+Checks go straight to the target (not through a listener), so they never
+show up in RequestCount, as on ALB. Intervals and timeouts are AWS seconds
+divided by the time scale, with floors so that a rehearsal at a high time
+scale does not mark a healthy but busy target unhealthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+
+from proxy.config import parse_matcher
+from proxy.state import DRAINING, HEALTHY, INITIAL, UNHEALTHY, Target, TargetGroupState
+
+MIN_INTERVAL = 0.1
+MIN_TIMEOUT = 1.0
+
+
+def next_state(t: Target, ok: bool, reason: str, healthy_n: int, unhealthy_n: int) -> None:
+    """Apply one check result to a target (pure apart from mutating `t`)."""
+    if ok:
+        t.ok_streak += 1
+        t.fail_streak = 0
+        if t.state != HEALTHY and t.ok_streak >= healthy_n:
+            t.state, t.reason = HEALTHY, ""
+        elif t.state == INITIAL:
+            t.reason = "Elb.InitialHealthChecking"
+    else:
+        t.fail_streak += 1
+        t.ok_streak = 0
+        if t.state == UNHEALTHY:
+            t.reason = reason
+        elif t.fail_streak >= unhealthy_n:
+            t.state, t.reason = UNHEALTHY, reason
+
+
+class HealthChecker:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    def sync(self, group: TargetGroupState) -> None:
+        """Start loops for new targets of `group`, end loops of removed ones."""
+        if not group.conf.HealthCheckEnabled:
+            return
+        for tid, t in group.targets.items():
+            key = (group.name, tid)
+            task = self.tasks.get(key)
+            if task is None or task.done():
+                self.tasks[key] = asyncio.get_running_loop().create_task(self._loop(group, t))
+        for key in [k for k in self.tasks if k[0] == group.name and k[1] not in group.targets]:
+            self.tasks.pop(key).cancel()
+
+    async def _loop(self, group: TargetGroupState, t: Target) -> None:
+        c = group.conf
+        interval = max(c.HealthCheckIntervalSeconds / group.time_scale, MIN_INTERVAL)
+        timeout = max(c.HealthCheckTimeoutSeconds / group.time_scale, MIN_TIMEOUT)
+        codes = parse_matcher(c.Matcher.HttpCode)
+        port = t.port if c.HealthCheckPort == "traffic-port" else int(c.HealthCheckPort)
+        host = f"[{t.host}]" if ":" in t.host else t.host
+        url = f"http://{host}:{port}{c.HealthCheckPath}"
+        while group.targets.get(t.id) is t:
+            ok, reason = await self.check(url, codes, timeout)
+            if t.state != DRAINING and group.targets.get(t.id) is t:
+                before = t.state
+                next_state(t, ok, reason, c.HealthyThresholdCount, c.UnhealthyThresholdCount)
+                if t.state != before:
+                    group.refresh()
+            await asyncio.sleep(interval)
+
+    async def check(self, url: str, codes: frozenset[int], seconds: float) -> tuple[bool, str]:
+        try:
+            async with self.session.get(
+                url, timeout=aiohttp.ClientTimeout(total=seconds), allow_redirects=False,
+                headers={"User-Agent": "ELB-HealthChecker/2.0"},
+            ) as resp:
+                await resp.read()
+                if resp.status in codes:
+                    return True, ""
+                return False, "Target.ResponseCodeMismatch"
+        except TimeoutError:
+            return False, "Target.Timeout"
+        except aiohttp.ClientError:
+            return False, "Target.FailedHealthChecks"
+
+    async def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()

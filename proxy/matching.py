@@ -1,0 +1,134 @@
+"""Listener-rule conditions as compiled predicates (pure; no sockets).
+
+ALB's case rules: host-header, http-header values and query strings match
+case-insensitively; path-pattern and http-request-method are case-sensitive.
+`*` matches zero or more characters, `?` exactly one; nothing else is special.
+A predicate takes any object with `method`, `host`, `path`, `headers`,
+`query` and `remote` (aiohttp's request has them; tests pass a dataclass).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from multidict import CIMultiDict, MultiDict
+
+from proxy.config import Condition
+
+
+class RequestView(Protocol):
+    method: str
+    host: str
+    path: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    remote: str | None
+
+
+Predicate = Callable[[Any], bool]
+
+
+@dataclass
+class FakeRequest:
+    """The request fields rules look at, for unit tests and `explain`."""
+
+    method: str = "GET"
+    host: str = "example.com"
+    path: str = "/"
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    query: MultiDict[str] = field(default_factory=MultiDict)
+    remote: str | None = "127.0.0.1"
+
+
+def wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    body = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.compile(body, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def _any_full(patterns: list[re.Pattern[str]], value: str) -> bool:
+    return any(p.fullmatch(value) for p in patterns)
+
+
+def compile_condition(cond: Condition) -> Predicate:
+    cfg = cond.config()
+    kind = cond.Field
+    if kind == "host-header":
+        pats = [wildcard(v, True) for v in cfg.Values]
+
+        def host(req: Any) -> bool:
+            h = req.host or ""
+            # Host carries the port; ALB matches the name only.
+            if h.startswith("["):
+                h = h[: h.find("]") + 1]
+            elif h.count(":") == 1:
+                h = h.partition(":")[0]
+            return _any_full(pats, h)
+
+        return host
+    if kind == "path-pattern":
+        pats = [wildcard(v, False) for v in cfg.Values]
+        return lambda req: _any_full(pats, req.path)
+    if kind == "http-header":
+        name = cfg.HttpHeaderName
+        pats = [wildcard(v, True) for v in cfg.Values]
+
+        def header(req: Any) -> bool:
+            return any(_any_full(pats, v) for v in req.headers.getall(name, ()))
+
+        return header
+    if kind == "http-request-method":
+        methods = frozenset(cfg.Values)
+        return lambda req: req.method in methods
+    if kind == "query-string":
+        pairs = [
+            (wildcard(kv.Key, True) if kv.Key is not None else None, wildcard(kv.Value, True))
+            for kv in cfg.Values
+        ]
+
+        def query(req: Any) -> bool:
+            items = req.query.items()
+            return any(
+                (kp is None or kp.fullmatch(k)) and vp.fullmatch(v)
+                for kp, vp in pairs
+                for k, v in items
+            )
+
+        return query
+    if kind == "source-ip":
+        nets = [ipaddress.ip_network(v, strict=False) for v in cfg.Values]
+
+        def source(req: Any) -> bool:
+            if not req.remote:
+                return False
+            try:
+                ip = ipaddress.ip_address(req.remote)
+            except ValueError:
+                return False
+            return any(ip in n for n in nets if n.version == ip.version)
+
+        return source
+    raise AssertionError(kind)
+
+
+def compile_conditions(conds: list[Condition]) -> Predicate:
+    preds = [compile_condition(c) for c in conds]
+    if len(preds) == 1:
+        return preds[0]
+    return lambda req: all(p(req) for p in preds)
+
+
+def header_predicate(names: tuple[str, ...], exact: str | None) -> Predicate:
+    """The test-traffic rule: one of the header names present (with the exact value, if set)."""
+
+    def test(req: Any) -> bool:
+        headers = req.headers
+        for name in names:
+            if name in headers:
+                return exact is None or exact in headers.getall(name)
+        return False
+
+    return test

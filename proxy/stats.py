@@ -1,0 +1,229 @@
+"""Counters named like ALB's CloudWatch metrics.
+
+The request path only bumps plain integers (prometheus_client's inc/observe
+cost 7-14 % of throughput in the benchmark); /metrics and the stats endpoint
+render them when asked. Counters are kept per (listener, target group) and
+summed per target group for the stats endpoint, as CloudWatch's TargetGroup
+dimension sums over listeners.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+
+def _bounds() -> tuple[float, ...]:
+    # Upper bounds 0.5 ms .. ~100 s, 10 % apart: percentiles from these are
+    # within 5 % of the truth, good enough for alarm thresholds.
+    out, b = [], 0.0005
+    while b < 100:
+        out.append(round(b, 6))
+        b *= 1.1
+    return tuple(out)
+
+
+BOUNDS = _bounds()
+ELB_CODES = (400, 405, 460, 463, 501, 502, 503, 504)
+
+
+class Counters:
+    __slots__ = (
+        "bytes", "conn_errors", "elb", "requests", "rt_buckets", "rt_count",
+        "rt_max", "rt_min", "rt_sum", "target",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.target = [0] * 6  # by status // 100
+        self.elb: dict[int, int] = {}
+        self.conn_errors = 0
+        self.bytes = 0
+        self.rt_buckets = [0] * (len(BOUNDS) + 1)
+        self.rt_sum = 0.0
+        self.rt_count = 0
+        self.rt_min = float("inf")
+        self.rt_max = 0.0
+
+    def response_time(self, seconds: float) -> None:
+        self.rt_buckets[bisect_left(BOUNDS, seconds)] += 1
+        self.rt_sum += seconds
+        self.rt_count += 1
+        if seconds < self.rt_min:
+            self.rt_min = seconds
+        if seconds > self.rt_max:
+            self.rt_max = seconds
+
+    def elb_error(self, status: int) -> None:
+        self.elb[status] = self.elb.get(status, 0) + 1
+
+    def add(self, other: Counters) -> None:
+        self.requests += other.requests
+        for i in range(6):
+            self.target[i] += other.target[i]
+        for code, n in other.elb.items():
+            self.elb[code] = self.elb.get(code, 0) + n
+        self.conn_errors += other.conn_errors
+        self.bytes += other.bytes
+        for i, n in enumerate(other.rt_buckets):
+            self.rt_buckets[i] += n
+        self.rt_sum += other.rt_sum
+        self.rt_count += other.rt_count
+        self.rt_min = min(self.rt_min, other.rt_min)
+        self.rt_max = max(self.rt_max, other.rt_max)
+
+    def as_metrics(self) -> dict[str, Any]:
+        elb4 = sum(n for c, n in self.elb.items() if c < 500)
+        elb5 = sum(n for c, n in self.elb.items() if c >= 500)
+        return {
+            "RequestCount": self.requests,
+            "HTTPCode_Target_2XX_Count": self.target[2],
+            "HTTPCode_Target_3XX_Count": self.target[3],
+            "HTTPCode_Target_4XX_Count": self.target[4],
+            "HTTPCode_Target_5XX_Count": self.target[5],
+            "HTTPCode_ELB_4XX_Count": elb4,
+            "HTTPCode_ELB_5XX_Count": elb5,
+            "HTTPCode_ELB_502_Count": self.elb.get(502, 0),
+            "HTTPCode_ELB_503_Count": self.elb.get(503, 0),
+            "HTTPCode_ELB_504_Count": self.elb.get(504, 0),
+            "TargetConnectionErrorCount": self.conn_errors,
+            "ProcessedBytes": self.bytes,
+            "TargetResponseTime": {
+                "count": self.rt_count,
+                "sum": self.rt_sum,
+                "min": self.rt_min if self.rt_count else None,
+                "max": self.rt_max if self.rt_count else None,
+                "buckets": list(self.rt_buckets),
+            },
+        }
+
+
+class Stats:
+    """Every counter of one load balancer."""
+
+    def __init__(self, load_balancer: str) -> None:
+        self.load_balancer = load_balancer
+        # (listener, target group or "" for errors before a group was chosen)
+        self.pairs: dict[tuple[str, str], Counters] = {}
+        self.active_connections = 0
+        self.new_connections = 0
+        self.started = time.time()
+        self.health: dict[str, tuple[int, int]] = {}  # filled by the caller at snapshot time
+
+    def counters(self, listener: str, target_group: str = "") -> Counters:
+        key = (listener, target_group)
+        c = self.pairs.get(key)
+        if c is None:
+            c = self.pairs[key] = Counters()
+        return c
+
+    def by_group(self) -> dict[str, Counters]:
+        out: dict[str, Counters] = {}
+        for (_, tg), c in self.pairs.items():
+            if tg:
+                out.setdefault(tg, Counters()).add(c)
+        return out
+
+    def total(self) -> Counters:
+        out = Counters()
+        for c in self.pairs.values():
+            out.add(c)
+        return out
+
+    def snapshot(self, health: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """What a CloudWatch-like scraper needs: cumulative counters and a
+        timestamp; per-period values are differences of two snapshots."""
+        groups = {}
+        by_group = self.by_group()
+        for name, (healthy, unhealthy) in health.items():
+            m = (by_group.get(name) or Counters()).as_metrics()
+            m["HealthyHostCount"] = healthy
+            m["UnHealthyHostCount"] = unhealthy
+            groups[name] = m
+        lb = self.total().as_metrics()
+        lb["ActiveConnectionCount"] = self.active_connections
+        lb["NewConnectionCount"] = self.new_connections
+        return {
+            "timestamp": time.time(),
+            "loadBalancer": self.load_balancer,
+            "responseTimeBuckets": list(BOUNDS),
+            "targetGroups": groups,
+            "total": lb,
+        }
+
+
+_PROM_COUNTERS = (
+    ("request_count", "RequestCount", "Requests routed (CloudWatch RequestCount)"),
+    ("target_connection_error_count", "TargetConnectionErrorCount", "Failed connections to targets"),
+    ("processed_bytes", "ProcessedBytes", "Bytes processed, both directions"),
+)
+
+
+class PromCollector(Collector):
+    """Renders Stats at scrape time into the proxy's own CollectorRegistry."""
+
+    def __init__(self, stats: Stats, health: Any) -> None:
+        self.stats = stats
+        self.health = health  # () -> {tg: (healthy, unhealthy)}
+
+    def collect(self) -> Iterator[Any]:
+        s = self.stats
+        labels = ["load_balancer", "listener", "target_group"]
+        fams = {
+            key: CounterMetricFamily(f"shiftlab_{name}", doc, labels=labels)
+            for name, key, doc in _PROM_COUNTERS
+        }
+        target_codes = CounterMetricFamily(
+            "shiftlab_httpcode_target_count", "Responses from targets by class (HTTPCode_Target_nXX_Count)",
+            labels=[*labels, "code_class"],
+        )
+        elb_codes = CounterMetricFamily(
+            "shiftlab_httpcode_elb_count", "Responses made by the load balancer (HTTPCode_ELB_*)",
+            labels=[*labels, "code"],
+        )
+        rt = HistogramMetricFamily(
+            "shiftlab_target_response_time_seconds", "TargetResponseTime", labels=labels
+        )
+        for (listener, tg), c in sorted(s.pairs.items()):
+            lv = [s.load_balancer, listener, tg]
+            m = c.as_metrics()
+            for _, key, _ in _PROM_COUNTERS:
+                fams[key].add_metric(lv, m[key])
+            for cls in (2, 3, 4, 5):
+                target_codes.add_metric([*lv, f"{cls}XX"], c.target[cls])
+            for code, n in sorted(c.elb.items()):
+                elb_codes.add_metric([*lv, str(code)], n)
+            if tg:
+                cum, buckets = 0, []
+                # Coarser buckets for Prometheus (every 4th bound, ~46 % apart).
+                for i, bound in enumerate(BOUNDS):
+                    cum += c.rt_buckets[i]
+                    if i % 4 == 0:
+                        buckets.append((repr(bound), cum))
+                buckets.append(("+Inf", c.rt_count))
+                rt.add_metric(lv, buckets, c.rt_sum)
+        yield from fams.values()
+        yield target_codes
+        yield elb_codes
+        yield rt
+        tg_labels = ["load_balancer", "target_group"]
+        healthy = GaugeMetricFamily("shiftlab_healthy_host_count", "HealthyHostCount", labels=tg_labels)
+        unhealthy = GaugeMetricFamily("shiftlab_unhealthy_host_count", "UnHealthyHostCount", labels=tg_labels)
+        for tg, (h, u) in sorted(self.health().items()):
+            healthy.add_metric([s.load_balancer, tg], h)
+            unhealthy.add_metric([s.load_balancer, tg], u)
+        yield healthy
+        yield unhealthy
+        yield GaugeMetricFamily("shiftlab_active_connection_count", "ActiveConnectionCount", value=s.active_connections)
+        yield CounterMetricFamily("shiftlab_new_connection_count", "NewConnectionCount", value=s.new_connections)
+
+
+def make_registry(stats: Stats, health: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PromCollector(stats, health))
+    return registry

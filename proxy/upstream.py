@@ -1,0 +1,279 @@
+"""The path toward targets: keep-alive connections as asyncio Protocols, one
+request at a time each, responses parsed by httptools.
+
+aiohttp's ClientSession is correct but heavy per request (the benchmark in
+tests/perf shows it); a proxy only needs "write these bytes, give me the
+status, headers and body chunks", so that is all this does. Flow control
+runs both ways: a slow client pauses reading from the target, a slow target
+pauses the upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import httptools
+
+# Read-side buffering before we stop reading from the target (slow client).
+HIGH_WATER = 256 * 1024
+MAX_RESPONSE_HEADERS = 32 * 1024  # ALB: response headers above 32 KiB -> 502
+
+
+class UpstreamError(Exception):
+    """The target did something ALB answers with 502."""
+
+
+class TargetConnectError(UpstreamError):
+    """Connection refused or unreachable (counted as TargetConnectionErrorCount)."""
+
+
+class StaleConnection(UpstreamError):
+    """A reused keep-alive connection closed before any response byte: safe to retry."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_body_waiter", "_drain_waiter", "_head_waiter", "_header_bytes", "_no_body",
+        "_paused_reading", "_paused_writing", "_pool", "_reused", "_saw_length",
+        "buffered", "chunks", "closed", "complete", "error", "headers",
+        "keep_alive", "parser", "status", "transport",
+    )
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self._paused_writing = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._reused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.keep_alive = False
+        self.error: BaseException | None = None
+        self._head_waiter: asyncio.Future[None] | None = None
+        self._body_waiter: asyncio.Future[None] | None = None
+        self._header_bytes = 0
+        self._saw_length = False
+        self._no_body = False
+        self._paused_reading = False
+
+    # -- used by the request handler ------------------------------------
+
+    def begin(self, no_body: bool = False) -> asyncio.Future[None]:
+        """Prepare for one exchange; the future resolves when the response head is in."""
+        self._reset()
+        self._no_body = no_body
+        self._head_waiter = asyncio.get_running_loop().create_future()
+        return self._head_waiter
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise self.error or UpstreamError("target closed the connection")
+        if self._paused_writing:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+
+    async def next_chunk(self) -> bytes | None:
+        """The next body chunk, or None at the end of the response."""
+        while True:
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                if self._paused_reading and self.buffered < HIGH_WATER // 2 and self.transport:
+                    self._paused_reading = False
+                    self.transport.resume_reading()
+                return chunk
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            self._body_waiter = asyncio.get_running_loop().create_future()
+            await self._body_waiter
+
+    def take_body(self) -> bytes:
+        """The whole body when it arrived with the head (the common, small case)."""
+        body = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        return body
+
+    def release(self) -> None:
+        """Return to the pool when the exchange finished cleanly, else close."""
+        if self.complete and self.keep_alive and not self.closed and not self._paused_reading:
+            self._reused = True
+            self._pool.put(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamError("target switched protocols on a plain request"))
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"malformed response from target: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool.forget(self)
+        if self._head_waiter is not None and not self._head_waiter.done():
+            # Nothing of the response arrived. On a reused connection this is
+            # the keep-alive race (target closed an idle connection).
+            cls = StaleConnection if self._reused and not self.status else UpstreamError
+            self._fail(cls("target closed the connection before responding"))
+        elif not self.complete and self.status:
+            if not self._saw_length:
+                self.on_message_complete()  # body delimited by EOF
+            else:
+                self._fail(UpstreamError("target closed the connection mid-response"))
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(self.error or UpstreamError("target closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- httptools callbacks ----------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_RESPONSE_HEADERS:
+            raise UpstreamError("response headers exceed 32 KiB")
+        lname = name.lower()
+        if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._saw_length = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            # Interim response (100 Continue): the real one follows.
+            self.headers = []
+            self._header_bytes = 0
+            return
+        self.status = status
+        if self._no_body or status in (204, 304):
+            self._saw_length = True
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._no_body:
+            # A HEAD response: httptools would wait for the advertised body.
+            self.complete = True
+            self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        if self._no_body:
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER and not self._paused_reading and self.transport:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._wake_body()
+
+    def on_message_complete(self) -> None:
+        if not self.status:
+            return  # end of an interim 1xx message
+        if not self.complete:
+            self.complete = True
+            self.keep_alive = bool(self.parser.should_keep_alive()) and not self._no_body
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        w = self._body_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        for w in (self._head_waiter, self._body_waiter):
+            if w is not None and not w.done():
+                w.set_exception(exc)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+        self.closed = True
+
+
+class Pool:
+    """Idle keep-alive connections to one target, plus those in use (so that
+    an expired deregistration delay can cut them)."""
+
+    __slots__ = ("_idle", "host", "in_use", "max_idle", "port")
+
+    def __init__(self, host: str, port: int, max_idle: int = 256) -> None:
+        self.host = host
+        self.port = port
+        self.max_idle = max_idle
+        self._idle: list[UpstreamConnection] = []
+        self.in_use: set[UpstreamConnection] = set()
+
+    async def acquire(self, connect_timeout: float) -> UpstreamConnection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                self.in_use.add(conn)
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, proto = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise TargetConnectError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+        self.in_use.add(proto)
+        return proto
+
+    def put(self, conn: UpstreamConnection) -> None:
+        self.in_use.discard(conn)
+        if len(self._idle) < self.max_idle:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.in_use.discard(conn)
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in [*self._idle, *self.in_use]:
+            conn.close()
+        self._idle.clear()
+
+    def abort_in_use(self) -> None:
+        for conn in list(self.in_use):
+            conn._fail(UpstreamError("deregistration delay expired"))

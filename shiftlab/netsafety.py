@@ -1,0 +1,33 @@
+"""The bind rule shared by the admin and controller APIs: loopback by
+default; any other address only with a token, so that nobody on the network
+can move production traffic of a rehearsal by accident or on purpose."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from shiftlab.configfile import ConfigError
+
+TOKEN_ENV = "SHIFTLAB_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(configured: str | None) -> str | None:
+    return configured or os.environ.get(TOKEN_ENV) or None
+
+
+def check_bind(host: str, token: str | None, field: str) -> None:
+    if not is_loopback(host) and not token:
+        raise ConfigError([
+            f"{field}: {host} is not a loopback address; binding there needs a token "
+            f"(set the Token field or the {TOKEN_ENV} environment variable)"
+        ])
