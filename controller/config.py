@@ -1,0 +1,187 @@
+"""The controller's sections of shiftlab.yaml, with ECS's own field names.
+
+`service` reads like `aws ecs create-service` input (serviceName,
+desiredCount, loadBalancers[].advancedConfiguration); `deploymentConfiguration`
+is exactly what `aws ecs update-service --deployment-configuration` takes;
+`controller` holds what only a local emulator needs (where its API listens,
+where it keeps its records). Ranges and defaults are ECS's.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from shiftlab.configfile import Model, in_range
+
+STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")
+HOOKABLE_STAGES = (
+    "RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+)
+UNHOOKABLE_STAGES = ("SCALE_UP", "BAKE_TIME", "CLEAN_UP")
+# ECS refuses PAUSE hooks at the stages where traffic moves.
+NO_PAUSE_STAGES = ("TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT")
+
+Minutes = Annotated[int, in_range(0, 1440)]
+
+
+class LinearConfiguration(Model):
+    stepPercent: Annotated[float, in_range(3, 100)] = 10.0
+    stepBakeTimeInMinutes: Minutes = 6
+
+
+class CanaryConfiguration(Model):
+    canaryPercent: Annotated[float, in_range(0.1, 100)] = 5.0
+    canaryBakeTimeInMinutes: Minutes = 10
+
+
+class DeploymentAlarms(Model):
+    alarmNames: list[str] = []
+    enable: bool = False
+    rollback: bool = False
+
+
+class CircuitBreaker(Model):
+    enable: bool = False
+    rollback: bool = False
+
+
+class TimeoutConfiguration(Model):
+    action: Literal["ROLLBACK", "CONTINUE"] = "ROLLBACK"
+    timeoutInMinutes: Annotated[int, in_range(1, 1440)] = 60
+
+
+class LifecycleHook(Model):
+    hookTargetArn: str | None = None
+    lifecycleStages: Annotated[list[str], Field(min_length=1)]
+    hookDetails: Any = None
+    targetType: Literal["LAMBDA", "PAUSE", "URL", "COMMAND"] | None = None
+    timeoutConfiguration: TimeoutConfiguration | None = None
+    roleArn: str | None = None
+
+    @field_validator("lifecycleStages")
+    @classmethod
+    def _stages(cls, v: list[str]) -> list[str]:
+        for stage in v:
+            if stage in UNHOOKABLE_STAGES:
+                raise ValueError(f"{stage} is a stage a deployment passes through but cannot hook "
+                                 f"(hookable: {', '.join(HOOKABLE_STAGES)})")
+            if stage not in HOOKABLE_STAGES:
+                raise ValueError(f"{stage!r} is not a lifecycle stage (hookable: {', '.join(HOOKABLE_STAGES)})")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> LifecycleHook:
+        if self.kind == "PAUSE":
+            bad = [s for s in self.lifecycleStages if s in NO_PAUSE_STAGES]
+            if bad:
+                raise ValueError(f"a PAUSE hook cannot run at {', '.join(bad)}, as in ECS")
+        elif not self.hookTargetArn:
+            raise ValueError("hookTargetArn is required (an http(s) URL or command:...), unless targetType is PAUSE")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """PAUSE, URL (http/https) or COMMAND (`command:` followed by a shell-like command line)."""
+        if self.targetType == "PAUSE":
+            return "PAUSE"
+        arn = self.hookTargetArn or ""
+        return "COMMAND" if arn.startswith("command:") else "URL"
+
+
+class DeploymentConfiguration(Model):
+    strategy: Literal["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"] = "ROLLING"
+    bakeTimeInMinutes: Minutes = 0
+    linearConfiguration: LinearConfiguration = LinearConfiguration()
+    canaryConfiguration: CanaryConfiguration = CanaryConfiguration()
+    lifecycleHooks: list[LifecycleHook] = []
+    alarms: DeploymentAlarms = DeploymentAlarms()
+    deploymentCircuitBreaker: CircuitBreaker = CircuitBreaker()
+    maximumPercent: Annotated[int, in_range(100, 2000)] = 200
+    minimumHealthyPercent: Annotated[int, in_range(0, 100)] = 100
+
+
+def _command(v: Any) -> Any:
+    return shlex.split(v) if isinstance(v, str) else v
+
+
+def _environment(v: Any) -> Any:
+    # ECS's [{name, value}] list, or a plain mapping.
+    if isinstance(v, list):
+        out = {}
+        for i, item in enumerate(v):
+            if not isinstance(item, dict) or "name" not in item:
+                raise ValueError(f"environment[{i}] must be {{name, value}}")
+            out[str(item["name"])] = str(item.get("value", ""))
+        return out
+    if isinstance(v, dict):
+        return {str(k): str(val) for k, val in v.items()}
+    return v
+
+
+class TaskDefinitionSpec(Model):
+    """A revision: what to run. `command` for local processes; `image` for Docker."""
+
+    command: Annotated[list[str], BeforeValidator(_command)] = []
+    environment: Annotated[dict[str, str], BeforeValidator(_environment)] = {}
+    image: str | None = None
+    containerPort: Annotated[int, in_range(1, 65535)] = 8080
+    stopTimeout: Annotated[int, in_range(0, 120)] = 30
+    family: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TaskDefinitionSpec:
+        if not self.command and not self.image:
+            raise ValueError("needs a command (process backend) or an image (docker backend)")
+        return self
+
+
+class AdvancedConfiguration(Model):
+    alternateTargetGroupArn: str
+    productionListenerRule: str
+    # ECS takes one test rule; a list is accepted too, so that the header rule
+    # and a separate test listener can both follow test traffic.
+    testListenerRule: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = []
+    roleArn: str | None = None
+
+
+class ServiceLoadBalancer(Model):
+    targetGroupArn: str
+    containerName: str | None = None
+    containerPort: int | None = None
+    advancedConfiguration: AdvancedConfiguration
+
+
+class ServiceConfig(Model):
+    serviceName: str = "shiftlab-service"
+    clusterName: str = "local"
+    desiredCount: Annotated[int, in_range(1, 50)] = 2
+    taskDefinition: TaskDefinitionSpec
+    loadBalancers: Annotated[list[ServiceLoadBalancer], Field(min_length=1, max_length=1)]
+    healthCheckGracePeriodSeconds: Annotated[int, in_range(0, 2147483647)] = 0
+
+    @field_validator("serviceName")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or len(v) > 255 or not all(c.isalnum() or c in "-_" for c in v):
+            raise ValueError(f"{v!r} must be 1..255 letters, digits, hyphens or underscores")
+        return v
+
+    @property
+    def lb(self) -> ServiceLoadBalancer:
+        return self.loadBalancers[0]
+
+
+class ControllerRuntime(Model):
+    address: str = "127.0.0.1"
+    port: Annotated[int, in_range(0, 65535)] = 9091
+    token: str | None = None
+    stateDir: str = ".shiftlab"
+    backend: Literal["process", "docker"] = "process"
+    # Seconds (real, not scaled) that new tasks get to become healthy targets
+    # before they count as failed to start.
+    taskStartTimeoutSeconds: Annotated[float, in_range(1, 3600)] = 60.0
