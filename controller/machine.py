@@ -74,6 +74,13 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class Recover:
+    """The controller restarted and found this deployment unfinished."""
+
+    alarm_states: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Reconciled:
     ok: bool = True
     error: str | None = None
@@ -142,7 +149,7 @@ class TasksStopped:
     error: str | None = None
 
 
-Event = (Start | Tick | Reconciled | GreenReady | RollingDone | TaskFailed | WeightsApplied | AlarmStates
+Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | TaskFailed | WeightsApplied | AlarmStates
          | HookAnswer | Approve | StopRequest | TasksStopped)
 
 
@@ -532,6 +539,24 @@ class _Step:
         self.note("status", f"{status}" + (f": {reason}" if reason else ""))
 
 
+def recovery_plan(d: Deployment) -> str:
+    """What a restarted controller does with an unfinished deployment.
+
+    "start": it never started. "rollback": production traffic had not
+    moved to green yet (no verified production step), or a rollback was
+    under way: roll back from the start of the rollback route. "resume":
+    green already serves production: carry on where the record says, bake
+    timers continuing from their recorded start."""
+    if d.status == PENDING:
+        return "start"
+    if d.rolling_back:
+        return "rollback"
+    moved = d.production_percent > 0 or d.stage in (POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME, CLEAN_UP)
+    if d.dc.strategy == "ROLLING":
+        moved = d.stage in (BAKE_TIME, CLEAN_UP)
+    return "resume" if moved else "rollback"
+
+
 def step(deployment: Deployment, event: Event, now: float) -> tuple[Deployment, list[Action]]:
     """Apply one event. The input record is not modified."""
     d = copy.deepcopy(deployment)
@@ -563,6 +588,8 @@ def _dispatch(s: _Step, event: Event) -> None:
         s.enter(RECONCILE_SERVICE)
     elif isinstance(event, Tick):
         s.check_bake()
+    elif isinstance(event, Recover):
+        _recover(s, event)
     elif isinstance(event, Reconciled):
         if d.waiting == W_RECONCILE:
             if event.ok:
@@ -624,6 +651,34 @@ def _dispatch(s: _Step, event: Event) -> None:
             s.work_done()
         else:
             s.finish(STOPPED, f"could not stop the old tasks: {event.error}")
+
+
+def _recover(s: _Step, event: Recover) -> None:
+    d = s.d
+    plan_ = recovery_plan(d)
+    if plan_ == "start":
+        _dispatch(s, Start(event.alarm_states))
+        return
+    if plan_ == "rollback":
+        reason = (d.status_reason if d.rolling_back else
+                  f"the controller restarted during {d.stage}, before production traffic moved")
+        d.status = IN_PROGRESS  # the rollback route starts again from its first stage
+        s.start_rollback(reason or "the controller restarted during a rollback")
+        return
+    s.note("recovery", f"resuming {d.stage}" + (f" ({d.waiting})" if d.waiting else ""))
+    if d.waiting == W_BAKE and d.wake_at is not None:
+        s.emit(WakeAt(d.wake_at))
+        s.check_bake()
+    elif d.waiting == W_HOOK and d.hook is not None:
+        if d.hook.kind == "PAUSE":
+            if d.hook.timeout_at is not None:
+                s.emit(WakeAt(d.hook.timeout_at))
+        elif d.hook.next_call_at is None:
+            s.invoke(d.hook)  # the answer to the last call was lost with the controller
+        else:
+            s.emit(WakeAt(d.hook.next_call_at))
+    else:
+        s.start_work()  # every stage's work is idempotent: do it again
 
 
 def _task_failed(s: _Step, event: TaskFailed) -> None:

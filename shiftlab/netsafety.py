@@ -4,8 +4,12 @@ can move production traffic of a rehearsal by accident or on purpose."""
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import os
+from typing import Any
+
+from aiohttp import web
 
 from shiftlab.configfile import ConfigError
 
@@ -31,3 +35,20 @@ def check_bind(host: str, token: str | None, field: str) -> None:
             f"{field}: {host} is not a loopback address; binding there needs a token "
             f"(set the Token field or the {TOKEN_ENV} environment variable)"
         ])
+
+
+def bearer_middleware(token: str | None, open_paths: tuple[str, ...] = ()) -> Any:
+    """aiohttp middleware: every request needs `Authorization: Bearer <token>`
+    when a token is set (paths in `open_paths` excepted)."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if expected is not None and request.path not in open_paths:
+            got = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(got, expected):
+                return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check

@@ -1,46 +1,132 @@
 """The whole shiftlab.yaml: each plane's section parsed by its own module,
-all problems reported together."""
+then cross-checked, all problems reported together.
+
+Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
+`alarms`, `controller` (controller) and `timeScale`. A file with only
+`loadBalancer` is a valid proxy-only config.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.config import LoadBalancer, load_balancer_from_dict
-from shiftlab.configfile import ConfigError
+from controller.alarms import MetricAlarm, parse_alarms
+from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
+from controller.rolling import RollingStuck, rolling_plan
+from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
+from shiftlab.configfile import ConfigError, parse
+from shiftlab.netsafety import check_bind, resolve_token
 from shiftlab.timescale import parse_time_scale
 
-KNOWN_SECTIONS = ("loadBalancer", "timeScale")
+KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
 
 
 @dataclass(frozen=True)
 class Settings:
     load_balancer: LoadBalancer
     time_scale: float
+    service: ServiceConfig | None = None
+    deployment: DeploymentConfiguration = DeploymentConfiguration()
+    alarms: tuple[MetricAlarm, ...] = ()
+    controller: ControllerRuntime = ControllerRuntime()
 
     def summary(self) -> str:
         lb = self.load_balancer
-        return (f"{len(lb.Listeners)} listener(s), {len(lb.TargetGroups)} target group(s), "
-                f"timeScale {self.time_scale:g}")
+        out = (f"{len(lb.Listeners)} listener(s), {len(lb.TargetGroups)} target group(s), "
+               f"timeScale {self.time_scale:g}")
+        if self.service is not None:
+            out += (f"; service {self.service.serviceName} x{self.service.desiredCount}, "
+                    f"{self.deployment.strategy}, {len(self.alarms)} alarm(s)")
+        return out
+
+
+def rule_ids(lb: LoadBalancer) -> dict[str, str | None]:
+    """Every rule id the proxy will have (`<listener>/<priority|default|test>`) with its RuleArn."""
+    out: dict[str, str | None] = {}
+    for ls in lb.Listeners:
+        if ls.TestTrafficRule.Enabled:
+            out[f"{ls.name}/test"] = ls.TestTrafficRule.RuleArn
+        for r in ls.Rules:
+            out[f"{ls.name}/{r.Priority}"] = r.RuleArn
+        out[f"{ls.name}/default"] = ls.ListenerArn
+    return out
 
 
 def load_settings(data: dict[str, Any]) -> Settings:
     problems: list[str] = []
+
+    def attempt(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None
+
     for key in data:
         if key not in KNOWN_SECTIONS:
             problems.append(f"{key}: unknown section (known: {', '.join(KNOWN_SECTIONS)})")
-    lb = scale = None
-    try:
-        if "loadBalancer" not in data:
-            raise ConfigError(["loadBalancer: is required"])
-        lb = load_balancer_from_dict(data["loadBalancer"])
-    except ConfigError as exc:
-        problems += exc.problems
-    try:
-        scale = parse_time_scale(data.get("timeScale", 1))
-    except ConfigError as exc:
-        problems += exc.problems
+    if "loadBalancer" not in data:
+        problems.append("loadBalancer: is required")
+    lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
+    scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
+    service = attempt(lambda: parse(ServiceConfig, data["service"], "service")) if "service" in data else None
+    deployment = attempt(lambda: parse(DeploymentConfiguration, data.get("deploymentConfiguration") or {},
+                                       "deploymentConfiguration"))
+    runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
+    groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else []
+    raw_alarms = data.get("alarms") or []
+    if not isinstance(raw_alarms, list):
+        problems.append("alarms: must be a list of put-metric-alarm inputs")
+        raw_alarms = []
+    alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms")) if lb is not None else None
+
+    if runtime is not None:
+        attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
+    if service is not None and lb is not None:
+        problems += _service_problems(service, lb)
+    if deployment is not None and alarms is not None:
+        names = {a.AlarmName for a in alarms}
+        for i, name in enumerate(deployment.alarms.alarmNames):
+            if name not in names:
+                problems.append(f"deploymentConfiguration.alarms.alarmNames[{i}]: {name!r} is not defined in "
+                                f"alarms[] (defined: {', '.join(sorted(names)) or 'none'})")
+    if deployment is not None and service is not None and deployment.strategy == "ROLLING":
+        try:
+            rolling_plan(service.desiredCount, deployment.minimumHealthyPercent, deployment.maximumPercent)
+        except RollingStuck as exc:
+            problems.append(f"deploymentConfiguration.maximumPercent: {exc}")
+    if deployment is not None and deployment.strategy == "ROLLING" and deployment.lifecycleHooks:
+        problems.append("deploymentConfiguration.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, "
+                        "LINEAR and CANARY deployments, not ROLLING")
     if problems:
         raise ConfigError(problems)
-    assert lb is not None and scale is not None
-    return Settings(lb, scale)
+    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime)
+
+
+def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
+    problems = []
+    groups = [tg.Name for tg in lb.TargetGroups]
+    sl = service.lb
+    primary = target_group_name(sl.targetGroupArn)
+    alternate = target_group_name(sl.advancedConfiguration.alternateTargetGroupArn)
+    p = "service.loadBalancers[0]"
+    if primary not in groups:
+        problems.append(f"{p}.targetGroupArn: {sl.targetGroupArn!r} names no target group in loadBalancer "
+                        f"(known: {', '.join(groups)})")
+    if alternate not in groups:
+        problems.append(f"{p}.advancedConfiguration.alternateTargetGroupArn: "
+                        f"{sl.advancedConfiguration.alternateTargetGroupArn!r} names no target group in "
+                        f"loadBalancer (known: {', '.join(groups)})")
+    if primary == alternate:
+        problems.append(f"{p}.advancedConfiguration.alternateTargetGroupArn: must differ from targetGroupArn")
+    rules = rule_ids(lb)
+    arns = {arn for arn in rules.values() if arn}
+    refs = [("productionListenerRule", sl.advancedConfiguration.productionListenerRule)]
+    refs += [(f"testListenerRule[{i}]", r) for i, r in enumerate(sl.advancedConfiguration.testListenerRule)]
+    for field, ref in refs:
+        if ref not in rules and ref not in arns:
+            problems.append(f"{p}.advancedConfiguration.{field}: {ref!r} is not a rule of the load balancer "
+                            f"(rules: {', '.join(rules)}; or a RuleArn/ListenerArn given in loadBalancer)")
+    return problems

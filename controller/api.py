@@ -1,0 +1,257 @@
+"""The controller API: JSON over HTTP, plus an SSE event stream.
+
+Loopback by default; any other address needs a token (shiftlab.netsafety).
+`POST /api/deployments` is `update-service --force-new-deployment` with a
+new revision; `GET /api/deployments/{id}` is DescribeServiceDeployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from controller.config import DeploymentConfiguration, TaskDefinitionSpec
+from controller.driver import DeploymentConflict, ServiceController
+from controller.rolling import RollingStuck, rolling_plan
+from shiftlab.configfile import ConfigError, parse
+from shiftlab.netsafety import bearer_middleware
+
+CONTROLLER_KEY = web.AppKey("controller", ServiceController)
+
+SSE_HEARTBEAT = 15.0
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ConfigError as exc:
+        return web.json_response({"error": "; ".join(exc.problems), "problems": exc.problems}, status=400)
+    except DeploymentConflict as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    except KeyError as exc:
+        return web.json_response({"error": f"not found: {exc.args[0]}"}, status=404)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(["body: not JSON"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["body: must be a JSON object"])
+    return data
+
+
+def _ctl(request: web.Request) -> ServiceController:
+    return request.app[CONTROLLER_KEY]
+
+
+async def get_service(request: web.Request) -> web.Response:
+    return web.json_response(_ctl(request).service_view())
+
+
+async def create_deployment(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    body = await _body(request)
+    problems: list[str] = []
+    known = {"taskDefinition", "deploymentConfiguration", "strategy"}
+    problems += [f"{k}: unknown field (known: {', '.join(sorted(known))})" for k in body if k not in known]
+    overrides = body.get("taskDefinition") or {}
+    if not isinstance(overrides, dict):
+        problems.append("taskDefinition: must be an object")
+        overrides = {}
+    dc_data = ctl.settings.deployment.model_dump(mode="json")
+    if isinstance(body.get("deploymentConfiguration"), dict):
+        dc_data.update(body["deploymentConfiguration"])
+    if body.get("strategy"):
+        dc_data["strategy"] = body["strategy"]
+    dc = None
+    try:
+        dc = parse(DeploymentConfiguration, dc_data, "deploymentConfiguration")
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        extra = {k: v for k, v in overrides.items() if k not in ("env",)}
+        base = {**ctl.state.revisions[ctl.state.running_revision], **extra}
+        parse(TaskDefinitionSpec, base, "taskDefinition")
+    except ConfigError as exc:
+        problems += exc.problems
+    if dc is not None:
+        problems += deployment_problems(ctl, dc)
+    if problems:
+        raise ConfigError(problems)
+    assert dc is not None
+    d = ctl.create_deployment(overrides, dc)
+    return web.json_response(ctl.describe(d), status=201)
+
+
+def deployment_problems(ctl: ServiceController, dc: DeploymentConfiguration) -> list[str]:
+    """What a deployment configuration cannot do with this service."""
+    problems = []
+    known = set(ctl.evaluators)
+    for i, name in enumerate(dc.alarms.alarmNames):
+        if name not in known:
+            problems.append(f"deploymentConfiguration.alarms.alarmNames[{i}]: {name!r} is not an alarm in alarms[] "
+                            f"(known: {', '.join(sorted(known)) or 'none'})")
+    if dc.strategy == "ROLLING":
+        try:
+            rolling_plan(ctl.service.desiredCount, dc.minimumHealthyPercent, dc.maximumPercent)
+        except RollingStuck as exc:
+            problems.append(f"deploymentConfiguration.maximumPercent: {exc}")
+    return problems
+
+
+async def list_deployments(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    items = []
+    for d in ctl.records.list(ctl.name):
+        if ctl.current is not None and ctl.current.id == d.id:
+            d = ctl.current
+        items.append(ctl.describe(d))
+    return web.json_response({"serviceDeployments": items})
+
+
+def _deployment(ctl: ServiceController, deployment_id: str) -> Any:
+    if deployment_id in ("current", "latest"):
+        if deployment_id == "current" and ctl.current is not None:
+            return ctl.current
+        latest = ctl.records.list(ctl.name, limit=1)
+        if not latest:
+            raise KeyError("no deployments yet")
+        return ctl.current if ctl.current and ctl.current.id == latest[0].id else latest[0]
+    if ctl.current is not None and ctl.current.id == deployment_id:
+        return ctl.current
+    d = ctl.records.get(deployment_id)
+    if d is None:
+        raise KeyError(deployment_id)
+    return d
+
+
+async def describe_deployment(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    d = _deployment(ctl, request.match_info["id"])
+    out = ctl.describe(d)
+    out["events"] = ctl.records.events(d.id)
+    return web.json_response(out)
+
+
+async def stop_deployment(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    body = await _body(request)
+    d = _deployment(ctl, request.match_info["id"])
+    ctl.stop_deployment(d.id, rollback=bool(body.get("rollback", False)))
+    return web.json_response(ctl.describe(d), status=202)
+
+
+async def approve(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    d = _deployment(ctl, request.match_info["id"])
+    ctl.approve(d.id)
+    return web.json_response(ctl.describe(d), status=202)
+
+
+async def task_logs(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    tail = request.query.get("tail")
+    try:
+        text = await ctl.backend.logs(request.match_info["task"], int(tail) if tail else None)
+    except KeyError:
+        raise KeyError(f"task {request.match_info['task']}") from None
+    return web.Response(text=text)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    tasks = await ctl.backend.tasks(ctl.name)
+    return web.json_response({"tasks": [
+        {"taskId": t.task_id, "revision": t.revision, "colour": t.colour, "lastStatus": t.state,
+         "address": f"{t.host}:{t.port}", "stoppedReason": t.stopped_reason, "exitCode": t.exit_code}
+        for t in tasks]})
+
+
+async def get_events(request: web.Request) -> web.Response:
+    ctl = _ctl(request)
+    after = int(request.query.get("after", "0"))
+    return web.json_response({"events": ctl.records.events(request.query.get("deployment"), after)})
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: every transition, weight change, alarm state and
+    a metrics frame per scrape. `Last-Event-ID` replays missed log events."""
+    ctl = _ctl(request)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    def push(message: dict[str, Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(message)
+
+    unsubscribe = ctl.subscribe(push)
+    try:
+        last = request.headers.get("Last-Event-ID") or request.query.get("after")
+        if last and last.isdigit():
+            for ev in ctl.records.events(None, int(last)):
+                await _send(resp, {"type": "event", "event": ev})
+        await _send(resp, {"type": "service", "service": ctl.service_view()})
+        if ctl.current is not None:
+            await _send(resp, {"type": "deployment", "deployment": ctl.describe(ctl.current)})
+        while True:
+            try:
+                message = await asyncio.wait_for(queue.get(), SSE_HEARTBEAT)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            await _send(resp, message)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        unsubscribe()
+    return resp
+
+
+async def _send(resp: web.StreamResponse, message: dict[str, Any]) -> None:
+    event_id = message["event"]["seq"] if message.get("type") == "event" else None
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    await resp.write(f"{head}event: {message['type']}\ndata: {json.dumps(message)}\n\n".encode())
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    try:
+        page = resources.files("controller").joinpath("dashboard/index.html").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        page = "<!doctype html><title>shiftlab</title><p>shiftlab controller API: see /api/service</p>"
+    return web.Response(text=page, content_type="text/html")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def make_api_app(ctl: ServiceController, token: str | None) -> web.Application:
+    app = web.Application(middlewares=[bearer_middleware(token, open_paths=("/", "/api/healthz")), errors])
+    app[CONTROLLER_KEY] = ctl
+    r = app.router
+    r.add_get("/", dashboard)
+    r.add_get("/api/healthz", healthz)
+    r.add_get("/api/service", get_service)
+    r.add_get("/api/deployments", list_deployments)
+    r.add_post("/api/deployments", create_deployment)
+    r.add_get("/api/deployments/{id}", describe_deployment)
+    r.add_post("/api/deployments/{id}/stop", stop_deployment)
+    r.add_post("/api/deployments/{id}/approve", approve)
+    r.add_get("/api/tasks", list_tasks)
+    r.add_get("/api/tasks/{task}/logs", task_logs)
+    r.add_get("/api/events", get_events)
+    r.add_get("/api/stream", stream)
+    return app

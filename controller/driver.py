@@ -1,0 +1,814 @@
+"""The asyncio driver: carries out the state machine's actions for one
+service and feeds the outcomes back as events.
+
+It also plays the two ECS parts that are not the deployment itself: the
+service scheduler (keep each task set at its desired count, replace tasks
+that exit) and CloudWatch (scrape the proxy's stats, evaluate alarms).
+Traffic moves only through the Router; tasks only through the Backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from controller import hooks as hook_calls
+from controller import machine as m
+from controller.alarms import AlarmEvaluator, MetricAlarm
+from controller.backends.base import Backend, Task, TaskDefinition
+from controller.clock import Clock, RealClock
+from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
+from controller.metricstore import MetricStore
+from controller.records import Records, ServiceState
+from controller.rolling import rolling_plan
+from controller.router import Router, RouterError, target_id
+from controller.strategies import weights
+from proxy.config import LoadBalancer, target_group_name
+
+log = logging.getLogger("shiftlab.controller")
+
+RUNNING = "RUNNING"
+STOPPED = "STOPPED"
+HOOK_CALL_TIMEOUT = 30.0  # seconds (real) for one hook invocation to answer
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    service: ServiceConfig
+    deployment: DeploymentConfiguration
+    alarms: list[MetricAlarm]
+    runtime: ControllerRuntime
+    load_balancer: LoadBalancer
+    time_scale: float = 1.0
+
+
+@dataclass
+class TaskSet:
+    """The tasks of one target group (blue = the primary group's)."""
+
+    group: str
+    revision: str
+    desired: int = 0
+    tasks: dict[str, Task] = field(default_factory=dict)
+
+    def running(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state == RUNNING]
+
+
+class ServiceController:
+    def __init__(self, settings: ControllerSettings, router: Router, backend: Backend, records: Records,
+                 clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.service = settings.service
+        self.name = settings.service.serviceName
+        self.router = router
+        self.backend = backend
+        self.records = records
+        self.clock = clock or RealClock()
+        self.time_scale = settings.time_scale
+        lb = settings.service.lb
+        self.groups = (target_group_name(lb.targetGroupArn),
+                       target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
+        self.production_rule = lb.advancedConfiguration.productionListenerRule
+        self.test_rules = list(lb.advancedConfiguration.testListenerRule)
+        self.state: ServiceState
+        self.sets: dict[str, TaskSet] = {}
+        self.store = MetricStore(retention_seconds=self._retention())
+        self.evaluators = {a.AlarmName: AlarmEvaluator(a, self.time_scale) for a in settings.alarms}
+        self.alarm_states: dict[str, str] = {}
+        self.alarm_reasons: dict[str, str] = {}
+        self.current: Deployment | None = None
+        self._queue: asyncio.Queue[m.Event] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        self._scraper: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self._replacing: set[str] = set()
+        self.last_metrics: dict[str, Any] = {}
+
+    # -- life cycle ----------------------------------------------------------
+
+    @property
+    def primary(self) -> str:
+        return self.state.primary_group
+
+    @property
+    def alternate(self) -> str:
+        a, b = self.groups
+        return b if self.state.primary_group == a else a
+
+    def _retention(self) -> float:
+        longest = max((a.longest_window() for a in self.settings.alarms), default=600.0)
+        return max(longest / self.time_scale * 2, 60.0)
+
+    async def start(self) -> None:
+        """Adopt what a previous controller left, then bring blue to its desired count."""
+        self._session = aiohttp.ClientSession()
+        self.backend.subscribe(self._on_task_change)
+        await self._resolve_rules()
+        state = self.records.service(self.name)
+        if state is None:
+            spec = self.service.taskDefinition.model_dump()
+            state = ServiceState(self.name, self.groups[0], "1", {"1": spec}, 2)
+            self.records.save_service(state)
+        self.state = state
+        self.sets = {
+            self.primary: TaskSet(self.primary, state.running_revision, self.service.desiredCount),
+            self.alternate: TaskSet(self.alternate, state.running_revision, 0),
+        }
+        unfinished = self.records.unfinished(self.name)
+        resuming = unfinished[-1] if unfinished else None
+        for old in unfinished[:-1]:  # cannot happen unless records were edited by hand
+            self.records.save(m.step(old, m.StopRequest(False, "superseded"), self.clock.now())[0])
+        # Tasks a previous controller left: each belongs to the set running its
+        # revision; anything else is stopped, so nothing is doubled or orphaned.
+        for t in await self.backend.adopt(self.name):
+            if t.state != RUNNING:
+                continue
+            if t.revision == state.running_revision:
+                self.sets[self.primary].tasks[t.task_id] = t
+            elif resuming is not None and t.revision == resuming.target_revision:
+                self.sets[self.alternate].tasks[t.task_id] = t
+            else:
+                await self.backend.stop_task(t.task_id, 5.0)
+        await self._ensure_set(self.sets[self.primary], self._definition(state.running_revision), "blue")
+        if resuming is not None:
+            await self._recover(resuming)
+        else:
+            # No deployment owns the alternate group: nothing should run there.
+            await self._stop_set(self.sets[self.alternate])
+            await self._route_all_to(self.primary)
+        self._scraper = asyncio.create_task(self._scrape_loop())
+        self._note(None, "service", f"{self.name}: revision {state.running_revision} running in "
+                   f"{self.primary} ({len(self.sets[self.primary].running())} tasks)")
+
+    async def stop(self, stop_tasks: bool = True) -> None:
+        self._stopping = True
+        for t in [self._runner, self._scraper, *self._tasks]:
+            if t is not None:
+                t.cancel()
+        for t in [self._runner, self._scraper, *self._tasks]:
+            if t is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+        await self.backend.close(stop_tasks=stop_tasks)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- rules and weights -----------------------------------------------------
+
+    async def _resolve_rules(self) -> None:
+        """Rules may be named by id (`prod/default`) or by the RuleArn in the config."""
+        rules = await self.router.rules()
+        by_arn = {arn: rid for rid, arn in rules.items() if arn}
+
+        def resolve(ref: str) -> str:
+            if ref in rules:
+                return ref
+            if ref in by_arn:
+                return by_arn[ref]
+            raise RouterError(f"no listener rule {ref!r} on the load balancer (rules: {', '.join(rules)})")
+
+        self.production_rule = resolve(self.production_rule)
+        self.test_rules = [resolve(r) for r in self.test_rules]
+
+    def rules_of(self, kind: str) -> list[str]:
+        if kind == "production":
+            return [self.production_rule]
+        if kind == "test":
+            return list(self.test_rules)
+        return [self.production_rule, *self.test_rules]
+
+    async def _set_percent(self, kind: str, green_percent: float, green_group: str, blue_group: str) -> None:
+        blue_w, green_w = weights(green_percent)
+        want = {blue_group: blue_w, green_group: green_w}
+        for rule in self.rules_of(kind):
+            last_error = None
+            for attempt in range(5):
+                try:
+                    got = await self.router.set_weights(rule, want)
+                    back = await self.router.weights(rule)
+                    if got == want and {g: back.get(g, 0) for g in want} == want:
+                        break
+                    last_error = f"read-back of {rule} shows {back}, expected {want}"
+                except RouterError as exc:
+                    last_error = str(exc)
+                await self.clock.sleep(0.2 * (attempt + 1))
+            else:
+                raise RouterError(last_error or "weights not in force")
+
+    async def _route_all_to(self, group: str) -> None:
+        other = self.groups[1] if group == self.groups[0] else self.groups[0]
+        await self._set_percent("all", 100.0, group, other)
+
+    # -- task sets (the service scheduler) --------------------------------------
+
+    def _definition(self, revision: str) -> TaskDefinition:
+        spec = TaskDefinitionSpec.model_validate(self.state.revisions[revision])
+        return TaskDefinition(
+            revision=revision, command=tuple(spec.command), env=dict(spec.environment), image=spec.image,
+            container_port=spec.containerPort, stop_timeout=spec.stopTimeout / max(self.time_scale, 1.0),
+        )
+
+    async def _start_one(self, ts: TaskSet, definition: TaskDefinition, colour: str,
+                         deployment_id: str | None) -> Task:
+        task = await self.backend.start_task(
+            self.name, definition, colour, deployment_id,
+            {"SHIFTLAB_TARGET_GROUP": ts.group},
+        )
+        ts.tasks[task.task_id] = task
+        if task.state == RUNNING:
+            await self.router.register(ts.group, [(task.host, task.port)])
+        return task
+
+    async def _ensure_set(self, ts: TaskSet, definition: TaskDefinition, colour: str,
+                          deployment_id: str | None = None) -> list[Task]:
+        """Start tasks until `desired` run; returns the ones that failed to start."""
+        failed: list[Task] = []
+        missing = ts.desired - len(ts.running())
+        if missing > 0:
+            started = await asyncio.gather(*[self._start_one(ts, definition, colour, deployment_id)
+                                             for _ in range(missing)])
+            failed = [t for t in started if t.state != RUNNING]
+        # Targets adopted from a previous controller may not be registered.
+        running = ts.running()
+        if running:
+            await self.router.register(ts.group, [(t.host, t.port) for t in running])
+        return failed
+
+    async def _wait_healthy(self, ts: TaskSet, timeout: float) -> bool:
+        deadline = self.clock.now() + timeout
+        while True:
+            health = await self.router.target_health(ts.group)
+            running = ts.running()
+            if running and len(running) >= ts.desired and all(
+                    health.get(target_id(t.host, t.port)) == "healthy" for t in running):
+                return True
+            if self.clock.now() >= deadline:
+                return False
+            await self.clock.sleep(0.1)
+
+    async def _stop_set(self, ts: TaskSet, keep: int = 0) -> None:
+        """Deregister (drain), then stop all tasks of a set but `keep`."""
+        ts.desired = keep
+        victims = ts.running()[keep:] if keep else list(ts.tasks.values())
+        live = [t for t in victims if t.state == RUNNING]
+        if live:
+            with contextlib.suppress(RouterError):
+                await self.router.deregister(ts.group, [(t.host, t.port) for t in live])
+            await self._wait_drained(ts.group, [target_id(t.host, t.port) for t in live])
+        await asyncio.gather(*[self.backend.stop_task(t.task_id, self._definition_timeout(t)) for t in live])
+        for t in victims:
+            ts.tasks.pop(t.task_id, None)
+
+    def _definition_timeout(self, task: Task) -> float:
+        spec = self.state.revisions.get(task.revision, {})
+        return float(spec.get("stopTimeout", 30)) / max(self.time_scale, 1.0)
+
+    async def _wait_drained(self, group: str, ids: list[str]) -> None:
+        """Until the proxy has finished draining (it ends a drain early when idle)."""
+        tg = next((g for g in self.settings.load_balancer.TargetGroups if g.Name == group), None)
+        delay = (tg.deregistration_delay if tg else 300) / self.time_scale
+        deadline = self.clock.now() + delay + 1.0
+        while self.clock.now() < deadline:
+            try:
+                health = await self.router.target_health(group)
+            except RouterError:
+                return
+            if not any(i in health for i in ids):
+                return
+            await self.clock.sleep(0.05)
+
+    def _on_task_change(self, task: Task) -> None:
+        """Backend callback: a task changed state (an exit is what matters)."""
+        if self._stopping or task.state != STOPPED:
+            return
+        for ts in self.sets.values():
+            known = ts.tasks.get(task.task_id)
+            if known is None:
+                continue
+            was_running = known.state == RUNNING
+            ts.tasks[task.task_id] = task
+            if not was_running:
+                return
+            reason = task.stopped_reason or "task stopped"
+            self._note(self.current.id if self.current else None, "task",
+                       f"task {task.task_id} in {ts.group} stopped: {reason}")
+            self._spawn(self._after_exit(ts, task, reason))
+            return
+
+    async def _after_exit(self, ts: TaskSet, task: Task, reason: str) -> None:
+        with contextlib.suppress(RouterError):
+            await self.router.deregister(ts.group, [(task.host, task.port)])
+        ts.tasks.pop(task.task_id, None)
+        d = self.current
+        green = ts.group == self.alternate
+        if green and d is not None and not d.final:
+            self._feed(m.TaskFailed(task.task_id, reason))
+        if ts.desired > len(ts.running()) and not self._stopping:
+            # The service scheduler replaces a task that exits.
+            await self._ensure_set(ts, self._definition(ts.revision), "green" if green else "blue",
+                                   d.id if d and green else None)
+
+    # -- deployments -------------------------------------------------------------
+
+    def new_revision(self, overrides: dict[str, Any]) -> str:
+        """Register a task definition revision: the running one with overrides applied."""
+        base = dict(self.state.revisions[self.state.running_revision])
+        for key in ("command", "environment", "image", "containerPort", "stopTimeout"):
+            if key in overrides and overrides[key] is not None:
+                base[key] = overrides[key]
+        if overrides.get("env"):
+            base["environment"] = {**base.get("environment", {}), **overrides["env"]}
+        spec = TaskDefinitionSpec.model_validate(base)
+        rev = str(self.state.next_revision)
+        self.state.revisions[rev] = spec.model_dump()
+        self.state.next_revision += 1
+        self.records.save_service(self.state)
+        return rev
+
+    def create_deployment(self, overrides: dict[str, Any], config: DeploymentConfiguration | None = None) -> Deployment:
+        if self.current is not None and not self.current.final:
+            raise DeploymentConflict(f"deployment {self.current.id} is {self.current.status}; "
+                                     "stop it first (shiftlab stop)")
+        dc = config or self.settings.deployment
+        rev = self.new_revision(overrides)
+        d = m.Deployment(
+            id=uuid.uuid4().hex[:20], service=self.name, config=dc.model_dump(mode="json"),
+            time_scale=self.time_scale, desired_count=self.service.desiredCount,
+            source_revision=self.state.running_revision, target_revision=rev, created_at=self.clock.now(),
+            has_test_rules=bool(self.test_rules),
+        )
+        self.records.save(d)
+        self._note(d.id, "status", f"{m.PENDING}: revision {d.source_revision} -> {rev} ({dc.strategy})")
+        self._begin(d)
+        return d
+
+    def _begin(self, d: Deployment) -> None:
+        self.current = d
+        self._queue = asyncio.Queue()
+        self._runner = asyncio.create_task(self._run(d))
+
+    async def _run(self, d: Deployment, resume: bool = False) -> None:
+        assert self._queue is not None
+        if not resume:
+            await self._apply(m.Start(dict(self.alarm_states)))
+        while self.current is not None and not self.current.final:
+            wake = self._next_wake(self.current)
+            try:
+                timeout = None if wake is None else max(0.0, wake - self.clock.now())
+                if timeout is None:
+                    event = await self._queue.get()
+                else:
+                    event = await self._wait_event(timeout)
+            except asyncio.CancelledError:
+                raise
+            await self._apply(event)
+
+    async def _wait_event(self, timeout: float) -> m.Event:
+        assert self._queue is not None
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        getter = asyncio.ensure_future(self._queue.get())
+        sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
+        try:
+            done, _ = await asyncio.wait({getter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter in done and not getter.cancelled():
+            return getter.result()
+        return m.Tick()
+
+    @staticmethod
+    def _next_wake(d: Deployment) -> float | None:
+        times = [t for t in (d.wake_at,
+                             d.hook.next_call_at if d.hook else None,
+                             d.hook.timeout_at if d.hook else None) if t is not None]
+        return min(times) if times else None
+
+    def _feed(self, event: m.Event) -> None:
+        if self._queue is not None and self.current is not None and not self.current.final:
+            self._queue.put_nowait(event)
+
+    async def _apply(self, event: m.Event) -> None:
+        assert self.current is not None
+        d, actions = m.step(self.current, event, self.clock.now())
+        self.current = d
+        self.records.save(d)  # before any action of this transition starts
+        for a in actions:
+            if isinstance(a, m.Note):
+                self._note(d.id, a.kind, a.message)
+        for a in actions:
+            if not isinstance(a, m.Note | m.WakeAt):
+                await self._perform(d, a)
+        self._publish({"type": "deployment", "deployment": self.describe(d)})
+
+    async def _perform(self, d: Deployment, action: m.Action) -> None:
+        if isinstance(action, m.Promote):
+            self._promote(d)
+        else:
+            self._spawn(self._carry_out(d, action))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _carry_out(self, d: Deployment, action: m.Action) -> None:
+        try:
+            event = await self._outcome(d, action)
+        except RouterError as exc:
+            event = self._failure_event(action, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep the deployment moving to a defined end
+            log.exception("action %s failed", action)
+            event = self._failure_event(action, f"{type(exc).__name__}: {exc}")
+        if event is not None:
+            self._feed(event)
+
+    @staticmethod
+    def _failure_event(action: m.Action, error: str) -> m.Event | None:
+        if isinstance(action, m.SetWeights):
+            return m.WeightsApplied(action.kind, action.percent, ok=False, error=error)
+        if isinstance(action, m.ScaleUpGreen):
+            return m.GreenReady(ok=False, error=error)
+        if isinstance(action, m.RollingReplace):
+            return m.RollingDone(ok=False, error=error)
+        if isinstance(action, m.StopTasks):
+            return m.TasksStopped(action.colour, ok=False, error=error)
+        if isinstance(action, m.Reconcile):
+            return m.Reconciled(ok=False, error=error)
+        if isinstance(action, m.InvokeHook):
+            return m.HookAnswer(action.execution_id, "FAILED", error=error)
+        return None
+
+    async def _outcome(self, d: Deployment, action: m.Action) -> m.Event | None:
+        green, blue = self.sets[self.alternate], self.sets[self.primary]
+        if isinstance(action, m.Reconcile):
+            await self._stop_set(green)
+            await self._route_all_to(self.primary)
+            return m.Reconciled(ok=True)
+        if isinstance(action, m.ScaleUpGreen):
+            return await self._scale_up(d, green, action.count)
+        if isinstance(action, m.RollingReplace):
+            return await self._rolling(d, blue, green)
+        if isinstance(action, m.SetWeights):
+            await self._set_percent(action.kind, action.percent, green.group, blue.group)
+            return m.WeightsApplied(action.kind, action.percent, ok=True)
+        if isinstance(action, m.StopTasks):
+            if action.colour == "blue":
+                await self._stop_set(blue)
+            else:
+                if d.dc.strategy == "ROLLING":
+                    # Restore blue's count before green goes (rolling has no weights).
+                    blue.desired = d.desired_count
+                    await self._ensure_set(blue, self._definition(blue.revision), "blue")
+                    await self._wait_healthy(blue, self.settings.runtime.taskStartTimeoutSeconds)
+                await self._stop_set(green)
+            return m.TasksStopped(action.colour, ok=True)
+        if isinstance(action, m.InvokeHook):
+            return await self._invoke_hook(d, action)
+        return None
+
+    async def _scale_up(self, d: Deployment, green: TaskSet, count: int) -> m.Event:
+        green.revision = d.target_revision
+        green.desired = count
+        definition = self._definition(d.target_revision)
+        timeout = self.settings.runtime.taskStartTimeoutSeconds
+        deadline = self.clock.now() + timeout
+        while True:
+            failed = await self._ensure_set(green, definition, "green", d.id)
+            for t in failed:
+                green.tasks.pop(t.task_id, None)
+                self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
+            if self.current is None or self.current.final or self.current.rolling_back:
+                return m.GreenReady(ok=False, error="deployment ended")
+            if not failed:
+                if await self._wait_healthy(green, max(0.0, deadline - self.clock.now())):
+                    return m.GreenReady(ok=True, running=len(green.running()))
+                unhealthy = await self._replace_unhealthy(d, green)
+                if not unhealthy and self.clock.now() >= deadline:
+                    return m.GreenReady(ok=False, error=f"tasks not healthy within {timeout:g} s")
+            if self.clock.now() >= deadline:
+                return m.GreenReady(ok=False, error=f"{count} tasks did not start within {timeout:g} s")
+            await self.clock.sleep(0.2)
+
+    async def _replace_unhealthy(self, d: Deployment, ts: TaskSet) -> int:
+        """Tasks whose target health check failed are stopped (and counted), as ECS does."""
+        health = await self.router.target_health(ts.group)
+        bad = [t for t in ts.running() if health.get(target_id(t.host, t.port)) == "unhealthy"]
+        for t in bad:
+            self._feed(m.TaskFailed(t.task_id, "failed target group health checks"))
+            with contextlib.suppress(RouterError):
+                await self.router.deregister(ts.group, [(t.host, t.port)])
+            ts.tasks.pop(t.task_id, None)
+            await self.backend.stop_task(t.task_id, 1.0)
+        return len(bad)
+
+    async def _rolling(self, d: Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
+        """ROLLING: replace blue tasks by green ones within minimumHealthyPercent
+        and maximumPercent; traffic follows the healthy registered targets."""
+        dc = d.dc
+        green.revision = d.target_revision
+        definition = self._definition(d.target_revision)
+        # Both groups serve production during a rolling deployment.
+        await self._set_percent("all", 50.0, green.group, blue.group)
+        timeout = self.settings.runtime.taskStartTimeoutSeconds
+        for batch in rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent):
+            if self.current is None or self.current.final or self.current.rolling_back:
+                return m.RollingDone(ok=False, error="deployment ended")
+            if batch.stop_blue:
+                await self._stop_set(blue, keep=max(0, len(blue.running()) - batch.stop_blue))
+            if batch.start_green:
+                green.desired = len(green.running()) + batch.start_green
+                failed = await self._ensure_set(green, definition, "green", d.id)
+                for t in failed:
+                    green.tasks.pop(t.task_id, None)
+                    self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
+                if failed or not await self._wait_healthy(green, timeout):
+                    return m.RollingDone(ok=False, error="new tasks did not become healthy")
+        await self._set_percent("all", 100.0, green.group, blue.group)
+        return m.RollingDone(ok=True)
+
+    async def _invoke_hook(self, d: Deployment, action: m.InvokeHook) -> m.Event:
+        hook = d.dc.lifecycleHooks[action.hook_index]
+        body = hook_calls.payload(
+            action.execution_id, action.stage, self.service_arn, self.revision_arn(d.target_revision),
+            self.revision_arn(d.source_revision), action.production_percent, action.test_percent,
+            action.hook_details,
+        )
+        assert self._session is not None and hook.hookTargetArn
+        answer = await hook_calls.invoke(self._session, hook.hookTargetArn, body, HOOK_CALL_TIMEOUT)
+        self._note(d.id, "hook", f"{action.stage}: {hook.hookTargetArn} answered {answer.status}"
+                   + (f" ({answer.error})" if answer.error else ""))
+        return answer
+
+    def _promote(self, d: Deployment) -> None:
+        old, new = self.primary, self.alternate
+        self.state.primary_group = new
+        self.state.running_revision = d.target_revision
+        self.records.save_service(self.state)
+        self.sets[new].desired = d.desired_count
+        self.sets[old].desired = 0
+        self._note(d.id, "service", f"revision {d.target_revision} is now running in {new}")
+
+    def stop_deployment(self, deployment_id: str, rollback: bool) -> Deployment:
+        d = self._current_or_raise(deployment_id)
+        self._feed(m.StopRequest(rollback=rollback))
+        return d
+
+    def approve(self, deployment_id: str) -> Deployment:
+        d = self._current_or_raise(deployment_id)
+        if d.hook is None or d.hook.kind != "PAUSE":
+            raise DeploymentConflict(f"deployment {d.id} is not waiting for approval")
+        self._feed(m.Approve())
+        return d
+
+    def _current_or_raise(self, deployment_id: str) -> Deployment:
+        d = self.current
+        if d is None or d.final or deployment_id not in (d.id, "current"):
+            raise DeploymentConflict(f"deployment {deployment_id} is not in progress")
+        return d
+
+    async def wait_finished(self, deployment_id: str, timeout: float | None = None) -> Deployment:
+        async def poll() -> Deployment:
+            while True:
+                d = self.current if self.current and self.current.id == deployment_id else self.records.get(
+                    deployment_id)
+                if d is None:
+                    raise KeyError(deployment_id)
+                if d.final:
+                    return d
+                await asyncio.sleep(0.05)
+
+        return await asyncio.wait_for(poll(), timeout)
+
+    # -- crash recovery --------------------------------------------------------
+
+    async def _recover(self, d: Deployment) -> None:
+        """A deployment the previous controller did not finish (the rule is
+        the state machine's, see machine.Recover). The weights the record says
+        are in force are applied again first: the proxy may have restarted."""
+        green = self.sets[self.alternate]
+        green.revision = d.target_revision
+        await self._set_percent("production", d.production_percent, green.group, self.primary)
+        if self.test_rules:
+            await self._set_percent("test", d.test_percent, green.group, self.primary)
+        if m.recovery_plan(d) == "resume":
+            green.desired = d.desired_count
+            await self._ensure_set(green, self._definition(d.target_revision), "green", d.id)
+        self._note(d.id, "recovery", f"controller restarted during {d.stage} ({d.status}); "
+                                     f"weights re-applied: production {d.production_percent:g}% green")
+        self.current = d
+        self._queue = asyncio.Queue()
+        self._queue.put_nowait(m.Recover(dict(self.alarm_states)))
+        self._runner = asyncio.create_task(self._run(d, resume=True))
+
+    # -- metrics and alarms --------------------------------------------------------
+
+    def _scrape_interval(self) -> float:
+        periods = [a.period_seconds() / self.time_scale for a in self.settings.alarms]
+        return min([0.5, *(p / 5 for p in periods)]) if periods else 0.5
+
+    async def _scrape_loop(self) -> None:
+        interval = max(self._scrape_interval(), 0.05)
+        while True:
+            try:
+                snap = await self.router.stats()
+                now = self.clock.now()
+                self.store.add(snap, now)
+                self._evaluate(now)
+                self._publish_metrics(snap, now)
+            except RouterError as exc:
+                log.warning("cannot read the load balancer's stats: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("metrics scrape failed")
+            await self.clock.sleep(interval)
+
+    def _evaluate(self, now: float) -> None:
+        changed = False
+        for name, ev in self.evaluators.items():
+            result = ev.evaluate(self.store, now)
+            if self.alarm_states.get(name) != result.state:
+                changed = True
+                self.alarm_states[name] = result.state
+                self.alarm_reasons[name] = result.reason
+        if changed or self.current is not None:
+            self._feed(m.AlarmStates(dict(self.alarm_states)))
+
+    def _publish_metrics(self, snap: dict[str, Any], now: float) -> None:
+        prev = self.last_metrics.get("_snap")
+        groups = {}
+        for name, g in snap.get("targetGroups", {}).items():
+            row = {"healthy": g.get("HealthyHostCount", 0), "unhealthy": g.get("UnHealthyHostCount", 0)}
+            if prev is not None:
+                p = prev["targetGroups"].get(name, {})
+                dt = max(snap["timestamp"] - prev["timestamp"], 1e-6)
+                req = g.get("RequestCount", 0) - p.get("RequestCount", 0)
+                err = (g.get("HTTPCode_Target_5XX_Count", 0) - p.get("HTTPCode_Target_5XX_Count", 0)
+                       + g.get("HTTPCode_ELB_5XX_Count", 0) - p.get("HTTPCode_ELB_5XX_Count", 0))
+                row.update({"rps": round(max(req, 0) / dt, 2), "errorsPerSecond": round(max(err, 0) / dt, 2),
+                            "p99": _p99(snap, prev, name)})
+            groups[name] = row
+        self.last_metrics = {"_snap": snap, "at": now, "groups": groups}
+        self._publish({"type": "metrics", "at": now, "groups": groups, "alarms": self.alarms_view()})
+
+    def alarms_view(self) -> list[dict[str, Any]]:
+        return [{"AlarmName": n, "StateValue": self.alarm_states.get(n, "INSUFFICIENT_DATA"),
+                 "StateReason": self.alarm_reasons.get(n, "")} for n in self.evaluators]
+
+    # -- events out ---------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        for cb in list(self._subscribers):
+            try:
+                cb(message)
+            except Exception:
+                log.exception("event subscriber failed")
+
+    def _note(self, deployment_id: str | None, kind: str, message: str) -> None:
+        ev = self.records.event(deployment_id, kind, message, at=self.clock.now())
+        log.info("%s%s", f"[{deployment_id[:8]}] " if deployment_id else "", message)
+        self._publish({"type": "event", "event": ev})
+
+    # -- describing -----------------------------------------------------------------
+
+    @property
+    def cluster_arn(self) -> str:
+        return f"arn:aws:ecs:local:000000000000:cluster/{self.service.clusterName}"
+
+    @property
+    def service_arn(self) -> str:
+        return f"arn:aws:ecs:local:000000000000:service/{self.service.clusterName}/{self.name}"
+
+    def revision_arn(self, revision: str) -> str:
+        return f"arn:aws:ecs:local:000000000000:service-revision/{self.service.clusterName}/{self.name}/{revision}"
+
+    def describe(self, d: Deployment) -> dict[str, Any]:
+        """DescribeServiceDeployments' shape for one deployment, plus shiftlab's detail."""
+        is_current = self.current is not None and self.current.id == d.id and not d.final
+        green = self.sets.get(self.alternate) if is_current else None
+        blue = self.sets.get(self.primary) if is_current else None
+
+        def counts(ts: TaskSet | None, requested: int) -> dict[str, int]:
+            running = len(ts.running()) if ts else 0
+            return {"requestedTaskCount": requested, "runningTaskCount": running,
+                    "pendingTaskCount": max(0, requested - running) if ts else 0}
+
+        dc = d.dc
+        return {
+            "serviceDeploymentArn": f"arn:aws:ecs:local:000000000000:service-deployment/"
+                                    f"{self.service.clusterName}/{self.name}/{d.id}",
+            "serviceArn": self.service_arn,
+            "clusterArn": self.cluster_arn,
+            "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),
+            "stoppedAt": _iso(d.stopped_at), "updatedAt": _iso(d.updated_at),
+            "sourceServiceRevisions": [{"arn": self.revision_arn(d.source_revision),
+                                        **counts(blue, d.desired_count)}],
+            "targetServiceRevision": {
+                "arn": self.revision_arn(d.target_revision), **counts(green, d.desired_count),
+                "requestedTestTrafficWeight": d.requested_test_percent,
+                "requestedProductionTrafficWeight": d.requested_production_percent,
+            },
+            "status": d.status, "statusReason": d.status_reason, "lifecycleStage": d.stage,
+            "deploymentConfiguration": d.config,
+            "rollback": ({"reason": d.rollback["reason"], "startedAt": _iso(d.rollback["startedAt"]),
+                          "serviceRevisionArn": self.revision_arn(d.rollback["serviceRevisionArn"])}
+                         if d.rollback else None),
+            "deploymentCircuitBreaker": {"status": d.circuit_breaker_status, "failureCount": d.failure_count,
+                                         "threshold": d.threshold},
+            "alarms": {"status": ("TRIGGERED" if d.triggered_alarms else
+                                  "MONITORING" if dc.alarms.enable else "DISABLED"),
+                       "alarmNames": dc.alarms.alarmNames, "triggeredAlarmNames": d.triggered_alarms},
+            "shiftlab": {
+                "id": d.id, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,
+                "strategy": dc.strategy, "timeScale": d.time_scale,
+                "productionTrafficWeight": d.production_percent, "testTrafficWeight": d.test_percent,
+                "stepIndex": d.step_index, "steps": [s.percent for s in d.steps], "waiting": d.waiting,
+                "bakeUntil": _iso(d.wake_at) if d.waiting == m.W_BAKE else None,
+                "stageStartedAt": _iso(d.stage_started_at),
+                "stages": [{**s, "startedAt": _iso(s["startedAt"]), "endedAt": _iso(s["endedAt"])}
+                           for s in d.stages],
+                "hookRuns": [_hook_view(r) for r in [*d.hook_runs, *([d.hook] if d.hook else [])]],
+                "awaitingApproval": bool(d.hook and d.hook.kind == "PAUSE"),
+                "alarmStates": d.alarm_states, "ignoredAlarms": d.ignored_alarms,
+            },
+        }
+
+    def service_view(self) -> dict[str, Any]:
+        sets = []
+        for group, ts in self.sets.items():
+            sets.append({
+                "targetGroup": group, "role": "primary" if group == self.primary else "alternate",
+                "revision": ts.revision, "desiredCount": ts.desired,
+                "tasks": [{"taskId": t.task_id, "lastStatus": t.state, "address": target_id(t.host, t.port),
+                           "revision": t.revision, "startedAt": _iso(t.started_at),
+                           "stoppedReason": t.stopped_reason} for t in ts.tasks.values()],
+            })
+        return {
+            "serviceName": self.name, "serviceArn": self.service_arn, "runningRevision": self.state.running_revision,
+            "primaryTargetGroup": self.primary, "alternateTargetGroup": self.alternate,
+            "productionListenerRule": self.production_rule, "testListenerRules": self.test_rules,
+            "taskSets": sets, "alarms": self.alarms_view(),
+            "currentDeployment": self.current.id if self.current and not self.current.final else None,
+            "metrics": {k: v for k, v in self.last_metrics.items() if k != "_snap"},
+            "timeScale": self.time_scale,
+        }
+
+
+Deployment = m.Deployment
+
+
+class DeploymentConflict(Exception):
+    """A request that the current deployment's state does not allow."""
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _hook_view(r: m.HookRun) -> dict[str, Any]:
+    return {"executionId": r.execution_id, "lifecycleStage": r.stage, "hookIndex": r.hook_index, "kind": r.kind,
+            "status": r.status, "attempts": r.attempts, "startedAt": _iso(r.started_at),
+            "finishedAt": _iso(r.finished_at), "error": r.error, "answers": r.answers,
+            "durationSeconds": (round(r.finished_at - r.started_at, 3) if r.finished_at else None)}
+
+
+def _p99(snap: dict[str, Any], prev: dict[str, Any], group: str) -> float | None:
+    bounds = snap.get("responseTimeBuckets") or []
+    now_b = snap["targetGroups"].get(group, {}).get("TargetResponseTime", {}).get("buckets")
+    old_b = prev["targetGroups"].get(group, {}).get("TargetResponseTime", {}).get("buckets")
+    if not now_b or not old_b or not bounds:
+        return None
+    delta = [a - b for a, b in zip(now_b, old_b, strict=False)]
+    total = sum(delta)
+    if total <= 0:
+        return None
+    rank, seen = 0.99 * total, 0
+    for i, n in enumerate(delta):
+        seen += n
+        if seen >= rank:
+            return bounds[min(i, len(bounds) - 1)]
+    return bounds[-1]

@@ -1,0 +1,107 @@
+"""Calling lifecycle hooks: an http(s) URL (POST of ECS's payload) or a local
+command (`command:...`: the payload on stdin, the answer on stdout, as a
+Lambda function would take and return them).
+
+Whatever goes wrong becomes an answer the state machine understands: a
+FAILED status with the reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from typing import Any
+
+import aiohttp
+
+from controller.machine import HookAnswer
+
+STATUSES = ("SUCCEEDED", "FAILED", "IN_PROGRESS")
+
+
+def payload(execution_id: str, stage: str, service_arn: str, target_revision_arn: str,
+            source_revision_arn: str, production_percent: float, test_percent: float,
+            hook_details: Any) -> dict[str, Any]:
+    """ECS's hook input: executionDetails plus the stage, the id, and hookDetails."""
+    def split(green: float) -> dict[str, float]:
+        return {target_revision_arn: green, source_revision_arn: round(100.0 - green, 4)}
+
+    return {
+        "executionDetails": {
+            "serviceArn": service_arn,
+            "targetServiceRevisionArn": target_revision_arn,
+            "testTrafficWeights": split(test_percent),
+            "productionTrafficWeights": split(production_percent),
+        },
+        "executionId": execution_id,
+        "lifecycleStage": stage,
+        "hookDetails": hook_details,
+    }
+
+
+def parse_answer(execution_id: str, raw: str | bytes) -> HookAnswer:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return HookAnswer(execution_id, "FAILED", error=f"the answer is not JSON: {_clip(raw)!r}")
+    if not isinstance(data, dict) or data.get("hookStatus") not in STATUSES:
+        return HookAnswer(execution_id, "FAILED",
+                          error=f"the answer has no hookStatus of {', '.join(STATUSES)}: {_clip(raw)!r}")
+    delay = data.get("callBackDelay")
+    if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+        return HookAnswer(execution_id, "FAILED", error=f"callBackDelay {delay!r} is not a number of seconds")
+    return HookAnswer(execution_id, data["hookStatus"], callback_delay=delay, hook_details=data.get("hookDetails"))
+
+
+def _clip(raw: str | bytes) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+async def call_url(session: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float) -> HookAnswer:
+    eid = body["executionId"]
+    try:
+        async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            text = await resp.read()
+            if not 200 <= resp.status < 300:
+                return HookAnswer(eid, "FAILED", error=f"{url} answered HTTP {resp.status}")
+            return parse_answer(eid, text)
+    except TimeoutError:
+        return HookAnswer(eid, "FAILED", error=f"{url} did not answer within {timeout:g} s")
+    except aiohttp.ClientError as exc:
+        return HookAnswer(eid, "FAILED", error=f"{url}: {exc}")
+
+
+async def call_command(command: str, body: dict[str, Any], timeout: float) -> HookAnswer:
+    eid = body["executionId"]
+    argv = shlex.split(command.removeprefix("command:"))
+    if argv and argv[0] == "{python}":
+        argv[0] = sys.executable
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as exc:
+        return HookAnswer(eid, "FAILED", error=f"cannot run {argv[0] if argv else command!r}: {exc.strerror}")
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return HookAnswer(eid, "FAILED", error=f"the command did not finish within {timeout:g} s")
+    if proc.returncode != 0:
+        return HookAnswer(eid, "FAILED",
+                          error=f"the command exited with {proc.returncode}: {_clip(err.strip() or out.strip())}")
+    return parse_answer(eid, out)
+
+
+async def invoke(session: aiohttp.ClientSession, target: str, body: dict[str, Any], timeout: float) -> HookAnswer:
+    if target.startswith("command:"):
+        return await call_command(target, body, timeout)
+    if target.startswith(("http://", "https://")):
+        return await call_url(session, target, body, timeout)
+    return HookAnswer(body["executionId"], "FAILED",
+                      error=f"hookTargetArn {target!r}: shiftlab calls http(s) URLs and command: hooks, not AWS ARNs")

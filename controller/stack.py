@@ -1,0 +1,105 @@
+"""A whole rehearsal stack in one process: the proxy, the controller with its
+backend and records, and the controller API. `shiftlab up`, `rehearse`,
+the demo and the pytest plugin all start one of these."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from controller.api import make_api_app
+from controller.backends.base import Backend
+from controller.driver import ControllerSettings, ServiceController
+from controller.records import Records
+from controller.router import HttpRouter
+from proxy.app import Proxy
+from shiftlab.configfile import ConfigError
+from shiftlab.netsafety import resolve_token
+from shiftlab.settings import Settings
+
+log = logging.getLogger("shiftlab.controller")
+
+
+def make_backend(kind: str, state_dir: Path) -> Backend:
+    if kind == "docker":
+        from controller.backends.docker import DockerBackend  # imported only when asked for
+
+        return DockerBackend(state_dir)  # type: ignore[no-any-return]
+    from controller.backends.process import ProcessBackend
+
+    return ProcessBackend(state_dir)
+
+
+class Stack:
+    def __init__(self, settings: Settings, state_dir: Path | str | None = None, backend: Backend | None = None,
+                 api_port: int | None = None, admin_port: int | None = None) -> None:
+        if settings.service is None:
+            raise ConfigError(["service: is required to run the controller (the file only configures a proxy)"])
+        self.settings = settings
+        runtime = settings.controller
+        self.state_dir = Path(state_dir or runtime.stateDir).resolve()
+        self.token = resolve_token(runtime.token)
+        self.api_port = runtime.port if api_port is None else api_port
+        self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
+        self._backend = backend
+        self.controller: ServiceController | None = None
+        self.router: HttpRouter | None = None
+        self.records: Records | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.controller.address}:{self.api_port}"
+
+    async def start(self) -> None:
+        s = self.settings
+        assert s.service is not None
+        await self.proxy.start()
+        try:
+            self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
+            self.records = Records(self.state_dir / "records.sqlite")
+            backend = self._backend or make_backend(s.controller.backend, self.state_dir)
+            self.controller = ServiceController(
+                ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller, s.load_balancer,
+                                   s.time_scale),
+                self.router, backend, self.records,
+            )
+            await self.controller.start()
+            app = make_api_app(self.controller, self.token)
+            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, s.controller.address, self.api_port, reuse_address=True)
+            await site.start()
+            if self.api_port == 0:
+                self.api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("controller API and dashboard: %s", self.api_url)
+
+    async def stop(self, stop_tasks: bool = True) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.controller is not None:
+            with contextlib.suppress(Exception):
+                await self.controller.stop(stop_tasks=stop_tasks)
+            self.controller = None
+        if self.router is not None:
+            await self.router.close()
+            self.router = None
+        if self.records is not None:
+            self.records.close()
+            self.records = None
+        await self.proxy.stop()
+
+    async def __aenter__(self) -> Stack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
