@@ -237,9 +237,9 @@ def parse_matcher(spec: str) -> frozenset[int]:
     codes: set[int] = set()
     for part in spec.split(","):
         part = part.strip()
-        lo_s, _, hi_s = part.partition("-")
+        lo_s, dash, hi_s = part.partition("-")
         try:
-            lo, hi = int(lo_s), int(hi_s or lo_s)
+            lo, hi = int(lo_s), int(hi_s if dash else lo_s)
         except ValueError:
             raise ValueError(f"{spec!r} is not a list of codes or ranges such as 200,202 or 200-299") from None
         if not (200 <= lo <= hi <= 499):
@@ -405,22 +405,24 @@ def _check_actions(actions: list[Action], names: list[str], path: str) -> list[s
                    "fixed-response": "FixedResponseConfig"}[action.Type]
             problems.append(f"{p}: Type {action.Type} needs {cfg}")
             continue
-        fwd = action.forward()
-        if fwd is not None:
-            where = f"{p}.ForwardConfig" if action.ForwardConfig else f"{p}.TargetGroupArn"
-            problems += _check_forward(fwd, names, where)
+        if action.ForwardConfig is not None:
+            problems += _check_forward(action.ForwardConfig, names, f"{p}.ForwardConfig")
+        elif action.Type == "forward" and action.TargetGroupArn is not None:
+            problems += _check_group_ref(action.TargetGroupArn, names, f"{p}.TargetGroupArn")
     return problems
+
+
+def _check_group_ref(ref: str, names: list[str], path: str) -> list[str]:
+    if target_group_name(ref) in names:
+        return []
+    return [f"{path}: {ref!r} names no target group (known: {', '.join(dict.fromkeys(names))})"]
 
 
 def _check_forward(fwd: ForwardSpec, names: list[str], path: str) -> list[str]:
     problems = []
     seen: set[str] = set()
     for i, t in enumerate(fwd.TargetGroups):
-        if t.name not in names:
-            problems.append(
-                f"{path}.TargetGroups[{i}].TargetGroupArn: {t.TargetGroupArn!r} names no target group "
-                f"(known: {', '.join(names)})"
-            )
+        problems += _check_group_ref(t.TargetGroupArn, names, f"{path}.TargetGroups[{i}].TargetGroupArn")
         if t.name in seen:
             problems.append(f"{path}.TargetGroups[{i}].TargetGroupArn: {t.name!r} is listed twice")
         seen.add(t.name)
