@@ -79,6 +79,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[st
         elif kind == "value_error":
             problems.append(f"{path}: {msg.removeprefix('Value error, ')}")
         else:
+            # "after validation" is pydantic's view of the pipeline, not the user's.
+            msg = msg.replace(" after validation", "")
             problems.append(f"{path}: {_short(err.get('input'))} - {msg}")
     return problems
 
