@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -90,6 +91,416 @@ def validate(config_path: str) -> None:
     except ConfigError as exc:
         fail_config(exc, config_path)
     click.echo(f"{config_path}: OK ({settings.summary()})")
+
+
+# -- the controller ------------------------------------------------------------
+
+DEFAULT_CONFIG = "shiftlab.yaml"
+
+
+def load_settings_or_exit(config_path: str, time_scale: float | None = None) -> Any:
+    from shiftlab.settings import load_settings
+
+    try:
+        data = load_file(config_path)
+        if time_scale is not None:
+            data["timeScale"] = time_scale
+        return load_settings(data)
+    except ConfigError as exc:
+        fail_config(exc, config_path)
+
+
+def config_option(required: bool = False) -> Any:
+    return click.option("-c", "--config", "config_path", default=None if required else DEFAULT_CONFIG,
+                        required=required, type=click.Path(dir_okay=False), show_default=not required,
+                        help="shiftlab.yaml (YAML or JSON).")
+
+
+def client_for(config_path: str | None, url: str | None) -> Any:
+    """The controller API named by --url, else by the config file's controller section."""
+    from shiftlab.client import Client
+    from shiftlab.netsafety import resolve_token
+
+    token = None
+    if url is None:
+        runtime: dict[str, Any] = {}
+        if config_path and Path(config_path).exists():
+            try:
+                runtime = load_file(config_path).get("controller") or {}
+            except ConfigError as exc:
+                fail_config(exc, config_path)
+        url = f"http://{runtime.get('address', '127.0.0.1')}:{runtime.get('port', 9091)}"
+        token = runtime.get("token")
+    return Client(url, resolve_token(token))
+
+
+def api_call(fn: Any) -> Any:
+    from shiftlab.client import ApiError
+
+    try:
+        return fn()
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        for p in exc.problems:
+            click.echo(f"  {p}", err=True)
+        sys.exit(EXIT_CONFIG if exc.status == 400 else 1)
+
+
+def url_option() -> Any:
+    return click.option("--url", default=None, help="Controller API URL (default: from the config file, "
+                                                    "else http://127.0.0.1:9091).")
+
+
+def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+def revision_overrides(command: str | None, image: str | None, env: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if command:
+        out["command"] = command
+    if image:
+        out["image"] = image
+    if env:
+        out["env"] = parse_env(env)
+    return out
+
+
+@main.command()
+@config_option()
+@click.option("--time-scale", type=float, default=None, help="Override timeScale (60: an ECS minute is a second).")
+@click.option("--backend", type=click.Choice(["process", "docker"]), default=None, help="Override controller.backend.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Override controller.stateDir.")
+@click.option("-v", "--verbose", is_flag=True)
+def up(config_path: str, time_scale: float | None, backend: str | None, state_dir: str | None, verbose: bool) -> None:
+    """Run the proxy, the controller and the running revision's tasks in the
+    foreground. Ctrl-C stops everything it started."""
+    from controller.stack import Stack
+    from proxy.app import install_uvloop, run_until_signalled
+
+    setup_logging(verbose)
+    settings = load_settings_or_exit(config_path, time_scale)
+    if backend:
+        settings = _with_runtime(settings, backend=backend)
+    try:
+        stack = Stack(settings, state_dir=state_dir)
+    except ConfigError as exc:
+        fail_config(exc, config_path)
+    install_uvloop()
+    try:
+        asyncio.run(run_until_signalled(stack))
+    except OSError as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        sys.exit(1)
+
+
+def _with_runtime(settings: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(settings, controller=settings.controller.model_copy(update=changes))
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.option("--command", "command", default=None, help="The new revision's command (process backend).")
+@click.option("--image", default=None, help="The new revision's image (docker backend).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of the new revision (repeat).")
+@click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
+@click.option("--deployment-configuration", "dc_json", default=None, metavar="JSON|@FILE",
+              help="deploymentConfiguration fields to override, as update-service takes them.")
+@click.option("--watch", is_flag=True, help="Follow the deployment live until it ends.")
+def deploy(config_path: str, url: str | None, command: str | None, image: str | None, env: tuple[str, ...],
+           strategy: str | None, dc_json: str | None, watch: bool) -> None:
+    """Start a deployment of a new revision (update-service --force-new-deployment)."""
+    client = client_for(config_path, url)
+    body: dict[str, Any] = {"taskDefinition": revision_overrides(command, image, env)}
+    if strategy:
+        body["strategy"] = strategy
+    if dc_json:
+        body["deploymentConfiguration"] = _json_arg(dc_json, "--deployment-configuration")
+    d = api_call(lambda: client.post("/api/deployments", body))
+    sl = d["shiftlab"]
+    click.echo(f"deployment {sl['id']}: revision {sl['sourceRevision']} -> {sl['targetRevision']} "
+               f"({sl['strategy']})")
+    if watch:
+        sys.exit(_watch(client, sl["id"]))
+
+
+def _json_arg(value: str, name: str) -> Any:
+    import json
+
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _watch(client: Any, deployment_id: str | None) -> int:
+    """Live view until the deployment ends; exit code 0 when SUCCESSFUL."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from shiftlab.client import ApiError
+    from shiftlab.view import WatchState, render
+
+    state = WatchState()
+    final = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
+    console = Console()
+    try:
+        with Live(render(state), console=console, refresh_per_second=8, transient=False) as live:
+            for message in client.stream():
+                if message.get("type") == "deployment" and deployment_id and \
+                        message["deployment"]["shiftlab"]["id"] != deployment_id:
+                    continue
+                state.update(message)
+                live.update(render(state))
+                d = state.deployment
+                if d is not None and d["status"] in final and (deployment_id is None or
+                                                                d["shiftlab"]["id"] == deployment_id):
+                    break
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    d = state.deployment
+    return 0 if d is not None and d["status"] == "SUCCESSFUL" else 1
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.argument("deployment_id", required=False)
+def watch(config_path: str, url: str | None, deployment_id: str | None) -> None:
+    """Follow the current (or given) deployment live: stage, weights, alarms, bakes."""
+    sys.exit(_watch(client_for(config_path, url), deployment_id))
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.option("--json", "as_json", is_flag=True)
+def status(config_path: str, url: str | None, as_json: bool) -> None:
+    """The service: running revision, task sets, alarms, current deployment."""
+    import json
+
+    client = client_for(config_path, url)
+    svc = api_call(lambda: client.get("/api/service"))
+    if as_json:
+        click.echo(json.dumps(svc, indent=2))
+        return
+    click.echo(f"service {svc['serviceName']}: revision {svc['runningRevision']} in {svc['primaryTargetGroup']}"
+               f" (timeScale {svc['timeScale']:g})")
+    for ts in svc["taskSets"]:
+        running = sum(1 for t in ts["tasks"] if t["lastStatus"] == "RUNNING")
+        click.echo(f"  {ts['targetGroup']:<12} {ts['role']:<9} revision {ts['revision']:<4} "
+                   f"{running}/{ts['desiredCount']} running")
+    for a in svc["alarms"]:
+        click.echo(f"  alarm {a['AlarmName']}: {a['StateValue']}")
+    click.echo(f"  deployment in progress: {svc['currentDeployment'] or 'none'}")
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.argument("deployment_id", default="latest")
+@click.option("--json", "as_json", is_flag=True, help="The whole record (DescribeServiceDeployments shape).")
+def describe(config_path: str, url: str | None, deployment_id: str, as_json: bool) -> None:
+    """One deployment: status, stages, weights, hooks, alarms, rollback, events."""
+    import json
+
+    client = client_for(config_path, url)
+    d = api_call(lambda: client.get(f"/api/deployments/{deployment_id}"))
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    sl = d["shiftlab"]
+    click.echo(f"{d['serviceDeploymentArn']}\n  status {d['status']}"
+               + (f" ({d['statusReason']})" if d["statusReason"] else ""))
+    click.echo(f"  {sl['strategy']}: revision {sl['sourceRevision']} -> {sl['targetRevision']}, "
+               f"stage {d['lifecycleStage']}, production {sl['productionTrafficWeight']:g}% green")
+    click.echo(f"  alarms {d['alarms']['status']} {d['alarms']['triggeredAlarmNames'] or ''}; circuit breaker "
+               f"{d['deploymentCircuitBreaker']['status']} {d['deploymentCircuitBreaker']['failureCount']}/"
+               f"{d['deploymentCircuitBreaker']['threshold']}")
+    if d["rollback"]:
+        click.echo(f"  rollback: {d['rollback']['reason']}")
+    for h in sl["hookRuns"]:
+        click.echo(f"  hook {h['lifecycleStage']}: {h['status']} after {h['attempts']} call(s)"
+                   + (f" - {h['error']}" if h["error"] else ""))
+    for ev in d.get("events", []):
+        click.echo(f"  {_clock(ev['at'])} {ev['message']}")
+
+
+def _clock(t: float) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+@main.command(name="list")
+@config_option()
+@url_option()
+def list_(config_path: str, url: str | None) -> None:
+    """Deployments of the service, newest first."""
+    client = client_for(config_path, url)
+    data = api_call(lambda: client.get("/api/deployments"))
+    for d in data["serviceDeployments"]:
+        sl = d["shiftlab"]
+        click.echo(f"{sl['id']}  {d['createdAt']}  {sl['strategy']:<10} {sl['sourceRevision']}->"
+                   f"{sl['targetRevision']:<4} {d['status']}")
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.argument("deployment_id", default="current")
+@click.option("--rollback", is_flag=True, help="Move traffic back to blue and stop green.")
+def stop(config_path: str, url: str | None, deployment_id: str, rollback: bool) -> None:
+    """Stop a deployment. Without --rollback traffic stays where it is (and the
+    output says where)."""
+    client = client_for(config_path, url)
+    d = api_call(lambda: client.post(f"/api/deployments/{deployment_id}/stop", {"rollback": rollback}))
+    if rollback:
+        click.echo(f"deployment {d['shiftlab']['id']}: rolling back to revision {d['shiftlab']['sourceRevision']}")
+    else:
+        click.echo(f"deployment {d['shiftlab']['id']}: stopping; traffic stays at "
+                   f"{d['shiftlab']['productionTrafficWeight']:g}% green and both task sets keep running "
+                   f"(use --rollback to go back to blue)")
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.argument("deployment_id", default="current")
+def approve(config_path: str, url: str | None, deployment_id: str) -> None:
+    """Continue a deployment waiting at a PAUSE lifecycle hook."""
+    client = client_for(config_path, url)
+    d = api_call(lambda: client.post(f"/api/deployments/{deployment_id}/approve"))
+    click.echo(f"deployment {d['shiftlab']['id']}: approved at {d['lifecycleStage']}")
+
+
+@main.command()
+@config_option()
+@url_option()
+@click.argument("task_id", required=False)
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+def logs(config_path: str, url: str | None, task_id: str | None, tail: int | None) -> None:
+    """A task's stdout and stderr (without TASK_ID: list the tasks)."""
+    client = client_for(config_path, url)
+    if task_id is None:
+        data = api_call(lambda: client.get("/api/tasks"))
+        for t in data["tasks"]:
+            click.echo(f"{t['taskId']}  revision {t['revision']:<4} {t['lastStatus']:<8} {t['address']}"
+                       + (f"  ({t['stoppedReason']})" if t["stoppedReason"] else ""))
+        return
+    q = f"?tail={tail}" if tail else ""
+    click.echo(api_call(lambda: client.get(f"/api/tasks/{task_id}/logs{q}")), nl=False)
+
+
+@main.command()
+@config_option(required=True)
+@click.option("--command", "command", default=None, help="The new revision's command.")
+@click.option("--image", default=None, help="The new revision's image (docker backend).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of the new revision (repeat).")
+@click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
+@click.option("--time-scale", type=float, default=None)
+@click.option("--backend", type=click.Choice(["process", "docker"]), default=None)
+@click.option("--load-rps", type=float, default=20.0, show_default=True,
+              help="Background load on the production listener during the rehearsal (0: none).")
+@click.option("--timeout", type=float, default=None, help="Give up (and roll back) after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No live view.")
+@click.option("-v", "--verbose", is_flag=True)
+def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], strategy: str | None,
+             time_scale: float | None, backend: str | None, load_rps: float, timeout: float | None, as_json: bool,
+             quiet: bool, verbose: bool) -> None:
+    """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
+    rollback or failure, 2 on a bad config. Leaves nothing running."""
+    import tempfile
+
+    setup_logging(verbose)
+    if not verbose:
+        logging.getLogger("shiftlab").setLevel(logging.WARNING)
+    settings = load_settings_or_exit(config_path, time_scale)
+    if settings.service is None:
+        fail_config(ConfigError(["service: is required to rehearse a deployment"]), config_path)
+    if backend:
+        settings = _with_runtime(settings, backend=backend)
+    dc = settings.deployment
+    if strategy:
+        dc = dc.model_copy(update={"strategy": strategy})
+    overrides = revision_overrides(command, image, env)
+    sys.exit(run_rehearsal(settings, overrides, dc, load_rps, timeout, as_json, quiet,
+                           Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-"))))
+
+
+def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: float, timeout: float | None,
+                  as_json: bool, quiet: bool, state_dir: Path) -> int:
+    import json
+    import shutil
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from proxy.app import install_uvloop
+    from shiftlab.rehearse import rehearse as run
+    from shiftlab.view import WatchState, render
+
+    console = Console(stderr=as_json)
+    state = WatchState()
+    install_uvloop()
+
+    async def go() -> Any:
+        if quiet or as_json or not console.is_terminal:
+            return await run(settings, overrides, dc, load_rps, state_dir, timeout)
+        with Live(render(state), console=console, refresh_per_second=8) as live:
+            def on_message(message: dict[str, Any]) -> None:
+                state.update(message)
+                live.update(render(state))
+
+            return await run(settings, overrides, dc, load_rps, state_dir, timeout, on_message)
+
+    try:
+        outcome = asyncio.run(go())
+    except ConfigError as exc:
+        fail_config(exc)
+    except OSError as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        return 1
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    d = outcome.deployment
+    summary = {
+        "status": d["status"], "statusReason": d["statusReason"], "seconds": outcome.seconds,
+        "strategy": d["shiftlab"]["strategy"], "rollback": d["rollback"],
+        "triggeredAlarms": d["alarms"]["triggeredAlarmNames"],
+        "circuitBreaker": d["deploymentCircuitBreaker"],
+        "stages": [s["stage"] + (" (rollback)" if s.get("rollback") else "") for s in d["shiftlab"]["stages"]],
+        "load": outcome.load.summary() if outcome.load else None,
+        "secondsFromFirst5xxToRollback": outcome.rollback_seconds(),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{d['status']}: {d['statusReason'] or ''}")
+        click.echo(f"  {summary['strategy']} in {outcome.seconds:.1f} s; stages: {' > '.join(summary['stages'])}")
+        if summary["triggeredAlarms"]:
+            click.echo(f"  alarms: {', '.join(summary['triggeredAlarms'])}")
+        if outcome.load:
+            ld = summary["load"]
+            click.echo(f"  load: {ld['requests']} requests, {outcome.load.failed} failed "
+                       f"(by group: {ld['5xxByGroup'] or 'none'}), statuses {ld['statuses']}")
+        if summary["secondsFromFirst5xxToRollback"] is not None:
+            click.echo(f"  first 5xx -> production back on blue: {summary['secondsFromFirst5xxToRollback']} s")
+    return 0 if outcome.ok else 1
 
 
 def proxy_main() -> None:

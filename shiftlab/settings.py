@@ -9,10 +9,11 @@ Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.alarms import MetricAlarm, parse_alarms
+
 from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from controller.rolling import RollingStuck, rolling_plan
 from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
@@ -28,9 +29,9 @@ class Settings:
     load_balancer: LoadBalancer
     time_scale: float
     service: ServiceConfig | None = None
-    deployment: DeploymentConfiguration = DeploymentConfiguration()
+    deployment: DeploymentConfiguration = field(default_factory=DeploymentConfiguration)
     alarms: tuple[MetricAlarm, ...] = ()
-    controller: ControllerRuntime = ControllerRuntime()
+    controller: ControllerRuntime = field(default_factory=ControllerRuntime)
 
     def summary(self) -> str:
         lb = self.load_balancer
@@ -125,8 +126,8 @@ def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
     arns = {arn for arn in rules.values() if arn}
     refs = [("productionListenerRule", sl.advancedConfiguration.productionListenerRule)]
     refs += [(f"testListenerRule[{i}]", r) for i, r in enumerate(sl.advancedConfiguration.testListenerRule)]
-    for field, ref in refs:
+    for name, ref in refs:
         if ref not in rules and ref not in arns:
-            problems.append(f"{p}.advancedConfiguration.{field}: {ref!r} is not a rule of the load balancer "
+            problems.append(f"{p}.advancedConfiguration.{name}: {ref!r} is not a rule of the load balancer "
                             f"(rules: {', '.join(rules)}; or a RuleArn/ListenerArn given in loadBalancer)")
     return problems

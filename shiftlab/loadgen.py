@@ -1,0 +1,104 @@
+"""A bounded load generator: a fixed request rate for a fixed time (or until
+told to stop), never more than `max_requests`. It counts statuses and
+latencies per target group, read from the response's
+`X-Shiftlab-Target-Group` header (the sample service sets it; other services
+show as "-"). Used by `shiftlab load`, `rehearse`, the demo and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+GROUP_HEADER = "X-Shiftlab-Target-Group"
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    by_group: Counter[str] = field(default_factory=Counter)
+    errors_by_group: Counter[str] = field(default_factory=Counter)  # 5xx by group ("-" when no group)
+    connection_errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    first_5xx_at: float | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s >= 500) + self.connection_errors
+
+    @property
+    def elb_errors(self) -> int:
+        """5xx made by the load balancer itself (no target group header on them)."""
+        return self.errors_by_group.get("-", 0)
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q / 100 * len(xs)))]
+
+    def summary(self) -> dict[str, Any]:
+        dur = max(self.ended_at - self.started_at, 1e-9)
+        return {
+            "requests": self.sent, "seconds": round(dur, 3), "rps": round(self.sent / dur, 1),
+            "statuses": dict(sorted(self.statuses.items())), "byGroup": dict(self.by_group),
+            "5xxByGroup": dict(self.errors_by_group), "connectionErrors": self.connection_errors,
+            "p50": self.percentile(50), "p90": self.percentile(90), "p99": self.percentile(99),
+        }
+
+
+async def run_load(url: str, rps: float, duration: float, *, concurrency: int = 8,
+                   headers: dict[str, str] | None = None, max_requests: int | None = None,
+                   stop: asyncio.Event | None = None, timeout: float = 10.0,
+                   result: LoadResult | None = None) -> LoadResult:
+    """Send about `rps` requests a second for `duration` seconds (or until
+    `stop` is set), at most `max_requests` (default rps x duration)."""
+    if rps <= 0 or duration <= 0:
+        raise ValueError("rps and duration must be positive")
+    limit = max_requests if max_requests is not None else int(rps * duration) + 1
+    res = result or LoadResult()
+    res.started_at = time.monotonic()
+    deadline = res.started_at + duration
+    counter = iter(range(limit))
+    stop = stop or asyncio.Event()
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in counter:
+            at = res.started_at + i / rps
+            now = time.monotonic()
+            if at > deadline or stop.is_set():
+                return
+            if at > now:
+                try:
+                    await asyncio.wait_for(stop.wait(), at - now)
+                    return
+                except TimeoutError:
+                    pass
+            t0 = time.monotonic()
+            res.sent += 1
+            try:
+                async with session.get(url, headers=headers) as resp:
+                    await resp.read()
+                    group = resp.headers.get(GROUP_HEADER, "-")
+                    res.statuses[resp.status] += 1
+                    res.by_group[group] += 1
+                    if resp.status >= 500:
+                        res.errors_by_group[group] += 1
+                        if res.first_5xx_at is None:
+                            res.first_5xx_at = time.time()
+            except (aiohttp.ClientError, TimeoutError):
+                res.connection_errors += 1
+            res.latencies.append(time.monotonic() - t0)
+
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        await asyncio.gather(*[worker(session) for _ in range(concurrency)])
+    res.ended_at = time.monotonic()
+    return res

@@ -1,0 +1,96 @@
+"""One deployment from start to end, for CI: start the stack, put a bounded
+load on the production listener, deploy the new revision, wait for the
+end, stop everything. The outcome is the deployment's record plus what the
+load saw."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.config import DeploymentConfiguration
+from controller.stack import Stack
+from controller.strategies import total_minutes
+from shiftlab.loadgen import LoadResult, run_load
+from shiftlab.settings import Settings
+
+
+@dataclass
+class Outcome:
+    deployment: dict[str, Any]
+    load: LoadResult | None
+    seconds: float
+    events: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.deployment["status"] == "SUCCESSFUL"
+
+    def rollback_seconds(self) -> float | None:
+        """From the first 5xx the load saw to production traffic back on blue."""
+        if self.load is None or self.load.first_5xx_at is None:
+            return None
+        back = next((e["at"] for e in self.events
+                     if e["kind"] == "weights" and e["message"].startswith("all traffic: 0%")), None)
+        return None if back is None else round(back - self.load.first_5xx_at, 3)
+
+
+def production_url(settings: Settings) -> str:
+    """The listener that carries the production rule."""
+    assert settings.service is not None
+    rule = settings.service.lb.advancedConfiguration.productionListenerRule
+    listener = rule.rpartition("/")[0]
+    for ls in settings.load_balancer.Listeners:
+        if ls.name == listener:
+            return f"http://{ls.Address}:{ls.Port}/"
+    ls = settings.load_balancer.Listeners[0]
+    return f"http://{ls.Address}:{ls.Port}/"
+
+
+async def rehearse(settings: Settings, overrides: dict[str, Any], config: DeploymentConfiguration | None = None,
+                   load_rps: float = 20.0, state_dir: Path | None = None, timeout: float | None = None,
+                   on_message: Any = None) -> Outcome:
+    started = time.monotonic()
+    dc = config or settings.deployment
+    # The rehearsal's own records live apart from `shiftlab up`'s, and its API
+    # and admin ports are free ones: several rehearsals may run side by side.
+    stack = Stack(settings, state_dir=state_dir, api_port=0, admin_port=0)
+    await stack.start()
+    stop_load = asyncio.Event()
+    load_task = None
+    try:
+        ctl = stack.controller
+        assert ctl is not None
+        unsubscribe = ctl.subscribe(on_message) if on_message else None
+        expected = total_minutes(dc) * 60 / settings.time_scale
+        limit = timeout if timeout is not None else max(600.0, expected * 3 + 120)
+        load = LoadResult()
+        if load_rps > 0:
+            load_task = asyncio.create_task(run_load(
+                production_url(settings), load_rps, limit, stop=stop_load, result=load,
+                max_requests=int(load_rps * limit) + 1))
+        d = ctl.create_deployment(overrides, dc)
+        try:
+            final = await ctl.wait_finished(d.id, timeout=limit)
+        except TimeoutError:
+            ctl.stop_deployment(d.id, rollback=True)
+            final = await ctl.wait_finished(d.id, timeout=120)
+        stop_load.set()
+        if load_task is not None:
+            await load_task
+        described = ctl.describe(final)
+        events = ctl.records.events(final.id)
+        if unsubscribe:
+            unsubscribe()
+        return Outcome(described, load if load_rps > 0 else None, round(time.monotonic() - started, 3), events)
+    finally:
+        stop_load.set()
+        if load_task is not None and not load_task.done():
+            load_task.cancel()
+            with contextlib.suppress(BaseException):
+                await load_task
+        await stack.stop()

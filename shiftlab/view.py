@@ -1,0 +1,116 @@
+"""The live terminal view of a deployment (rich): stage, weights as bars,
+per-group rates, alarms, a progress bar for bakes, recent events. Fed by
+the SSE stream (`watch`) or in-process (`rehearse`, `demo`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import deque
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLE = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
+STATUS_STYLE = {"SUCCESSFUL": "bold green", "ROLLBACK_SUCCESSFUL": "bold yellow", "ROLLBACK_FAILED": "bold red",
+                "STOPPED": "yellow", "IN_PROGRESS": "cyan", "ROLLBACK_IN_PROGRESS": "bold yellow"}
+
+
+def _ts(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class WatchState:
+    """What the view shows, updated message by message."""
+
+    def __init__(self) -> None:
+        self.deployment: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] = {}
+        self.service: dict[str, Any] | None = None
+        self.events: deque[str] = deque(maxlen=8)
+
+    def update(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "deployment":
+            self.deployment = message["deployment"]
+        elif kind == "metrics":
+            self.metrics = message
+        elif kind == "service":
+            self.service = message["service"]
+        elif kind == "event":
+            ev = message["event"]
+            at = time.strftime("%H:%M:%S", time.localtime(ev["at"]))
+            self.events.append(f"{at} {ev['message']}")
+
+
+def weight_bar(label: str, green_percent: float, width: int = 40) -> Text:
+    g = round(width * green_percent / 100)
+    text = Text(f"{label:<11}")
+    text.append("█" * (width - g), style="blue")
+    text.append("█" * g, style="green")
+    text.append(f"  blue {100 - green_percent:5.1f}%  green {green_percent:5.1f}%")
+    return text
+
+
+def render(state: WatchState) -> RenderableType:
+    parts: list[RenderableType] = []
+    d = state.deployment
+    if d is not None:
+        sl = d["shiftlab"]
+        status = d["status"]
+        head = Text()
+        head.append(f"deployment {sl['id'][:12]}  ", style="bold")
+        head.append(f"{sl['strategy']}  revision {sl['sourceRevision']} -> {sl['targetRevision']}  "
+                    f"timeScale {sl['timeScale']:g}\n")
+        head.append("status ")
+        head.append(status, style=STATUS_STYLE.get(status, ""))
+        head.append(f"   stage {d['lifecycleStage'] or '-'}")
+        steps = sl.get("steps") or []
+        if steps and d["lifecycleStage"] in ("PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"):
+            head.append(f"   step {sl['stepIndex'] + 1}/{len(steps)}")
+        if d.get("statusReason"):
+            head.append(f"\n{d['statusReason']}", style="dim")
+        parts.append(head)
+        parts.append(weight_bar("production", sl["productionTrafficWeight"]))
+        parts.append(weight_bar("test", sl["testTrafficWeight"]))
+        bake_until = _ts(sl.get("bakeUntil"))
+        started = _ts(sl.get("stageStartedAt"))
+        if bake_until and started and status.endswith("IN_PROGRESS"):
+            total = max(bake_until - started, 1e-6)
+            done = min(max(time.time() - started, 0), total)
+            row = Table.grid(padding=(0, 1))
+            row.add_row(Text("bake       "), ProgressBar(total=total, completed=done, width=40),
+                        Text(f"{max(bake_until - time.time(), 0):5.1f} s left"))
+            parts.append(row)
+        if sl.get("awaitingApproval"):
+            parts.append(Text("waiting for approval: shiftlab approve (or stop --rollback)", style="bold magenta"))
+    groups = state.metrics.get("groups") or {}
+    if groups:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("target group", "healthy", "req/s", "5xx/s", "p99"):
+            t.add_column(col, justify="right" if col != "target group" else "left")
+        for name, g in groups.items():
+            p99 = g.get("p99")
+            t.add_row(name, str(g.get("healthy", 0)), f"{g.get('rps', 0):.1f}",
+                      Text(f"{g.get('errorsPerSecond', 0):.1f}", style="red" if g.get("errorsPerSecond") else ""),
+                      f"{p99 * 1000:.0f} ms" if p99 is not None else "-")
+        parts.append(t)
+    alarms = state.metrics.get("alarms") or []
+    if alarms:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        t.add_column("alarm")
+        t.add_column("state")
+        for a in alarms:
+            t.add_row(a["AlarmName"], Text(a["StateValue"], style=STATE_STYLE.get(a["StateValue"], "")))
+        parts.append(t)
+    if state.events:
+        parts.append(Text("\n".join(state.events), style="dim"))
+    if not parts:
+        parts.append(Text("waiting for the controller..."))
+    return Panel(Group(*parts), title="shiftlab", border_style="cyan")
