@@ -462,6 +462,10 @@ class AlbRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("response already started")
         status = 400 if status < 500 else status
+        if status == 400 and "Transfer-Encoding" in str(exc):
+            # aiohttp's parser refuses a request whose only coding is not
+            # chunked (gzip, compress, ...); ALB answers that with 501.
+            status = 501
         self.stats_counters.elb_error(status)
         log.debug("refused request: %s %s", status, exc)
         return elb_response(status, close=True)
