@@ -1,0 +1,548 @@
+"""Playbook tests of the deployment state machine: events in, actions and
+states out, on a clock these tests move by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller import machine as m
+
+T0 = 1_000_000.0
+
+
+class Playbook:
+    """Feeds events to `m.step` and keeps what came out."""
+
+    def __init__(self, config: dict[str, Any], time_scale: float = 60.0, desired: int = 2,
+                 test_rules: bool = True) -> None:
+        self.now = T0
+        self.d = m.Deployment(
+            id="d1", service="web", config=config, time_scale=time_scale, desired_count=desired,
+            source_revision="1", target_revision="2", created_at=T0, has_test_rules=test_rules,
+        )
+        self.log: list[m.Action] = []
+
+    def send(self, event: m.Event) -> list[m.Action]:
+        self.d, actions = m.step(self.d, event, self.now)
+        self.log += actions
+        return [a for a in actions if not isinstance(a, m.Note)]
+
+    def tick(self, seconds: float) -> list[m.Action]:
+        self.now += seconds
+        return self.send(m.Tick())
+
+    def notes(self, kind: str | None = None) -> list[str]:
+        return [a.message for a in self.log if isinstance(a, m.Note) and (kind is None or a.kind == kind)]
+
+    def start_to_traffic(self) -> list[m.Action]:
+        """Start, reconcile, scale up green: returns the first traffic action."""
+        assert self.send(m.Start()) == [m.Reconcile()]
+        assert self.send(m.Reconciled()) == [m.ScaleUpGreen(2)]
+        return self.send(m.GreenReady(ok=True, running=2))
+
+
+def applied(kind: str, pct: float) -> m.WeightsApplied:
+    return m.WeightsApplied(kind, pct, ok=True)
+
+
+def test_blue_green_runs_every_stage_in_order() -> None:
+    p = Playbook({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 5})
+    assert p.start_to_traffic() == [m.SetWeights("test", 100.0)]
+    assert p.d.monitoring is True
+    assert p.send(applied("test", 100)) == [m.SetWeights("production", 100.0)]
+    actions = p.send(applied("production", 100))
+    assert actions == [m.WakeAt(T0 + 5.0)]  # 5 minutes at timeScale 60
+    assert p.d.stage == m.BAKE_TIME
+    assert p.tick(4.9) == []
+    assert p.tick(0.2) == [m.StopTasks("blue")]
+    assert p.d.stage == m.CLEAN_UP
+    assert p.send(m.TasksStopped("blue", ok=True)) == [m.Promote()]
+    assert p.d.status == m.SUCCESSFUL
+    assert [s["stage"] for s in p.d.stages] == [
+        m.RECONCILE_SERVICE, m.PRE_SCALE_UP, m.SCALE_UP, m.POST_SCALE_UP, m.TEST_TRAFFIC_SHIFT,
+        m.POST_TEST_TRAFFIC_SHIFT, m.PRE_PRODUCTION_TRAFFIC_SHIFT, m.PRODUCTION_TRAFFIC_SHIFT,
+        m.POST_PRODUCTION_TRAFFIC_SHIFT, m.BAKE_TIME, m.CLEAN_UP,
+    ]
+    assert all(s["endedAt"] is not None for s in p.d.stages)
+
+
+def test_linear_steps_each_with_a_bake_and_verified_weights() -> None:
+    p = Playbook({"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 40, "stepBakeTimeInMinutes": 2}},
+                 test_rules=False)
+    assert p.start_to_traffic() == [m.SetWeights("production", 40.0)]
+    assert p.d.production_percent == 0  # not verified yet
+    assert p.send(applied("production", 40)) == [m.WakeAt(T0 + 2.0)]
+    assert p.d.production_percent == 40
+    assert p.tick(1.0) == []
+    assert p.tick(1.0) == [m.SetWeights("production", 80.0)]
+    assert p.send(applied("production", 80)) == [m.WakeAt(T0 + 4.0)]
+    assert p.tick(2.0) == [m.SetWeights("production", 100.0)]
+    # The last step has no step bake; bakeTimeInMinutes 0 ends the bake at once.
+    assert p.send(applied("production", 100)) == [m.WakeAt(T0 + 4.0), m.StopTasks("blue")]
+    weights = [a.percent for a in p.log if isinstance(a, m.SetWeights)]
+    assert weights == [40, 80, 100]
+
+
+def test_canary_bakes_then_goes_to_100() -> None:
+    p = Playbook({"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 5, "canaryBakeTimeInMinutes": 10}},
+                 test_rules=False)
+    assert p.start_to_traffic() == [m.SetWeights("production", 5.0)]
+    assert p.send(applied("production", 5)) == [m.WakeAt(T0 + 10.0)]
+    assert p.tick(10.0) == [m.SetWeights("production", 100.0)]
+
+
+def test_weights_not_verified_roll_back() -> None:
+    p = Playbook({"strategy": "CANARY"}, test_rules=False)
+    p.start_to_traffic()
+    actions = p.send(m.WeightsApplied("production", 5, ok=False, error="read-back shows 0"))
+    assert actions == [m.SetWeights("all", 0.0)]
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS
+    assert "read-back" in (p.d.status_reason or "")
+
+
+ALARMED = {"strategy": "CANARY", "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": True}}
+
+
+def test_alarm_rolls_back_traffic_first_then_stops_green() -> None:
+    p = Playbook(ALARMED, test_rules=True)
+    p.start_to_traffic()
+    p.send(applied("test", 100))
+    p.send(applied("production", 5))
+    actions = p.send(m.AlarmStates({"green-5xx": "ALARM"}))
+    assert actions == [m.SetWeights("all", 0.0)]
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS
+    assert p.d.triggered_alarms == ["green-5xx"]
+    assert p.d.rollback is not None and p.d.rollback["serviceRevisionArn"] == "1"
+    assert p.send(applied("all", 0)) == [m.StopTasks("green")]
+    assert p.d.production_percent == 0 and p.d.test_percent == 0
+    assert p.send(m.TasksStopped("green", ok=True)) == []
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL
+    assert p.notes("status")[-3:] == [
+        "ROLLBACK_REQUESTED: alarm green-5xx in ALARM", "ROLLBACK_IN_PROGRESS",
+        "ROLLBACK_SUCCESSFUL: alarm green-5xx in ALARM",
+    ]
+
+
+def test_alarm_already_firing_at_start_is_ignored_for_the_deployment() -> None:
+    p = Playbook(ALARMED, test_rules=False)
+    p.send(m.Start(alarm_states={"green-5xx": "ALARM"}))
+    p.send(m.Reconciled())
+    p.send(m.GreenReady(ok=True))
+    p.send(applied("production", 5))
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
+    assert p.d.status == m.IN_PROGRESS
+    assert any("ignored for this deployment" in n for n in p.notes("alarm"))
+
+
+def test_alarms_are_not_watched_before_green_runs() -> None:
+    p = Playbook(ALARMED, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
+    assert p.d.status == m.IN_PROGRESS
+
+
+def test_alarm_without_rollback_stops_and_leaves_traffic() -> None:
+    p = Playbook({**ALARMED, "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": False}},
+                 test_rules=False)
+    p.start_to_traffic()
+    p.send(applied("production", 5))
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
+    assert p.d.status == m.STOPPED
+    assert "traffic left at 5% green" in (p.d.status_reason or "")
+
+
+def test_disabled_alarms_do_nothing() -> None:
+    p = Playbook({"strategy": "CANARY", "alarms": {"alarmNames": ["green-5xx"], "enable": False}}, test_rules=False)
+    p.start_to_traffic()
+    p.send(applied("production", 5))
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
+    assert p.d.status == m.IN_PROGRESS
+
+
+def test_alarm_during_final_bake_still_rolls_back() -> None:
+    p = Playbook({**ALARMED, "strategy": "BLUE_GREEN", "bakeTimeInMinutes": 10}, test_rules=False)
+    p.start_to_traffic()
+    p.send(applied("production", 100))
+    assert p.d.stage == m.BAKE_TIME
+    p.tick(3)
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == [m.SetWeights("all", 0.0)]
+
+
+def test_stop_without_rollback_leaves_traffic_and_says_so() -> None:
+    p = Playbook({"strategy": "CANARY"}, test_rules=False)
+    p.start_to_traffic()
+    p.send(applied("production", 5))
+    assert p.send(m.StopRequest(rollback=False)) == []
+    assert p.d.status == m.STOPPED
+    assert "traffic left at 5% green" in (p.d.status_reason or "")
+    assert p.d.stopped_at == p.now
+    assert "STOP_REQUESTED" in p.notes("status")
+
+
+def test_stop_with_rollback() -> None:
+    p = Playbook({"strategy": "CANARY"}, test_rules=False)
+    p.start_to_traffic()
+    assert p.send(m.StopRequest(rollback=True)) == [m.SetWeights("all", 0.0)]
+    p.send(applied("all", 0))
+    p.send(m.TasksStopped("green", ok=True))
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL
+
+
+def test_rollback_that_cannot_move_traffic_fails() -> None:
+    p = Playbook({"strategy": "CANARY"}, test_rules=False)
+    p.start_to_traffic()
+    p.send(m.StopRequest(rollback=True))
+    p.send(m.WeightsApplied("all", 0, ok=False, error="proxy unreachable"))
+    assert p.d.status == m.ROLLBACK_FAILED
+    assert "proxy unreachable" in (p.d.status_reason or "")
+
+
+def test_green_that_never_gets_healthy_rolls_back_before_traffic_moves() -> None:
+    p = Playbook({"strategy": "LINEAR"}, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    assert p.send(m.GreenReady(ok=False, error="not healthy in 60 s")) == [m.SetWeights("all", 0.0)]
+    assert p.d.production_percent == 0
+
+
+def test_events_after_the_end_change_nothing() -> None:
+    p = Playbook({"strategy": "CANARY"}, test_rules=False)
+    p.start_to_traffic()
+    p.send(m.StopRequest(rollback=False))
+    before = p.d.to_dict()
+    assert p.send(m.AlarmStates({"x": "ALARM"})) == []
+    assert p.send(m.StopRequest(rollback=True)) == []
+    after = p.d.to_dict()
+    before.pop("updated_at")
+    after.pop("updated_at")
+    assert before == after
+
+
+def test_step_does_not_modify_its_input() -> None:
+    p = Playbook({"strategy": "CANARY"})
+    d0 = p.d
+    snapshot = d0.to_dict()
+    m.step(d0, m.Start(), T0)
+    assert d0.to_dict() == snapshot
+
+
+def test_record_round_trips_through_json_shape() -> None:
+    p = Playbook({"strategy": "CANARY", "lifecycleHooks": [
+        {"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"]}]})
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenReady(ok=True))
+    assert p.d.hook is not None
+    again = m.Deployment.from_dict(p.d.to_dict())
+    assert again.to_dict() == p.d.to_dict()
+
+
+# -- circuit breaker -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("desired", "threshold"), [(1, 3), (2, 3), (6, 3), (7, 4), (10, 5), (400, 200), (1000, 200)])
+def test_circuit_breaker_threshold(desired: int, threshold: int) -> None:
+    assert Playbook({}, desired=desired).d.threshold == threshold
+
+
+def test_circuit_breaker_counts_failures_and_rolls_back_at_threshold() -> None:
+    p = Playbook({"strategy": "LINEAR", "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+                 desired=2, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    assert p.d.circuit_breaker_status == "MONITORING"
+    assert p.send(m.TaskFailed("t1", "Essential container in task exited")) == []
+    assert p.send(m.TaskFailed("t2", "Essential container in task exited")) == []
+    assert p.d.failure_count == 2
+    assert p.send(m.TaskFailed("t3", "failed target group health checks")) == [m.SetWeights("all", 0.0)]
+    assert p.d.circuit_breaker_status == "TRIGGERED"
+    assert "circuit breaker" in (p.d.status_reason or "")
+
+
+def test_circuit_breaker_disabled_only_counts() -> None:
+    p = Playbook({"strategy": "LINEAR"}, desired=2, test_rules=False)
+    p.send(m.Start())
+    for i in range(5):
+        p.send(m.TaskFailed(f"t{i}", "exited"))
+    assert p.d.failure_count == 5
+    assert p.d.status == m.IN_PROGRESS
+
+
+def test_circuit_breaker_without_rollback_stops() -> None:
+    p = Playbook({"strategy": "LINEAR", "deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+                 test_rules=False)
+    p.send(m.Start())
+    for i in range(3):
+        p.send(m.TaskFailed(f"t{i}", "exited"))
+    assert p.d.status == m.STOPPED
+
+
+# -- lifecycle hooks -----------------------------------------------------------
+
+HOOKED = {
+    "strategy": "CANARY",
+    "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": 1},
+    "lifecycleHooks": [{"hookTargetArn": "http://127.0.0.1:1/hook",
+                        "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"],
+                        "hookDetails": {"check": "smoke"}}],
+}
+
+
+def hook_call(actions: list[m.Action]) -> m.InvokeHook:
+    calls = [a for a in actions if isinstance(a, m.InvokeHook)]
+    assert len(calls) == 1, actions
+    return calls[0]
+
+
+def test_hook_in_progress_twice_then_succeeded() -> None:
+    p = Playbook(HOOKED)
+    p.start_to_traffic()
+    call = hook_call(p.send(applied("test", 100)))
+    assert call.stage == m.POST_TEST_TRAFFIC_SHIFT
+    assert call.hook_details == {"check": "smoke"}
+    assert call.test_percent == 100 and call.production_percent == 0
+    # IN_PROGRESS: call again after callBackDelay (AWS seconds / time scale), with the new details.
+    assert p.send(m.HookAnswer(call.execution_id, "IN_PROGRESS", 30, {"n": 1})) == [m.WakeAt(T0 + 0.5)]
+    assert p.tick(0.4) == []
+    again = hook_call(p.tick(0.1))
+    assert again.execution_id == call.execution_id and again.hook_details == {"n": 1}
+    p.send(m.HookAnswer(call.execution_id, "IN_PROGRESS", None, {"n": 2}))  # default 30 s
+    third = hook_call(p.tick(0.5))
+    assert third.hook_details == {"n": 2}
+    assert p.send(m.HookAnswer(call.execution_id, "SUCCEEDED")) == [m.SetWeights("production", 10.0)]
+    run = p.d.hook_runs[-1]
+    assert (run.status, run.attempts, len(run.answers)) == ("SUCCEEDED", 3, 3)
+
+
+def test_production_shift_hooks_run_at_each_canary_step() -> None:
+    p = Playbook(HOOKED)
+    p.start_to_traffic()
+    call = hook_call(p.send(applied("test", 100)))
+    p.send(m.HookAnswer(call.execution_id, "SUCCEEDED"))
+    step1 = hook_call(p.send(applied("production", 10)))
+    assert step1.stage == m.PRODUCTION_TRAFFIC_SHIFT and step1.production_percent == 10
+    assert p.send(m.HookAnswer(step1.execution_id, "SUCCEEDED")) == [m.WakeAt(T0 + 1.0)]  # then the canary bake
+    assert p.tick(1.0) == [m.SetWeights("production", 100.0)]
+    step2 = hook_call(p.send(applied("production", 100)))
+    assert step2.production_percent == 100 and step2.execution_id != step1.execution_id
+
+
+@pytest.mark.parametrize("answer", [
+    m.HookAnswer("X", "FAILED", error="smoke test failed"),
+    m.HookAnswer("X", "FAILED", error="the answer is not JSON"),
+])
+def test_failed_hook_rolls_back(answer: m.HookAnswer) -> None:
+    p = Playbook(HOOKED)
+    p.start_to_traffic()
+    call = hook_call(p.send(applied("test", 100)))
+    actions = p.send(m.HookAnswer(call.execution_id, answer.status, error=answer.error))
+    assert actions == [m.SetWeights("all", 0.0)]
+    assert "lifecycle hook at POST_TEST_TRAFFIC_SHIFT failed" in (p.d.status_reason or "")
+
+
+def test_traffic_shift_hooks_run_again_on_rollback_and_their_failure_does_not_stop_it() -> None:
+    p = Playbook(HOOKED)
+    p.start_to_traffic()
+    call = hook_call(p.send(applied("test", 100)))
+    p.send(m.HookAnswer(call.execution_id, "SUCCEEDED"))
+    p.send(m.StopRequest(rollback=True))
+    back = hook_call(p.send(applied("all", 0)))
+    assert back.stage == m.PRODUCTION_TRAFFIC_SHIFT and back.production_percent == 0
+    assert p.send(m.HookAnswer(back.execution_id, "FAILED", error="boom")) == [m.StopTasks("green")]
+    p.send(m.TasksStopped("green", ok=True))
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL
+
+
+def test_an_answer_for_another_execution_is_ignored() -> None:
+    p = Playbook(HOOKED)
+    p.start_to_traffic()
+    hook_call(p.send(applied("test", 100)))
+    assert p.send(m.HookAnswer("someone-else", "FAILED")) == []
+    assert p.d.status == m.IN_PROGRESS
+
+
+def test_hook_timeout_rolls_back_or_continues() -> None:
+    for action, expect_status in (("ROLLBACK", m.ROLLBACK_IN_PROGRESS), ("CONTINUE", m.IN_PROGRESS)):
+        cfg = {**HOOKED, "lifecycleHooks": [{**HOOKED["lifecycleHooks"][0],  # type: ignore[index]
+                                             "timeoutConfiguration": {"action": action, "timeoutInMinutes": 2}}]}
+        p = Playbook(cfg)
+        p.start_to_traffic()
+        call = hook_call(p.send(applied("test", 100)))
+        p.send(m.HookAnswer(call.execution_id, "IN_PROGRESS", 60))
+        p.tick(1.0)  # the second call happens at 1 s
+        p.tick(1.0)  # timeout: 2 minutes / 60
+        assert p.d.status == expect_status, action
+
+
+PAUSED = {"strategy": "BLUE_GREEN", "lifecycleHooks": [
+    {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+     "timeoutConfiguration": {"action": "ROLLBACK", "timeoutInMinutes": 30}}]}
+
+
+def test_pause_waits_for_approval() -> None:
+    p = Playbook(PAUSED)
+    p.start_to_traffic()
+    assert p.send(applied("test", 100)) == [m.WakeAt(T0 + 30.0)]
+    assert p.d.hook is not None and p.d.hook.kind == "PAUSE"
+    assert p.tick(29) == []
+    assert p.send(m.Approve()) == [m.SetWeights("production", 100.0)]
+
+
+def test_pause_timeout_rolls_back() -> None:
+    p = Playbook(PAUSED)
+    p.start_to_traffic()
+    p.send(applied("test", 100))
+    assert p.tick(30) == [m.SetWeights("all", 0.0)]
+    assert "timed out" in (p.d.status_reason or "")
+
+
+def test_pause_timeout_continue() -> None:
+    cfg = {**PAUSED, "lifecycleHooks": [{**PAUSED["lifecycleHooks"][0],  # type: ignore[index]
+                                         "timeoutConfiguration": {"action": "CONTINUE", "timeoutInMinutes": 1}}]}
+    p = Playbook(cfg)
+    p.start_to_traffic()
+    p.send(applied("test", 100))
+    assert p.tick(1) == [m.SetWeights("production", 100.0)]
+
+
+def test_stop_with_rollback_while_paused() -> None:
+    p = Playbook(PAUSED)
+    p.start_to_traffic()
+    p.send(applied("test", 100))
+    assert p.send(m.StopRequest(rollback=True)) == [m.SetWeights("all", 0.0)]
+    assert p.d.hook is None
+
+
+# -- ROLLING -----------------------------------------------------------------------
+
+
+def test_rolling_replaces_then_cleans_up() -> None:
+    p = Playbook({"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200}, test_rules=False)
+    p.send(m.Start())
+    assert p.send(m.Reconciled()) == [m.RollingReplace()]
+    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0), m.StopTasks("blue")]
+    p.send(m.TasksStopped("blue", ok=True))
+    assert p.d.status == m.SUCCESSFUL
+    assert [s["stage"] for s in p.d.stages] == [m.RECONCILE_SERVICE, m.SCALE_UP, m.BAKE_TIME, m.CLEAN_UP]
+
+
+def test_rolling_rollback_restores_blue_then_stops_green() -> None:
+    p = Playbook({"strategy": "ROLLING", "alarms": {"alarmNames": ["a"], "enable": True, "rollback": True}},
+                 test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    assert p.send(m.RollingDone(ok=False, error="new tasks did not become healthy")) == [m.StopTasks("green")]
+    p.send(m.TasksStopped("green", ok=True))
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL
+
+
+# -- crash recovery ------------------------------------------------------------------
+
+
+def run_until(stage: str, config: dict[str, Any]) -> Playbook:
+    """A playbook driven (everything succeeding) until it waits in `stage`."""
+    p = Playbook(config)
+    p.send(m.Start())
+    for _ in range(40):
+        if p.d.stage == stage:
+            return p
+        w = p.d.waiting
+        if w == m.W_RECONCILE:
+            p.send(m.Reconciled())
+        elif w == m.W_SCALE:
+            p.send(m.GreenReady(ok=True))
+        elif w == m.W_WEIGHTS:
+            last = [a for a in p.log if isinstance(a, m.SetWeights)][-1]
+            p.send(applied(last.kind, last.percent))
+        elif w == m.W_BAKE:
+            p.tick((p.d.wake_at or p.now) - p.now)
+        elif w == m.W_HOOK:
+            assert p.d.hook is not None
+            p.send(m.HookAnswer(p.d.hook.execution_id, "SUCCEEDED"))
+        else:
+            raise AssertionError(f"stuck at {p.d.stage} waiting {w}")
+    raise AssertionError(f"never reached {stage}")
+
+
+RECOVERY = {"strategy": "CANARY", "bakeTimeInMinutes": 5,
+            "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": 10}}
+
+
+@pytest.mark.parametrize(
+    ("stage", "plan"),
+    [
+        (m.RECONCILE_SERVICE, "rollback"),
+        (m.SCALE_UP, "rollback"),
+        (m.TEST_TRAFFIC_SHIFT, "rollback"),
+        (m.PRODUCTION_TRAFFIC_SHIFT, "rollback"),  # the first step not verified yet
+        (m.BAKE_TIME, "resume"),
+        (m.CLEAN_UP, "resume"),
+    ],
+)
+def test_recovery_rule_at_each_stage(stage: str, plan: str) -> None:
+    p = run_until(stage, RECOVERY)
+    assert m.recovery_plan(p.d) == plan
+    restored = m.Deployment.from_dict(p.d.to_dict())  # as read back from the records
+    p.d = restored
+    actions = p.send(m.Recover())
+    if plan == "rollback":
+        assert actions[0] == m.SetWeights("all", 0.0)
+        assert p.d.status == m.ROLLBACK_IN_PROGRESS
+    elif stage == m.BAKE_TIME:
+        assert actions[0] == m.WakeAt(p.d.wake_at)
+        assert p.d.stage == m.BAKE_TIME
+    else:
+        assert actions == [m.StopTasks("blue")]
+
+
+def test_recovery_mid_canary_resumes_the_bake_from_its_recorded_start() -> None:
+    p = run_until(m.PRODUCTION_TRAFFIC_SHIFT, RECOVERY)
+    p.send(applied("production", 10))  # canary verified: 10 minutes bake = 10 s
+    bake_end = p.d.wake_at
+    assert bake_end == p.now + 10
+    p.now += 4  # the controller was down for 4 s
+    p.d = m.Deployment.from_dict(p.d.to_dict())
+    assert m.recovery_plan(p.d) == "resume"
+    assert p.send(m.Recover()) == [m.WakeAt(bake_end)]
+    assert p.tick(5.9) == []
+    assert p.tick(0.1) == [m.SetWeights("production", 100.0)]
+
+
+def test_recovery_during_a_rollback_starts_the_rollback_again() -> None:
+    p = run_until(m.PRODUCTION_TRAFFIC_SHIFT, RECOVERY)
+    p.send(applied("production", 10))
+    p.send(m.StopRequest(rollback=True, reason="alarm x"))
+    p.d = m.Deployment.from_dict(p.d.to_dict())
+    assert m.recovery_plan(p.d) == "rollback"
+    assert p.send(m.Recover()) == [m.SetWeights("all", 0.0)]
+    assert p.d.status_reason == "alarm x"
+
+
+def test_recovery_of_a_pending_deployment_starts_it() -> None:
+    p = Playbook({"strategy": "CANARY"})
+    assert p.send(m.Recover()) == [m.Reconcile()]
+    assert p.d.status == m.IN_PROGRESS
+
+
+def test_recovery_of_a_pause_keeps_waiting() -> None:
+    p = run_until(m.POST_TEST_TRAFFIC_SHIFT, PAUSED)
+    # Waiting for approval at POST_TEST_TRAFFIC_SHIFT: no production traffic moved yet.
+    assert m.recovery_plan(p.d) == "rollback"
+
+
+def test_recovery_of_an_in_progress_hook_calls_it_again() -> None:
+    cfg = {**RECOVERY, "lifecycleHooks": [{"hookTargetArn": "http://127.0.0.1:1/h",
+                                           "lifecycleStages": ["POST_PRODUCTION_TRAFFIC_SHIFT"]}]}
+    p = Playbook(cfg, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenReady(ok=True))
+    p.send(applied("production", 10))
+    p.tick(10)
+    call = hook_call(p.send(applied("production", 100)))
+    p.d = m.Deployment.from_dict(p.d.to_dict())
+    again = hook_call(p.send(m.Recover()))
+    assert again.execution_id == call.execution_id
