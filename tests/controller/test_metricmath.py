@@ -9,7 +9,7 @@ from controller.metricmath import MathError, parse_expression
 
 N = None  # a missing datapoint, short so the tables line up
 
-ENV = {
+ENV: dict[str, list[float | None]] = {
     "blue5xx": [1.0, N, 4.0, N],
     "green5xx": [2.0, 3.0, N, N],
     "errors": [5.0, 1.0, N, 2.0],

@@ -1,0 +1,282 @@
+"""CloudWatch's role for the controller: turns the proxy's cumulative stats
+snapshots (`GET /admin/stats`, see proxy.stats.Stats.snapshot) into
+per-period datapoints of AWS/ApplicationELB metrics.
+
+Public API
+----------
+`MetricStore(retention_seconds)`
+  - `add(snapshot, at)`: store one scrape; `at` is the controller's own
+    (injected) clock time, used for period placement instead of the
+    snapshot's timestamp. Snapshots older than `retention_seconds` before
+    the newest are dropped: keep at least (EvaluationPeriods + 1) periods.
+  - `series(metric_name, target_group, stat, period, end, count)`: the
+    last `count` complete periods ending at or before `end`, oldest first,
+    one float or None (missing) each. `target_group=None` means the load
+    balancer's totals. Periods are aligned to multiples of `period` from
+    epoch 0 (`period_starts` gives their start times).
+
+Module helpers: `METRICS` (what can be computed), `METRIC_UNITS`,
+`TARGET_GROUP_ONLY` / `LOAD_BALANCER_ONLY` (which dimension a metric
+needs), `supports_statistic(stat)`.
+
+How a datapoint is made, as ALB publishes to CloudWatch:
+  - A period [start, end) needs a snapshot at or before `start` and one at
+    or after `end`; otherwise it is missing. Scrape several times a period
+    and evaluate with `end` = the time of the latest `add` so the newest
+    period is complete.
+  - Counts (RequestCount, HTTPCode_*, ...): the increase over the period.
+    Each scrape interval's increase belongs to the period holding the
+    interval's end, so every request is counted in exactly one period. A
+    decrease means the proxy restarted: the new value is the increase. ALB
+    publishes nothing for a period with no count, so 0 is missing. Sum,
+    Average, Minimum, Maximum and pNN give the increase; SampleCount 1.
+  - TargetResponseTime: the histogram's increase; Average, Sum,
+    SampleCount exact, pNN interpolated within buckets (about 10 % wide),
+    Minimum/Maximum from bucket edges. Missing when no responses.
+  - HealthyHostCount, UnHealthyHostCount, ActiveConnectionCount: gauges;
+    statistics over the samples taken in [start, end).
+  - RequestCountPerTarget: RequestCount increase / average HealthyHostCount.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+COUNT_METRICS = (
+    "RequestCount",
+    "HTTPCode_Target_2XX_Count",
+    "HTTPCode_Target_3XX_Count",
+    "HTTPCode_Target_4XX_Count",
+    "HTTPCode_Target_5XX_Count",
+    "HTTPCode_ELB_4XX_Count",
+    "HTTPCode_ELB_5XX_Count",
+    "HTTPCode_ELB_502_Count",
+    "HTTPCode_ELB_503_Count",
+    "HTTPCode_ELB_504_Count",
+    "TargetConnectionErrorCount",
+    "ProcessedBytes",
+    "NewConnectionCount",
+)
+GAUGE_METRICS = ("HealthyHostCount", "UnHealthyHostCount", "ActiveConnectionCount")
+RESPONSE_TIME = "TargetResponseTime"
+PER_TARGET = "RequestCountPerTarget"
+METRICS = (*COUNT_METRICS, RESPONSE_TIME, *GAUGE_METRICS, PER_TARGET)
+
+METRIC_UNITS = {name: "Count" for name in METRICS} | {RESPONSE_TIME: "Seconds", "ProcessedBytes": "Bytes"}
+# ALB publishes these only per target group / only per load balancer.
+TARGET_GROUP_ONLY = ("HealthyHostCount", "UnHealthyHostCount", PER_TARGET)
+LOAD_BALANCER_ONLY = ("ActiveConnectionCount", "NewConnectionCount")
+
+STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100(?:\.0+)?)\Z")
+
+
+def percentile(stat: str) -> float | None:
+    """`p99.9` -> 99.9; None for anything that is not a percentile."""
+    m = _PERCENTILE.match(stat)
+    return float(m.group(1)) if m else None
+
+
+def supports_statistic(stat: str) -> bool:
+    return stat in STATISTICS or percentile(stat) is not None
+
+
+def period_starts(period: float, end: float, count: int) -> list[float]:
+    """Start times of the last `count` whole periods ending at or before `end`, oldest first."""
+    # The epsilon keeps a period ending exactly at `end` from being lost to float rounding.
+    last_end = math.floor(end / period + 1e-9)
+    return [(last_end - count + i) * period for i in range(count)]
+
+
+class MetricStore:
+    def __init__(self, retention_seconds: float) -> None:
+        self.retention = retention_seconds
+        self._times: list[float] = []
+        self._snaps: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def add(self, snapshot: dict[str, Any], at: float) -> None:
+        i = bisect_right(self._times, at)
+        self._times.insert(i, at)
+        self._snaps.insert(i, snapshot)
+        drop = bisect_left(self._times, self._times[-1] - self.retention)
+        if drop:
+            del self._times[:drop]
+            del self._snaps[:drop]
+
+    def series(
+        self, metric_name: str, target_group: str | None, stat: str, period: float, end: float, count: int
+    ) -> list[float | None]:
+        if metric_name not in METRICS:
+            raise ValueError(f"{metric_name!r} is not a metric shiftlab computes")
+        if not supports_statistic(stat):
+            raise ValueError(f"{stat!r} is not a statistic shiftlab computes")
+        return [
+            self.datapoint(metric_name, target_group, stat, start, start + period)
+            for start in period_starts(period, end, count)
+        ]
+
+    def datapoint(
+        self, metric_name: str, target_group: str | None, stat: str, start: float, end: float
+    ) -> float | None:
+        """One statistic of one metric over [start, end), or None when missing."""
+        first = bisect_right(self._times, start) - 1  # last snapshot at or before start
+        if first < 0 or not self._times or self._times[-1] < end:
+            return None
+        if metric_name in GAUGE_METRICS:
+            return _gauge_stat(self._samples(metric_name, target_group, start, end), stat)
+        if metric_name == RESPONSE_TIME:
+            return _histogram_stat(self._histogram(target_group, first, end), stat)
+        counted = "RequestCount" if metric_name == PER_TARGET else metric_name
+        requests = self._increase(counted, target_group, first, end)
+        if not requests:
+            return None
+        if metric_name == PER_TARGET:
+            hosts = _gauge_stat(self._samples("HealthyHostCount", target_group, start, end), "Average")
+            if not hosts:
+                return None
+            requests /= hosts
+        return 1.0 if stat == "SampleCount" else float(requests)
+
+    def _metrics(self, index: int, target_group: str | None) -> dict[str, Any] | None:
+        snap = self._snaps[index]
+        if target_group is None:
+            return snap.get("total")
+        group: dict[str, Any] | None = snap.get("targetGroups", {}).get(target_group)
+        return group
+
+    def _intervals(self, first: int, end: float) -> Iterator[tuple[int, int]]:
+        # Scrape intervals whose end falls in (start, end]: each belongs to one period only.
+        k = first + 1
+        while k < len(self._times) and self._times[k] <= end:
+            yield k - 1, k
+            k += 1
+
+    def _increase(self, name: str, target_group: str | None, first: int, end: float) -> float:
+        total = 0.0
+        for a, b in self._intervals(first, end):
+            before, after = self._metrics(a, target_group), self._metrics(b, target_group)
+            new = after.get(name) if after else None
+            if new is None:
+                continue
+            old = before.get(name) if before else None
+            total += new if old is None or new < old else new - old
+        return total
+
+    def _histogram(self, target_group: str | None, first: int, end: float) -> _Histogram:
+        hist = _Histogram()
+        for a, b in self._intervals(first, end):
+            before, after = self._metrics(a, target_group), self._metrics(b, target_group)
+            new = after.get(RESPONSE_TIME) if after else None
+            if not new:
+                continue
+            old = before.get(RESPONSE_TIME) if before else None
+            hist.add_increase(self._snaps[b].get("responseTimeBuckets", []), old, new)
+        return hist
+
+    def _samples(self, name: str, target_group: str | None, start: float, end: float) -> list[float]:
+        out = []
+        for i in range(bisect_left(self._times, start), bisect_left(self._times, end)):
+            m = self._metrics(i, target_group)
+            if m and m.get(name) is not None:
+                out.append(float(m[name]))
+        return out
+
+
+class _Histogram:
+    """TargetResponseTime's increase over one period."""
+
+    def __init__(self) -> None:
+        self.bounds: list[float] = []
+        self.buckets: list[int] = []
+        self.count = 0
+        self.sum = 0.0
+
+    def add_increase(self, bounds: list[float], old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        new_buckets = list(new["buckets"])
+        reset = (
+            old is None
+            or new["count"] < old["count"]
+            or len(old["buckets"]) != len(new_buckets)
+            or any(n < o for n, o in zip(new_buckets, old["buckets"], strict=True))
+        )
+        if reset:
+            d_buckets, d_count, d_sum = new_buckets, new["count"], new["sum"]
+        else:
+            assert old is not None
+            d_buckets = [n - o for n, o in zip(new_buckets, old["buckets"], strict=True)]
+            d_count, d_sum = new["count"] - old["count"], new["sum"] - old["sum"]
+        if not d_count:
+            return
+        if len(self.buckets) != len(d_buckets):
+            # First increase, or the bounds changed mid-period (another proxy build): start over.
+            self.buckets, self.count, self.sum = [0] * len(d_buckets), 0, 0.0
+        self.bounds = list(bounds)
+        self.buckets = [x + d for x, d in zip(self.buckets, d_buckets, strict=True)]
+        self.count += d_count
+        self.sum += d_sum
+
+    def edges(self, i: int) -> tuple[float, float]:
+        if i >= len(self.bounds):
+            # The overflow bucket holds everything above the highest bound: that bound is all we know.
+            return self.bounds[-1], self.bounds[-1]
+        return (self.bounds[i - 1] if i > 0 else 0.0), self.bounds[i]
+
+    def quantile(self, q: float) -> float:
+        rank = q / 100 * self.count
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            if n and seen + n >= rank:
+                lower, upper = self.edges(i)
+                return lower + (upper - lower) * max(0.0, rank - seen) / n
+            seen += n
+        return self.bounds[-1]
+
+
+def _histogram_stat(hist: _Histogram, stat: str) -> float | None:
+    if hist.count <= 0 or not hist.bounds:
+        return None
+    if stat == "SampleCount":
+        return float(hist.count)
+    if stat == "Sum":
+        return hist.sum
+    if stat == "Average":
+        return hist.sum / hist.count
+    # The proxy's cumulative min/max cannot be split by period, so Minimum and
+    # Maximum are approximated: the lower edge of the lowest non-empty bucket and
+    # the upper edge of the highest one (buckets are ~10 % wide).
+    if stat == "Minimum":
+        return hist.quantile(0.0)
+    if stat == "Maximum":
+        return hist.quantile(100.0)
+    q = percentile(stat)
+    assert q is not None
+    return hist.quantile(q)
+
+
+def _gauge_stat(samples: list[float], stat: str) -> float | None:
+    if not samples:
+        return None
+    if stat == "SampleCount":
+        return float(len(samples))
+    if stat == "Sum":
+        return sum(samples)
+    if stat == "Average":
+        return sum(samples) / len(samples)
+    if stat == "Minimum":
+        return min(samples)
+    if stat == "Maximum":
+        return max(samples)
+    q = percentile(stat)
+    assert q is not None
+    ordered = sorted(samples)
+    pos = q / 100 * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
