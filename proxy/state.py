@@ -99,7 +99,9 @@ class TargetGroupState:
         if existing is not None and existing.state != DRAINING:
             return existing
         if existing is not None:
-            existing.pool.close()
+            # Re-registered while draining: requests still in flight keep
+            # their connections, which then serve the new registration.
+            probe.pool = existing.pool
         if not self.conf.HealthCheckEnabled:
             probe.state, probe.reason = HEALTHY, "Target.HealthCheckDisabled"
         self.targets[probe.id] = probe
