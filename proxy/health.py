@@ -41,19 +41,22 @@ def next_state(t: Target, ok: bool, reason: str, healthy_n: int, unhealthy_n: in
 class HealthChecker:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
-        self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # (group, target id) -> the Target object checked and its loop; a
+        # target re-registered under the same id is a new object.
+        self.tasks: dict[tuple[str, str], tuple[Target, asyncio.Task[None]]] = {}
 
     def sync(self, group: TargetGroupState) -> None:
         """Start loops for new targets of `group`, end loops of removed ones."""
         if not group.conf.HealthCheckEnabled:
             return
+        for key in [k for k, (t, _) in self.tasks.items()
+                    if k[0] == group.name and group.targets.get(k[1]) is not t]:
+            self.tasks.pop(key)[1].cancel()
         for tid, t in group.targets.items():
             key = (group.name, tid)
-            task = self.tasks.get(key)
-            if task is None or task.done():
-                self.tasks[key] = asyncio.get_running_loop().create_task(self._loop(group, t))
-        for key in [k for k in self.tasks if k[0] == group.name and k[1] not in group.targets]:
-            self.tasks.pop(key).cancel()
+            entry = self.tasks.get(key)
+            if entry is None or entry[1].done():
+                self.tasks[key] = (t, asyncio.get_running_loop().create_task(self._loop(group, t)))
 
     async def _loop(self, group: TargetGroupState, t: Target) -> None:
         c = group.conf
@@ -88,9 +91,9 @@ class HealthChecker:
             return False, "Target.FailedHealthChecks"
 
     async def close(self) -> None:
-        for task in self.tasks.values():
+        for _, task in self.tasks.values():
             task.cancel()
-        for task in self.tasks.values():
+        for _, task in self.tasks.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
