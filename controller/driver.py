@@ -21,7 +21,7 @@ import aiohttp
 
 from controller import hooks as hook_calls
 from controller import machine as m
-from controller.alarms import AlarmEvaluator, MetricAlarm
+from controller.alarms import AlarmEvaluator, MetricAlarm, required_retention
 from controller.backends.base import Backend, Task, TaskDefinition
 from controller.clock import Clock, RealClock
 from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
@@ -107,8 +107,7 @@ class ServiceController:
         return b if self.state.primary_group == a else a
 
     def _retention(self) -> float:
-        longest = max((a.longest_window() for a in self.settings.alarms), default=600.0)
-        return max(longest / self.time_scale * 2, 60.0)
+        return max(required_retention(self.settings.alarms, self.time_scale) * 2, 60.0)
 
     async def start(self) -> None:
         """Adopt what a previous controller left, then bring blue to its desired count."""
@@ -619,7 +618,7 @@ class ServiceController:
     # -- metrics and alarms --------------------------------------------------------
 
     def _scrape_interval(self) -> float:
-        periods = [a.period_seconds() / self.time_scale for a in self.settings.alarms]
+        periods = [ev.period for ev in self.evaluators.values()]
         return min([0.5, *(p / 5 for p in periods)]) if periods else 0.5
 
     async def _scrape_loop(self) -> None:

@@ -503,6 +503,167 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: f
     return 0 if outcome.ok else 1
 
 
+@main.command()
+@click.argument("path", default=DEFAULT_CONFIG, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> None:
+    """Write an annotated shiftlab.yaml to start from."""
+    from importlib import resources
+
+    target = Path(path)
+    if target.exists() and not force:
+        click.echo(f"{path} exists; use --force to overwrite it", err=True)
+        sys.exit(1)
+    target.write_text(resources.files("shiftlab").joinpath("examples/shiftlab.yaml").read_text(encoding="utf-8"))
+    click.echo(f"wrote {path}; next: shiftlab up -c {path}")
+
+
+@main.command()
+@click.option("--url", required=True, help="Where to send requests (e.g. http://127.0.0.1:8080/).")
+@click.option("--rps", type=float, default=50.0, show_default=True)
+@click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option("--concurrency", type=int, default=8, show_default=True)
+@click.option("--max-requests", type=int, default=None, help="Stop after this many (default rps x duration).")
+@click.option("--header", "headers", multiple=True, metavar="K:V", help="A request header (repeat).")
+@click.option("--json", "as_json", is_flag=True)
+def load(url: str, rps: float, duration: float, concurrency: int, max_requests: int | None,
+         headers: tuple[str, ...], as_json: bool) -> None:
+    """A bounded load: the split by target group, status counts, latency percentiles."""
+    import json
+
+    from shiftlab.loadgen import run_load
+
+    hdrs = {}
+    for h in headers:
+        k, sep, v = h.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{h!r} is not K:V", param_hint="--header")
+        hdrs[k.strip()] = v.strip()
+    if rps <= 0 or duration <= 0:
+        raise click.BadParameter("--rps and --duration must be positive")
+    res = asyncio.run(run_load(url, rps, duration, concurrency=concurrency, headers=hdrs or None,
+                               max_requests=max_requests))
+    s = res.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    click.echo(f"{s['requests']} requests in {s['seconds']} s ({s['rps']}/s); statuses {s['statuses']}; "
+               f"connection errors {s['connectionErrors']}")
+    for group, n in sorted(s["byGroup"].items()):
+        click.echo(f"  {group:<12} {n:>7}  ({100 * n / max(s['requests'], 1):.1f} %)  "
+                   f"5xx {s['5xxByGroup'].get(group, 0)}")
+    fmt = lambda v: f"{v * 1000:.1f} ms" if v is not None else "-"  # noqa: E731
+    click.echo(f"  latency p50 {fmt(s['p50'])}  p90 {fmt(s['p90'])}  p99 {fmt(s['p99'])}")
+
+
+@main.command()
+@click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "manual", "blue-green"]),
+              default="good", show_default=True)
+@click.option("--time-scale", type=float, default=60.0, show_default=True)
+@click.option("--backend", type=click.Choice(["process", "docker"]), default="process", show_default=True)
+@click.option("--load-rps", type=float, default=40.0, show_default=True)
+@click.option("--auto-approve", type=float, default=None, metavar="SECONDS",
+              help="manual scenario: approve by itself after this long (default: 5 s when not a terminal).")
+@click.option("-q", "--quiet", is_flag=True, help="No live view.")
+def demo(scenario: str, time_scale: float, backend: str, load_rps: float, auto_approve: float | None,
+         quiet: bool) -> None:
+    """A rehearsal with nothing to configure: the sample service, a load, a
+    deployment and what happens, live. Exit 0 when the scenario behaved as
+    it should (a rollback is the right outcome of bad-canary and slow)."""
+    import tempfile
+
+    from shiftlab.demo import SCENARIOS, demo_settings
+
+    setup_logging(False)
+    logging.getLogger("shiftlab").setLevel(logging.WARNING)
+    sc = SCENARIOS[scenario]
+    state_dir = tempfile.mkdtemp(prefix="shiftlab-demo-")
+    try:
+        settings = demo_settings(sc, time_scale, backend, state_dir)
+    except ConfigError as exc:
+        fail_config(exc)
+    sys.exit(run_demo(sc, settings, load_rps, auto_approve, quiet, Path(state_dir)))
+
+
+def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None, quiet: bool,
+             state_dir: Path) -> int:
+    import shutil
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from proxy.app import install_uvloop
+    from shiftlab.rehearse import LoadSpec, production_url
+    from shiftlab.rehearse import rehearse as run
+    from shiftlab.view import WatchState, render
+
+    console = Console()
+    state = WatchState()
+    live_view = not quiet and console.is_terminal
+    if auto_approve is None and sc.pause and not console.is_terminal:
+        auto_approve = 5.0
+    url = production_url(settings)
+    extra = (LoadSpec(url, max(load_rps / 4, 1.0), {"x-amzn-ecs-blue-green-test": "demo"}),) \
+        if sc.test_header_load else ()
+    console.print(f"[bold]shiftlab demo[/bold] · {sc.name}: {sc.summary}")
+
+    def started(stack: Any) -> None:
+        console.print(f"dashboard and API: {stack.api_url}   production listener: {url}")
+        if sc.pause:
+            console.print(f"approve with: shiftlab approve --url {stack.api_url}"
+                          + (f"   (approving by itself in {auto_approve:g} s)" if auto_approve else ""))
+            if auto_approve is not None:
+                asyncio.get_running_loop().create_task(_approve_later(stack, auto_approve))
+
+    async def go() -> Any:
+        kwargs = {"extra_loads": extra, "on_started": started}
+        if not live_view:
+            return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, **kwargs)
+        with Live(render(state), console=console, refresh_per_second=8) as live:
+            def on_message(message: dict[str, Any]) -> None:
+                state.update(message)
+                live.update(render(state))
+
+            return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, on_message, **kwargs)
+
+    install_uvloop()
+    t0 = time.monotonic()
+    try:
+        outcome = asyncio.run(go())
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    d = outcome.deployment
+    ok = d["status"] == sc.expect
+    load = outcome.load
+    console.print()
+    console.print(f"[bold]{'as expected' if ok else 'NOT as expected'}[/bold]: {d['status']} "
+                  f"(this scenario should end {sc.expect})" + (f" - {d['statusReason']}" if d["statusReason"] else ""))
+    if load is not None:
+        failed = {g: n for g, n in load.errors_by_group.items()}
+        console.print(f"requests: {load.sent} sent, {load.failed} failed"
+                      + (f" (5xx by group: {failed})" if failed else "") + f"; split {dict(load.by_group)}")
+    if outcome.rollback_seconds() is not None:
+        console.print(f"first bad response -> production back on blue: {outcome.rollback_seconds():.2f} s")
+    for res in outcome.extra_loads:
+        console.print(f"test-header requests: {res.sent}, by group {dict(res.by_group)}")
+    console.print(f"total: {time.monotonic() - t0:.1f} s")
+    return 0 if ok else 1
+
+
+async def _approve_later(stack: Any, seconds: float) -> None:
+    ctl = stack.controller
+    while ctl is not None:
+        d = ctl.current
+        if d is not None and d.hook is not None and d.hook.kind == "PAUSE":
+            await asyncio.sleep(seconds)
+            ctl.approve(d.id)
+            return
+        if d is not None and d.final:
+            return
+        await asyncio.sleep(0.1)
+
+
 def proxy_main() -> None:
     """`python -m proxy` entry: the `proxy` subcommand on its own."""
     proxy(prog_name="python -m proxy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,22 @@ from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import Settings
 
 
+@dataclass(frozen=True)
+class LoadSpec:
+    """A background load during the rehearsal: `rps` on `url`, with `headers`."""
+
+    url: str
+    rps: float
+    headers: dict[str, str] | None = None
+
+
 @dataclass
 class Outcome:
     deployment: dict[str, Any]
     load: LoadResult | None
     seconds: float
     events: list[dict[str, Any]]
+    extra_loads: list[LoadResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -53,7 +63,8 @@ def production_url(settings: Settings) -> str:
 
 async def rehearse(settings: Settings, overrides: dict[str, Any], config: DeploymentConfiguration | None = None,
                    load_rps: float = 20.0, state_dir: Path | None = None, timeout: float | None = None,
-                   on_message: Any = None) -> Outcome:
+                   on_message: Any = None, extra_loads: tuple[LoadSpec, ...] = (),
+                   on_started: Any = None) -> Outcome:
     started = time.monotonic()
     dc = config or settings.deployment
     # The rehearsal's own records live apart from `shiftlab up`'s, and its API
@@ -62,6 +73,7 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
     await stack.start()
     stop_load = asyncio.Event()
     load_task = None
+    extra_tasks: list[asyncio.Task[LoadResult]] = []
     try:
         ctl = stack.controller
         assert ctl is not None
@@ -73,6 +85,13 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
             load_task = asyncio.create_task(run_load(
                 production_url(settings), load_rps, limit, stop=stop_load, result=load,
                 max_requests=int(load_rps * limit) + 1))
+        extra_results = [LoadResult() for _ in extra_loads]
+        for spec, res in zip(extra_loads, extra_results, strict=True):
+            extra_tasks.append(asyncio.create_task(run_load(
+                spec.url, spec.rps, limit, headers=spec.headers, stop=stop_load, result=res,
+                max_requests=int(spec.rps * limit) + 1)))
+        if on_started is not None:
+            on_started(stack)
         d = ctl.create_deployment(overrides, dc)
         try:
             final = await ctl.wait_finished(d.id, timeout=limit)
@@ -80,17 +99,20 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
             ctl.stop_deployment(d.id, rollback=True)
             final = await ctl.wait_finished(d.id, timeout=120)
         stop_load.set()
-        if load_task is not None:
-            await load_task
+        for t in [load_task, *extra_tasks]:
+            if t is not None:
+                await t
         described = ctl.describe(final)
         events = ctl.records.events(final.id)
         if unsubscribe:
             unsubscribe()
-        return Outcome(described, load if load_rps > 0 else None, round(time.monotonic() - started, 3), events)
+        return Outcome(described, load if load_rps > 0 else None, round(time.monotonic() - started, 3), events,
+                       extra_results)
     finally:
         stop_load.set()
-        if load_task is not None and not load_task.done():
-            load_task.cancel()
-            with contextlib.suppress(BaseException):
-                await load_task
+        for t in [load_task, *extra_tasks]:
+            if t is not None and not t.done():
+                t.cancel()
+                with contextlib.suppress(BaseException):
+                    await t
         await stack.stop()
