@@ -1,0 +1,53 @@
+"""Small helpers shared by the tests: free ports, polling with a deadline,
+and configs for a real stack on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def eventually(predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0,
+                     interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def lb_config(prod_port: int, test_port: int | None = None, health: dict[str, Any] | None = None,
+              dereg_seconds: int = 5) -> dict[str, Any]:
+    """A load balancer with blue and green groups, a prod listener (with the
+    test-header rule) and optionally a test listener."""
+    hc = {"HealthCheckPath": "/health", "HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 2, "HealthyThresholdCount": 2,
+          "UnhealthyThresholdCount": 2, **(health or {})}
+    fwd = {"Type": "forward", "ForwardConfig": {"TargetGroups": [
+        {"TargetGroupArn": "blue", "Weight": 100}, {"TargetGroupArn": "green", "Weight": 0}]}}
+    listeners: list[dict[str, Any]] = [{"Name": "prod", "Port": prod_port, "DefaultActions": [fwd]}]
+    if test_port is not None:
+        listeners.append({"Name": "test", "Port": test_port, "DefaultActions": [fwd],
+                          "TestTrafficRule": {"Enabled": False}})
+    attrs = [{"Key": "deregistration_delay.timeout_seconds", "Value": str(dereg_seconds)}]
+    return {
+        "Name": "my-load-balancer",
+        "Listeners": listeners,
+        "TargetGroups": [{"Name": n, **hc, "TargetGroupAttributes": attrs} for n in ("blue", "green")],
+        "Admin": {"Port": 0},
+    }
