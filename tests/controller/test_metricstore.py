@@ -90,7 +90,7 @@ def store_with(*scrapes: tuple[float, dict[str, Any]], retention: float = 3600) 
         (60, 180, 3, [0, 60, 120]),
         (10, 35, 1, [20]),
         (1, 3.0, 2, [1, 2]),
-        (0.05, 1.0, 1, [0.95]),  # 1.0 / 0.05 is not exact in binary: the period ending at 1.0 still counts
+        (0.1, 0.3, 1, [0.2]),  # 0.3 / 0.1 is 2.999...96 in binary: the period ending at 0.3 still counts
     ],
 )
 def test_periods_are_aligned_to_epoch(period, end, count, starts):

@@ -1,0 +1,528 @@
+"""CloudWatch metric alarms over the load balancer's own metrics: config
+models that take `aws cloudwatch put-metric-alarm --cli-input-json` input
+as is, and a pure evaluator of CloudWatch's M-out-of-N rule.
+
+Public API
+----------
+`parse_alarms(data, target_groups, prefix="alarms") -> list[MetricAlarm]`
+  `data` is a list of put-metric-alarm inputs (single metric, or metric math
+  with `Metrics`). Raises `ConfigError` listing every problem, each line
+  naming its field path and value. Alarms on metrics shiftlab cannot compute
+  (another namespace, an anomaly-detection band, an unknown target group)
+  are refused here, not at run time.
+
+`MetricAlarm` (frozen pydantic model, AWS field names) has `.plan`: the
+  metric queries and expressions to evaluate, with target groups resolved.
+
+`AlarmEvaluator(alarm, time_scale=1.0)`
+  - `evaluate(store, now) -> Evaluation`: reads the last EvaluationPeriods
+    datapoints from a `controller.metricstore.MetricStore` and applies
+    DatapointsToAlarm, Threshold, ComparisonOperator and TreatMissingData.
+    Call it with `now` = the time of the latest scrape (the newest period
+    is complete only once a scrape at or after its end was added).
+  - `state`, `reason`, `since` (time of the last transition, None before
+    the first): the alarm as it stands. New alarms are INSUFFICIENT_DATA.
+  - `period`: seconds of the evaluator's clock per alarm period.
+
+`Evaluation(state, reason, datapoints, breaching, changed, since)`:
+  `datapoints` are (period start, value or None) oldest first; `breaching`
+  counts the datapoints taken as breaching (after TreatMissingData).
+
+`required_retention(alarms, time_scale)`: seconds of snapshots a
+  MetricStore must keep for these alarms.
+
+Accepted but without effect here: AlarmActions, OKActions,
+InsufficientDataActions, ActionsEnabled, Tags, Label, AccountId, and
+EvaluateLowSampleCountPercentile (percentiles are evaluated whatever the
+sample count).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import Field, PrivateAttr
+
+from controller.metricmath import Expression, MathError, parse_expression
+from controller.metricstore import (
+    LOAD_BALANCER_ONLY,
+    METRIC_UNITS,
+    METRICS,
+    STATISTICS,
+    TARGET_GROUP_ONLY,
+    period_starts,
+    supports_statistic,
+)
+from proxy.config import target_group_name
+from shiftlab.configfile import ConfigError, Model, in_range, parse
+
+NAMESPACE = "AWS/ApplicationELB"
+MIN_PERIOD_SECONDS = 0.05
+
+OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
+
+THRESHOLD_OPERATORS: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    "GreaterThanThreshold": (operator.gt, "greater than"),
+    "GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
+    "LessThanThreshold": (operator.lt, "less than"),
+    "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
+}
+ANOMALY_OPERATORS = (
+    "LessThanLowerOrGreaterThanUpperThreshold", "LessThanLowerThreshold", "GreaterThanUpperThreshold",
+)
+TREAT_MISSING_DATA = ("missing", "breaching", "notBreaching", "ignore")
+_ID = re.compile(r"[a-z][A-Za-z0-9_]*\Z")
+_STAT_HELP = f"(it computes {', '.join(STATISTICS)} and percentiles pNN such as p50, p99, p99.9)"
+
+
+class Dimension(Model):
+    Name: str
+    Value: str
+
+
+class Tag(Model):
+    Key: str
+    Value: str
+
+
+class MetricSpec(Model):
+    Namespace: str
+    MetricName: str
+    Dimensions: list[Dimension] = []
+
+
+class MetricStatSpec(Model):
+    Metric: MetricSpec
+    Period: int
+    Stat: str
+    Unit: str | None = None
+
+
+class MetricDataQuery(Model):
+    Id: Annotated[str, Field(min_length=1, max_length=255)]
+    MetricStat: MetricStatSpec | None = None
+    Expression: str | None = None
+    Label: str | None = None
+    ReturnData: bool | None = None
+    Period: int | None = None
+    AccountId: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One metric to fetch from the store."""
+
+    id: str
+    metric_name: str
+    target_group: str | None  # None = the load balancer's totals
+    stat: str
+
+
+@dataclass(frozen=True)
+class AlarmPlan:
+    period: int  # AWS seconds
+    metrics: tuple[MetricQuery, ...]
+    expressions: tuple[tuple[str, Expression], ...]  # in dependency order
+    returned: str  # the Id whose series is compared with the threshold
+
+
+class MetricAlarm(Model):
+    AlarmName: Annotated[str, Field(min_length=1, max_length=255)]
+    AlarmDescription: str | None = None
+    ActionsEnabled: bool = True
+    AlarmActions: list[str] = []
+    OKActions: list[str] = []
+    InsufficientDataActions: list[str] = []
+    MetricName: str | None = None
+    Namespace: str | None = None
+    Dimensions: list[Dimension] | None = None
+    Statistic: str | None = None
+    ExtendedStatistic: str | None = None
+    Period: int | None = None
+    Unit: str | None = None
+    EvaluationPeriods: Annotated[int, in_range(1, 100_000)]
+    DatapointsToAlarm: Annotated[int | None, in_range(1, 100_000)] = None
+    Threshold: float | None = None
+    ThresholdMetricId: str | None = None
+    ComparisonOperator: str
+    TreatMissingData: str = "missing"
+    EvaluateLowSampleCountPercentile: Literal["evaluate", "ignore"] | None = None
+    Metrics: list[MetricDataQuery] | None = None
+    Tags: list[Tag] = []
+
+    # Values are checked by _compile, which reports every problem at once.
+    _plan: AlarmPlan | None = PrivateAttr(default=None)
+
+    @property
+    def datapoints_to_alarm(self) -> int:
+        return self.DatapointsToAlarm or self.EvaluationPeriods
+
+    @property
+    def plan(self) -> AlarmPlan:
+        if self._plan is None:
+            plan, problems = _compile(self, None, "alarm")
+            if plan is None:
+                raise ConfigError(problems)
+            self._plan = plan
+        return self._plan
+
+
+# --- cross-field checks: collect every problem, build the plan -------------
+
+
+def _metric_problems(
+    path: str, namespace: str | None, name: str | None, dims: Sequence[Dimension], target_groups: Sequence[str] | None
+) -> tuple[str | None, list[str]]:
+    """Check one metric; return its target group (None = load balancer totals) and problems."""
+    problems = []
+    if namespace != NAMESPACE:
+        problems.append(f"{path}.Namespace: {namespace!r} is not a namespace shiftlab can compute "
+                        f"(only {NAMESPACE} metrics from its load balancer)")
+        return None, problems
+    if name not in METRICS:
+        problems.append(f"{path}.MetricName: {name!r} is not an {NAMESPACE} metric shiftlab computes "
+                        f"({', '.join(METRICS)})")
+    group: str | None = None
+    seen: set[str] = set()
+    for j, d in enumerate(dims):
+        where = f"{path}.Dimensions[{j}]"
+        if d.Name in seen:
+            problems.append(f"{where}.Name: {d.Name!r} is given twice")
+        seen.add(d.Name)
+        if d.Name == "TargetGroup":
+            group = target_group_name(d.Value)
+            if target_groups is not None and group not in target_groups:
+                problems.append(f"{where}.Value: {d.Value!r} names target group {group!r}, which is not configured "
+                                f"(known: {', '.join(target_groups) or 'none'})")
+        elif d.Name != "LoadBalancer":
+            problems.append(f"{where}.Name: {d.Name!r} is not a dimension shiftlab computes "
+                            f"(TargetGroup, LoadBalancer)")
+    if not seen & {"TargetGroup", "LoadBalancer"}:
+        problems.append(f"{path}.Dimensions: ALB publishes {name} only with a LoadBalancer or TargetGroup dimension")
+    elif name in TARGET_GROUP_ONLY and "TargetGroup" not in seen:
+        problems.append(f"{path}.Dimensions: ALB publishes {name} only per target group: add a TargetGroup dimension")
+    elif name in LOAD_BALANCER_ONLY and "TargetGroup" in seen:
+        problems.append(f"{path}.Dimensions: ALB publishes {name} only per load balancer: drop the TargetGroup")
+    return group, problems
+
+
+def _period_problem(path: str, period: int | None) -> list[str]:
+    if period is None or period in (10, 20, 30) or (period >= 60 and period % 60 == 0):
+        return []
+    return [f"{path}: {period} is not a CloudWatch period (10, 20, 30 or a multiple of 60 seconds)"]
+
+
+def _unit_problem(path: str, name: str | None, unit: str | None) -> list[str]:
+    if unit is None or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
+        return []
+    return [f"{path}: {unit!r} is not the unit of {name} ({METRIC_UNITS[name]}): CloudWatch would find no data"]
+
+
+def _stat_problem(path: str, stat: str) -> list[str]:
+    if supports_statistic(stat):
+        return []
+    return [f"{path}: {stat!r} is not a statistic shiftlab computes {_STAT_HELP}"]
+
+
+def _compile_single(
+    alarm: MetricAlarm, target_groups: Sequence[str] | None, path: str
+) -> tuple[AlarmPlan | None, list[str]]:
+    problems = []
+    for field in ("MetricName", "Namespace", "Period"):
+        if getattr(alarm, field) is None:
+            problems.append(f"{path}.{field}: is required (or give Metrics)")
+    problems += _period_problem(f"{path}.Period", alarm.Period)
+    if (alarm.Statistic is None) == (alarm.ExtendedStatistic is None):
+        problems.append(f"{path}.Statistic: give exactly one of Statistic and ExtendedStatistic")
+    if alarm.Statistic is not None and alarm.Statistic not in STATISTICS:
+        problems.append(f"{path}.Statistic: {alarm.Statistic!r} is not one of {', '.join(STATISTICS)} "
+                        f"(percentiles go in ExtendedStatistic)")
+    if alarm.ExtendedStatistic is not None:
+        problems += _stat_problem(f"{path}.ExtendedStatistic", alarm.ExtendedStatistic)
+    group: str | None = None
+    metric_problems: list[str] = []
+    if alarm.Namespace is not None and alarm.MetricName is not None:
+        group, metric_problems = _metric_problems(
+            path, alarm.Namespace, alarm.MetricName, alarm.Dimensions or [], target_groups
+        )
+    problems += metric_problems + _unit_problem(f"{path}.Unit", alarm.MetricName, alarm.Unit)
+    if problems:
+        return None, problems
+    assert alarm.MetricName is not None and alarm.Period is not None
+    stat = alarm.Statistic or alarm.ExtendedStatistic
+    assert stat is not None
+    query = MetricQuery("m1", alarm.MetricName, group, stat)
+    return AlarmPlan(alarm.Period, (query,), (), "m1"), []
+
+
+def _compile_math(
+    alarm: MetricAlarm, target_groups: Sequence[str] | None, path: str
+) -> tuple[AlarmPlan | None, list[str]]:
+    problems = []
+    for field in ("MetricName", "Namespace", "Dimensions", "Statistic", "ExtendedStatistic", "Period", "Unit"):
+        if getattr(alarm, field) is not None:
+            problems.append(f"{path}.{field}: cannot be combined with Metrics (it belongs in Metrics[].MetricStat)")
+    queries = alarm.Metrics or []
+    if not queries:
+        problems.append(f"{path}.Metrics: needs at least one metric")
+    ids: dict[str, int] = {}
+    for i, q in enumerate(queries):
+        if not _ID.match(q.Id):
+            problems.append(f"{path}.Metrics[{i}].Id: {q.Id!r} is not a CloudWatch Id "
+                            f"(a lowercase letter, then letters, digits or _)")
+        if q.Id in ids:
+            problems.append(f"{path}.Metrics[{i}].Id: {q.Id!r} is already used by Metrics[{ids[q.Id]}]")
+        ids.setdefault(q.Id, i)
+    metrics: list[MetricQuery] = []
+    expressions: dict[str, Expression] = {}
+    periods: set[int] = set()
+    for i, q in enumerate(queries):
+        where = f"{path}.Metrics[{i}]"
+        if (q.MetricStat is None) == (q.Expression is None):
+            problems.append(f"{where}: give exactly one of MetricStat and Expression")
+            continue
+        if q.MetricStat is not None:
+            ms = q.MetricStat
+            problems += _stat_problem(f"{where}.MetricStat.Stat", ms.Stat)
+            problems += _period_problem(f"{where}.MetricStat.Period", ms.Period)
+            group, metric_problems = _metric_problems(
+                f"{where}.MetricStat.Metric", ms.Metric.Namespace, ms.Metric.MetricName, ms.Metric.Dimensions,
+                target_groups,
+            )
+            problems += metric_problems + _unit_problem(f"{where}.MetricStat.Unit", ms.Metric.MetricName, ms.Unit)
+            periods.add(ms.Period)
+            metrics.append(MetricQuery(q.Id, ms.Metric.MetricName, group, ms.Stat))
+            continue
+        assert q.Expression is not None
+        try:
+            expr = parse_expression(q.Expression)
+        except MathError as exc:
+            problems.append(f"{where}.Expression: {exc}")
+            continue
+        unknown = sorted(expr.ids - ids.keys())
+        if unknown:
+            problems.append(f"{where}.Expression: {q.Expression!r} references unknown Id "
+                            f"{', '.join(map(repr, unknown))} (known: {', '.join(ids)})")
+        elif q.Id in expr.ids:
+            problems.append(f"{where}.Expression: {q.Expression!r} references its own Id {q.Id!r}")
+        expressions[q.Id] = expr
+    if len(periods) > 1:
+        problems.append(f"{path}.Metrics: every MetricStat needs the same Period (got {sorted(periods)})")
+    if not metrics and queries:
+        problems.append(f"{path}.Metrics: needs at least one MetricStat (an expression alone has no data)")
+    # CloudWatch's default for ReturnData is true: an alarm must set it false on all queries but one.
+    returning = [q for q in queries if q.ReturnData is not False]
+    if len(returning) != 1 and queries:
+        listed = ", ".join(q.Id for q in returning) or "none"
+        problems.append(f"{path}.Metrics: exactly one query must have ReturnData true (returning data: {listed}; "
+                        f"set ReturnData false on the others)")
+    elif returning and returning[0].Id in expressions and not expressions[returning[0].Id].returns_series:
+        i = ids[returning[0].Id]
+        problems.append(f"{path}.Metrics[{i}].Expression: {returning[0].Expression!r} gives one number, "
+                        f"an alarm needs a time series")
+    order, cycle = _dependency_order(expressions)
+    if cycle:
+        problems.append(f"{path}.Metrics: expressions reference each other in a loop ({' -> '.join(cycle)})")
+    if problems:
+        return None, problems
+    period = periods.pop()
+    plan = AlarmPlan(period, tuple(metrics), tuple((i, expressions[i]) for i in order), returning[0].Id)
+    return plan, []
+
+
+def _dependency_order(expressions: dict[str, Expression]) -> tuple[list[str], list[str]]:
+    """Expression Ids so that each comes after those it references; or a loop found."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(node: str, trail: list[str]) -> list[str]:
+        if state.get(node) == "done":
+            return []
+        if state.get(node) == "visiting":
+            return [*trail[trail.index(node):], node]
+        state[node] = "visiting"
+        for dep in sorted(expressions[node].ids & expressions.keys()):
+            loop = visit(dep, [*trail, node])
+            if loop:
+                return loop
+        state[node] = "done"
+        order.append(node)
+        return []
+
+    for node in expressions:
+        loop = visit(node, [])
+        if loop:
+            return order, loop
+    return order, []
+
+
+def _compile(
+    alarm: MetricAlarm, target_groups: Sequence[str] | None, path: str
+) -> tuple[AlarmPlan | None, list[str]]:
+    problems = []
+    op = alarm.ComparisonOperator
+    if op in ANOMALY_OPERATORS:
+        problems.append(f"{path}.ComparisonOperator: {op!r} needs an anomaly detection band, which shiftlab "
+                        f"does not compute (use {', '.join(THRESHOLD_OPERATORS)})")
+    elif op not in THRESHOLD_OPERATORS:
+        problems.append(f"{path}.ComparisonOperator: {op!r} is not a comparison operator "
+                        f"({', '.join(THRESHOLD_OPERATORS)})")
+    if alarm.TreatMissingData not in TREAT_MISSING_DATA:
+        problems.append(f"{path}.TreatMissingData: {alarm.TreatMissingData!r} is not one of "
+                        f"{', '.join(TREAT_MISSING_DATA)}")
+    if alarm.ThresholdMetricId is not None:
+        problems.append(f"{path}.ThresholdMetricId: {alarm.ThresholdMetricId!r} is an anomaly detection band, "
+                        f"which shiftlab does not compute (give a Threshold)")
+    elif alarm.Threshold is None:
+        problems.append(f"{path}.Threshold: is required")
+    if alarm.DatapointsToAlarm is not None and alarm.DatapointsToAlarm > alarm.EvaluationPeriods:
+        problems.append(f"{path}.DatapointsToAlarm: {alarm.DatapointsToAlarm} is more than "
+                        f"EvaluationPeriods ({alarm.EvaluationPeriods})")
+    compile_form = _compile_single if alarm.Metrics is None else _compile_math
+    plan, form_problems = compile_form(alarm, target_groups, path)
+    problems += form_problems
+    return (plan, []) if not problems else (None, problems)
+
+
+def parse_alarms(data: Any, target_groups: Sequence[str], prefix: str = "alarms") -> list[MetricAlarm]:
+    if not isinstance(data, list):
+        raise ConfigError([f"{prefix}: {type(data).__name__} given, expected a list of alarms"])
+    problems: list[str] = []
+    alarms: list[MetricAlarm] = []
+    names: dict[str, int] = {}
+    for i, item in enumerate(data):
+        path = f"{prefix}[{i}]"
+        try:
+            alarm: MetricAlarm = parse(MetricAlarm, item, path)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        if alarm.AlarmName in names:
+            first = names[alarm.AlarmName]
+            problems.append(f"{path}.AlarmName: {alarm.AlarmName!r} is already used by {prefix}[{first}]")
+        names.setdefault(alarm.AlarmName, i)
+        plan, alarm_problems = _compile(alarm, target_groups, path)
+        problems += alarm_problems
+        alarm._plan = plan
+        alarms.append(alarm)
+    if problems:
+        raise ConfigError(problems)
+    return alarms
+
+
+def required_retention(alarms: Sequence[MetricAlarm], time_scale: float = 1.0) -> float:
+    """Seconds of snapshots to keep: every alarm's N periods plus the baseline one before them."""
+    return max(
+        ((a.EvaluationPeriods + 2) * _scaled_period(a.plan.period, time_scale) for a in alarms), default=60.0
+    )
+
+
+# --- evaluation -----------------------------------------------------------
+
+
+class SeriesSource(Protocol):
+    """What the evaluator reads: controller.metricstore.MetricStore."""
+
+    def series(
+        self, metric_name: str, target_group: str | None, stat: str, period: float, end: float, count: int
+    ) -> list[float | None]: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    state: str
+    reason: str
+    datapoints: tuple[tuple[float, float | None], ...]
+    breaching: int
+    changed: bool
+    since: float | None
+
+
+def _scaled_period(period: int, time_scale: float) -> float:
+    return max(period / time_scale, MIN_PERIOD_SECONDS)
+
+
+def _number(v: float) -> str:
+    return str(round(float(v), 6))
+
+
+class AlarmEvaluator:
+    """One alarm's state over time. The period on the evaluator's clock is
+    `Period / time_scale`, floored at 0.05 s: below that, scrapes could not
+    keep every period complete and the alarm would sit in INSUFFICIENT_DATA."""
+
+    def __init__(self, alarm: MetricAlarm, time_scale: float = 1.0) -> None:
+        self.alarm = alarm
+        self.plan = alarm.plan
+        self.period = _scaled_period(self.plan.period, time_scale)
+        self.compare, self.phrase = THRESHOLD_OPERATORS[alarm.ComparisonOperator]
+        assert alarm.Threshold is not None
+        self.threshold = alarm.Threshold
+        self.state = INSUFFICIENT_DATA
+        self.reason = "Unchecked: Initial alarm creation"
+        self.since: float | None = None
+
+    def values(self, store: SeriesSource, now: float) -> list[float | None]:
+        """The alarm's datapoints for the last EvaluationPeriods periods, oldest first."""
+        n = self.alarm.EvaluationPeriods
+        env: dict[str, list[float | None]] = {
+            q.id: store.series(q.metric_name, q.target_group, q.stat, self.period, now, n) for q in self.plan.metrics
+        }
+        for qid, expr in self.plan.expressions:
+            env[qid] = expr.evaluate(env, n)
+        return env[self.plan.returned]
+
+    def evaluate(self, store: SeriesSource, now: float) -> Evaluation:
+        alarm = self.alarm
+        n, m = alarm.EvaluationPeriods, alarm.datapoints_to_alarm
+        values = self.values(store, now)
+        points = tuple(zip(period_starts(self.period, now, n), values, strict=True))
+        flags = [self._breaching(v) for v in values]
+        breaching = sum(1 for f in flags if f)
+        judged = [f for f in flags if f is not None]
+        if not judged and alarm.TreatMissingData == "ignore":
+            state = self.state
+            reason = f"No datapoints in the last {n} periods: state kept (TreatMissingData ignore)"
+        elif not judged:
+            state = INSUFFICIENT_DATA
+            reason = f"Insufficient Data: {n} datapoint{'s were' if n > 1 else ' was'} unknown."
+        elif breaching >= m:
+            state = ALARM
+            shown = self._listing(points, flags, want=True)
+            reason = (f"Threshold Crossed: {breaching} out of the last {n} datapoints [{shown}] "
+                      f"{'were' if breaching > 1 else 'was'} {self.phrase} the threshold ({_number(self.threshold)}) "
+                      f"(minimum {m} datapoint{'s' if m > 1 else ''} for ALARM).")
+        else:
+            state = OK
+            calm = len(judged) - breaching
+            shown = self._listing(points, flags, want=False)
+            reason = (f"Threshold Crossed: {calm} out of the last {n} datapoints [{shown}] "
+                      f"{'were' if calm > 1 else 'was'} not {self.phrase} the threshold ({_number(self.threshold)}) "
+                      f"({breaching} breaching, {m} needed for ALARM).")
+        changed = state != self.state
+        if changed:
+            self.state, self.since = state, now
+        self.reason = reason
+        return Evaluation(state, reason, points, breaching, changed, self.since)
+
+    def _breaching(self, value: float | None) -> bool | None:
+        if value is not None:
+            return self.compare(value, self.threshold)
+        return {"breaching": True, "notBreaching": False}.get(self.alarm.TreatMissingData)
+
+    def _listing(self, points: Sequence[tuple[float, float | None]], flags: Sequence[bool | None], want: bool) -> str:
+        # Newest first, as CloudWatch writes its reasons.
+        fmt = "%H:%M:%S" if self.period >= 1 and float(self.period).is_integer() else "%H:%M:%S.%f"
+        out = []
+        for (start, value), flag in reversed(list(zip(points, flags, strict=True))):
+            if flag is want:
+                stamp = dt.datetime.fromtimestamp(start, dt.UTC).strftime(fmt)
+                if fmt.endswith("%f"):
+                    stamp = stamp[:-3]
+                out.append(f"{'missing' if value is None else _number(value)} ({stamp})")
+        return ", ".join(out)

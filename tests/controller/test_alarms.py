@@ -1,0 +1,548 @@
+"""CloudWatch alarms: put-metric-alarm input accepted as is (the AWS
+walkthrough's files included), every refusal naming its field, the M out of
+N rule under each TreatMissingData, and one run over real snapshots."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.alarms import (
+    ALARM,
+    INSUFFICIENT_DATA,
+    OK,
+    AlarmEvaluator,
+    MetricAlarm,
+    parse_alarms,
+    required_retention,
+)
+from controller.metricstore import MetricStore
+from proxy.stats import Stats
+from shiftlab.configfile import ConfigError
+
+WALKTHROUGH = Path("/work/shared/examples/aws-walkthrough")
+GROUPS = ["blue", "green"]
+N = None
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((WALKTHROUGH / name).read_text())
+    return data
+
+
+def single(**changes: Any) -> dict[str, Any]:
+    """A valid single-metric alarm, changed as a row of a table needs."""
+    alarm: dict[str, Any] = {
+        "AlarmName": "green-5xx",
+        "MetricName": "HTTPCode_Target_5XX_Count",
+        "Namespace": "AWS/ApplicationELB",
+        "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/green/abc"},
+                       {"Name": "LoadBalancer", "Value": "app/my-lb/123"}],
+        "Statistic": "Sum",
+        "Period": 60,
+        "EvaluationPeriods": 3,
+        "Threshold": 5,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    for key, value in changes.items():
+        if value is None:
+            alarm.pop(key, None)
+        else:
+            alarm[key] = value
+    return alarm
+
+
+def problems_of(data: Any, groups: list[str] = GROUPS) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_alarms(data, groups)
+    return err.value.problems
+
+
+# --- the walkthrough's files, as is ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "returned", "queries"),
+    [
+        ("linear-5xx-alarm.json", "total5xx",
+         [("blue5xx", "HTTPCode_Target_5XX_Count", "blue", "Sum"),
+          ("green5xx", "HTTPCode_Target_5XX_Count", "green", "Sum")]),
+        ("canary-errors-alarm.json", "total5xx",
+         [("blue5xx", "HTTPCode_Target_5XX_Count", "blue", "Sum"),
+          ("green5xx", "HTTPCode_Target_5XX_Count", "green", "Sum")]),
+        ("linear-latency-alarm.json", "maxLatency",
+         [("blueLatency", "TargetResponseTime", "blue", "Average"),
+          ("greenLatency", "TargetResponseTime", "green", "Average")]),
+    ],
+)
+def test_walkthrough_alarms_on_the_load_balancer_parse(name, returned, queries):
+    (alarm,) = parse_alarms([load(name)], GROUPS)
+    assert alarm.AlarmName == load(name)["AlarmName"]
+    plan = alarm.plan
+    assert plan.period == 60
+    assert plan.returned == returned
+    assert [(q.id, q.metric_name, q.target_group, q.stat) for q in plan.metrics] == queries
+    assert [qid for qid, _ in plan.expressions] == [returned]
+
+
+def test_every_walkthrough_alarm_file_is_covered():
+    names = sorted(p.name for p in WALKTHROUGH.glob("*-alarm.json"))
+    assert names == ["canary-business-alarm.json", "canary-errors-alarm.json",
+                     "linear-5xx-alarm.json", "linear-latency-alarm.json"]
+
+
+def test_walkthrough_business_alarm_is_a_clear_config_error():
+    assert problems_of([load("canary-errors-alarm.json"), load("canary-business-alarm.json")]) == [
+        "alarms[1].Namespace: 'CustomApp/Payments' is not a namespace shiftlab can compute "
+        "(only AWS/ApplicationELB metrics from its load balancer)"
+    ]
+
+
+# --- what is accepted -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "target_group", "stat"),
+    [
+        ({}, "green", "Sum"),
+        ({"Dimensions": [{"Name": "TargetGroup", "Value": "green"}]}, "green", "Sum"),
+        ({"Dimensions": [{"Name": "TargetGroup",
+                          "Value": "arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/blue/6d0ecf831eec9f09"}]},
+         "blue", "Sum"),
+        ({"Dimensions": [{"Name": "LoadBalancer", "Value": "app/my-lb/123"}]}, None, "Sum"),
+        ({"Statistic": None, "ExtendedStatistic": "p99.9", "MetricName": "TargetResponseTime"}, "green", "p99.9"),
+        ({"Statistic": "SampleCount", "Period": 10}, "green", "SampleCount"),
+        ({"MetricName": "HealthyHostCount", "Statistic": "Minimum", "ComparisonOperator": "LessThanThreshold"},
+         "green", "Minimum"),
+        ({"MetricName": "ActiveConnectionCount", "Dimensions": [{"Name": "LoadBalancer", "Value": "x"}]}, None, "Sum"),
+        ({"Unit": "Count", "TreatMissingData": "notBreaching", "DatapointsToAlarm": 2,
+          "AlarmActions": ["arn:aws:sns:us-east-1:123:ops"], "ActionsEnabled": False,
+          "Tags": [{"Key": "team", "Value": "payments"}], "EvaluateLowSampleCountPercentile": "ignore"},
+         "green", "Sum"),
+    ],
+)
+def test_single_metric_forms_accepted(changes, target_group, stat):
+    (alarm,) = parse_alarms([single(**changes)], GROUPS)
+    (query,) = alarm.plan.metrics
+    assert (query.target_group, query.stat) == (target_group, stat)
+    assert alarm.plan.returned == query.id
+
+
+def test_return_data_defaults_to_true_as_in_cloudwatch():
+    alarm = math_alarm()
+    del alarm["Metrics"][2]["ReturnData"]
+    (parsed,) = parse_alarms([alarm], GROUPS)
+    assert parsed.plan.returned == "total5xx"
+
+
+def test_datapoints_to_alarm_defaults_to_evaluation_periods():
+    (alarm,) = parse_alarms([single(EvaluationPeriods=4)], GROUPS)
+    assert alarm.datapoints_to_alarm == 4
+
+
+def test_a_percentage_of_errors_parses_and_evaluates():
+    alarm = {
+        "AlarmName": "green-error-rate",
+        "Metrics": [
+            {"Id": "errors", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Sum", "Metric": {
+                "Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_Target_5XX_Count",
+                "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/green/1"}]}}},
+            {"Id": "requests", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Sum", "Metric": {
+                "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/green/1"}]}}},
+            {"Id": "rate", "Expression": "FILL(errors, 0)/requests*100", "Label": "5XX %"},
+        ],
+        "EvaluationPeriods": 2, "Threshold": 5, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+    }
+    (parsed,) = parse_alarms([alarm], GROUPS)
+    stub = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [N, 5.0],
+                       ("RequestCount", "green", "Sum"): [200.0, 100.0]})
+    result = AlarmEvaluator(parsed).evaluate(stub, NOW)
+    assert [v for _, v in result.datapoints] == [0.0, 5.0]
+    assert (result.state, result.breaching) == (OK, 1)
+
+
+def test_expressions_may_use_other_expressions_in_any_order():
+    alarm = {
+        "AlarmName": "x",
+        "Metrics": [
+            {"Id": "pct", "Expression": "ratio * 100"},
+            {"Id": "ratio", "Expression": "e / r", "ReturnData": False},
+            {"Id": "e", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Sum", "Metric": {
+                "Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_ELB_5XX_Count",
+                "Dimensions": [{"Name": "LoadBalancer", "Value": "app/lb/1"}]}}},
+            {"Id": "r", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Sum", "Metric": {
+                "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                "Dimensions": [{"Name": "LoadBalancer", "Value": "app/lb/1"}]}}},
+        ],
+        "EvaluationPeriods": 1, "Threshold": 1, "ComparisonOperator": "GreaterThanThreshold",
+    }
+    (parsed,) = parse_alarms([alarm], GROUPS)
+    assert [qid for qid, _ in parsed.plan.expressions] == ["ratio", "pct"]
+    stub = Datapoints({("HTTPCode_ELB_5XX_Count", None, "Sum"): [3.0], ("RequestCount", None, "Sum"): [150.0]})
+    assert AlarmEvaluator(parsed).evaluate(stub, NOW).datapoints[0][1] == 2.0
+
+
+# --- what is refused, and how it is said -------------------------------------
+
+
+def math_alarm(**changes: Any) -> dict[str, Any]:
+    alarm = copy.deepcopy(load("linear-5xx-alarm.json"))
+    alarm.update(changes)
+    return alarm
+
+
+def with_query(index: int, **changes: Any) -> dict[str, Any]:
+    alarm = math_alarm()
+    alarm["Metrics"][index].update(changes)
+    return alarm
+
+
+def with_metric(index: int, **changes: Any) -> dict[str, Any]:
+    alarm = math_alarm()
+    alarm["Metrics"][index]["MetricStat"]["Metric"].update(changes)
+    return alarm
+
+
+@pytest.mark.parametrize(
+    ("alarm", "problem"),
+    [
+        (single(Period=45), "alarms[0].Period: 45 is not a CloudWatch period (10, 20, 30 or a multiple of 60 seconds)"),
+        (single(Period=90), "alarms[0].Period: 90 is not a CloudWatch period"),
+        (single(EvaluationPeriods=0), "alarms[0].EvaluationPeriods: 0 is out of range 1..100000"),
+        (single(DatapointsToAlarm=4), "alarms[0].DatapointsToAlarm: 4 is more than EvaluationPeriods (3)"),
+        (single(ExtendedStatistic="p99"),
+         "alarms[0].Statistic: give exactly one of Statistic and ExtendedStatistic"),
+        (single(Statistic=None), "alarms[0].Statistic: give exactly one of Statistic and ExtendedStatistic"),
+        (single(Statistic="p99"),
+         "alarms[0].Statistic: 'p99' is not one of SampleCount, Average, Sum, Minimum, Maximum "
+         "(percentiles go in ExtendedStatistic)"),
+        (single(Statistic=None, ExtendedStatistic="tm99"),
+         "alarms[0].ExtendedStatistic: 'tm99' is not a statistic shiftlab computes (it computes SampleCount, "
+         "Average, Sum, Minimum, Maximum and percentiles pNN such as p50, p99, p99.9)"),
+        (single(ComparisonOperator="GreaterThanUpperThreshold"),
+         "alarms[0].ComparisonOperator: 'GreaterThanUpperThreshold' needs an anomaly detection band, which shiftlab "
+         "does not compute (use GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold, "
+         "LessThanOrEqualToThreshold)"),
+        (single(ComparisonOperator="Above"), "alarms[0].ComparisonOperator: 'Above' is not a comparison operator"),
+        (single(TreatMissingData="zero"),
+         "alarms[0].TreatMissingData: 'zero' is not one of missing, breaching, notBreaching, ignore"),
+        (single(Threshold=None), "alarms[0].Threshold: is required"),
+        (single(ThresholdMetricId="ad1"),
+         "alarms[0].ThresholdMetricId: 'ad1' is an anomaly detection band, which shiftlab does not compute"),
+        (single(Namespace="AWS/EC2"), "alarms[0].Namespace: 'AWS/EC2' is not a namespace shiftlab can compute"),
+        (single(Namespace=None), "alarms[0].Namespace: is required (or give Metrics)"),
+        (single(MetricName="SurgeQueueLength"),
+         "alarms[0].MetricName: 'SurgeQueueLength' is not an AWS/ApplicationELB metric shiftlab computes "
+         "(RequestCount, "),
+        (single(Unit="Seconds"),
+         "alarms[0].Unit: 'Seconds' is not the unit of HTTPCode_Target_5XX_Count (Count): "
+         "CloudWatch would find no data"),
+        (single(Dimensions=[{"Name": "TargetGroup", "Value": "targetgroup/red/1"}]),
+         "alarms[0].Dimensions[0].Value: 'targetgroup/red/1' names target group 'red', which is not configured "
+         "(known: blue, green)"),
+        (single(Dimensions=[{"Name": "LoadBalancer", "Value": "a"}, {"Name": "AvailabilityZone", "Value": "b"}]),
+         "alarms[0].Dimensions[1].Name: 'AvailabilityZone' is not a dimension shiftlab computes"),
+        (single(Dimensions=[{"Name": "LoadBalancer", "Value": "a"}, {"Name": "LoadBalancer", "Value": "b"}]),
+         "alarms[0].Dimensions[1].Name: 'LoadBalancer' is given twice"),
+        (single(Dimensions=[]),
+         "alarms[0].Dimensions: ALB publishes HTTPCode_Target_5XX_Count only with a LoadBalancer or TargetGroup"),
+        (single(MetricName="HealthyHostCount", Dimensions=[{"Name": "LoadBalancer", "Value": "a"}]),
+         "alarms[0].Dimensions: ALB publishes HealthyHostCount only per target group: add a TargetGroup dimension"),
+        (single(MetricName="ActiveConnectionCount"),
+         "alarms[0].Dimensions: ALB publishes ActiveConnectionCount only per load balancer: drop the TargetGroup"),
+        (single(Bogus=1), "alarms[0].Bogus: unknown field"),
+        (single(Threshold="high"), "alarms[0].Threshold: 'high' - Input should be a valid number"),
+        ("not an alarm", "alarms[0]: 'not an alarm' - Input should be a valid dictionary"),
+        # metric math
+        (math_alarm(MetricName="RequestCount"),
+         "alarms[0].MetricName: cannot be combined with Metrics (it belongs in Metrics[].MetricStat)"),
+        (math_alarm(Metrics=[]), "alarms[0].Metrics: needs at least one metric"),
+        (with_query(0, ReturnData=None),
+         "alarms[0].Metrics: exactly one query must have ReturnData true (returning data: blue5xx, total5xx; "
+         "set ReturnData false on the others)"),
+        (with_query(2, ReturnData=False),
+         "alarms[0].Metrics: exactly one query must have ReturnData true (returning data: none;"),
+        (with_query(0, Id="Blue5xx"),
+         "alarms[0].Metrics[0].Id: 'Blue5xx' is not a CloudWatch Id (a lowercase letter, then letters, digits or _)"),
+        (with_query(1, Id="blue5xx"), "alarms[0].Metrics[1].Id: 'blue5xx' is already used by Metrics[0]"),
+        (with_query(2, Expression="SUM([blue5xx, red5xx])"),
+         "alarms[0].Metrics[2].Expression: 'SUM([blue5xx, red5xx])' references unknown Id 'red5xx' "
+         "(known: blue5xx, green5xx, total5xx)"),
+        (with_query(2, Expression="SUM([blue5xx, green5xx]"),
+         "alarms[0].Metrics[2].Expression: 'SUM([blue5xx, green5xx]': expected ')', found nothing at the end"),
+        (with_query(2, Expression="total5xx + 1"),
+         "alarms[0].Metrics[2].Expression: 'total5xx + 1' references its own Id 'total5xx'"),
+        (with_query(2, Expression="MAX(blue5xx)"),
+         "alarms[0].Metrics[2].Expression: 'MAX(blue5xx)' gives one number, an alarm needs a time series"),
+        (with_query(2, MetricStat={"Period": 60, "Stat": "Sum", "Metric": {
+            "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount"}}),
+         "alarms[0].Metrics[2]: give exactly one of MetricStat and Expression"),
+        (with_metric(1, Namespace="CustomApp/Payments"),
+         "alarms[0].Metrics[1].MetricStat.Metric.Namespace: 'CustomApp/Payments' is not a namespace shiftlab can "
+         "compute (only AWS/ApplicationELB metrics from its load balancer)"),
+        (with_metric(1, Dimensions=[{"Name": "TargetGroup", "Value": "targetgroup/purple/1"}]),
+         "alarms[0].Metrics[1].MetricStat.Metric.Dimensions[0].Value: 'targetgroup/purple/1' names target group "
+         "'purple', which is not configured"),
+        (math_alarm(Metrics=[{"Id": "e", "Expression": "2 * 3"}]),
+         "alarms[0].Metrics: needs at least one MetricStat (an expression alone has no data)"),
+    ],
+)
+def test_refusals_name_the_field_and_the_value(alarm, problem):
+    problems = problems_of([alarm])
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_metric_math_refusals_that_need_whole_alarms():
+    periods = math_alarm()
+    periods["Metrics"][1]["MetricStat"]["Period"] = 300
+    assert problems_of([periods]) == ["alarms[0].Metrics: every MetricStat needs the same Period (got [60, 300])"]
+
+    stat = math_alarm()
+    stat["Metrics"][0]["MetricStat"]["Stat"] = "IQM"
+    stat["Metrics"][1]["MetricStat"]["Period"] = 45
+    stat["Metrics"][1]["MetricStat"]["Unit"] = "Bytes"
+    assert problems_of([stat]) == [
+        "alarms[0].Metrics[0].MetricStat.Stat: 'IQM' is not a statistic shiftlab computes (it computes "
+        "SampleCount, Average, Sum, Minimum, Maximum and percentiles pNN such as p50, p99, p99.9)",
+        "alarms[0].Metrics[1].MetricStat.Period: 45 is not a CloudWatch period (10, 20, 30 or a multiple of 60 "
+        "seconds)",
+        "alarms[0].Metrics[1].MetricStat.Unit: 'Bytes' is not the unit of HTTPCode_Target_5XX_Count (Count): "
+        "CloudWatch would find no data",
+        "alarms[0].Metrics: every MetricStat needs the same Period (got [45, 60])",
+    ]
+
+    loop = math_alarm()
+    loop["Metrics"] += [{"Id": "a", "Expression": "b + 1", "ReturnData": False},
+                        {"Id": "b", "Expression": "a * 2", "ReturnData": False}]
+    assert problems_of([loop]) == ["alarms[0].Metrics: expressions reference each other in a loop (a -> b -> a)"]
+
+
+def test_every_problem_of_every_alarm_is_reported_at_once():
+    problems = problems_of([
+        single(Period=45, DatapointsToAlarm=9, ComparisonOperator="LessThanLowerThreshold",
+               Dimensions=[{"Name": "TargetGroup", "Value": "targetgroup/red/1"}]),
+        load("linear-5xx-alarm.json"),
+        single(AlarmName="my-service-5xx-errors", TreatMissingData="maybe"),
+        {"AlarmName": "no-operator", "EvaluationPeriods": 1},
+    ])
+    assert [p.split(":")[0] for p in problems] == [
+        "alarms[0].ComparisonOperator",
+        "alarms[0].DatapointsToAlarm",
+        "alarms[0].Period",
+        "alarms[0].Dimensions[0].Value",
+        "alarms[2].AlarmName",
+        "alarms[2].TreatMissingData",
+        "alarms[3].ComparisonOperator",
+    ]
+    assert problems[4] == "alarms[2].AlarmName: 'my-service-5xx-errors' is already used by alarms[1]"
+    assert problems[6] == "alarms[3].ComparisonOperator: is required"
+
+
+def test_alarms_must_be_a_list():
+    with pytest.raises(ConfigError) as err:
+        parse_alarms({"AlarmName": "x"}, GROUPS, prefix="cloudwatch.alarms")
+    assert err.value.problems == ["cloudwatch.alarms: dict given, expected a list of alarms"]
+
+
+def test_an_alarm_built_without_parse_alarms_checks_itself_when_planned():
+    alarm = MetricAlarm.model_validate(single(Period=45))
+    with pytest.raises(ConfigError, match=r"alarm\.Period: 45 is not a CloudWatch period"):
+        AlarmEvaluator(alarm)
+
+
+# --- evaluation ------------------------------------------------------------
+
+NOW = dt.datetime(2025, 11, 26, 17, 1, 1, tzinfo=dt.UTC).timestamp()
+
+
+class Datapoints:
+    """Stands in for the MetricStore: fixed datapoints per (metric, target group, stat)."""
+
+    def __init__(self, data: dict[tuple[str, str | None, str], list[float | None]]) -> None:
+        self.data = data
+        self.asked: list[tuple[Any, ...]] = []
+
+    def series(
+        self, metric_name: str, target_group: str | None, stat: str, period: float, end: float, count: int
+    ) -> list[float | None]:
+        self.asked.append((metric_name, target_group, stat, period, end, count))
+        values = self.data[(metric_name, target_group, stat)]
+        assert len(values) == count
+        return list(values)
+
+
+def evaluator(values: list[float | None], prior: str | None = None, **changes: Any) -> tuple[AlarmEvaluator, Any]:
+    changes.setdefault("EvaluationPeriods", len(values))
+    (alarm,) = parse_alarms([single(**changes)], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=60)
+    if prior in (ALARM, OK):  # walk the alarm into the prior state; INSUFFICIENT_DATA is where it starts
+        lead: list[float | None] = [100.0 if prior == ALARM else 0.0] * alarm.EvaluationPeriods
+        ev.evaluate(Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): lead}), NOW - 60)
+    assert ev.state == (prior or INSUFFICIENT_DATA)
+    return ev, Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): values})
+
+
+# Threshold 5, GreaterThanThreshold. B = breaching value, o = not breaching.
+B, o = 9.0, 1.0
+
+
+@pytest.mark.parametrize(
+    ("values", "m", "treat", "prior", "state", "breaching"),
+    [
+        # M of N with every point present
+        ([B, B, B], 3, "missing", None, ALARM, 3),
+        ([o, B, B], 3, "missing", None, OK, 2),
+        ([o, B, B], 2, "missing", None, ALARM, 2),
+        ([B, o, B], 2, "missing", None, ALARM, 2),
+        ([o, o, o], 1, "missing", None, OK, 0),
+        # missing: all missing -> INSUFFICIENT_DATA; otherwise the present points decide
+        ([N, N, N], 3, "missing", ALARM, INSUFFICIENT_DATA, 0),
+        ([N, N, B], 1, "missing", None, ALARM, 1),
+        ([N, N, B], 2, "missing", None, OK, 1),
+        ([N, B, B], 2, "missing", None, ALARM, 2),
+        ([N, N, o], 1, "missing", ALARM, OK, 0),
+        # ignore: all missing keeps the state; otherwise as missing
+        ([N, N, N], 3, "ignore", ALARM, ALARM, 0),
+        ([N, N, N], 3, "ignore", OK, OK, 0),
+        ([N, N, N], 3, "ignore", INSUFFICIENT_DATA, INSUFFICIENT_DATA, 0),
+        ([N, B, B], 2, "ignore", OK, ALARM, 2),
+        ([N, o, B], 2, "ignore", ALARM, OK, 1),
+        # breaching: missing counts as breaching
+        ([N, N, N], 3, "breaching", None, ALARM, 3),
+        ([N, o, B], 2, "breaching", None, ALARM, 2),
+        ([N, o, o], 2, "breaching", None, OK, 1),
+        # notBreaching: missing counts as fine
+        ([N, N, N], 1, "notBreaching", ALARM, OK, 0),
+        ([N, B, B], 3, "notBreaching", None, OK, 2),
+        ([N, B, B], 2, "notBreaching", None, ALARM, 2),
+    ],
+)
+def test_m_out_of_n_under_each_treatment_of_missing_data(values, m, treat, prior, state, breaching):
+    ev, store = evaluator(values, prior, DatapointsToAlarm=m, TreatMissingData=treat)
+    result = ev.evaluate(store, NOW)
+    assert (result.state, result.breaching) == (state, breaching)
+    assert ev.state == state
+
+
+@pytest.mark.parametrize(
+    ("operator", "value", "breaching"),
+    [
+        ("GreaterThanThreshold", 5.5, True),
+        ("GreaterThanThreshold", 5.0, False),
+        ("GreaterThanThreshold", 4.5, False),
+        ("GreaterThanOrEqualToThreshold", 5.5, True),
+        ("GreaterThanOrEqualToThreshold", 5.0, True),
+        ("GreaterThanOrEqualToThreshold", 4.5, False),
+        ("LessThanThreshold", 4.5, True),
+        ("LessThanThreshold", 5.0, False),
+        ("LessThanThreshold", 5.5, False),
+        ("LessThanOrEqualToThreshold", 4.5, True),
+        ("LessThanOrEqualToThreshold", 5.0, True),
+        ("LessThanOrEqualToThreshold", 5.5, False),
+    ],
+)
+def test_comparison_operators(operator, value, breaching):
+    ev, store = evaluator([value], ComparisonOperator=operator)
+    assert ev.evaluate(store, NOW).state == (ALARM if breaching else OK)
+
+
+def test_reason_reads_like_cloudwatch():
+    ev, store = evaluator([9.0, 12.0], DatapointsToAlarm=2)
+    result = ev.evaluate(store, NOW)
+    assert result.reason == (
+        "Threshold Crossed: 2 out of the last 2 datapoints [12.0 (17:01:00), 9.0 (17:00:59)] were greater than "
+        "the threshold (5.0) (minimum 2 datapoints for ALARM)."
+    )
+    ev, store = evaluator([3.0, N, 7.0], DatapointsToAlarm=2)
+    assert ev.evaluate(store, NOW).reason == (
+        "Threshold Crossed: 1 out of the last 3 datapoints [3.0 (17:00:58)] was not greater than the threshold (5.0) "
+        "(1 breaching, 2 needed for ALARM)."
+    )
+    ev, store = evaluator([N, N])
+    assert ev.evaluate(store, NOW).reason == "Insufficient Data: 2 datapoints were unknown."
+    ev, store = evaluator([N, 8.0], TreatMissingData="breaching")
+    assert "[8.0 (17:01:00), missing (17:00:59)]" in ev.evaluate(store, NOW).reason
+
+
+def test_sub_second_periods_show_milliseconds_in_the_reason():
+    (alarm,) = parse_alarms([single(EvaluationPeriods=1)], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=240)  # 60 s -> 0.25 s
+    store = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [9.0]})
+    assert "[9.0 (17:01:00.750)]" in ev.evaluate(store, NOW).reason
+
+
+def test_transitions_are_timed_and_flagged():
+    ev, _ = evaluator([N])
+    assert (ev.state, ev.since) == (INSUFFICIENT_DATA, None)
+    key = ("HTTPCode_Target_5XX_Count", "green", "Sum")
+    first = ev.evaluate(Datapoints({key: [1.0]}), NOW)
+    assert (first.state, first.changed, first.since) == (OK, True, NOW)
+    again = ev.evaluate(Datapoints({key: [2.0]}), NOW + 1)
+    assert (again.state, again.changed, again.since) == (OK, False, NOW)
+    fired = ev.evaluate(Datapoints({key: [6.0]}), NOW + 2)
+    assert (fired.state, fired.changed, fired.since) == (ALARM, True, NOW + 2)
+    assert (ev.state, ev.since, ev.reason) == (ALARM, NOW + 2, fired.reason)
+
+
+@pytest.mark.parametrize(
+    ("period", "time_scale", "scaled"),
+    [(60, 1, 60.0), (60, 60, 1.0), (300, 60, 5.0), (10, 100, 0.1), (10, 3600, 0.05), (60, 3600, 0.05)],
+)
+def test_period_on_the_evaluators_clock_is_scaled_and_floored(period, time_scale, scaled):
+    (alarm,) = parse_alarms([single(Period=period, EvaluationPeriods=2)], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=time_scale)
+    assert ev.period == pytest.approx(scaled)
+    store = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [1.0, 2.0]})
+    result = ev.evaluate(store, NOW)
+    assert store.asked == [("HTTPCode_Target_5XX_Count", "green", "Sum", ev.period, NOW, 2)]
+    starts = [start for start, _ in result.datapoints]
+    assert starts[1] - starts[0] == pytest.approx(scaled)
+    assert starts[1] + scaled <= NOW < starts[1] + 2 * scaled
+
+
+def test_required_retention_covers_the_longest_alarm():
+    alarms = parse_alarms([single(EvaluationPeriods=3), single(AlarmName="b", Period=300, EvaluationPeriods=2)],
+                          GROUPS)
+    assert required_retention(alarms, time_scale=60) == pytest.approx(20.0)  # (2 + 2) * 5 s
+    assert required_retention(alarms) == pytest.approx(1200.0)
+
+
+# --- end to end over real snapshots ---------------------------------------------
+
+
+def test_linear_5xx_alarm_fires_when_green_errors_cross_the_threshold():
+    """The walkthrough's linear-5xx alarm (SUM of both groups' 5XX > 10, 2 of 2
+    periods of 60 s) at timeScale 60: one period per second, scraped 4 times a
+    second. Periods 0-2 have no errors (no datapoint: INSUFFICIENT_DATA),
+    periods 3-4 have 8 (OK), then 20 a period (green 16 + blue 4)."""
+    (alarm,) = parse_alarms([load("linear-5xx-alarm.json")], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=60)
+    stats = Stats("my-load-balancer")
+    health = {"blue": (2, 0), "green": (2, 0)}
+    store = MetricStore(retention_seconds=10)
+    green, blue = stats.counters("prod", "green"), stats.counters("prod", "blue")
+    t0 = 1_700_000_040.0
+    transitions: list[tuple[float, str]] = []
+    for k in range(4 * 9 + 1):  # 9 periods, a scrape every 0.25 s
+        now = t0 + k * 0.25
+        second = (k - 1) // 4  # the period this scrape interval ends in
+        if k and 3 <= second < 5:
+            green.target[5] += 2
+        elif k and second >= 5:
+            green.target[5] += 4
+            blue.target[5] += 1
+        store.add(stats.snapshot(health), now)
+        result = ev.evaluate(store, now)
+        if result.changed:
+            transitions.append((now - t0, result.state))
+    assert transitions == [(4.0, OK), (7.0, ALARM)]
+    assert ev.since == t0 + 7.0
+    assert [v for _, v in result.datapoints] == [20.0, 20.0]
+    assert ev.reason.startswith("Threshold Crossed: 2 out of the last 2 datapoints [20.0 (")
+    assert "were greater than the threshold (10.0)" in ev.reason
