@@ -25,7 +25,8 @@ class LoadResult:
     errors_by_group: Counter[str] = field(default_factory=Counter)  # 5xx by group ("-" when no group)
     connection_errors: int = 0
     latencies: list[float] = field(default_factory=list)
-    first_5xx_at: float | None = None
+    first_5xx_at: float | None = None  # wall clock
+    first_at_by_group: dict[str, float] = field(default_factory=dict)  # wall clock of each group's first answer
     started_at: float = 0.0
     ended_at: float = 0.0
 
@@ -89,6 +90,7 @@ async def run_load(url: str, rps: float, duration: float, *, concurrency: int = 
                     group = resp.headers.get(GROUP_HEADER, "-")
                     res.statuses[resp.status] += 1
                     res.by_group[group] += 1
+                    res.first_at_by_group.setdefault(group, time.time())
                     if resp.status >= 500:
                         res.errors_by_group[group] += 1
                         if res.first_5xx_at is None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.alarms import MetricAlarm, parse_alarms
-
 from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from controller.rolling import RollingStuck, rolling_plan
 from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
@@ -76,12 +75,12 @@ def load_settings(data: dict[str, Any]) -> Settings:
     deployment = attempt(lambda: parse(DeploymentConfiguration, data.get("deploymentConfiguration") or {},
                                        "deploymentConfiguration"))
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
-    groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else []
+    groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else _raw_group_names(data)
     raw_alarms = data.get("alarms") or []
     if not isinstance(raw_alarms, list):
         problems.append("alarms: must be a list of put-metric-alarm inputs")
         raw_alarms = []
-    alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms")) if lb is not None else None
+    alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
 
     if runtime is not None:
         attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
@@ -104,6 +103,14 @@ def load_settings(data: dict[str, Any]) -> Settings:
     if problems:
         raise ConfigError(problems)
     return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime)
+
+
+def _raw_group_names(data: dict[str, Any]) -> list[str]:
+    """Target group names from a loadBalancer section that did not parse, so
+    that the alarms can still be checked (and their problems reported)."""
+    lb = data.get("loadBalancer")
+    tgs = lb.get("TargetGroups") if isinstance(lb, dict) else None
+    return [tg["Name"] for tg in tgs or [] if isinstance(tg, dict) and isinstance(tg.get("Name"), str)]
 
 
 def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:

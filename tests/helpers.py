@@ -36,8 +36,8 @@ def lb_config(prod_port: int, test_port: int | None = None, health: dict[str, An
               dereg_seconds: int = 5) -> dict[str, Any]:
     """A load balancer with blue and green groups, a prod listener (with the
     test-header rule) and optionally a test listener."""
-    hc = {"HealthCheckPath": "/health", "HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 2, "HealthyThresholdCount": 2,
-          "UnhealthyThresholdCount": 2, **(health or {})}
+    hc = {"HealthCheckPath": "/health", "HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 2,
+          "HealthyThresholdCount": 2, "UnhealthyThresholdCount": 2, **(health or {})}
     fwd = {"Type": "forward", "ForwardConfig": {"TargetGroups": [
         {"TargetGroupArn": "blue", "Weight": 100}, {"TargetGroupArn": "green", "Weight": 0}]}}
     listeners: list[dict[str, Any]] = [{"Name": "prod", "Port": prod_port, "DefaultActions": [fwd]}]
