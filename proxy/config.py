@@ -372,22 +372,28 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
             problems += _check_forward(
                 listener.TestTrafficRule.ForwardConfig, names, f"{p}.TestTrafficRule.ForwardConfig"
             )
-        priorities: dict[int, int] = {}
-        for j, rule in enumerate(listener.Rules):
-            rp = f"{p}.Rules[{j}]"
-            if rule.Priority in priorities:
-                problems.append(f"{rp}.Priority: {rule.Priority} is used by Rules[{priorities[rule.Priority]}]")
-            priorities[rule.Priority] = j
-            problems += _check_actions(rule.Actions, names, f"{rp}.Actions")
-            for k, cond in enumerate(rule.Conditions):
-                if cond.config() is None:
-                    problems.append(
-                        f"{rp}.Conditions[{k}]: Field {cond.Field} needs {_CONDITION_CONFIG[cond.Field]}"
-                    )
-            if rule.RuleArn:
-                if rule.RuleArn in arns:
-                    problems.append(f"{rp}.RuleArn: {rule.RuleArn!r} is used by another rule")
-                arns.add(rule.RuleArn)
+        problems += check_rules(listener.Rules, names, p, arns)
+    return problems
+
+
+def check_rules(rules: list[Rule], names: list[str], path: str, arns: set[str]) -> list[str]:
+    """One listener's rules: priorities, references, condition configs.
+    `arns` holds RuleArns already in use and collects these rules' ones."""
+    problems: list[str] = []
+    priorities: dict[int, int] = {}
+    for j, rule in enumerate(rules):
+        rp = f"{path}.Rules[{j}]"
+        if rule.Priority in priorities:
+            problems.append(f"{rp}.Priority: {rule.Priority} is used by Rules[{priorities[rule.Priority]}]")
+        priorities[rule.Priority] = j
+        problems += _check_actions(rule.Actions, names, f"{rp}.Actions")
+        for k, cond in enumerate(rule.Conditions):
+            if cond.config() is None:
+                problems.append(f"{rp}.Conditions[{k}]: Field {cond.Field} needs {_CONDITION_CONFIG[cond.Field]}")
+        if rule.RuleArn:
+            if rule.RuleArn in arns:
+                problems.append(f"{rp}.RuleArn: {rule.RuleArn!r} is used by another rule")
+            arns.add(rule.RuleArn)
     return problems
 
 

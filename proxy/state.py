@@ -340,8 +340,8 @@ class LoadBalancerState:
             raise StateError(f"no listener {listener!r} (listeners: {', '.join(self.listeners)})", 404)
         data = {**ls.conf.model_dump(exclude_none=True, exclude={"Rules"}), "Rules": body}
         new_conf = parse(cfg.Listener, data, f"Listeners[{listener}]")
-        problems = [p for p in cfg.cross_check(self.conf.model_copy(update={"Listeners": [new_conf]}), "")
-                    if ".Rules" in p]
+        others = {r.arn for other in self.listeners.values() if other is not ls for r in other.all_rules() if r.arn}
+        problems = cfg.check_rules(new_conf.Rules, list(self.groups), f"Listeners[{listener}]", others)
         if problems:
             raise StateError("; ".join(problems))
         ls.conf = new_conf
