@@ -63,6 +63,8 @@ class Backend:
     holds: dict[str, asyncio.Event] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
     upload_started: asyncio.Event = field(default_factory=asyncio.Event)
+    upload_received: int = 0
+    download_sent: int = 0
     download_gate: asyncio.Event = field(default_factory=asyncio.Event)
     runner: web.AppRunner | None = None
 
@@ -87,7 +89,7 @@ class Backend:
             self.peers.append((peer[0], peer[1]))
         if path == "/headers":
             return web.json_response({
-                "backend": self.name, "method": request.method, "path": request.path_qs,
+                "backend": self.name, "method": request.method, "path": request.raw_path,
                 "headers": [[k, v] for k, v in request.headers.items()],
             }, headers=self._headers())
         if path.startswith("/status/"):
@@ -106,8 +108,11 @@ class Backend:
             async for chunk in request.content.iter_any():
                 if not self.upload_started.is_set():
                     self.upload_started.set()
+                    if request.query.get("pause") == "1":
+                        await self.hold("upload").wait()  # a slow target
                 digest.update(chunk)
                 size += len(chunk)
+                self.upload_received = size
             return web.json_response({"bytes": size, "sha256": digest.hexdigest()}, headers=self._headers())
         if path == "/download":
             size = int(request.query["size"])
@@ -120,6 +125,7 @@ class Backend:
                 n = min(DOWNLOAD_CHUNK, size - sent)
                 await resp.write(pattern_bytes(sent, n))
                 sent += n
+                self.download_sent = sent
                 if sent == DOWNLOAD_CHUNK:
                     # The rest only once the client has seen the first bytes.
                     await self.download_gate.wait()
@@ -202,6 +208,21 @@ async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[int]]]:
     for srv in servers:
         srv.close()
         await srv.wait_closed()
+
+
+async def wait_stalled(value: Callable[[], int], timeout: float = 10.0, quiet: float = 0.3) -> int:
+    """Poll until `value()` stops changing for `quiet` seconds (a transfer
+    held up by flow control); return where it stopped."""
+    last, since = value(), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        now = value()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return last
+    raise AssertionError(f"still moving after {timeout} s (at {last})")
 
 
 async def read_request_head(reader: asyncio.StreamReader) -> bytes:
@@ -307,3 +328,52 @@ def status_of(raw: bytes) -> int:
     # aiohttp answers requests it could not parse as HTTP/1.0.
     assert line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), raw[:200]
     return int(line.split()[1])
+
+
+@dataclass
+class Load:
+    """A bounded load: `workers` clients on keep-alive connections, each
+    request checked; stops at `max_requests`, `max_seconds` or `stop()`."""
+
+    url: str
+    workers: int = 4
+    max_requests: int = 3000
+    max_seconds: float = 20.0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    by_body: dict[str, int] = field(default_factory=dict)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return self.ok + len(self.failures)
+
+    def start(self) -> Load:
+        deadline = time.monotonic() + self.max_seconds
+        self._tasks = [asyncio.ensure_future(self._worker(deadline)) for _ in range(self.workers)]
+        return self
+
+    async def _worker(self, deadline: float) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while not self._stop.is_set() and self.sent < self.max_requests and time.monotonic() < deadline:
+                try:
+                    async with session.get(self.url) as resp:
+                        body = await resp.text()
+                        if resp.status == 200:
+                            self.ok += 1
+                            self.by_body[body] = self.by_body.get(body, 0) + 1
+                        else:
+                            self.failures.append(f"{resp.status}: {body[:80]}")
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.failures.append(repr(exc))
+
+    async def advanced(self, n: int = 5, timeout: float = 10.0) -> None:
+        """Wait until `n` more requests completed (so changes interleave with traffic)."""
+        target = self.sent + n
+        await wait_until(lambda: self.sent >= target or all(t.done() for t in self._tasks), timeout=timeout,
+                         message=f"{n} more requests")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
