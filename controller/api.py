@@ -113,7 +113,7 @@ def deployment_problems(ctl: ServiceController, dc: DeploymentConfiguration) -> 
 async def list_deployments(request: web.Request) -> web.Response:
     ctl = _ctl(request)
     items = []
-    for d in ctl.records.list(ctl.name):
+    for d in ctl.records.recent(ctl.name):
         if ctl.current is not None and ctl.current.id == d.id:
             d = ctl.current
         items.append(ctl.describe(d))
@@ -124,7 +124,7 @@ def _deployment(ctl: ServiceController, deployment_id: str) -> Any:
     if deployment_id in ("current", "latest"):
         if deployment_id == "current" and ctl.current is not None:
             return ctl.current
-        latest = ctl.records.list(ctl.name, limit=1)
+        latest = ctl.records.recent(ctl.name, limit=1)
         if not latest:
             raise KeyError("no deployments yet")
         return ctl.current if ctl.current and ctl.current.id == latest[0].id else latest[0]

@@ -85,7 +85,7 @@ class Records:
         row = self.db.execute("SELECT doc FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
         return Deployment.from_dict(json.loads(row[0])) if row else None
 
-    def list(self, service: str | None = None, limit: int = 50) -> list[Deployment]:
+    def recent(self, service: str | None = None, limit: int = 50) -> list[Deployment]:
         if service:
             rows = self.db.execute(
                 "SELECT doc FROM deployments WHERE service = ? ORDER BY created_at DESC LIMIT ?", (service, limit))

@@ -28,7 +28,7 @@ def make_backend(kind: str, state_dir: Path) -> Backend:
     if kind == "docker":
         from controller.backends.docker import DockerBackend  # imported only when asked for
 
-        return DockerBackend(state_dir)  # type: ignore[no-any-return]
+        return DockerBackend(state_dir)
     from controller.backends.process import ProcessBackend
 
     return ProcessBackend(state_dir)

@@ -617,15 +617,16 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
                 asyncio.get_running_loop().create_task(_approve_later(stack, auto_approve))
 
     async def go() -> Any:
-        kwargs = {"extra_loads": extra, "on_started": started}
         if not live_view:
-            return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, **kwargs)
+            return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None,
+                             extra_loads=extra, on_started=started)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
-            return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, on_message, **kwargs)
+            return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, on_message,
+                             extra_loads=extra, on_started=started)
 
     install_uvloop()
     t0 = time.monotonic()

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 
-def answer(payload: dict) -> dict:  # type: ignore[type-arg]
+def answer(payload: dict[str, Any]) -> dict[str, Any]:
     details = payload.get("hookDetails") or {}
     if details.get("checked"):
         return {"hookStatus": "SUCCEEDED"}

@@ -102,6 +102,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
                         "LINEAR and CANARY deployments, not ROLLING")
     if problems:
         raise ConfigError(problems)
+    assert lb is not None and scale is not None and deployment is not None and runtime is not None
     return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime)
 
 
