@@ -254,6 +254,10 @@ class ListenerHandler:
         counters = choice.counters
         length = request.content_length
         streamed = request.body_exists and (length is None or length > BUFFER_BODY)
+        if request.body_exists and request.headers.get("Expect", "").lower() == "100-continue":
+            # Expect is not forwarded, so the answer is ours: without it the
+            # client would wait before sending the body we are about to read.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = b""
         if request.body_exists and not streamed:
             body = await request.read()
@@ -261,8 +265,6 @@ class ListenerHandler:
         if head is None:
             counters.elb_error(400)
             return elb_response(400, close=True)
-        if request.headers.get("Expect", "").lower() == "100-continue" and streamed:
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
         loop = asyncio.get_running_loop()
         group = choice.group
