@@ -270,6 +270,7 @@ class ListenerHandler:
         group = choice.group
         target.outstanding += 1
         conn: UpstreamConnection | None = None
+        uploaded = 0
         try:
             for attempt in (0, 1):
                 try:
@@ -286,7 +287,7 @@ class ListenerHandler:
                 started = loop.time()
                 try:
                     if streamed:
-                        await self._upload(request, conn, head, chunked=length is None)
+                        uploaded = await self._upload(request, conn, head, chunked=length is None)
                     else:
                         conn.write(head + body if body else head)
                     timer = loop.call_later(self.idle_timeout, _expire, waiter)
@@ -314,7 +315,7 @@ class ListenerHandler:
             assert conn is not None
             counters.response_time(loop.time() - started)
             counters.target[conn.status // 100] += 1
-            counters.bytes += len(head) + len(body)
+            counters.bytes += len(head) + len(body) + uploaded
             return await self._respond(request, conn, counters, set_cookie)
         finally:
             target.outstanding -= 1
@@ -323,14 +324,18 @@ class ListenerHandler:
             if target.outstanding == 0:
                 group.request_done(target)
 
-    async def _upload(self, request: BaseRequest, conn: UpstreamConnection, head: bytes, chunked: bool) -> None:
-        # The head goes first; the body follows as it arrives, paced by the target.
+    async def _upload(self, request: BaseRequest, conn: UpstreamConnection, head: bytes, chunked: bool) -> int:
+        """Send the head, then the body as it arrives, paced by the target;
+        return the body bytes sent (for ProcessedBytes)."""
         conn.write(head)
+        sent = 0
         async for chunk in request.content.iter_any():
             conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            sent += len(chunk)
             await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
+        return sent
 
     async def _respond(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters,
                        set_cookie: list[tuple[str, str]] | None) -> web.StreamResponse:
