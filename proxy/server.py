@@ -165,7 +165,7 @@ class ListenerHandler:
             counters.elb_error(503)
             return elb_response(503)
         if "websocket" in headers.get("Upgrade", "").lower():
-            return await self._websocket(request, target, choice)
+            return await self._websocket(request, target, choice, xff)
         return await self._forward(request, target, choice, xff, set_cookie)
 
     def _choose_group(self, request: BaseRequest, fwd: Forward) -> tuple[Choice | None, list[tuple[str, str]] | None]:
@@ -380,15 +380,18 @@ class ListenerHandler:
         await resp_s.write_eof()
         return resp_s
 
-    async def _websocket(self, request: BaseRequest, target: Target, choice: Choice) -> web.StreamResponse:
+    async def _websocket(self, request: BaseRequest, target: Target, choice: Choice,
+                         xff: str | None) -> web.StreamResponse:
         counters = choice.counters
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        fwd_headers = {
-            k: v for k, v in request.headers.items()
-            if k.lower() not in ("host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-                                 "sec-websocket-extensions", "sec-websocket-protocol", "content-length")
-        }
-        fwd_headers["X-Forwarded-For"] = request.remote or ""
+        # Host and repeated headers kept, hop-by-hop and ALB's own dropped,
+        # as for plain requests; the handshake headers are the client's own.
+        fwd_headers: CIMultiDict[str] = CIMultiDict(
+            (k, v) for k, v in request.headers.items()
+            if k.lower().encode() not in _SKIP and k.lower() not in (
+                "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol")
+        )
+        fwd_headers["X-Forwarded-For"] = f"{xff + ', ' if xff else ''}{request.remote or ''}"
         fwd_headers["X-Forwarded-Proto"] = "http"
         fwd_headers["X-Forwarded-Port"] = str(self.listener.port)
         fwd_headers["X-Amzn-Trace-Id"] = trace_id(request.headers.get("X-Amzn-Trace-Id"))
