@@ -8,10 +8,12 @@ with a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,17 @@ from proxy.config import load_balancer_from_dict
 
 LOOPBACK = "127.0.0.1"
 DOWNLOAD_CHUNK = 64 * 1024
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test also checks that the proxy logged no internal error (a bug
+    of ours turned into a 500) and aiohttp no unhandled handler exception."""
+    caplog.set_level(logging.WARNING)
+    yield
+    bad = [f"{r.name}: {r.getMessage()}" for r in caplog.get_records("call")
+           if r.levelno >= logging.ERROR and r.name.startswith(("shiftlab.proxy", "aiohttp"))]
+    assert bad == [], bad
 
 
 def free_port() -> int:
@@ -65,6 +78,7 @@ class Backend:
     upload_started: asyncio.Event = field(default_factory=asyncio.Event)
     upload_received: int = 0
     download_sent: int = 0
+    download_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     download_gate: asyncio.Event = field(default_factory=asyncio.Event)
     runner: web.AppRunner | None = None
 
@@ -121,21 +135,27 @@ class Backend:
                 resp.content_length = size
             await resp.prepare(request)
             sent = 0
-            while sent < size:
-                n = min(DOWNLOAD_CHUNK, size - sent)
-                await resp.write(pattern_bytes(sent, n))
-                sent += n
-                self.download_sent = sent
-                if sent == DOWNLOAD_CHUNK:
-                    # The rest only once the client has seen the first bytes.
-                    await self.download_gate.wait()
-            await resp.write_eof()
+            try:
+                while sent < size:
+                    n = min(DOWNLOAD_CHUNK, size - sent)
+                    await resp.write(pattern_bytes(sent, n))
+                    sent += n
+                    self.download_sent = sent
+                    if sent == DOWNLOAD_CHUNK:
+                        # The rest only once the client has seen the first bytes.
+                        await self.download_gate.wait()
+                await resp.write_eof()
+            except ConnectionError:
+                self.download_aborted.set()
+                raise
             return resp
         if path == "/ws":
             ws = web.WebSocketResponse()
             await ws.prepare(request)
             async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
+                if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "headers?":
+                    await ws.send_json({k.lower(): v for k, v in request.headers.items()})
+                elif msg.type == aiohttp.WSMsgType.TEXT:
                     await ws.send_str(f"{self.name}:{msg.data}")
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     await ws.send_bytes(msg.data)
@@ -161,9 +181,12 @@ async def backends() -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
 
     async def start(name: str, group: str | None = None) -> Backend:
         b = Backend(name=name, group=group or name.split("-")[0])
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", b.handle)
-        b.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        # Backends log under their own name: a target that sees the proxy
+        # hang up on purpose is not a proxy error.
+        b.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1,
+                                 logger=logging.getLogger("tests.backend"))
         await b.runner.setup()
         site = web.TCPSite(b.runner, LOOPBACK, 0)
         await site.start()
@@ -193,10 +216,8 @@ async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[int]]]:
     async def start(handler: RawHandler) -> int:
         async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writers.append(writer)
-            try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
                 await handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
 
         srv = await asyncio.start_server(wrapped, LOOPBACK, 0)
         servers.append(srv)

@@ -16,7 +16,6 @@ import pytest
 import proxy.server
 from tests.proxy.conftest import (
     LOOPBACK,
-    Backend,
     StartProxy,
     free_port,
     group_conf,

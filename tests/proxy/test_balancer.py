@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -49,10 +50,10 @@ def test_split_is_interleaved_not_bursty() -> None:
     # 50/50 must alternate; 90/10 never sends two green in a row.
     sw = SmoothWeighted([("blue", 50), ("green", 50)])
     seq = [sw.pick() for _ in range(10)]
-    assert all(a != b for a, b in zip(seq, seq[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(seq))
     sw = SmoothWeighted([("blue", 90), ("green", 10)])
     seq = [sw.pick() for _ in range(1000)]
-    assert not any(a == b == "green" for a, b in zip(seq, seq[1:], strict=False))
+    assert not any(a == b == "green" for a, b in itertools.pairwise(seq))
 
 
 def test_every_prefix_stays_within_one_request_of_proportional() -> None:

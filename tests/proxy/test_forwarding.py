@@ -236,6 +236,33 @@ async def test_slow_target_holds_up_the_upload(px: Any, blue: Backend, client: a
     resp.release()
 
 
+async def test_client_hanging_up_mid_download(px: Any, blue: Backend, client: aiohttp.ClientSession) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", px.conf.Listeners[0].Port)
+    writer.write(f"GET /download?size={BIG} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.read(1000)).startswith(b"HTTP/1.1 200")
+    blue.download_gate.set()
+    writer.transport.abort()
+    # The proxy hangs up on the target too (no 50 MB pulled for nobody)...
+    await wait_until(blue.download_aborted.is_set, timeout=10, message="the target to see the connection close")
+    assert blue.download_sent < BIG
+    # ...and keeps serving.
+    async with client.get(px.listener_url()) as resp:
+        assert (resp.status, await resp.text()) == (200, "blue-1")
+
+
+async def test_idle_timeout_cuts_a_stalled_response(start_proxy: StartProxy, blue: Backend,
+                                                    client: aiohttp.ClientSession) -> None:
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", [blue])],
+                                   LoadBalancerAttributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "1"}]))
+    async with client.get(f"{px.listener_url()}/download?size={4 * DOWNLOAD_CHUNK}") as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(resp.read(), timeout=10)
+    async with client.get(px.listener_url()) as resp:
+        assert (resp.status, await resp.text()) == (200, "blue-1")
+
+
 async def test_small_chunked_request_body(px: Any, client: aiohttp.ClientSession) -> None:
     async def parts() -> AsyncIterator[bytes]:
         for p in (b"hello ", b"chunked ", b"world"):
@@ -247,11 +274,23 @@ async def test_small_chunked_request_body(px: Any, client: aiohttp.ClientSession
         assert resp.headers["X-Body-Length"] == "19"
 
 
-async def test_expect_100_continue(px: Any, client: aiohttp.ClientSession) -> None:
-    body = b"x" * (200 * 1024)
-    async with client.post(px.listener_url() + "/echo", data=body, expect100=True) as resp:
+@pytest.mark.parametrize("size", [5, 200 * 1024], ids=["small", "streamed"])
+async def test_expect_100_continue(px: Any, client: aiohttp.ClientSession, size: int) -> None:
+    # The client sends the body only after "100 Continue"; the proxy must say it.
+    body = b"x" * size
+    async with client.post(px.listener_url() + "/echo", data=body, expect100=True,
+                           timeout=aiohttp.ClientTimeout(total=5)) as resp:
         assert resp.status == 200
         assert await resp.read() == body
+
+
+async def test_processed_bytes_count_both_directions(px: Any, client: aiohttp.ClientSession) -> None:
+    size = 3 * 1024 * 1024
+    async with client.post(px.listener_url() + "/echo", data=b"u" * size) as resp:
+        assert len(await resp.read()) == size
+    stats = await (await client.get(f"{px.admin_url}/admin/stats")).json()
+    processed = stats["targetGroups"]["blue"]["ProcessedBytes"]
+    assert 2 * size < processed < 2 * size + 4096, "request and response bodies plus their heads"
 
 
 async def test_upstream_keep_alive_is_reused(px: Any, blue: Backend, client: aiohttp.ClientSession) -> None:
@@ -288,5 +327,14 @@ async def test_websocket_echo(px: Any, client: aiohttp.ClientSession) -> None:
         await ws.send_bytes(b"\x00\x01binary")
         msg = await asyncio.wait_for(ws.receive(), 5)
         assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\x00\x01binary")
+    async with client.ws_connect(px.listener_url() + "/ws", headers={
+            "Host": "chat.example", "X-Forwarded-For": "203.0.113.9", "X-App": "a"}) as ws:
+        await ws.send_str("headers?")
+        seen = await asyncio.wait_for(ws.receive_json(), 5)
+    assert seen["host"] == "chat.example"
+    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert seen["x-forwarded-port"] == str(px.conf.Listeners[0].Port)
+    assert seen["x-app"] == "a"
+    assert re.fullmatch(f"Root={ROOT}", seen["x-amzn-trace-id"])
     stats = await (await client.get(f"{px.admin_url}/admin/stats")).json()
-    assert stats["targetGroups"]["blue"]["RequestCount"] == 1
+    assert stats["targetGroups"]["blue"]["RequestCount"] == 2

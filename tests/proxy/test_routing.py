@@ -63,7 +63,7 @@ async def test_rules_by_priority_then_default(start_proxy: StartProxy, trio: dic
     assert await who(client, url + "/api/special?x=1") == "red-1", "the query is not part of the path"
 
 
-CONDITIONS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
+CONDITIONS: list[tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]] = [
     ("host-header",
      {"Field": "host-header", "HostHeaderConfig": {"Values": ["*.example.com"]}},
      {"headers": {"Host": "API.Example.com"}}, {"headers": {"Host": "example.org"}}),
