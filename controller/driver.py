@@ -276,7 +276,7 @@ class ServiceController:
     async def _wait_drained(self, group: str, ids: list[str]) -> None:
         """Until the proxy has finished draining (it ends a drain early when idle)."""
         tg = next((g for g in self.settings.load_balancer.TargetGroups if g.Name == group), None)
-        delay = (tg.deregistration_delay if tg else 300) / self.time_scale
+        delay = tg.drain_seconds(self.time_scale) if tg else 300 / self.time_scale
         deadline = self.clock.now() + delay + 1.0
         while self.clock.now() < deadline:
             try:

@@ -16,6 +16,8 @@ from shiftlab.configfile import ConfigError, Model, in_range, parse
 
 DEFAULT_TEST_HEADERS = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-test")
 
+DRAIN_FLOOR_SECONDS = 1.0
+
 _TG_ARN = re.compile(r"(?:^|:)targetgroup/([^/]+)(?:/|$)")
 
 
@@ -293,6 +295,14 @@ class TargetGroup(Model):
     @property
     def deregistration_delay(self) -> int:
         return int(self.attribute("deregistration_delay.timeout_seconds", "300"))
+
+    def drain_seconds(self, time_scale: float) -> float:
+        """The deregistration delay on a rehearsal's clock: scaled like every
+        AWS duration, but not below 1 s (or the configured delay, if shorter).
+        Request durations are not scaled, so a drain shorter than a slow
+        request would cut it where AWS would let it finish."""
+        delay = self.deregistration_delay
+        return max(delay / time_scale, min(delay, DRAIN_FLOOR_SECONDS))
 
     @property
     def algorithm(self) -> str:

@@ -118,7 +118,7 @@ class TargetGroupState:
             if t.outstanding == 0:
                 self.remove(t)
             else:
-                delay = self.conf.deregistration_delay / self.time_scale
+                delay = self.conf.drain_seconds(self.time_scale)
                 asyncio.get_running_loop().call_later(delay, self._drain_expired, t)
         return t
 
