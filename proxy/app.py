@@ -40,12 +40,11 @@ class Proxy:
 
     @property
     def admin_url(self) -> str:
-        host = self.conf.Admin.Address
-        return f"http://{'[' + host + ']' if ':' in host else host}:{self.admin_port}"
+        return _url(self.conf.Admin.Address, self.admin_port)
 
     def listener_url(self, name: str | None = None) -> str:
         ls = self.lb.listeners[name] if name else next(iter(self.lb.listeners.values()))
-        return f"http://{ls.conf.Address}:{ls.port}"
+        return _url(ls.conf.Address, ls.port)
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
@@ -102,6 +101,10 @@ class Proxy:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def install_uvloop() -> None:
