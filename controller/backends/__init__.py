@@ -1,0 +1,7 @@
+"""Where task sets run: the Backend protocol (base), local processes
+(process, the default), Docker containers (docker) and an in-memory fake
+for unit tests of the controller (fake)."""
+
+from controller.backends.base import Backend, Task, TaskDefinition, UnknownTask
+
+__all__ = ["Backend", "Task", "TaskDefinition", "UnknownTask"]

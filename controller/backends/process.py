@@ -1,0 +1,368 @@
+"""ProcessBackend: task sets as local processes, the embedded default that
+needs nothing but Python.
+
+Each task is a subprocess in a session (and process group) of its own, so
+that stopping it reaches everything it started, as stopping a container
+does. It gets a free loopback port in env PORT and counts as RUNNING once
+that port accepts a TCP connection. A watcher per task notices an exit at
+once (the child's wait(); for a process adopted from a crashed controller,
+which is not our child, a short poll of its pid and creation time) and
+tells the subscribers, in ECS's words.
+
+Tasks that have not stopped are kept in a registry under `state_dir`, so a
+restarted controller adopts what it left instead of starting it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.backends import procinfo
+from controller.backends.base import (
+    ESSENTIAL_CONTAINER_EXITED,
+    PENDING,
+    PROVISIONING,
+    REASON_EXITED,
+    REASON_USER,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    TASK_FAILED_TO_START,
+    USER_INITIATED,
+    Task,
+    TaskDefinition,
+    UnknownTask,
+)
+from controller.backends.registry import Registry, Row
+
+log = logging.getLogger("shiftlab.controller")
+
+LOOPBACK = "127.0.0.1"
+ADOPTED_POLL_SECONDS = 0.2
+READY_POLL_SECONDS = 0.05
+KILL_WAIT_SECONDS = 10.0  # after SIGKILL; only a process stuck in the kernel takes longer
+LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
+_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class _Entry:
+    task: Task
+    log_path: Path
+    stop_timeout: float
+    created: str | None = None
+    proc: asyncio.subprocess.Process | None = None  # None for adopted tasks (not our children)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    watcher: asyncio.Task[None] | None = None
+    stopper: asyncio.Task[None] | None = None
+    stop_request: tuple[str, str] | None = None  # (stopCode, reason) once we asked it to stop
+
+
+class ProcessBackend:
+    def __init__(self, state_dir: Path, start_timeout: float = 30.0,
+                 adopted_poll: float = ADOPTED_POLL_SECONDS) -> None:
+        self.state_dir = Path(state_dir)
+        self.logs_dir = self.state_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.start_timeout = start_timeout
+        self.adopted_poll = adopted_poll
+        self._registry = Registry(self.state_dir / "process-tasks.sqlite")
+        self._entries: dict[str, _Entry] = {}
+        self._subscribers: list[Callable[[Task], None]] = []
+        self._closed = False
+
+    # -- the protocol ------------------------------------------------------------
+
+    async def start_task(self, service: str, definition: TaskDefinition, colour: str, deployment_id: str | None,
+                         env: Mapping[str, str]) -> Task:
+        task_id = uuid.uuid4().hex
+        task = Task(task_id, definition.revision, colour, service, deployment_id, LOOPBACK, self._free_port(),
+                    PROVISIONING)
+        entry = _Entry(task, self._log_path(task_id), definition.stop_timeout)
+        self._entries[task_id] = entry
+        argv = definition.argv()
+        if not argv:
+            return self._failed_to_start(entry, "CannotStartContainerError: the task definition has no command")
+        child_env = {
+            **os.environ,
+            "HOST": LOOPBACK,
+            "PYTHONUNBUFFERED": "1",  # so that `logs` shows what a Python task printed
+            **definition.env,
+            **env,
+            # Last, so that nothing can make the task listen where the target group does not look.
+            "PORT": str(task.port),
+            "SHIFTLAB_TASK_ID": task_id,
+            "SHIFTLAB_REVISION": definition.revision,
+            "SHIFTLAB_COLOUR": colour,
+            "SHIFTLAB_SERVICE": service,
+        }
+        out = os.open(entry.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                env=child_env, start_new_session=True,
+            )
+        except OSError as exc:
+            reason = f"CannotStartContainerError: {argv[0]}: {exc.strerror or exc}"
+            os.write(out, (reason + "\n").encode())
+            return self._failed_to_start(entry, reason)
+        finally:
+            os.close(out)
+        entry.proc = proc
+        entry.created = procinfo.create_time(proc.pid)
+        task.pid = proc.pid
+        task.started_at = time.time()
+        self._registry.put(self._row(entry, procinfo.cmdline(proc.pid) or argv))
+        self._change(entry, PENDING)
+        entry.watcher = asyncio.create_task(self._watch_child(entry, proc))
+        try:
+            ready = await self._wait_listening(entry, self.start_timeout)
+        except asyncio.CancelledError:
+            # Nobody will ever learn this task's id: it must not outlive the call.
+            procinfo.signal_group(proc.pid, signal.SIGKILL)
+            raise
+        if ready:
+            self._change(entry, RUNNING)
+        elif not entry.exited.is_set():
+            await self._stop(entry, definition.stop_timeout, TASK_FAILED_TO_START,
+                             f"Task failed to start: nothing listening on {task.host}:{task.port} "
+                             f"after {self.start_timeout:g} s")
+        return task.snapshot()
+
+    async def stop_task(self, task_id: str, timeout: float) -> Task:
+        entry = self._entry(task_id)
+        if entry.task.state != STOPPED:
+            if entry.stopper is None:
+                entry.stopper = asyncio.create_task(self._stop(entry, timeout, USER_INITIATED, REASON_USER))
+            await asyncio.shield(entry.stopper)
+        return entry.task.snapshot()
+
+    async def tasks(self, service: str | None = None) -> list[Task]:
+        return [e.task.snapshot() for e in self._entries.values() if service is None or e.task.service == service]
+
+    def subscribe(self, callback: Callable[[Task], None]) -> None:
+        self._subscribers.append(callback)
+
+    async def logs(self, task_id: str, tail: int | None = None) -> str:
+        # The id may come from an API caller: it names a file, so it must look like one of ours.
+        if task_id not in self._entries and not _TASK_ID.match(task_id):
+            raise UnknownTask(task_id)
+        path = self._log_path(task_id)
+        if not path.exists():
+            if task_id in self._entries:
+                return ""
+            raise UnknownTask(task_id)
+        return await asyncio.to_thread(_read_tail, path, tail)
+
+    async def adopt(self, service: str) -> list[Task]:
+        for row in self._registry.rows(service):
+            if row.task_id in self._entries:
+                continue
+            task = Task(row.task_id, row.revision, row.colour, row.service, row.deployment_id, row.host, row.port,
+                        row.state, started_at=row.started_at, pid=row.pid)
+            entry = _Entry(task, self._log_path(row.task_id), row.stop_timeout, created=row.created)
+            self._entries[row.task_id] = entry
+            if not self._same_process(row):
+                if not procinfo.is_alive(row.pid, None) and procinfo.group_members(row.pid):
+                    # The task's main process died unwatched, but what it started still runs in its
+                    # group (a pid in use as a group id is never handed out again, so it is ours).
+                    procinfo.signal_group(row.pid, signal.SIGKILL)
+                self._exited(entry, None, detail=" (while no controller watched it)", kill_group=False)
+            else:
+                entry.watcher = asyncio.create_task(self._watch_adopted(entry))
+                if row.state != RUNNING:
+                    # Its controller died while it was starting: finish the check it never finished.
+                    if await self._wait_listening(entry, self.start_timeout):
+                        self._change(entry, RUNNING)
+                    elif not entry.exited.is_set():
+                        await self._stop(entry, row.stop_timeout, TASK_FAILED_TO_START,
+                                         f"Task failed to start: nothing listening on {row.host}:{row.port}")
+        return await self.tasks(service)
+
+    async def close(self, stop_tasks: bool) -> None:
+        if stop_tasks:
+            live = [e for e in self._entries.values() if e.task.state != STOPPED]
+            await asyncio.gather(*[self.stop_task(e.task.task_id, e.stop_timeout) for e in live])
+        self._closed = True
+        watchers = [e.watcher for e in self._entries.values() if e.watcher is not None and not e.watcher.done()]
+        for w in watchers:
+            w.cancel()
+        for w in watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+        self._registry.close()
+
+    # -- watching ------------------------------------------------------------------
+
+    async def _watch_child(self, entry: _Entry, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        # A container killed by signal N exits with 128 + N; report the same.
+        self._exited(entry, 128 - code if code < 0 else code)
+
+    async def _watch_adopted(self, entry: _Entry) -> None:
+        pid = entry.task.pid
+        assert pid is not None
+        while True:
+            await asyncio.sleep(self.adopted_poll)
+            if not procinfo.is_alive(pid, entry.created):
+                break
+        self._exited(entry, None)  # not our child: its exit status went to whoever reaped it
+
+    async def _wait_listening(self, entry: _Entry, timeout: float) -> bool:
+        """Poll the port until it accepts a connection; give up at once if the process exits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not entry.exited.is_set():
+            if await _accepts(entry.task.host, entry.task.port):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(entry.exited.wait(), min(READY_POLL_SECONDS, remaining))
+        return False
+
+    async def _stop(self, entry: _Entry, timeout: float, stop_code: str, reason: str) -> None:
+        pid = entry.task.pid
+        if entry.stop_request is None:
+            entry.stop_request = (stop_code, reason)
+        if entry.task.state == STOPPED or pid is None:
+            return
+        self._change(entry, STOPPING)
+        procinfo.signal_group(pid, signal.SIGTERM)
+        if await self._wait_exited(entry, timeout):
+            return
+        procinfo.signal_group(pid, signal.SIGKILL)
+        if not await self._wait_exited(entry, KILL_WAIT_SECONDS):
+            log.warning("task %s (pid %s) still runs %g s after SIGKILL", entry.task.task_id, pid, KILL_WAIT_SECONDS)
+
+    async def _wait_exited(self, entry: _Entry, timeout: float) -> bool:
+        if entry.watcher is None or entry.watcher.done():
+            # Nobody watches (the backend was closed without stopping): ask the OS directly.
+            pid = entry.task.pid
+            assert pid is not None
+            deadline = time.monotonic() + timeout
+            while procinfo.is_alive(pid, entry.created):
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(READY_POLL_SECONDS)
+            self._exited(entry, None)
+            return True
+        try:
+            await asyncio.wait_for(entry.exited.wait(), max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    # -- state changes -----------------------------------------------------------------
+
+    def _exited(self, entry: _Entry, exit_code: int | None, detail: str = "", kill_group: bool = True) -> None:
+        task = entry.task
+        if task.state == STOPPED:
+            return
+        if kill_group and task.pid is not None:
+            # What the task started dies with it, as in a container whose main process ended.
+            procinfo.signal_group(task.pid, signal.SIGKILL)
+        stop_code, reason = entry.stop_request or (ESSENTIAL_CONTAINER_EXITED, REASON_EXITED + detail)
+        task.exit_code = exit_code
+        task.stopped_at = time.time()
+        task.stop_code = stop_code
+        task.stopped_reason = reason
+        entry.exited.set()
+        self._change(entry, STOPPED)
+
+    def _failed_to_start(self, entry: _Entry, reason: str) -> Task:
+        entry.stop_request = (TASK_FAILED_TO_START, reason)
+        entry.task.stopped_at = time.time()
+        entry.task.stop_code = TASK_FAILED_TO_START
+        entry.task.stopped_reason = reason
+        entry.exited.set()
+        self._change(entry, STOPPED)
+        return entry.task.snapshot()
+
+    def _change(self, entry: _Entry, state: str) -> None:
+        task = entry.task
+        if task.state == state:
+            return
+        task.state = state
+        if not self._closed:
+            if state == STOPPED:
+                self._registry.remove(task.task_id)
+            elif task.pid is not None:
+                self._registry.set_state(task.task_id, state)
+        if self._closed:
+            return
+        snapshot = task.snapshot()
+        for cb in list(self._subscribers):
+            try:
+                cb(snapshot)
+            except Exception:
+                log.exception("task subscriber failed")
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _entry(self, task_id: str) -> _Entry:
+        try:
+            return self._entries[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+
+    def _log_path(self, task_id: str) -> Path:
+        return self.logs_dir / f"{task_id}.log"
+
+    def _row(self, entry: _Entry, cmdline: list[str]) -> Row:
+        t = entry.task
+        assert t.pid is not None
+        return Row(t.task_id, t.service, t.revision, t.colour, t.deployment_id, t.host, t.port, t.pid,
+                   entry.created, cmdline, t.state, t.started_at, entry.stop_timeout)
+
+    def _same_process(self, row: Row) -> bool:
+        """Is the registered task still running as the same process (not a reused pid)?"""
+        if row.created is not None:
+            # The creation time is enough, and stays true for programs that rewrite their argv.
+            return procinfo.is_alive(row.pid, row.created)
+        return procinfo.is_alive(row.pid, None) and procinfo.cmdline(row.pid) == row.cmdline
+
+    def _free_port(self) -> int:
+        taken = {e.task.port for e in self._entries.values() if e.task.state != STOPPED}
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((LOOPBACK, 0))
+                port = int(s.getsockname()[1])
+            if port not in taken:
+                return port
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def _read_tail(path: Path, tail: int | None) -> str:
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - LOG_TAIL_MAX_BYTES))
+        data = f.read()
+    text = data.decode(errors="replace")
+    if tail is None:
+        return text
+    if tail <= 0:
+        return ""
+    return "".join(text.splitlines(keepends=True)[-tail:])
