@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import errno
 import hashlib
 import logging
 import socket
@@ -69,6 +71,7 @@ class Backend:
     name: str
     group: str
     port: int = 0
+    host: str = LOOPBACK
     health_status: int = 200
     health_checks: int = 0
     requests: int = 0
@@ -84,7 +87,7 @@ class Backend:
 
     @property
     def addr(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def hold(self, key: str) -> asyncio.Event:
         return self.holds.setdefault(key, asyncio.Event())
@@ -179,8 +182,8 @@ async def backends() -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
     """`await backends("blue-1", "blue")` starts a Backend on a free port."""
     started: list[Backend] = []
 
-    async def start(name: str, group: str | None = None) -> Backend:
-        b = Backend(name=name, group=group or name.split("-")[0])
+    async def start(name: str, group: str | None = None, host: str = LOOPBACK) -> Backend:
+        b = Backend(name=name, group=group or name.split("-")[0], host=host)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", b.handle)
         # Backends log under their own name: a target that sees the proxy
@@ -188,7 +191,7 @@ async def backends() -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
         b.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1,
                                  logger=logging.getLogger("tests.backend"))
         await b.runner.setup()
-        site = web.TCPSite(b.runner, LOOPBACK, 0)
+        site = web.TCPSite(b.runner, host, 0)
         await site.start()
         b.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         started.append(b)
@@ -297,10 +300,21 @@ async def start_proxy() -> AsyncIterator[StartProxy]:
     started: list[Proxy] = []
 
     async def start(conf: dict[str, Any], time_scale: float = 1.0, rng: Any = None) -> Proxy:
-        px = Proxy(load_balancer_from_dict(conf), time_scale=time_scale, rng=rng, admin_port=0)
-        await px.start()
-        started.append(px)
-        return px
+        for attempt in range(3):
+            px = Proxy(load_balancer_from_dict(conf), time_scale=time_scale, rng=rng, admin_port=0)
+            try:
+                await px.start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
+                # Another process took a port between free_port() and the bind.
+                conf = copy.deepcopy(conf)
+                for listener in conf["Listeners"]:
+                    listener["Port"] = free_port()
+                continue
+            started.append(px)
+            return px
+        raise AssertionError("unreachable")
 
     yield start
     for px in reversed(started):

@@ -4,9 +4,11 @@ listens."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,12 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
 from proxy.config import load_balancer_from_dict, parse_matcher, parse_target, target_group_name
 from shiftlab.configfile import ConfigError
-from tests.proxy.conftest import free_port
+from tests.proxy.conftest import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{}/73e2d6bc24d8a067"
@@ -315,3 +318,41 @@ def test_cli_refuses_non_loopback_admin_without_token(tmp_path: Path) -> None:
     assert res.returncode == 2, res
     assert "loadBalancer.Admin.Address: 0.0.0.0 is not a loopback address" in res.stderr
     assert not _listening(data["Listeners"][0]["Port"])
+
+
+async def test_cli_proxy_serves_and_stops_on_sigterm(tmp_path: Path, backends: Any) -> None:
+    blue = await backends("blue-1")
+    port, admin = free_port(), free_port()
+    data = {"timeScale": 10, "loadBalancer": {
+        "Listeners": [{"Port": port, "DefaultActions": [{"Type": "forward", "TargetGroupArn": "blue"}]}],
+        "TargetGroups": [{"Name": "blue", "Targets": [blue.addr], "HealthCheckPath": "/health"}],
+        "Admin": {"Port": admin},
+    }}
+    path = tmp_path / "shiftlab.json"
+    path.write_text(json.dumps(data))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SHIFTLAB_TOKEN", None)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", "-c", str(path), cwd=REPO, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def up() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{admin}/admin/healthz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientConnectionError:
+                    assert proc.returncode is None, "the proxy exited"
+                    return False
+
+            await wait_until(up, timeout=20, interval=0.05, message="the proxy subprocess to listen")
+            async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                assert (resp.status, await resp.text()) == (200, "blue-1")
+            async with session.get(f"http://127.0.0.1:{admin}/admin/state") as resp:
+                assert (await resp.json())["TimeScale"] == 10
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert not _listening(port)

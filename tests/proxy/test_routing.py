@@ -5,6 +5,7 @@ redirect and fixed-response actions."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from email.utils import parsedate_to_datetime
@@ -175,6 +176,35 @@ async def test_least_outstanding_requests_avoids_a_busy_target(start_proxy: Star
     assert got == {"blue-2": 10}, "every new request goes to the target with fewer in flight"
     b1.hold("h").set()
     await asyncio.gather(*held)
+
+
+async def test_ipv6_listener_targets_and_source_ip(start_proxy: StartProxy, backends: Any,
+                                                   client: aiohttp.ClientSession) -> None:
+    blue, green = await backends("blue-1", host="::1"), await backends("green-1", host="::1")
+    source = {"Field": "source-ip", "SourceIpConfig": {"Values": ["::1/128"]}}
+    header = {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "X-Pick", "Values": ["green"]}}
+    listener = listener_conf({"blue": 1}, Address="::1", rules=[rule(1, [source, header], "green")])
+    px = await start_proxy(lb_conf([listener], [group_conf("blue", [blue]), group_conf("green", [green])],
+                                   Admin={"Address": "::1", "Port": 0}))
+    url = px.listener_url()
+    assert url == f"http://[::1]:{px.conf.Listeners[0].Port}"
+    assert await who(client, url) == "blue-1"
+    assert await who(client, url, headers={"X-Pick": "green"}) == "green-1"
+    async with client.get(f"{px.admin_url}/admin/target-groups/blue") as resp:
+        (desc,) = (await resp.json())["TargetHealthDescriptions"]
+    assert desc["Target"] == {"Id": "::1", "Port": blue.port} and desc["Id"] == blue.addr
+
+
+async def test_weighted_random_targets_follow_the_injected_rng(start_proxy: StartProxy, backends: Any) -> None:
+    bs = [await backends(f"blue-{i}") for i in range(1, 4)]
+    attrs = [{"Key": "load_balancing.algorithm.type", "Value": "weighted_random"}]
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", bs, TargetGroupAttributes=attrs)]),
+                           rng=random.Random(11))
+    expected_rng = random.Random(11)
+    expected = [f"blue-{expected_rng.randrange(3) + 1}" for _ in range(30)]
+    async with aiohttp.ClientSession() as session:
+        got = [await who(session, px.listener_url()) for _ in range(30)]
+    assert got == expected
 
 
 # -- stickiness --------------------------------------------------------------

@@ -96,6 +96,21 @@ async def test_matcher_codes_and_a_stopped_target(start_proxy: StartProxy, backe
     assert await spread(client, px.listener_url(), 6) == {"blue-1": 6}
 
 
+async def test_health_check_timeout(start_proxy: StartProxy, backends: Any, raw_server: Any,
+                                    client: aiohttp.ClientSession) -> None:
+    # A target that accepts and never answers: each check waits the timeout
+    # (floored at 1 s whatever the time scale), two of them make it unhealthy.
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    b1 = await backends("blue-1")
+    port = await raw_server(silent)
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [
+        group_conf("blue", [b1, f"127.0.0.1:{port}"], **FAST_CHECKS)]), time_scale=SCALE)
+    got = await wait_states(client, px, {b1.addr: "healthy", f"127.0.0.1:{port}": "unhealthy"})
+    assert got[f"127.0.0.1:{port}"] == ("unhealthy", "Target.Timeout")
+
+
 async def test_fail_open_when_every_target_is_unhealthy(start_proxy: StartProxy, backends: Any,
                                                         client: aiohttp.ClientSession) -> None:
     b1, b2 = await backends("blue-1"), await backends("blue-2")
