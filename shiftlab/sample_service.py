@@ -142,18 +142,18 @@ def _flag(v: Any, name: str) -> bool:
     raise FaultError(f"{name}: {v!r} is not true or false")
 
 
+ENV_FAULTS = {"ERROR_RATE": "errorRate", "LATENCY_MS": "latencyMs", "HEALTH_FAIL": "healthFail",
+              "EXIT_AFTER": "exitAfter"}
+
+
 def faults_from_env(env: dict[str, str]) -> Faults:
     faults = Faults()
-    changes: dict[str, Any] = {}
-    if env.get("ERROR_RATE"):
-        changes["errorRate"] = env["ERROR_RATE"]
-    if env.get("LATENCY_MS"):
-        changes["latencyMs"] = env["LATENCY_MS"]
-    if env.get("HEALTH_FAIL"):
-        changes["healthFail"] = env["HEALTH_FAIL"]
-    if env.get("EXIT_AFTER"):
-        changes["exitAfter"] = env["EXIT_AFTER"]
-    faults.update(changes)
+    for name, key in ENV_FAULTS.items():
+        if env.get(name):
+            try:
+                faults.update({key: env[name]})
+            except FaultError as exc:
+                raise FaultError(f"{name}={env[name]!r}: {exc}") from None
     return faults
 
 
