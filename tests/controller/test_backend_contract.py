@@ -130,7 +130,7 @@ class ProcessHarness(Harness):
         return await backend.start_task(SERVICE, TaskDefinition("1", cmd, stop_timeout=2.0), "green", "d-1", {})
 
     async def start_stubborn(self, backend: Backend) -> Task:
-        task = await backend.start_task(SERVICE, TaskDefinition("1", STUBBORN), "blue", None, {})
+        task = await backend.start_task(SERVICE, TaskDefinition("1", STUBBORN, stop_timeout=0.5), "blue", None, {})
         line = await eventually(lambda: _line_starting(backend, task, "CHILD "), what="the stubborn child's pid")
         self.children[task.task_id] = int(line.split()[1])
         return task
