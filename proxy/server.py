@@ -222,15 +222,15 @@ class ListenerHandler:
         parts = [f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode()]
         size = 0
         trace = None
-        drop: set[bytes] = set()
+        # Headers named by Connection are hop-by-hop too, wherever they appear.
+        drop = {t.strip().lower().encode("latin-1") for v in request.headers.getall("Connection", ())
+                for t in v.split(",")}
         for name, value in request.raw_headers:
             size += len(name) + len(value)
             lname = name.lower()
             if lname in _SKIP:
                 if lname == b"x-amzn-trace-id":
                     trace = value.decode("latin-1")
-                elif lname == b"connection":
-                    drop.update(t.strip().lower() for t in value.split(b","))
                 continue
             if drop and lname in drop:
                 continue
