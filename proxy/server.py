@@ -122,6 +122,8 @@ class ListenerHandler:
         self.session = session
         self.idle_timeout = idle_timeout
         self.port_header = f"X-Forwarded-Port: {listener.port}\r\nX-Forwarded-Proto: http\r\n".encode()
+        address = listener.conf.Address
+        self.host_header = f"Host: {'[' + address + ']' if ':' in address else address}:{listener.port}\r\n".encode()
 
     async def __call__(self, request: BaseRequest) -> web.StreamResponse:
         try:
@@ -222,6 +224,7 @@ class ListenerHandler:
         parts = [f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode()]
         size = 0
         trace = None
+        has_host = False
         # Headers named by Connection are hop-by-hop too, wherever they appear.
         drop = {t.strip().lower().encode("latin-1") for v in request.headers.getall("Connection", ())
                 for t in v.split(",")}
@@ -234,9 +237,13 @@ class ListenerHandler:
                 continue
             if drop and lname in drop:
                 continue
+            has_host = has_host or lname == b"host"
             parts.append(name + b": " + value + b"\r\n")
         if size > MAX_HEADERS_TOTAL:
             return None
+        if not has_host:
+            # ALB gives HTTP/1.0 requests without Host its own name; ours is the listener's address.
+            parts.append(self.host_header)
         peer = request.remote or ""
         parts.append(f"X-Forwarded-For: {xff + ', ' if xff else ''}{peer}\r\n".encode())
         parts.append(self.port_header)
