@@ -297,6 +297,8 @@ def test_cli_proxy_refuses_before_listening(tmp_path: Path, command: list[str]) 
     assert res.returncode == 2, res
     assert WEIGHT_LINE in res.stderr
     assert "Traceback" not in res.stderr
+    # Proxy.start logs "load balancer <name>: <listeners>; admin API <url>" once it listens.
+    assert "admin API" not in res.stderr
     assert not _listening(port) and not _listening(admin)
 
 
@@ -317,6 +319,7 @@ def test_cli_refuses_non_loopback_admin_without_token(tmp_path: Path) -> None:
     res = _run([str(REPO / ".venv/bin/shiftlab"), "proxy", "-c", str(path)])
     assert res.returncode == 2, res
     assert "loadBalancer.Admin.Address: 0.0.0.0 is not a loopback address" in res.stderr
+    assert "admin API" not in res.stderr
     assert not _listening(data["Listeners"][0]["Port"])
 
 
@@ -355,4 +358,5 @@ async def test_cli_proxy_serves_and_stops_on_sigterm(tmp_path: Path, backends: A
         _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err
+    assert b"admin API" in err, "the start-up line the refusal tests rely on"
     assert not _listening(port)

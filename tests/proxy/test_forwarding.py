@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -104,6 +105,33 @@ async def test_hop_by_hop_headers_are_not_forwarded(px: Any, client: aiohttp.Cli
         assert name not in got, name
     assert got["x-end-to-end"] == ["kept"]
     assert got.get("connection", ["keep-alive"]) == ["keep-alive"], "only the proxy's own Connection header"
+
+
+async def raw_json(port: int, request: bytes) -> Any:
+    """Send a raw request whose response ends with the connection; its JSON body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    raw = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"200", raw
+    return json.loads(body)
+
+
+async def test_connection_listed_headers_dropped_wherever_they_appear(px: Any) -> None:
+    data = await raw_json(px.conf.Listeners[0].Port, b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Early-Hop: 1\r\n"
+                          b"Connection: x-early-hop, close\r\nX-Kept: 1\r\n\r\n")
+    names = {k.lower() for k, _ in data["headers"]}
+    assert "x-early-hop" not in names and "x-kept" in names
+
+
+async def test_http_1_0_without_host_gets_one(px: Any) -> None:
+    port = px.conf.Listeners[0].Port
+    data = await raw_json(port, b"GET /headers HTTP/1.0\r\n\r\n")
+    hosts = [v for k, v in data["headers"] if k.lower() == "host"]
+    assert hosts == [f"127.0.0.1:{port}"]
+    data = await raw_json(port, b"GET /headers HTTP/1.0\r\nHost: given.example\r\n\r\n")
+    assert [v for k, v in data["headers"] if k.lower() == "host"] == ["given.example"]
 
 
 async def test_hop_by_hop_response_headers_are_not_returned(start_proxy: StartProxy, raw_server: Any,
