@@ -409,13 +409,19 @@ class ListenerHandler:
         started = loop.time()
         try:
             try:
-                upstream = await self.session.ws_connect(
-                    url, headers=fwd_headers, protocols=protocols, autoping=False,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
-                )
+                # The handshake is a request like any other: no answer within
+                # the idle timeout is a 504 (the session's own limit is minutes).
+                async with asyncio.timeout(self.idle_timeout):
+                    upstream = await self.session.ws_connect(
+                        url, headers=fwd_headers, protocols=protocols, autoping=False,
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+                    )
             except aiohttp.WSServerHandshakeError as exc:
                 counters.target[exc.status // 100] += 1
                 return web.Response(status=exc.status)
+            except TimeoutError:
+                counters.elb_error(504)
+                return elb_response(504)
             except (aiohttp.ClientError, OSError):
                 counters.conn_errors += 1
                 counters.elb_error(502)
