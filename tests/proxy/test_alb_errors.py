@@ -134,6 +134,29 @@ async def test_504_slow_target_beyond_idle_timeout(start_proxy: StartProxy, back
     assert (await fetch(client, px.listener_url()))[0] == 200
 
 
+async def test_504_websocket_handshake_unanswered(start_proxy: StartProxy, raw_server: Any,
+                                                  client: aiohttp.ClientSession) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    port = await raw_server(silent)
+    px = await one_target_proxy(start_proxy, f"{LOOPBACK}:{port}",
+                                LoadBalancerAttributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "1"}])
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await asyncio.wait_for(client.ws_connect(px.listener_url() + "/ws"), timeout=10)
+    assert info.value.status == 504
+    assert (await stats(client, px))["targetGroups"]["blue"]["HTTPCode_ELB_504_Count"] == 1
+
+
+async def test_502_websocket_target_refused(start_proxy: StartProxy, client: aiohttp.ClientSession) -> None:
+    px = await one_target_proxy(start_proxy, f"{LOOPBACK}:{free_port()}")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.ws_connect(px.listener_url() + "/ws")
+    assert info.value.status == 502
+    m = (await stats(client, px))["targetGroups"]["blue"]
+    assert (m["HTTPCode_ELB_502_Count"], m["TargetConnectionErrorCount"]) == (1, 1)
+
+
 @pytest.fixture
 def full_backlog() -> Iterator[int]:
     """A port whose accept queue is full: SYNs are dropped, connects hang."""
