@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 from importlib import resources
 from typing import Any
@@ -18,10 +19,15 @@ from aiohttp import web
 from controller.config import DeploymentConfiguration, TaskDefinitionSpec
 from controller.driver import DeploymentConflict, ServiceController
 from controller.rolling import RollingStuck, rolling_plan
+from controller.router import RouterError
 from shiftlab.configfile import ConfigError, parse
 from shiftlab.netsafety import bearer_middleware
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
+TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
+
+# The dashboard's static files (controller/dashboard/*), by suffix.
+DASHBOARD_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 SSE_HEARTBEAT = 15.0
 
@@ -174,7 +180,8 @@ async def list_tasks(request: web.Request) -> web.Response:
     tasks = await ctl.backend.tasks(ctl.name)
     return web.json_response({"tasks": [
         {"taskId": t.task_id, "revision": t.revision, "colour": t.colour, "lastStatus": t.state,
-         "address": f"{t.host}:{t.port}", "stoppedReason": t.stopped_reason, "exitCode": t.exit_code}
+         "address": f"{t.host}:{t.port}", "stoppedReason": t.stopped_reason, "exitCode": t.exit_code,
+         "pid": t.pid}
         for t in tasks]})
 
 
@@ -188,6 +195,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every transition, weight change, alarm state and
     a metrics frame per scrape. `Last-Event-ID` replays missed log events."""
     ctl = _ctl(request)
+    if not _stream_allowed(request):
+        return web.json_response({"error": "missing or wrong bearer token"}, status=401)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
@@ -220,6 +229,18 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _stream_allowed(request: web.Request) -> bool:
+    """The stream takes the token as `?token=` too: a browser's EventSource
+    cannot send an Authorization header."""
+    token = request.app[TOKEN_KEY]
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "").encode()
+    if hmac.compare_digest(header, f"Bearer {token}".encode()):
+        return True
+    return hmac.compare_digest(request.query.get("token", "").encode(), token.encode())
+
+
 async def _send(resp: web.StreamResponse, message: dict[str, Any]) -> None:
     event_id = message["event"]["seq"] if message.get("type") == "event" else None
     head = f"id: {event_id}\n" if event_id is not None else ""
@@ -234,15 +255,55 @@ async def dashboard(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+def _dashboard_files() -> dict[str, str]:
+    """Name -> content type of each static file shipped next to index.html."""
+    folder = resources.files("controller").joinpath("dashboard")
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        return {f.name: DASHBOARD_TYPES[suffix] for f in folder.iterdir()
+                if (suffix := "." + f.name.rpartition(".")[2]) in DASHBOARD_TYPES and f.is_file()}
+    return {}
+
+
+async def dashboard_file(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    content_type = _dashboard_files().get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    body = resources.files("controller").joinpath("dashboard", name).read_bytes()
+    return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
+
+async def traffic(request: web.Request) -> web.Response:
+    """What the load balancer has in force: each listener rule's weights and
+    each target group's target health (read from the proxy, not the records)."""
+    ctl = _ctl(request)
+    kinds = [("production", r) for r in ctl.rules_of("production")] + [("test", r) for r in ctl.rules_of("test")]
+    try:
+        weights = await asyncio.gather(*[ctl.router.weights(rule) for _, rule in kinds])
+        health = await asyncio.gather(*[ctl.router.target_health(g) for g in ctl.groups])
+    except RouterError as exc:
+        return web.json_response({"error": str(exc)}, status=502)
+    rules = []
+    for (kind, rule), w in zip(kinds, weights, strict=True):
+        total = sum(w.values())
+        rules.append({"rule": rule, "kind": kind, "weights": w,
+                      "percent": {g: round(100 * v / total, 2) if total else 0.0 for g, v in w.items()}})
+    return web.json_response({"rules": rules, "targetHealth": dict(zip(ctl.groups, health, strict=True))})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
 def make_api_app(ctl: ServiceController, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[bearer_middleware(token, open_paths=("/", "/api/healthz")), errors])
+    # The page and its files hold no data; the stream checks the token itself (see _stream_allowed).
+    open_paths = ("/", "/api/healthz", "/api/stream", *(f"/dashboard/{n}" for n in _dashboard_files()))
+    app = web.Application(middlewares=[bearer_middleware(token, open_paths=open_paths), errors])
     app[CONTROLLER_KEY] = ctl
+    app[TOKEN_KEY] = token or ""
     r = app.router
     r.add_get("/", dashboard)
+    r.add_get("/dashboard/{name}", dashboard_file)
     r.add_get("/api/healthz", healthz)
     r.add_get("/api/service", get_service)
     r.add_get("/api/deployments", list_deployments)
@@ -254,4 +315,5 @@ def make_api_app(ctl: ServiceController, token: str | None) -> web.Application:
     r.add_get("/api/tasks/{task}/logs", task_logs)
     r.add_get("/api/events", get_events)
     r.add_get("/api/stream", stream)
+    r.add_get("/api/traffic", traffic)
     return app

@@ -22,7 +22,7 @@ import aiohttp
 from controller import hooks as hook_calls
 from controller import machine as m
 from controller.alarms import AlarmEvaluator, MetricAlarm, required_retention
-from controller.backends.base import Backend, Task, TaskDefinition
+from controller.backends.base import USER_INITIATED, Backend, Task, TaskDefinition
 from controller.clock import Clock, RealClock
 from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
 from controller.metricstore import MetricStore
@@ -189,7 +189,11 @@ class ServiceController:
 
     async def _set_percent(self, kind: str, green_percent: float, green_group: str, blue_group: str) -> None:
         blue_w, green_w = weights(green_percent)
-        want = {blue_group: blue_w, green_group: green_w}
+        await self._set_weights(kind, {blue_group: blue_w, green_group: green_w})
+
+    async def _set_weights(self, kind: str, want: dict[str, int]) -> None:
+        """Set the rules of `kind` and read them back; retried, as a flaky
+        admin call must not fail a deployment."""
         for rule in self.rules_of(kind):
             last_error = None
             for attempt in range(5):
@@ -295,6 +299,9 @@ class ServiceController:
             known = ts.tasks.get(task.task_id)
             if known is None:
                 continue
+            if task.stop_code == USER_INITIATED:
+                ts.tasks.pop(task.task_id, None)  # we stopped it: not an exit
+                return
             was_running = known.state == RUNNING
             ts.tasks[task.task_id] = task
             if not was_running:
@@ -471,10 +478,11 @@ class ServiceController:
                 await self._stop_set(blue)
             else:
                 if d.dc.strategy == "ROLLING":
-                    # Restore blue's count before green goes (rolling has no weights).
+                    # Restore blue's count before green goes.
                     blue.desired = d.desired_count
                     await self._ensure_set(blue, self._definition(blue.revision), "blue")
                     await self._wait_healthy(blue, self.settings.runtime.taskStartTimeoutSeconds)
+                    await self._set_percent("all", 0.0, green.group, blue.group)
                 await self._stop_set(green)
             return m.TasksStopped(action.colour, ok=True)
         if isinstance(action, m.InvokeHook):
@@ -518,18 +526,20 @@ class ServiceController:
 
     async def _rolling(self, d: Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
         """ROLLING: replace blue tasks by green ones within minimumHealthyPercent
-        and maximumPercent; traffic follows the healthy registered targets."""
+        and maximumPercent. On ECS old and new tasks share one target group;
+        here each set has its group, so the weights follow the number of
+        healthy tasks in each: traffic per task stays even, as on ECS."""
         dc = d.dc
         green.revision = d.target_revision
         definition = self._definition(d.target_revision)
-        # Both groups serve production during a rolling deployment.
-        await self._set_percent("all", 50.0, green.group, blue.group)
         timeout = self.settings.runtime.taskStartTimeoutSeconds
         for batch in rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent):
             if self.current is None or self.current.final or self.current.rolling_back:
                 return m.RollingDone(ok=False, error="deployment ended")
             if batch.stop_blue:
-                await self._stop_set(blue, keep=max(0, len(blue.running()) - batch.stop_blue))
+                keep = max(0, len(blue.running()) - batch.stop_blue)
+                await self._weights_by_tasks(blue, green, blue_count=keep)  # traffic off them first
+                await self._stop_set(blue, keep=keep)
             if batch.start_green:
                 green.desired = len(green.running()) + batch.start_green
                 failed = await self._ensure_set(green, definition, "green", d.id)
@@ -538,8 +548,18 @@ class ServiceController:
                     self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
                 if failed or not await self._wait_healthy(green, timeout):
                     return m.RollingDone(ok=False, error="new tasks did not become healthy")
-        await self._set_percent("all", 100.0, green.group, blue.group)
+                await self._weights_by_tasks(blue, green)
         return m.RollingDone(ok=True)
+
+    async def _weights_by_tasks(self, blue: TaskSet, green: TaskSet, blue_count: int | None = None) -> None:
+        b = len(blue.running()) if blue_count is None else blue_count
+        g = len(green.running())
+        if b + g == 0:
+            return  # minimumHealthyPercent 0 allows a gap; ALB needs one weight above 0
+        await self._set_weights("all", {blue.group: b, green.group: g})
+        if self.current is not None:
+            pct = round(100.0 * g / (b + g), 4)
+            self._note(self.current.id, "weights", f"all traffic: {pct:g}% green ({b} blue, {g} green tasks)")
 
     async def _invoke_hook(self, d: Deployment, action: m.InvokeHook) -> m.Event:
         hook = d.dc.lifecycleHooks[action.hook_index]

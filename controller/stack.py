@@ -24,14 +24,14 @@ from shiftlab.settings import Settings
 log = logging.getLogger("shiftlab.controller")
 
 
-def make_backend(kind: str, state_dir: Path) -> Backend:
+def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0) -> Backend:
     if kind == "docker":
         from controller.backends.docker import DockerBackend  # imported only when asked for
 
         return DockerBackend(state_dir)
     from controller.backends.process import ProcessBackend
 
-    return ProcessBackend(state_dir)
+    return ProcessBackend(state_dir, start_timeout=start_timeout)
 
 
 class Stack:
@@ -62,7 +62,8 @@ class Stack:
         try:
             self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             self.records = Records(self.state_dir / "records.sqlite")
-            backend = self._backend or make_backend(s.controller.backend, self.state_dir)
+            backend = self._backend or make_backend(s.controller.backend, self.state_dir,
+                                                    s.controller.taskStartTimeoutSeconds)
             self.controller = ServiceController(
                 ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller, s.load_balancer,
                                    s.time_scale),

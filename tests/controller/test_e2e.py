@@ -4,96 +4,15 @@ controller, at a high time scale: the rollouts a user rehearses."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 
 from controller.router import HttpRouter
-from controller.stack import Stack
 from shiftlab.loadgen import LoadResult, run_load
-from shiftlab.settings import load_settings
-from tests.helpers import eventually, free_port, lb_config
-
-SAMPLE = ["{python}", "-m", "shiftlab.sample_service"]
-
-
-def green_alarm(name: str, metric: str, threshold: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "AlarmName": name, "Namespace": "AWS/ApplicationELB", "MetricName": metric,
-        "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/green/0123456789"},
-                       {"Name": "LoadBalancer", "Value": "app/my-load-balancer/0123456789"}],
-        "Period": 60, "EvaluationPeriods": 1, "Threshold": threshold,
-        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
-        **({"Statistic": "Sum"} if "ExtendedStatistic" not in extra else {}), **extra,
-    }
-
-
-def config(tmp_path: Path, deployment: dict[str, Any], alarms: list[dict[str, Any]] | None = None,
-           desired: int = 2, time_scale: float = 60.0, test_listener: bool = True) -> dict[str, Any]:
-    prod, test = free_port(), free_port() if test_listener else None
-    return {
-        "timeScale": time_scale,
-        "loadBalancer": lb_config(prod, test),
-        "service": {
-            "serviceName": "web", "desiredCount": desired,
-            "taskDefinition": {"command": SAMPLE, "stopTimeout": 5},
-            "loadBalancers": [{"targetGroupArn": "blue", "advancedConfiguration": {
-                "alternateTargetGroupArn": "green", "productionListenerRule": "prod/default",
-                "testListenerRule": ["prod/test", "test/default"] if test_listener else ["prod/test"]}}],
-        },
-        "deploymentConfiguration": deployment,
-        "alarms": alarms or [],
-        "controller": {"port": 0, "stateDir": str(tmp_path / "state"), "taskStartTimeoutSeconds": 20},
-    }
-
-
-@pytest.fixture
-async def stack_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    stacks: list[Stack] = []
-
-    async def start(data: dict[str, Any]) -> Stack:
-        stack = Stack(load_settings(copy.deepcopy(data)))
-        await stack.start()
-        stacks.append(stack)
-        return stack
-
-    yield start
-    for s in stacks:
-        await s.stop()
-
-
-def prod_url(data: dict[str, Any]) -> str:
-    return f"http://127.0.0.1:{data['loadBalancer']['Listeners'][0]['Port']}/"
-
-
-def weight_steps(stack: Stack, deployment_id: str, kind: str = "production") -> list[float]:
-    assert stack.records is not None
-    return [float(e["message"].split(": ")[1].split("%")[0]) for e in stack.records.events(deployment_id)
-            if e["kind"] == "weights" and e["message"].startswith(f"{kind} traffic")]
-
-
-async def run_with_load(stack: Stack, data: dict[str, Any], env: dict[str, str], rps: float = 40,
-                        timeout: float = 90, headers: dict[str, str] | None = None) -> tuple[Any, LoadResult]:
-    ctl = stack.controller
-    assert ctl is not None
-    stop = asyncio.Event()
-    result = LoadResult()
-    load = asyncio.create_task(run_load(prod_url(data), rps, timeout, stop=stop, result=result, headers=headers))
-    try:
-        d = ctl.create_deployment({"env": env})
-        final = await ctl.wait_finished(d.id, timeout=timeout)
-    finally:
-        stop.set()
-        await load
-    return final, result
-
+from tests.controller.support import config, green_alarm, prod_url, run_cli, run_with_load, weight_steps
+from tests.helpers import eventually
 
 LINEAR = {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": 1},
           "bakeTimeInMinutes": 2}
@@ -200,11 +119,6 @@ async def test_stop_without_rollback_leaves_traffic_where_it_is(stack_factory, t
     d2 = ctl.create_deployment({"env": {"GREETING": "v3"}}, None)
     await eventually(lambda: ctl.current.stage not in (None, "RECONCILE_SERVICE"), timeout=30)
     assert d2.source_revision == "1"
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shiftlab", *args], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def test_rehearse_exit_codes(tmp_path: Path) -> None:

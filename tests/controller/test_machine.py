@@ -282,7 +282,7 @@ def test_circuit_breaker_without_rollback_stops() -> None:
 
 # -- lifecycle hooks -----------------------------------------------------------
 
-HOOKED = {
+HOOKED: dict[str, Any] = {
     "strategy": "CANARY",
     "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": 1},
     "lifecycleHooks": [{"hookTargetArn": "http://127.0.0.1:1/hook",
@@ -366,7 +366,7 @@ def test_an_answer_for_another_execution_is_ignored() -> None:
 
 def test_hook_timeout_rolls_back_or_continues() -> None:
     for action, expect_status in (("ROLLBACK", m.ROLLBACK_IN_PROGRESS), ("CONTINUE", m.IN_PROGRESS)):
-        cfg = {**HOOKED, "lifecycleHooks": [{**HOOKED["lifecycleHooks"][0],  # type: ignore[index]
+        cfg = {**HOOKED, "lifecycleHooks": [{**HOOKED["lifecycleHooks"][0],
                                              "timeoutConfiguration": {"action": action, "timeoutInMinutes": 2}}]}
         p = Playbook(cfg)
         p.start_to_traffic()
@@ -377,7 +377,7 @@ def test_hook_timeout_rolls_back_or_continues() -> None:
         assert p.d.status == expect_status, action
 
 
-PAUSED = {"strategy": "BLUE_GREEN", "lifecycleHooks": [
+PAUSED: dict[str, Any] = {"strategy": "BLUE_GREEN", "lifecycleHooks": [
     {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
      "timeoutConfiguration": {"action": "ROLLBACK", "timeoutInMinutes": 30}}]}
 
@@ -400,7 +400,7 @@ def test_pause_timeout_rolls_back() -> None:
 
 
 def test_pause_timeout_continue() -> None:
-    cfg = {**PAUSED, "lifecycleHooks": [{**PAUSED["lifecycleHooks"][0],  # type: ignore[index]
+    cfg = {**PAUSED, "lifecycleHooks": [{**PAUSED["lifecycleHooks"][0],
                                          "timeoutConfiguration": {"action": "CONTINUE", "timeoutInMinutes": 1}}]}
     p = Playbook(cfg)
     p.start_to_traffic()
@@ -492,7 +492,7 @@ def test_recovery_rule_at_each_stage(stage: str, plan: str) -> None:
         assert actions[0] == m.SetWeights("all", 0.0)
         assert p.d.status == m.ROLLBACK_IN_PROGRESS
     elif stage == m.BAKE_TIME:
-        assert actions[0] == m.WakeAt(p.d.wake_at)
+        assert p.d.wake_at is not None and actions[0] == m.WakeAt(p.d.wake_at)
         assert p.d.stage == m.BAKE_TIME
     else:
         assert actions == [m.StopTasks("blue")]

@@ -1,0 +1,288 @@
+"""End to end, part 2: lifecycle hooks (URL, command, PAUSE), the circuit
+breaker, ROLLING, and a controller killed with SIGKILL mid-canary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from controller.config import DeploymentConfiguration
+from shiftlab.client import ApiError, Client
+from tests.controller.support import config, run_with_load, weight_steps
+from tests.helpers import eventually, free_port
+
+
+@pytest.fixture
+async def hook_server() -> AsyncIterator[tuple[str, list[dict[str, Any]], list[Any]]]:
+    """A hook endpoint answering from a script of answers; it records every call."""
+    calls: list[dict[str, Any]] = []
+    script: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        calls.append(await request.json())
+        answer = script.pop(0) if script else {"hookStatus": "SUCCEEDED"}
+        if isinstance(answer, int):
+            return web.Response(status=answer, text="nope")
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/hook", calls, script
+    await runner.cleanup()
+
+
+def canary(**extra: Any) -> dict[str, Any]:
+    return {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 50, "canaryBakeTimeInMinutes": 1},
+            **extra}
+
+
+async def test_url_hook_in_progress_twice_then_succeeded(stack_factory, tmp_path, hook_server) -> None:
+    url, calls, script = hook_server
+    script += [{"hookStatus": "IN_PROGRESS", "callBackDelay": 30, "hookDetails": {"round": 1}},
+               {"hookStatus": "IN_PROGRESS", "callBackDelay": 30, "hookDetails": {"round": 2}},
+               {"hookStatus": "SUCCEEDED"}]
+    hooks = [{"hookTargetArn": url, "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"], "hookDetails": {"round": 0}}]
+    data = config(tmp_path, canary(lifecycleHooks=hooks))
+    stack = await stack_factory(data)
+    final, load = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "SUCCESSFUL", final.status_reason
+    assert [c["hookDetails"] for c in calls] == [{"round": 0}, {"round": 1}, {"round": 2}]
+    first = calls[0]
+    assert first["lifecycleStage"] == "POST_TEST_TRAFFIC_SHIFT"
+    details = first["executionDetails"]
+    assert details["serviceArn"].endswith(":service/local/web")
+    assert details["targetServiceRevisionArn"].endswith("/web/2")
+    assert details["testTrafficWeights"][details["targetServiceRevisionArn"]] == 100
+    assert details["productionTrafficWeights"][details["targetServiceRevisionArn"]] == 0
+    assert len({c["executionId"] for c in calls}) == 1
+    # Two callbacks of 30 AWS seconds at timeScale 60: at least 1 s between first and last call.
+    run = final.hook_runs[0]
+    assert run.attempts == 3 and run.status == "SUCCEEDED"
+    assert run.finished_at - run.started_at >= 1.0
+    assert load.failed == 0
+    # describe shows every invocation and its answer.
+    described = stack.controller.describe(final)["shiftlab"]["hookRuns"]
+    assert [a["hookStatus"] for a in described[0]["answers"]] == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]
+
+
+async def test_production_hooks_run_at_both_canary_steps(stack_factory, tmp_path, hook_server) -> None:
+    url, calls, _ = hook_server
+    hooks = [{"hookTargetArn": url, "lifecycleStages": ["PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"]}]
+    data = config(tmp_path, canary(lifecycleHooks=hooks))
+    stack = await stack_factory(data)
+    final, _ = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "SUCCESSFUL", final.status_reason
+    stages = [(c["lifecycleStage"], max(c["executionDetails"]["productionTrafficWeights"].values())) for c in calls]
+    assert [s for s, _ in stages] == ["PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"] * 2
+
+
+@pytest.mark.parametrize("answer", [{"hookStatus": "FAILED"}, 500, {"nonsense": True}])
+async def test_failing_hook_rolls_back(stack_factory, tmp_path, hook_server, answer) -> None:
+    url, _, script = hook_server
+    script.append(answer)
+    hooks = [{"hookTargetArn": url, "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]
+    data = config(tmp_path, canary(lifecycleHooks=hooks))
+    stack = await stack_factory(data)
+    final, load = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "ROLLBACK_SUCCESSFUL"
+    assert "lifecycle hook at POST_TEST_TRAFFIC_SHIFT failed" in final.status_reason
+    assert weight_steps(stack, final.id) == []  # production never moved
+    assert load.failed == 0
+
+
+async def test_command_hook(stack_factory, tmp_path) -> None:
+    script = tmp_path / "hook.py"
+    script.write_text(
+        "import json, sys\n"
+        "p = json.load(sys.stdin)\n"
+        f"open({str(tmp_path / 'seen.json')!r}, 'w').write(json.dumps(p))\n"
+        "ok = p['hookDetails']['expect'] == 'pass'\n"
+        "print(json.dumps({'hookStatus': 'SUCCEEDED' if ok else 'FAILED'}))\n")
+    hooks = [{"hookTargetArn": f"command:{{python}} {script}", "lifecycleStages": ["POST_SCALE_UP"],
+              "hookDetails": {"expect": "pass"}}]
+    data = config(tmp_path, canary(lifecycleHooks=hooks))
+    stack = await stack_factory(data)
+    final, _ = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "SUCCESSFUL", final.status_reason
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["lifecycleStage"] == "POST_SCALE_UP"
+    # The same hook answering FAILED rolls back; so does a command that crashes.
+    ctl = stack.controller
+    for hook, error in ((hooks[0] | {"hookDetails": {"expect": "other"}}, "answered FAILED"),
+                        ({"hookTargetArn": "command:{python} -c 'raise SystemExit(3)'",
+                          "lifecycleStages": ["POST_SCALE_UP"]}, "exited with 3")):
+        dc = DeploymentConfiguration.model_validate({**data["deploymentConfiguration"], "lifecycleHooks": [hook]})
+        d = ctl.create_deployment({"env": {"GREETING": "v3"}}, dc)
+        final = await ctl.wait_finished(d.id, timeout=60)
+        assert final.status == "ROLLBACK_SUCCESSFUL"
+        assert error in (final.hook_runs[0].error or ""), final.hook_runs[0]
+
+
+PAUSE = {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0, "lifecycleHooks": [
+    {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+     "timeoutConfiguration": {"action": "ROLLBACK", "timeoutInMinutes": 60}}]}
+
+
+async def test_pause_approved_from_the_cli(stack_factory, tmp_path) -> None:
+    data = config(tmp_path, PAUSE)
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await eventually(lambda: ctl.current.hook is not None and ctl.current.hook.kind == "PAUSE", timeout=30,
+                     what="the PAUSE hook")
+    assert ctl.current.production_percent == 0 and ctl.current.test_percent == 100
+    # A real CLI process, as a user would run it (the subprocess must not block this event loop).
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shiftlab", "approve", "--url", stack.api_url,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert b"approved at POST_TEST_TRAFFIC_SHIFT" in out
+    final = await ctl.wait_finished(d.id, timeout=60)
+    assert final.status == "SUCCESSFUL"
+    assert final.hook_runs[0].kind == "PAUSE" and final.hook_runs[0].status == "SUCCEEDED"
+
+
+async def test_pause_timeout_rolls_back(stack_factory, tmp_path) -> None:
+    pause = json.loads(json.dumps(PAUSE))
+    pause["lifecycleHooks"][0]["timeoutConfiguration"]["timeoutInMinutes"] = 1  # 1 s at timeScale 60
+    data = config(tmp_path, pause)
+    stack = await stack_factory(data)
+    final, load = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "ROLLBACK_SUCCESSFUL"
+    assert "timed out" in final.status_reason
+    assert load.failed == 0
+
+
+async def test_green_that_exits_at_once_trips_the_circuit_breaker(stack_factory, tmp_path) -> None:
+    data = config(tmp_path, {"strategy": "LINEAR", "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    blue_before = {t.task_id for t in ctl.sets["blue"].running()}
+    final, load = await run_with_load(stack, data, {"EXIT_AT_START": "1"})
+    assert final.status == "ROLLBACK_SUCCESSFUL", final.status_reason
+    assert final.circuit_breaker_status == "TRIGGERED"
+    assert final.failure_count >= 3
+    described = ctl.describe(final)["deploymentCircuitBreaker"]
+    assert described == {"status": "TRIGGERED", "failureCount": final.failure_count, "threshold": 3}
+    # Blue untouched: the same tasks, all serving, no request failed.
+    assert {t.task_id for t in ctl.sets["blue"].running()} == blue_before
+    assert load.failed == 0 and set(load.by_group) == {"blue"}
+
+
+async def test_rolling_four_tasks_50_200(stack_factory, tmp_path) -> None:
+    data = config(tmp_path, {"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200},
+                  desired=4)
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    counts: list[tuple[int, int]] = []
+    ctl.subscribe(lambda m: counts.append((len(ctl.sets["blue"].running()), len(ctl.sets["green"].running())))
+                  if m.get("type") == "metrics" else None)
+    final, load = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "SUCCESSFUL", final.status_reason
+    assert ctl.primary == "green" and len(ctl.sets["green"].running()) == 4
+    assert not ctl.sets["blue"].running()
+    # Never fewer than 2 (50 %) nor more than 8 (200 %) tasks running.
+    assert all(2 <= b + g <= 8 for b, g in counts), counts
+    assert load.connection_errors == 0 and load.elb_errors == 0, load.summary()
+
+
+# -- crash recovery ----------------------------------------------------------------
+
+
+def _pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # A zombie is gone for our purposes.
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    continue
+        except OSError:
+            continue
+        alive.append(pid)
+    return alive
+
+
+def _wait_api(client: Client, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.get("/api/healthz")
+            return
+        except ApiError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path) -> None:
+    data = config(tmp_path, {"strategy": "CANARY", "bakeTimeInMinutes": 1,
+                             "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 6}})
+    api_port = free_port()
+    data["controller"]["port"] = api_port
+    data["loadBalancer"]["Admin"]["Port"] = free_port()
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    client = Client(f"http://127.0.0.1:{api_port}")
+    log1 = open(tmp_path / "up1.log", "w")  # noqa: SIM115
+    up = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log1, stderr=log1)
+    up2 = None
+    try:
+        _wait_api(client)
+        d = client.post("/api/deployments", {"taskDefinition": {"env": {"GREETING": "v2"}}})
+        dep_id = d["shiftlab"]["id"]
+        deadline = time.monotonic() + 30
+        while client.get("/api/deployments/current")["shiftlab"]["productionTrafficWeight"] != 30:
+            assert time.monotonic() < deadline, "the canary step never happened"
+            time.sleep(0.05)
+        pids_before = [t["pid"] for t in client.get("/api/tasks")["tasks"] if t["lastStatus"] == "RUNNING"]
+        assert len(pids_before) == 4  # 2 blue, 2 green
+        up.send_signal(signal.SIGKILL)
+        up.wait(10)
+        # Tasks keep serving while no controller runs: they are not children of its process group.
+        assert _pids_alive(pids_before) == pids_before
+        log2 = open(tmp_path / "up2.log", "w")  # noqa: SIM115
+        up2 = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log2, stderr=log2)
+        _wait_api(client)
+        deadline = time.monotonic() + 60
+        while (status := client.get(f"/api/deployments/{dep_id}")["status"]) not in (
+                "SUCCESSFUL", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED", "STOPPED"):
+            assert time.monotonic() < deadline, f"deployment stuck in {status}"
+            time.sleep(0.1)
+        assert status == "SUCCESSFUL"
+        described = client.get(f"/api/deployments/{dep_id}")
+        messages = [e["message"] for e in described["events"]]
+        assert any("controller restarted during PRODUCTION_TRAFFIC_SHIFT" in m for m in messages), messages
+        tasks = client.get("/api/tasks")["tasks"]
+        running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
+        # The green tasks were adopted, not started twice: the two running now are two of those from before.
+        assert len(running) == 2 and {t["pid"] for t in running} <= set(pids_before)
+    finally:
+        for p in (up, up2):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(30)
+    # Ctrl-C stopped everything that was started, before and after the crash.
+    assert _pids_alive(pids_before) == []
