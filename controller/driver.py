@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,8 @@ log = logging.getLogger("shiftlab.controller")
 RUNNING = "RUNNING"
 STOPPED = "STOPPED"
 HOOK_CALL_TIMEOUT = 30.0  # seconds (real) for one hook invocation to answer
+RATE_WINDOW = 2.0  # seconds of scrapes behind the live views' rates
+FRAME_INTERVAL = 0.25  # seconds between metrics frames on the event stream
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class ServiceController:
         self._stopping = False
         self._replacing: set[str] = set()
         self.last_metrics: dict[str, Any] = {}
+        self._recent: deque[dict[str, Any]] = deque()
 
     # -- life cycle ----------------------------------------------------------
 
@@ -662,15 +666,22 @@ class ServiceController:
         changed = False
         for name, ev in self.evaluators.items():
             result = ev.evaluate(self.store, now)
+            self.alarm_reasons[name] = result.reason
             if self.alarm_states.get(name) != result.state:
                 changed = True
                 self.alarm_states[name] = result.state
-                self.alarm_reasons[name] = result.reason
         if changed or self.current is not None:
             self._feed(m.AlarmStates(dict(self.alarm_states)))
 
     def _publish_metrics(self, snap: dict[str, Any], now: float) -> None:
-        prev = self.last_metrics.get("_snap")
+        """A metrics frame for the live views: rates over the last ~2 s (one
+        scrape apart is too noisy to read), at most four frames a second."""
+        self._recent.append(snap)
+        while len(self._recent) > 2 and snap["timestamp"] - self._recent[1]["timestamp"] >= RATE_WINDOW:
+            self._recent.popleft()
+        if now - self.last_metrics.get("at", 0.0) < FRAME_INTERVAL:
+            return
+        prev = self._recent[0] if len(self._recent) > 1 else None
         groups = {}
         for name, g in snap.get("targetGroups", {}).items():
             row = {"healthy": g.get("HealthyHostCount", 0), "unhealthy": g.get("UnHealthyHostCount", 0)}
@@ -683,7 +694,7 @@ class ServiceController:
                 row.update({"rps": round(max(req, 0) / dt, 2), "errorsPerSecond": round(max(err, 0) / dt, 2),
                             "p99": _p99(snap, prev, name)})
             groups[name] = row
-        self.last_metrics = {"_snap": snap, "at": now, "groups": groups}
+        self.last_metrics = {"at": now, "groups": groups}
         self._publish({"type": "metrics", "at": now, "groups": groups, "alarms": self.alarms_view()})
 
     def alarms_view(self) -> list[dict[str, Any]]:
@@ -788,7 +799,7 @@ class ServiceController:
             "productionListenerRule": self.production_rule, "testListenerRules": self.test_rules,
             "taskSets": sets, "alarms": self.alarms_view(),
             "currentDeployment": self.current.id if self.current and not self.current.final else None,
-            "metrics": {k: v for k, v in self.last_metrics.items() if k != "_snap"},
+            "metrics": self.last_metrics,
             "timeScale": self.time_scale,
         }
 

@@ -49,12 +49,12 @@ class WatchState:
             self.events.append(f"{at} {ev['message']}")
 
 
-def weight_bar(label: str, green_percent: float, width: int = 40) -> Text:
+def weight_bar(label: str, green_percent: float, width: int = 32) -> Text:
     g = round(width * green_percent / 100)
     text = Text(f"{label:<11}")
     text.append("█" * (width - g), style="blue")
     text.append("█" * g, style="green")
-    text.append(f"  blue {100 - green_percent:5.1f}%  green {green_percent:5.1f}%")
+    text.append(f" blue {100 - green_percent:g}% / green {green_percent:g}%")
     return text
 
 
@@ -85,7 +85,7 @@ def render(state: WatchState) -> RenderableType:
             total = max(bake_until - started, 1e-6)
             done = min(max(time.time() - started, 0), total)
             row = Table.grid(padding=(0, 1))
-            row.add_row(Text("bake       "), ProgressBar(total=total, completed=done, width=40),
+            row.add_row(Text("bake       "), ProgressBar(total=total, completed=done, width=32),
                         Text(f"{max(bake_until - time.time(), 0):5.1f} s left"))
             parts.append(row)
         if sl.get("awaitingApproval"):
