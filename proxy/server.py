@@ -277,7 +277,6 @@ class ListenerHandler:
         group = choice.group
         target.outstanding += 1
         conn: UpstreamConnection | None = None
-        uploaded = 0
         try:
             for attempt in (0, 1):
                 try:
@@ -294,7 +293,7 @@ class ListenerHandler:
                 started = loop.time()
                 try:
                     if streamed:
-                        uploaded = await self._upload(request, conn, head, chunked=length is None)
+                        await self._upload(request, conn, head, length is None, counters)
                     else:
                         conn.write(head + body if body else head)
                     timer = loop.call_later(self.idle_timeout, _expire, waiter)
@@ -304,6 +303,7 @@ class ListenerHandler:
                         timer.cancel()
                     break
                 except StaleConnection:
+                    _settle(waiter)
                     conn.close()
                     if streamed or attempt:
                         counters.elb_error(502)
@@ -312,17 +312,23 @@ class ListenerHandler:
                     # reused it; nothing reached it, so one retry is safe.
                     continue
                 except TimeoutError:
+                    _settle(waiter)
                     conn.abort()
                     counters.elb_error(504)
                     return elb_response(504)
                 except UpstreamError:
+                    if streamed and conn.status:
+                        # The target answered before taking the whole body
+                        # (413, 401, ...) and closed: its answer goes through.
+                        break
+                    _settle(waiter)
                     conn.abort()
                     counters.elb_error(502)
                     return elb_response(502)
             assert conn is not None
             counters.response_time(loop.time() - started)
             counters.target[conn.status // 100] += 1
-            counters.bytes += len(head) + len(body) + uploaded
+            counters.bytes += len(head) + len(body)
             return await self._respond(request, conn, counters, set_cookie)
         finally:
             target.outstanding -= 1
@@ -331,18 +337,16 @@ class ListenerHandler:
             if target.outstanding == 0:
                 group.request_done(target)
 
-    async def _upload(self, request: BaseRequest, conn: UpstreamConnection, head: bytes, chunked: bool) -> int:
-        """Send the head, then the body as it arrives, paced by the target;
-        return the body bytes sent (for ProcessedBytes)."""
+    async def _upload(self, request: BaseRequest, conn: UpstreamConnection, head: bytes, chunked: bool,
+                      counters: Counters) -> None:
+        """Send the head, then the body as it arrives, paced by the target."""
         conn.write(head)
-        sent = 0
         async for chunk in request.content.iter_any():
             conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            sent += len(chunk)
+            counters.bytes += len(chunk)
             await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
-        return sent
 
     async def _respond(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters,
                        set_cookie: list[tuple[str, str]] | None) -> web.StreamResponse:
@@ -457,6 +461,15 @@ class ListenerHandler:
             target.outstanding -= 1
             if target.outstanding == 0:
                 choice.group.request_done(target)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    """A head waiter we stop waiting for: cancel it, or mark its exception
+    seen, so that asyncio does not report it as never retrieved."""
+    if not waiter.done():
+        waiter.cancel()
+    elif not waiter.cancelled():
+        waiter.exception()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
