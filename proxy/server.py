@@ -339,12 +339,13 @@ class ListenerHandler:
 
     async def _upload(self, request: BaseRequest, conn: UpstreamConnection, head: bytes, chunked: bool,
                       counters: Counters) -> None:
-        """Send the head, then the body as it arrives, paced by the target."""
+        """Send the head, then the body as it arrives, paced by the target; a
+        target that takes nothing for the idle timeout ends it (TimeoutError)."""
         conn.write(head)
         async for chunk in request.content.iter_any():
             conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             counters.bytes += len(chunk)
-            await conn.drain()
+            await conn.drain(self.idle_timeout)
         if chunked:
             conn.write(b"0\r\n\r\n")
 

@@ -78,12 +78,13 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait while the target is not taking data; TimeoutError after `timeout`."""
         if self.closed:
             raise self.error or UpstreamError("target closed the connection")
         if self._paused_writing:
             self._drain_waiter = asyncio.get_running_loop().create_future()
-            await self._drain_waiter
+            await asyncio.wait_for(self._drain_waiter, timeout)
 
     async def next_chunk(self) -> bytes | None:
         """The next body chunk, or None at the end of the response."""
