@@ -33,11 +33,12 @@ DOWNLOAD_CHUNK = 64 * 1024
 @pytest.fixture(autouse=True)
 def no_proxy_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every test also checks that the proxy logged no internal error (a bug
-    of ours turned into a 500) and aiohttp no unhandled handler exception."""
+    of ours turned into a 500), aiohttp no unhandled handler exception and
+    asyncio no forgotten task or future exception."""
     caplog.set_level(logging.WARNING)
     yield
     bad = [f"{r.name}: {r.getMessage()}" for r in caplog.get_records("call")
-           if r.levelno >= logging.ERROR and r.name.startswith(("shiftlab.proxy", "aiohttp"))]
+           if r.levelno >= logging.ERROR and r.name.startswith(("shiftlab.proxy", "aiohttp", "asyncio"))]
     assert bad == [], bad
 
 
@@ -215,10 +216,14 @@ async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[int]]]:
     """`port = await raw_server(handler)`: a TCP server for targets that break HTTP."""
     servers: list[asyncio.Server] = []
     writers: list[asyncio.StreamWriter] = []
+    tasks: list[asyncio.Task[Any]] = []
 
     async def start(handler: RawHandler) -> int:
         async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writers.append(writer)
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.append(task)
             with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
                 await handler(reader, writer)
 
@@ -227,6 +232,9 @@ async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[int]]]:
         return int(srv.sockets[0].getsockname()[1])
 
     yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     for w in writers:
         w.transport.abort()
     for srv in servers:

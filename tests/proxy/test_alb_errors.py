@@ -60,9 +60,7 @@ async def test_502_connection_refused(start_proxy: StartProxy, client: aiohttp.C
 
 async def reset_after_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await read_request_head(reader)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()  # linger 0: the peer sees RST, not FIN
+    await reset_after_head_sent(writer)
 
 
 async def close_after_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -103,6 +101,64 @@ async def test_502_broken_target(start_proxy: StartProxy, raw_server: Any, clien
     assert_elb_page(*await fetch(client, px.listener_url()), 502)
     m = (await stats(client, px))["targetGroups"]["blue"]
     assert (m["RequestCount"], m["HTTPCode_ELB_502_Count"], m["HTTPCode_Target_2XX_Count"]) == (1, 1, 0)
+
+
+BIG_UPLOAD = b"u" * (20 * 1024 * 1024)
+
+
+async def answer_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Refuse an upload after its head, then drain and close (a lingering
+    close, as nginx does, so that the answer is not lost to a reset)."""
+    await read_request_head(reader)
+    writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!")
+    await writer.drain()
+    writer.write_eof()
+    while await reader.read(65536):
+        pass
+    writer.close()
+
+
+async def reset_mid_upload(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request_head(reader)
+    await reader.read(65536)
+    await reset_after_head_sent(writer)
+
+
+async def reset_after_head_sent(writer: asyncio.StreamWriter) -> None:
+    """Close with linger 0: the peer sees RST, not FIN."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request_head(reader)
+    await asyncio.Event().wait()  # takes nothing more, answers nothing
+
+
+async def test_early_answer_to_an_upload_passes_through(start_proxy: StartProxy, raw_server: Any,
+                                                        client: aiohttp.ClientSession) -> None:
+    px = await one_target_proxy(start_proxy, f"{LOOPBACK}:{await raw_server(answer_early)}")
+    async with client.post(px.listener_url(), data=BIG_UPLOAD) as resp:
+        assert (resp.status, await resp.text()) == (413, "too big!")
+    m = (await stats(client, px))["targetGroups"]["blue"]
+    assert (m["HTTPCode_Target_4XX_Count"], m["HTTPCode_ELB_5XX_Count"]) == (1, 0)
+
+
+async def test_502_reset_mid_upload(start_proxy: StartProxy, raw_server: Any, client: aiohttp.ClientSession) -> None:
+    px = await one_target_proxy(start_proxy, f"{LOOPBACK}:{await raw_server(reset_mid_upload)}")
+    async with client.post(px.listener_url(), data=BIG_UPLOAD) as resp:
+        assert resp.status == 502
+    assert (await stats(client, px))["targetGroups"]["blue"]["HTTPCode_ELB_502_Count"] == 1
+
+
+async def test_504_target_taking_no_upload(start_proxy: StartProxy, raw_server: Any,
+                                           client: aiohttp.ClientSession) -> None:
+    px = await one_target_proxy(start_proxy, f"{LOOPBACK}:{await raw_server(never_reads)}",
+                                LoadBalancerAttributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "1"}])
+    async with client.post(px.listener_url(), data=BIG_UPLOAD, timeout=aiohttp.ClientTimeout(total=20)) as resp:
+        assert resp.status == 504
+    assert (await stats(client, px))["targetGroups"]["blue"]["HTTPCode_ELB_504_Count"] == 1
 
 
 async def test_target_failing_mid_body_cuts_the_response(start_proxy: StartProxy, raw_server: Any,
