@@ -40,6 +40,7 @@ STOPPED = "STOPPED"
 HOOK_CALL_TIMEOUT = 30.0  # seconds (real) for one hook invocation to answer
 RATE_WINDOW = 2.0  # seconds of scrapes behind the live views' rates
 FRAME_INTERVAL = 0.25  # seconds between metrics frames on the event stream
+LB_CHECK_INTERVAL = 1.0  # seconds between checks that the load balancer matches the records
 
 
 @dataclass(frozen=True)
@@ -196,22 +197,24 @@ class ServiceController:
         await self._set_weights(kind, {blue_group: blue_w, green_group: green_w})
 
     async def _set_weights(self, kind: str, want: dict[str, int]) -> None:
-        """Set the rules of `kind` and read them back; retried, as a flaky
-        admin call must not fail a deployment."""
         for rule in self.rules_of(kind):
-            last_error = None
-            for attempt in range(5):
-                try:
-                    got = await self.router.set_weights(rule, want)
-                    back = await self.router.weights(rule)
-                    if got == want and {g: back.get(g, 0) for g in want} == want:
-                        break
-                    last_error = f"read-back of {rule} shows {back}, expected {want}"
-                except RouterError as exc:
-                    last_error = str(exc)
-                await self.clock.sleep(0.2 * (attempt + 1))
-            else:
-                raise RouterError(last_error or "weights not in force")
+            await self._set_weights_of(rule, want)
+
+    async def _set_weights_of(self, rule: str, want: dict[str, int]) -> None:
+        """Set one rule and read it back; retried, as one flaky admin call
+        must not fail a deployment."""
+        last_error = None
+        for attempt in range(5):
+            try:
+                got = await self.router.set_weights(rule, want)
+                back = await self.router.weights(rule)
+                if got == want and {g: back.get(g, 0) for g in want} == want:
+                    return
+                last_error = f"read-back of {rule} shows {back}, expected {want}"
+            except RouterError as exc:
+                last_error = str(exc)
+            await self.clock.sleep(0.2 * (attempt + 1))
+        raise RouterError(last_error or "weights not in force")
 
     async def _route_all_to(self, group: str) -> None:
         other = self.groups[1] if group == self.groups[0] else self.groups[0]
@@ -268,14 +271,14 @@ class ServiceController:
         """Deregister (drain), then stop all tasks of a set but `keep`."""
         ts.desired = keep
         victims = ts.running()[keep:] if keep else list(ts.tasks.values())
+        for t in victims:  # out of the set first: nothing re-registers a task on its way out
+            ts.tasks.pop(t.task_id, None)
         live = [t for t in victims if t.state == RUNNING]
         if live:
             with contextlib.suppress(RouterError):
                 await self.router.deregister(ts.group, [(t.host, t.port) for t in live])
             await self._wait_drained(ts.group, [target_id(t.host, t.port) for t in live])
         await asyncio.gather(*[self.backend.stop_task(t.task_id, self._definition_timeout(t)) for t in live])
-        for t in victims:
-            ts.tasks.pop(t.task_id, None)
 
     def _definition_timeout(self, task: Task) -> float:
         spec = self.state.revisions.get(task.revision, {})
@@ -521,10 +524,10 @@ class ServiceController:
         health = await self.router.target_health(ts.group)
         bad = [t for t in ts.running() if health.get(target_id(t.host, t.port)) == "unhealthy"]
         for t in bad:
+            ts.tasks.pop(t.task_id, None)
             self._feed(m.TaskFailed(t.task_id, "failed target group health checks"))
             with contextlib.suppress(RouterError):
                 await self.router.deregister(ts.group, [(t.host, t.port)])
-            ts.tasks.pop(t.task_id, None)
             await self.backend.stop_task(t.task_id, 1.0)
         return len(bad)
 
@@ -647,8 +650,12 @@ class ServiceController:
 
     async def _scrape_loop(self) -> None:
         interval = max(self._scrape_interval(), 0.05)
+        next_check = 0.0
         while True:
             try:
+                if self.clock.now() >= next_check:
+                    next_check = self.clock.now() + LB_CHECK_INTERVAL
+                    await self._check_load_balancer()
                 snap = await self.router.stats()
                 now = self.clock.now()
                 self.store.add(snap, now)
@@ -661,6 +668,36 @@ class ServiceController:
             except Exception:
                 log.exception("metrics scrape failed")
             await self.clock.sleep(interval)
+
+    async def _check_load_balancer(self) -> None:
+        """Keep the load balancer as the records say. A proxy that restarted
+        comes back with its config's weights and no targets: put back the
+        weights in force and register the running tasks again."""
+        d = self.current
+        # A stopped deployment left traffic where it was, on purpose.
+        holds = d is not None and (not d.final or d.status == m.STOPPED)
+        if d is not None and holds and (d.waiting in (m.W_WEIGHTS, m.W_RECONCILE) or d.dc.strategy == "ROLLING"):
+            return  # the deployment is setting weights itself right now (ROLLING: by task counts)
+        green_group, blue_group = self.alternate, self.primary
+        expected = {"production": d.production_percent if holds and d else 0.0,
+                    "test": d.test_percent if holds and d else 0.0}
+        in_progress = d is not None and not d.final
+        for kind, pct in expected.items():
+            b, g = weights(pct)
+            want = {blue_group: b, green_group: g}
+            for rule in self.rules_of(kind):
+                back = await self.router.weights(rule)
+                if {k: back.get(k, 0) for k in want} != want:
+                    self._note(d.id if in_progress and d else None, "recovery",
+                               f"{rule} had {back} instead of {want} (load balancer restarted?): set again")
+                    await self._set_weights_of(rule, want)
+        for ts in list(self.sets.values()):
+            health = await self.router.target_health(ts.group)
+            missing = [t for t in ts.running() if target_id(t.host, t.port) not in health]
+            if missing:
+                self._note(d.id if in_progress and d else None, "recovery",
+                           f"{len(missing)} task(s) missing from {ts.group} (load balancer restarted?): registered")
+                await self.router.register(ts.group, [(t.host, t.port) for t in missing])
 
     def _evaluate(self, now: float) -> None:
         changed = False

@@ -286,3 +286,31 @@ def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path
                 p.wait(30)
     # Ctrl-C stopped everything that was started, before and after the crash.
     assert _pids_alive(pids_before) == []
+
+
+async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_factory, tmp_path) -> None:
+    from proxy.app import Proxy
+
+    data = config(tmp_path, {"strategy": "CANARY",
+                             "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 8}})
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await eventually(lambda: ctl.current.production_percent == 30, timeout=30, what="the canary step")
+    # The load balancer restarts: it comes back with its config's weights and no targets.
+    old = stack.proxy
+    await old.stop()
+    stack.proxy = Proxy(old.conf, time_scale=old.lb.time_scale, admin_port=old.admin_port)
+    await stack.proxy.start()
+    assert await stack.router.weights("prod/default") == {"blue": 100, "green": 0}
+
+    async def restored() -> bool:
+        health = {**await stack.router.target_health("blue"), **await stack.router.target_health("green")}
+        return (await stack.router.weights("prod/default") == {"blue": 70, "green": 30}
+                and len(health) == 4)
+
+    await eventually(restored, timeout=10, what="weights and targets back as recorded")
+    assert ctl.current.id == d.id and not ctl.current.final
+    final = await ctl.wait_finished(d.id, timeout=60)
+    assert final.status == "SUCCESSFUL"
+    assert any("load balancer restarted" in e["message"] for e in stack.records.events(d.id))
