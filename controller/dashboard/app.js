@@ -1,0 +1,562 @@
+// The dashboard: state fed by the SSE stream (deployment transitions, a
+// metrics frame per scrape, log events) and by a few reads the stream does
+// not carry (task sets, target health, weights in force, history).
+
+import { api, ApiError, Stream, setToken, token } from "./api.js";
+import { Samples, drawChart } from "./plot.js";
+import { FINAL, el, fmtDuration, renderStageTable, renderTimeline, stageMarkers, ts } from "./timeline.js";
+
+const $ = (id) => document.getElementById(id);
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+const THEME = {
+  text: css("--text"), muted: css("--muted"), faint: css("--faint"), line: css("--line"), band: "#111820",
+  red: css("--red"), amber: css("--amber"), font: css("--sans"),
+};
+const NAMED_COLOURS = { blue: css("--blue"), green: css("--green") };
+const PALETTE = [css("--blue"), css("--green"), css("--cyan"), css("--amber"), css("--violet")];
+const MAX_EVENTS = 250;
+const REFRESH_MS = 2000;
+
+const state = {
+  service: null,
+  deployment: null,     // the deployment on show: the one in progress, else the latest
+  deployments: [],
+  traffic: null,        // GET /api/traffic: weights in force and target health
+  metrics: null,        // the latest metrics frame
+  events: new Map(),    // seq -> event
+  newestSeq: 0,
+  groups: [],           // target groups in first-seen order (the chart's stacking order)
+  colours: {},
+  samples: new Samples(),
+  skew: 0,              // browser clock minus controller clock, seconds
+  connection: "connecting",
+};
+
+// -- small helpers ---------------------------------------------------------
+
+function clock(seconds) {
+  const d = new Date(seconds * 1000);
+  return d.toLocaleTimeString([], { hour12: false });
+}
+
+function now() {
+  return Date.now() / 1000 - state.skew;
+}
+
+function notice(text, kind = "error") {
+  const b = $("banner");
+  b.textContent = text;
+  b.dataset.kind = kind;
+  b.hidden = false;
+  clearTimeout(notice.timer);
+  if (kind !== "sticky") notice.timer = setTimeout(() => { b.hidden = true; }, 8000);
+}
+
+function colourOf(group) {
+  if (!state.colours[group]) {
+    const named = Object.keys(NAMED_COLOURS).find((k) => group.toLowerCase().includes(k));
+    state.colours[group] = named ? NAMED_COLOURS[named] : PALETTE[Object.keys(state.colours).length % PALETTE.length];
+  }
+  if (!state.groups.includes(group)) state.groups.push(group);
+  return state.colours[group];
+}
+
+function isFinal(d) {
+  return FINAL.includes(d.status);
+}
+
+function productionPercent() {
+  return state.traffic?.rules.find((r) => r.kind === "production")?.percent || null;
+}
+
+// -- reads -------------------------------------------------------------------
+
+function handleReadError(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    notice(token() ? "The controller refused this token: paste the right one (top right)."
+      : "This controller needs a bearer token: paste it with the token button (top right).", "sticky");
+    openTokenBox(true);
+  }
+}
+
+async function refresh() {
+  try {
+    const [service, traffic] = await Promise.all([api("GET", "/api/service"), api("GET", "/api/traffic")]);
+    setService(service);
+    state.traffic = traffic;
+    renderWeights();
+    renderTaskSets();
+  } catch (err) {
+    handleReadError(err);
+  }
+}
+
+async function refreshHistory() {
+  try {
+    const data = await api("GET", "/api/deployments");
+    state.deployments = data.serviceDeployments;
+    const latest = state.deployments[0];
+    if (latest && (!state.deployment || ts(latest.createdAt) > ts(state.deployment.createdAt))) setDeployment(latest);
+    renderHistory();
+  } catch (err) {
+    handleReadError(err);
+  }
+}
+
+// Everything again: at start and after the stream was down.
+async function reload() {
+  await Promise.all([refresh(), refreshHistory()]);
+  const d = state.deployment;
+  if (d) {
+    try {
+      const full = await api("GET", `/api/deployments/${d.shiftlab.id}`);
+      addEvents(full.events, false);
+    } catch (err) {
+      handleReadError(err);
+    }
+  }
+}
+
+let refreshTimer = null;
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, 120);
+}
+
+let historyTimer = null;
+function refreshHistorySoon() {
+  clearTimeout(historyTimer);
+  historyTimer = setTimeout(refreshHistory, 400);
+}
+
+// -- the stream ------------------------------------------------------------------
+
+function onMessage(msg) {
+  if (msg.type === "service") {
+    setService(msg.service);
+  } else if (msg.type === "deployment") {
+    setDeployment(msg.deployment);
+    refreshSoon();
+    refreshHistorySoon();
+  } else if (msg.type === "metrics") {
+    onMetrics(msg);
+  } else if (msg.type === "event") {
+    addEvents([msg.event], true);
+    if (msg.event.kind === "task" || msg.event.kind === "service") refreshSoon();
+  }
+}
+
+function setConnection(s) {
+  state.connection = s;
+  const badge = $("conn");
+  badge.dataset.state = s;
+  badge.textContent = s;
+}
+
+const stream = new Stream({
+  onMessage,
+  onState(s, reconnected) {
+    setConnection(s);
+    if (s === "live") {
+      if (reconnected) reload();
+    } else {
+      refresh();  // a 401 shows the token prompt; a dead controller just fails
+    }
+  },
+});
+
+// -- state changes --------------------------------------------------------------------
+
+function setService(service) {
+  state.service = service;
+  for (const set of service.taskSets) colourOf(set.targetGroup);
+  const line = $("service-line");
+  line.replaceChildren(
+    el("b", {}, service.serviceName), ` \u00b7 revision ${service.runningRevision} running in `,
+    el("b", { style: `color: ${colourOf(service.primaryTargetGroup)}` }, service.primaryTargetGroup),
+    ` \u00b7 timeScale ${service.timeScale}` + (service.timeScale > 1 ? ` (an ECS minute lasts ${fmtDuration(60 / service.timeScale)})` : ""),
+  );
+  if (service.alarms && !state.metrics) renderAlarms(service.alarms);
+  renderTaskSets();
+}
+
+function setDeployment(d) {
+  const cur = state.deployment;
+  if (cur && cur.shiftlab.id !== d.shiftlab.id && ts(d.createdAt) < ts(cur.createdAt)) return;
+  state.deployment = d;
+  const i = state.deployments.findIndex((x) => x.shiftlab.id === d.shiftlab.id);
+  if (i >= 0) state.deployments[i] = d;
+  else state.deployments.unshift(d);
+  renderDeployment();
+  renderHistory();
+  if (state.metrics) renderAlarms(state.metrics.alarms);
+}
+
+function onMetrics(msg) {
+  state.metrics = msg;
+  state.skew = Date.now() / 1000 - msg.at;
+  for (const g of Object.keys(msg.groups)) colourOf(g);
+  state.samples.push({
+    t: msg.at, groups: msg.groups, weights: productionPercent(),
+    alarm: msg.alarms.some((a) => a.StateValue === "ALARM"),
+  });
+  renderLegend();
+  renderAlarms(msg.alarms);
+  drawSoon();
+}
+
+function addEvents(events, live) {
+  let added = false;
+  for (const ev of events) {
+    if (state.events.has(ev.seq)) continue;
+    state.events.set(ev.seq, ev);
+    added = true;
+  }
+  if (!added) return;
+  const keep = [...state.events.keys()].sort((a, b) => b - a).slice(0, MAX_EVENTS);
+  const kept = new Set(keep);
+  for (const seq of state.events.keys()) if (!kept.has(seq)) state.events.delete(seq);
+  renderEvents(live);
+}
+
+// -- rendering -------------------------------------------------------------------------
+
+function renderDeployment() {
+  const d = state.deployment;
+  if (!d) return;
+  const sl = d.shiftlab;
+  const final = isFinal(d);
+  $("dep-title").replaceChildren("Deployment ", el("span", { class: "id" }, sl.id.slice(0, 12)));
+  const step = sl.steps.length > 1 && !final ? ` \u00b7 step ${sl.stepIndex + 1} of ${sl.steps.length}` : "";
+  $("dep-sub").textContent = `${sl.strategy} \u00b7 revision ${sl.sourceRevision} \u2192 ${sl.targetRevision}` +
+    ` \u00b7 ${final ? "ended in" : "stage"} ${d.lifecycleStage || "\u2013"}${step}`;
+  const pill = $("status");
+  pill.textContent = d.status.replaceAll("_", " ");
+  pill.dataset.status = d.status;
+  $("approve").disabled = final || !sl.awaitingApproval;
+  $("stop-rollback").disabled = final || d.status.startsWith("ROLLBACK") || d.status === "STOP_REQUESTED";
+  const approval = $("approval");
+  approval.hidden = final || !sl.awaitingApproval;
+  if (!approval.hidden) {
+    approval.textContent = `\u23f8  ${d.lifecycleStage} is held by a PAUSE hook: approve to go on, or stop & roll back.`;
+  }
+  const reason = $("dep-reason");
+  reason.hidden = !d.statusReason;
+  reason.textContent = d.statusReason || "";
+  reason.classList.toggle("bad", d.status.startsWith("ROLLBACK") || d.status === "STOPPED");
+  renderTimeline($("timeline"), d, now());
+  renderBake();
+}
+
+function renderBake() {
+  const d = state.deployment;
+  const row = $("bake-row");
+  const until = d && ts(d.shiftlab.bakeUntil);
+  const from = d && ts(d.shiftlab.stageStartedAt);
+  if (!d || !until || !from || isFinal(d)) {
+    row.hidden = true;
+    return;
+  }
+  row.hidden = false;
+  const total = Math.max(until - from, 1e-6);
+  const done = Math.min(Math.max(now() - from, 0), total);
+  $("bake-fill").style.width = `${(100 * done) / total}%`;
+  const left = Math.max(until - now(), 0);
+  const what = d.lifecycleStage === "BAKE_TIME" ? "before clean-up" : "at this step";
+  $("bake-left").textContent = `${left.toFixed(1)} s left ${what}`;
+}
+
+function renderBar(bar, percent) {
+  const segs = [];
+  for (const g of state.groups) {
+    const p = percent?.[g];
+    if (p === undefined) continue;
+    const label = p >= 14 ? `${g} ${fmtPercent(p)}` : p >= 6 ? fmtPercent(p) : "";
+    segs.push(el("div", { class: "seg", style: `flex-grow: ${p}; flex-basis: 0; background: ${colourOf(g)}`,
+      title: `${g}: ${fmtPercent(p)}` }, label));
+  }
+  bar.replaceChildren(...segs);
+}
+
+function fmtPercent(p) {
+  return `${Math.round(p * 10) / 10}%`;
+}
+
+function renderWeights() {
+  const rules = state.traffic?.rules || [];
+  const prod = rules.find((r) => r.kind === "production");
+  const test = rules.find((r) => r.kind === "test");
+  for (const g of Object.keys(prod?.percent || {})) colourOf(g);
+  renderBar($("bar-production"), prod?.percent);
+  $("weights").dataset.production = JSON.stringify(prod?.percent || {});
+  $("test-row").hidden = !test;
+  if (test) renderBar($("bar-test"), test.percent);
+}
+
+function renderLegend() {
+  const groups = state.metrics?.groups || {};
+  const total = (g) => state.service?.taskSets.find((t) => t.targetGroup === g)?.desiredCount;
+  $("legend").replaceChildren(...state.groups.filter((g) => groups[g]).map((g) => {
+    const m = groups[g];
+    const p99 = m.p99 === null || m.p99 === undefined ? "\u2013" : `${Math.round(m.p99 * 1000)} ms`;
+    const err = m.errorsPerSecond || 0;
+    return el("span", { class: "group" }, el("span", { class: "swatch", style: `background: ${colourOf(g)}` }),
+      el("b", {}, g), ` ${(m.rps ?? 0).toFixed(1)} req/s \u00b7 `,
+      el("span", { class: err > 0 ? "err" : "" }, `${err.toFixed(1)} 5xx/s`),
+      ` \u00b7 p99 ${p99} \u00b7 ${m.healthy}${total(g) !== undefined ? `/${total(g)}` : ""} healthy`);
+  }));
+}
+
+function renderAlarms(alarms) {
+  const list = $("alarms");
+  if (!alarms.length) {
+    list.replaceChildren(el("li", { class: "empty" }, "no alarms configured"));
+    return;
+  }
+  const dep = state.deployment && !isFinal(state.deployment) ? state.deployment.alarms : null;
+  const triggered = state.deployment?.alarms.triggeredAlarmNames || [];
+  list.replaceChildren(...alarms.map((a) => {
+    const watched = dep && dep.status !== "DISABLED" && dep.alarmNames.includes(a.AlarmName);
+    return el("li", { dataset: { alarm: a.AlarmName, state: a.StateValue } },
+      el("span", { class: "name", title: a.AlarmName }, a.AlarmName,
+        watched ? el("span", { class: "tag" }, "watched by the deployment") : null,
+        triggered.includes(a.AlarmName) ? el("span", { class: "tag trig" }, "triggered the rollback") : null),
+      el("span", { class: "pill", dataset: { status: a.StateValue } }, a.StateValue.replaceAll("_", " ")),
+      a.StateReason ? el("span", { class: "why", title: a.StateReason }, a.StateReason) : null);
+  }));
+}
+
+function renderTaskSets() {
+  const s = state.service;
+  if (!s) return;
+  const health = state.traffic?.targetHealth || {};
+  const sets = [...s.taskSets].sort((a, b) => state.groups.indexOf(a.targetGroup) - state.groups.indexOf(b.targetGroup));
+  $("tasksets").replaceChildren(...sets.map((t) => {
+    const running = t.tasks.filter((k) => k.lastStatus === "RUNNING").length;
+    const tasks = t.tasks.map((k) => {
+      const h = health[t.targetGroup]?.[k.address] || (k.lastStatus === "RUNNING" ? "unregistered" : "");
+      return el("li", { dataset: { task: k.taskId } },
+        el("span", { class: "h", dataset: { health: h }, title: `target health: ${h || "\u2013"}` }),
+        el("span", { class: "mono", title: k.taskId }, `${k.taskId.slice(0, 10)}  ${k.address}`),
+        el("span", { class: "state" }, `rev ${k.revision} \u00b7 ${k.lastStatus.toLowerCase()}${h ? ` \u00b7 ${h}` : ""}`));
+    });
+    return el("div", { class: "taskset", dataset: { group: t.targetGroup } },
+      el("div", { class: "head" }, el("span", { class: "swatch", style: `background: ${colourOf(t.targetGroup)}` }),
+        el("b", {}, t.targetGroup), el("span", { class: "sub" }, t.role),
+        el("span", { class: "meta" }, `rev ${t.revision} \u00b7 ${running}/${t.desiredCount} running`)),
+      tasks.length ? el("ul", { class: "tasks" }, tasks) : el("div", { class: "empty" }, "no tasks"));
+  }));
+  renderLegend();
+}
+
+function renderEvents(live) {
+  const list = $("events");
+  const seqs = [...state.events.keys()].sort((a, b) => b - a);
+  const before = state.newestSeq;
+  list.replaceChildren(...seqs.map((seq) => {
+    const ev = state.events.get(seq);
+    return el("li", { class: live && seq > before ? "fresh" : "", dataset: { kind: ev.kind, seq: String(seq) },
+      title: `${new Date(ev.at * 1000).toISOString()}${ev.deploymentId ? `  deployment ${ev.deploymentId}` : ""}` },
+    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message));
+  }));
+  state.newestSeq = Math.max(before, seqs[0] || 0);
+  $("event-count").textContent = `${seqs.length} shown, newest first`;
+}
+
+function renderHistory() {
+  const body = $("history");
+  const open = $("drawer").dataset.id;
+  body.replaceChildren(...state.deployments.map((d) => {
+    const sl = d.shiftlab;
+    const took = ts(d.finishedAt) && ts(d.createdAt) ? fmtDuration(ts(d.finishedAt) - ts(d.createdAt)) : "running";
+    return el("tr", { class: open === sl.id ? "selected" : "", dataset: { id: sl.id }, onclick: () => openDrawer(sl.id) },
+      el("td", {}, clock(ts(d.createdAt))), el("td", { class: "mono" }, sl.id.slice(0, 8)), el("td", {}, sl.strategy),
+      el("td", {}, `${sl.sourceRevision} \u2192 ${sl.targetRevision}`),
+      el("td", {}, el("span", { class: "pill", dataset: { status: d.status } }, d.status.replaceAll("_", " "))),
+      el("td", {}, took));
+  }));
+  if (!state.deployments.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "empty" }, "none yet")));
+}
+
+let drawPending = false;
+function drawSoon() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => {
+    drawPending = false;
+    const canvas = $("chart");
+    const points = drawChart(canvas, {
+      samples: state.samples, groups: state.groups, colors: state.colours, now: now(),
+      markers: state.deployment ? stageMarkers(state.deployment) : [], theme: THEME,
+    });
+    canvas.dataset.points = String(points);
+  });
+}
+
+// -- the drawer: one deployment's DescribeServiceDeployments ------------------------------
+
+async function openDrawer(id) {
+  const drawer = $("drawer");
+  drawer.dataset.id = id;
+  $("drawer-title").textContent = `Deployment ${id}`;
+  $("drawer-body").replaceChildren(el("p", { class: "sub" }, "loading\u2026"));
+  drawer.hidden = false;
+  $("drawer-backdrop").hidden = false;
+  renderHistory();
+  let d;
+  try {
+    d = await api("GET", `/api/deployments/${id}`);
+  } catch (err) {
+    $("drawer-body").replaceChildren(el("p", { class: "reason bad" }, err.message));
+    return;
+  }
+  if (drawer.dataset.id !== id) return;
+  const { events, ...describe } = d;
+  const sl = d.shiftlab;
+  const facts = [
+    ["status", el("span", { class: "pill", dataset: { status: d.status } }, d.status)],
+    ["statusReason", d.statusReason || "\u2013"],
+    ["lifecycleStage", d.lifecycleStage || "\u2013"],
+    ["strategy", sl.strategy + (sl.steps.length ? ` (steps ${sl.steps.join("%, ")}%)` : "")],
+    ["source \u2192 target", `revision ${sl.sourceRevision} \u2192 ${sl.targetRevision}`],
+    ["created / finished", `${clock(ts(d.createdAt))} / ${d.finishedAt ? clock(ts(d.finishedAt)) : "\u2013"}`],
+    ["traffic on target", `production ${sl.productionTrafficWeight}%, test ${sl.testTrafficWeight}%`],
+    ["circuit breaker", `${d.deploymentCircuitBreaker.status}, ${d.deploymentCircuitBreaker.failureCount} of ${d.deploymentCircuitBreaker.threshold} failures`],
+    ["alarms", `${d.alarms.status}` + (d.alarms.alarmNames.length ? `: ${d.alarms.alarmNames.join(", ")}` : "") +
+      (d.alarms.triggeredAlarmNames.length ? ` (triggered: ${d.alarms.triggeredAlarmNames.join(", ")})` : "")],
+    ["rollback", d.rollback ? `${d.rollback.reason} (at ${clock(ts(d.rollback.startedAt))})` : "\u2013"],
+  ];
+  const timeline = el("div", { class: "timeline" });
+  renderStageTable(timeline, d, now());
+  const log = el("ol", { class: "events" }, [...events].reverse().map((ev) => el("li", { dataset: { kind: ev.kind } },
+    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message))));
+  $("drawer-body").replaceChildren(
+    el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    timeline,
+    el("details", { open: true }, el("summary", {}, "DescribeServiceDeployments"),
+      el("pre", { class: "json", id: "describe-json" }, JSON.stringify(describe, null, 2))),
+    el("details", {}, el("summary", {}, `events (${events.length})`), log),
+  );
+}
+
+function closeDrawer() {
+  $("drawer").hidden = true;
+  $("drawer-backdrop").hidden = true;
+  delete $("drawer").dataset.id;
+  renderHistory();
+}
+
+// -- actions ------------------------------------------------------------------------------
+
+async function act(button, path, body) {
+  button.disabled = true;
+  try {
+    setDeployment(await api("POST", path, body));
+  } catch (err) {
+    notice(err.message);
+    renderDeployment();
+  }
+}
+
+function parseEnv(text) {
+  const env = {};
+  const problems = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const eq = line.indexOf("=");
+    if (eq < 1) problems.push(`environment: "${line}" is not NAME=value`);
+    else env[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  return { env, problems };
+}
+
+function showProblems(lines, ok = false) {
+  const list = $("deploy-problems");
+  list.classList.toggle("ok", ok);
+  list.replaceChildren(...lines.map((p) => el("li", {}, p)));
+  list.hidden = !lines.length;
+}
+
+async function deploy(e) {
+  e.preventDefault();
+  const { env, problems } = parseEnv($("env").value);
+  const body = { taskDefinition: { env } };
+  if ($("strategy").value) body.strategy = $("strategy").value;
+  const dcText = $("dc").value.trim();
+  if (dcText) {
+    try {
+      const dc = JSON.parse(dcText);
+      if (dc === null || typeof dc !== "object" || Array.isArray(dc)) problems.push("deploymentConfiguration: must be a JSON object");
+      else body.deploymentConfiguration = dc;
+    } catch (err) {
+      problems.push(`deploymentConfiguration: not JSON (${err.message})`);
+    }
+  }
+  if (problems.length) {
+    showProblems(problems);
+    return;
+  }
+  const button = $("deploy");
+  button.disabled = true;
+  try {
+    const d = await api("POST", "/api/deployments", body);
+    setDeployment(d);
+    showProblems([`deployment ${d.shiftlab.id.slice(0, 12)} started: revision ${d.shiftlab.targetRevision}`], true);
+  } catch (err) {
+    showProblems(err.problems?.length ? err.problems : [err.message]);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function openTokenBox(open) {
+  $("token-form").hidden = !open;
+  $("token-toggle").setAttribute("aria-expanded", String(open));
+  if (open) $("token-input").focus();
+}
+
+function useToken(value) {
+  setToken(value);
+  openTokenBox(false);
+  $("banner").hidden = true;
+  stream.start();
+  reload();
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+function start() {
+  $("deploy-form").addEventListener("submit", deploy);
+  for (const chip of $("presets").querySelectorAll("button")) {
+    chip.addEventListener("click", () => { $("env").value = chip.dataset.env; });
+  }
+  $("approve").addEventListener("click", (e) => act(e.currentTarget, `/api/deployments/${state.deployment.shiftlab.id}/approve`));
+  $("stop-rollback").addEventListener("click", (e) => act(e.currentTarget, `/api/deployments/${state.deployment.shiftlab.id}/stop`, { rollback: true }));
+  $("token-toggle").addEventListener("click", () => openTokenBox($("token-form").hidden));
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    useToken($("token-input").value.trim());
+  });
+  $("token-clear").addEventListener("click", () => {
+    $("token-input").value = "";
+    useToken("");
+  });
+  $("drawer-close").addEventListener("click", closeDrawer);
+  $("drawer-backdrop").addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("drawer").hidden) closeDrawer(); });
+  new ResizeObserver(drawSoon).observe($("chart"));
+  // Bake countdowns, stage clocks and the chart's time axis move between messages.
+  setInterval(() => {
+    renderBake();
+    if (state.deployment && !isFinal(state.deployment)) renderTimeline($("timeline"), state.deployment, now());
+    drawSoon();
+  }, 250);
+  setInterval(() => { if (state.connection === "live") refresh(); }, REFRESH_MS);
+  renderHistory();
+  reload();
+  stream.start();
+}
+
+start();
