@@ -1,0 +1,836 @@
+"""DockerBackend: task sets as local Docker containers.
+
+A revision is an image (plus command, environment, container port and stop
+timeout); a task is one container. Every container carries labels: its task
+id, service, revision, colour and deployment, and the backend's owner (by
+default its state directory), so that a restarted controller finds and
+adopts exactly the containers its predecessor left, and two controllers on
+one engine never touch each other's.
+
+Where a task is reached (the target the proxy forwards to), by `network`:
+  None (default)  the container port is published on 127.0.0.1 at a port
+                  the engine picks; the target is 127.0.0.1:<that port>
+  "host"          host networking: the task gets a free port in $PORT and
+                  must listen on it (the sample service does)
+  any other name  the container joins that Docker network and is reached by
+                  its name at the container port: for a controller that runs
+                  in a container on the same network (compose/)
+
+A task counts as RUNNING once its container runs, its port accepts a
+connection that the other side keeps open (the engine's userland proxy
+accepts on a published port even when nothing listens behind it, and hangs
+up at once), and, for an image with a HEALTHCHECK, Docker says it is
+healthy. An exit (OOM kills included) is heard through the engine's event
+stream; a container that turns unhealthy is stopped, as ECS does. A stopped
+task's logs are kept under `state_dir/logs` and its container is removed.
+
+The docker SDK blocks: every call runs on a small thread pool of this
+backend's own, and the event stream on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from controller.backends.base import (
+    ESSENTIAL_CONTAINER_EXITED,
+    PENDING,
+    PROVISIONING,
+    PYTHON_PLACEHOLDER,
+    REASON_EXITED,
+    REASON_USER,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    TASK_FAILED_TO_START,
+    USER_INITIATED,
+    Task,
+    TaskDefinition,
+    UnknownTask,
+)
+from shiftlab.configfile import ConfigError
+
+log = logging.getLogger("shiftlab.controller")
+
+T = TypeVar("T")
+
+LOOPBACK = "127.0.0.1"
+HOST_NETWORK = "host"
+PULL_POLICIES = ("missing", "never", "always")
+LABEL = "io.shiftlab"
+L_TASK, L_SERVICE, L_REVISION, L_COLOUR = f"{LABEL}.task", f"{LABEL}.service", f"{LABEL}.revision", f"{LABEL}.colour"
+L_DEPLOYMENT, L_OWNER, L_PORT = f"{LABEL}.deployment", f"{LABEL}.owner", f"{LABEL}.container-port"
+L_STOP_TIMEOUT, L_HOST_PORT = f"{LABEL}.stop-timeout", f"{LABEL}.host-port"
+
+READY_POLL_SECONDS = 0.05
+# How long a probe connection must stay open to count: the userland proxy
+# hangs up within a millisecond when nothing listens behind it.
+PROBE_SETTLE_SECONDS = 0.05
+KILL_WAIT_SECONDS = 10.0
+API_TIMEOUT_SECONDS = 60.0  # one engine call (a pull has its own stall timeout)
+PING_TIMEOUT_SECONDS = 5.0
+LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
+REASON_UNHEALTHY = "Task failed container health checks"
+REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
+SCHEDULER_INITIATED = "ServiceSchedulerInitiated"  # ECS's stopCode when it replaces an unhealthy task
+_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class DockerUnavailable(OSError):
+    """The Docker engine does not answer (the message says what to do)."""
+
+
+def unavailable_message(detail: str) -> str:
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return (f"the docker backend cannot reach the Docker engine at {host}: {detail}. "
+            "Start it (Linux: `sudo systemctl start docker`, or `sudo dockerd &`; macOS/Windows: start Docker "
+            "Desktop), or point DOCKER_HOST at a running one; or use the process backend, which needs no "
+            "Docker (controller.backend: process, the default, or --backend process).")
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    network: str | None = None  # None: publish on 127.0.0.1; "host"; or a network name
+    publish_address: str = LOOPBACK
+    pull_policy: str = "missing"
+    pull_stall_timeout: float = 20.0  # seconds without a word from a pull before it fails
+    cpus: float | None = None  # for every task (a revision has no field for it yet)
+    memory: str | None = None  # e.g. "256m"
+    python: str = "python3"  # what "{python}" in a command means inside a container
+    default_image: str | None = None  # for a definition without an image
+    owner: str | None = None  # label scope; default: derived from the state directory
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.pull_policy not in PULL_POLICIES:
+            problems.append(f"pull policy {self.pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
+        if self.cpus is not None and not 0 < self.cpus <= 1024:
+            problems.append(f"cpus {self.cpus} is out of range (0, 1024]")
+        if self.memory is not None and not re.fullmatch(r"\d+[bkmg]?", self.memory.lower()):
+            problems.append(f"memory {self.memory!r} is not a size such as 512m or 2g")
+        if self.pull_stall_timeout <= 0:
+            problems.append("the pull stall timeout must be above 0 s")
+        if problems:
+            raise ConfigError([f"docker backend: {p}" for p in problems])
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DockerOptions:
+        """SHIFTLAB_DOCKER_{NETWORK,PUBLISH_ADDRESS,PULL,PULL_STALL_TIMEOUT,CPUS,MEMORY,PYTHON,IMAGE,OWNER}."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        names = {"NETWORK": "network", "PUBLISH_ADDRESS": "publish_address", "PULL": "pull_policy",
+                 "PULL_STALL_TIMEOUT": "pull_stall_timeout", "CPUS": "cpus", "MEMORY": "memory",
+                 "PYTHON": "python", "IMAGE": "default_image", "OWNER": "owner"}
+        for suffix, attr in names.items():
+            raw = env.get(f"SHIFTLAB_DOCKER_{suffix}", "").strip()
+            if not raw:
+                continue
+            if attr in ("cpus", "pull_stall_timeout"):
+                try:
+                    values[attr] = float(raw)
+                except ValueError:
+                    raise ConfigError([f"SHIFTLAB_DOCKER_{suffix}: {raw!r} is not a number"]) from None
+            else:
+                values[attr] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+# -- what a container is made of (pure) --------------------------------------------------------
+
+
+def owner_of(state_dir: Path) -> str:
+    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def container_name(service: str, colour: str, task_id: str) -> str:
+    return f"shiftlab-{service[:40]}-{colour}-{task_id[:12]}"
+
+
+def task_labels(owner: str, task: Task, definition: TaskDefinition) -> dict[str, str]:
+    return {
+        L_OWNER: owner, L_TASK: task.task_id, L_SERVICE: task.service, L_REVISION: task.revision,
+        L_COLOUR: task.colour, L_DEPLOYMENT: task.deployment_id or "", L_PORT: str(definition.container_port),
+        L_STOP_TIMEOUT: f"{definition.stop_timeout:g}",
+    }
+
+
+def container_command(definition: TaskDefinition, python: str) -> list[str] | None:
+    """The definition's command, "{python}" meaning the image's Python; None keeps the image's CMD."""
+    argv = list(definition.command)
+    if not argv:
+        return None
+    if argv[0] == PYTHON_PLACEHOLDER:
+        argv[0] = python
+    return argv
+
+
+def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str], listen_port: int) -> dict[str, str]:
+    return {
+        "HOST": "0.0.0.0",
+        "PYTHONUNBUFFERED": "1",
+        **definition.env,
+        **env,
+        # Last: the task must listen where the target group looks.
+        "PORT": str(listen_port),
+        "SHIFTLAB_TASK_ID": task.task_id,
+        "SHIFTLAB_REVISION": task.revision,
+        "SHIFTLAB_COLOUR": task.colour,
+        "SHIFTLAB_SERVICE": task.service,
+    }
+
+
+def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int | None) -> dict[str, Any]:
+    """Keyword arguments of containers.create() for networking and limits."""
+    kw: dict[str, Any] = {"stop_signal": "SIGTERM"}
+    if opts.network == HOST_NETWORK:
+        kw["network_mode"] = "host"
+    elif opts.network:
+        kw["network"] = opts.network
+    else:
+        kw["ports"] = {f"{definition.container_port}/tcp": (opts.publish_address, None)}
+    if opts.cpus is not None:
+        kw["nano_cpus"] = int(opts.cpus * 1e9)
+    if opts.memory is not None:
+        kw["mem_limit"] = opts.memory
+        kw["memswap_limit"] = opts.memory  # no swap: over the limit means OOM-killed, as on ECS
+    return kw
+
+
+def published_port(attrs: Mapping[str, Any], container_port: int) -> int | None:
+    ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/tcp") or []
+    for binding in ports:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def has_healthcheck(attrs: Mapping[str, Any]) -> bool:
+    test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+    return bool(test) and test[0] != "NONE"
+
+
+def parse_docker_time(text: str | None) -> float | None:
+    """Docker's RFC 3339 times (nanoseconds, Z) as epoch seconds; None for its zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    m = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return dt.datetime.fromisoformat(m.group(1) + frac + zone).timestamp()
+
+
+def exit_reason(oom_killed: bool, detail: str = "") -> str:
+    return REASON_EXITED + (f" ({REASON_OOM})" if oom_killed else "") + detail
+
+
+# -- the backend ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    task: Task
+    container_port: int
+    stop_timeout: float
+    log_path: Path
+    container_id: str | None = None
+    healthcheck: bool = False
+    health: str | None = None  # Docker's health status, for images with a HEALTHCHECK
+    oom: bool = False
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    health_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    stopper: asyncio.Task[None] | None = None
+    finisher: asyncio.Task[None] | None = None
+    stop_request: tuple[str, str] | None = None  # (stopCode, reason) once we asked it to stop
+
+
+class DockerBackend:
+    def __init__(self, state_dir: Path, start_timeout: float = 60.0, options: DockerOptions | None = None,
+                 **option_overrides: Any) -> None:
+        self.state_dir = Path(state_dir)
+        self.logs_dir = self.state_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.start_timeout = start_timeout
+        self.options = options or DockerOptions.from_env(**option_overrides)
+        self.owner = self.options.owner or owner_of(self.state_dir)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="shiftlab-docker")
+        self._client: Any = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._events_thread: threading.Thread | None = None
+        self._events_stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._entries: dict[str, _Entry] = {}
+        self._subscribers: list[Callable[[Task], None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closing = threading.Event()
+        self._closed = False
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    async def start_task(self, service: str, definition: TaskDefinition, colour: str, deployment_id: str | None,
+                         env: Mapping[str, str]) -> Task:
+        await self.connect()
+        opts = self.options
+        task_id = uuid.uuid4().hex
+        host_port = _free_port() if opts.network == HOST_NETWORK else None
+        host = opts.publish_address if opts.network in (None, HOST_NETWORK) else container_name(service, colour,
+                                                                                                  task_id)
+        task = Task(task_id, definition.revision, colour, service, deployment_id, host,
+                    host_port or (definition.container_port if opts.network else 0), PROVISIONING)
+        entry = _Entry(task, definition.container_port, definition.stop_timeout, self._log_path(task_id))
+        self._entries[task_id] = entry
+        image = definition.image or opts.default_image
+        if not image:
+            return self._failed_to_start(entry, "CannotStartContainerError: the task definition has no image "
+                                                "(the docker backend runs images: set taskDefinition.image, "
+                                                "or deploy --image)")
+        problem = await self._ensure_image(image)
+        if problem:
+            return self._failed_to_start(entry, problem)
+        listen_port = host_port or definition.container_port
+        try:
+            container = await self._call(partial(
+                self._client.containers.create, image, command=container_command(definition, opts.python),
+                name=container_name(service, colour, task_id), environment=container_env(
+                    task, definition, env, listen_port),
+                labels={**task_labels(self.owner, task, definition),
+                        **({L_HOST_PORT: str(host_port)} if host_port else {})},
+                detach=True, **run_options(opts, definition, host_port)))
+        except Exception as exc:
+            return self._failed_to_start(entry, f"CannotCreateContainerError: {_engine_error(exc)}")
+        entry.container_id = container.id
+        try:
+            try:
+                await self._call(container.start)
+            except Exception as exc:
+                await self._remove(entry)
+                return self._failed_to_start(entry, f"CannotStartContainerError: {_engine_error(exc)}")
+            task.started_at = time.time()
+            self._change(entry, PENDING)
+            attrs = await self._inspect(entry)
+            if attrs is not None:
+                self._learn(entry, attrs)
+            ready = await self._wait_ready(entry, self.start_timeout)
+        except asyncio.CancelledError:
+            # Nobody will ever learn this task's id: its container must not outlive the call.
+            self._spawn(self._remove(entry, kill=True))
+            raise
+        if ready:
+            self._change(entry, RUNNING)
+        elif not entry.exited.is_set():
+            what = ("its HEALTHCHECK says unhealthy" if entry.health == "unhealthy" else
+                    f"nothing listening on {task.host}:{task.port} after {self.start_timeout:g} s")
+            await self._stop(entry, definition.stop_timeout, TASK_FAILED_TO_START, f"Task failed to start: {what}")
+        return task.snapshot()
+
+    async def stop_task(self, task_id: str, timeout: float) -> Task:
+        entry = self._entry(task_id)
+        if entry.task.state != STOPPED:
+            if entry.stopper is None:
+                entry.stopper = asyncio.create_task(self._stop(entry, timeout, USER_INITIATED, REASON_USER))
+            await asyncio.shield(entry.stopper)
+        return entry.task.snapshot()
+
+    async def tasks(self, service: str | None = None) -> list[Task]:
+        return [e.task.snapshot() for e in self._entries.values() if service is None or e.task.service == service]
+
+    def subscribe(self, callback: Callable[[Task], None]) -> None:
+        self._subscribers.append(callback)
+
+    async def logs(self, task_id: str, tail: int | None = None) -> str:
+        # The id may come from an API caller: it names a file, so it must look like one of ours.
+        entry = self._entries.get(task_id)
+        if entry is None and not _TASK_ID.match(task_id):
+            raise UnknownTask(task_id)
+        if entry is not None and entry.finisher is not None:
+            await asyncio.shield(entry.finisher)  # the logs are being saved
+        path = self._log_path(task_id)
+        if path.exists():
+            return await asyncio.to_thread(_read_tail, path, tail)
+        if entry is None:
+            raise UnknownTask(task_id)
+        if entry.container_id is None:
+            return ""
+        try:
+            return await self._container_logs(entry.container_id, tail)
+        except Exception:
+            if path.exists():  # stopped and removed meanwhile, its logs saved by then
+                return await asyncio.to_thread(_read_tail, path, tail)
+            return ""
+
+    async def adopt(self, service: str) -> list[Task]:
+        await self.connect()
+        found = await self._call(partial(self._client.containers.list, all=True, filters={
+            "label": [f"{L_OWNER}={self.owner}", f"{L_SERVICE}={service}"]}))
+        for container in found:
+            labels = container.labels
+            task_id = labels.get(L_TASK, "")
+            if task_id in self._entries or not _TASK_ID.match(task_id):
+                continue
+            attrs = await self._inspect_id(container.id)
+            if attrs is None:
+                continue  # removed meanwhile: nothing to adopt
+            entry = self._entry_from(labels, attrs)
+            self._entries[task_id] = entry
+            status = (attrs.get("State") or {}).get("Status")
+            if status in ("running", "restarting", "paused"):
+                if not await self._wait_ready(entry, self.start_timeout):
+                    if not entry.exited.is_set():
+                        await self._stop(entry, entry.stop_timeout, TASK_FAILED_TO_START,
+                                         f"Task failed to start: nothing listening on "
+                                         f"{entry.task.host}:{entry.task.port}")
+                    continue
+                self._change(entry, RUNNING)
+            elif status == "created":
+                # Its controller died between create and start: it never ran.
+                entry.stop_request = (TASK_FAILED_TO_START, "Task failed to start: its controller stopped first")
+                await self._remove(entry)
+                self._exited(entry, None)
+            else:
+                state = attrs.get("State") or {}
+                entry.oom = bool(state.get("OOMKilled"))
+                self._exited(entry, state.get("ExitCode"), detail=" (while no controller watched it)")
+        return await self.tasks(service)
+
+    async def close(self, stop_tasks: bool) -> None:
+        if stop_tasks:
+            live = [e for e in self._entries.values() if e.task.state != STOPPED]
+            await asyncio.gather(*[self.stop_task(e.task.task_id, e.stop_timeout) for e in live])
+        finishers = [e.finisher for e in self._entries.values() if e.finisher is not None]
+        if finishers:
+            await asyncio.gather(*finishers, return_exceptions=True)
+        self._closed = True
+        self._closing.set()
+        for t in list(self._background):
+            t.cancel()
+        for t in list(self._background):
+            with contextlib.suppress(BaseException):
+                await t
+        stream, thread = self._events_stream, self._events_thread
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(stream.close)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 5.0)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the engine ------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Reach the engine and start listening to its events (once); DockerUnavailable if it does not answer."""
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> None:
+        import docker
+
+        self._loop = asyncio.get_running_loop()
+        try:
+            client = await self._call(partial(docker.from_env, timeout=PING_TIMEOUT_SECONDS))
+            await self._call(client.ping)
+        except Exception as exc:
+            self._connecting = None  # the next call tries again
+            raise DockerUnavailable(unavailable_message(_engine_error(exc))) from None
+        client.api.timeout = API_TIMEOUT_SECONDS
+        self._client = client
+        connected = threading.Event()
+        self._events_thread = threading.Thread(target=self._events_loop, args=(connected,), daemon=True,
+                                               name="shiftlab-docker-events")
+        self._events_thread.start()
+        await asyncio.to_thread(connected.wait, PING_TIMEOUT_SECONDS)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn)
+
+    def _events_loop(self, connected: threading.Event) -> None:
+        """Thread: follow the engine's container events for our labels; reconnect if the stream breaks."""
+        import docker
+
+        assert self._loop is not None
+        while not self._closing.is_set():
+            try:
+                client = docker.from_env(timeout=None)  # the stream idles as long as nothing happens
+                stream = client.api.events(decode=True, filters={"type": "container",
+                                                                 "label": [f"{L_OWNER}={self.owner}"]})
+                self._events_stream = stream
+                connected.set()
+                # Whatever happened while nobody listened is found by looking.
+                self._loop.call_soon_threadsafe(self._spawn_resync)
+                for event in stream:
+                    if self._closing.is_set():
+                        break
+                    self._loop.call_soon_threadsafe(self._on_event, event)
+                client.close()
+            except Exception as exc:
+                if self._closing.is_set():
+                    break
+                log.warning("docker event stream: %s; reconnecting", _engine_error(exc))
+            if self._closing.wait(1.0):
+                break
+
+    def _spawn_resync(self) -> None:
+        if not self._closed:
+            self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        for entry in list(self._entries.values()):
+            if entry.task.state in (STOPPED, PROVISIONING) or entry.container_id is None:
+                continue
+            attrs = await self._inspect(entry)
+            if attrs is None:
+                self._exited(entry, None, detail=" (its container was removed)")
+            elif not (attrs.get("State") or {}).get("Running"):
+                state = attrs.get("State") or {}
+                entry.oom = entry.oom or bool(state.get("OOMKilled"))
+                self._exited(entry, state.get("ExitCode"))
+
+    def _on_event(self, event: Mapping[str, Any]) -> None:
+        """In the loop: one container event of ours."""
+        attrs = (event.get("Actor") or {}).get("Attributes") or {}
+        entry = self._entries.get(attrs.get(L_TASK, ""))
+        if entry is None:
+            return
+        action = str(event.get("Action") or event.get("status") or "")
+        if action == "oom":
+            entry.oom = True
+        elif action == "die":
+            code = attrs.get("exitCode")
+            self._spawn(self._died(entry, int(code) if code is not None and code.lstrip("-").isdigit() else None))
+        elif action.startswith("health_status:"):
+            entry.health = action.partition(":")[2].strip()
+            entry.health_changed.set()
+            if entry.health == "unhealthy" and entry.task.state == RUNNING and entry.stopper is None:
+                entry.stopper = asyncio.create_task(
+                    self._stop(entry, entry.stop_timeout, SCHEDULER_INITIATED, REASON_UNHEALTHY))
+        elif action == "destroy" and entry.task.state != STOPPED:
+            self._exited(entry, None, detail=" (its container was removed)")
+
+    async def _died(self, entry: _Entry, exit_code: int | None) -> None:
+        if entry.task.state == STOPPED:
+            return
+        if not entry.oom:
+            # The oom event may come after die, or not at all (cgroup v2): the state says for sure.
+            attrs = await self._inspect(entry)
+            entry.oom = bool(((attrs or {}).get("State") or {}).get("OOMKilled"))
+        self._exited(entry, exit_code)
+
+    async def _ensure_image(self, image: str) -> str | None:
+        """None when the image is there (pulled if the policy says so); else why the task cannot start."""
+        import docker
+
+        policy = self.options.pull_policy
+        if policy != "always":
+            try:
+                await self._call(partial(self._client.images.get, image))
+                return None
+            except docker.errors.ImageNotFound:
+                if policy == "never":
+                    return (f"CannotPullContainerError: image {image} is not on this machine and the pull policy "
+                            f"is never: build it (docker build -t {image} ...) or load it (docker load)")
+            except Exception as exc:
+                return f"CannotPullContainerError: {image}: {_engine_error(exc)}"
+        started = time.monotonic()
+        try:
+            await self._call(partial(_pull, image, self.options.pull_stall_timeout))
+        except Exception as exc:
+            return (f"CannotPullContainerError: pull of {image} failed after {time.monotonic() - started:.1f} s: "
+                    f"{_engine_error(exc)} (no registry reachable? build or load the image on this machine, "
+                    f"and keep the pull policy at missing or never)")
+        return None
+
+    async def _inspect(self, entry: _Entry) -> dict[str, Any] | None:
+        if entry.container_id is None:
+            return None
+        return await self._inspect_id(entry.container_id)
+
+    async def _inspect_id(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            attrs: dict[str, Any] = await self._call(partial(self._client.api.inspect_container, container_id))
+        except Exception as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return attrs
+
+    async def _container_logs(self, container_id: str, tail: int | None) -> str:
+        data: bytes = await self._call(partial(self._client.api.logs, container_id, stdout=True, stderr=True,
+                                               tail="all" if tail is None else max(tail, 0)))
+        text = data.decode(errors="replace")
+        return "" if tail is not None and tail <= 0 else text
+
+    async def _kill(self, entry: _Entry, sig: str) -> None:
+        try:
+            await self._call(partial(self._client.api.kill, entry.container_id, signal=sig))
+        except Exception as exc:
+            if _not_found(exc):
+                self._exited(entry, None, detail=" (its container was removed)")
+            elif "is not running" not in str(exc):
+                log.warning("docker kill -s %s %s: %s", sig, entry.task.task_id, _engine_error(exc))
+
+    async def _remove(self, entry: _Entry, kill: bool = False) -> None:
+        if entry.container_id is None:
+            return
+        try:
+            await self._call(partial(self._client.api.remove_container, entry.container_id, force=True))
+        except Exception as exc:
+            if not _not_found(exc) and "already in progress" not in str(exc):
+                log.warning("cannot remove container of task %s: %s", entry.task.task_id, _engine_error(exc))
+
+    # -- starting and stopping ----------------------------------------------------------------------
+
+    def _learn(self, entry: _Entry, attrs: Mapping[str, Any]) -> None:
+        """What only the engine knows once the container runs: its published port, its health check."""
+        if self.options.network is None:
+            port = published_port(attrs, entry.container_port)
+            if port is not None:
+                entry.task.port = port
+        entry.healthcheck = has_healthcheck(attrs)
+        health = ((attrs.get("State") or {}).get("Health") or {}).get("Status")
+        if health:
+            entry.health = health
+
+    async def _wait_ready(self, entry: _Entry, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not entry.exited.is_set():
+            if entry.task.port == 0:
+                attrs = await self._inspect(entry)
+                if attrs is not None:
+                    self._learn(entry, attrs)
+            if entry.healthcheck and entry.health == "unhealthy":
+                return False
+            healthy = not entry.healthcheck or entry.health == "healthy"
+            if healthy and entry.task.port and await _accepts(entry.task.host, entry.task.port):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(entry.exited, entry.health_changed), min(READY_POLL_SECONDS, remaining))
+            entry.health_changed.clear()
+        return False
+
+    async def _stop(self, entry: _Entry, timeout: float, stop_code: str, reason: str) -> None:
+        if entry.stop_request is None:
+            entry.stop_request = (stop_code, reason)
+        if entry.task.state == STOPPED or entry.container_id is None:
+            return
+        self._change(entry, STOPPING)
+        await self._kill(entry, "SIGTERM")
+        if await self._wait_exited(entry, timeout):
+            return
+        await self._kill(entry, "SIGKILL")
+        if not await self._wait_exited(entry, KILL_WAIT_SECONDS):
+            log.warning("task %s (container %s) still runs %g s after SIGKILL", entry.task.task_id,
+                        (entry.container_id or "")[:12], KILL_WAIT_SECONDS)
+
+    async def _wait_exited(self, entry: _Entry, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(entry.exited.wait(), max(timeout, 0.0))
+            return True
+        # The event may be late or lost (a reconnecting stream): look.
+        attrs = await self._inspect(entry)
+        state = (attrs or {}).get("State") or {}
+        if attrs is None or not state.get("Running"):
+            entry.oom = entry.oom or bool(state.get("OOMKilled"))
+            self._exited(entry, state.get("ExitCode") if attrs else None)
+            return True
+        return False
+
+    # -- state changes --------------------------------------------------------------------------------
+
+    def _exited(self, entry: _Entry, exit_code: int | None, detail: str = "") -> None:
+        task = entry.task
+        if task.state == STOPPED:
+            return
+        stop_code, reason = entry.stop_request or (ESSENTIAL_CONTAINER_EXITED, exit_reason(entry.oom, detail))
+        task.exit_code = exit_code
+        task.stopped_at = time.time()
+        task.stop_code = stop_code
+        task.stopped_reason = reason
+        entry.exited.set()
+        self._change(entry, STOPPED)
+        if entry.container_id is not None and not self._closed:
+            entry.finisher = asyncio.ensure_future(self._finish(entry))
+
+    async def _finish(self, entry: _Entry) -> None:
+        """Keep a stopped task's logs, then remove its container."""
+        assert entry.container_id is not None
+        try:
+            text = await self._container_logs(entry.container_id, None)
+        except Exception:
+            text = None  # removed by someone else: its logs went with it
+        if text is not None:
+            await asyncio.to_thread(entry.log_path.write_text, text, encoding="utf-8")
+        await self._remove(entry)
+
+    def _failed_to_start(self, entry: _Entry, reason: str) -> Task:
+        log.warning("task %s of %s: %s", entry.task.task_id, entry.task.service, reason)
+        entry.stop_request = (TASK_FAILED_TO_START, reason)
+        entry.task.stopped_at = time.time()
+        entry.task.stop_code = TASK_FAILED_TO_START
+        entry.task.stopped_reason = reason
+        entry.exited.set()
+        with contextlib.suppress(OSError):
+            entry.log_path.write_text(reason + "\n", encoding="utf-8")
+        self._change(entry, STOPPED)
+        return entry.task.snapshot()
+
+    def _change(self, entry: _Entry, state: str) -> None:
+        task = entry.task
+        if task.state == state or task.state == STOPPED:
+            return  # STOPPED is final: a late PENDING or RUNNING must not bring a task back
+        task.state = state
+        if self._closed:
+            return
+        snapshot = task.snapshot()
+        for cb in list(self._subscribers):
+            try:
+                cb(snapshot)
+            except Exception:
+                log.exception("task subscriber failed")
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _entry(self, task_id: str) -> _Entry:
+        try:
+            return self._entries[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+
+    def _entry_from(self, labels: Mapping[str, str], attrs: Mapping[str, Any]) -> _Entry:
+        container_port = int(labels.get(L_PORT) or 8080)
+        host_port = int(labels[L_HOST_PORT]) if labels.get(L_HOST_PORT) else None
+        name = str(attrs.get("Name") or "").lstrip("/")
+        if self.options.network in (None, HOST_NETWORK):
+            host = self.options.publish_address
+            port = host_port or published_port(attrs, container_port) or 0
+        else:
+            host, port = name, container_port
+        state = attrs.get("State") or {}
+        task = Task(labels[L_TASK], labels.get(L_REVISION, ""), labels.get(L_COLOUR, ""), labels.get(L_SERVICE, ""),
+                    labels.get(L_DEPLOYMENT) or None, host, port, PENDING,
+                    started_at=parse_docker_time(state.get("StartedAt")))
+        entry = _Entry(task, container_port, float(labels.get(L_STOP_TIMEOUT) or 10), self._log_path(task.task_id),
+                       container_id=str(attrs.get("Id")))
+        self._learn(entry, attrs)
+        return entry
+
+    def _log_path(self, task_id: str) -> Path:
+        return self.logs_dir / f"{task_id}.log"
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.ensure_future(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+
+# -- I/O helpers ----------------------------------------------------------------------------------------
+
+
+def _pull(image: str, stall_timeout: float) -> None:
+    """Thread: pull `image`; fail when the engine says nothing for `stall_timeout` seconds."""
+    import docker
+    from docker.utils import parse_repository_tag
+
+    client = docker.from_env(timeout=stall_timeout)
+    # The SDK pulls without any timeout, so a registry that never answers
+    # would hang the pull for good; on this private client every socket
+    # read gets the stall timeout instead.
+    api, request = client.api, client.api.request
+    api.request = lambda method, url, **kw: request(method, url, **{**kw, "timeout": stall_timeout})
+    try:
+        repo, tag = parse_repository_tag(image)
+        stream: Iterator[dict[str, Any]] = client.api.pull(repo, tag=tag or "latest", stream=True, decode=True)
+        for message in stream:
+            if message.get("error"):
+                raise RuntimeError(message["error"])
+    finally:
+        client.close()
+
+
+def _engine_error(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip() or type(exc).__name__
+    if "timed out" in text.lower() or isinstance(exc, TimeoutError):
+        return f"no answer in time ({text})"
+    return text
+
+
+def _not_found(exc: BaseException) -> bool:
+    import docker
+
+    return isinstance(exc, docker.errors.NotFound)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def _accepts(host: str, port: int) -> bool:
+    """Does something listen there? A connection the other side closes at once does not count."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        data = await asyncio.wait_for(reader.read(1), PROBE_SETTLE_SECONDS)
+        return bool(data)
+    except TimeoutError:
+        return True  # still open, silent: a server waiting for a request
+    except OSError:
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _read_tail(path: Path, tail: int | None) -> str:
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - LOG_TAIL_MAX_BYTES))
+        data = f.read()
+    text = data.decode(errors="replace")
+    if tail is None:
+        return text
+    if tail <= 0:
+        return ""
+    return "".join(text.splitlines(keepends=True)[-tail:])
