@@ -9,14 +9,13 @@ the demo's exit code says whether it did.
 from __future__ import annotations
 
 import copy
-import socket
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import yaml
 
-from shiftlab.settings import Settings, load_settings
+from shiftlab.settings import Settings, load_settings, on_free_ports
 
 P99_ALARM = {
     "AlarmName": "service-p99-latency",
@@ -83,21 +82,11 @@ def example_config() -> dict[str, Any]:
     return data
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir: str) -> Settings:
-    data = copy.deepcopy(example_config())
-    for listener in data["loadBalancer"]["Listeners"]:
-        listener["Port"] = free_port()
-    data["loadBalancer"]["Admin"]["Port"] = 0
+    data = on_free_ports(copy.deepcopy(example_config()))
     data["timeScale"] = time_scale
     dc = {**data["deploymentConfiguration"], **scenario.deployment}
     data["deploymentConfiguration"] = dc
     data["alarms"] = data["alarms"] + scenario.extra_alarms
-    data["controller"] = {**data["controller"], "port": 0, "backend": backend, "stateDir": state_dir}
+    data["controller"] = {**data["controller"], "backend": backend, "stateDir": state_dir}
     return load_settings(data)

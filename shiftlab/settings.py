@@ -8,6 +8,7 @@ Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,24 @@ class Settings:
             out += (f"; service {self.service.serviceName} x{self.service.desiredCount}, "
                     f"{self.deployment.strategy}, {len(self.alarms)} alarm(s)")
         return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
+    """The same config with every listener, the admin API and the controller
+    API on free ports, so that a rehearsal can run beside anything else."""
+    lb = data.get("loadBalancer") or {}
+    for listener in lb.get("Listeners") or []:
+        listener["Port"] = free_port()
+    lb.setdefault("Admin", {})["Port"] = 0
+    data["controller"] = {**(data.get("controller") or {}), "port": 0}
+    return data
 
 
 def rule_ids(lb: LoadBalancer) -> dict[str, str | None]:

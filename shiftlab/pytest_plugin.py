@@ -1,0 +1,119 @@
+"""shiftlab's pytest plugin (registered through the `pytest11` entry point):
+fixtures that rehearse a deployment inside a project's own tests.
+
+    def test_release_survives_a_canary(shiftlab_rehearse):
+        outcome = shiftlab_rehearse("shiftlab.yaml", env={"VERSION": "2"})
+        assert outcome.status == "SUCCESSFUL", outcome.reason
+
+`shiftlab_rehearse(config, *, command=None, image=None, env=None,
+strategy=None, time_scale=None, backend=None, load_rps=20, timeout=None,
+free_ports=True)` starts the whole stack from the config file (on free
+ports by default, with its records in the test's tmp_path), deploys the new
+revision under a bounded background load, waits for the end, stops
+everything, and returns a `Rehearsal`. It works from plain (sync) tests.
+
+`shiftlab_stack(config, ...)` is the async form for tests that want to
+drive the stack themselves: `async with shiftlab_stack("shiftlab.yaml") as
+stack: ...` gives a started `controller.stack.Stack`.
+
+The imports are lazy: the plugin costs nothing to test runs that do not
+use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Rehearsal:
+    """What a rehearsal ended with."""
+
+    deployment: dict[str, Any]  # DescribeServiceDeployments' shape, plus "shiftlab"
+    load: dict[str, Any] | None  # requests, statuses, byGroup, 5xxByGroup, p50/p90/p99
+    events: list[dict[str, Any]]
+    seconds: float
+
+    @property
+    def status(self) -> str:
+        return str(self.deployment["status"])
+
+    @property
+    def reason(self) -> str | None:
+        return self.deployment.get("statusReason")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESSFUL"
+
+    @property
+    def triggered_alarms(self) -> list[str]:
+        return list(self.deployment["alarms"]["triggeredAlarmNames"])
+
+
+def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float | None, backend: str | None,
+              free_ports: bool) -> Any:
+    import copy
+
+    from shiftlab.configfile import load_file
+    from shiftlab.settings import load_settings, on_free_ports
+
+    data = copy.deepcopy(config) if isinstance(config, dict) else load_file(config)
+    if free_ports:
+        data = on_free_ports(data)
+    if time_scale is not None:
+        data["timeScale"] = time_scale
+    data["controller"] = {**(data.get("controller") or {}), "stateDir": str(tmp)}
+    if backend is not None:
+        data["controller"]["backend"] = backend
+    return load_settings(data)
+
+
+def _overrides(command: str | list[str] | None, image: str | None, env: dict[str, str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if command is not None:
+        out["command"] = command
+    if image is not None:
+        out["image"] = image
+    if env:
+        out["env"] = dict(env)
+    return out
+
+
+@pytest.fixture
+def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
+    def run(config: str | Path | dict[str, Any], *, command: str | list[str] | None = None,
+            image: str | None = None, env: dict[str, str] | None = None, strategy: str | None = None,
+            time_scale: float | None = None, backend: str | None = None, load_rps: float = 20.0,
+            timeout: float | None = None, free_ports: bool = True) -> Rehearsal:
+        from shiftlab.rehearse import rehearse
+
+        state = tmp_path / f"shiftlab-{len(list(tmp_path.glob('shiftlab-*')))}"
+        settings = _settings(config, state, time_scale, backend, free_ports)
+        dc = settings.deployment.model_copy(update={"strategy": strategy}) if strategy else None
+        outcome = asyncio.run(rehearse(settings, _overrides(command, image, env), dc, load_rps, state, timeout))
+        return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,
+                         outcome.seconds)
+
+    return run
+
+
+@pytest.fixture
+def shiftlab_stack(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Any]]:
+    @contextlib.asynccontextmanager
+    async def stack(config: str | Path | dict[str, Any], *, time_scale: float | None = None,
+                    backend: str | None = None, free_ports: bool = True) -> AsyncIterator[Any]:
+        from controller.stack import Stack
+
+        state = tmp_path / "shiftlab-stack"
+        async with Stack(_settings(config, state, time_scale, backend, free_ports)) as s:
+            yield s
+
+    return stack

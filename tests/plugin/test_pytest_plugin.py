@@ -1,0 +1,38 @@
+"""The pytest plugin, used the way a project would: a test file of its own,
+run by pytest in a subprocess, with a config like the README's example."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from importlib import resources
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_plugin_is_registered() -> None:
+    eps = importlib.metadata.entry_points(group="pytest11")
+    assert any(ep.name == "shiftlab" and ep.value == "shiftlab.pytest_plugin" for ep in eps)
+
+
+def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester) -> None:
+    config = resources.files("shiftlab").joinpath("examples/shiftlab.yaml").read_text()
+    pytester.makefile(".yaml", shiftlab=config)
+    pytester.makepyfile(test_release='''
+        def test_good_release_survives_the_canary(shiftlab_rehearse):
+            outcome = shiftlab_rehearse("shiftlab.yaml", env={"GREETING": "v2"}, load_rps=30)
+            assert outcome.ok, outcome.reason
+            assert outcome.load["connectionErrors"] == 0
+
+        def test_bad_release_is_rolled_back(shiftlab_rehearse):
+            outcome = shiftlab_rehearse("shiftlab.yaml", env={"ERROR_RATE": "0.5"}, load_rps=30)
+            assert outcome.status == "ROLLBACK_SUCCESSFUL"
+            assert outcome.triggered_alarms == ["service-5xx"]
+
+        async def test_the_stack_fixture(shiftlab_stack):
+            async with shiftlab_stack("shiftlab.yaml") as stack:
+                assert len(stack.controller.sets["blue"].running()) == 2
+    ''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", timeout=240)
+    result.assert_outcomes(passed=3)
