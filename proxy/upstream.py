@@ -119,14 +119,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        self._abandon()
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
 
     def abort(self) -> None:
+        self._abandon()
         if self.transport is not None:
             self.transport.abort()
         self.closed = True
+
+    def _abandon(self) -> None:
+        # Nobody will await a head that has not come: cancel it, so that the
+        # close does not leave an exception that asyncio reports as unseen.
+        w = self._head_waiter
+        if w is not None and not w.done():
+            w.cancel()
 
     # -- asyncio.Protocol -------------------------------------------------
 
