@@ -49,7 +49,8 @@ _SKIP_RESPONSE = frozenset({
 })
 
 _REASONS = {
-    400: "Bad Request", 405: "Method Not Allowed", 460: "", 463: "", 500: "Internal Server Error",
+    400: "Bad Request", 405: "Method Not Allowed", 408: "Request Time-out", 460: "", 463: "",
+    500: "Internal Server Error",
     501: "Not Implemented", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
     504: "Gateway Time-out",
 }
@@ -267,7 +268,12 @@ class ListenerHandler:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = b""
         if request.body_exists and not streamed:
-            body = await request.read()
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    body = await request.read()
+            except TimeoutError:
+                counters.elb_error(408)
+                return elb_response(408, close=True)
         head = self._head(request, xff, None if streamed and length is None else (length if streamed else len(body)))
         if head is None:
             counters.elb_error(400)
@@ -311,6 +317,11 @@ class ListenerHandler:
                     # The target closed an idle keep-alive connection as we
                     # reused it; nothing reached it, so one retry is safe.
                     continue
+                except ClientStalled:
+                    _settle(waiter)
+                    conn.abort()
+                    counters.elb_error(408)
+                    return elb_response(408, close=True)
                 except TimeoutError:
                     _settle(waiter)
                     conn.abort()
@@ -339,10 +350,19 @@ class ListenerHandler:
 
     async def _upload(self, request: BaseRequest, conn: UpstreamConnection, head: bytes, chunked: bool,
                       counters: Counters) -> None:
-        """Send the head, then the body as it arrives, paced by the target; a
-        target that takes nothing for the idle timeout ends it (TimeoutError)."""
+        """Send the head, then the body as it arrives, paced by the target.
+        Nothing for the idle timeout ends it: TimeoutError when the target
+        takes nothing, ClientStalled when the client sends nothing."""
         conn.write(head)
-        async for chunk in request.content.iter_any():
+        content = request.content
+        while True:
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                raise ClientStalled from None
+            if not chunk:
+                break
             conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             counters.bytes += len(chunk)
             await conn.drain(self.idle_timeout)
@@ -462,6 +482,10 @@ class ListenerHandler:
             target.outstanding -= 1
             if target.outstanding == 0:
                 choice.group.request_done(target)
+
+
+class ClientStalled(Exception):
+    """The client sent no body bytes for the idle timeout (ALB: 408)."""
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

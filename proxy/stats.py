@@ -29,7 +29,7 @@ def _bounds() -> tuple[float, ...]:
 
 
 BOUNDS = _bounds()
-ELB_CODES = (400, 405, 460, 463, 501, 502, 503, 504)
+ELB_CODES = (400, 405, 408, 460, 463, 501, 502, 503, 504)
 
 
 class Counters:
