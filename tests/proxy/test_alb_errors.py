@@ -161,6 +161,21 @@ async def test_504_target_taking_no_upload(start_proxy: StartProxy, raw_server: 
     assert (await stats(client, px))["targetGroups"]["blue"]["HTTPCode_ELB_504_Count"] == 1
 
 
+@pytest.mark.parametrize("length", [10_000, 1_000_000], ids=["small body", "streamed body"])
+async def test_408_client_stalling_mid_body(start_proxy: StartProxy, backends: Any, client: aiohttp.ClientSession,
+                                            length: int) -> None:
+    b = await backends("blue-1")
+    px = await one_target_proxy(start_proxy, b.addr,
+                                LoadBalancerAttributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "1"}])
+    # Half the body, then nothing: ALB gives up after the idle timeout.
+    half = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (length, b"a" * (length // 2))
+    raw = await raw_exchange(px.conf.Listeners[0].Port, half, timeout=10)
+    assert status_of(raw) == 408, raw[:300]
+    assert b"Connection: close" in raw
+    m = (await stats(client, px))["targetGroups"]["blue"]
+    assert (m["HTTPCode_ELB_4XX_Count"], m["HTTPCode_Target_2XX_Count"]) == (1, 0)
+
+
 async def test_target_failing_mid_body_cuts_the_response(start_proxy: StartProxy, raw_server: Any,
                                                          client: aiohttp.ClientSession) -> None:
     port = await raw_server(partial_body)
