@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from controller import describe as describing
 from controller import hooks as hook_calls
 from controller import machine as m
 from controller.alarms import AlarmEvaluator, MetricAlarm, required_retention
@@ -756,89 +757,20 @@ class ServiceController:
         log.info("%s%s", f"[{deployment_id[:8]}] " if deployment_id else "", message)
         self._publish({"type": "event", "event": ev})
 
-    # -- describing -----------------------------------------------------------------
-
-    @property
-    def cluster_arn(self) -> str:
-        return f"arn:aws:ecs:local:000000000000:cluster/{self.service.clusterName}"
+    # -- describing (controller.describe) ---------------------------------------------
 
     @property
     def service_arn(self) -> str:
-        return f"arn:aws:ecs:local:000000000000:service/{self.service.clusterName}/{self.name}"
+        return describing.service_arn(self)
 
     def revision_arn(self, revision: str) -> str:
-        return f"arn:aws:ecs:local:000000000000:service-revision/{self.service.clusterName}/{self.name}/{revision}"
+        return describing.revision_arn(self, revision)
 
     def describe(self, d: Deployment) -> dict[str, Any]:
-        """DescribeServiceDeployments' shape for one deployment, plus shiftlab's detail."""
-        is_current = self.current is not None and self.current.id == d.id and not d.final
-        green = self.sets.get(self.alternate) if is_current else None
-        blue = self.sets.get(self.primary) if is_current else None
-
-        def counts(ts: TaskSet | None, requested: int) -> dict[str, int]:
-            running = len(ts.running()) if ts else 0
-            return {"requestedTaskCount": requested, "runningTaskCount": running,
-                    "pendingTaskCount": max(0, requested - running) if ts else 0}
-
-        dc = d.dc
-        return {
-            "serviceDeploymentArn": f"arn:aws:ecs:local:000000000000:service-deployment/"
-                                    f"{self.service.clusterName}/{self.name}/{d.id}",
-            "serviceArn": self.service_arn,
-            "clusterArn": self.cluster_arn,
-            "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),
-            "stoppedAt": _iso(d.stopped_at), "updatedAt": _iso(d.updated_at),
-            "sourceServiceRevisions": [{"arn": self.revision_arn(d.source_revision),
-                                        **counts(blue, d.desired_count)}],
-            "targetServiceRevision": {
-                "arn": self.revision_arn(d.target_revision), **counts(green, d.desired_count),
-                "requestedTestTrafficWeight": d.requested_test_percent,
-                "requestedProductionTrafficWeight": d.requested_production_percent,
-            },
-            "status": d.status, "statusReason": d.status_reason, "lifecycleStage": d.stage,
-            "deploymentConfiguration": d.config,
-            "rollback": ({"reason": d.rollback["reason"], "startedAt": _iso(d.rollback["startedAt"]),
-                          "serviceRevisionArn": self.revision_arn(d.rollback["serviceRevisionArn"])}
-                         if d.rollback else None),
-            "deploymentCircuitBreaker": {"status": d.circuit_breaker_status, "failureCount": d.failure_count,
-                                         "threshold": d.threshold},
-            "alarms": {"status": ("TRIGGERED" if d.triggered_alarms else
-                                  "MONITORING" if dc.alarms.enable else "DISABLED"),
-                       "alarmNames": dc.alarms.alarmNames, "triggeredAlarmNames": d.triggered_alarms},
-            "shiftlab": {
-                "id": d.id, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,
-                "strategy": dc.strategy, "timeScale": d.time_scale,
-                "productionTrafficWeight": d.production_percent, "testTrafficWeight": d.test_percent,
-                "stepIndex": d.step_index, "steps": [s.percent for s in d.steps], "waiting": d.waiting,
-                "bakeUntil": _iso(d.wake_at) if d.waiting == m.W_BAKE else None,
-                "stageStartedAt": _iso(d.stage_started_at),
-                "stages": [{**s, "startedAt": _iso(s["startedAt"]), "endedAt": _iso(s["endedAt"])}
-                           for s in d.stages],
-                "hookRuns": [_hook_view(r) for r in [*d.hook_runs, *([d.hook] if d.hook else [])]],
-                "awaitingApproval": bool(d.hook and d.hook.kind == "PAUSE"),
-                "alarmStates": d.alarm_states, "ignoredAlarms": d.ignored_alarms,
-            },
-        }
+        return describing.describe(self, d)
 
     def service_view(self) -> dict[str, Any]:
-        sets = []
-        for group, ts in self.sets.items():
-            sets.append({
-                "targetGroup": group, "role": "primary" if group == self.primary else "alternate",
-                "revision": ts.revision, "desiredCount": ts.desired,
-                "tasks": [{"taskId": t.task_id, "lastStatus": t.state, "address": target_id(t.host, t.port),
-                           "revision": t.revision, "startedAt": _iso(t.started_at),
-                           "stoppedReason": t.stopped_reason} for t in ts.tasks.values()],
-            })
-        return {
-            "serviceName": self.name, "serviceArn": self.service_arn, "runningRevision": self.state.running_revision,
-            "primaryTargetGroup": self.primary, "alternateTargetGroup": self.alternate,
-            "productionListenerRule": self.production_rule, "testListenerRules": self.test_rules,
-            "taskSets": sets, "alarms": self.alarms_view(),
-            "currentDeployment": self.current.id if self.current and not self.current.final else None,
-            "metrics": self.last_metrics,
-            "timeScale": self.time_scale,
-        }
+        return describing.service_view(self)
 
 
 Deployment = m.Deployment
@@ -846,21 +778,6 @@ Deployment = m.Deployment
 
 class DeploymentConflict(Exception):
     """A request that the current deployment's state does not allow."""
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _hook_view(r: m.HookRun) -> dict[str, Any]:
-    return {"executionId": r.execution_id, "lifecycleStage": r.stage, "hookIndex": r.hook_index, "kind": r.kind,
-            "status": r.status, "attempts": r.attempts, "startedAt": _iso(r.started_at),
-            "finishedAt": _iso(r.finished_at), "error": r.error, "answers": r.answers,
-            "durationSeconds": (round(r.finished_at - r.started_at, 3) if r.finished_at else None)}
 
 
 def _p99(snap: dict[str, Any], prev: dict[str, Any], group: str) -> float | None:

@@ -1,0 +1,116 @@
+"""What the controller says about itself: DescribeServiceDeployments' shape
+for a deployment (plus a `shiftlab` section with the stage timeline, hook
+runs and weights), the service view, and the ARNs shiftlab makes up
+(region `local`, account 000000000000)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from controller import machine as m
+from controller.machine import Deployment
+from controller.router import target_id
+
+if TYPE_CHECKING:
+    from controller.driver import ServiceController, TaskSet
+
+ACCOUNT = "arn:aws:ecs:local:000000000000"
+
+
+def cluster_arn(ctl: ServiceController) -> str:
+    return f"{ACCOUNT}:cluster/{ctl.service.clusterName}"
+
+
+def service_arn(ctl: ServiceController) -> str:
+    return f"{ACCOUNT}:service/{ctl.service.clusterName}/{ctl.name}"
+
+
+def revision_arn(ctl: ServiceController, revision: str) -> str:
+    return f"{ACCOUNT}:service-revision/{ctl.service.clusterName}/{ctl.name}/{revision}"
+
+
+def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
+    """DescribeServiceDeployments' shape for one deployment, plus shiftlab's detail."""
+    is_current = ctl.current is not None and ctl.current.id == d.id and not d.final
+    green = ctl.sets.get(ctl.alternate) if is_current else None
+    blue = ctl.sets.get(ctl.primary) if is_current else None
+
+    def counts(ts: TaskSet | None, requested: int) -> dict[str, int]:
+        running = len(ts.running()) if ts else 0
+        return {"requestedTaskCount": requested, "runningTaskCount": running,
+                "pendingTaskCount": max(0, requested - running) if ts else 0}
+
+    dc = d.dc
+    return {
+        "serviceDeploymentArn": f"{ACCOUNT}:service-deployment/"
+                                f"{ctl.service.clusterName}/{ctl.name}/{d.id}",
+        "serviceArn": service_arn(ctl),
+        "clusterArn": cluster_arn(ctl),
+        "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),
+        "stoppedAt": _iso(d.stopped_at), "updatedAt": _iso(d.updated_at),
+        "sourceServiceRevisions": [{"arn": revision_arn(ctl, d.source_revision),
+                                    **counts(blue, d.desired_count)}],
+        "targetServiceRevision": {
+            "arn": revision_arn(ctl, d.target_revision), **counts(green, d.desired_count),
+            "requestedTestTrafficWeight": d.requested_test_percent,
+            "requestedProductionTrafficWeight": d.requested_production_percent,
+        },
+        "status": d.status, "statusReason": d.status_reason, "lifecycleStage": d.stage,
+        "deploymentConfiguration": d.config,
+        "rollback": ({"reason": d.rollback["reason"], "startedAt": _iso(d.rollback["startedAt"]),
+                      "serviceRevisionArn": revision_arn(ctl, d.rollback["serviceRevisionArn"])}
+                     if d.rollback else None),
+        "deploymentCircuitBreaker": {"status": d.circuit_breaker_status, "failureCount": d.failure_count,
+                                     "threshold": d.threshold},
+        "alarms": {"status": ("TRIGGERED" if d.triggered_alarms else
+                              "MONITORING" if dc.alarms.enable else "DISABLED"),
+                   "alarmNames": dc.alarms.alarmNames, "triggeredAlarmNames": d.triggered_alarms},
+        "shiftlab": {
+            "id": d.id, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,
+            "strategy": dc.strategy, "timeScale": d.time_scale,
+            "productionTrafficWeight": d.production_percent, "testTrafficWeight": d.test_percent,
+            "stepIndex": d.step_index, "steps": [s.percent for s in d.steps], "waiting": d.waiting,
+            "bakeUntil": _iso(d.wake_at) if d.waiting == m.W_BAKE else None,
+            "stageStartedAt": _iso(d.stage_started_at),
+            "stages": [{**s, "startedAt": _iso(s["startedAt"]), "endedAt": _iso(s["endedAt"])}
+                       for s in d.stages],
+            "hookRuns": [_hook_view(r) for r in [*d.hook_runs, *([d.hook] if d.hook else [])]],
+            "awaitingApproval": bool(d.hook and d.hook.kind == "PAUSE"),
+            "alarmStates": d.alarm_states, "ignoredAlarms": d.ignored_alarms,
+        },
+    }
+
+
+def service_view(ctl: ServiceController) -> dict[str, Any]:
+    sets = []
+    for group, ts in ctl.sets.items():
+        sets.append({
+            "targetGroup": group, "role": "primary" if group == ctl.primary else "alternate",
+            "revision": ts.revision, "desiredCount": ts.desired,
+            "tasks": [{"taskId": t.task_id, "lastStatus": t.state, "address": target_id(t.host, t.port),
+                       "revision": t.revision, "startedAt": _iso(t.started_at),
+                       "stoppedReason": t.stopped_reason} for t in ts.tasks.values()],
+        })
+    return {
+        "serviceName": ctl.name, "serviceArn": service_arn(ctl), "runningRevision": ctl.state.running_revision,
+        "primaryTargetGroup": ctl.primary, "alternateTargetGroup": ctl.alternate,
+        "productionListenerRule": ctl.production_rule, "testListenerRules": ctl.test_rules,
+        "taskSets": sets, "alarms": ctl.alarms_view(),
+        "currentDeployment": ctl.current.id if ctl.current and not ctl.current.final else None,
+        "metrics": ctl.last_metrics,
+        "timeScale": ctl.time_scale,
+    }
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _hook_view(r: m.HookRun) -> dict[str, Any]:
+    return {"executionId": r.execution_id, "lifecycleStage": r.stage, "hookIndex": r.hook_index, "kind": r.kind,
+            "status": r.status, "attempts": r.attempts, "startedAt": _iso(r.started_at),
+            "finishedAt": _iso(r.finished_at), "error": r.error, "answers": r.answers,
+            "durationSeconds": (round(r.finished_at - r.started_at, 3) if r.finished_at else None)}
