@@ -18,7 +18,7 @@ from controller.records import Records
 from controller.router import HttpRouter
 from proxy.app import Proxy
 from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import resolve_token
+from shiftlab.netsafety import resolve_token, serve_app
 from shiftlab.settings import Settings
 
 log = logging.getLogger("shiftlab.controller")
@@ -71,12 +71,7 @@ class Stack:
             )
             await self.controller.start()
             app = make_api_app(self.controller, self.token)
-            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, s.controller.address, self.api_port, reuse_address=True)
-            await site.start()
-            if self.api_port == 0:
-                self.api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port)
         except BaseException:
             await self.stop()
             raise

@@ -7,7 +7,6 @@ step by reading it back.
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proxy.config import parse_target
 from proxy.state import LoadBalancerState, StateError
 from shiftlab.configfile import ConfigError
+from shiftlab.netsafety import bearer_middleware
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -26,23 +26,14 @@ LB_KEY = web.AppKey("lb", LoadBalancerState)
 REGISTRY_KEY = web.AppKey("registry", object)
 
 
-def token_middleware(token: str | None) -> Any:
-    expected = f"Bearer {token}".encode() if token else None
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is not None and request.path != "/admin/healthz":
-            got = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(got, expected):
-                return web.json_response({"error": "missing or wrong bearer token"}, status=401)
-        try:
-            return await handler(request)
-        except StateError as exc:
-            return web.json_response({"error": str(exc)}, status=exc.status)
-        except ConfigError as exc:
-            return web.json_response({"error": "; ".join(exc.problems), "problems": exc.problems}, status=400)
-
-    return check
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StateError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    except ConfigError as exc:
+        return web.json_response({"error": "; ".join(exc.problems), "problems": exc.problems}, status=400)
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -129,7 +120,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def make_admin_app(lb: LoadBalancerState, registry: Any, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[token_middleware(token)])
+    app = web.Application(middlewares=[bearer_middleware(token, open_paths=("/admin/healthz",)), errors])
     app[LB_KEY] = lb
     app[REGISTRY_KEY] = registry
     r = app.router

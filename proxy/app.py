@@ -19,7 +19,7 @@ from proxy.health import HealthChecker
 from proxy.server import AlbServer, serve_listener
 from proxy.state import LoadBalancerState
 from proxy.stats import make_registry
-from shiftlab.netsafety import check_bind, resolve_token
+from shiftlab.netsafety import check_bind, resolve_token, serve_app
 
 log = logging.getLogger("shiftlab.proxy")
 
@@ -59,12 +59,7 @@ class Proxy:
             for ls in self.lb.listeners.values():
                 self._servers.append(await serve_listener(self.lb, ls, self.session, idle))
             app = make_admin_app(self.lb, self.registry, self.token)
-            self._admin_runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await self._admin_runner.setup()
-            site = web.TCPSite(self._admin_runner, self.conf.Admin.Address, self.admin_port, reuse_address=True)
-            await site.start()
-            if self.admin_port == 0:
-                self.admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._admin_runner, self.admin_port = await serve_app(app, self.conf.Admin.Address, self.admin_port)
         except OSError:
             await self.stop()
             raise

@@ -52,3 +52,18 @@ def bearer_middleware(token: str | None, open_paths: tuple[str, ...] = ()) -> An
         return response
 
     return check
+
+
+async def serve_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve a control-plane app (admin or controller API, no access log);
+    returns the runner and the port it got (port 0 picks a free one)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    sockets = site._server.sockets if site._server is not None else ()  # type: ignore[attr-defined]
+    return runner, (sockets[0].getsockname()[1] if port == 0 and sockets else port)
