@@ -759,6 +759,8 @@ def describe_cpus(opts: Options) -> str:
 
 
 def run(opts: Options) -> int:
+    # Nothing of ours runs yet: a load above ~1 means other work shares the CPUs and skews every figure.
+    print(f"load average before the run: {os.getloadavg()[0]:.2f}")
     workdir = Path(tempfile.mkdtemp(prefix="shiftlab-bench-"))
     bench = Bench(opts, workdir)
     rows: list[Row] = []
@@ -802,6 +804,7 @@ def run(opts: Options) -> int:
             opts.json_out.write_text(json.dumps({"cpus": describe_cpus(opts), "loadgen": opts.loadgen,
                                                  "rows": [asdict(r) for r in rows]}, indent=2))
         print(f"non-200 responses, socket errors and counter problems, all runs: {errors}")
+        print(f"load average after the run (includes the benchmark itself): {os.getloadavg()[0]:.2f}")
         if opts.profile:
             print()
             print(profile(bench, top=25))
