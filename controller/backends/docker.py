@@ -274,7 +274,7 @@ class DockerBackend:
         self.start_timeout = start_timeout
         self.options = options or DockerOptions.from_env(**option_overrides)
         self.owner = self.options.owner or owner_of(self.state_dir)
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="shiftlab-docker")
+        self._pool: ThreadPoolExecutor | None = None
         self._client: Any = None
         self._connecting: asyncio.Future[None] | None = None
         self._events_thread: threading.Thread | None = None
@@ -350,6 +350,8 @@ class DockerBackend:
             if entry.stopper is None:
                 entry.stopper = asyncio.create_task(self._stop(entry, timeout, USER_INITIATED, REASON_USER))
             await asyncio.shield(entry.stopper)
+        if entry.finisher is not None:
+            await asyncio.shield(entry.finisher)  # stopped means removed too
         return entry.task.snapshot()
 
     async def tasks(self, service: str | None = None) -> list[Task]:
@@ -414,6 +416,8 @@ class DockerBackend:
         return await self.tasks(service)
 
     async def close(self, stop_tasks: bool) -> None:
+        """Stop watching (with `stop_tasks`, stop and remove every task first).
+        A closed backend can still be closed again with `stop_tasks`."""
         if stop_tasks:
             live = [e for e in self._entries.values() if e.task.state != STOPPED]
             await asyncio.gather(*[self.stop_task(e.task.task_id, e.stop_timeout) for e in live])
@@ -428,6 +432,7 @@ class DockerBackend:
             with contextlib.suppress(BaseException):
                 await t
         stream, thread = self._events_stream, self._events_thread
+        self._events_stream = self._events_thread = None
         if stream is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(stream.close)
@@ -435,8 +440,10 @@ class DockerBackend:
             await asyncio.to_thread(thread.join, 5.0)
         if self._client is not None:
             with contextlib.suppress(Exception):
-                self._client.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+                self._client.close()  # its connections; the client itself still works if asked again
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     # -- the engine ------------------------------------------------------------------------------------
 
@@ -465,6 +472,8 @@ class DockerBackend:
         await asyncio.to_thread(connected.wait, PING_TIMEOUT_SECONDS)
 
     async def _call(self, fn: Callable[[], T]) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="shiftlab-docker")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn)
 
@@ -651,17 +660,25 @@ class DockerBackend:
                         (entry.container_id or "")[:12], KILL_WAIT_SECONDS)
 
     async def _wait_exited(self, entry: _Entry, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(entry.exited.wait(), max(timeout, 0.0))
-            return True
-        # The event may be late or lost (a reconnecting stream): look.
-        attrs = await self._inspect(entry)
-        state = (attrs or {}).get("State") or {}
-        if attrs is None or not state.get("Running"):
-            entry.oom = entry.oom or bool(state.get("OOMKilled"))
-            self._exited(entry, state.get("ExitCode") if attrs else None)
-            return True
-        return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        # With the event stream, the exit is heard; without it (a closed
+        # backend asked to stop its tasks after all), look every so often.
+        poll = READY_POLL_SECONDS * 2 if self._events_thread is None else None
+        while True:
+            remaining = deadline - loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(entry.exited.wait(), max(0.0, min(remaining, poll or remaining)))
+                return True
+            # The event may be late or lost (a reconnecting stream): look.
+            attrs = await self._inspect(entry)
+            state = (attrs or {}).get("State") or {}
+            if attrs is None or not state.get("Running"):
+                entry.oom = entry.oom or bool(state.get("OOMKilled"))
+                self._exited(entry, state.get("ExitCode") if attrs else None)
+                return True
+            if loop.time() >= deadline:
+                return False
 
     # -- state changes --------------------------------------------------------------------------------
 
@@ -676,7 +693,7 @@ class DockerBackend:
         task.stopped_reason = reason
         entry.exited.set()
         self._change(entry, STOPPED)
-        if entry.container_id is not None and not self._closed:
+        if entry.container_id is not None and entry.finisher is None:
             entry.finisher = asyncio.ensure_future(self._finish(entry))
 
     async def _finish(self, entry: _Entry) -> None:
@@ -771,6 +788,10 @@ def _pull(image: str, stall_timeout: float) -> None:
         for message in stream:
             if message.get("error"):
                 raise RuntimeError(message["error"])
+    except Exception as exc:
+        if "timed out" in str(exc).lower():
+            raise TimeoutError(f"not a word from the engine or the registry for {stall_timeout:g} s") from None
+        raise
     finally:
         client.close()
 
@@ -778,7 +799,9 @@ def _pull(image: str, stall_timeout: float) -> None:
 def _engine_error(exc: BaseException) -> str:
     explanation = getattr(exc, "explanation", None)
     text = str(explanation or exc).strip() or type(exc).__name__
-    if "timed out" in text.lower() or isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError):
+        return f"no answer in time: {text}"
+    if "timed out" in text.lower():
         return f"no answer in time ({text})"
     return text
 

@@ -1,0 +1,128 @@
+"""DockerBackend's pure parts: what a container is made of, read back from
+the engine's answers, and the options. No engine needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.backends.base import Task, TaskDefinition
+from controller.backends.docker import (
+    L_OWNER,
+    L_TASK,
+    DockerBackend,
+    DockerOptions,
+    DockerUnavailable,
+    container_command,
+    container_env,
+    container_name,
+    exit_reason,
+    has_healthcheck,
+    owner_of,
+    parse_docker_time,
+    published_port,
+    run_options,
+    task_labels,
+)
+from controller.stack import make_backend
+from shiftlab.configfile import ConfigError
+
+TASK = Task("a" * 32, "3", "green", "web", "d-1", "127.0.0.1", 0, "PROVISIONING")
+
+
+def test_publishing_on_loopback_is_the_default() -> None:
+    kw = run_options(DockerOptions(), TaskDefinition("1", image="x", container_port=9000), None)
+    assert kw["ports"] == {"9000/tcp": ("127.0.0.1", None)}  # the engine picks the host port
+    assert "network" not in kw and "network_mode" not in kw and "mem_limit" not in kw
+
+
+def test_host_networking_and_named_networks() -> None:
+    d = TaskDefinition("1", image="x")
+    assert run_options(DockerOptions(network="host"), d, 4321)["network_mode"] == "host"
+    named = run_options(DockerOptions(network="shiftlab"), d, None)
+    assert named["network"] == "shiftlab" and "ports" not in named
+
+
+def test_limits_are_passed_and_swap_is_not_allowed() -> None:
+    kw = run_options(DockerOptions(cpus=0.5, memory="256m"), TaskDefinition("1", image="x"), None)
+    assert kw["nano_cpus"] == 500_000_000
+    assert kw["mem_limit"] == kw["memswap_limit"] == "256m"
+
+
+def test_python_placeholder_means_the_images_python() -> None:
+    d = TaskDefinition("1", ("{python}", "-m", "app"), image="x")
+    assert container_command(d, "python3") == ["python3", "-m", "app"]
+    assert container_command(TaskDefinition("1", image="x"), "python3") is None  # the image's CMD
+
+
+def test_env_port_and_identity_win_over_the_definition() -> None:
+    d = TaskDefinition("3", image="x", env={"PORT": "1", "SHIFTLAB_COLOUR": "blue", "GREETING": "hi"})
+    env = container_env(TASK, d, {"SHIFTLAB_TARGET_GROUP": "green"}, 8080)
+    assert env["PORT"] == "8080" and env["SHIFTLAB_COLOUR"] == "green" and env["GREETING"] == "hi"
+    assert env["HOST"] == "0.0.0.0" and env["SHIFTLAB_TARGET_GROUP"] == "green"
+    assert env["SHIFTLAB_TASK_ID"] == TASK.task_id and env["SHIFTLAB_REVISION"] == "3"
+
+
+def test_labels_and_names() -> None:
+    labels = task_labels("me", TASK, TaskDefinition("3", image="x", container_port=9000, stop_timeout=2.5))
+    assert labels[L_OWNER] == "me" and labels[L_TASK] == TASK.task_id
+    assert labels["io.shiftlab.deployment"] == "d-1" and labels["io.shiftlab.stop-timeout"] == "2.5"
+    assert labels["io.shiftlab.container-port"] == "9000"
+    assert container_name("web", "green", TASK.task_id) == "shiftlab-web-green-aaaaaaaaaaaa"
+
+
+def test_owner_follows_the_state_directory(tmp_path: Path) -> None:
+    assert owner_of(tmp_path / "a") == owner_of(tmp_path / "b" / ".." / "a") != owner_of(tmp_path / "b")
+
+
+def test_engine_answers_are_read() -> None:
+    attrs = {"NetworkSettings": {"Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}]}},
+             "Config": {"Healthcheck": {"Test": ["CMD", "true"]}}}
+    assert published_port(attrs, 8080) == 32768
+    assert published_port(attrs, 9000) is None and published_port({}, 8080) is None
+    assert has_healthcheck(attrs)
+    assert not has_healthcheck({"Config": {"Healthcheck": {"Test": ["NONE"]}}}) and not has_healthcheck({})
+    assert parse_docker_time("2024-05-01T10:00:00.123456789Z") == pytest.approx(1714557600.123456)
+    assert parse_docker_time("0001-01-01T00:00:00Z") is None and parse_docker_time(None) is None
+
+
+def test_exit_reasons_say_oom() -> None:
+    assert exit_reason(False) == "Essential container in task exited"
+    assert exit_reason(True) == ("Essential container in task exited "
+                                 "(OutOfMemoryError: Container killed due to memory usage)")
+
+
+def test_options_from_the_environment() -> None:
+    opts = DockerOptions.from_env({"SHIFTLAB_DOCKER_NETWORK": "shiftlab", "SHIFTLAB_DOCKER_PULL": "never",
+                                   "SHIFTLAB_DOCKER_CPUS": "1.5", "SHIFTLAB_DOCKER_MEMORY": "512m"})
+    assert (opts.network, opts.pull_policy, opts.cpus, opts.memory) == ("shiftlab", "never", 1.5, "512m")
+    assert DockerOptions.from_env({}, pull_policy="always").pull_policy == "always"
+
+
+def test_bad_options_are_all_reported() -> None:
+    with pytest.raises(ConfigError) as e:
+        DockerOptions(pull_policy="sometimes", cpus=0, memory="lots")
+    assert e.value.problems == [
+        "docker backend: pull policy 'sometimes' is not one of missing, never, always",
+        "docker backend: cpus 0 is out of range (0, 1024]",
+        "docker backend: memory 'lots' is not a size such as 512m or 2g",
+    ]
+    with pytest.raises(ConfigError, match="SHIFTLAB_DOCKER_CPUS: 'two' is not a number"):
+        DockerOptions.from_env({"SHIFTLAB_DOCKER_CPUS": "two"})
+
+
+async def test_no_engine_is_a_clear_error_that_names_the_way_out(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    backend = make_backend("docker", tmp_path)  # constructing contacts nothing
+    assert isinstance(backend, DockerBackend)
+    try:
+        with pytest.raises(DockerUnavailable) as e:
+            await backend.adopt("web")
+        message = str(e.value)
+        assert f"unix://{tmp_path}/no-docker.sock" in message
+        assert "Start it" in message and "process backend" in message
+        assert isinstance(e.value, OSError)  # `shiftlab up` prints it as "cannot start: ..."
+    finally:
+        await backend.close(stop_tasks=True)
