@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import uuid
@@ -282,9 +281,9 @@ async def test_adopt_after_a_real_controller_crash(tmp_path: Path, owners, docke
         stopped = await backend.stop_task(second, 5)
         assert stopped.state == STOPPED and stopped.stop_code == USER_INITIATED
         await eventually(lambda: not owned(docker_client, owner), timeout=10, what="every container to be removed")
+        assert "stopped (SIGTERM)" in await backend.logs(second)  # kept after its container went
     finally:
         if controller.returncode is None:
             controller.kill()
             await controller.wait()
         await backend.close(stop_tasks=True)
-    assert os.path.isdir(state / "logs")
