@@ -84,7 +84,7 @@ def docker_client() -> Iterator[Any]:
 def remove_owned(client: Any, owner: str) -> list[str]:
     """Force-remove every container labelled with `owner`; their names."""
     gone = []
-    for c in client.containers.list(all=True, filters={"label": f"{L_OWNER}={owner}"}):
+    for c in owned(client, owner):
         gone.append(c.name)
         try:
             c.remove(force=True)
@@ -95,8 +95,17 @@ def remove_owned(client: Any, owner: str) -> list[str]:
 
 
 def owned(client: Any, owner: str, **labels: str) -> list[Any]:
+    """The containers labelled with `owner` (and `labels`), as they are now."""
+    import docker
+
     filters = [f"{L_OWNER}={owner}", *(f"io.shiftlab.{k}={v}" for k, v in labels.items())]
-    return list(client.containers.list(all=True, filters={"label": filters}))
+    found = []
+    for row in client.api.containers(all=True, filters={"label": filters}):
+        try:
+            found.append(client.containers.get(row["Id"]))
+        except docker.errors.NotFound:
+            continue  # removed between the listing and the look
+    return found
 
 
 @pytest.fixture
