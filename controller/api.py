@@ -25,6 +25,8 @@ from shiftlab.netsafety import bearer_middleware
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
+STREAMS_KEY = web.AppKey("streams", set)  # the queues of the open SSE streams
+_END_OF_STREAM: dict[str, Any] = {"type": "end"}
 
 # The dashboard's static files (controller/dashboard/*), by suffix.
 DASHBOARD_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -207,6 +209,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             queue.put_nowait(message)
 
     unsubscribe = ctl.subscribe(push)
+    request.app[STREAMS_KEY].add(queue)
     try:
         last = request.headers.get("Last-Event-ID") or request.query.get("after")
         if last and last.isdigit():
@@ -221,12 +224,24 @@ async def stream(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await resp.write(b": keep-alive\n\n")
                 continue
+            if message is _END_OF_STREAM:
+                break
             await _send(resp, message)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         unsubscribe()
+        request.app[STREAMS_KEY].discard(queue)
     return resp
+
+
+async def _end_streams(app: web.Application) -> None:
+    """On shutdown: a stream never ends by itself, and aiohttp would wait for
+    open ones (its shutdown timeout, twice) before stopping."""
+    for queue in app[STREAMS_KEY]:
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(_END_OF_STREAM)
 
 
 def _stream_allowed(request: web.Request) -> bool:
@@ -301,6 +316,8 @@ def make_api_app(ctl: ServiceController, token: str | None) -> web.Application:
     app = web.Application(middlewares=[bearer_middleware(token, open_paths=open_paths), errors])
     app[CONTROLLER_KEY] = ctl
     app[TOKEN_KEY] = token or ""
+    app[STREAMS_KEY] = set()
+    app.on_shutdown.append(_end_streams)
     r = app.router
     r.add_get("/", dashboard)
     r.add_get("/dashboard/{name}", dashboard_file)
