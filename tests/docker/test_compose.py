@@ -93,6 +93,13 @@ def _wait(what: str, check: Any, timeout: float = 90) -> Any:
         time.sleep(0.2)
 
 
+def _cli(s: ComposeStack, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "shiftlab", *args], env=s.env, capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _answer(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
         doc: dict[str, Any] = json.load(r)
@@ -114,10 +121,7 @@ def test_the_compose_stack_runs_a_deployment_and_down_leaves_nothing(compose_sta
         assert list(c.attrs["NetworkSettings"]["Networks"]) == [s.network]
         assert not any(c.attrs["NetworkSettings"]["Ports"].values())
 
-    deploy = subprocess.run([sys.executable, "-m", "shiftlab", "deploy", "--url", s.api.base, "--image",
-                             test_images["good"], "--strategy", "BLUE_GREEN"], env=s.env, capture_output=True,
-                            text=True, timeout=60, cwd=REPO)
-    assert deploy.returncode == 0, deploy.stderr
+    _cli(s, "deploy", "--url", s.api.base, "--image", test_images["good"], "--strategy", "BLUE_GREEN")
     status = _wait("the deployment to end", lambda: (
         d := s.api.get("/api/deployments/latest"))["status"] in FINAL and d["status"], timeout=120)
     assert status == "SUCCESSFUL", s.run("logs").stdout[-3000:]
@@ -125,6 +129,11 @@ def test_the_compose_stack_runs_a_deployment_and_down_leaves_nothing(compose_sta
     assert (after["colour"], after["revision"]) == ("green", "2")
     images = {c.labels["io.shiftlab.revision"]: c.attrs["Config"]["Image"] for c in owned(docker_client, s.owner)}
     assert images == {"2": test_images["good"]}
+    # `shiftlab logs` from the host: the task list, then one task's output.
+    listed = _cli(s, "logs", "--url", s.api.base)
+    green_task = after["task"]
+    assert green_task in listed and "revision 2" in listed
+    assert "listening on 0.0.0.0:8080" in _cli(s, "logs", "--url", s.api.base, green_task)
 
     down = s.run("down", "--timeout", "60")
     assert down.returncode == 0, down.stderr

@@ -24,7 +24,7 @@ from tests.helpers import eventually
 
 pytestmark = pytest.mark.docker
 
-START_TIMEOUT = 8.0  # a container and a Python need longer than a process to listen
+START_TIMEOUT = 5.0  # a container and a Python need longer than a process to listen
 
 # Listens (on every interface: the published port reaches the container's
 # address, not its loopback), ignores SIGTERM, and starts a child that
