@@ -49,7 +49,6 @@ export class Stream {
     this.onState = onState;
     this.lastSeq = 0;
     this.source = null;
-    this.opened = false;
     this.retryMs = 1000;
     this.timer = null;
   }
@@ -71,12 +70,11 @@ export class Stream {
     }
     source.onopen = () => {
       this.retryMs = 1000;
-      this.onState("live", this.opened);
-      this.opened = true;
+      this.onState("live");
     };
     source.onerror = () => {
       if (source !== this.source) return;
-      this.onState("reconnecting", this.opened);
+      this.onState("reconnecting");
       if (source.readyState === EventSource.CLOSED) {
         source.close();
         this.timer = setTimeout(() => this.start(), this.retryMs);

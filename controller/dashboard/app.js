@@ -4,7 +4,7 @@
 
 import { api, ApiError, Stream, setToken, token } from "./api.js";
 import { Samples, drawChart } from "./plot.js";
-import { FINAL, el, fmtDuration, renderStageTable, renderTimeline, stageMarkers, ts } from "./timeline.js";
+import { FINAL, breakable, el, fmtDuration, renderStageTable, renderTimeline, stageMarkers, ts } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -72,12 +72,17 @@ function productionPercent() {
 
 // -- reads -------------------------------------------------------------------
 
+// A 401 stops the stream (it would only be refused again) until a token is given.
 function handleReadError(err) {
   if (err instanceof ApiError && err.status === 401) {
+    stream.stop();
+    setConnection("locked", "token needed");
     notice(token() ? "The controller refused this token: paste the right one (top right)."
       : "This controller needs a bearer token: paste it with the token button (top right).", "sticky");
     openTokenBox(true);
+    return true;
   }
+  return false;
 }
 
 async function refresh() {
@@ -87,8 +92,10 @@ async function refresh() {
     state.traffic = traffic;
     renderWeights();
     renderTaskSets();
+    return true;
   } catch (err) {
     handleReadError(err);
+    return false;
   }
 }
 
@@ -107,6 +114,7 @@ async function refreshHistory() {
 // Everything again: at start and after the stream was down.
 async function reload() {
   await Promise.all([refresh(), refreshHistory()]);
+  if (state.connection === "locked") return;
   const d = state.deployment;
   if (d) {
     try {
@@ -147,21 +155,21 @@ function onMessage(msg) {
   }
 }
 
-function setConnection(s) {
+function setConnection(s, text = s) {
   state.connection = s;
   const badge = $("conn");
   badge.dataset.state = s;
-  badge.textContent = s;
+  badge.textContent = text;
 }
 
 const stream = new Stream({
   onMessage,
-  onState(s, reconnected) {
+  onState(s) {
     setConnection(s);
     if (s === "live") {
-      if (reconnected) reload();
+      reload();  // the first time too: the stream itself carries no history
     } else {
-      refresh();  // a 401 shows the token prompt; a dead controller just fails
+      refresh();  // a 401 stops the stream and asks for a token; a dead controller just fails
     }
   },
 });
@@ -356,9 +364,11 @@ function renderEvents(live) {
   const before = state.newestSeq;
   list.replaceChildren(...seqs.map((seq) => {
     const ev = state.events.get(seq);
-    return el("li", { class: live && seq > before ? "fresh" : "", dataset: { kind: ev.kind, seq: String(seq) },
+    const tone = /\bALARM\b|FAILED|failed|ROLLBACK/.test(ev.message) ? "bad" : "";
+    return el("li", { class: live && seq > before ? "fresh" : "", dataset: { kind: ev.kind, seq: String(seq), tone },
       title: `${new Date(ev.at * 1000).toISOString()}${ev.deploymentId ? `  deployment ${ev.deploymentId}` : ""}` },
-    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message));
+    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind),
+    el("span", { class: "msg" }, breakable(ev.message)));
   }));
   state.newestSeq = Math.max(before, seqs[0] || 0);
   $("event-count").textContent = `${seqs.length} shown, newest first`;
@@ -517,12 +527,19 @@ function openTokenBox(open) {
   if (open) $("token-input").focus();
 }
 
-function useToken(value) {
+async function useToken(value) {
   setToken(value);
   openTokenBox(false);
   $("banner").hidden = true;
-  stream.start();
-  reload();
+  await boot();
+}
+
+// The stream starts once a first read shows the API takes us (an
+// EventSource refused with 401 would only log errors and retry).
+async function boot() {
+  setConnection("connecting");
+  await refresh();
+  if (state.connection !== "locked") stream.start();
 }
 
 // -- start ----------------------------------------------------------------------------------
@@ -555,8 +572,7 @@ function start() {
   }, 250);
   setInterval(() => { if (state.connection === "live") refresh(); }, REFRESH_MS);
   renderHistory();
-  reload();
-  stream.start();
+  boot();
 }
 
 start();

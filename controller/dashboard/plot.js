@@ -2,10 +2,10 @@
 // axis (production weight, request rate, 5xx rate, p99 latency), one colour
 // per target group, with the deployment's stage changes as vertical marks.
 
-// The time axis shows the last WINDOW_SECONDS, or less (not under
-// MIN_WINDOW_SECONDS) while the page has not seen that much yet.
+// The time axis shows the last WINDOW_SECONDS; until the page has seen that
+// much, it spans what it has (at least MIN_WINDOW_SECONDS), so lines fill it.
 export const WINDOW_SECONDS = 120;
-export const MIN_WINDOW_SECONDS = 30;
+export const MIN_WINDOW_SECONDS = 10;
 
 // A bounded, time-ordered list of metric samples:
 // {t, weights: {group: percent}, groups: {group: {rps, errorsPerSecond, p99}}, alarm: bool}
@@ -36,6 +36,10 @@ const PANELS = [
   { title: "5xx / s", value: (s, g) => s.groups?.[g]?.errorsPerSecond, floor: 1, fmt: rate, alarmShade: true },
   { title: "p99 latency (ms)", value: (s, g) => scaleMs(s.groups?.[g]?.p99), floor: 10, fmt: (v) => `${Math.round(v)}` },
 ];
+
+function tick(v) {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}
 
 function rate(v) {
   return v === 0 || v >= 10 ? `${Math.round(v)}` : v.toFixed(1);
@@ -80,7 +84,7 @@ export function drawChart(canvas, view) {
   const plotW = Math.max(10, w - m.left - m.right);
   const t1 = view.now;
   const oldest = view.samples.items[0]?.t ?? t1;
-  const span = Math.min(WINDOW_SECONDS, Math.max(MIN_WINDOW_SECONDS, Math.ceil((t1 - oldest) / 15) * 15));
+  const span = Math.min(WINDOW_SECONDS, Math.max(MIN_WINDOW_SECONDS, t1 - oldest));
   const t0 = t1 - span;
   const shown = view.samples.since(t0);
   const x = (t) => m.left + ((t - t0) / span) * plotW;
@@ -117,7 +121,7 @@ export function drawChart(canvas, view) {
       ctx.stroke();
       ctx.fillStyle = th.faint;
       ctx.textAlign = "right";
-      ctx.fillText(panel.fmt(frac * max), m.left - 6, yy);
+      ctx.fillText(panel.stacked ? panel.fmt(frac * max) : tick(frac * max), m.left - 6, yy);
     }
 
     ctx.save();
@@ -134,7 +138,7 @@ export function drawChart(canvas, view) {
     ctx.fillStyle = th.muted;
     ctx.textAlign = "left";
     ctx.fillText(panel.title, m.left + 8, top + 10.5);
-    lastValues(ctx, shown, view.groups, view.colors, panel, y, m.left + plotW + 6, th);
+    lastValues(ctx, shown, view.groups, view.colors, panel, y, m.left + plotW + 6, top, bottom, th);
   });
 
   drawMarkers(ctx, view.markers || [], x, t0, t1, m, h, th);
@@ -142,11 +146,11 @@ export function drawChart(canvas, view) {
   ctx.fillStyle = th.faint;
   ctx.font = `11px ${th.font}`;
   ctx.textBaseline = "alphabetic";
-  const tick = span > 60 ? 30 : span > 30 ? 15 : 10;
-  for (let ago = span; ago >= 0; ago -= tick) {
-    ctx.textAlign = ago === span ? "left" : ago === 0 ? "right" : "center";
-    ctx.fillText(ago ? `-${ago} s` : "now", x(t1 - ago), h - 5);
-  }
+  const tick = [5, 10, 15, 30].find((t) => span / t <= 6) || 30;
+  ctx.textAlign = "right";
+  ctx.fillText("now", x(t1), h - 5);
+  ctx.textAlign = "center";
+  for (let ago = tick; ago <= span - tick / 3; ago += tick) ctx.fillText(`-${ago} s`, x(t1 - ago), h - 5);
   return shown.filter((s) => s.t >= t0).length;
 }
 
@@ -202,7 +206,7 @@ function shadeAlarms(ctx, samples, x, top, ph, left, right, th) {
   }
 }
 
-function lastValues(ctx, samples, groups, colors, panel, y, left, th) {
+function lastValues(ctx, samples, groups, colors, panel, y, left, top, bottom, th) {
   const labels = [];
   let below = 0;
   for (const g of groups) {
@@ -215,8 +219,12 @@ function lastValues(ctx, samples, groups, colors, panel, y, left, th) {
     if (panel.stacked && v < 0.5) continue;
     labels.push({ y: y(at), text: panel.fmt(v), color: colors[g] });
   }
-  labels.sort((a, b) => a.y - b.y);
-  for (let k = 1; k < labels.length; k += 1) labels[k].y = Math.max(labels[k].y, labels[k - 1].y + 13);
+  // Kept inside the strip and 13 px apart, bottom up (most values sit near zero).
+  labels.sort((a, b) => b.y - a.y);
+  for (let k = 0; k < labels.length; k += 1) {
+    const floor = k ? labels[k - 1].y - 13 : bottom - 5;
+    labels[k].y = Math.max(Math.min(labels[k].y, floor), top + 6);
+  }
   ctx.font = `700 11.5px ${th.font}`;
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";

@@ -36,9 +36,10 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// Underscores become break opportunities, so long stage names wrap.
-function stageName(stage) {
-  return stage.replaceAll("_", "_\u200b");
+// Text whose underscores are line-break opportunities (<wbr>), so long
+// stage names wrap between words and copy without extra characters.
+export function breakable(text) {
+  return text.split("_").flatMap((part, i) => (i ? ["_", document.createElement("wbr"), part] : [part]));
 }
 
 function isFinal(d) {
@@ -95,7 +96,7 @@ export function renderTimeline(container, d, now) {
 
 function stageBox(stage, visits, d, now) {
   const box = el("div", { class: "stage", dataset: { stage } }, el("span", { class: "dot" }),
-    el("div", { class: "name" }, stageName(stage)));
+    el("div", { class: "name" }, breakable(stage)));
   if (!visits.length) return box;
   const running = visits.some((v) => !v.endedAt) && !isFinal(d);
   box.classList.add(running ? "current" : "done");

@@ -1,0 +1,1 @@
+"""Tests of the controller dashboard (a real browser against a real stack)."""

@@ -1,0 +1,217 @@
+"""The dashboard in a real browser against a real stack: it loads cleanly,
+follows a canary live (weights, chart, timeline), approves a PAUSE hook and
+stops & rolls back a deployment through its buttons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from controller.api import make_api_app
+from tests.controller.support import config, green_alarm
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.browser
+
+CANARY_50 = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 50, "canaryBakeTimeInMinutes": 8},
+             "bakeTimeInMinutes": 2}
+PAUSE_HOOK = {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
+
+# Pixels of one series colour on the chart (the group "green" is drawn in --green), read
+# from a copy: reading the chart's own context back would make Chromium warn about it.
+COUNT_COLOUR = """([r, g, b]) => {
+    const chart = document.querySelector("#chart");
+    const copy = document.createElement("canvas");
+    copy.width = chart.width;
+    copy.height = chart.height;
+    const ctx = copy.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(chart, 0, 0);
+    const data = ctx.getImageData(0, 0, copy.width, copy.height).data;
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i] - r) < 12 && Math.abs(data[i + 1] - g) < 12 && Math.abs(data[i + 2] - b) < 12) n += 1;
+    }
+    return n;
+}"""
+GREEN = (0x35, 0xC9, 0x8A)
+
+
+async def test_the_page_loads_without_console_errors(stack_factory, dashboard, tmp_path: Path) -> None:
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    board = await dashboard(stack)
+    page = board.page
+    await page.wait_for_selector("#service-line b:text('web')")
+    await board.wait_weights({"blue": 100, "green": 0})
+    # Both blue tasks, with their target health read from the proxy.
+    await page.wait_for_function(
+        "document.querySelectorAll('.taskset[data-group=blue] .h[data-health=healthy]').length === 2",
+        timeout=20_000)
+    assert await page.locator(".taskset[data-group=green] .tasks li").count() == 0
+    # Metrics frames arrive without any traffic, and the chart draws them.
+    await page.wait_for_function("Number(document.querySelector('#chart').dataset.points) >= 3", timeout=20_000)
+    assert await page.text_content("#history") == "none yet"
+    assert await page.is_disabled("#approve") and await page.is_disabled("#stop-rollback")
+    assert board.problems == []
+
+
+async def test_weights_and_chart_follow_a_canary(stack_factory, dashboard, load, tmp_path: Path) -> None:
+    alarms = [green_alarm("green-5xx", "HTTPCode_Target_5XX_Count", 5)]
+    data = config(tmp_path, {"strategy": "BLUE_GREEN"}, alarms=alarms)
+    stack = await stack_factory(data)
+    traffic = load(data, rps=30)
+    board = await dashboard(stack)
+    page = board.page
+    await board.wait_weights({"blue": 100, "green": 0})
+    # A few seconds of blue alone on the chart first.
+    await page.wait_for_function("Number(document.querySelector('#chart').dataset.points) >= 20", timeout=20_000)
+    green_before = await page.evaluate(COUNT_COLOUR, list(GREEN))
+
+    await board.deploy("GREETING=v2", "CANARY", {
+        "canaryConfiguration": CANARY_50["canaryConfiguration"], "bakeTimeInMinutes": CANARY_50["bakeTimeInMinutes"],
+        "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": True}})
+    await board.wait_weights({"blue": 50, "green": 50})
+    alarm = page.locator("#alarms li[data-alarm=green-5xx]")
+    assert "watched by the deployment" in (await alarm.text_content() or "")
+    await page.wait_for_selector(".stage.current[data-stage=PRODUCTION_TRAFFIC_SHIFT]")
+    await board.wait_attr("#status", "data-status", "IN_PROGRESS")
+    # The canary bake shows as a progress bar; the screenshot is taken well into it.
+    await page.wait_for_function("parseFloat(document.querySelector('#bake-fill').style.width) > 45", timeout=20_000)
+    await page.wait_for_function("document.querySelector('#legend').textContent.includes('green')")
+    shot = await board.screenshot("dashboard.png")
+    assert shot.stat().st_size > 20_000
+    # Green now has traffic: its series is drawn (lines, and its band of the weight strip).
+    green_during = await page.evaluate(COUNT_COLOUR, list(GREEN))
+    assert green_during > green_before + 200, (green_before, green_during)
+    assert await board.points() >= 20
+    assert await alarm.get_attribute("data-state") == "OK"
+
+    await board.wait_attr("#status", "data-status", "SUCCESSFUL", timeout=60)
+    await board.wait_weights({"blue": 0, "green": 100})
+    assert await page.locator(".stage.done").count() == 11
+    assert traffic.failed == 0, traffic.summary()
+    assert board.problems == []
+
+
+async def test_approve_moves_a_pause_hook_on(stack_factory, dashboard, tmp_path: Path) -> None:
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    board = await dashboard(stack)
+    page = board.page
+    assert await page.is_disabled("#approve")
+    await board.deploy("GREETING=v2", "BLUE_GREEN", {"lifecycleHooks": [PAUSE_HOOK]})
+    await page.wait_for_selector("#approve:enabled", timeout=30_000)
+    assert "POST_TEST_TRAFFIC_SHIFT" in (await page.text_content("#approval") or "")
+    hook = page.locator(".stage[data-stage=POST_TEST_TRAFFIC_SHIFT] .hook[data-kind=PAUSE]")
+    assert await hook.get_attribute("data-status") == "IN_PROGRESS"
+    # Held: test traffic is on green, production still all on blue.
+    assert ctl.current.stage == "POST_TEST_TRAFFIC_SHIFT" and ctl.current.production_percent == 0
+    assert await board.weights() == {"blue": 100, "green": 0}
+
+    await page.click("#approve")
+    await board.wait_attr("#status", "data-status", "SUCCESSFUL", timeout=60)
+    assert await hook.get_attribute("data-status") == "SUCCEEDED"
+    assert await page.is_disabled("#approve")
+    final = await ctl.wait_finished(ctl.records.recent("web", limit=1)[0].id, timeout=5)
+    assert [(r.kind, r.status) for r in final.hook_runs] == [("PAUSE", "SUCCEEDED")]
+    assert any("approved" in e["message"] for e in ctl.records.events(final.id))
+    assert board.problems == []
+
+
+async def test_stop_and_roll_back(stack_factory, dashboard, load, tmp_path: Path) -> None:
+    data = config(tmp_path, {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 50,
+                                                                           "canaryBakeTimeInMinutes": 60}})
+    stack = await stack_factory(data)
+    load(data, rps=20)
+    board = await dashboard(stack)
+    page = board.page
+    await board.deploy("GREETING=v2")
+    await board.wait_weights({"blue": 50, "green": 50})
+    await page.click("#stop-rollback")
+    await board.wait_attr("#status", "data-status", "ROLLBACK_SUCCESSFUL", timeout=30)
+    await board.wait_weights({"blue": 100, "green": 0})
+    # The rollback route shows on its own rail, and the buttons are off again.
+    await page.wait_for_selector(".rollback-track .stage.done[data-stage=CLEAN_UP]")
+    assert await page.is_disabled("#stop-rollback") and await page.is_disabled("#approve")
+    final = stack.controller.records.recent("web", limit=1)[0]
+    assert final.status == "ROLLBACK_SUCCESSFUL"
+    assert await stack.router.weights("prod/default") == {"blue": 1, "green": 0}
+    assert board.problems == []
+
+
+async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_path: Path) -> None:
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await ctl.wait_finished(d.id, timeout=60)
+    board = await dashboard(stack)
+    page = board.page
+    await page.click(f"#history tr[data-id='{d.id}']")
+    await page.wait_for_selector("#describe-json")
+    shown: dict[str, Any] = json.loads(await page.text_content("#describe-json") or "{}")
+    assert shown["status"] == "SUCCESSFUL"
+    assert shown["serviceDeploymentArn"].endswith(d.id)
+    assert shown["shiftlab"]["id"] == d.id
+    await page.keyboard.press("Escape")
+    assert await page.is_hidden("#drawer")
+    assert board.problems == []
+
+
+async def test_a_token_is_asked_for_and_used(stack_factory, dashboard, tmp_path: Path) -> None:
+    data = config(tmp_path, {"strategy": "BLUE_GREEN"})
+    data["controller"]["token"] = "s3cret-token"
+    stack = await stack_factory(data)
+    board = await dashboard(stack, open_it=False)
+    page = board.page
+    await page.goto(board.url)
+    await page.wait_for_selector("#banner:not([hidden])")
+    assert "token" in (await page.text_content("#banner") or "")
+    assert not await page.is_hidden("#token-form")
+    # Until then the browser reports the refused calls (401); nothing else.
+    assert all("401" in p for p in board.problems), board.problems
+    board.problems.clear()
+    await page.fill("#token-input", "s3cret-token")
+    await page.click("#token-form button[type=submit]")
+    await board.wait_attr("#conn", "data-state", "live")
+    await board.wait_weights({"blue": 100, "green": 0})
+    await page.wait_for_selector("#service-line b:text('web')")
+    assert await page.evaluate("sessionStorage.getItem('shiftlab.token')") == "s3cret-token"
+    assert board.problems == []
+
+
+async def test_reconnects_and_catches_up_after_the_api_was_away(stack_factory, dashboard, tmp_path: Path) -> None:
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    # The page talks to an API of the test's own on the same controller, so the test can stop and restart it.
+    port = free_port()
+
+    async def serve() -> web.AppRunner:
+        runner = web.AppRunner(make_api_app(ctl, None), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+        return runner
+
+    runner = await serve()
+    board = await dashboard(stack, open_it=False)
+    board.url = f"http://127.0.0.1:{port}/"
+    page = board.page
+    try:
+        await board.open()
+        await runner.cleanup()
+        await board.wait_attr("#conn", "data-state", "reconnecting")
+        # A whole deployment happens while the page cannot hear about it.
+        d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+        await ctl.wait_finished(d.id, timeout=60)
+        runner = await serve()
+        await board.wait_attr("#conn", "data-state", "live", timeout=30)
+        await board.wait_attr("#status", "data-status", "SUCCESSFUL")
+        await board.wait_weights({"blue": 0, "green": 100})
+        await page.wait_for_selector(f"#history tr[data-id='{d.id}']")
+        await page.wait_for_selector("#events li[data-kind=status] >> text=SUCCESSFUL: deployment completed")
+    finally:
+        await runner.cleanup()
+    # While the API was away, the browser reported the refused connections; nothing else.
+    assert all("ERR_CONNECTION_REFUSED" in p for p in board.problems), board.problems
