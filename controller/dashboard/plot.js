@@ -37,7 +37,7 @@ const PANELS = [
   { title: "p99 latency (ms)", value: (s, g) => scaleMs(s.groups?.[g]?.p99), floor: 10, fmt: (v) => `${Math.round(v)}` },
 ];
 
-function tick(v) {
+function tickLabel(v) {
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
@@ -121,7 +121,7 @@ export function drawChart(canvas, view) {
       ctx.stroke();
       ctx.fillStyle = th.faint;
       ctx.textAlign = "right";
-      ctx.fillText(panel.stacked ? panel.fmt(frac * max) : tick(frac * max), m.left - 6, yy);
+      ctx.fillText(panel.stacked ? panel.fmt(frac * max) : tickLabel(frac * max), m.left - 6, yy);
     }
 
     ctx.save();

@@ -148,12 +148,14 @@ class Dashboard:
 async def dashboard(browser: Any) -> AsyncIterator[Callable[..., Any]]:
     """Open the dashboard of a stack in a fresh browser context."""
     contexts: list[Any] = []
+    boards: list[Dashboard] = []
 
     async def open_page(stack: Stack, open_it: bool = True) -> Dashboard:
         context = await browser.new_context(viewport=VIEWPORT)
         contexts.append(context)
         page = await context.new_page()
         board = Dashboard(page, stack.api_url + "/")
+        boards.append(board)
 
         def on_console(msg: Any) -> None:
             if msg.type in ("error", "warning"):
@@ -168,3 +170,7 @@ async def dashboard(browser: Any) -> AsyncIterator[Callable[..., Any]]:
     yield open_page
     for c in contexts:
         await c.close()
+    # Shown with a failing test's output: a page error often explains a timeout.
+    for board in boards:
+        if board.problems:
+            print(f"browser console of {board.url}:", *board.problems, sep="\n  ")
