@@ -284,7 +284,7 @@ async def dashboard_file(request: web.Request) -> web.Response:
     content_type = _dashboard_files().get(name)
     if content_type is None:
         raise web.HTTPNotFound()
-    body = resources.files("controller").joinpath("dashboard", name).read_bytes()
+    body = resources.files("controller").joinpath("dashboard").joinpath(name).read_bytes()
     return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
