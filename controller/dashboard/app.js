@@ -115,14 +115,14 @@ async function refreshHistory() {
 async function reload() {
   await Promise.all([refresh(), refreshHistory()]);
   if (state.connection === "locked") return;
+  // The log starts with the shown deployment's events (without one, the
+  // controller's first ones: a young controller has few).
   const d = state.deployment;
-  if (d) {
-    try {
-      const full = await api("GET", `/api/deployments/${d.shiftlab.id}`);
-      addEvents(full.events, false);
-    } catch (err) {
-      handleReadError(err);
-    }
+  try {
+    const data = await api("GET", d ? `/api/deployments/${d.shiftlab.id}` : "/api/events");
+    addEvents(data.events, false);
+  } catch (err) {
+    handleReadError(err);
   }
 }
 
@@ -370,8 +370,9 @@ function renderEvents(live) {
     el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind),
     el("span", { class: "msg" }, breakable(ev.message)));
   }));
+  if (!seqs.length) list.replaceChildren(el("li", { class: "empty" }, "no events yet"));
   state.newestSeq = Math.max(before, seqs[0] || 0);
-  $("event-count").textContent = `${seqs.length} shown, newest first`;
+  $("event-count").textContent = seqs.length ? `${seqs.length} shown, newest first` : "";
 }
 
 function renderHistory() {
@@ -572,6 +573,7 @@ function start() {
   }, 250);
   setInterval(() => { if (state.connection === "live") refresh(); }, REFRESH_MS);
   renderHistory();
+  renderEvents(false);
   boot();
 }
 

@@ -54,6 +54,8 @@ async def test_the_page_loads_without_console_errors(stack_factory, dashboard, t
     # Metrics frames arrive without any traffic, and the chart draws them.
     await page.wait_for_function("Number(document.querySelector('#chart').dataset.points) >= 3", timeout=20_000)
     assert await page.text_content("#history") == "none yet"
+    # With no deployment yet, the log starts with the controller's own events.
+    await page.wait_for_selector("#events li[data-kind=service] >> text=revision 1 running in blue")
     assert await page.is_disabled("#approve") and await page.is_disabled("#stop-rollback")
     assert board.problems == []
 
