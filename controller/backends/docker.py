@@ -290,7 +290,6 @@ class DockerBackend:
 
     async def start_task(self, service: str, definition: TaskDefinition, colour: str, deployment_id: str | None,
                          env: Mapping[str, str]) -> Task:
-        await self.connect()
         opts = self.options
         task_id = uuid.uuid4().hex
         host_port = _free_port() if opts.network == HOST_NETWORK else None
@@ -300,6 +299,10 @@ class DockerBackend:
                     host_port or (definition.container_port if opts.network else 0), PROVISIONING)
         entry = _Entry(task, definition.container_port, definition.stop_timeout, self._log_path(task_id))
         self._entries[task_id] = entry
+        try:
+            await self.connect()
+        except DockerUnavailable as exc:
+            return self._failed_to_start(entry, f"CannotStartContainerError: {exc}")
         image = definition.image or opts.default_image
         if not image:
             return self._failed_to_start(entry, "CannotStartContainerError: the task definition has no image "
@@ -308,24 +311,23 @@ class DockerBackend:
         problem = await self._ensure_image(image)
         if problem:
             return self._failed_to_start(entry, problem)
-        listen_port = host_port or definition.container_port
+        labels = {**task_labels(self.owner, task, definition), **({L_HOST_PORT: str(host_port)} if host_port else {})}
+        create = asyncio.ensure_future(self._call(partial(
+            self._client.containers.create, image, command=container_command(definition, opts.python),
+            name=container_name(service, colour, task_id),
+            environment=container_env(task, definition, env, host_port or definition.container_port),
+            labels=labels, detach=True, **run_options(opts, definition, host_port))))
         try:
-            container = await self._call(partial(
-                self._client.containers.create, image, command=container_command(definition, opts.python),
-                name=container_name(service, colour, task_id), environment=container_env(
-                    task, definition, env, listen_port),
-                labels={**task_labels(self.owner, task, definition),
-                        **({L_HOST_PORT: str(host_port)} if host_port else {})},
-                detach=True, **run_options(opts, definition, host_port)))
+            container = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # The engine may still create it: it must not outlive the call that nobody waits for.
+            self._spawn(self._remove_once_created(entry, create))
+            raise
         except Exception as exc:
             return self._failed_to_start(entry, f"CannotCreateContainerError: {_engine_error(exc)}")
         entry.container_id = container.id
         try:
-            try:
-                await self._call(container.start)
-            except Exception as exc:
-                await self._remove(entry)
-                return self._failed_to_start(entry, f"CannotStartContainerError: {_engine_error(exc)}")
+            await self._call(container.start)
             task.started_at = time.time()
             self._change(entry, PENDING)
             attrs = await self._inspect(entry)
@@ -334,8 +336,11 @@ class DockerBackend:
             ready = await self._wait_ready(entry, self.start_timeout)
         except asyncio.CancelledError:
             # Nobody will ever learn this task's id: its container must not outlive the call.
-            self._spawn(self._remove(entry, kill=True))
+            self._spawn(self._remove(entry))
             raise
+        except Exception as exc:
+            await self._remove(entry)
+            return self._failed_to_start(entry, f"CannotStartContainerError: {_engine_error(exc)}")
         if ready:
             self._change(entry, RUNNING)
         elif not entry.exited.is_set():
@@ -383,14 +388,14 @@ class DockerBackend:
 
     async def adopt(self, service: str) -> list[Task]:
         await self.connect()
-        found = await self._call(partial(self._client.containers.list, all=True, filters={
+        found = await self._call(partial(self._client.api.containers, all=True, filters={
             "label": [f"{L_OWNER}={self.owner}", f"{L_SERVICE}={service}"]}))
-        for container in found:
-            labels = container.labels
+        for row in found:
+            labels = row.get("Labels") or {}
             task_id = labels.get(L_TASK, "")
             if task_id in self._entries or not _TASK_ID.match(task_id):
                 continue
-            attrs = await self._inspect_id(container.id)
+            attrs = await self._inspect_id(row["Id"])
             if attrs is None:
                 continue  # removed meanwhile: nothing to adopt
             entry = self._entry_from(labels, attrs)
@@ -482,13 +487,18 @@ class DockerBackend:
         import docker
 
         assert self._loop is not None
+        failing = False
         while not self._closing.is_set():
             try:
                 client = docker.from_env(timeout=None)  # the stream idles as long as nothing happens
                 stream = client.api.events(decode=True, filters={"type": "container",
                                                                  "label": [f"{L_OWNER}={self.owner}"]})
                 self._events_stream = stream
+                if self._closing.is_set():  # close() may have looked before the line above
+                    stream.close()
+                    break
                 connected.set()
+                failing = False
                 # Whatever happened while nobody listened is found by looking.
                 self._loop.call_soon_threadsafe(self._spawn_resync)
                 for event in stream:
@@ -499,7 +509,9 @@ class DockerBackend:
             except Exception as exc:
                 if self._closing.is_set():
                     break
-                log.warning("docker event stream: %s; reconnecting", _engine_error(exc))
+                if not failing:  # once per outage, not once a second
+                    log.warning("docker event stream: %s; reconnecting", _engine_error(exc))
+                failing = True
             if self._closing.wait(1.0):
                 break
 
@@ -602,7 +614,7 @@ class DockerBackend:
             elif "is not running" not in str(exc):
                 log.warning("docker kill -s %s %s: %s", sig, entry.task.task_id, _engine_error(exc))
 
-    async def _remove(self, entry: _Entry, kill: bool = False) -> None:
+    async def _remove(self, entry: _Entry) -> None:
         if entry.container_id is None:
             return
         try:
@@ -610,6 +622,11 @@ class DockerBackend:
         except Exception as exc:
             if not _not_found(exc) and "already in progress" not in str(exc):
                 log.warning("cannot remove container of task %s: %s", entry.task.task_id, _engine_error(exc))
+
+    async def _remove_once_created(self, entry: _Entry, create: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(Exception):
+            entry.container_id = (await create).id
+            await self._remove(entry)
 
     # -- starting and stopping ----------------------------------------------------------------------
 

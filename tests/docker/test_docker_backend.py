@@ -287,3 +287,14 @@ async def test_adopt_after_a_real_controller_crash(tmp_path: Path, owners, docke
             controller.kill()
             await controller.wait()
         await backend.close(stop_tasks=True)
+
+
+async def test_a_cancelled_start_leaves_no_container(make_backend, docker_client) -> None:
+    backend = make_backend()
+    cmd = ("{python}", "-c", "import time; time.sleep(600)")
+    starting = asyncio.create_task(backend.start_task(SERVICE, TaskDefinition("1", cmd), "green", None, {}))
+    await eventually(lambda: owned(docker_client, backend.owner), timeout=30, what="the container to be created")
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    await eventually(lambda: not owned(docker_client, backend.owner), timeout=15, what="the container to go")
