@@ -231,11 +231,18 @@ class ServiceController:
         )
 
     async def _start_one(self, ts: TaskSet, definition: TaskDefinition, colour: str,
-                         deployment_id: str | None) -> Task:
+                         deployment_id: str | None) -> Task | None:
+        """Start one task into `ts`; None when the set no longer wants it."""
         task = await self.backend.start_task(
             self.name, definition, colour, deployment_id,
             {"SHIFTLAB_TARGET_GROUP": ts.group},
         )
+        if task.state == RUNNING and (definition.revision != ts.revision or len(ts.running()) >= ts.desired):
+            # The set was stopped, shrunk or moved to another revision while
+            # this task started (a start takes a second with Docker, and a
+            # rollback does not wait for it): it would run on unowned.
+            await self.backend.stop_task(task.task_id, 1.0)
+            return None
         ts.tasks[task.task_id] = task
         if task.state == RUNNING:
             await self.router.register(ts.group, [(task.host, task.port)])
@@ -249,7 +256,7 @@ class ServiceController:
         if missing > 0:
             started = await asyncio.gather(*[self._start_one(ts, definition, colour, deployment_id)
                                              for _ in range(missing)])
-            failed = [t for t in started if t.state != RUNNING]
+            failed = [t for t in started if t is not None and t.state != RUNNING]
         # Targets adopted from a previous controller may not be registered.
         running = ts.running()
         if running:

@@ -10,6 +10,7 @@ left, and the ones the test marked dead in between come back STOPPED.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +71,8 @@ class FakeBackend:
         self._failures: list[_Failure] = []
         self.stop_calls: list[tuple[str, float]] = []
         self.closed = False
+        self._gate: asyncio.Event | None = None
+        self.starts_waiting = 0
 
     # -- test controls -------------------------------------------------------------
 
@@ -78,6 +81,12 @@ class FakeBackend:
         """The next `count` starts report STOPPED: by default as a command that exits at once;
         stop_code=TaskFailedToStart (and its reason) for one that never listens."""
         self._failures.extend(_Failure(reason, exit_code, stop_code) for _ in range(count))
+
+    def hold_starts(self) -> asyncio.Event:
+        """Starts wait until the returned event is set: a slow start (a
+        container takes a second), for races with whatever happens meanwhile."""
+        self._gate = asyncio.Event()
+        return self._gate
 
     def exit_task(self, task_id: str, exit_code: int = 1, reason: str = REASON_EXITED) -> Task:
         """A running task exits on its own; subscribers hear of it."""
@@ -100,6 +109,12 @@ class FakeBackend:
 
     async def start_task(self, service: str, definition: TaskDefinition, colour: str, deployment_id: str | None,
                          env: Mapping[str, str]) -> Task:
+        if self._gate is not None:
+            self.starts_waiting += 1
+            try:
+                await self._gate.wait()
+            finally:
+                self.starts_waiting -= 1
         task_id = f"{next(self.world.ids):032x}"
         task = Task(task_id, definition.revision, colour, service, deployment_id, FAKE_HOST, next(self.world.ports),
                     RUNNING, started_at=self._clock())

@@ -1,0 +1,84 @@
+"""The driver's service scheduler against starts that take time: a task
+whose start began before its set was stopped must not join the set after
+it (it would run on, owned by nothing). The Docker backend hits this every
+time a rollback follows a replacement, as a container takes ~1 s to start;
+FakeBackend's `hold_starts` makes the race deterministic here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from controller.backends.base import RUNNING
+from controller.backends.fake import FakeBackend
+from controller.driver import ControllerSettings, ServiceController
+from controller.records import Records
+from controller.router import FakeRouter
+from shiftlab.settings import load_settings
+from tests.controller.support import config
+from tests.helpers import eventually
+
+
+@pytest.fixture
+async def controller(tmp_path: Path) -> AsyncIterator[tuple[ServiceController, FakeBackend]]:
+    s = load_settings(config(tmp_path, {"strategy": "CANARY"}, desired=2))
+    router = FakeRouter({"prod/default": {"blue": 1, "green": 0}, "prod/test": {"green": 1},
+                         "test/default": {"blue": 1, "green": 0}}, ["blue", "green"])
+    backend = FakeBackend()
+    records = Records(tmp_path / "records.sqlite")
+    ctl = ServiceController(ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller,
+                                               s.load_balancer, s.time_scale), router, backend, records)
+    await ctl.start()
+    try:
+        yield ctl, backend
+    finally:
+        await ctl.stop()
+        records.close()
+
+
+def _running_in_backend(backend: FakeBackend, colour: str) -> list[str]:
+    return [t.task_id for t in backend.world.tasks.values() if t.colour == colour and t.state == RUNNING]
+
+
+async def test_a_start_that_ends_after_its_set_was_stopped_is_stopped(controller) -> None:
+    ctl, backend = controller
+    green = ctl.sets["green"]
+    green.desired = 1
+    gate = backend.hold_starts()
+    start = asyncio.create_task(ctl._ensure_set(green, ctl._definition(green.revision), "green", "d-1"))
+    await eventually(lambda: backend.starts_waiting == 1, timeout=5, what="the start to begin")
+    await ctl._stop_set(green)  # a rollback stops green meanwhile
+    gate.set()
+    await start
+    assert green.tasks == {}
+    assert _running_in_backend(backend, "green") == []
+    assert len(ctl.sets["blue"].running()) == 2
+
+
+async def test_a_start_that_ends_after_the_set_shrank_is_stopped(controller) -> None:
+    ctl, backend = controller
+    blue = ctl.sets["blue"]
+    gate = backend.hold_starts()
+    blue.desired = 3
+    start = asyncio.create_task(ctl._ensure_set(blue, ctl._definition(blue.revision), "blue"))
+    await eventually(lambda: backend.starts_waiting == 1, timeout=5, what="the start to begin")
+    await ctl._stop_set(blue, keep=2)  # scaled back to 2 meanwhile
+    gate.set()
+    await start
+    assert len(blue.running()) == 2
+    assert sorted(_running_in_backend(backend, "blue")) == sorted(t.task_id for t in blue.running())
+
+
+async def test_starts_the_set_still_wants_join_it(controller) -> None:
+    ctl, backend = controller
+    green = ctl.sets["green"]
+    green.desired = 2
+    gate = backend.hold_starts()
+    gate.set()
+    failed = await ctl._ensure_set(green, ctl._definition(green.revision), "green", "d-1")
+    assert failed == []
+    assert len(green.running()) == 2
+    assert sorted(_running_in_backend(backend, "green")) == sorted(t.task_id for t in green.running())
