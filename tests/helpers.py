@@ -4,10 +4,28 @@ and configs for a real stack on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def aws_walkthrough() -> Path:
+    """AWS's ECS linear/canary walkthrough JSON, as users have it: in
+    `shared/examples` beside the checkout (SHIFTLAB_AWS_EXAMPLES names
+    another place). Missing input is an error, never an empty test."""
+    candidates = [Path(p) for p in [os.environ.get("SHIFTLAB_AWS_EXAMPLES", "")] if p]
+    candidates += [REPO.parent / "shared" / "examples" / "aws-walkthrough",
+                   Path("/work/shared/examples/aws-walkthrough")]
+    for path in candidates:
+        if (path / "linear-deployment-configuration.json").is_file():
+            return path
+    raise FileNotFoundError("AWS walkthrough examples not found in " + ", ".join(map(str, candidates))
+                            + ": set SHIFTLAB_AWS_EXAMPLES to their directory")
 
 
 def free_port() -> int:

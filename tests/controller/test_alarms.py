@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,9 @@ from controller.alarms import (
 from controller.metricstore import MetricStore
 from proxy.stats import Stats
 from shiftlab.configfile import ConfigError
+from tests.helpers import aws_walkthrough
 
-WALKTHROUGH = Path("/work/shared/examples/aws-walkthrough")
+WALKTHROUGH = aws_walkthrough()
 GROUPS = ["blue", "green"]
 N = None
 

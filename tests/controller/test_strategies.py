@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from controller.config import DeploymentConfiguration
 from controller.rolling import Batch, RollingStuck, bounds, rolling_plan
 from controller.strategies import Step, percent_of, plan, total_minutes, weights
+from tests.helpers import aws_walkthrough
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples" / "aws-walkthrough"
+EXAMPLES = aws_walkthrough()
 
 
 def dc(**kw: object) -> DeploymentConfiguration:
