@@ -27,6 +27,8 @@ CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
 STREAMS_KEY = web.AppKey("streams", set)  # the queues of the open SSE streams
 _END_OF_STREAM: dict[str, Any] = {"type": "end"}
+STREAM_BACKLOG = 1000  # messages a slow stream client may fall behind before it is cut off
+EVENTS_PAGE = 1000
 
 # The dashboard's static files (controller/dashboard/*), by suffix.
 DASHBOARD_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -187,10 +189,31 @@ async def list_tasks(request: web.Request) -> web.Response:
         for t in tasks]})
 
 
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError([f"{name}: {raw!r} is not an integer in {low}..{high}"])
+    return int(raw)
+
+
 async def get_events(request: web.Request) -> web.Response:
+    """`?after=SEQ&limit=N` pages forward from SEQ (the oldest first); `?tail=N`
+    gives the newest N. `more` says whether a next page exists."""
     ctl = _ctl(request)
-    after = int(request.query.get("after", "0"))
-    return web.json_response({"events": ctl.records.events(request.query.get("deployment"), after)})
+    after = _int_param(request, "after", 0, 0, 2**62)
+    limit = _int_param(request, "limit", EVENTS_PAGE, 1, 10 * EVENTS_PAGE)
+    tail = _int_param(request, "tail", 0, 0, 10 * EVENTS_PAGE)
+    deployment = request.query.get("deployment")
+    if tail:
+        events = ctl.records.events(deployment, after, tail, newest=True)
+        more = False
+    else:
+        events = ctl.records.events(deployment, after, limit + 1)
+        more = len(events) > limit
+        events = events[:limit]
+    return web.json_response({"events": events, "more": more})
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -202,19 +225,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=STREAM_BACKLOG + 1)
 
     def push(message: dict[str, Any]) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
+        # A client this far behind is cut off after what it has queued rather
+        # than silently missing messages: it reconnects with Last-Event-ID and
+        # the rest of the log is replayed. The last slot is for the cut.
+        if queue.qsize() < STREAM_BACKLOG:
             queue.put_nowait(message)
+        elif not queue.full():
+            queue.put_nowait(_END_OF_STREAM)
 
     unsubscribe = ctl.subscribe(push)
     request.app[STREAMS_KEY].add(queue)
     try:
         last = request.headers.get("Last-Event-ID") or request.query.get("after")
         if last and last.isdigit():
-            for ev in ctl.records.events(None, int(last)):
-                await _send(resp, {"type": "event", "event": ev})
+            after = int(last)
+            while page := ctl.records.events(None, after, EVENTS_PAGE):
+                for ev in page:
+                    await _send(resp, {"type": "event", "event": ev})
+                after = page[-1]["seq"]
         await _send(resp, {"type": "service", "service": ctl.service_view()})
         if ctl.current is not None:
             await _send(resp, {"type": "deployment", "deployment": ctl.describe(ctl.current)})

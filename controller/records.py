@@ -113,15 +113,18 @@ class Records:
         return {"seq": cur.lastrowid, "deploymentId": deployment_id, "at": at, "kind": kind,
                 "message": message, "data": data}
 
-    def events(self, deployment_id: str | None = None, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        if deployment_id:
-            rows = self.db.execute(
-                "SELECT seq, deployment_id, at, kind, message, data FROM events "
-                "WHERE deployment_id = ? AND seq > ? ORDER BY seq LIMIT ?", (deployment_id, after, limit))
-        else:
-            rows = self.db.execute(
-                "SELECT seq, deployment_id, at, kind, message, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, limit))
+    def events(self, deployment_id: str | None = None, after: int = 0, limit: int = 1000,
+               newest: bool = False) -> list[dict[str, Any]]:
+        """Events after `after`, oldest first: the first `limit` of them, or with
+        `newest` the last `limit`."""
+        where, args = ("WHERE seq > ?", [after]) if not deployment_id else \
+            ("WHERE deployment_id = ? AND seq > ?", [deployment_id, after])
+        order = "DESC" if newest else "ASC"
+        rows = list(self.db.execute(
+            f"SELECT seq, deployment_id, at, kind, message, data FROM events {where} ORDER BY seq {order} LIMIT ?",
+            (*args, limit)))
+        if newest:
+            rows.reverse()
         return [{"seq": s, "deploymentId": d, "at": at, "kind": k, "message": m,
                  "data": json.loads(x) if x else None} for s, d, at, k, m, x in rows]
 

@@ -116,10 +116,10 @@ async function reload() {
   await Promise.all([refresh(), refreshHistory()]);
   if (state.connection === "locked") return;
   // The log starts with the shown deployment's events (without one, the
-  // controller's first ones: a young controller has few).
+  // controller's latest ones).
   const d = state.deployment;
   try {
-    const data = await api("GET", d ? `/api/deployments/${d.shiftlab.id}` : "/api/events");
+    const data = await api("GET", d ? `/api/deployments/${d.shiftlab.id}` : `/api/events?tail=${MAX_EVENTS}`);
     addEvents(data.events, false);
   } catch (err) {
     handleReadError(err);

@@ -24,10 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from controller.config import DeploymentConfiguration  # noqa: E402
-from shiftlab.rehearse import rehearse  # noqa: E402
-from shiftlab.settings import load_settings  # noqa: E402
-from tests.controller.support import config, green_alarm  # noqa: E402
+from shiftlab.rehearse import rehearse
+from shiftlab.settings import load_settings
+from tests.controller.support import config, green_alarm
 
 
 def _iso(s: str) -> float:
