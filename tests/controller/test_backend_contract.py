@@ -91,6 +91,11 @@ class Harness:
     async def env_seen(self, backend: Backend, task: Task) -> dict[str, str]:
         raise NotImplementedError
 
+    def port_inside(self, task: Task, definition: TaskDefinition) -> int:
+        """The port the task itself listens on (its PORT): the target's port,
+        unless the backend maps one to the other (a container's published port)."""
+        return task.port
+
     def kill_from_outside(self, backend: Backend, task: Task) -> None:
         raise NotImplementedError
 
@@ -278,7 +283,7 @@ async def test_start_runs_the_task_with_its_environment(harness: Harness, backen
     assert (env["SHIFTLAB_TASK_ID"], env["SHIFTLAB_REVISION"], env["SHIFTLAB_COLOUR"], env["SHIFTLAB_SERVICE"]) == (
         task.task_id, "2", "green", SERVICE)
     # The backend's port wins over the definition's: the target group looks there.
-    assert env["PORT"] == str(task.port)
+    assert env["PORT"] == str(harness.port_inside(task, definition))
     assert [t.task_id for t in await backend.tasks(SERVICE)] == [task.task_id]
     assert await backend.tasks("other") == []
 

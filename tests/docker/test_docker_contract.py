@@ -31,12 +31,6 @@ START_TIMEOUT = 5.0  # a container and a Python need longer than a process to li
 # ignores it too. Only SIGKILL ends it; the container takes the child along.
 STUBBORN = tuple(part.replace("'127.0.0.1'", "'0.0.0.0'") for part in contract.STUBBORN)
 
-# The contract asserts env PORT == the target's port, true for a process;
-# a container listens on its container port behind a published host port
-# (test_docker_backend checks PORT for containers).
-NOT_FOR_CONTAINERS = {"test_start_runs_the_task_with_its_environment"}
-
-
 class DockerHarness(contract.Harness):
     name = "docker"
     real = True
@@ -75,6 +69,10 @@ class DockerHarness(contract.Harness):
         env: dict[str, str] = json.loads(line[4:])
         return env
 
+    def port_inside(self, task: Task, definition: TaskDefinition) -> int:
+        # The container listens on its container port; the target is the published host port.
+        return definition.container_port
+
     def kill_from_outside(self, backend: Backend, task: Task) -> None:
         [container] = owned(self.client, self.owner, task=task.task_id)
         container.kill()  # SIGKILL, as `docker kill`
@@ -93,7 +91,7 @@ def _contract_tests() -> dict[str, Any]:
     """Fresh copies of the contract's tests that take a harness, without their process/fake parametrization."""
     found = {}
     for name, fn in vars(contract).items():
-        if not name.startswith("test_") or name in NOT_FOR_CONTAINERS or not isinstance(fn, types.FunctionType):
+        if not name.startswith("test_") or not isinstance(fn, types.FunctionType):
             continue
         if not any(m.name == "parametrize" and m.args[0] == "harness" for m in getattr(fn, "pytestmark", [])):
             continue  # a process-only test
