@@ -1,7 +1,7 @@
 """Fixtures for the proxy tests: real aiohttp backends on 127.0.0.1 that say
 who they are, raw asyncio servers that misbehave on purpose, and a factory
 that starts a whole Proxy (listeners, health checks, admin API) on real
-sockets. Nothing here sleeps to wait for a condition: `wait_until` polls
+sockets. Nothing here sleeps to wait for a condition: `eventually` (tests.helpers) polls
 with a deadline.
 """
 
@@ -13,7 +13,6 @@ import copy
 import errno
 import hashlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from proxy.app import Proxy
 from proxy.config import load_balancer_from_dict
+from tests.helpers import eventually, free_port
 
 LOOPBACK = "127.0.0.1"
 DOWNLOAD_CHUNK = 64 * 1024
@@ -40,28 +40,6 @@ def no_proxy_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     bad = [f"{r.name}: {r.getMessage()}" for r in caplog.get_records("call")
            if r.levelno >= logging.ERROR and r.name.startswith(("shiftlab.proxy", "aiohttp", "asyncio"))]
     assert bad == [], bad
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bound once, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
-                     message: str = "condition") -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -414,8 +392,8 @@ class Load:
     async def advanced(self, n: int = 5, timeout: float = 10.0) -> None:
         """Wait until `n` more requests completed (so changes interleave with traffic)."""
         target = self.sent + n
-        await wait_until(lambda: self.sent >= target or all(t.done() for t in self._tasks), timeout=timeout,
-                         message=f"{n} more requests")
+        await eventually(lambda: self.sent >= target or all(t.done() for t in self._tasks), timeout=timeout,
+                         what=f"{n} more requests")
 
     async def stop(self) -> None:
         self._stop.set()

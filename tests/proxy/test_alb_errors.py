@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 
 import proxy.server
+from tests.helpers import free_port
 from tests.proxy.conftest import (
     LOOPBACK,
     StartProxy,
-    free_port,
     group_conf,
     lb_conf,
     listener_conf,

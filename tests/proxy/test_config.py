@@ -22,7 +22,7 @@ import yaml
 
 from proxy.config import load_balancer_from_dict, parse_matcher, parse_target, target_group_name
 from shiftlab.configfile import ConfigError
-from tests.proxy.conftest import free_port, wait_until
+from tests.helpers import eventually, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{}/73e2d6bc24d8a067"
@@ -347,7 +347,7 @@ async def test_cli_proxy_serves_and_stops_on_sigterm(tmp_path: Path, backends: A
                     assert proc.returncode is None, "the proxy exited"
                     return False
 
-            await wait_until(up, timeout=20, interval=0.05, message="the proxy subprocess to listen")
+            await eventually(up, timeout=20, interval=0.05, what="the proxy subprocess to listen")
             async with session.get(f"http://127.0.0.1:{port}/") as resp:
                 assert (resp.status, await resp.text()) == (200, "blue-1")
             async with session.get(f"http://127.0.0.1:{admin}/admin/state") as resp:

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from tests.helpers import eventually
 from tests.proxy.conftest import (
     DOWNLOAD_CHUNK,
     Backend,
@@ -23,7 +24,6 @@ from tests.proxy.conftest import (
     listener_conf,
     pattern_bytes,
     wait_stalled,
-    wait_until,
 )
 
 ROOT = r"1-[0-9a-f]{8}-[0-9a-f]{24}"
@@ -176,8 +176,8 @@ async def upload_body(backend: Backend, size: int, digest: Any) -> AsyncIterator
     first = pattern_bytes(0, DOWNLOAD_CHUNK)
     digest.update(first)
     yield first
-    await wait_until(lambda: backend.upload_started.is_set(), timeout=10,
-                     message="the target to receive the first chunk before the upload finished")
+    await eventually(lambda: backend.upload_started.is_set(), timeout=10,
+                     what="the target to receive the first chunk before the upload finished")
     sent = DOWNLOAD_CHUNK
     while sent < size:
         n = min(1024 * 1024, size - sent)
@@ -254,7 +254,7 @@ async def test_slow_target_holds_up_the_upload(px: Any, blue: Backend, client: a
 
     task = asyncio.ensure_future(client.post(f"{px.listener_url()}/upload?pause=1", data=body(),
                                              headers={"Content-Length": str(BIG)}))
-    await wait_until(lambda: blue.upload_started.is_set(), timeout=10, message="the upload to start")
+    await eventually(lambda: blue.upload_started.is_set(), timeout=10, what="the upload to start")
     stalled_at = await wait_stalled(lambda: sent)
     assert stalled_at < BIG // 2
     blue.hold("upload").set()
@@ -272,7 +272,7 @@ async def test_client_hanging_up_mid_download(px: Any, blue: Backend, client: ai
     blue.download_gate.set()
     writer.transport.abort()
     # The proxy hangs up on the target too (no 50 MB pulled for nobody)...
-    await wait_until(blue.download_aborted.is_set, timeout=10, message="the target to see the connection close")
+    await eventually(blue.download_aborted.is_set, timeout=10, what="the target to see the connection close")
     assert blue.download_sent < BIG
     # ...and keeps serving.
     async with client.get(px.listener_url()) as resp:

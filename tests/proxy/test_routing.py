@@ -16,16 +16,8 @@ import aiohttp
 import pytest
 
 from proxy.server import read_sticky_cookie, sticky_cookie_value
-from tests.proxy.conftest import (
-    Backend,
-    StartProxy,
-    forward,
-    get_text,
-    group_conf,
-    lb_conf,
-    listener_conf,
-    wait_until,
-)
+from tests.helpers import eventually
+from tests.proxy.conftest import Backend, StartProxy, forward, get_text, group_conf, lb_conf, listener_conf
 
 
 @pytest.fixture
@@ -168,10 +160,10 @@ async def test_least_outstanding_requests_avoids_a_busy_target(start_proxy: Star
     url = px.listener_url()
     # Park two requests; LOR spreads them one per target.
     held = [asyncio.ensure_future(get_text(client, url + "/hold/h")) for _ in range(2)]
-    await wait_until(lambda: b1.held.get("h") == 1 and b2.held.get("h") == 1, message="one held request each")
+    await eventually(lambda: b1.held.get("h") == 1 and b2.held.get("h") == 1, what="one held request each")
     # Park a third on blue-1 by finishing blue-2's: blue-2 is then the idle one.
     b2.hold("h").set()
-    await wait_until(lambda: sum(1 for h in held if h.done()) == 1, message="blue-2's request to finish")
+    await eventually(lambda: sum(1 for h in held if h.done()) == 1, what="blue-2's request to finish")
     got = Counter([await who(client, url) for _ in range(10)])
     assert got == {"blue-2": 10}, "every new request goes to the target with fewer in flight"
     b1.hold("h").set()

@@ -10,15 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import (
-    Backend,
-    StartProxy,
-    get_text,
-    group_conf,
-    lb_conf,
-    listener_conf,
-    wait_until,
-)
+from tests.helpers import eventually
+from tests.proxy.conftest import Backend, StartProxy, get_text, group_conf, lb_conf, listener_conf
 
 # AWS seconds; at time scale 50 an interval of 5 s is 0.1 s.
 FAST_CHECKS = {
@@ -43,7 +36,7 @@ async def wait_states(client: aiohttp.ClientSession, px: Any, expected: dict[str
         got = await describe(client, px, group)
         return got if {k: v[0] for k, v in got.items()} == expected else None
 
-    result: dict[str, tuple[str, Any]] = await wait_until(check, timeout=timeout, message=f"states {expected}")
+    result: dict[str, tuple[str, Any]] = await eventually(check, timeout=timeout, what=f"states {expected}")
     return result
 
 
@@ -129,7 +122,7 @@ async def test_health_checks_are_not_counted_as_requests(start_proxy: StartProxy
     b1 = await backends("blue-1")
     px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", [b1], **FAST_CHECKS)]),
                            time_scale=SCALE)
-    await wait_until(lambda: b1.health_checks >= 5, message="five health checks")
+    await eventually(lambda: b1.health_checks >= 5, what="five health checks")
     await spread(client, px.listener_url(), 3)
     stats = await (await client.get(f"{px.admin_url}/admin/stats")).json()
     assert stats["targetGroups"]["blue"]["RequestCount"] == 3
@@ -173,7 +166,7 @@ async def test_deregistration_drains(start_proxy: StartProxy, backends: Any, cli
     url = px.listener_url()
     finishes = asyncio.ensure_future(get_text(client, url + "/hold/finishes"))
     cut = asyncio.ensure_future(get_text(client, url + "/hold/cut"))
-    await wait_until(lambda: b1.held.get("finishes") == 1 and b1.held.get("cut") == 1, message="two held requests")
+    await eventually(lambda: b1.held.get("finishes") == 1 and b1.held.get("cut") == 1, what="two held requests")
     await post_targets(client, px, "register", b2)
     await post_targets(client, px, "deregister", b1)
     states = await describe(client, px)
@@ -196,7 +189,7 @@ async def test_drain_ends_early_when_the_last_request_finishes(start_proxy: Star
                                    [group_conf("blue", [b1, b2], TargetGroupAttributes=delay)]))
     url = px.listener_url()
     held = [asyncio.ensure_future(get_text(client, url + "/hold/x")) for _ in range(2)]
-    await wait_until(lambda: b1.held.get("x") == 1 and b2.held.get("x") == 1, message="one held request each")
+    await eventually(lambda: b1.held.get("x") == 1 and b2.held.get("x") == 1, what="one held request each")
     await post_targets(client, px, "deregister", b1)
     assert (await describe(client, px))[b1.addr][0] == "draining"
     b1.hold("x").set()
@@ -216,7 +209,7 @@ async def test_reregistering_a_draining_target(start_proxy: StartProxy, backends
     url = px.listener_url()
     await wait_states(client, px, {b1.addr: "healthy"})
     held = asyncio.ensure_future(get_text(client, url + "/hold/x"))
-    await wait_until(lambda: b1.held.get("x") == 1, message="a held request")
+    await eventually(lambda: b1.held.get("x") == 1, what="a held request")
     await post_targets(client, px, "deregister", b1)
     assert (await get_text(client, url))[0] == 503
     await post_targets(client, px, "register", b1)
