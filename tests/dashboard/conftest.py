@@ -9,7 +9,6 @@ SHIFTLAB_REQUIRE_BROWSER=1 (CI), where they fail instead."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import importlib.util
 import json
 import os
@@ -22,7 +21,6 @@ import pytest
 
 from controller.stack import Stack
 from shiftlab.loadgen import LoadResult, run_load
-from shiftlab.settings import load_settings
 from tests.controller.support import prod_url
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,21 +60,6 @@ async def browser(need_browser: None) -> AsyncIterator[Any]:
             yield b
         finally:
             await b.close()
-
-
-@pytest.fixture
-async def stack_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    stacks: list[Stack] = []
-
-    async def start(data: dict[str, Any]) -> Stack:
-        stack = Stack(load_settings(copy.deepcopy(data)))
-        await stack.start()
-        stacks.append(stack)
-        return stack
-
-    yield start
-    for s in stacks:
-        await s.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the controller tests."""
+"""Fixtures of every test directory: a real stack (proxy, controller, API) per test."""
 
 from __future__ import annotations
 
