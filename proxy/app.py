@@ -31,7 +31,7 @@ class Proxy:
         self.token = resolve_token(conf.Admin.Token)
         check_bind(conf.Admin.Address, self.token, "loadBalancer.Admin.Address")
         self.lb = LoadBalancerState(conf, time_scale, rng)
-        self.registry = make_registry(self.lb.stats, self.lb.health_counts)
+        self.registry = make_registry(self.lb.stats, self.lb.health_counts, self.lb.forward_weights)
         self.admin_port = conf.Admin.Port if admin_port is None else admin_port
         self._servers: list[tuple[asyncio.AbstractServer, AlbServer]] = []
         self._admin_runner: web.AppRunner | None = None

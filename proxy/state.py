@@ -351,6 +351,13 @@ class LoadBalancerState:
     def health_counts(self) -> dict[str, tuple[int, int]]:
         return {name: g.counts() for name, g in self.groups.items()}
 
+    def forward_weights(self) -> list[tuple[str, str, str, int]]:
+        """(listener, rule, target group, weight) of every forward action in
+        force; the rule as its id within the listener (`default`, `test`, `10`)."""
+        return [(ls.name, r.id.split("/", 1)[1], c.group.name, c.weight)
+                for ls in self.listeners.values() for r in ls.all_rules() if r.forward is not None
+                for c in r.forward.choices]
+
     def describe(self) -> dict[str, Any]:
         return {
             "LoadBalancerName": self.conf.Name,

@@ -167,9 +167,10 @@ _PROM_COUNTERS = (
 class PromCollector(Collector):
     """Renders Stats at scrape time into the proxy's own CollectorRegistry."""
 
-    def __init__(self, stats: Stats, health: Any) -> None:
+    def __init__(self, stats: Stats, health: Any, weights: Any = None) -> None:
         self.stats = stats
         self.health = health  # () -> {tg: (healthy, unhealthy)}
+        self.weights = weights  # () -> [(listener, rule, tg, weight)], or None
 
     def collect(self) -> Iterator[Any]:
         s = self.stats
@@ -219,11 +220,19 @@ class PromCollector(Collector):
             unhealthy.add_metric([s.load_balancer, tg], u)
         yield healthy
         yield unhealthy
+        if self.weights is not None:
+            weight = GaugeMetricFamily(
+                "shiftlab_target_group_weight", "Weight of a target group in a rule's forward action (ModifyRule)",
+                labels=["load_balancer", "listener", "rule", "target_group"],
+            )
+            for listener, rule, tg, w in self.weights():
+                weight.add_metric([s.load_balancer, listener, rule, tg], w)
+            yield weight
         yield GaugeMetricFamily("shiftlab_active_connection_count", "ActiveConnectionCount", value=s.active_connections)
         yield CounterMetricFamily("shiftlab_new_connection_count", "NewConnectionCount", value=s.new_connections)
 
 
-def make_registry(stats: Stats, health: Any) -> CollectorRegistry:
+def make_registry(stats: Stats, health: Any, weights: Any = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PromCollector(stats, health))
+    registry.register(PromCollector(stats, health, weights))
     return registry

@@ -253,6 +253,39 @@ async def test_metrics_in_prometheus_format(start_proxy: StartProxy, pair: tuple
     assert m[("shiftlab_httpcode_elb_count_total", labels(target_group="", code="405"))] == 1
 
 
+async def test_metrics_export_the_weights_in_force(start_proxy: StartProxy, pair: tuple[Backend, Backend],
+                                                   client: aiohttp.ClientSession) -> None:
+    px = await start_proxy(blue_green(pair))
+
+    async def weights() -> dict[tuple[str, str], float]:
+        m = metric_samples(await (await client.get(f"{px.admin_url}/metrics")).text())
+        out = {}
+        for (name, lv), value in m.items():
+            if name == "shiftlab_target_group_weight":
+                d = dict(lv)
+                assert d["load_balancer"] == "shiftlab" and d["listener"] == "prod"
+                out[(d["rule"], d["target_group"])] = value
+        return out
+
+    assert await weights() == {
+        ("test", "blue"): 100, ("test", "green"): 0,  # the test rule forwards like the default until moved
+        ("10", "blue"): 1, ("10", "green"): 0,
+        ("default", "blue"): 100, ("default", "green"): 0,
+    }
+    status, _ = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/default/forward",
+                           json={"TargetGroups": [{"TargetGroupArn": "blue", "Weight": 80},
+                                                  {"TargetGroupArn": "green", "Weight": 20}]})
+    assert status == 200
+    after = await weights()
+    assert (after[("default", "blue")], after[("default", "green")]) == (80, 20)
+    assert (after[("10", "blue")], after[("10", "green")]) == (1, 0), "other rules keep theirs"
+    status, _ = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/default/forward",
+                           json={"TargetGroups": [{"TargetGroupArn": "green", "Weight": 1}]})
+    assert status == 200
+    after = await weights()
+    assert after[("default", "green")] == 1 and ("default", "blue") not in after, "a group left out is gone"
+
+
 async def test_each_proxy_has_its_own_registry(start_proxy: StartProxy, pair: tuple[Backend, Backend],
                                                client: aiohttp.ClientSession) -> None:
     one = await start_proxy(blue_green(pair))
