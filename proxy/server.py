@@ -12,9 +12,10 @@ import asyncio
 import base64
 import binascii
 import logging
-import os
+import random
 import time
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
@@ -79,8 +80,10 @@ def elb_response(status: int, close: bool = False) -> web.Response:
 
 
 def trace_id(client_value: str | None, now: float | None = None) -> str:
-    """X-Amzn-Trace-Id: a new Root, or the client's Root kept and a Self added."""
-    new = f"1-{int(now if now is not None else time.time()):08x}-{os.urandom(12).hex()}"
+    """X-Amzn-Trace-Id: a new Root, or the client's Root kept and a Self added.
+    The 96 random bits need to be unique, not secret: getrandbits is several
+    times cheaper than os.urandom per request."""
+    new = f"1-{int(now if now is not None else time.time()):08x}-{random.getrandbits(96):024x}"
     if client_value and "Root=" in client_value:
         fields = [f for f in client_value.split(";") if f and not f.startswith("Self=")]
         return ";".join([f"Self={new}", *fields])
@@ -101,6 +104,82 @@ def read_sticky_cookie(value: str, now: float) -> str | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     return None
+
+
+class StickyCookies:
+    """The two Set-Cookie headers of a stickiness cookie, kept per group for
+    the current expiry second: formatting a date per request is costly."""
+
+    __slots__ = ("expires", "raw", "values")
+
+    def __init__(self, group: str, expires: int) -> None:
+        v = sticky_cookie_value(group, expires)
+        when = formatdate(expires, usegmt=True)
+        self.expires = expires
+        self.values = (
+            f"AWSALBTG={v}; Expires={when}; Path=/",
+            f"AWSALBTGCORS={v}; Expires={when}; Path=/; SameSite=None; Secure",
+        )
+        self.raw = b"".join(b"Set-Cookie: " + value.encode("latin-1") + b"\r\n" for value in self.values)
+
+
+_sticky_cache: dict[str, StickyCookies] = {}
+
+
+def sticky_cookies(group: str, expires: int) -> StickyCookies:
+    c = _sticky_cache.get(group)
+    if c is None or c.expires != expires:
+        c = _sticky_cache[group] = StickyCookies(group, expires)
+    return c
+
+
+_date_second = -1
+_date_line = b""
+
+
+def date_line() -> bytes:
+    """The `Date:` header line, formatted once per second."""
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_second, _date_line = now, b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+    return _date_line
+
+
+# Status lines by HTTP minor version and status, as aiohttp wrote them
+# (standard reason phrases, empty for unknown codes).
+_STATUS_LINES = {
+    (minor, s.value): f"HTTP/1.{minor} {s.value} {s.phrase}\r\n".encode() for minor in (0, 1) for s in HTTPStatus
+}
+
+
+def status_line(minor: int, status: int) -> bytes:
+    line = _STATUS_LINES.get((minor, status))
+    return line if line is not None else f"HTTP/1.{minor} {status} \r\n".encode()
+
+
+class RawResponse(web.StreamResponse):
+    """A complete response already serialised, for aiohttp's connection
+    handler to send as such: one transport write, and no headers of
+    aiohttp's own (ALB passes the target's headers through, adding none of
+    Server or Content-Type)."""
+
+    def __init__(self, status: int, data: bytes, keep_alive: bool) -> None:
+        super().__init__(status=status)
+        self._data = data
+        self._keep_alive = keep_alive
+
+    async def prepare(self, request: BaseRequest) -> None:
+        if self._eof_sent:
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")
+        transport.write(self._data)
+        self._eof_sent = True
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        pass
 
 
 def _cookie(header: str | None, name: str) -> str | None:
@@ -171,7 +250,7 @@ class ListenerHandler:
             return await self._websocket(request, target, choice, xff)
         return await self._forward(request, target, choice, xff, set_cookie)
 
-    def _choose_group(self, request: BaseRequest, fwd: Forward) -> tuple[Choice | None, list[tuple[str, str]] | None]:
+    def _choose_group(self, request: BaseRequest, fwd: Forward) -> tuple[Choice | None, StickyCookies | None]:
         if fwd.sticky_seconds is None:
             return (fwd.picker.pick() if fwd.picker else None), None
         now = time.time()
@@ -186,13 +265,7 @@ class ListenerHandler:
             if not fwd.picker:
                 return None, None
             choice = fwd.picker.pick()
-        expires = int(now) + fwd.sticky_seconds
-        v = sticky_cookie_value(choice.group.name, expires)
-        when = formatdate(expires, usegmt=True)
-        return choice, [
-            ("Set-Cookie", f"AWSALBTG={v}; Expires={when}; Path=/"),
-            ("Set-Cookie", f"AWSALBTGCORS={v}; Expires={when}; Path=/; SameSite=None; Secure"),
-        ]
+        return choice, sticky_cookies(choice.group.name, int(now) + fwd.sticky_seconds)
 
     def _non_forward(self, request: BaseRequest, rule: Rule) -> web.StreamResponse:
         self.listener.counters.requests += 1
@@ -258,7 +331,7 @@ class ListenerHandler:
         return b"".join(parts)
 
     async def _forward(self, request: BaseRequest, target: Target, choice: Choice, xff: str | None,
-                       set_cookie: list[tuple[str, str]] | None) -> web.StreamResponse:
+                       set_cookie: StickyCookies | None) -> web.StreamResponse:
         counters = choice.counters
         length = request.content_length
         streamed = request.body_exists and (length is None or length > BUFFER_BODY)
@@ -370,10 +443,16 @@ class ListenerHandler:
             conn.write(b"0\r\n\r\n")
 
     async def _respond(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters,
-                       set_cookie: list[tuple[str, str]] | None) -> web.StreamResponse:
+                       set_cookie: StickyCookies | None) -> web.StreamResponse:
+        method = request.method
+        if conn.complete and method != "HEAD" and method != "CONNECT":
+            # The common case: the whole response is in; one write.
+            body = conn.take_body()
+            counters.bytes += len(body)
+            return self._complete(request, conn.status, conn.headers, body, set_cookie)
         headers: CIMultiDict[str] = CIMultiDict()
         if set_cookie is not None:
-            headers.extend(set_cookie)
+            headers.extend(("Set-Cookie", v) for v in set_cookie.values)
         length = None
         for name, value in conn.headers:
             lname = name.lower()
@@ -382,10 +461,6 @@ class ListenerHandler:
                     length = int(value)
                 continue
             headers.add(name.decode("latin-1"), value.decode("latin-1"))
-        if conn.complete and request.method != "HEAD":
-            body = conn.take_body()
-            counters.bytes += len(body)
-            return web.Response(status=conn.status, body=body, headers=headers)
         resp_s = web.StreamResponse(status=conn.status, headers=headers)
         if length is not None:
             resp_s.content_length = length
@@ -411,6 +486,41 @@ class ListenerHandler:
             await resp_s.write(chunk)
         await resp_s.write_eof()
         return resp_s
+
+    @staticmethod
+    def _complete(request: BaseRequest, status: int, target_headers: list[tuple[bytes, bytes]], body: bytes,
+                  set_cookie: StickyCookies | None) -> RawResponse:
+        """A complete target response as bytes: the target's headers verbatim
+        (less hop-by-hop ones), then what aiohttp's Response added and ALB
+        sends too: Content-Length, Date when the target sent none, and the
+        Connection header keep-alive needs."""
+        version = request.version
+        keep_alive = request.keep_alive
+        parts = [status_line(version.minor, status)]
+        if set_cookie is not None:
+            parts.append(set_cookie.raw)
+        has_date = False
+        for name, value in target_headers:
+            lname = name.lower()
+            if lname in _SKIP_RESPONSE:
+                continue
+            if lname == b"date":
+                has_date = True
+            parts.append(name + b": " + value + b"\r\n")
+        # No Content-Length on a 204, nor on an empty 304 (RFC 9110 8.6).
+        if status != 204 and (body or status != 304):
+            parts.append(b"Content-Length: %d\r\n" % len(body))
+        if not has_date:
+            parts.append(date_line())
+        if keep_alive:
+            if version.minor == 0:
+                parts.append(b"Connection: keep-alive\r\n")
+        elif version.minor == 1:
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        if body and status != 204 and status != 304:
+            parts.append(body)
+        return RawResponse(status, b"".join(parts), keep_alive)
 
     async def _websocket(self, request: BaseRequest, target: Target, choice: Choice,
                          xff: str | None) -> web.StreamResponse:

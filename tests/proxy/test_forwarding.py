@@ -151,6 +151,38 @@ async def test_hop_by_hop_response_headers_are_not_returned(start_proxy: StartPr
         assert "Keep-Alive" not in resp.headers and "Proxy-Authenticate" not in resp.headers
 
 
+
+async def test_response_headers_are_the_targets_own(start_proxy: StartProxy, raw_server: Any) -> None:
+    """ALB adds no Server or Content-Type of its own to a target's response;
+    it adds Date when the target sent none, and passes header bytes as sent."""
+    async def target(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /dated "):
+                writer.write(b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    port = await raw_server(target)
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", [f"127.0.0.1:{port}"])]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", px.conf.Listeners[0].Port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert await reader.readexactly(2) == b"ok"
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 200 OK"
+        names = [line.split(b":")[0].lower() for line in lines[1:] if line]
+        assert sorted(names) == [b"content-length", b"date", b"x-name"], head
+        assert b"X-Name: caf\xe9" in lines
+        writer.write(b"GET /dated HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert [line for line in head.split(b"\r\n") if line.lower().startswith(b"date:")] == [
+            b"Date: Mon, 01 Jan 2024 00:00:00 GMT"]
+    finally:
+        writer.close()
+
 async def test_head_and_bodiless_responses(px: Any, client: aiohttp.ClientSession) -> None:
     url = px.listener_url()
     async with client.head(url) as resp:
