@@ -4,15 +4,18 @@
 desiredCount, loadBalancers[].advancedConfiguration); `deploymentConfiguration`
 is exactly what `aws ecs update-service --deployment-configuration` takes;
 `controller` holds what only a local emulator needs (where its API listens,
-where it keeps its records). Ranges and defaults are ECS's.
+where it keeps its records, how the docker backend runs containers). Ranges
+and defaults are ECS's.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from shiftlab.configfile import Model, in_range
 
@@ -123,14 +126,55 @@ def _environment(v: Any) -> Any:
     return v
 
 
+# ECS's task-level limits (EC2 launch type): CPU units, 1024 to a vCPU,
+# 128 (0.125 vCPU) .. 196608 (192 vCPUs); memory in MiB, at least the 6 MiB
+# Docker reserves for a container.
+CPU_UNITS = (128, 196608)
+MEMORY_MIB = (6, 16 * 1024 * 1024)
+
+
+def _cpu_units(v: Any) -> Any:
+    """ECS's forms: 1024, "1024", "1 vCPU", "0.5 vcpu"; CPU units as an int."""
+    if isinstance(v, str):
+        text = v.strip()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*vcpu", text, re.IGNORECASE)
+        if m:
+            return round(float(m.group(1)) * 1024)
+        if text.isdigit():
+            return int(text)
+        raise ValueError(f"{v!r} is not CPU units (1024 = one vCPU) nor vCPUs such as '0.5 vCPU'")
+    if isinstance(v, bool) or (v is not None and not isinstance(v, int)):
+        raise ValueError(f"{v!r} is not CPU units (an integer, 1024 = one vCPU)")
+    return v
+
+
+def _memory_mib(v: Any) -> Any:
+    """ECS's forms: 512, "512", "1GB", "1 GB"; MiB as an int."""
+    if isinstance(v, str):
+        text = v.strip()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*gb", text, re.IGNORECASE)
+        if m:
+            return round(float(m.group(1)) * 1024)
+        if text.isdigit():
+            return int(text)
+        raise ValueError(f"{v!r} is not MiB (an integer) nor GB such as '1 GB'")
+    if isinstance(v, bool) or (v is not None and not isinstance(v, int)):
+        raise ValueError(f"{v!r} is not MiB (an integer)")
+    return v
+
+
 class TaskDefinitionSpec(Model):
-    """A revision: what to run. `command` for local processes; `image` for Docker."""
+    """A revision: what to run. `command` for local processes; `image` for Docker.
+    `cpu` and `memory` are the task-level limits as ECS spells them (only the
+    docker backend applies them)."""
 
     command: Annotated[list[str], BeforeValidator(_command)] = []
     environment: Annotated[dict[str, str], BeforeValidator(_environment)] = {}
     image: str | None = None
     containerPort: Annotated[int, in_range(1, 65535)] = 8080
     stopTimeout: Annotated[int, in_range(0, 120)] = 30
+    cpu: Annotated[int | None, BeforeValidator(_cpu_units), in_range(*CPU_UNITS)] = None
+    memory: Annotated[int | None, BeforeValidator(_memory_mib), in_range(*MEMORY_MIB)] = None
     family: str | None = None
 
     @model_validator(mode="after")
@@ -176,6 +220,97 @@ class ServiceConfig(Model):
         return self.loadBalancers[0]
 
 
+PULL_POLICIES = ("missing", "never", "always")
+DOCKER_MIN_MEMORY = 6 * 1024 * 1024  # bytes: Docker refuses a smaller memory limit
+_SIZE = re.compile(r"^(\d+)([bkmg]?)$")
+_SIZE_FACTOR = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+# One check per docker option, shared by the config file's controller.docker
+# and the SHIFTLAB_DOCKER_* variables (controller/backends/docker.py): each
+# says what is wrong with the value, or None.
+
+def pull_problem(value: str) -> str | None:
+    return None if value in PULL_POLICIES else f"{value!r} is not one of {', '.join(PULL_POLICIES)}"
+
+
+def cpus_problem(value: float) -> str | None:
+    return None if 0 < value <= 1024 else f"{value:g} is out of range (0, 1024]"
+
+
+def memory_problem(value: str) -> str | None:
+    m = _SIZE.match(value.strip().lower())
+    if not m:
+        return f"{value!r} is not a size such as 512m or 2g"
+    if int(m.group(1)) * _SIZE_FACTOR[m.group(2)] < DOCKER_MIN_MEMORY:
+        return f"{value!r} is below Docker's minimum of 6m (a size without a unit is in bytes: 512m, 2g)"
+    return None
+
+
+def stall_timeout_problem(value: float) -> str | None:
+    return None if 0 < value <= 3600 else f"{value:g} is out of range (0, 3600] seconds"
+
+
+def publish_address_problem(value: str, beyond_loopback: bool) -> str | None:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address (Docker publishes ports on an address, e.g. 127.0.0.1)"
+    if not address.is_loopback and not beyond_loopback:
+        return (f"{value} is not a loopback address: every task's port would be reachable from the network; "
+                f"set publishBeyondLoopback: true (SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK=1) if that is deliberate")
+    return None
+
+
+def _checked(problem: Any) -> Any:
+    def check(value: Any) -> Any:
+        if value is not None and (why := problem(value)):
+            raise ValueError(why)
+        return value
+
+    return AfterValidator(check)
+
+
+def _size(v: Any) -> Any:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class DockerRuntime(Model):
+    """controller.docker: how the docker backend runs tasks. Every field can
+    be overridden by its SHIFTLAB_DOCKER_* environment variable."""
+
+    # None: each container port published on publishAddress at a port the
+    # engine picks; "host": host networking; any other name: that Docker
+    # network, each task reached by its container name.
+    network: str | None = None
+    publishBeyondLoopback: bool = False  # before publishAddress: its check reads this
+    publishAddress: str = "127.0.0.1"
+    pull: Annotated[str, _checked(pull_problem)] = "missing"
+    pullStallTimeoutSeconds: Annotated[float, _checked(stall_timeout_problem)] = 20.0
+    # Service-wide limits in Docker's terms (--cpus, --memory); a revision's
+    # own cpu/memory (ECS's units) win over them.
+    cpus: Annotated[float | None, _checked(cpus_problem)] = None
+    memory: Annotated[str | None, BeforeValidator(_size), _checked(memory_problem)] = None
+    python: str = "python3"  # what "{python}" in a command means inside a container
+    image: str | None = None  # for a revision without an image
+    owner: str | None = None  # label scope of this controller's containers; default: from stateDir
+
+    @field_validator("network", "owner", "image")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty (leave it out for the default)")
+        return v
+
+    @field_validator("publishAddress")
+    @classmethod
+    def _publish(cls, v: str, info: ValidationInfo) -> str:
+        problem = publish_address_problem(v, bool(info.data.get("publishBeyondLoopback")))
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
 class ControllerRuntime(Model):
     address: str = "127.0.0.1"
     port: Annotated[int, in_range(0, 65535)] = 9091
@@ -185,3 +320,4 @@ class ControllerRuntime(Model):
     # Seconds (real, not scaled) that new tasks get to become healthy targets
     # before they count as failed to start.
     taskStartTimeoutSeconds: Annotated[float, in_range(1, 3600)] = 60.0
+    docker: DockerRuntime = DockerRuntime()

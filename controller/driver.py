@@ -228,6 +228,7 @@ class ServiceController:
         return TaskDefinition(
             revision=revision, command=tuple(spec.command), env=dict(spec.environment), image=spec.image,
             container_port=spec.containerPort, stop_timeout=spec.stopTimeout / max(self.time_scale, 1.0),
+            cpu=spec.cpu, memory=spec.memory,
         )
 
     async def _start_one(self, ts: TaskSet, definition: TaskDefinition, colour: str,
@@ -345,7 +346,7 @@ class ServiceController:
     def new_revision(self, overrides: dict[str, Any]) -> str:
         """Register a task definition revision: the running one with overrides applied."""
         base = dict(self.state.revisions[self.state.running_revision])
-        for key in ("command", "environment", "image", "containerPort", "stopTimeout"):
+        for key in ("command", "environment", "image", "containerPort", "stopTimeout", "cpu", "memory"):
             if key in overrides and overrides[key] is not None:
                 base[key] = overrides[key]
         if overrides.get("env"):

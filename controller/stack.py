@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from controller.api import make_api_app
 from controller.backends.base import Backend
+from controller.config import DockerRuntime
 from controller.driver import ControllerSettings, ServiceController
 from controller.records import Records
 from controller.router import HttpRouter
@@ -21,17 +22,29 @@ from shiftlab.configfile import ConfigError
 from shiftlab.netsafety import resolve_token, serve_app
 from shiftlab.settings import Settings
 
+if TYPE_CHECKING:
+    from controller.backends.docker import DockerOptions
+
 log = logging.getLogger("shiftlab.controller")
 
 
-def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0) -> Backend:
+def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0,
+                 docker: DockerRuntime | DockerOptions | None = None) -> Backend:
+    """`docker`: the config file's controller.docker (SHIFTLAB_DOCKER_* win
+    over it), or options already resolved."""
     if kind == "docker":
         from controller.backends.docker import DockerBackend  # imported only when asked for
 
-        return DockerBackend(state_dir)
+        return DockerBackend(state_dir, start_timeout=start_timeout, options=docker_options(docker))
     from controller.backends.process import ProcessBackend
 
     return ProcessBackend(state_dir, start_timeout=start_timeout)
+
+
+def docker_options(docker: DockerRuntime | DockerOptions | None) -> DockerOptions:
+    from controller.backends.docker import DockerOptions
+
+    return docker if isinstance(docker, DockerOptions) else DockerOptions.from_config(docker)
 
 
 class Stack:
@@ -46,6 +59,9 @@ class Stack:
         self.api_port = runtime.port if api_port is None else api_port
         self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
         self._backend = backend
+        # Resolved now (file and SHIFTLAB_DOCKER_* variables), so that a bad
+        # variable is refused before anything starts.
+        self._docker = docker_options(runtime.docker) if backend is None and runtime.backend == "docker" else None
         self.controller: ServiceController | None = None
         self.router: HttpRouter | None = None
         self.records: Records | None = None
@@ -63,7 +79,7 @@ class Stack:
             self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             self.records = Records(self.state_dir / "records.sqlite")
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
-                                                    s.controller.taskStartTimeoutSeconds)
+                                                    s.controller.taskStartTimeoutSeconds, self._docker)
             self.controller = ServiceController(
                 ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller, s.load_balancer,
                                    s.time_scale),

@@ -161,12 +161,17 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
-def revision_overrides(command: str | None, image: str | None, env: tuple[str, ...]) -> dict[str, Any]:
+def revision_overrides(command: str | None, image: str | None, env: tuple[str, ...], cpu: str | None = None,
+                       memory: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if command:
         out["command"] = command
     if image:
         out["image"] = image
+    if cpu:
+        out["cpu"] = cpu
+    if memory:
+        out["memory"] = memory
     if env:
         out["env"] = parse_env(env)
     return out
@@ -212,15 +217,20 @@ def _with_runtime(settings: Any, **changes: Any) -> Any:
 @click.option("--command", "command", default=None, help="The new revision's command (process backend).")
 @click.option("--image", default=None, help="The new revision's image (docker backend).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of the new revision (repeat).")
+@click.option("--cpu", default=None, metavar="UNITS",
+              help="The new revision's CPU limit, as ECS takes it: units (1024 = one vCPU) or '0.5 vCPU' "
+                   "(docker backend).")
+@click.option("--memory", default=None, metavar="MIB",
+              help="The new revision's memory limit, as ECS takes it: MiB or '1 GB' (docker backend).")
 @click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
 @click.option("--deployment-configuration", "dc_json", default=None, metavar="JSON|@FILE",
               help="deploymentConfiguration fields to override, as update-service takes them.")
 @click.option("--watch", is_flag=True, help="Follow the deployment live until it ends.")
 def deploy(config_path: str, url: str | None, command: str | None, image: str | None, env: tuple[str, ...],
-           strategy: str | None, dc_json: str | None, watch: bool) -> None:
+           cpu: str | None, memory: str | None, strategy: str | None, dc_json: str | None, watch: bool) -> None:
     """Start a deployment of a new revision (update-service --force-new-deployment)."""
     client = client_for(config_path, url)
-    body: dict[str, Any] = {"taskDefinition": revision_overrides(command, image, env)}
+    body: dict[str, Any] = {"taskDefinition": revision_overrides(command, image, env, cpu, memory)}
     if strategy:
         body["strategy"] = strategy
     if dc_json:
@@ -410,6 +420,11 @@ def logs(config_path: str, url: str | None, task_id: str | None, tail: int | Non
 @click.option("--command", "command", default=None, help="The new revision's command.")
 @click.option("--image", default=None, help="The new revision's image (docker backend).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of the new revision (repeat).")
+@click.option("--cpu", default=None, metavar="UNITS",
+              help="The new revision's CPU limit, as ECS takes it: units (1024 = one vCPU) or '0.5 vCPU' "
+                   "(docker backend).")
+@click.option("--memory", default=None, metavar="MIB",
+              help="The new revision's memory limit, as ECS takes it: MiB or '1 GB' (docker backend).")
 @click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
 @click.option("--time-scale", type=float, default=None)
 @click.option("--backend", type=click.Choice(["process", "docker"]), default=None)
@@ -419,9 +434,9 @@ def logs(config_path: str, url: str | None, task_id: str | None, tail: int | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No live view.")
 @click.option("-v", "--verbose", is_flag=True)
-def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], strategy: str | None,
-             time_scale: float | None, backend: str | None, load_rps: float, timeout: float | None, as_json: bool,
-             quiet: bool, verbose: bool) -> None:
+def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], cpu: str | None,
+             memory: str | None, strategy: str | None, time_scale: float | None, backend: str | None,
+             load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
     rollback or failure, 2 on a bad config. Leaves nothing running."""
     import tempfile
@@ -437,7 +452,15 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
     dc = settings.deployment
     if strategy:
         dc = dc.model_copy(update={"strategy": strategy})
-    overrides = revision_overrides(command, image, env)
+    overrides = revision_overrides(command, image, env, cpu, memory)
+    from controller.config import TaskDefinitionSpec
+    from shiftlab.configfile import parse
+
+    try:
+        parse(TaskDefinitionSpec, {**settings.service.taskDefinition.model_dump(),
+                                   **{k: v for k, v in overrides.items() if k != "env"}}, "taskDefinition")
+    except ConfigError as exc:
+        fail_config(exc, config_path)
     sys.exit(run_rehearsal(settings, overrides, dc, load_rps, timeout, as_json, quiet,
                            Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-"))))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.alarms import MetricAlarm, parse_alarms
+from controller.backends.docker import DockerOptions
 from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from controller.rolling import RollingStuck, rolling_plan
 from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
@@ -103,6 +104,9 @@ def load_settings(data: dict[str, Any]) -> Settings:
 
     if runtime is not None:
         attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
+    if runtime is not None and runtime.backend == "docker":
+        # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
+        attempt(lambda: DockerOptions.from_config(runtime.docker))
     if service is not None and lb is not None:
         problems += _service_problems(service, lb)
     if deployment is not None and alarms is not None:

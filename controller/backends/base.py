@@ -54,6 +54,8 @@ class TaskDefinition:
     image: str | None = None  # docker backend
     container_port: int = 8080  # docker backend
     stop_timeout: float = 10.0  # seconds between SIGTERM and SIGKILL (already scaled by the caller)
+    cpu: int | None = None  # ECS CPU units (1024 = one vCPU); applied by the docker backend only
+    memory: int | None = None  # MiB; applied by the docker backend only
 
     def argv(self) -> list[str]:
         argv = list(self.command)

@@ -1,17 +1,21 @@
 """DockerBackend: task sets as local Docker containers.
 
-A revision is an image (plus command, environment, container port and stop
-timeout); a task is one container. Every container carries labels: its task
+A revision is an image (plus command, environment, container port, stop
+timeout and optional cpu/memory limits); a task is one container. The
+options (DockerOptions) come from the config file's `controller.docker`,
+each overridden by its SHIFTLAB_DOCKER_* environment variable. Every container carries labels: its task
 id, service, revision, colour and deployment, and the backend's owner (by
 default its state directory), so that a restarted controller finds and
 adopts exactly the containers its predecessor left, and two controllers on
 one engine never touch each other's.
 
 Where a task is reached (the target the proxy forwards to), by `network`:
-  None (default)  the container port is published on 127.0.0.1 at a port
-                  the engine picks; the target is 127.0.0.1:<that port>
+  None (default)  the container port is published on 127.0.0.1 (or
+                  publishAddress) at a port the engine picks; the target is
+                  127.0.0.1:<that port>
   "host"          host networking: the task gets a free port in $PORT and
-                  must listen on it (the sample service does)
+                  must listen on it (the sample service does), on $HOST,
+                  the publish address
   any other name  the container joins that Docker network and is reached by
                   its name at the container port: for a controller that runs
                   in a container on the same network (compose/)
@@ -64,7 +68,16 @@ from controller.backends.base import (
     TaskDefinition,
     UnknownTask,
 )
+from controller.config import (
+    DockerRuntime,
+    cpus_problem,
+    memory_problem,
+    publish_address_problem,
+    pull_problem,
+    stall_timeout_problem,
+)
 from shiftlab.configfile import ConfigError
+from shiftlab.netsafety import is_loopback
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -72,7 +85,6 @@ T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
 HOST_NETWORK = "host"
-PULL_POLICIES = ("missing", "never", "always")
 LABEL = "io.shiftlab"
 L_TASK, L_SERVICE, L_REVISION, L_COLOUR = f"{LABEL}.task", f"{LABEL}.service", f"{LABEL}.revision", f"{LABEL}.colour"
 L_DEPLOYMENT, L_OWNER, L_PORT = f"{LABEL}.deployment", f"{LABEL}.owner", f"{LABEL}.container-port"
@@ -109,50 +121,106 @@ def unavailable_message(detail: str) -> str:
 
 @dataclass(frozen=True)
 class DockerOptions:
-    network: str | None = None  # None: publish on 127.0.0.1; "host"; or a network name
+    """The backend's options: the config file's `controller.docker`
+    (DockerRuntime), each overridden by its SHIFTLAB_DOCKER_* variable."""
+
+    network: str | None = None  # None: publish on publish_address; "host"; or a network name
     publish_address: str = LOOPBACK
+    publish_beyond_loopback: bool = False  # a non-loopback publish_address is refused without it
     pull_policy: str = "missing"
     pull_stall_timeout: float = 20.0  # seconds without a word from a pull before it fails
-    cpus: float | None = None  # for every task (a revision has no field for it yet)
-    memory: str | None = None  # e.g. "256m"
+    cpus: float | None = None  # for every task whose revision has no cpu of its own
+    memory: str | None = None  # e.g. "256m"; for every task whose revision has no memory of its own
     python: str = "python3"  # what "{python}" in a command means inside a container
     default_image: str | None = None  # for a definition without an image
     owner: str | None = None  # label scope; default: derived from the state directory
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.pull_policy not in PULL_POLICIES:
-            problems.append(f"pull policy {self.pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
-        if self.cpus is not None and not 0 < self.cpus <= 1024:
-            problems.append(f"cpus {self.cpus} is out of range (0, 1024]")
-        if self.memory is not None and not re.fullmatch(r"\d+[bkmg]?", self.memory.lower()):
-            problems.append(f"memory {self.memory!r} is not a size such as 512m or 2g")
-        if self.pull_stall_timeout <= 0:
-            problems.append("the pull stall timeout must be above 0 s")
+        checks: list[tuple[str, Callable[[Any], str | None], Any]] = [
+            ("pull policy", pull_problem, self.pull_policy),
+            ("cpus", cpus_problem, self.cpus),
+            ("memory", memory_problem, self.memory),
+            ("the pull stall timeout", stall_timeout_problem, self.pull_stall_timeout),
+            ("publish address", partial(publish_address_problem, beyond_loopback=self.publish_beyond_loopback),
+             self.publish_address),
+        ]
+        problems = [f"docker backend: {what} {why}" for what, check, value in checks
+                    if value is not None and (why := check(value))]
         if problems:
-            raise ConfigError([f"docker backend: {p}" for p in problems])
+            raise ConfigError(problems)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DockerOptions:
-        """SHIFTLAB_DOCKER_{NETWORK,PUBLISH_ADDRESS,PULL,PULL_STALL_TIMEOUT,CPUS,MEMORY,PYTHON,IMAGE,OWNER}."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        names = {"NETWORK": "network", "PUBLISH_ADDRESS": "publish_address", "PULL": "pull_policy",
-                 "PULL_STALL_TIMEOUT": "pull_stall_timeout", "CPUS": "cpus", "MEMORY": "memory",
-                 "PYTHON": "python", "IMAGE": "default_image", "OWNER": "owner"}
-        for suffix, attr in names.items():
-            raw = env.get(f"SHIFTLAB_DOCKER_{suffix}", "").strip()
-            if not raw:
-                continue
-            if attr in ("cpus", "pull_stall_timeout"):
-                try:
-                    values[attr] = float(raw)
-                except ValueError:
-                    raise ConfigError([f"SHIFTLAB_DOCKER_{suffix}: {raw!r} is not a number"]) from None
-            else:
-                values[attr] = raw
+        """SHIFTLAB_DOCKER_* over the defaults, `overrides` (those not None) over both."""
+        values = env_values(os.environ if env is None else env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @classmethod
+    def from_config(cls, section: DockerRuntime | None, env: Mapping[str, str] | None = None) -> DockerOptions:
+        """The config file's controller.docker, with SHIFTLAB_DOCKER_* over it."""
+        s = section or DockerRuntime()
+        values: dict[str, Any] = {
+            "network": s.network, "publish_address": s.publishAddress,
+            "publish_beyond_loopback": s.publishBeyondLoopback, "pull_policy": s.pull,
+            "pull_stall_timeout": s.pullStallTimeoutSeconds, "cpus": s.cpus, "memory": s.memory, "python": s.python,
+            "default_image": s.image, "owner": s.owner,
+        }
+        values.update(env_values(os.environ if env is None else env))
+        return cls(**values)
+
+
+# SHIFTLAB_DOCKER_<suffix> -> DockerOptions field; the config file's name in comments.
+ENV_NAMES = {
+    "NETWORK": "network",  # network
+    "PUBLISH_ADDRESS": "publish_address",  # publishAddress
+    "PUBLISH_BEYOND_LOOPBACK": "publish_beyond_loopback",  # publishBeyondLoopback
+    "PULL": "pull_policy",  # pull
+    "PULL_STALL_TIMEOUT": "pull_stall_timeout",  # pullStallTimeoutSeconds
+    "CPUS": "cpus",  # cpus
+    "MEMORY": "memory",  # memory
+    "PYTHON": "python",  # python
+    "IMAGE": "default_image",  # image
+    "OWNER": "owner",  # owner
+}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_ENV_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "pull_policy": pull_problem, "cpus": cpus_problem, "memory": memory_problem,
+    "pull_stall_timeout": stall_timeout_problem,
+}
+
+
+def env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """The SHIFTLAB_DOCKER_* variables that are set (and not empty), as DockerOptions fields;
+    a bad value is refused naming its variable."""
+    values: dict[str, Any] = {}
+    problems = []
+    for suffix, attr in ENV_NAMES.items():
+        name = f"SHIFTLAB_DOCKER_{suffix}"
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        value: Any = raw
+        if attr in ("cpus", "pull_stall_timeout"):
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append(f"{name}: {raw!r} is not a number")
+                continue
+        elif attr == "publish_beyond_loopback":
+            if raw.lower() not in _TRUE + _FALSE:
+                problems.append(f"{name}: {raw!r} is not one of 1, 0 (true, false)")
+                continue
+            value = raw.lower() in _TRUE
+        check = _ENV_CHECKS.get(attr)
+        why = check(value) if check else None
+        if why:
+            problems.append(f"{name}: {why}")
+            continue
+        values[attr] = value
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 # -- what a container is made of (pure) --------------------------------------------------------
@@ -184,9 +252,13 @@ def container_command(definition: TaskDefinition, python: str) -> list[str] | No
     return argv
 
 
-def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str], listen_port: int) -> dict[str, str]:
+def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str], listen_port: int,
+                  listen_host: str = "0.0.0.0") -> dict[str, str]:
+    """`listen_host`: every interface of the container, except with host
+    networking, where the container's interfaces are the host's: there the
+    publish address (127.0.0.1 unless configured otherwise)."""
     return {
-        "HOST": "0.0.0.0",
+        "HOST": listen_host,
         "PYTHONUNBUFFERED": "1",
         **definition.env,
         **env,
@@ -200,7 +272,9 @@ def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str]
 
 
 def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int | None) -> dict[str, Any]:
-    """Keyword arguments of containers.create() for networking and limits."""
+    """Keyword arguments of containers.create() for networking and limits: the
+    revision's cpu (ECS CPU units, 1024 to a CPU) and memory (MiB) when it has
+    them, else the backend's service-wide cpus and memory."""
     kw: dict[str, Any] = {"stop_signal": "SIGTERM"}
     if opts.network == HOST_NETWORK:
         kw["network_mode"] = "host"
@@ -208,11 +282,13 @@ def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int 
         kw["network"] = opts.network
     else:
         kw["ports"] = {f"{definition.container_port}/tcp": (opts.publish_address, None)}
-    if opts.cpus is not None:
-        kw["nano_cpus"] = int(opts.cpus * 1e9)
-    if opts.memory is not None:
-        kw["mem_limit"] = opts.memory
-        kw["memswap_limit"] = opts.memory  # no swap: over the limit means OOM-killed, as on ECS
+    cpus = definition.cpu / 1024 if definition.cpu is not None else opts.cpus
+    if cpus is not None:
+        kw["nano_cpus"] = int(cpus * 1e9)
+    memory = f"{definition.memory}m" if definition.memory is not None else opts.memory
+    if memory is not None:
+        kw["mem_limit"] = memory
+        kw["memswap_limit"] = memory  # no swap: over the limit means OOM-killed, as on ECS
     return kw
 
 
@@ -274,6 +350,9 @@ class DockerBackend:
         self.start_timeout = start_timeout
         self.options = options or DockerOptions.from_env(**option_overrides)
         self.owner = self.options.owner or owner_of(self.state_dir)
+        if self.options.network in (None, HOST_NETWORK) and not is_loopback(self.options.publish_address):
+            log.warning("docker backend: task ports are published on %s, beyond loopback: anyone who can reach "
+                        "this machine can reach the tasks", self.options.publish_address)
         self._pool: ThreadPoolExecutor | None = None
         self._client: Any = None
         self._connecting: asyncio.Future[None] | None = None
@@ -315,7 +394,8 @@ class DockerBackend:
         create = asyncio.ensure_future(self._call(partial(
             self._client.containers.create, image, command=container_command(definition, opts.python),
             name=container_name(service, colour, task_id),
-            environment=container_env(task, definition, env, host_port or definition.container_port),
+            environment=container_env(task, definition, env, host_port or definition.container_port,
+                                      opts.publish_address if opts.network == HOST_NETWORK else "0.0.0.0"),
             labels=labels, detach=True, **run_options(opts, definition, host_port))))
         try:
             container = await asyncio.shield(create)
