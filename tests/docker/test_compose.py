@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import yaml
 
 from shiftlab.client import ApiError, Client
 from tests.docker.conftest import REPO, REQUIRE, SESSION, owned, remove_owned
@@ -106,6 +107,23 @@ def _answer(port: int) -> dict[str, Any]:
         return doc
 
 
+def _scrape_from_the_network(docker_client: Any, s: ComposeStack, token: str | None) -> str:
+    """What the `observability` profile's Prometheus gets: prometheus.yml's
+    target and path, fetched from another container on the stack's network."""
+    job = yaml.safe_load((REPO / "compose" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"][0]
+    url = f"http://{job['static_configs'][0]['targets'][0]}{job['metrics_path']}"
+    image = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["shiftlab"]["image"]
+    image = image.replace("${SHIFTLAB_TAG:-local}", s.env.get("SHIFTLAB_TAG", "local"))
+    script = ("import sys, urllib.request, urllib.error\n"
+              "h = {'Authorization': 'Bearer ' + sys.argv[2]} if sys.argv[2] else {}\n"
+              "try:\n    print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers=h), timeout=10)"
+              ".read().decode())\n"
+              "except urllib.error.HTTPError as e:\n    print('HTTP', e.code)\n")
+    out: bytes = docker_client.containers.run(image, ["-c", script, url, token or ""], entrypoint="python3",
+                                              network=s.network, remove=True)
+    return out.decode()
+
+
 def test_the_compose_stack_runs_a_deployment_and_down_leaves_nothing(compose_stack: ComposeStack, docker_client,
                                                                      test_images) -> None:
     s = compose_stack
@@ -120,6 +138,10 @@ def test_the_compose_stack_runs_a_deployment_and_down_leaves_nothing(compose_sta
     for c in tasks:
         assert list(c.attrs["NetworkSettings"]["Networks"]) == [s.network]
         assert not any(c.attrs["NetworkSettings"]["Ports"].values())
+    # Prometheus (profile `observability`) reaches the load balancer's
+    # /metrics over the network, with the stack's token and only with it.
+    assert "shiftlab_healthy_host_count{" in _scrape_from_the_network(docker_client, s, s.env["SHIFTLAB_TOKEN"])
+    assert _scrape_from_the_network(docker_client, s, None).strip() == "HTTP 401"
 
     _cli(s, "deploy", "--url", s.api.base, "--image", test_images["good"], "--strategy", "BLUE_GREEN")
     status = _wait("the deployment to end", lambda: (
