@@ -53,11 +53,41 @@ def _any_full(patterns: list[re.Pattern[str]], value: str) -> bool:
     return any(p.fullmatch(value) for p in patterns)
 
 
+def values_matcher(values: list[str], ignore_case: bool) -> Callable[[str], bool]:
+    """Whether a value matches any of the wildcard patterns. Rules are
+    tried for every request, in order, so the usual patterns skip the regex
+    engine: literals are a set lookup, `prefix*` a startswith. The regexes
+    stay the reference, and the answer for anything else."""
+    pats = [wildcard(v, ignore_case) for v in values]
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for v in values:
+        if "?" in v or "*" in v[:-1] or (ignore_case and not v.isascii()):
+            # Other wildcards, and case folding beyond ASCII, are the regex's.
+            return lambda value: _any_full(pats, value)
+        if v.endswith("*"):
+            prefixes.append(v[:-1].lower() if ignore_case else v[:-1])
+        else:
+            exact.add(v.lower() if ignore_case else v)
+    starts = tuple(prefixes)
+
+    def match(value: str) -> bool:
+        if ignore_case:
+            if not value.isascii():
+                # Unicode case folding matches some non-ASCII characters to
+                # ASCII ones (K, the Kelvin sign, to k): the regex decides.
+                return _any_full(pats, value)
+            value = value.lower()
+        return value in exact or value.startswith(starts)
+
+    return match
+
+
 def compile_condition(cond: Condition) -> Predicate:
     cfg = cond.config()
     kind = cond.Field
     if kind == "host-header":
-        pats = [wildcard(v, True) for v in cfg.Values]
+        host_matches = values_matcher(cfg.Values, True)
 
         def host(req: Any) -> bool:
             h = req.host or ""
@@ -66,18 +96,18 @@ def compile_condition(cond: Condition) -> Predicate:
                 h = h[: h.find("]") + 1]
             elif h.count(":") == 1:
                 h = h.partition(":")[0]
-            return _any_full(pats, h)
+            return host_matches(h)
 
         return host
     if kind == "path-pattern":
-        pats = [wildcard(v, False) for v in cfg.Values]
-        return lambda req: _any_full(pats, req.path)
+        path_matches = values_matcher(cfg.Values, False)
+        return lambda req: path_matches(req.path)
     if kind == "http-header":
         name = cfg.HttpHeaderName
-        pats = [wildcard(v, True) for v in cfg.Values]
+        header_matches = values_matcher(cfg.Values, True)
 
         def header(req: Any) -> bool:
-            return any(_any_full(pats, v) for v in req.headers.getall(name, ()))
+            return any(header_matches(v) for v in req.headers.getall(name, ()))
 
         return header
     if kind == "http-request-method":

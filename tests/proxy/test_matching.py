@@ -3,13 +3,21 @@ with ALB's case rules and `*` / `?` wildcards."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 from multidict import CIMultiDict, MultiDict
 
 from proxy.config import Condition
-from proxy.matching import FakeRequest, compile_condition, compile_conditions, header_predicate, wildcard
+from proxy.matching import (
+    FakeRequest,
+    compile_condition,
+    compile_conditions,
+    header_predicate,
+    values_matcher,
+    wildcard,
+)
 
 
 def cond(data: dict[str, Any]) -> Condition:
@@ -203,3 +211,26 @@ def test_test_traffic_header(names: tuple[str, ...], exact: str | None, headers:
 def test_wildcard_is_anchored_and_dotall() -> None:
     assert wildcard("a*", False).fullmatch("a\nb")
     assert not wildcard("a", False).fullmatch("ba")
+
+
+KELVIN, LONG_S = "\u212a", "\u017f"  # non-ASCII letters that Unicode case folding matches to k and s
+
+
+@pytest.mark.parametrize("ignore_case", [True, False], ids=["case-insensitive", "case-sensitive"])
+def test_fast_matching_agrees_with_the_wildcard_regex(ignore_case: bool) -> None:
+    """Literals and `prefix*` skip the regex engine; the regex stays the reference."""
+    rng = random.Random(7)
+    alphabet = ["a", "B", "k", "K", "s", "/", ".", KELVIN, LONG_S, "é", "*", "?", "\n"]
+    pattern_sets = [["/api/*"], ["svc.example.com"], ["A*", "b"], ["*"], [""], ["x?z"], ["é*"], ["a*b"],
+                    ["K", "s"], [KELVIN], ["/static/*", "/index.html"]]
+    for _ in range(300):
+        stem = "".join(rng.choice(alphabet[:10]) for _ in range(rng.randrange(4)))
+        pattern_sets.append([stem + rng.choice(["", "*"])])
+    values = ["", "/api/", "/API/x", "SVC.example.COM", "ab", "Ab", "b", "B", "xyz", "é", "É1", "k", "K", "S",
+              KELVIN, LONG_S, "/static/a\nb", "/index.html"]
+    values += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(300)]
+    for patterns in pattern_sets:
+        fast = values_matcher(patterns, ignore_case)
+        regexes = [wildcard(p, ignore_case) for p in patterns]
+        for v in values:
+            assert fast(v) == any(r.fullmatch(v) for r in regexes), (patterns, v)
