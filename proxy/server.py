@@ -375,11 +375,8 @@ class ListenerHandler:
                         await self._upload(request, conn, head, length is None, counters)
                     else:
                         conn.write(head + body if body else head)
-                    timer = loop.call_later(self.idle_timeout, _expire, waiter)
-                    try:
-                        await waiter
-                    finally:
-                        timer.cancel()
+                    conn.expect_head(self.idle_timeout)
+                    await waiter
                     break
                 except StaleConnection:
                     _settle(waiter)
@@ -605,11 +602,6 @@ def _settle(waiter: asyncio.Future[None]) -> None:
         waiter.cancel()
     elif not waiter.cancelled():
         waiter.exception()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class AlbRequestHandler(RequestHandler):

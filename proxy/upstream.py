@@ -34,20 +34,25 @@ class StaleConnection(UpstreamError):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_body_waiter", "_drain_waiter", "_head_waiter", "_header_bytes", "_no_body",
-        "_paused_reading", "_paused_writing", "_pool", "_reused", "_saw_length",
+        "_body_waiter", "_drain_waiter", "_head_deadline", "_head_timer", "_head_waiter", "_header_bytes",
+        "_loop", "_no_body", "_paused_reading", "_paused_writing", "_pool", "_reused", "_saw_length",
         "buffered", "chunks", "closed", "complete", "error", "headers",
         "keep_alive", "parser", "status", "transport",
     )
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reused = False
+        # One timer per connection, moved lazily, rather than one timer
+        # made and cancelled per request: see expect_head.
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_deadline = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -71,8 +76,31 @@ class UpstreamConnection(asyncio.Protocol):
         """Prepare for one exchange; the future resolves when the response head is in."""
         self._reset()
         self._no_body = no_body
-        self._head_waiter = asyncio.get_running_loop().create_future()
+        self._head_waiter = self._loop.create_future()
         return self._head_waiter
+
+    def expect_head(self, timeout: float) -> None:
+        """The response head must come within `timeout` seconds, else the
+        head waiter gets TimeoutError. The timer is left armed between
+        requests; when it fires early for a later deadline it re-arms itself."""
+        loop = self._loop
+        deadline = loop.time() + timeout
+        self._head_deadline = deadline
+        timer = self._head_timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._head_timer = loop.call_at(deadline, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        w = self._head_waiter
+        if w is None or w.done() or self.closed:
+            return
+        if self._loop.time() < self._head_deadline:
+            self._head_timer = self._loop.call_at(self._head_deadline, self._head_timeout)
+        else:
+            w.set_exception(TimeoutError())
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -83,7 +111,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             raise self.error or UpstreamError("target closed the connection")
         if self._paused_writing:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiter = self._loop.create_future()
             await asyncio.wait_for(self._drain_waiter, timeout)
 
     async def next_chunk(self) -> bytes | None:
@@ -100,7 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
                 return None
             if self.error is not None:
                 raise self.error
-            self._body_waiter = asyncio.get_running_loop().create_future()
+            self._body_waiter = self._loop.create_future()
             await self._body_waiter
 
     def take_body(self) -> bytes:
@@ -131,6 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
 
     def _abandon(self) -> None:
+        self._stop_timer()
         # Nobody will await a head that has not come: cancel it, so that the
         # close does not leave an exception that asyncio reports as unseen.
         w = self._head_waiter
@@ -150,8 +179,14 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed response from target: {exc}"))
 
+    def _stop_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         self._pool.forget(self)
         if self._head_waiter is not None and not self._head_waiter.done():
             # Nothing of the response arrived. On a reused connection this is

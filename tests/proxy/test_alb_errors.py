@@ -205,6 +205,20 @@ async def test_504_slow_target_beyond_idle_timeout(start_proxy: StartProxy, back
     assert (await fetch(client, px.listener_url()))[0] == 200
 
 
+async def test_504_on_a_reused_target_connection(start_proxy: StartProxy, backends: Any,
+                                                 client: aiohttp.ClientSession) -> None:
+    """The response timer of a keep-alive target connection outlives each
+    request: the one armed by a fast request must still time out a slow one."""
+    b = await backends("blue-1")
+    px = await one_target_proxy(start_proxy, b.addr,
+                                LoadBalancerAttributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "1"}])
+    assert (await fetch(client, px.listener_url()))[0] == 200
+    assert_elb_page(*await fetch(client, px.listener_url() + "/hold/forever"), 504)
+    assert len(b.peers) == 2 and b.peers[0] == b.peers[1], "both requests on one target connection"
+    m = (await stats(client, px))["targetGroups"]["blue"]
+    assert (m["HTTPCode_ELB_504_Count"], m["HTTPCode_Target_2XX_Count"]) == (1, 1)
+
+
 async def test_504_websocket_handshake_unanswered(start_proxy: StartProxy, raw_server: Any,
                                                   client: aiohttp.ClientSession) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
