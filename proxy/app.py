@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 from typing import Any
@@ -122,6 +123,10 @@ async def run_until_signalled(*services: Any) -> None:
         for s in services:
             await s.start()
             started.append(s)
+        # What exists now (config, state, listeners, modules) lives as long
+        # as the process: out of the collector's way, so that the collections
+        # that request garbage triggers do not walk it again and again.
+        gc.freeze()
         await stop.wait()
     finally:
         for s in reversed(started):
