@@ -333,21 +333,25 @@ class ListenerHandler:
     async def _forward(self, request: BaseRequest, target: Target, choice: Choice, xff: str | None,
                        set_cookie: StickyCookies | None) -> web.StreamResponse:
         counters = choice.counters
-        length = request.content_length
-        streamed = request.body_exists and (length is None or length > BUFFER_BODY)
-        if request.body_exists and request.headers.get("Expect", "").lower() == "100-continue":
-            # Expect is not forwarded, so the answer is ours: without it the
-            # client would wait before sending the body we are about to read.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = b""
-        if request.body_exists and not streamed:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    body = await request.read()
-            except TimeoutError:
-                counters.elb_error(408)
-                return elb_response(408, close=True)
-        head = self._head(request, xff, None if streamed and length is None else (length if streamed else len(body)))
+        length: int | None = 0
+        streamed = False
+        if request.body_exists:
+            length = request.content_length
+            streamed = length is None or length > BUFFER_BODY
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                # Expect is not forwarded, so the answer is ours: without it the
+                # client would wait before sending the body we are about to read.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if not streamed:
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        body = await request.read()
+                except TimeoutError:
+                    counters.elb_error(408)
+                    return elb_response(408, close=True)
+                length = len(body)
+        head = self._head(request, xff, length)
         if head is None:
             counters.elb_error(400)
             return elb_response(400, close=True)
@@ -359,7 +363,7 @@ class ListenerHandler:
         try:
             for attempt in (0, 1):
                 try:
-                    conn = await target.pool.acquire(CONNECT_TIMEOUT)
+                    conn = target.pool.take_idle() or await target.pool.acquire(CONNECT_TIMEOUT)
                 except TimeoutError:
                     counters.conn_errors += 1
                     counters.elb_error(504)
@@ -410,6 +414,12 @@ class ListenerHandler:
             counters.response_time(loop.time() - started)
             counters.target[conn.status // 100] += 1
             counters.bytes += len(head) + len(body)
+            method = request.method
+            if conn.complete and method != "HEAD" and method != "CONNECT":
+                # The common case: the whole response is in; one write.
+                resp_body = conn.take_body()
+                counters.bytes += len(resp_body)
+                return self._complete(request, conn.status, conn.headers, resp_body, set_cookie)
             return await self._respond(request, conn, counters, set_cookie)
         finally:
             target.outstanding -= 1
@@ -441,23 +451,12 @@ class ListenerHandler:
 
     async def _respond(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters,
                        set_cookie: StickyCookies | None) -> web.StreamResponse:
-        method = request.method
-        if conn.complete and method != "HEAD" and method != "CONNECT":
-            # The common case: the whole response is in; one write.
+        if conn.complete and request.method != "HEAD":
+            # A CONNECT's complete response; _forward writes the others itself.
             body = conn.take_body()
             counters.bytes += len(body)
-            return self._complete(request, conn.status, conn.headers, body, set_cookie)
-        headers: CIMultiDict[str] = CIMultiDict()
-        if set_cookie is not None:
-            headers.extend(("Set-Cookie", v) for v in set_cookie.values)
-        length = None
-        for name, value in conn.headers:
-            lname = name.lower()
-            if lname in _SKIP_RESPONSE:
-                if lname == b"content-length":
-                    length = int(value)
-                continue
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+            return web.Response(status=conn.status, body=body, headers=self._response_headers(conn, set_cookie)[0])
+        headers, length = self._response_headers(conn, set_cookie)
         resp_s = web.StreamResponse(status=conn.status, headers=headers)
         if length is not None:
             resp_s.content_length = length
@@ -483,6 +482,23 @@ class ListenerHandler:
             await resp_s.write(chunk)
         await resp_s.write_eof()
         return resp_s
+
+    @staticmethod
+    def _response_headers(conn: UpstreamConnection,
+                          set_cookie: StickyCookies | None) -> tuple[CIMultiDict[str], int | None]:
+        """The target's headers for aiohttp's StreamResponse, and its Content-Length."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        if set_cookie is not None:
+            headers.extend(("Set-Cookie", v) for v in set_cookie.values)
+        length = None
+        for name, value in conn.headers:
+            lname = name.lower()
+            if lname in _SKIP_RESPONSE:
+                if lname == b"content-length":
+                    length = int(value)
+                continue
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        return headers, length
 
     @staticmethod
     def _complete(request: BaseRequest, status: int, target_headers: list[tuple[bytes, bytes]], body: bytes,

@@ -285,12 +285,20 @@ class Pool:
         self._idle: list[UpstreamConnection] = []
         self.in_use: set[UpstreamConnection] = set()
 
-    async def acquire(self, connect_timeout: float) -> UpstreamConnection:
+    def take_idle(self) -> UpstreamConnection | None:
+        """An open idle connection, without awaiting: the usual case, which
+        then costs no coroutine."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 self.in_use.add(conn)
                 return conn
+        return None
+
+    async def acquire(self, connect_timeout: float) -> UpstreamConnection:
+        conn = self.take_idle()
+        if conn is not None:
+            return conn
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
