@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sys
 from pathlib import Path
@@ -72,7 +71,6 @@ def proxy(config_path: str, time_scale: float | None, admin_port: int | None, ve
     async def run() -> None:
         await run_until_signalled(px)
 
-    gc.freeze()  # config and code objects live as long as the process
     try:
         asyncio.run(run())
     except OSError as exc:
