@@ -133,34 +133,31 @@ CPU_UNITS = (128, 196608)
 MEMORY_MIB = (6, 16 * 1024 * 1024)
 
 
-def _cpu_units(v: Any) -> Any:
-    """ECS's forms: 1024, "1024", "1 vCPU", "0.5 vcpu"; CPU units as an int."""
+def _ecs_amount(v: Any, unit: str, not_amount: str, not_integer: str) -> Any:
+    """ECS's forms of a task limit: an integer, its digits as a string, or an
+    amount of the larger `unit` (1024 plain units each), e.g. "0.5 vCPU"."""
     if isinstance(v, str):
         text = v.strip()
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*vcpu", text, re.IGNORECASE)
+        m = re.fullmatch(rf"(\d+(?:\.\d+)?)\s*{unit}", text, re.IGNORECASE)
         if m:
             return round(float(m.group(1)) * 1024)
         if text.isdigit():
             return int(text)
-        raise ValueError(f"{v!r} is not CPU units (1024 = one vCPU) nor vCPUs such as '0.5 vCPU'")
+        raise ValueError(f"{v!r} is not {not_amount}")
     if isinstance(v, bool) or (v is not None and not isinstance(v, int)):
-        raise ValueError(f"{v!r} is not CPU units (an integer, 1024 = one vCPU)")
+        raise ValueError(f"{v!r} is not {not_integer}")
     return v
+
+
+def _cpu_units(v: Any) -> Any:
+    """1024, "1024", "1 vCPU", "0.5 vcpu": CPU units as an int."""
+    return _ecs_amount(v, "vcpu", "CPU units (1024 = one vCPU) nor vCPUs such as '0.5 vCPU'",
+                       "CPU units (an integer, 1024 = one vCPU)")
 
 
 def _memory_mib(v: Any) -> Any:
-    """ECS's forms: 512, "512", "1GB", "1 GB"; MiB as an int."""
-    if isinstance(v, str):
-        text = v.strip()
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*gb", text, re.IGNORECASE)
-        if m:
-            return round(float(m.group(1)) * 1024)
-        if text.isdigit():
-            return int(text)
-        raise ValueError(f"{v!r} is not MiB (an integer) nor GB such as '1 GB'")
-    if isinstance(v, bool) or (v is not None and not isinstance(v, int)):
-        raise ValueError(f"{v!r} is not MiB (an integer)")
-    return v
+    """512, "512", "1GB", "1 GB": MiB as an int."""
+    return _ecs_amount(v, "gb", "MiB (an integer) nor GB such as '1 GB'", "MiB (an integer)")
 
 
 class TaskDefinitionSpec(Model):
