@@ -1,19 +1,26 @@
 """The compose stack's `observability` profile: Prometheus's scrape config,
 Grafana's provisioning and dashboard, and the compose services that run them.
 
-No image is pulled: the dashboard's PromQL is checked against what a real
-proxy (the compose stack's own load balancer config, on 127.0.0.1, with real
-backends and traffic) exports on /metrics, and the config files are checked
-against each other and against compose/shiftlab.yaml."""
+No image is pulled. Debian's prometheus (tests marked `prometheus`; see
+tests/compose/promserver.py) scrapes a real proxy (the compose stack's own
+load balancer config, on 127.0.0.1, with real backends and traffic) with a
+config derived from compose/prometheus/prometheus.yml and evaluates every
+query of the dashboard; promtool checks the config and lints /metrics.
+Without prometheus, the dashboard's PromQL is still read against what the
+proxy exports on /metrics (tests/compose/promql.py), and the config files
+are checked against each other and against compose/shiftlab.yaml."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import re
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,8 +30,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from shiftlab.loadgen import run_load
 from shiftlab.netsafety import is_loopback
-from tests.compose import promql
+from tests.compose import promql, promserver
 from tests.helpers import REPO, eventually, free_port
 from tests.proxy.conftest import Backend, StartProxy, get_text
 
@@ -99,6 +107,19 @@ def seconds(duration: str) -> float:
 # -- (a) the dashboard's queries against a real proxy's /metrics ------------------
 
 
+def loopback_lb(token: str, blue: list[str], green: list[str]) -> dict[str, Any]:
+    """The compose stack's own load balancer (its listeners, groups and
+    health checks), on 127.0.0.1 with free ports, the admin API with a token."""
+    lb = compose_lb()
+    for listener in lb["Listeners"]:
+        listener.update(Address="127.0.0.1", Port=free_port())
+    lb["Admin"] = {"Address": "127.0.0.1", "Port": 0, "Token": token}
+    assert [g["Name"] for g in lb["TargetGroups"]] == ["blue", "green"]
+    lb["TargetGroups"][0]["Targets"] = blue
+    lb["TargetGroups"][1]["Targets"] = green
+    return lb
+
+
 def labelled(samples: dict[str, list[dict[str, str]]], name: str) -> list[dict[str, str]]:
     assert name in samples, f"{name} is not in the proxy's /metrics (it has: {', '.join(sorted(samples))})"
     return samples[name]
@@ -134,18 +155,11 @@ def check_query(title: str, expr: str, legend: str, samples: dict[str, list[dict
 
 async def test_every_dashboard_query_selects_what_the_proxy_exports(
         start_proxy: StartProxy, backends: Any, client: aiohttp.ClientSession) -> None:
-    # The compose stack's own load balancer (its listeners, groups and
-    # health checks), on 127.0.0.1 with free ports, the admin API with a token.
     blue: Backend = await backends("blue-1")
     green: Backend = await backends("green-1")
-    lb = compose_lb()
-    for listener in lb["Listeners"]:
-        listener.update(Address="127.0.0.1", Port=free_port())
     token = "scrape-token"
-    lb["Admin"] = {"Address": "127.0.0.1", "Port": 0, "Token": token}
-    lb["TargetGroups"][0]["Targets"] = [blue.addr]
-    lb["TargetGroups"][1]["Targets"] = [green.addr]
-    px = await start_proxy(lb, time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
+    px = await start_proxy(loopback_lb(token, [blue.addr], [green.addr]),
+                           time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
     auth = {"Authorization": f"Bearer {token}"}  # what `authorization: {type: Bearer}` sends
     admin = px.admin_url
     await eventually(lambda: px.lb.health_counts() == {"blue": (1, 0), "green": (1, 0)}, what="healthy targets")
@@ -400,11 +414,236 @@ def test_the_dashboard_is_well_formed() -> None:
         assert grid["x"] + grid["w"] <= 24
 
 
-def test_promtool_accepts_the_config() -> None:
-    """Only where promtool is installed (it is not a dependency)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("no promtool")
+# -- (e) Debian's promtool and prometheus on the real files -------------------------
+
+
+@pytest.mark.prometheus
+def test_promtool_accepts_the_compose_config() -> None:
+    """The file as the container reads it. --syntax-only: its credentials
+    file exists only in the container (the full check, which reads it, runs
+    on the derived config in the test below)."""
+    _, promtool = promserver.binaries()
     out = subprocess.run([promtool, "check", "config", "--syntax-only", str(PROMETHEUS_YML)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def drops_requests(log: list[bytes]) -> Any:
+    """A raw target that passes its health checks and hangs up on every
+    other request unanswered: the load balancer answers those with its own 502."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        log.append(head.split(b"\r\n", 1)[0])
+        if head.startswith(b"GET /health "):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+    return handle
+
+
+# What each dashboard query must return once Prometheus has a few scrapes of
+# the traffic below, by (panel title, refId): the labels that tell its series
+# apart, and the series expected with a check of each value. Every query of
+# the dashboard must be here (a new panel needs its expectation).
+Check = tuple[tuple[str, ...], dict[tuple[str, ...], Callable[[float], bool]]]
+
+
+def positive(v: float) -> bool:
+    return v > 0 and math.isfinite(v)
+
+
+def zero(v: float) -> bool:
+    return v == 0
+
+
+def finite(v: float) -> bool:
+    return math.isfinite(v)
+
+
+def equals(n: float) -> Callable[[float], bool]:
+    return lambda v: v == n
+
+
+EXPECTED: dict[tuple[str, str], Check] = {
+    # Gauges: every rule's forward weights, whatever the traffic. Only the
+    # canary's rule is pinned here; the other rules' series must be there too.
+    ("Weights in force", "A"): (("listener", "rule", "target_group"), {
+        ("prod", "default", "blue"): equals(80), ("prod", "default", "green"): equals(20)}),
+    # The canary load reaches both groups all along (80/20 of ~100 rps).
+    ("Requests per target group", "A"): (("target_group",), {("blue",): positive, ("green",): positive}),
+    # /status/500 at ~10 rps is answered by both groups' real targets.
+    ("Target 5XX per target group", "A"): (("target_group",), {("blue",): positive, ("green",): positive}),
+    ("Target 5XX ratio", "A"): (("target_group",), {("blue",): positive, ("green",): positive}),
+    # blue's second target hangs up: the load balancer's 502s on prod.
+    ("ELB 5XX and connection errors", "A"): (("listener", "code"), {("prod", "502"): positive}),
+    # Exported (as 0) for every listener and group that saw a request: no
+    # connection is refused here, so the series are there and flat.
+    ("ELB 5XX and connection errors", "B"): (("target_group",), {("blue",): zero, ("green",): zero}),
+    # Both groups' real targets answer all along: quantiles of real observations.
+    ("TargetResponseTime p50 / p99", "A"): (("target_group",), {("blue",): positive, ("green",): positive}),
+    ("TargetResponseTime p50 / p99", "B"): (("target_group",), {("blue",): positive, ("green",): positive}),
+    # Gauges: blue's two targets (one answering, one hanging up) pass their
+    # health checks, green's one does.
+    ("Healthy / unhealthy hosts", "A"): (("target_group",), {("blue",): equals(2), ("green",): equals(1)}),
+    ("Healthy / unhealthy hosts", "B"): (("target_group",), {("blue",): zero, ("green",): zero}),
+}
+ALWAYS_ALL = {("Weights in force", "A")}  # the series beyond the pinned ones
+
+
+# promtool check metrics's findings on the proxy's /metrics, known and left
+# as they are for now: gauges named after CloudWatch's HealthyHostCount,
+# UnHealthyHostCount and ActiveConnectionCount keep a `_count` suffix, which
+# Prometheus's conventions keep for histograms and summaries. Any other
+# finding fails, and so does fixing these (update this set then).
+KNOWN_LINT = {f'shiftlab_{name}_count non-histogram and non-summary metrics should not have "_count" suffix'
+              for name in ("active_connection", "healthy_host", "unhealthy_host")}
+
+
+def substitute(expr: str, variables: dict[str, str]) -> str:
+    """Grafana's interpolation of `$name` (longest names first)."""
+    for name in sorted(variables, key=len, reverse=True):
+        expr = expr.replace(f"${name}", variables[name])
+    assert "$" not in expr, f"a variable the test does not know: {expr}"
+    return expr
+
+
+def judge(key: tuple[str, str], result: list[dict[str, Any]]) -> list[str]:
+    labels, expected = EXPECTED[key]
+    got: dict[tuple[str, ...], float] = {}
+    for series in result:
+        metric = series["metric"]
+        missing = [label for label in labels if label not in metric]
+        if missing:
+            return [f"{key}: a series without {missing}: {metric}"]
+        got[tuple(metric[label] for label in labels)] = float(series["value"][1])
+    problems = []
+    if not got:
+        problems.append(f"{key}: no series")
+    for ident, ok in expected.items():
+        if ident not in got:
+            problems.append(f"{key}: no series {dict(zip(labels, ident, strict=True))} (got {sorted(got)})")
+        elif not ok(got[ident]):
+            problems.append(f"{key}: {dict(zip(labels, ident, strict=True))} = {got[ident]}")
+    extra = set(got) - set(expected)
+    if extra and key not in ALWAYS_ALL:
+        problems.append(f"{key}: series the traffic cannot explain: {sorted(extra)}")
+    return problems
+
+
+@pytest.mark.prometheus
+async def test_prometheus_scrapes_the_proxy_and_evaluates_every_dashboard_query(
+        start_proxy: StartProxy, backends: Any, raw_server: Any, client: aiohttp.ClientSession,
+        tmp_path: Path) -> None:
+    """Debian's prometheus, configured by compose/prometheus/prometheus.yml
+    (only its target, credentials file and scrape interval changed), scrapes
+    a real proxy (the compose load balancer on 127.0.0.1) under a canary's
+    traffic; every query of every panel, with its variables substituted as
+    Grafana does, must then succeed and return the series the traffic makes
+    certain."""
+    prometheus, promtool = promserver.binaries()
+    blue: Backend = await backends("blue-1")
+    green: Backend = await backends("green-1")
+    dropped: list[bytes] = []
+    bad = f"127.0.0.1:{await raw_server(drops_requests(dropped))}"
+    token = "scrape-token"
+    px = await start_proxy(loopback_lb(token, [blue.addr, bad], [green.addr]),
+                           time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
+    admin, auth = px.admin_url, {"Authorization": f"Bearer {token}"}
+    await eventually(lambda: px.lb.health_counts() == {"blue": (2, 0), "green": (1, 0)}, what="healthy targets")
+    async with client.put(f"{admin}/admin/listeners/prod/rules/default/forward", headers=auth,
+                          json={"TargetGroups": [{"TargetGroupArn": "blue", "Weight": 80},
+                                                 {"TargetGroupArn": "green", "Weight": 20}]}) as resp:
+        assert resp.status == 200
+
+    # Prometheus's config: the compose file's, pointed at this proxy.
+    scrape_s = 1.0
+    token_file = tmp_path / "shiftlab-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(promserver.derived_config(
+        load_yaml(PROMETHEUS_YML), f"127.0.0.1:{px.admin_port}", token_file, f"{scrape_s:g}s")))
+    out = await promserver.promtool(promtool, "check", "config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    # A canary's traffic (bounded: it stops with the test, or after a minute).
+    prod = px.listener_url("prod")
+    stop = asyncio.Event()
+    loads = [asyncio.ensure_future(run_load(url, rps, 60, stop=stop, concurrency=4))
+             for url, rps in ((prod, 100), (prod + "/status/500", 10))]
+    try:
+        async with promserver.run_prometheus(prometheus, config, tmp_path, client) as prom:
+            job = scrape_job()
+
+            async def target_up() -> dict[str, Any] | None:
+                active = (await prom.api(client, "targets"))["activeTargets"]
+                if not active:
+                    return None  # discovery is not through yet
+                (target,) = active
+                assert target["health"] != "down", target["lastError"]
+                return target if target["health"] == "up" else None
+
+            target = await prom.wait("the proxy's target to be up", target_up)
+            assert target["scrapeUrl"] == f"http://127.0.0.1:{px.admin_port}{job['metrics_path']}"
+            assert target["labels"]["job"] == job["job_name"]
+            assert {k: target["labels"][k] for k in job["static_configs"][0]["labels"]} \
+                == job["static_configs"][0]["labels"]
+
+            # The variable's values, as Grafana asks for label_values(metric, label).
+            dash = dashboard()
+            (var,) = dash["templating"]["list"]
+            m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var["query"]["query"])
+            assert m, var["query"]
+            values = await prom.api(client, f"label/{m.group(2)}/values", **{"match[]": m.group(1)})
+            assert values == [compose_lb()["Name"]]
+            # Grafana: $__interval is the dashboard's range over the panel's
+            # points (15 min over ~1000: 1 s, never below the scrape interval).
+            interval = max(scrape_s, seconds("15m") / 1000)
+            choices = {"All": var["allValue"], values[0]: promserver.grafana_regex_escape(values[0])}
+            targets = [(p["title"], t["refId"], t["expr"]) for p in panels(dash) for t in p.get("targets", [])]
+            assert {(title, ref) for title, ref, _ in targets} == set(EXPECTED), "every query has its expectation"
+
+            last: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+
+            async def evaluate() -> list[str]:
+                problems = []
+                for choice, value in choices.items():
+                    variables = {var["name"]: value, "__rate_interval": promserver.rate_interval(scrape_s, interval)}
+                    for title, ref, expr in targets:
+                        data = await prom.api(client, "query", query=substitute(expr, variables))
+                        assert data["resultType"] == "vector", data
+                        last[(title, ref, choice)] = data["result"]
+                        problems += [f"[{choice}] {p}" for p in judge((title, ref), data["result"])]
+                return problems
+
+            async def settled() -> bool:
+                return not await evaluate()
+
+            try:
+                await prom.wait("every query's expected series", settled, timeout=30)
+            except AssertionError:
+                problems = await evaluate()
+                assert not problems, "\n".join(problems)
+            for (title, ref, choice), result in last.items():
+                print(f"{title} {ref} [{choice}]: {len(result)} series "
+                      + ", ".join(f"{dict((k, v) for k, v in s['metric'].items() if k in EXPECTED[(title, ref)][0])}"
+                                  f"={float(s['value'][1]):.3g}" for s in result))
+
+            # The raw series carry the compose job's labels.
+            (series, *_) = last[("Weights in force", "A", "All")]
+            assert series["metric"]["job"] == job["job_name"] and series["metric"]["stack"] == "shiftlab-compose"
+
+            # promtool's lint of the very text Prometheus scrapes.
+            async with client.get(f"{admin}{job['metrics_path']}", headers=auth) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            lint = await promserver.promtool(promtool, "check", "metrics", stdin=text)
+            findings = set((lint.stdout + lint.stderr).splitlines()) - {""}
+            assert lint.returncode in (0, 3), lint.stdout + lint.stderr  # 3: lint findings
+            assert findings == KNOWN_LINT, "promtool check metrics (new findings, or known ones fixed):\n" \
+                + "\n".join(sorted(findings ^ KNOWN_LINT))
+    finally:
+        stop.set()
+        results = await asyncio.gather(*loads)
+    assert any(line.startswith(b"GET / ") for line in dropped), "the hanging-up target was sent requests"
+    assert all(r.statuses for r in results)
