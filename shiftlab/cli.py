@@ -451,12 +451,10 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
     if strategy:
         dc = dc.model_copy(update={"strategy": strategy})
     overrides = revision_overrides(command, image, env, cpu, memory)
-    from controller.config import TaskDefinitionSpec
-    from shiftlab.configfile import parse
+    from shiftlab.rehearse import check_overrides
 
     try:
-        parse(TaskDefinitionSpec, {**settings.service.taskDefinition.model_dump(),
-                                   **{k: v for k, v in overrides.items() if k != "env"}}, "taskDefinition")
+        check_overrides(settings, overrides)
     except ConfigError as exc:
         fail_config(exc, config_path)
     sys.exit(run_rehearsal(settings, overrides, dc, load_rps, timeout, as_json, quiet,

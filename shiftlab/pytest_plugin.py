@@ -5,9 +5,9 @@ fixtures that rehearse a deployment inside a project's own tests.
         outcome = shiftlab_rehearse("shiftlab.yaml", env={"VERSION": "2"})
         assert outcome.status == "SUCCESSFUL", outcome.reason
 
-`shiftlab_rehearse(config, *, command=None, image=None, env=None,
-strategy=None, time_scale=None, backend=None, load_rps=20, timeout=None,
-free_ports=True)` starts the whole stack from the config file (on free
+`shiftlab_rehearse(config, *, command=None, image=None, env=None, cpu=None,
+memory=None, strategy=None, time_scale=None, backend=None, load_rps=20,
+timeout=None, free_ports=True)` starts the whole stack from the config file (on free
 ports by default, with its records in the test's tmp_path), deploys the new
 revision under a bounded background load, waits for the end, stops
 everything, and returns a `Rehearsal`. It works from plain (sync) tests.
@@ -76,8 +76,13 @@ def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float 
     return load_settings(data)
 
 
-def _overrides(command: str | list[str] | None, image: str | None, env: dict[str, str] | None) -> dict[str, Any]:
+def _overrides(command: str | list[str] | None, image: str | None, env: dict[str, str] | None,
+               cpu: int | str | None = None, memory: int | str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if cpu is not None:
+        out["cpu"] = cpu
+    if memory is not None:
+        out["memory"] = memory
     if command is not None:
         out["command"] = command
     if image is not None:
@@ -90,7 +95,8 @@ def _overrides(command: str | list[str] | None, image: str | None, env: dict[str
 @pytest.fixture
 def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
     def run(config: str | Path | dict[str, Any], *, command: str | list[str] | None = None,
-            image: str | None = None, env: dict[str, str] | None = None, strategy: str | None = None,
+            image: str | None = None, env: dict[str, str] | None = None, cpu: int | str | None = None,
+            memory: int | str | None = None, strategy: str | None = None,
             time_scale: float | None = None, backend: str | None = None, load_rps: float = 20.0,
             timeout: float | None = None, free_ports: bool = True) -> Rehearsal:
         from shiftlab.rehearse import rehearse
@@ -98,7 +104,8 @@ def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
         state = tmp_path / f"shiftlab-{len(list(tmp_path.glob('shiftlab-*')))}"
         settings = _settings(config, state, time_scale, backend, free_ports)
         dc = settings.deployment.model_copy(update={"strategy": strategy}) if strategy else None
-        outcome = asyncio.run(rehearse(settings, _overrides(command, image, env), dc, load_rps, state, timeout))
+        overrides = _overrides(command, image, env, cpu, memory)
+        outcome = asyncio.run(rehearse(settings, overrides, dc, load_rps, state, timeout))
         return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,
                          outcome.seconds)
 

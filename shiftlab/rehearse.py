@@ -15,6 +15,7 @@ from typing import Any
 from controller.config import DeploymentConfiguration
 from controller.stack import Stack
 from controller.strategies import total_minutes
+from shiftlab.configfile import ConfigError
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import Settings
 
@@ -61,10 +62,23 @@ def production_url(settings: Settings) -> str:
     return f"http://{ls.Address}:{ls.Port}/"
 
 
+def check_overrides(settings: Settings, overrides: dict[str, Any]) -> None:
+    """The new revision (the running one with `overrides`) must be valid
+    before anything starts: raises ConfigError naming the field."""
+    from controller.config import TaskDefinitionSpec
+    from shiftlab.configfile import parse
+
+    if settings.service is None:
+        raise ConfigError(["service: is required to rehearse a deployment"])
+    parse(TaskDefinitionSpec, {**settings.service.taskDefinition.model_dump(),
+                               **{k: v for k, v in overrides.items() if k != "env"}}, "taskDefinition")
+
+
 async def rehearse(settings: Settings, overrides: dict[str, Any], config: DeploymentConfiguration | None = None,
                    load_rps: float = 20.0, state_dir: Path | None = None, timeout: float | None = None,
                    on_message: Any = None, extra_loads: tuple[LoadSpec, ...] = (),
                    on_started: Any = None) -> Outcome:
+    check_overrides(settings, overrides)
     started = time.monotonic()
     dc = config or settings.deployment
     # The rehearsal's own records live apart from `shiftlab up`'s, and its API

@@ -21,7 +21,9 @@ def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester)
     pytester.makefile(".yaml", shiftlab=config)
     pytester.makepyfile(test_release='''
         def test_good_release_survives_the_canary(shiftlab_rehearse):
-            outcome = shiftlab_rehearse("shiftlab.yaml", env={"GREETING": "v2"}, load_rps=30)
+            # cpu/memory are accepted (only the docker backend applies them).
+            outcome = shiftlab_rehearse("shiftlab.yaml", env={"GREETING": "v2"}, cpu=256, memory="0.5 GB",
+                                        load_rps=30)
             assert outcome.ok, outcome.reason
             assert outcome.load["connectionErrors"] == 0
 
@@ -30,9 +32,16 @@ def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester)
             assert outcome.status == "ROLLBACK_SUCCESSFUL"
             assert outcome.triggered_alarms == ["service-5xx"]
 
+        def test_a_bad_revision_is_refused_before_anything_starts(shiftlab_rehearse):
+            import pytest
+            from shiftlab.configfile import ConfigError
+
+            with pytest.raises(ConfigError, match=r"taskDefinition[.]cpu: 64 "):
+                shiftlab_rehearse("shiftlab.yaml", cpu=64)
+
         async def test_the_stack_fixture(shiftlab_stack):
             async with shiftlab_stack("shiftlab.yaml") as stack:
                 assert len(stack.controller.sets["blue"].running()) == 2
     ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", timeout=240)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
