@@ -15,6 +15,7 @@ changed (the driver does: RUNNING before, STOPPED now = an exit).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -129,3 +130,14 @@ class UnknownTask(KeyError):
 
     def __str__(self) -> str:
         return f"no task {self.args[0]!r}"
+
+
+def notify(subscribers: list[Callable[[Task], None]], task: Task) -> None:
+    """Tell every subscriber of a state change, with a snapshot (so none sees
+    later changes). A subscriber that raises is logged; the others still hear."""
+    snapshot = task.snapshot()
+    for cb in list(subscribers):
+        try:
+            cb(snapshot)
+        except Exception:
+            logging.getLogger("shiftlab.controller").exception("task subscriber failed")

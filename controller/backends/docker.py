@@ -67,6 +67,7 @@ from controller.backends.base import (
     Task,
     TaskDefinition,
     UnknownTask,
+    notify,
 )
 from controller.config import (
     DockerRuntime,
@@ -823,12 +824,7 @@ class DockerBackend:
         task.state = state
         if self._closed:
             return
-        snapshot = task.snapshot()
-        for cb in list(self._subscribers):
-            try:
-                cb(snapshot)
-            except Exception:
-                log.exception("task subscriber failed")
+        notify(self._subscribers, task)
 
     # -- helpers ------------------------------------------------------------------------------------------
 

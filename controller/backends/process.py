@@ -43,6 +43,7 @@ from controller.backends.base import (
     Task,
     TaskDefinition,
     UnknownTask,
+    notify,
 )
 from controller.backends.registry import Registry, Row
 
@@ -303,12 +304,7 @@ class ProcessBackend:
                 self._registry.set_state(task.task_id, state)
         if self._closed:
             return
-        snapshot = task.snapshot()
-        for cb in list(self._subscribers):
-            try:
-                cb(snapshot)
-            except Exception:
-                log.exception("task subscriber failed")
+        notify(self._subscribers, task)
 
     # -- helpers -----------------------------------------------------------------------
 
