@@ -114,7 +114,14 @@ async def test_approve_moves_a_pause_hook_on(stack_factory, dashboard, tmp_path:
     assert await board.weights() == {"blue": 100, "green": 0}
 
     await page.click("#approve")
-    await board.wait_attr("#status", "data-status", "SUCCESSFUL", timeout=60)
+    try:
+        await board.wait_attr("#status", "data-status", "SUCCESSFUL", timeout=60)
+    except AssertionError as exc:  # say where the controller is: the page alone cannot tell
+        d = ctl.records.recent("web", limit=1)[0]
+        events = [f"{e['kind']}: {e['message']}" for e in ctl.records.events(d.id)][-12:]
+        raise AssertionError(f"{exc}\ncontroller: {d.status} at {d.stage}, hook {d.hook}, "
+                             f"connection {await page.get_attribute('#conn', 'data-state')}\n"
+                             + "\n".join(events)) from None
     assert await hook.get_attribute("data-status") == "SUCCEEDED"
     assert await page.is_disabled("#approve")
     final = await ctl.wait_finished(ctl.records.recent("web", limit=1)[0].id, timeout=5)
