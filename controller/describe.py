@@ -67,7 +67,7 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
                               "MONITORING" if dc.alarms.enable else "DISABLED"),
                    "alarmNames": dc.alarms.alarmNames, "triggeredAlarmNames": d.triggered_alarms},
         "shiftlab": {
-            "id": d.id, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,
+            "id": d.id, "version": d.version, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,
             "strategy": dc.strategy, "timeScale": d.time_scale,
             "productionTrafficWeight": d.production_percent, "testTrafficWeight": d.test_percent,
             "stepIndex": d.step_index, "steps": [s.percent for s in d.steps], "waiting": d.waiting,

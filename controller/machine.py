@@ -253,6 +253,7 @@ class Deployment:
     finished_at: float | None = None
     stopped_at: float | None = None
     updated_at: float | None = None
+    version: int = 0  # bumped by every step: lets a reader drop a snapshot older than one it has
     waiting: str | None = None
     wake_at: float | None = None
     step_index: int = 0
@@ -564,6 +565,7 @@ def step(deployment: Deployment, event: Event, now: float) -> tuple[Deployment, 
     d.updated_at = now
     if d.final:
         return d, []
+    d.version += 1
     _dispatch(s, event)
     # Hook timeouts and callbacks are deadlines like bakes: any event may
     # find one passed, not only a Tick.

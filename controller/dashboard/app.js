@@ -102,9 +102,12 @@ async function refresh() {
 async function refreshHistory() {
   try {
     const data = await api("GET", "/api/deployments");
-    state.deployments = data.serviceDeployments;
-    const latest = state.deployments[0];
-    if (latest && (!state.deployment || ts(latest.createdAt) > ts(state.deployment.createdAt))) setDeployment(latest);
+    const shown = state.deployment;
+    state.deployments = data.serviceDeployments.map((x) =>
+      (shown && shown.shiftlab.id === x.shiftlab.id && shown.shiftlab.version > x.shiftlab.version ? shown : x));
+    // The newest one, unless it is what is shown already or older: this also
+    // catches up with a transition the stream missed while it was down.
+    if (state.deployments.length) setDeployment(state.deployments[0]);
     renderHistory();
   } catch (err) {
     handleReadError(err);
@@ -189,9 +192,12 @@ function setService(service) {
   renderTaskSets();
 }
 
+// Snapshots arrive by two paths (the stream, and the answer to a POST or a
+// read) in no set order: one older than what is shown is dropped.
 function setDeployment(d) {
   const cur = state.deployment;
   if (cur && cur.shiftlab.id !== d.shiftlab.id && ts(d.createdAt) < ts(cur.createdAt)) return;
+  if (cur && cur.shiftlab.id === d.shiftlab.id && d.shiftlab.version < cur.shiftlab.version) return;
   state.deployment = d;
   const i = state.deployments.findIndex((x) => x.shiftlab.id === d.shiftlab.id);
   if (i >= 0) state.deployments[i] = d;
@@ -462,11 +468,14 @@ function closeDrawer() {
 
 async function act(button, path, body) {
   button.disabled = true;
+  button.setAttribute("aria-busy", "true");
   try {
     setDeployment(await api("POST", path, body));
   } catch (err) {
     notice(err.message);
     renderDeployment();
+  } finally {
+    button.removeAttribute("aria-busy");
   }
 }
 

@@ -229,6 +229,18 @@ def test_step_does_not_modify_its_input() -> None:
     assert d0.to_dict() == snapshot
 
 
+def test_every_step_gives_a_newer_version() -> None:
+    # Readers get snapshots by more than one path; the version orders them.
+    p = Playbook({"strategy": "CANARY"})
+    versions = [p.d.version]
+    for event in (m.Start(), m.Reconciled(), m.Tick(), m.GreenReady(ok=True)):
+        p.send(event)
+        versions.append(p.d.version)
+    assert versions == sorted(set(versions)) and len(versions) == 5
+    old = m.Deployment.from_dict({k: v for k, v in p.d.to_dict().items() if k != "version"})
+    assert old.version == 0  # a record written before versions loads
+
+
 def test_record_round_trips_through_json_shape() -> None:
     p = Playbook({"strategy": "CANARY", "lifecycleHooks": [
         {"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"]}]})
