@@ -150,8 +150,10 @@ class ServiceController:
             await self._recover(resuming)
         else:
             # No deployment owns the alternate group: nothing should run there.
-            await self._stop_set(self.sets[self.alternate])
+            # Traffic leaves it before its tasks do (a stop without rollback
+            # left some there), or those requests would get 503s.
             await self._route_all_to(self.primary)
+            await self._stop_set(self.sets[self.alternate])
         self._scraper = asyncio.create_task(self._scrape_loop())
         self._note(None, "service", f"{self.name}: revision {state.running_revision} running in "
                    f"{self.primary} ({len(self.sets[self.primary].running())} tasks)")
@@ -479,8 +481,8 @@ class ServiceController:
     async def _outcome(self, d: Deployment, action: m.Action) -> m.Event | None:
         green, blue = self.sets[self.alternate], self.sets[self.primary]
         if isinstance(action, m.Reconcile):
+            await self._route_all_to(self.primary)  # before green's tasks go: see start()
             await self._stop_set(green)
-            await self._route_all_to(self.primary)
             return m.Reconciled(ok=True)
         if isinstance(action, m.ScaleUpGreen):
             return await self._scale_up(d, green, action.count)

@@ -115,10 +115,20 @@ async def test_stop_without_rollback_leaves_traffic_where_it_is(stack_factory, t
     assert final.status == "STOPPED"
     assert "traffic left at 30% green" in final.status_reason
     assert await stack.router.weights("prod/default") == {"blue": 70, "green": 30}
-    # The next deployment starts by reconciling: traffic back on blue first.
-    d2 = ctl.create_deployment({"env": {"GREETING": "v3"}}, None)
-    await eventually(lambda: ctl.current.stage not in (None, "RECONCILE_SERVICE"), timeout=30)
+    # The next deployment starts by reconciling: traffic back on blue before
+    # the stopped green goes, so not one request fails on the way.
+    stop = asyncio.Event()
+    result = LoadResult()
+    load = asyncio.create_task(run_load(prod_url(data), 100, 30, stop=stop, result=result))
+    try:
+        await eventually(lambda: result.by_group["green"] >= 5, timeout=10, what="load on the stopped green")
+        d2 = ctl.create_deployment({"env": {"GREETING": "v3"}}, None)
+        await eventually(lambda: ctl.current.stage not in (None, "RECONCILE_SERVICE"), timeout=30)
+    finally:
+        stop.set()
+    await load
     assert d2.source_revision == "1"
+    assert result.failed == 0 and result.connection_errors == 0, result.summary()
 
 
 def test_rehearse_exit_codes(tmp_path: Path) -> None:
