@@ -98,6 +98,7 @@ class ServiceController:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._replacing: set[str] = set()
+        self._registering: set[str] = set()  # tasks in a set whose registration is on its way
         self.last_metrics: dict[str, Any] = {}
         self._recent: deque[dict[str, Any]] = deque()
 
@@ -248,7 +249,11 @@ class ServiceController:
             return None
         ts.tasks[task.task_id] = task
         if task.state == RUNNING:
-            await self.router.register(ts.group, [(task.host, task.port)])
+            self._registering.add(task.task_id)
+            try:
+                await self.router.register(ts.group, [(task.host, task.port)])
+            finally:
+                self._registering.discard(task.task_id)
         return task
 
     async def _ensure_set(self, ts: TaskSet, definition: TaskDefinition, colour: str,
@@ -703,8 +708,10 @@ class ServiceController:
                                f"{rule} had {back} instead of {want} (load balancer restarted?): set again")
                     await self._set_weights_of(rule, want)
         for ts in list(self.sets.values()):
+            # Only tasks registered before the read can be missing from it.
+            registered = [t for t in ts.running() if t.task_id not in self._registering]
             health = await self.router.target_health(ts.group)
-            missing = [t for t in ts.running() if target_id(t.host, t.port) not in health]
+            missing = [t for t in registered if target_id(t.host, t.port) not in health]
             if missing:
                 self._note(d.id if in_progress and d else None, "recovery",
                            f"{len(missing)} task(s) missing from {ts.group} (load balancer restarted?): registered")

@@ -82,3 +82,33 @@ async def test_starts_the_set_still_wants_join_it(controller) -> None:
     assert failed == []
     assert len(green.running()) == 2
     assert sorted(_running_in_backend(backend, "green")) == sorted(t.task_id for t in green.running())
+
+
+async def test_a_task_registered_after_the_health_read_is_not_reported_missing(controller) -> None:
+    # The load-balancer check reads target health, then looks at the tasks: a
+    # task started and registered while the read was on its way is not
+    # "missing" (it was once reported as "load balancer restarted?").
+    ctl, _ = controller
+    blue = ctl.sets["blue"]
+    router = ctl.router
+    read = asyncio.Event()
+    release = asyncio.Event()
+    target_health = router.target_health
+
+    async def stale_read(group: str) -> dict[str, str]:
+        health = await target_health(group)
+        if group == "blue":
+            read.set()
+            await release.wait()
+        return health
+
+    router.target_health = stale_read  # type: ignore[method-assign]
+    check = asyncio.create_task(ctl._check_load_balancer())
+    await asyncio.wait_for(read.wait(), 5)
+    blue.desired = 3
+    await ctl._ensure_set(blue, ctl._definition(blue.revision), "blue")
+    release.set()
+    await check
+    assert len(blue.running()) == 3
+    notes = [e["message"] for e in ctl.records.events(None) if e["kind"] == "recovery"]
+    assert notes == []
