@@ -85,6 +85,11 @@ class LifecycleHook(Model):
                 raise ValueError(f"a PAUSE hook cannot run at {', '.join(bad)}, as in ECS")
         elif not self.hookTargetArn:
             raise ValueError("hookTargetArn is required (an http(s) URL or command:...), unless targetType is PAUSE")
+        elif not self.hookTargetArn.startswith(("http://", "https://", "command:")):
+            # Refused here rather than when the hook runs: a rehearsal would
+            # roll back on it, and CI could not tell that from a real failure.
+            raise ValueError(f"hookTargetArn {self.hookTargetArn!r}: shiftlab calls http(s) URLs and command: "
+                             "hooks, not AWS ARNs (point it at a local URL or command standing in for the Lambda)")
         return self
 
     @property

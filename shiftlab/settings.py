@@ -102,6 +102,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
         raw_alarms = []
     alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
 
+    if lb is not None:  # the proxy refuses this too, but only once it starts
+        attempt(lambda: check_bind(lb.Admin.Address, resolve_token(lb.Admin.Token), "loadBalancer.Admin.Address"))
     if runtime is not None:
         attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
     if runtime is not None and runtime.backend == "docker":
