@@ -436,7 +436,8 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
              memory: str | None, strategy: str | None, time_scale: float | None, backend: str | None,
              load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
-    rollback or failure, 2 on a bad config. Leaves nothing running."""
+    rollback or failure, 2 on a bad config, 3 when it could not start (a
+    port in use, say). Leaves nothing running."""
     import tempfile
 
     setup_logging(verbose)
@@ -459,6 +460,9 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
         fail_config(exc, config_path)
     sys.exit(run_rehearsal(settings, overrides, dc, load_rps, timeout, as_json, quiet,
                            Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-"))))
+
+
+EXIT_CANNOT_START = 3
 
 
 def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: float, timeout: float | None,
@@ -492,8 +496,9 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: f
     except ConfigError as exc:
         fail_config(exc)
     except OSError as exc:
+        # Not 1: nothing was rehearsed, and CI must not take this for a rollback.
         click.echo(f"cannot start: {exc}", err=True)
-        return 1
+        return EXIT_CANNOT_START
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     d = outcome.deployment

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 
 import yaml
@@ -153,6 +154,18 @@ def test_rehearse_exit_codes(tmp_path: Path) -> None:
     invalid = run_cli("rehearse", "-c", str(path), "--env", "X=1")
     assert invalid.returncode == 2
     assert "deploymentConfiguration.canaryConfiguration.canaryPercent: 0 is out of range 0.1..100" in invalid.stderr
+
+
+def test_rehearse_that_cannot_start_is_not_a_rollback(tmp_path: Path) -> None:
+    data = config(tmp_path, {"strategy": "CANARY"})
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with socket.socket() as taken:  # the production listener's port, in use
+        taken.bind(("127.0.0.1", data["loadBalancer"]["Listeners"][0]["Port"]))
+        taken.listen()
+        res = run_cli("rehearse", "-c", str(path), "--env", "X=1", "-q")
+    assert res.returncode == 3, res
+    assert "cannot start" in res.stderr and "Traceback" not in res.stderr
 
 
 async def test_router_sees_what_the_controller_verified(stack_factory, tmp_path) -> None:
