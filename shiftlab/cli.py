@@ -538,7 +538,14 @@ def init(path: str, force: bool) -> None:
     if target.exists() and not force:
         click.echo(f"{path} exists; use --force to overwrite it", err=True)
         sys.exit(1)
-    target.write_text(resources.files("shiftlab").joinpath("examples/shiftlab.yaml").read_text(encoding="utf-8"))
+    text = resources.files("shiftlab").joinpath("examples/shiftlab.yaml").read_text(encoding="utf-8")
+    if target.suffix.lower() == ".json":  # the same settings; JSON has no room for the comments
+        import json
+
+        import yaml
+
+        text = json.dumps(yaml.safe_load(text), indent=2) + "\n"
+    target.write_text(text)
     click.echo(f"wrote {path}; next: shiftlab up -c {path}")
 
 
@@ -565,6 +572,11 @@ def load(url: str, rps: float, duration: float, concurrency: int, max_requests: 
         hdrs[k.strip()] = v.strip()
     if rps <= 0 or duration <= 0:
         raise click.BadParameter("--rps and --duration must be positive")
+    from yarl import URL
+
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/)", param_hint="--url")
     res = asyncio.run(run_load(url, rps, duration, concurrency=concurrency, headers=hdrs or None,
                                max_requests=max_requests))
     s = res.summary()

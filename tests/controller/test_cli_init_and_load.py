@@ -1,0 +1,41 @@
+"""`shiftlab init` writes a file that validates (YAML, or JSON when asked
+for), and `shiftlab load` refuses what is not a URL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shiftlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shiftlab", *args], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize("name", ["shiftlab.yaml", "shiftlab.json"])
+def test_init_writes_a_file_that_validates(tmp_path: Path, name: str) -> None:
+    res = shiftlab("init", name, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"shiftlab up -c {name}" in res.stdout
+    text = (tmp_path / name).read_text()
+    data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+    assert data["deploymentConfiguration"]["strategy"]
+    res = shiftlab("validate", "-c", name, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    again = shiftlab("init", name, cwd=tmp_path)
+    assert again.returncode == 1 and "--force" in again.stderr
+    assert (tmp_path / name).read_text() == text
+
+
+@pytest.mark.parametrize("url", ["localhost:8080", "ftp://127.0.0.1/", "http://"])
+def test_load_refuses_what_is_not_an_http_url(tmp_path: Path, url: str) -> None:
+    res = shiftlab("load", "--url", url, "--duration", "1", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "--url" in res.stderr and "is not an http(s) URL" in res.stderr
