@@ -8,7 +8,7 @@ only, because it is copied alone into a bare container image; run it as
 Environment:
   HOST (127.0.0.1), PORT (8080)
   SHIFTLAB_REVISION (or REVISION), SHIFTLAB_COLOUR, SHIFTLAB_TARGET_GROUP,
-  SHIFTLAB_TASK_ID: echoed in every answer
+  SHIFTLAB_TASK_ID, GREETING (hello): echoed in every answer
   ERROR_RATE (0..1), LATENCY_MS, HEALTH_FAIL (1/true), EXIT_AFTER (requests):
   the initial faults, changeable at runtime with GET/PUT /_shiftlab/faults
   EXIT_AT_START (1/true): exit 1 at once, as a revision that cannot start
@@ -163,6 +163,7 @@ class Identity:
         self.colour = env.get("SHIFTLAB_COLOUR", "")
         self.target_group = env.get("SHIFTLAB_TARGET_GROUP", "")
         self.task = env.get("SHIFTLAB_TASK_ID", "")
+        self.greeting = env.get("GREETING", "hello")  # what a revision changes to be told apart by eye
 
 
 class Server(ThreadingHTTPServer):
@@ -256,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _who(self, path: str, body_bytes: int) -> dict[str, Any]:
         me = self.server.identity
-        return {"revision": me.revision, "colour": me.colour, "targetGroup": me.target_group, "task": me.task,
+        return {"greeting": me.greeting, "revision": me.revision, "colour": me.colour, "targetGroup": me.target_group, "task": me.task,
                 "path": path, "method": self.command, "bodyBytes": body_bytes}
 
     def _read_body(self) -> tuple[int, bytes] | None:

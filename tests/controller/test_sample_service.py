@@ -93,7 +93,7 @@ async def _statuses(http: aiohttp.ClientSession, url: str, count: int) -> list[i
 
 async def test_answers_say_who_answered(start: Callable[..., Awaitable[Service]], http: aiohttp.ClientSession) -> None:
     s = await start(SHIFTLAB_REVISION="4", SHIFTLAB_COLOUR="green", SHIFTLAB_TARGET_GROUP="tg-green",
-                    SHIFTLAB_TASK_ID="t-1")
+                    SHIFTLAB_TASK_ID="t-1", GREETING="hi")
     async with http.post(f"{s.url}/orders?x=1", data=b"x" * 70_000) as r:
         doc = await r.json()
         assert r.status == 200
@@ -102,7 +102,7 @@ async def test_answers_say_who_answered(start: Callable[..., Awaitable[Service]]
         assert r.headers["X-Shiftlab-Target-Group"] == "tg-green"
     assert doc["revision"] == "4" and doc["colour"] == "green" and doc["targetGroup"] == "tg-green"
     assert doc["task"] == "t-1" and doc["path"] == "/orders" and doc["method"] == "POST"
-    assert doc["bodyBytes"] == 70_000
+    assert doc["bodyBytes"] == 70_000 and doc["greeting"] == "hi"
 
 
 async def test_revision_falls_back_to_REVISION(start: Callable[..., Awaitable[Service]],
