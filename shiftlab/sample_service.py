@@ -257,8 +257,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _who(self, path: str, body_bytes: int) -> dict[str, Any]:
         me = self.server.identity
-        return {"greeting": me.greeting, "revision": me.revision, "colour": me.colour, "targetGroup": me.target_group, "task": me.task,
-                "path": path, "method": self.command, "bodyBytes": body_bytes}
+        return {"greeting": me.greeting, "revision": me.revision, "colour": me.colour,
+                "targetGroup": me.target_group, "task": me.task, "path": path, "method": self.command,
+                "bodyBytes": body_bytes}
 
     def _read_body(self) -> tuple[int, bytes] | None:
         """(body size, its first 64 KiB: enough for a faults document); None if unreadable."""

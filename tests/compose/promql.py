@@ -12,6 +12,7 @@ _STRING = r'"(?:[^"\\]|\\.)*"'
 _SELECTOR = re.compile(r"(?<![\w:$.])([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r"([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*(" + _STRING + ")")
 _GROUPING = re.compile(r"\b(by|without)\s*\(([^)]*)\)")
+_MATCHING = re.compile(r"\b(on|ignoring|group_left|group_right)\s*\([^)]*\)")  # vector matching: no grouping
 _IDENT = re.compile(r"(?<![\w:$.])([a-zA-Z_:][\w:]*)(\s*\()?")
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
 
@@ -38,7 +39,8 @@ class Matcher:
 @dataclass
 class Query:
     selectors: list[tuple[str, list[Matcher]]] = field(default_factory=list)
-    grouping: set[str] = field(default_factory=set)
+    grouping: set[str] = field(default_factory=set)  # by (...)
+    without: set[str] = field(default_factory=set)  # without (...)
     functions: set[str] = field(default_factory=set)
 
     @property
@@ -60,9 +62,14 @@ def parse(expr: str) -> Query:
     rest = re.sub(r"\{[^}]*\}", "", expr)
     rest = re.sub(r"\[[^\]]*\]", "", rest)
     rest = re.sub(_STRING, '""', rest)
-    for _, labels in _GROUPING.findall(rest):
-        q.grouping |= {label.strip() for label in labels.split(",") if label.strip()}
+    for kind, labels in _GROUPING.findall(rest):
+        named = {label.strip() for label in labels.split(",") if label.strip()}
+        if kind == "by":
+            q.grouping |= named
+        else:
+            q.without |= named
     rest = _GROUPING.sub("", rest)
+    rest = _MATCHING.sub("", rest)
     braced = {name for name, _ in q.selectors}
     for name, call in _IDENT.findall(rest):
         if call:

@@ -142,11 +142,12 @@ def check_query(title: str, expr: str, legend: str, samples: dict[str, list[dict
         if not any(all(m.matches(s, VARIABLES) for m in matchers) for s in series):
             problems.append(f"{where}: {name}{{{', '.join(f'{m.label}{m.op}{m.value!r}' for m in matchers)}}} "
                             "selects none of the proxy's series")
-        for label in sorted(q.grouping):
+        for label in sorted(q.grouping | q.without):
             if not any(label in s for s in series):
                 problems.append(f"{where}: grouped by {label}, which {name} does not have")
     legend_labels = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
-    # A legend can only name what survives the aggregation (or the series' own labels).
+    # A legend can only name what survives a `by` aggregation (or the series'
+    # own labels: `without` here only ever aggregates a divisor).
     available = q.grouping if q.grouping else {k for name, _ in q.selectors for s in samples.get(name, []) for k in s}
     problems += [f"{where}: legend {{{{{label}}}}} names a label the result does not have"
                  for label in sorted(legend_labels - available)]
@@ -467,7 +468,7 @@ def equals(n: float) -> Callable[[float], bool]:
 EXPECTED: dict[tuple[str, str], Check] = {
     # Gauges: every rule's forward weights, whatever the traffic. Only the
     # canary's rule is pinned here; the other rules' series must be there too.
-    ("Weights in force", "A"): (("listener", "rule", "target_group"), {
+    ("Traffic share in force (%)", "A"): (("listener", "rule", "target_group"), {
         ("prod", "default", "blue"): equals(80), ("prod", "default", "green"): equals(20)}),
     # The canary load reaches both groups all along (80/20 of ~100 rps).
     ("Requests per target group", "A"): (("target_group",), {("blue",): positive, ("green",): positive}),
@@ -487,7 +488,7 @@ EXPECTED: dict[tuple[str, str], Check] = {
     ("Healthy / unhealthy hosts", "A"): (("target_group",), {("blue",): equals(2), ("green",): equals(1)}),
     ("Healthy / unhealthy hosts", "B"): (("target_group",), {("blue",): zero, ("green",): zero}),
 }
-ALWAYS_ALL = {("Weights in force", "A")}  # the series beyond the pinned ones
+ALWAYS_ALL = {("Traffic share in force (%)", "A")}  # the series beyond the pinned ones
 
 
 # promtool check metrics's findings on the proxy's /metrics, known and left
@@ -550,9 +551,11 @@ async def test_prometheus_scrapes_the_proxy_and_evaluates_every_dashboard_query(
                            time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
     admin, auth = px.admin_url, {"Authorization": f"Bearer {token}"}
     await eventually(lambda: px.lb.health_counts() == {"blue": (2, 0), "green": (1, 0)}, what="healthy targets")
+    # Weights 4/1: the dashboard shows the share, 80/20 (the controller writes
+    # out of 100 or 1000, and 1/0 at the ends).
     async with client.put(f"{admin}/admin/listeners/prod/rules/default/forward", headers=auth,
-                          json={"TargetGroups": [{"TargetGroupArn": "blue", "Weight": 80},
-                                                 {"TargetGroupArn": "green", "Weight": 20}]}) as resp:
+                          json={"TargetGroups": [{"TargetGroupArn": "blue", "Weight": 4},
+                                                 {"TargetGroupArn": "green", "Weight": 1}]}) as resp:
         assert resp.status == 200
 
     # Prometheus's config: the compose file's, pointed at this proxy.
@@ -630,7 +633,7 @@ async def test_prometheus_scrapes_the_proxy_and_evaluates_every_dashboard_query(
                                   f"={float(s['value'][1]):.3g}" for s in result))
 
             # The raw series carry the compose job's labels.
-            (series, *_) = last[("Weights in force", "A", "All")]
+            (series, *_) = last[("Traffic share in force (%)", "A", "All")]
             assert series["metric"]["job"] == job["job_name"] and series["metric"]["stack"] == "shiftlab-compose"
 
             # promtool's lint of the very text Prometheus scrapes.
