@@ -29,6 +29,7 @@ STREAMS_KEY = web.AppKey("streams", set)  # the queues of the open SSE streams
 _END_OF_STREAM: dict[str, Any] = {"type": "end"}
 STREAM_BACKLOG = 1000  # messages a slow stream client may fall behind before it is cut off
 EVENTS_PAGE = 1000
+MIN_ID_PREFIX = 6  # a deployment id may be shortened to this many characters, as the views show it
 
 # The dashboard's static files (controller/dashboard/*), by suffix.
 DASHBOARD_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -141,6 +142,13 @@ def _deployment(ctl: ServiceController, deployment_id: str) -> Any:
     if ctl.current is not None and ctl.current.id == deployment_id:
         return ctl.current
     d = ctl.records.get(deployment_id)
+    if d is None and len(deployment_id) >= MIN_ID_PREFIX:
+        ids = ctl.records.ids_starting(deployment_id)
+        if len(ids) > 1:
+            raise ConfigError([f"deployment id {deployment_id!r} is ambiguous: give more of it"])
+        d = ctl.records.get(ids[0]) if ids else None
+        if d is not None and ctl.current is not None and ctl.current.id == d.id:
+            d = ctl.current
     if d is None:
         raise KeyError(deployment_id)
     return d

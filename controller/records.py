@@ -85,6 +85,13 @@ class Records:
         row = self.db.execute("SELECT doc FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
         return Deployment.from_dict(json.loads(row[0])) if row else None
 
+    def ids_starting(self, prefix: str, limit: int = 2) -> list[str]:
+        """Deployment ids that start with `prefix` (what `watch` and `list` show is a prefix)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.db.execute("SELECT id FROM deployments WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
+                               (pattern, limit))
+        return [r[0] for r in rows]
+
     def recent(self, service: str | None = None, limit: int = 50) -> list[Deployment]:
         if service:
             rows = self.db.execute(

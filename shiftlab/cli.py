@@ -360,6 +360,8 @@ def list_(config_path: str, url: str | None) -> None:
     """Deployments of the service, newest first."""
     client = client_for(config_path, url)
     data = api_call(lambda: client.get("/api/deployments"))
+    if not data["serviceDeployments"]:
+        click.echo("no deployments yet (shiftlab deploy starts one)")
     for d in data["serviceDeployments"]:
         sl = d["shiftlab"]
         click.echo(f"{sl['id']}  {d['createdAt']}  {sl['strategy']:<10} {sl['sourceRevision']}->"
