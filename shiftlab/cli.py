@@ -252,7 +252,10 @@ def _json_arg(value: str, name: str) -> Any:
 
 
 def _watch(client: Any, deployment_id: str | None) -> int:
-    """Live view until the deployment ends; exit code 0 when SUCCESSFUL."""
+    """Live view until the deployment ends; exit code 0 when SUCCESSFUL. Not
+    on a terminal (a CI log), the event log instead, a line per event."""
+    import time
+
     from rich.console import Console
     from rich.live import Live
 
@@ -262,24 +265,41 @@ def _watch(client: Any, deployment_id: str | None) -> int:
     state = WatchState()
     final = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
     console = Console()
+
+    def ours(d_id: str | None) -> bool:  # the id given may be the prefix the views show
+        return deployment_id is None or (d_id or "").startswith(deployment_id)
+
+    def follow(shown: Any) -> None:
+        for message in client.stream():
+            if message.get("type") == "deployment" and not ours(message["deployment"]["shiftlab"]["id"]):
+                continue
+            state.update(message)
+            shown(message)
+            d = state.deployment
+            if d is not None and d["status"] in final and ours(d["shiftlab"]["id"]):
+                break
+
+    def log_line(message: dict[str, Any]) -> None:
+        ev = message.get("event") if message.get("type") == "event" else None
+        if ev is not None and ev.get("deploymentId") and ours(ev["deploymentId"]):
+            clock = time.strftime("%H:%M:%S", time.localtime(ev["at"]))
+            click.echo(f"{clock} {ev['kind']:<8} {ev['message']}")
+
     try:
-        with Live(render(state), console=console, refresh_per_second=8, transient=False) as live:
-            for message in client.stream():
-                if message.get("type") == "deployment" and deployment_id and \
-                        message["deployment"]["shiftlab"]["id"] != deployment_id:
-                    continue
-                state.update(message)
-                live.update(render(state))
-                d = state.deployment
-                if d is not None and d["status"] in final and (deployment_id is None or
-                                                                d["shiftlab"]["id"] == deployment_id):
-                    break
+        if console.is_terminal:
+            with Live(render(state), console=console, refresh_per_second=8, transient=False) as live:
+                follow(lambda _: live.update(render(state)))
+        else:
+            follow(log_line)
     except ApiError as exc:
         click.echo(f"error: {exc}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
     d = state.deployment
+    if d is not None and not console.is_terminal:
+        click.echo(f"deployment {d['shiftlab']['id']}: {d['status']}"
+                   + (f" ({d['statusReason']})" if d.get("statusReason") else ""))
     return 0 if d is not None and d["status"] == "SUCCESSFUL" else 1
 
 
