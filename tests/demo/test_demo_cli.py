@@ -16,6 +16,7 @@ import pytest
 
 from shiftlab.client import Client
 from shiftlab.netsafety import resolve_token
+from tests.demo.support import interrupt
 from tests.helpers import REPO
 
 SCALE = "200"  # an ECS minute is 0.3 s: the longest scenario (good) bakes 14 AWS minutes
@@ -28,10 +29,17 @@ def demo_argv(scenario: str, *extra: str, scale: str = SCALE) -> list[str]:
 
 def run_demo(scenario: str) -> str:
     started = time.monotonic()
-    done = subprocess.run(demo_argv(scenario), capture_output=True, text=True, timeout=DEADLINE, cwd=REPO)
-    out = done.stdout
-    assert done.returncode == 0, f"exit {done.returncode} after {time.monotonic() - started:.1f} s\n{out}\n" \
-                                 f"{done.stderr}"
+    proc = subprocess.Popen(demo_argv(scenario), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        interrupt(proc)
+        out, err = proc.communicate()
+        raise AssertionError(f"the demo did not end within {DEADLINE} s\n{out}\n{err}") from None
+    finally:
+        interrupt(proc)
+    assert proc.returncode == 0, f"exit {proc.returncode} after {time.monotonic() - started:.1f} s\n{out}\n{err}"
     assert "as expected: " in out and "NOT as expected" not in out, out
     assert "FAILED" not in out, out
     assert re.search(r"^total: \d+\.\d s$", out, re.M), out
@@ -67,7 +75,7 @@ def _lines(proc: subprocess.Popen[str], into: queue.Queue[str]) -> None:
 def test_demo_manual_waits_for_shiftlab_approve() -> None:
     # Twice the other scenarios' time: the PAUSE times out after 30 AWS minutes (15 s here).
     proc = subprocess.Popen(demo_argv("manual", "--no-auto-approve", scale="120"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=_lines, args=(proc, lines), daemon=True)
     reader.start()
@@ -90,9 +98,7 @@ def test_demo_manual_waits_for_shiftlab_approve() -> None:
         assert "approved at POST_TEST_TRAFFIC_SHIFT" in approved.stdout
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
     reader.join(timeout=10)
     while not lines.empty():
         out.append(lines.get_nowait())

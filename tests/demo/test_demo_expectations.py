@@ -155,3 +155,27 @@ def test_the_blue_green_hook_holds_a_wall_clock_second_at_any_scale(tmp_path) ->
         s = demo_settings(SCENARIOS["blue-green"], scale, "process", str(tmp_path))
         wait = s.deployment.lifecycleHooks[0].hookDetails["waitSeconds"]
         assert wait / scale >= 1.0
+
+
+def test_a_missing_sample_image_names_the_build_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import docker
+
+    from shiftlab.demo import docker_problem
+
+    class Images:
+        def get(self, name: str) -> None:
+            raise docker.errors.ImageNotFound(f"no such image: {name}")
+
+    class FakeClient:
+        images = Images()
+
+        def ping(self) -> bool:
+            return True
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(docker, "from_env", lambda **kw: FakeClient())
+    problem = docker_problem(SAMPLE_IMAGE)
+    assert problem is not None and f"{SAMPLE_IMAGE}, which is not on this machine" in problem
+    assert "compose/build-images.sh" in problem
