@@ -583,8 +583,9 @@ def load(url: str, rps: float, duration: float, concurrency: int, max_requests: 
 @click.option("--backend", type=click.Choice(["process", "docker"]), default="process", show_default=True,
               help="docker: blue and green run as containers of --image.")
 @click.option("--image", default=None, metavar="IMAGE",
-              help="With --backend docker: the image of blue and green (default shiftlab/sample:local, built by "
-                   "compose/build-images.sh); it must serve like the sample service.")
+              help="With --backend docker: the image of blue and green (default $SHIFTLAB_DOCKER_IMAGE, else "
+                   "shiftlab/sample:local, built by compose/build-images.sh); run with its own command, it must "
+                   "serve like the sample service.")
 @click.option("--load-rps", type=float, default=40.0, show_default=True)
 @click.option("--auto-approve", type=float, default=None, metavar="SECONDS",
               help="manual scenario: approve by itself after this long (default: 5 s when not a terminal, "
@@ -598,6 +599,7 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
     deployment and what happens, live. Exit 0 when the scenario behaved as
     it should (each expectation is printed at the end; a rollback is the
     right outcome of bad-canary and slow), 1 otherwise."""
+    import os
     import shutil
     import tempfile
 
@@ -606,6 +608,8 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
 
     setup_logging(False)
     logging.getLogger("shiftlab").setLevel(logging.WARNING)
+    if image is None and backend == "docker":
+        image = os.environ.get("SHIFTLAB_DOCKER_IMAGE") or None
     if image is not None and backend != "docker":
         raise click.BadParameter("only with --backend docker (the process backend runs the sample service "
                                  "from this installation)", param_hint="--image")
