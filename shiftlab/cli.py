@@ -617,34 +617,67 @@ def load(url: str, rps: float, duration: float, concurrency: int, max_requests: 
 @main.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "manual", "blue-green"]),
               default="good", show_default=True)
-@click.option("--time-scale", type=float, default=60.0, show_default=True)
-@click.option("--backend", type=click.Choice(["process", "docker"]), default="process", show_default=True)
+@click.option("--time-scale", type=float, default=60.0, show_default=True,
+              help="Divide AWS durations by this (60: an ECS minute is a second).")
+@click.option("--backend", type=click.Choice(["process", "docker"]), default="process", show_default=True,
+              help="docker: blue and green run as containers of --image.")
+@click.option("--image", default=None, metavar="IMAGE",
+              help="With --backend docker: the image of blue and green (default $SHIFTLAB_DOCKER_IMAGE, else "
+                   "shiftlab/sample:local, built by compose/build-images.sh); run with its own command, it must "
+                   "serve like the sample service.")
 @click.option("--load-rps", type=float, default=40.0, show_default=True)
 @click.option("--auto-approve", type=float, default=None, metavar="SECONDS",
-              help="manual scenario: approve by itself after this long (default: 5 s when not a terminal).")
+              help="manual scenario: approve by itself after this long (default: 5 s when not a terminal, "
+                   "less if the PAUSE would time out first).")
+@click.option("--no-auto-approve", is_flag=True,
+              help="manual scenario: never approve by itself; wait for `shiftlab approve` (or the dashboard).")
 @click.option("-q", "--quiet", is_flag=True, help="No live view.")
-def demo(scenario: str, time_scale: float, backend: str, load_rps: float, auto_approve: float | None,
-         quiet: bool) -> None:
+def demo(scenario: str, time_scale: float, backend: str, image: str | None, load_rps: float,
+         auto_approve: float | None, no_auto_approve: bool, quiet: bool) -> None:
     """A rehearsal with nothing to configure: the sample service, a load, a
     deployment and what happens, live. Exit 0 when the scenario behaved as
-    it should (a rollback is the right outcome of bad-canary and slow)."""
+    it should (each expectation is printed at the end; a rollback is the
+    right outcome of bad-canary and slow), 1 otherwise."""
+    import os
+    import shutil
     import tempfile
 
-    from shiftlab.demo import SCENARIOS, demo_settings
+    from shiftlab.demo import SAMPLE_IMAGE, SCENARIOS, demo_settings, docker_problem
+    from shiftlab.timescale import parse_time_scale
 
     setup_logging(False)
     logging.getLogger("shiftlab").setLevel(logging.WARNING)
+    if image is None and backend == "docker":
+        image = os.environ.get("SHIFTLAB_DOCKER_IMAGE") or None
+    if image is not None and backend != "docker":
+        raise click.BadParameter("only with --backend docker (the process backend runs the sample service "
+                                 "from this installation)", param_hint="--image")
+    if auto_approve is not None and no_auto_approve:
+        raise click.BadParameter("not with --no-auto-approve", param_hint="--auto-approve")
+    if load_rps <= 0:
+        raise click.BadParameter("must be positive: the scenarios' expectations are about what the load saw",
+                                 param_hint="--load-rps")
+    try:
+        parse_time_scale(time_scale, "--time-scale")
+    except ConfigError as exc:
+        fail_config(exc)
+    if backend == "docker":
+        problem = docker_problem(image or SAMPLE_IMAGE)
+        if problem:
+            click.echo(f"cannot run the demo with the docker backend: {problem}", err=True)
+            sys.exit(1)
     sc = SCENARIOS[scenario]
     state_dir = tempfile.mkdtemp(prefix="shiftlab-demo-")
     try:
-        settings = demo_settings(sc, time_scale, backend, state_dir)
+        settings = demo_settings(sc, time_scale, backend, state_dir, image)
     except ConfigError as exc:
+        shutil.rmtree(state_dir, ignore_errors=True)
         fail_config(exc)
-    sys.exit(run_demo(sc, settings, load_rps, auto_approve, quiet, Path(state_dir)))
+    sys.exit(run_demo(sc, settings, load_rps, auto_approve, not no_auto_approve, quiet, Path(state_dir)))
 
 
-def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None, quiet: bool,
-             state_dir: Path) -> int:
+def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None, may_auto_approve: bool,
+             quiet: bool, state_dir: Path) -> int:
     import shutil
     import time
 
@@ -652,62 +685,57 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     from rich.live import Live
 
     from proxy.app import install_uvloop
+    from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines
     from shiftlab.rehearse import LoadSpec, production_url
     from shiftlab.rehearse import rehearse as run
     from shiftlab.view import WatchState, render
 
-    console = Console()
+    console = Console(soft_wrap=True)  # long lines (URLs) stay whole in logs
     state = WatchState()
     live_view = not quiet and console.is_terminal
-    if auto_approve is None and sc.pause and not console.is_terminal:
-        auto_approve = 5.0
+    if auto_approve is None and sc.pause and may_auto_approve and not console.is_terminal:
+        auto_approve = approve_delay(sc, settings.time_scale)
     url = production_url(settings)
-    extra = (LoadSpec(url, max(load_rps / 4, 1.0), {"x-amzn-ecs-blue-green-test": "demo"}),) \
-        if sc.test_header_load else ()
+    extra = (LoadSpec(url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) if sc.test_header_load else ()
     console.print(f"[bold]shiftlab demo[/bold] · {sc.name}: {sc.summary}")
 
     def started(stack: Any) -> None:
-        console.print(f"dashboard and API: {stack.api_url}   production listener: {url}")
+        console.print(f"dashboard and API: {stack.api_url}   production listener: {url}", highlight=False)
         if sc.pause:
             console.print(f"approve with: shiftlab approve --url {stack.api_url}"
-                          + (f"   (approving by itself in {auto_approve:g} s)" if auto_approve else ""))
+                          + (f"   (approving by itself in {auto_approve:g} s)" if auto_approve is not None else ""),
+                          highlight=False)
             if auto_approve is not None:
                 asyncio.get_running_loop().create_task(_approve_later(stack, auto_approve))
 
     async def go() -> Any:
         if not live_view:
             return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None,
-                             extra_loads=extra, on_started=started)
+                             extra_loads=extra, on_started=started, slow_after=sc.slow_after)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
             return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, on_message,
-                             extra_loads=extra, on_started=started)
+                             extra_loads=extra, on_started=started, slow_after=sc.slow_after)
 
     install_uvloop()
     t0 = time.monotonic()
     try:
         outcome = asyncio.run(go())
+    except OSError as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        return 1
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
-    d = outcome.deployment
-    ok = d["status"] == sc.expect
-    load = outcome.load
+    seen = Seen(outcome.deployment, outcome.events, outcome.load,
+                outcome.extra_loads[0] if outcome.extra_loads else None)
+    checks = sc.check(seen)
     console.print()
-    console.print(f"[bold]{'as expected' if ok else 'NOT as expected'}[/bold]: {d['status']} "
-                  f"(this scenario should end {sc.expect})" + (f" - {d['statusReason']}" if d["statusReason"] else ""))
-    if load is not None:
-        failed = {g: n for g, n in load.errors_by_group.items()}
-        console.print(f"requests: {load.sent} sent, {load.failed} failed"
-                      + (f" (5xx by group: {failed})" if failed else "") + f"; split {dict(load.by_group)}")
-    if outcome.rollback_seconds() is not None:
-        console.print(f"first bad response -> production back on blue: {outcome.rollback_seconds():.2f} s")
-    for res in outcome.extra_loads:
-        console.print(f"test-header requests: {res.sent}, by group {dict(res.by_group)}")
-    console.print(f"total: {time.monotonic() - t0:.1f} s")
-    return 0 if ok else 1
+    for line in summary_lines(seen, checks, sc.expect, time.monotonic() - t0):
+        console.print(line, markup=False, highlight=False)
+    return 0 if all(c.ok for c in checks) else 1
 
 
 async def _approve_later(stack: Any, seconds: float) -> None:

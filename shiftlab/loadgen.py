@@ -26,6 +26,12 @@ class LoadResult:
     connection_errors: int = 0
     latencies: list[float] = field(default_factory=list)
     first_5xx_at: float | None = None  # wall clock
+    first_connection_error_at: float | None = None  # wall clock
+    # Responses slower than `slow_after` seconds (when set) count as slow: by
+    # group, and the wall clock of the first one.
+    slow_after: float | None = None
+    slow_by_group: Counter[str] = field(default_factory=Counter)
+    first_slow_at: float | None = None
     first_at_by_group: dict[str, float] = field(default_factory=dict)  # wall clock of each group's first answer
     started_at: float = 0.0
     ended_at: float = 0.0
@@ -38,6 +44,17 @@ class LoadResult:
     def elb_errors(self) -> int:
         """5xx made by the load balancer itself (no target group header on them)."""
         return self.errors_by_group.get("-", 0)
+
+    @property
+    def slow(self) -> int:
+        return sum(self.slow_by_group.values())
+
+    @property
+    def first_bad_at(self) -> float | None:
+        """Wall clock of the first bad response: a 5xx, a connection error, or
+        (with `slow_after`) a response slower than that."""
+        times = [t for t in (self.first_5xx_at, self.first_connection_error_at, self.first_slow_at) if t is not None]
+        return min(times, default=None)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies:
@@ -84,6 +101,7 @@ async def run_load(url: str, rps: float, duration: float, *, concurrency: int = 
                     pass
             t0 = time.monotonic()
             res.sent += 1
+            group: str | None = None
             try:
                 async with session.get(url, headers=headers) as resp:
                     await resp.read()
@@ -97,7 +115,15 @@ async def run_load(url: str, rps: float, duration: float, *, concurrency: int = 
                             res.first_5xx_at = time.time()
             except (aiohttp.ClientError, TimeoutError):
                 res.connection_errors += 1
-            res.latencies.append(time.monotonic() - t0)
+                group = None
+                if res.first_connection_error_at is None:
+                    res.first_connection_error_at = time.time()
+            latency = time.monotonic() - t0
+            res.latencies.append(latency)
+            if group is not None and res.slow_after is not None and latency > res.slow_after:
+                res.slow_by_group[group] += 1
+                if res.first_slow_at is None:
+                    res.first_slow_at = time.time()
 
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=timeout)) as session:

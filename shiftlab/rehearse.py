@@ -43,11 +43,26 @@ class Outcome:
 
     def rollback_seconds(self) -> float | None:
         """From the first 5xx the load saw to production traffic back on blue."""
-        if self.load is None or self.load.first_5xx_at is None:
+        return self.seconds_to_rollback(self.load.first_5xx_at if self.load else None)
+
+    def bad_response_to_rollback_seconds(self) -> float | None:
+        """From the load's first bad response (5xx, connection error, or
+        slower than its `slow_after`) to production traffic back on blue."""
+        return self.seconds_to_rollback(self.load.first_bad_at if self.load else None)
+
+    def seconds_to_rollback(self, since: float | None) -> float | None:
+        """From `since` (wall clock) to production traffic back on blue; None
+        without a `since` or a rollback."""
+        if since is None:
             return None
-        back = next((e["at"] for e in self.events
-                     if e["kind"] == "weights" and e["message"].startswith("all traffic: 0%")), None)
-        return None if back is None else round(back - self.load.first_5xx_at, 3)
+        back = rollback_at(self.events)
+        return None if back is None else round(back - since, 3)
+
+
+def rollback_at(events: list[dict[str, Any]]) -> float | None:
+    """When a rollback put all traffic back on blue (its verified weights event)."""
+    return next((e["at"] for e in events
+                 if e["kind"] == "weights" and e["message"].startswith("all traffic: 0%")), None)
 
 
 def production_url(settings: Settings) -> str:
@@ -77,7 +92,8 @@ def check_overrides(settings: Settings, overrides: dict[str, Any]) -> None:
 async def rehearse(settings: Settings, overrides: dict[str, Any], config: DeploymentConfiguration | None = None,
                    load_rps: float = 20.0, state_dir: Path | None = None, timeout: float | None = None,
                    on_message: Any = None, extra_loads: tuple[LoadSpec, ...] = (),
-                   on_started: Any = None) -> Outcome:
+                   on_started: Any = None, slow_after: float | None = None) -> Outcome:
+    """`slow_after`: seconds beyond which the production load counts a response as slow (LoadResult)."""
     check_overrides(settings, overrides)
     started = time.monotonic()
     dc = config or settings.deployment
@@ -94,7 +110,7 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         unsubscribe = ctl.subscribe(on_message) if on_message else None
         expected = total_minutes(dc) * 60 / settings.time_scale
         limit = timeout if timeout is not None else max(600.0, expected * 3 + 120)
-        load = LoadResult()
+        load = LoadResult(slow_after=slow_after)
         if load_rps > 0:
             load_task = asyncio.create_task(run_load(
                 production_url(settings), load_rps, limit, stop=stop_load, result=load,

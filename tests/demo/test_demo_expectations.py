@@ -1,0 +1,181 @@
+"""The demo's expectations (pure functions over a deployment record, its
+events and what the loads saw), its summary, and its settings."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from shiftlab.demo import (
+    FIVE_XX_ALARM_NAME,
+    P99_ALARM_NAME,
+    P99_THRESHOLD_SECONDS,
+    SAMPLE_IMAGE,
+    SCENARIOS,
+    Check,
+    Seen,
+    approve_delay,
+    demo_settings,
+    summary_lines,
+)
+from shiftlab.loadgen import LoadResult
+
+T0 = 1_700_000_000.0
+BACK_ON_BLUE = {"kind": "weights", "message": "all traffic: 0% green (verified)", "at": T0 + 5}
+APPROVED = {"kind": "hook", "message": "POST_TEST_TRAFFIC_SHIFT: approved", "at": T0 + 3}
+
+
+def record(status: str, triggered: list[str] | None = None, hooks: list[dict[str, Any]] | None = None,
+           reason: str | None = None) -> dict[str, Any]:
+    return {"status": status, "statusReason": reason, "alarms": {"triggeredAlarmNames": triggered or []},
+            "shiftlab": {"hookRuns": hooks or []}}
+
+
+def load(by_group: dict[str, int], errors: dict[str, int] | None = None, slow: dict[str, int] | None = None,
+         first: dict[str, float] | None = None, first_5xx: float | None = None, first_slow: float | None = None,
+         slow_after: float | None = None) -> LoadResult:
+    res = LoadResult(slow_after=slow_after)
+    res.sent = sum(by_group.values())
+    res.by_group = Counter(by_group)
+    res.errors_by_group = Counter(errors or {})
+    res.statuses = Counter({200: res.sent - sum(res.errors_by_group.values()), 500: sum(res.errors_by_group.values())})
+    res.slow_by_group = Counter(slow or {})
+    res.first_at_by_group = dict(first or {})
+    res.first_5xx_at, res.first_slow_at = first_5xx, first_slow
+    return res
+
+
+def failed(checks: list[Check]) -> list[str]:
+    return [c.what for c in checks if not c.ok]
+
+
+def test_good_holds_for_a_clean_promotion_and_not_with_failures() -> None:
+    check = SCENARIOS["good"].check
+    assert failed(check(Seen(record("SUCCESSFUL"), [], load({"blue": 50, "green": 50})))) == []
+    bad = check(Seen(record("SUCCESSFUL"), [], load({"blue": 50, "green": 50}, errors={"blue": 1})))
+    assert failed(bad) == ["no request fails"]
+
+
+def test_bad_canary_needs_the_5xx_alarm_and_errors_on_green_only() -> None:
+    check = SCENARIOS["bad-canary"].check
+    ok = Seen(record("ROLLBACK_SUCCESSFUL", [FIVE_XX_ALARM_NAME]), [BACK_ON_BLUE],
+              load({"blue": 90, "green": 10}, errors={"green": 3}, first_5xx=T0 + 4))
+    assert failed(check(ok)) == []
+    # Rolled back, but by another alarm and with blue failing too: not what the scenario shows.
+    wrong = Seen(record("ROLLBACK_SUCCESSFUL", [P99_ALARM_NAME]), [BACK_ON_BLUE],
+                 load({"blue": 90, "green": 10}, errors={"green": 3, "blue": 1}))
+    assert failed(check(wrong)) == [f"alarm {FIVE_XX_ALARM_NAME} trips", "the 5xx come from green only"]
+    promoted = Seen(record("SUCCESSFUL"), [], load({"blue": 90, "green": 10}, errors={"green": 3}))
+    assert failed(check(promoted)) == ["ends ROLLBACK_SUCCESSFUL", f"alarm {FIVE_XX_ALARM_NAME} trips",
+                                       "production traffic goes back to blue"]
+
+
+def test_slow_fails_when_the_5xx_alarm_trips_instead_of_the_p99_one() -> None:
+    check = SCENARIOS["slow"].check
+    slow_load = load({"blue": 90, "green": 10}, slow={"green": 4}, first_slow=T0 + 4,
+                     slow_after=P99_THRESHOLD_SECONDS)
+    assert failed(check(Seen(record("ROLLBACK_SUCCESSFUL", [P99_ALARM_NAME]), [BACK_ON_BLUE], slow_load))) == []
+    wrong = check(Seen(record("ROLLBACK_SUCCESSFUL", [FIVE_XX_ALARM_NAME]), [BACK_ON_BLUE], slow_load))
+    assert failed(wrong) == [f"alarm {P99_ALARM_NAME} trips", f"alarm {FIVE_XX_ALARM_NAME} does not trip"]
+    not_slow = check(Seen(record("ROLLBACK_SUCCESSFUL", [P99_ALARM_NAME]), [BACK_ON_BLUE],
+                          load({"blue": 100}, slow_after=P99_THRESHOLD_SECONDS)))
+    assert failed(not_slow) == ["green answers slowly (over 250 ms)"]
+
+
+def test_manual_needs_an_approved_pause_before_green_takes_production() -> None:
+    check = SCENARIOS["manual"].check
+    pause = [{"kind": "PAUSE", "status": "SUCCEEDED", "lifecycleStage": "POST_TEST_TRAFFIC_SHIFT"}]
+    after = load({"blue": 60, "green": 40}, first={"blue": T0, "green": T0 + 3.5})
+    assert failed(check(Seen(record("SUCCESSFUL", hooks=pause), [APPROVED], after))) == []
+    # A PAUSE that timed out with CONTINUE also ends SUCCESSFUL, but nobody approved it.
+    timed_out = {"kind": "hook", "message": "POST_TEST_TRAFFIC_SHIFT: timed out; timeoutConfiguration says CONTINUE",
+                 "at": T0 + 3}
+    assert failed(check(Seen(record("SUCCESSFUL", hooks=pause), [timed_out], after))) == [
+        "a PAUSE hook is approved", "production traffic reaches green only after the approval"]
+    early = load({"blue": 60, "green": 40}, first={"blue": T0, "green": T0 + 1})
+    assert failed(check(Seen(record("SUCCESSFUL", hooks=pause), [APPROVED], early))) == [
+        "production traffic reaches green only after the approval"]
+
+
+def test_blue_green_needs_test_traffic_on_green_before_production() -> None:
+    check = SCENARIOS["blue-green"].check
+    hook = [{"kind": "COMMAND", "status": "SUCCEEDED", "lifecycleStage": "POST_TEST_TRAFFIC_SHIFT", "attempts": 2}]
+    prod = load({"blue": 60, "green": 40}, first={"blue": T0, "green": T0 + 3})
+    before = load({"blue": 5, "green": 20}, first={"blue": T0, "green": T0 + 1})
+    order = "test traffic (x-amzn-ecs-blue-green-test header) reaches green before production does"
+    assert failed(check(Seen(record("SUCCESSFUL", hooks=hook), [], prod, before))) == []
+    after = load({"blue": 5, "green": 20}, first={"blue": T0, "green": T0 + 4})
+    assert failed(check(Seen(record("SUCCESSFUL", hooks=hook), [], prod, after))) == [order]
+    assert failed(check(Seen(record("SUCCESSFUL", hooks=hook), [], prod, None))) == [order]
+
+
+def test_summary_of_slow_gives_the_time_from_the_first_slow_answer_and_the_failed_expectations() -> None:
+    sc = SCENARIOS["slow"]
+    seen = Seen(record("ROLLBACK_SUCCESSFUL", [FIVE_XX_ALARM_NAME], reason="alarm service-5xx in ALARM"),
+                [BACK_ON_BLUE], load({"blue": 90, "green": 10}, slow={"green": 4}, first_slow=T0 + 4.25,
+                                     slow_after=P99_THRESHOLD_SECONDS))
+    lines = summary_lines(seen, sc.check(seen), sc.expect, 12.34)
+    assert lines[0].startswith("NOT as expected: ROLLBACK_SUCCESSFUL")
+    assert f"  FAILED {'alarm ' + P99_ALARM_NAME + ' trips'}: triggered: {FIVE_XX_ALARM_NAME}" in lines
+    assert "requests: 100 sent, 0 failed, 4 slower than 250 ms (by group: {'green': 4}); " \
+           "split {'blue': 90, 'green': 10}" in lines
+    assert "first bad response (slower than 250 ms) -> production back on blue: 0.75 s" in lines
+    assert lines[-1] == "total: 12.3 s"
+
+
+def test_first_bad_response_is_the_earliest_of_5xx_connection_error_and_slow() -> None:
+    res = LoadResult(slow_after=0.25)
+    assert res.first_bad_at is None
+    res.first_slow_at, res.first_5xx_at, res.first_connection_error_at = T0 + 2, T0 + 3, T0 + 1
+    assert res.first_bad_at == T0 + 1
+
+
+@pytest.mark.parametrize("scale", [60.0, 600.0])
+def test_auto_approval_comes_before_the_pause_times_out(scale: float) -> None:
+    timeout_wall = 30 * 60 / scale  # the manual scenario's PAUSE times out after 30 AWS minutes
+    assert 0 < approve_delay(SCENARIOS["manual"], scale) < timeout_wall
+    assert approve_delay(SCENARIOS["manual"], 60.0) == 5.0
+
+
+def test_docker_settings_run_the_sample_image_with_its_own_command(tmp_path) -> None:
+    s = demo_settings(SCENARIOS["bad-canary"], 120.0, "docker", str(tmp_path))
+    assert s.controller.backend == "docker"
+    td = s.service.taskDefinition
+    assert td.image == SAMPLE_IMAGE and td.command == []
+    other = demo_settings(SCENARIOS["good"], 120.0, "docker", str(tmp_path), image="mine:1")
+    assert other.service.taskDefinition.image == "mine:1"
+    process = demo_settings(SCENARIOS["good"], 120.0, "process", str(tmp_path))
+    assert process.service.taskDefinition.image is None and process.service.taskDefinition.command
+
+
+def test_the_blue_green_hook_holds_a_wall_clock_second_at_any_scale(tmp_path) -> None:
+    for scale in (1.0, 60.0, 600.0):
+        s = demo_settings(SCENARIOS["blue-green"], scale, "process", str(tmp_path))
+        wait = s.deployment.lifecycleHooks[0].hookDetails["waitSeconds"]
+        assert wait / scale >= 1.0
+
+
+def test_a_missing_sample_image_names_the_build_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import docker
+
+    from shiftlab.demo import docker_problem
+
+    class Images:
+        def get(self, name: str) -> None:
+            raise docker.errors.ImageNotFound(f"no such image: {name}")
+
+    class FakeClient:
+        images = Images()
+
+        def ping(self) -> bool:
+            return True
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(docker, "from_env", lambda **kw: FakeClient())
+    problem = docker_problem(SAMPLE_IMAGE)
+    assert problem is not None and f"{SAMPLE_IMAGE}, which is not on this machine" in problem
+    assert "compose/build-images.sh" in problem
