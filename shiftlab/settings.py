@@ -19,7 +19,7 @@ from controller.config import ControllerRuntime, DeploymentConfiguration, Servic
 from controller.rolling import RollingStuck, rolling_plan
 from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
 from shiftlab.configfile import ConfigError, parse
-from shiftlab.netsafety import check_bind, resolve_token
+from shiftlab.netsafety import check_bind, check_peer, resolve_token
 from shiftlab.timescale import parse_time_scale
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
@@ -104,6 +104,10 @@ def load_settings(data: dict[str, Any]) -> Settings:
 
     if runtime is not None:
         attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
+    if runtime is not None and runtime.proxyAdminUrl is not None and lb is not None:
+        # The token the proxy reading this file resolves is the one to send it.
+        url = runtime.proxyAdminUrl
+        attempt(lambda: check_peer(url, resolve_token(lb.Admin.Token), "controller.proxyAdminUrl"))
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: DockerOptions.from_config(runtime.docker))
