@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.alarms import MetricAlarm, parse_alarms
@@ -59,7 +59,17 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
         listener["Port"] = free_port()
     lb.setdefault("Admin", {})["Port"] = 0
     data["controller"] = {**(data.get("controller") or {}), "port": 0}
+    # Beside anything else means with a load balancer of its own.
+    data["controller"].pop("proxyAdminUrl", None)
     return data
+
+
+def self_contained(settings: Settings) -> Settings:
+    """The settings of a stack that runs its own proxy (a rehearsal), even
+    when the file points `up` at one running in another process."""
+    if settings.controller.proxyAdminUrl is None:
+        return settings
+    return replace(settings, controller=settings.controller.model_copy(update={"proxyAdminUrl": None}))
 
 
 def rule_ids(lb: LoadBalancer) -> dict[str, str | None]:

@@ -372,3 +372,16 @@ async def test_proxy_restarted_mid_canary_gets_the_recorded_weights_back(
         assert await api.weights("prod/default") == {"blue": 0, "green": 1}
     processes.stop_all()
     assert task_pids(marker) == set()
+
+
+async def test_a_rehearsal_runs_its_own_proxy_even_when_the_file_names_one(tmp_path: Path) -> None:
+    from shiftlab.rehearse import rehearse
+    from shiftlab.settings import on_free_ports
+
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0})
+    data["controller"]["proxyAdminUrl"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert "proxyAdminUrl" not in on_free_ports(yaml.safe_load(yaml.safe_dump(data)))["controller"]
+    outcome = await rehearse(load_settings(data), {"env": {"GREETING": "v2"}}, load_rps=20,
+                             state_dir=tmp_path / "rehearsal", timeout=60)
+    assert outcome.ok, outcome.deployment["statusReason"]
+    assert outcome.load is not None and outcome.load.failed == 0 and outcome.load.statuses[200] > 0
