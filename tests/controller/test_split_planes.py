@@ -71,6 +71,18 @@ def test_proxy_admin_url_beyond_loopback_needs_the_proxys_token(monkeypatch: pyt
         monkeypatch.setenv("SHIFTLAB_TOKEN", "s3cret")
 
 
+def test_up_checks_the_option_as_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.controller.support import run_cli
+
+    monkeypatch.delenv("SHIFTLAB_TOKEN", raising=False)
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, {"strategy": "CANARY"})))
+    res = run_cli("up", "-c", str(path), "--proxy-admin-url", "http://10.1.2.3:9090", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "controller.proxyAdminUrl: 10.1.2.3 is not a loopback address" in res.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything started
+
+
 def test_a_proxy_running_another_load_balancer_is_named_field_by_field() -> None:
     conf = load_balancer_from_dict(lb_config(8080, 8081))
     state = {"TimeScale": 1, "Listeners": [{"Name": "prod", "Port": 8080}, {"Name": "test", "Port": 8081}],
