@@ -14,6 +14,7 @@ import ipaddress
 import re
 import shlex
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
@@ -313,6 +314,20 @@ class DockerRuntime(Model):
         return v
 
 
+def _admin_url(v: str | None) -> str | None:
+    if v is None:
+        return None
+    parts = urlsplit(v)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.query or parts.fragment:
+        raise ValueError(f"{v!r} is not an http(s) URL of the load balancer's admin API, "
+                         "such as http://127.0.0.1:9090")
+    return v.rstrip("/")
+
+
 class ControllerRuntime(Model):
     address: str = "127.0.0.1"
     port: Annotated[int, in_range(0, 65535)] = 9091
@@ -323,3 +338,6 @@ class ControllerRuntime(Model):
     # before they count as failed to start.
     taskStartTimeoutSeconds: Annotated[float, in_range(1, 3600)] = 60.0
     docker: DockerRuntime = DockerRuntime()
+    # The admin API of a load balancer running in a process of its own
+    # (`shiftlab proxy`): `up` then runs the controller alone against it.
+    proxyAdminUrl: Annotated[str | None, AfterValidator(_admin_url)] = None

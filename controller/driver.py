@@ -159,7 +159,9 @@ class ServiceController:
         self._note(None, "service", f"{self.name}: revision {state.running_revision} running in "
                    f"{self.primary} ({len(self.sets[self.primary].running())} tasks)")
 
-    async def stop(self, stop_tasks: bool = True) -> None:
+    async def stop(self, stop_tasks: bool = True, deregister: bool = False) -> None:
+        """`deregister`: take the tasks out of their target groups (drained)
+        before stopping them, for a load balancer that outlives the controller."""
         self._stopping = True
         for t in [self._runner, self._scraper, *self._tasks]:
             if t is not None:
@@ -168,6 +170,8 @@ class ServiceController:
             if t is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+        if stop_tasks and deregister:
+            await asyncio.gather(*[self._deregister_all(ts) for ts in self.sets.values()])
         await self.backend.close(stop_tasks=stop_tasks)
         if self._session is not None:
             await self._session.close()
@@ -295,6 +299,14 @@ class ServiceController:
                 await self.router.deregister(ts.group, [(t.host, t.port) for t in live])
             await self._wait_drained(ts.group, [target_id(t.host, t.port) for t in live])
         await asyncio.gather(*[self.backend.stop_task(t.task_id, self._definition_timeout(t)) for t in live])
+
+    async def _deregister_all(self, ts: TaskSet) -> None:
+        live = ts.running()
+        if not live:
+            return
+        with contextlib.suppress(RouterError):
+            await self.router.deregister(ts.group, [(t.host, t.port) for t in live])
+            await self._wait_drained(ts.group, [target_id(t.host, t.port) for t in live])
 
     def _definition_timeout(self, task: Task) -> float:
         spec = self.state.revisions.get(task.revision, {})

@@ -114,6 +114,11 @@ class HttpRouter:
         data = await self._call("GET", "/admin/state")
         return {r["Id"]: r.get("RuleArn") for ls in data["Listeners"] for r in ls["Rules"]}
 
+    async def state(self) -> dict[str, Any]:
+        """The whole load balancer as its admin API describes it (GET /admin/state)."""
+        data: dict[str, Any] = await self._call("GET", "/admin/state")
+        return data
+
     async def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:

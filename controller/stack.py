@@ -1,6 +1,10 @@
 """A whole rehearsal stack in one process: the proxy, the controller with its
 backend and records, and the controller API. `shiftlab up`, `rehearse`,
-the demo and the pytest plugin all start one of these."""
+the demo and the pytest plugin all start one of these.
+
+With `controller.proxyAdminUrl` the stack is the control plane only: the
+load balancer is a `shiftlab proxy` in a process of its own (the same config
+file), which goes on serving while the controller is killed and restarted."""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from controller.backends.base import Backend
 from controller.config import DockerRuntime
 from controller.driver import ControllerSettings, ServiceController
 from controller.records import Records
-from controller.router import HttpRouter
+from controller.router import HttpRouter, RouterError
 from proxy.app import Proxy
+from proxy.config import LoadBalancer
 from shiftlab.configfile import ConfigError
 from shiftlab.netsafety import resolve_token, serve_app
 from shiftlab.settings import Settings
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     from controller.backends.docker import DockerOptions
 
 log = logging.getLogger("shiftlab.controller")
+
+PROXY_WAIT_SECONDS = 30.0  # for a load balancer started at the same time as the controller
 
 
 def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0,
@@ -57,7 +64,10 @@ class Stack:
         self.state_dir = Path(state_dir or runtime.stateDir).resolve()
         self.token = resolve_token(runtime.token)
         self.api_port = runtime.port if api_port is None else api_port
-        self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
+        self.proxy_admin_url = runtime.proxyAdminUrl
+        self.proxy: Proxy | None = None
+        if self.proxy_admin_url is None:
+            self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
         self._backend = backend
         # Resolved now (file and SHIFTLAB_DOCKER_* variables), so that a bad
         # variable is refused before anything starts.
@@ -74,9 +84,16 @@ class Stack:
     async def start(self) -> None:
         s = self.settings
         assert s.service is not None
-        await self.proxy.start()
+        if self.proxy is not None:
+            await self.proxy.start()
         try:
-            self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
+            if self.proxy is not None:
+                self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
+            else:
+                assert self.proxy_admin_url is not None
+                # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
+                self.router = HttpRouter(self.proxy_admin_url, resolve_token(s.load_balancer.Admin.Token))
+                await self._check_proxy(self.router, self.proxy_admin_url)
             self.records = Records(self.state_dir / "records.sqlite")
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
                                                     s.controller.taskStartTimeoutSeconds, self._docker)
@@ -99,7 +116,8 @@ class Stack:
             self._runner = None
         if self.controller is not None:
             with contextlib.suppress(Exception):
-                await self.controller.stop(stop_tasks=stop_tasks)
+                # A load balancer of its own process goes on: it must not keep stopped tasks as targets.
+                await self.controller.stop(stop_tasks=stop_tasks, deregister=self.proxy is None)
             self.controller = None
         if self.router is not None:
             await self.router.close()
@@ -107,7 +125,23 @@ class Stack:
         if self.records is not None:
             self.records.close()
             self.records = None
-        await self.proxy.stop()
+        if self.proxy is not None:
+            await self.proxy.stop()
+
+    async def _check_proxy(self, router: HttpRouter, url: str) -> None:
+        """Wait for the load balancer of another process, and refuse one that
+        does not run this file's loadBalancer: the listener ports the CLI and
+        rehearsals read from the file, the target groups and the time scale
+        (health checks, drains) must be the ones in force."""
+        log.info("controller only: load balancer admin API at %s", url)
+        try:
+            await router.wait_ready(PROXY_WAIT_SECONDS)
+        except RouterError as exc:
+            raise RouterError(f"no load balancer answers at {url} after {PROXY_WAIT_SECONDS:g} s "
+                              f"(start it with `shiftlab proxy -c FILE`): {exc}") from None
+        problems = proxy_mismatches(self.settings.load_balancer, self.settings.time_scale, await router.state(), url)
+        if problems:
+            raise ConfigError(problems)
 
     async def __aenter__(self) -> Stack:
         await self.start()
@@ -115,3 +149,28 @@ class Stack:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
+
+
+def proxy_mismatches(conf: LoadBalancer, time_scale: float, state: dict[str, Any], url: str) -> list[str]:
+    """How the load balancer described by `state` (GET /admin/state) differs
+    from the `conf` the controller was given, one line per field."""
+    hint = "(run `shiftlab proxy` and `shiftlab up` with the same file and timeScale)"
+    running = {ls["Name"]: ls for ls in state.get("Listeners", [])}
+    problems = []
+    for i, ls in enumerate(conf.Listeners):
+        got = running.get(ls.name)
+        if got is None:
+            problems.append(f"loadBalancer.Listeners[{i}]: {ls.name!r} is not a listener of the load balancer "
+                            f"at {url} (it has {', '.join(running) or 'none'}) {hint}")
+        elif got["Port"] != ls.Port:
+            problems.append(f"loadBalancer.Listeners[{i}].Port: {ls.Port}, but the load balancer at {url} "
+                            f"listens on {got['Port']} for {ls.name!r} {hint}")
+    groups = {g["TargetGroupName"] for g in state.get("TargetGroups", [])}
+    for i, tg in enumerate(conf.TargetGroups):
+        if tg.Name not in groups:
+            problems.append(f"loadBalancer.TargetGroups[{i}]: {tg.Name!r} is not a target group of the load "
+                            f"balancer at {url} {hint}")
+    their_scale = state.get("TimeScale")
+    if their_scale is not None and float(their_scale) != time_scale:
+        problems.append(f"timeScale: {time_scale:g}, but the load balancer at {url} runs at {their_scale:g} {hint}")
+    return problems

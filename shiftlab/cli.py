@@ -96,13 +96,19 @@ def validate(config_path: str) -> None:
 DEFAULT_CONFIG = "shiftlab.yaml"
 
 
-def load_settings_or_exit(config_path: str, time_scale: float | None = None) -> Any:
+def load_settings_or_exit(config_path: str, time_scale: float | None = None,
+                          controller: dict[str, Any] | None = None) -> Any:
+    """`controller`: fields of the controller section set by options, checked
+    (and named in errors) as if the file held them."""
     from shiftlab.settings import load_settings
 
     try:
         data = load_file(config_path)
         if time_scale is not None:
             data["timeScale"] = time_scale
+        if controller:
+            section = data.get("controller")
+            data["controller"] = {**(section if isinstance(section, dict) else {}), **controller}
         return load_settings(data)
     except ConfigError as exc:
         fail_config(exc, config_path)
@@ -180,15 +186,23 @@ def revision_overrides(command: str | None, image: str | None, env: tuple[str, .
 @click.option("--time-scale", type=float, default=None, help="Override timeScale (60: an ECS minute is a second).")
 @click.option("--backend", type=click.Choice(["process", "docker"]), default=None, help="Override controller.backend.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Override controller.stateDir.")
+@click.option("--proxy-admin-url", default=None, metavar="URL",
+              help="Override controller.proxyAdminUrl: run the controller only, against the load balancer "
+                   "whose admin API is there (a `shiftlab proxy -c FILE` with the same file).")
 @click.option("-v", "--verbose", is_flag=True)
-def up(config_path: str, time_scale: float | None, backend: str | None, state_dir: str | None, verbose: bool) -> None:
+def up(config_path: str, time_scale: float | None, backend: str | None, state_dir: str | None,
+       proxy_admin_url: str | None, verbose: bool) -> None:
     """Run the proxy, the controller and the running revision's tasks in the
-    foreground. Ctrl-C stops everything it started."""
+    foreground. Ctrl-C stops everything it started. With a proxy admin URL,
+    the proxy is not started here: it runs on (and serves) without the
+    controller, which a restart finds again."""
+    from controller.router import RouterError
     from controller.stack import Stack
     from proxy.app import install_uvloop, run_until_signalled
 
     setup_logging(verbose)
-    settings = load_settings_or_exit(config_path, time_scale)
+    settings = load_settings_or_exit(config_path, time_scale,
+                                     {"proxyAdminUrl": proxy_admin_url} if proxy_admin_url else None)
     if backend:
         settings = _with_runtime(settings, backend=backend)
     try:
@@ -198,7 +212,9 @@ def up(config_path: str, time_scale: float | None, backend: str | None, state_di
     install_uvloop()
     try:
         asyncio.run(run_until_signalled(stack))
-    except OSError as exc:
+    except ConfigError as exc:
+        fail_config(exc, config_path)
+    except (OSError, RouterError) as exc:
         click.echo(f"cannot start: {exc}", err=True)
         sys.exit(1)
 

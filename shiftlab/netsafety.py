@@ -1,6 +1,7 @@
 """The bind rule shared by the admin and controller APIs: loopback by
 default; any other address only with a token, so that nobody on the network
-can move production traffic of a rehearsal by accident or on purpose."""
+can move production traffic of a rehearsal by accident or on purpose. The
+controller applies the same rule to a proxy it calls in another process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hmac
 import ipaddress
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -34,6 +36,17 @@ def check_bind(host: str, token: str | None, field: str) -> None:
         raise ConfigError([
             f"{field}: {host} is not a loopback address; binding there needs a token "
             f"(set the Token field or the {TOKEN_ENV} environment variable)"
+        ])
+
+
+def check_peer(url: str, token: str | None, field: str) -> None:
+    """The same rule for an admin API the controller calls: one beyond
+    loopback is reached only with a token (a proxy listening there has one)."""
+    host = urlsplit(url).hostname or ""
+    if not is_loopback(host) and not token:
+        raise ConfigError([
+            f"{field}: {host} is not a loopback address; a load balancer there is reached only with a "
+            f"token (set loadBalancer.Admin.Token or the {TOKEN_ENV} environment variable, as for the proxy)"
         ])
 
 

@@ -17,7 +17,7 @@ from controller.stack import Stack
 from controller.strategies import total_minutes
 from shiftlab.configfile import ConfigError
 from shiftlab.loadgen import LoadResult, run_load
-from shiftlab.settings import Settings
+from shiftlab.settings import Settings, self_contained
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
     dc = config or settings.deployment
     # The rehearsal's own records live apart from `shiftlab up`'s, and its API
     # and admin ports are free ones: several rehearsals may run side by side.
-    stack = Stack(settings, state_dir=state_dir, api_port=0, admin_port=0)
+    # It runs its own proxy: no second controller on `up`'s load balancer.
+    stack = Stack(self_contained(settings), state_dir=state_dir, api_port=0, admin_port=0)
     await stack.start()
     stop_load = asyncio.Event()
     load_task = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.alarms import MetricAlarm, parse_alarms
@@ -19,7 +19,7 @@ from controller.config import ControllerRuntime, DeploymentConfiguration, Servic
 from controller.rolling import RollingStuck, rolling_plan
 from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
 from shiftlab.configfile import ConfigError, parse
-from shiftlab.netsafety import check_bind, resolve_token
+from shiftlab.netsafety import check_bind, check_peer, resolve_token
 from shiftlab.timescale import parse_time_scale
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
@@ -59,7 +59,17 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
         listener["Port"] = free_port()
     lb.setdefault("Admin", {})["Port"] = 0
     data["controller"] = {**(data.get("controller") or {}), "port": 0}
+    # Beside anything else means with a load balancer of its own.
+    data["controller"].pop("proxyAdminUrl", None)
     return data
+
+
+def self_contained(settings: Settings) -> Settings:
+    """The settings of a stack that runs its own proxy (a rehearsal), even
+    when the file points `up` at one running in another process."""
+    if settings.controller.proxyAdminUrl is None:
+        return settings
+    return replace(settings, controller=settings.controller.model_copy(update={"proxyAdminUrl": None}))
 
 
 def rule_ids(lb: LoadBalancer) -> dict[str, str | None]:
@@ -106,6 +116,10 @@ def load_settings(data: dict[str, Any]) -> Settings:
         attempt(lambda: check_bind(lb.Admin.Address, resolve_token(lb.Admin.Token), "loadBalancer.Admin.Address"))
     if runtime is not None:
         attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
+    if runtime is not None and runtime.proxyAdminUrl is not None and lb is not None:
+        # The token the proxy reading this file resolves is the one to send it.
+        url = runtime.proxyAdminUrl
+        attempt(lambda: check_peer(url, resolve_token(lb.Admin.Token), "controller.proxyAdminUrl"))
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: DockerOptions.from_config(runtime.docker))
