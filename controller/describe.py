@@ -41,6 +41,18 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
         return {"requestedTaskCount": requested, "runningTaskCount": running,
                 "pendingTaskCount": max(0, requested - running) if ts else 0}
 
+    def counts_now(revision: str) -> dict[str, int]:
+        # A finished deployment: what its revision has now (CLEAN_UP scaled the
+        # source in, or a rollback the target), as ECS reports a SUCCESSFUL
+        # deployment's target with all its tasks running.
+        sets = [ts for ts in ctl.sets.values() if ts.revision == revision]
+        requested = sum(ts.desired for ts in sets)
+        running = sum(len(ts.running()) for ts in sets)
+        return {"requestedTaskCount": requested, "runningTaskCount": running,
+                "pendingTaskCount": max(0, requested - running)}
+
+    source_counts = counts(blue, d.desired_count) if is_current else counts_now(d.source_revision)
+    target_counts = counts(green, d.desired_count) if is_current else counts_now(d.target_revision)
     dc = d.dc
     return {
         "serviceDeploymentArn": f"{ACCOUNT}:service-deployment/"
@@ -49,10 +61,9 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
         "clusterArn": cluster_arn(ctl),
         "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),
         "stoppedAt": _iso(d.stopped_at), "updatedAt": _iso(d.updated_at),
-        "sourceServiceRevisions": [{"arn": revision_arn(ctl, d.source_revision),
-                                    **counts(blue, d.desired_count)}],
+        "sourceServiceRevisions": [{"arn": revision_arn(ctl, d.source_revision), **source_counts}],
         "targetServiceRevision": {
-            "arn": revision_arn(ctl, d.target_revision), **counts(green, d.desired_count),
+            "arn": revision_arn(ctl, d.target_revision), **target_counts,
             "requestedTestTrafficWeight": d.requested_test_percent,
             "requestedProductionTrafficWeight": d.requested_production_percent,
         },
