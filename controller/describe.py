@@ -89,8 +89,18 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
             "hookRuns": [_hook_view(r) for r in [*d.hook_runs, *([d.hook] if d.hook else [])]],
             "awaitingApproval": bool(d.hook and d.hook.kind == "PAUSE"),
             "alarmStates": d.alarm_states, "ignoredAlarms": d.ignored_alarms,
+            # The task sets as they are now, for the live views: only of the
+            # controller's own (current or last) deployment.
+            "taskSets": task_set_counts(ctl) if ctl.current is not None and ctl.current.id == d.id else [],
         },
     }
+
+
+def task_set_counts(ctl: ServiceController) -> list[dict[str, Any]]:
+    """Each target group's task set: its revision, desired and running tasks."""
+    return [{"targetGroup": group, "role": "primary" if group == ctl.primary else "alternate",
+             "revision": ts.revision, "desiredCount": ts.desired, "runningCount": len(ts.running())}
+            for group, ts in ctl.sets.items()]
 
 
 def service_view(ctl: ServiceController) -> dict[str, Any]:

@@ -72,6 +72,10 @@ async def test_a_successful_deployment(stack_factory, tmp_path) -> None:
     assert {k: v for k, v in body["targetServiceRevision"].items() if k != "arn"} == {
         "requestedTaskCount": 2, "runningTaskCount": 2, "pendingTaskCount": 0,
         "requestedTestTrafficWeight": 100.0, "requestedProductionTrafficWeight": 100.0}
+    # For the live views: the task sets as they are now (green is the primary group since CLEAN_UP).
+    assert body["shiftlab"]["taskSets"] == [
+        {"targetGroup": "blue", "role": "alternate", "revision": "1", "desiredCount": 0, "runningCount": 0},
+        {"targetGroup": "green", "role": "primary", "revision": "2", "desiredCount": 2, "runningCount": 2}]
     assert body["alarms"] == {"status": "DISABLED", "alarmNames": [], "triggeredAlarmNames": []}
     assert body["deploymentCircuitBreaker"] == {"status": "DISABLED", "failureCount": 0, "threshold": 3}
     assert body["deploymentConfiguration"]["strategy"] == "LINEAR"
