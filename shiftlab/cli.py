@@ -252,7 +252,9 @@ def _json_arg(value: str, name: str) -> Any:
 
 
 def _watch(client: Any, deployment_id: str | None) -> int:
-    """Live view until the deployment ends; exit code 0 when SUCCESSFUL."""
+    """Live view until the deployment (by default the current one, else the
+    latest) ends; exit code 0 when SUCCESSFUL. One that has already ended is
+    shown once; with no deployment at all there is nothing to wait for."""
     from rich.console import Console
     from rich.live import Live
 
@@ -263,17 +265,27 @@ def _watch(client: Any, deployment_id: str | None) -> int:
     final = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
     console = Console()
     try:
-        with Live(render(state), console=console, refresh_per_second=8, transient=False) as live:
-            for message in client.stream():
-                if message.get("type") == "deployment" and deployment_id and \
-                        message["deployment"]["shiftlab"]["id"] != deployment_id:
-                    continue
-                state.update(message)
-                live.update(render(state))
-                d = state.deployment
-                if d is not None and d["status"] in final and (deployment_id is None or
-                                                                d["shiftlab"]["id"] == deployment_id):
-                    break
+        # Which deployment, asked before the stream: the stream only carries
+        # the controller's current one, and nothing at all when there is none.
+        first = client.get(f"/api/deployments/{deployment_id or 'current'}")
+        wanted = first["shiftlab"]["id"]
+        state.update({"type": "deployment", "deployment": first})
+        if first["status"] in final:
+            console.print(render(state))
+        else:
+            with Live(render(state), console=console, refresh_per_second=8, transient=False) as live:
+                for message in client.stream():
+                    if message.get("type") == "deployment" and message["deployment"]["shiftlab"]["id"] != wanted:
+                        continue
+                    state.update(message)
+                    live.update(render(state))
+                    d = state.deployment
+                    if d is not None and d["shiftlab"]["id"] == wanted and d["status"] in final:
+                        break
+                else:
+                    click.echo(f"error: the controller closed the stream before deployment {wanted} ended",
+                               err=True)
+                    return 1
     except ApiError as exc:
         click.echo(f"error: {exc}", err=True)
         return 1
