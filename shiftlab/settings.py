@@ -103,7 +103,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
     alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
 
     if runtime is not None:
-        attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
+        attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address",
+                                     "controller.token"))
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: DockerOptions.from_config(runtime.docker))
