@@ -63,6 +63,17 @@ async def test_status_deploy_watch_list_describe_logs(stack_factory, tmp_path) -
     rc, out, err = await cli("watch", *url, timeout=20)
     assert rc == 1 and "no deployments yet" in err, (out, err)
 
+    # A refused override is refused by the API as the config file's would be: exit 2, every field named.
+    override = {"canaryConfiguration": {"canaryPercent": 0.05},
+                "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["PRODUCTION_TRAFFIC_SHIFT"]}]}
+    rc, out, err = await cli("deploy", *url, "--strategy", "CANARY", "--deployment-configuration",
+                             json.dumps(override))
+    assert rc == 2, (out, err)
+    assert "  deploymentConfiguration.canaryConfiguration.canaryPercent: 0.05 is out of range 0.1..100" in err
+    assert ("  deploymentConfiguration.lifecycleHooks[0].lifecycleStages: a PAUSE hook cannot run at "
+            "PRODUCTION_TRAFFIC_SHIFT, as in ECS") in err
+    assert stack.controller.current is None
+
     rc, out, err = await cli("deploy", *url, "--env", "GREETING=v2", "--watch", timeout=90)
     assert rc == 0, (out, err)
     first = deployment_id(out)
