@@ -104,7 +104,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
 
     if runtime is not None:
         attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address",
-                                     "controller.token"))
+                                   "controller.token"))
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: DockerOptions.from_config(runtime.docker))
