@@ -59,34 +59,40 @@ class TimeoutConfiguration(Model):
     timeoutInMinutes: Annotated[int, in_range(1, 1440)] = 60
 
 
+def _hookable(stage: str) -> str:
+    if stage in UNHOOKABLE_STAGES:
+        raise ValueError(f"{stage} is a stage a deployment passes through but cannot hook "
+                         f"(hookable: {', '.join(HOOKABLE_STAGES)})")
+    if stage not in HOOKABLE_STAGES:
+        raise ValueError(f"{stage!r} is not a lifecycle stage (hookable: {', '.join(HOOKABLE_STAGES)})")
+    return stage
+
+
 class LifecycleHook(Model):
     hookTargetArn: str | None = None
-    lifecycleStages: Annotated[list[str], Field(min_length=1)]
-    hookDetails: Any = None
+    # Before lifecycleStages, whose check reads it.
     targetType: Literal["LAMBDA", "PAUSE", "URL", "COMMAND"] | None = None
+    lifecycleStages: Annotated[list[Annotated[str, AfterValidator(_hookable)]], Field(min_length=1)]
+    hookDetails: Any = None
     timeoutConfiguration: TimeoutConfiguration | None = None
     roleArn: str | None = None
 
     @field_validator("lifecycleStages")
     @classmethod
-    def _stages(cls, v: list[str]) -> list[str]:
-        for stage in v:
-            if stage in UNHOOKABLE_STAGES:
-                raise ValueError(f"{stage} is a stage a deployment passes through but cannot hook "
-                                 f"(hookable: {', '.join(HOOKABLE_STAGES)})")
-            if stage not in HOOKABLE_STAGES:
-                raise ValueError(f"{stage!r} is not a lifecycle stage (hookable: {', '.join(HOOKABLE_STAGES)})")
+    def _pause_stages(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("targetType") == "PAUSE":
+            bad = [s for s in v if s in NO_PAUSE_STAGES]
+            if bad:
+                raise ValueError(f"a PAUSE hook cannot run at {', '.join(bad)}, as in ECS")
         return v
 
     @model_validator(mode="after")
     def _target(self) -> LifecycleHook:
         if self.kind == "PAUSE":
-            bad = [s for s in self.lifecycleStages if s in NO_PAUSE_STAGES]
-            if bad:
-                raise ValueError(f"a PAUSE hook cannot run at {', '.join(bad)}, as in ECS")
-        elif not self.hookTargetArn:
+            return self
+        if not self.hookTargetArn:
             raise ValueError("hookTargetArn is required (an http(s) URL or command:...), unless targetType is PAUSE")
-        elif not self.hookTargetArn.startswith(("http://", "https://", "command:")):
+        if not self.hookTargetArn.startswith(("http://", "https://", "command:")):
             # Refused here rather than when the hook runs: a rehearsal would
             # roll back on it, and CI could not tell that from a real failure.
             raise ValueError(f"hookTargetArn {self.hookTargetArn!r}: shiftlab calls http(s) URLs and command: "

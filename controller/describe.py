@@ -41,6 +41,18 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
         return {"requestedTaskCount": requested, "runningTaskCount": running,
                 "pendingTaskCount": max(0, requested - running) if ts else 0}
 
+    def counts_now(revision: str) -> dict[str, int]:
+        # A finished deployment: what its revision has now (CLEAN_UP scaled the
+        # source in, or a rollback the target), as ECS reports a SUCCESSFUL
+        # deployment's target with all its tasks running.
+        sets = [ts for ts in ctl.sets.values() if ts.revision == revision]
+        requested = sum(ts.desired for ts in sets)
+        running = sum(len(ts.running()) for ts in sets)
+        return {"requestedTaskCount": requested, "runningTaskCount": running,
+                "pendingTaskCount": max(0, requested - running)}
+
+    source_counts = counts(blue, d.desired_count) if is_current else counts_now(d.source_revision)
+    target_counts = counts(green, d.desired_count) if is_current else counts_now(d.target_revision)
     dc = d.dc
     return {
         "serviceDeploymentArn": f"{ACCOUNT}:service-deployment/"
@@ -49,10 +61,9 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
         "clusterArn": cluster_arn(ctl),
         "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),
         "stoppedAt": _iso(d.stopped_at), "updatedAt": _iso(d.updated_at),
-        "sourceServiceRevisions": [{"arn": revision_arn(ctl, d.source_revision),
-                                    **counts(blue, d.desired_count)}],
+        "sourceServiceRevisions": [{"arn": revision_arn(ctl, d.source_revision), **source_counts}],
         "targetServiceRevision": {
-            "arn": revision_arn(ctl, d.target_revision), **counts(green, d.desired_count),
+            "arn": revision_arn(ctl, d.target_revision), **target_counts,
             "requestedTestTrafficWeight": d.requested_test_percent,
             "requestedProductionTrafficWeight": d.requested_production_percent,
         },
@@ -78,8 +89,18 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
             "hookRuns": [_hook_view(r) for r in [*d.hook_runs, *([d.hook] if d.hook else [])]],
             "awaitingApproval": bool(d.hook and d.hook.kind == "PAUSE"),
             "alarmStates": d.alarm_states, "ignoredAlarms": d.ignored_alarms,
+            # The task sets as they are now, for the live views: only of the
+            # controller's own (current or last) deployment.
+            "taskSets": task_set_counts(ctl) if ctl.current is not None and ctl.current.id == d.id else [],
         },
     }
+
+
+def task_set_counts(ctl: ServiceController) -> list[dict[str, Any]]:
+    """Each target group's task set: its revision, desired and running tasks."""
+    return [{"targetGroup": group, "role": "primary" if group == ctl.primary else "alternate",
+             "revision": ts.revision, "desiredCount": ts.desired, "runningCount": len(ts.running())}
+            for group, ts in ctl.sets.items()]
 
 
 def service_view(ctl: ServiceController) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class Proxy:
                  admin_port: int | None = None) -> None:
         self.conf = conf
         self.token = resolve_token(conf.Admin.Token)
-        check_bind(conf.Admin.Address, self.token, "loadBalancer.Admin.Address")
+        check_bind(conf.Admin.Address, self.token, "loadBalancer.Admin.Address", "loadBalancer.Admin.Token")
         self.lb = LoadBalancerState(conf, time_scale, rng)
         self.registry = make_registry(self.lb.stats, self.lb.health_counts, self.lb.forward_weights)
         self.admin_port = conf.Admin.Port if admin_port is None else admin_port

@@ -182,14 +182,19 @@ class RawResponse(web.StreamResponse):
         pass
 
 
-def _cookie(header: str | None, name: str) -> str | None:
-    if not header:
+def _sticky_cookie(header: str | None) -> str | None:
+    """The value of `AWSALBTG`, else of `AWSALBTGCORS`: a cross-site request
+    carries only the SameSite=None one, and ALB honours either."""
+    if not header or "AWSALBTG" not in header:
         return None
+    cors = None
     for part in header.split(";"):
         k, _, v = part.strip().partition("=")
-        if k == name:
+        if k == "AWSALBTG":
             return v
-    return None
+        if k == "AWSALBTGCORS" and cors is None:
+            cors = v
+    return cors
 
 
 class ListenerHandler:
@@ -255,7 +260,7 @@ class ListenerHandler:
             return (fwd.picker.pick() if fwd.picker else None), None
         now = time.time()
         choice = None
-        value = _cookie(request.headers.get("Cookie"), "AWSALBTG")
+        value = _sticky_cookie(request.headers.get("Cookie"))
         if value:
             name = read_sticky_cookie(value, now)
             c = fwd.by_name.get(name) if name else None

@@ -268,8 +268,10 @@ def _json_arg(value: str, name: str) -> Any:
 
 
 def _watch(client: Any, deployment_id: str | None) -> int:
-    """Live view until the deployment ends; exit code 0 when SUCCESSFUL. Not
-    on a terminal (a CI log), the event log instead, a line per event."""
+    """Live view until the deployment (by default the current one, else the
+    latest) ends; exit code 0 when SUCCESSFUL. One that has already ended is
+    shown once; with no deployment at all there is nothing to wait for. Not
+    on a terminal (a CI log), a line per event as it comes, then the outcome."""
     import time
 
     from rich.console import Console
@@ -282,31 +284,43 @@ def _watch(client: Any, deployment_id: str | None) -> int:
     final = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
     console = Console()
 
-    def ours(d_id: str | None) -> bool:  # the id given may be the prefix the views show
-        return deployment_id is None or (d_id or "").startswith(deployment_id)
-
-    def follow(shown: Any) -> None:
+    def follow(wanted: str, shown: Any) -> bool:
+        """Until `wanted` ends (True), or the stream does (False)."""
         for message in client.stream():
-            if message.get("type") == "deployment" and not ours(message["deployment"]["shiftlab"]["id"]):
+            if message.get("type") == "deployment" and message["deployment"]["shiftlab"]["id"] != wanted:
                 continue
             state.update(message)
             shown(message)
             d = state.deployment
-            if d is not None and d["status"] in final and ours(d["shiftlab"]["id"]):
-                break
+            if d is not None and d["shiftlab"]["id"] == wanted and d["status"] in final:
+                return True
+        return False
 
-    def log_line(message: dict[str, Any]) -> None:
+    def log_line(wanted: str, message: dict[str, Any]) -> None:
         ev = message.get("event") if message.get("type") == "event" else None
-        if ev is not None and ev.get("deploymentId") and ours(ev["deploymentId"]):
+        if ev is not None and ev.get("deploymentId") == wanted:
             clock = time.strftime("%H:%M:%S", time.localtime(ev["at"]))
             click.echo(f"{clock} {ev['kind']:<8} {ev['message']}")
 
     try:
-        if console.is_terminal:
+        # Which deployment, asked before the stream: the stream only carries
+        # the controller's current one, and nothing at all when there is none
+        # (the API also turns the short id the views show into the full one).
+        first = client.get(f"/api/deployments/{deployment_id or 'current'}")
+        wanted = first["shiftlab"]["id"]
+        state.update({"type": "deployment", "deployment": first})
+        if first["status"] in final:
+            ended = True
+            if console.is_terminal:
+                console.print(render(state))
+        elif console.is_terminal:
             with Live(render(state), console=console, refresh_per_second=8, transient=False) as live:
-                follow(lambda _: live.update(render(state)))
+                ended = follow(wanted, lambda _: live.update(render(state)))
         else:
-            follow(log_line)
+            ended = follow(wanted, lambda message: log_line(wanted, message))
+        if not ended:
+            click.echo(f"error: the controller closed the stream before deployment {wanted} ended", err=True)
+            return 1
     except ApiError as exc:
         click.echo(f"error: {exc}", err=True)
         return 1
@@ -314,6 +328,7 @@ def _watch(client: Any, deployment_id: str | None) -> int:
         return 130
     d = state.deployment
     if d is not None and not console.is_terminal:
+        console.print(render(state))  # the view as it ended, then the outcome
         click.echo(f"deployment {d['shiftlab']['id']}: {d['status']}"
                    + (f" ({d['statusReason']})" if d.get("statusReason") else ""))
     return 0 if d is not None and d["status"] == "SUCCESSFUL" else 1

@@ -31,11 +31,11 @@ def resolve_token(configured: str | None) -> str | None:
     return configured or os.environ.get(TOKEN_ENV) or None
 
 
-def check_bind(host: str, token: str | None, field: str) -> None:
+def check_bind(host: str, token: str | None, field: str, token_field: str = "a token") -> None:
     if not is_loopback(host) and not token:
         raise ConfigError([
             f"{field}: {host} is not a loopback address; binding there needs a token "
-            f"(set the Token field or the {TOKEN_ENV} environment variable)"
+            f"(set {token_field} or the {TOKEN_ENV} environment variable)"
         ])
 
 

@@ -115,7 +115,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
     if lb is not None:  # the proxy refuses this too, but only once it starts
         attempt(lambda: check_bind(lb.Admin.Address, resolve_token(lb.Admin.Token), "loadBalancer.Admin.Address"))
     if runtime is not None:
-        attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address"))
+        attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address",
+                                   "controller.token"))
     if runtime is not None and runtime.proxyAdminUrl is not None and lb is not None:
         # The token the proxy reading this file resolves is the one to send it.
         url = runtime.proxyAdminUrl

@@ -34,15 +34,22 @@ class WatchState:
         self.metrics: dict[str, Any] = {}
         self.service: dict[str, Any] | None = None
         self.events: deque[str] = deque(maxlen=8)
+        # Target group -> (running, desired) tasks of its task set.
+        self.tasks: dict[str, tuple[int, int]] = {}
 
     def update(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "deployment":
             self.deployment = message["deployment"]
+            for ts in self.deployment.get("shiftlab", {}).get("taskSets") or []:
+                self.tasks[ts["targetGroup"]] = (ts["runningCount"], ts["desiredCount"])
         elif kind == "metrics":
             self.metrics = message
         elif kind == "service":
             self.service = message["service"]
+            for ts in self.service.get("taskSets") or []:
+                running = sum(1 for t in ts["tasks"] if t["lastStatus"] == "RUNNING")
+                self.tasks[ts["targetGroup"]] = (running, ts["desiredCount"])
         elif kind == "event":
             ev = message["event"]
             at = time.strftime("%H:%M:%S", time.localtime(ev["at"]))
@@ -91,13 +98,19 @@ def render(state: WatchState) -> RenderableType:
         if sl.get("awaitingApproval"):
             parts.append(Text("waiting for approval: shiftlab approve (or stop --rollback)", style="bold magenta"))
     groups = state.metrics.get("groups") or {}
-    if groups:
+    if groups or state.tasks:
         t = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("target group", "healthy", "req/s", "5xx/s", "p99"):
+        for col in ("target group", "tasks", "healthy", "req/s", "5xx/s", "p99"):
             t.add_column(col, justify="right" if col != "target group" else "left")
-        for name, g in groups.items():
+        for name in [*groups, *(n for n in state.tasks if n not in groups)]:
+            g = groups.get(name)
+            running, desired = state.tasks.get(name, (None, None))
+            tasks = f"{running}/{desired}" if running is not None else "-"
+            if g is None:
+                t.add_row(name, tasks, "-", "-", "-", "-")
+                continue
             p99 = g.get("p99")
-            t.add_row(name, str(g.get("healthy", 0)), f"{g.get('rps', 0):.1f}",
+            t.add_row(name, tasks, str(g.get("healthy", 0)), f"{g.get('rps', 0):.1f}",
                       Text(f"{g.get('errorsPerSecond', 0):.1f}", style="red" if g.get("errorsPerSecond") else ""),
                       f"{p99 * 1000:.0f} ms" if p99 is not None else "-")
         parts.append(t)

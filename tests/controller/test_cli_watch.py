@@ -5,6 +5,7 @@ deployment named by the short id the views show."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -30,10 +31,11 @@ async def test_deploy_watch_logs_each_event_then_the_outcome(stack_factory, tmp_
     code, out, err = await cli("deploy", "--url", stack.api_url, "--env", "GREETING=v2", "--watch")
     assert code == 0, err
     lines = out.splitlines()
-    stages = [line.split()[-1] for line in lines if " stage " in f" {line} "]
+    stages = [m.group(1) for line in lines if (m := re.fullmatch(r"\d\d:\d\d:\d\d stage +(\w+)", line))]
     assert stages[-3:] == ["POST_PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME", "CLEAN_UP"], out
     assert any("production traffic: 50% green (verified)" in line for line in lines), out
     assert lines[-1].startswith("deployment ") and lines[-1].split()[2] == "SUCCESSFUL", out
+    assert "│ green           2/2" in out, "the view as it ended, before the outcome"
 
 
 async def test_watch_takes_the_short_id(stack_factory, tmp_path: Path) -> None:

@@ -335,6 +335,7 @@ def test_non_loopback_admin_needs_a_token(pair_free: None, address: str, monkeyp
     with pytest.raises(ConfigError) as info:
         Proxy(conf)
     assert info.value.problems[0].startswith(f"loadBalancer.Admin.Address: {address} is not a loopback address")
+    assert "(set loadBalancer.Admin.Token or the SHIFTLAB_TOKEN environment variable)" in info.value.problems[0]
     # With a token the same address is accepted (not started: no traffic off loopback).
     Proxy(load_balancer_from_dict(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", ["127.0.0.1:1"])],
                                           Admin={"Address": address, "Port": 0, "Token": "t"})))

@@ -231,13 +231,35 @@ async def test_stickiness_cookie_pins_the_group(start_proxy: StartProxy, trio: d
     assert got == {first: 20}
 
 
-async def test_cors_cookie_alone_is_not_enough(start_proxy: StartProxy, trio: dict[str, Backend],
-                                               client: aiohttp.ClientSession) -> None:
+async def test_stickiness_cookie_is_found_among_other_cookies(start_proxy: StartProxy, trio: dict[str, Backend],
+                                                              client: aiohttp.ClientSession) -> None:
     px = await start_proxy(lb_conf([listener_conf({"blue": 50, "green": 50}, sticky=60)], groups_of(trio)))
     green = sticky_cookie_value("green", int(time.time()) + 60)
-    got = Counter([await who(client, px.listener_url(), headers={"Cookie": f"other=1; AWSALBTG={green}"})
+    got = Counter([await who(client, px.listener_url(), headers={"Cookie": f"other=1; AWSALBTG={green}; x=2"})
                    for _ in range(6)])
     assert got == {"green-1": 6}
+
+
+async def test_cors_cookie_alone_is_sticky(start_proxy: StartProxy, trio: dict[str, Backend],
+                                           client: aiohttp.ClientSession) -> None:
+    """A cross-site request carries only the SameSite=None cookie; ALB honours it."""
+    px = await start_proxy(lb_conf([listener_conf({"blue": 50, "green": 50}, sticky=60)], groups_of(trio)))
+    url = px.listener_url()
+    for group in ("green", "blue"):
+        value = sticky_cookie_value(group, int(time.time()) + 60)
+        got = Counter([await who(client, url, headers={"Cookie": f"other=1; AWSALBTGCORS={value}"})
+                       for _ in range(6)])
+        assert got == {f"{group}-1": 6}, f"AWSALBTGCORS naming {group}"
+
+
+async def test_tg_cookie_wins_over_the_cors_cookie(start_proxy: StartProxy, trio: dict[str, Backend],
+                                                   client: aiohttp.ClientSession) -> None:
+    px = await start_proxy(lb_conf([listener_conf({"blue": 50, "green": 50}, sticky=60)], groups_of(trio)))
+    exp = int(time.time()) + 60
+    blue, green = sticky_cookie_value("blue", exp), sticky_cookie_value("green", exp)
+    for cookie in (f"AWSALBTGCORS={green}; AWSALBTG={blue}", f"AWSALBTG={blue}; AWSALBTGCORS={green}"):
+        got = Counter([await who(client, px.listener_url(), headers={"Cookie": cookie}) for _ in range(6)])
+        assert got == {"blue-1": 6}, cookie
 
 
 @pytest.mark.parametrize("case", ["expired", "unknown group", "weight now 0", "garbage"])
