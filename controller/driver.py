@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -585,7 +586,8 @@ class ServiceController:
         """Tasks whose target health check failed are counted (once: they
         leave the set here) and stopped, as ECS does (_watch_green replaces them)."""
         health = await self.router.target_health(ts.group)
-        bad = [t for t in ts.running() if health.get(target_id(t.host, t.port)) == "unhealthy"]
+        bad = [t for t in ts.running()
+               if health.get(target_id(t.host, t.port)) == "unhealthy" and not self._in_grace_period(t)]
         if not bad:
             return 0
         for t in bad:
@@ -595,6 +597,12 @@ class ServiceController:
             await self.router.deregister(ts.group, [(t.host, t.port) for t in bad])
         await asyncio.gather(*[self.backend.stop_task(t.task_id, 1.0) for t in bad])
         return len(bad)
+
+    def _in_grace_period(self, task: Task) -> bool:
+        """healthCheckGracePeriodSeconds (AWS seconds): ECS's scheduler ignores
+        a task's failed load balancer health checks for that long after it started."""
+        grace = self.service.healthCheckGracePeriodSeconds / self.time_scale
+        return grace > 0 and task.started_at is not None and time.time() - task.started_at < grace
 
     async def _rolling(self, d: Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
         """ROLLING: replace blue tasks by green ones within minimumHealthyPercent

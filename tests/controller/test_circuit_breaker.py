@@ -48,10 +48,11 @@ Factory = Callable[..., Any]
 async def controller(tmp_path: Path) -> AsyncIterator[Factory]:
     made: list[tuple[ServiceController, Records]] = []
 
-    async def make(deployment: dict[str, Any], desired: int = 2, start_timeout: float = 60.0
-                   ) -> tuple[ServiceController, FakeBackend, Router]:
+    async def make(deployment: dict[str, Any], desired: int = 2, start_timeout: float = 60.0,
+                   **service: Any) -> tuple[ServiceController, FakeBackend, Router]:
         data = config(tmp_path, deployment, desired=desired)
         data["controller"]["taskStartTimeoutSeconds"] = start_timeout
+        data["service"].update(service)
         s = load_settings(data)
         router, backend = Router(), FakeBackend()
         records = Records(tmp_path / f"records-{len(made)}.sqlite")
@@ -186,3 +187,15 @@ async def test_with_the_breaker_disabled_failures_are_counted_and_the_start_time
     assert final.failure_count >= 3  # counted, and replaced all the while
     assert running(backend, "green") == set()
 
+
+async def test_unhealthy_checks_within_the_grace_period_are_not_counted(controller) -> None:
+    # healthCheckGracePeriodSeconds 600 at timeScale 60: 10 s, longer than the 1 s start timeout.
+    ctl, backend, router = await controller(breaker(strategy="LINEAR"), start_timeout=1,
+                                            healthCheckGracePeriodSeconds=600)
+    router.sick_green = True
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    final = await ctl.wait_finished(d.id, timeout=10)
+    assert final.status == m.ROLLBACK_SUCCESSFUL
+    assert "not healthy within 1 s" in (final.status_reason or "")
+    assert final.failure_count == 0 and final.circuit_breaker_status == "MONITORING"
+    assert sum(1 for t in backend.world.tasks.values() if t.colour == "green") == 2  # none replaced
