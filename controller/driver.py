@@ -563,8 +563,9 @@ class ServiceController:
         circuit breaker counts it: from SCALE_UP until the deployment ends
         (or rolls back), a green task the load balancer reports unhealthy
         (UnhealthyThresholdCount checks failed) is counted, stopped and
-        replaced; a green set short of its count (a replacement that failed
-        to start) is filled again."""
+        replaced; after SCALE_UP (where _bring_up does it: one start loop
+        is enough), a green set short of its count (a replacement that
+        failed to start) is filled again."""
         while self._in_progress(deployment_id):
             d = self.current
             assert d is not None
@@ -572,7 +573,8 @@ class ServiceController:
                 green = self.sets[self.alternate]
                 try:
                     await self._replace_unhealthy(d, green)
-                    if len(green.running()) < green.desired and self._in_progress(deployment_id):
+                    if (d.stage != m.SCALE_UP and len(green.running()) < green.desired
+                            and self._in_progress(deployment_id)):
                         await self._replenish(green, deployment_id)
                 except asyncio.CancelledError:
                     raise
