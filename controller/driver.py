@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,8 @@ HOOK_CALL_TIMEOUT = 30.0  # seconds (real) for one hook invocation to answer
 RATE_WINDOW = 2.0  # seconds of scrapes behind the live views' rates
 FRAME_INTERVAL = 0.25  # seconds between metrics frames on the event stream
 LB_CHECK_INTERVAL = 1.0  # seconds between checks that the load balancer matches the records
+HEALTH_WATCH_INTERVAL = 0.2  # seconds between looks at green's target health during a deployment
+BRING_UP_INTERVAL = 0.1  # seconds between checks that a scaling set is up and healthy
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class TaskSet:
     revision: str
     desired: int = 0
     tasks: dict[str, Task] = field(default_factory=dict)
+    # One scheduler pass at a time: a replacement and a scale-up must not both fill one gap.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def running(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.state == RUNNING]
@@ -263,17 +268,29 @@ class ServiceController:
     async def _ensure_set(self, ts: TaskSet, definition: TaskDefinition, colour: str,
                           deployment_id: str | None = None) -> list[Task]:
         """Start tasks until `desired` run; returns the ones that failed to start."""
-        failed: list[Task] = []
-        missing = ts.desired - len(ts.running())
-        if missing > 0:
-            started = await asyncio.gather(*[self._start_one(ts, definition, colour, deployment_id)
-                                             for _ in range(missing)])
-            failed = [t for t in started if t is not None and t.state != RUNNING]
-        # Targets adopted from a previous controller may not be registered.
-        running = ts.running()
-        if running:
-            await self.router.register(ts.group, [(t.host, t.port) for t in running])
-        return failed
+        async with ts.lock:
+            failed: list[Task] = []
+            missing = ts.desired - len(ts.running())
+            if missing > 0:
+                started = await asyncio.gather(*[self._start_one(ts, definition, colour, deployment_id)
+                                                 for _ in range(missing)])
+                failed = [t for t in started if t is not None and t.state != RUNNING]
+            # Targets adopted from a previous controller may not be registered.
+            running = ts.running()
+            if running:
+                await self.router.register(ts.group, [(t.host, t.port) for t in running])
+            return failed
+
+    async def _replenish(self, ts: TaskSet, deployment_id: str | None) -> None:
+        """The service scheduler's pass over one set: start what it misses. A
+        green task that fails to start counts against the circuit breaker."""
+        green = ts.group == self.alternate
+        failed = await self._ensure_set(ts, self._definition(ts.revision), "green" if green else "blue",
+                                        deployment_id if green else None)
+        for t in failed:
+            ts.tasks.pop(t.task_id, None)
+            if green:
+                self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
 
     async def _wait_healthy(self, ts: TaskSet, timeout: float) -> bool:
         deadline = self.clock.now() + timeout
@@ -357,8 +374,7 @@ class ServiceController:
             self._feed(m.TaskFailed(task.task_id, reason))
         if ts.desired > len(ts.running()) and not self._stopping:
             # The service scheduler replaces a task that exits.
-            await self._ensure_set(ts, self._definition(ts.revision), "green" if green else "blue",
-                                   d.id if d and green else None)
+            await self._replenish(ts, d.id if d else None)
 
     # -- deployments -------------------------------------------------------------
 
@@ -401,6 +417,7 @@ class ServiceController:
 
     async def _run(self, d: Deployment, resume: bool = False) -> None:
         assert self._queue is not None
+        self._spawn(self._watch_green(d.id))
         if not resume:
             await self._apply(m.Start(dict(self.alarm_states)))
         while self.current is not None and not self.current.final:
@@ -527,47 +544,96 @@ class ServiceController:
     async def _scale_up(self, d: Deployment, green: TaskSet, count: int) -> m.Event:
         green.revision = d.target_revision
         green.desired = count
-        definition = self._definition(d.target_revision)
+        error = await self._bring_up(d, green)
+        if error is not None:
+            return m.GreenReady(ok=False, error=error)
+        return m.GreenReady(ok=True, running=len(green.running()))
+
+    def _in_progress(self, deployment_id: str) -> bool:
+        d = self.current
+        return d is not None and d.id == deployment_id and not d.final and not d.rolling_back
+
+    async def _bring_up(self, d: Deployment, ts: TaskSet) -> str | None:
+        """Until `ts.desired` tasks run and pass their target health checks:
+        None then, else why not. A task that fails to start is counted and
+        started again; one the load balancer reports unhealthy is counted and
+        replaced by _watch_green meanwhile. The circuit breaker (when enabled)
+        ends this at its threshold; taskStartTimeoutSeconds ends it anyway."""
         timeout = self.settings.runtime.taskStartTimeoutSeconds
         deadline = self.clock.now() + timeout
         while True:
-            failed = await self._ensure_set(green, definition, "green", d.id)
-            for t in failed:
-                green.tasks.pop(t.task_id, None)
-                self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
-            if self.current is None or self.current.final or self.current.rolling_back:
-                return m.GreenReady(ok=False, error="deployment ended")
-            if not failed:
-                if await self._wait_healthy(green, max(0.0, deadline - self.clock.now())):
-                    return m.GreenReady(ok=True, running=len(green.running()))
-                unhealthy = await self._replace_unhealthy(d, green)
-                if not unhealthy and self.clock.now() >= deadline:
-                    return m.GreenReady(ok=False, error=f"tasks not healthy within {timeout:g} s")
+            if len(ts.running()) < ts.desired:
+                await self._replenish(ts, d.id)
+            if not self._in_progress(d.id):
+                return "deployment ended"
+            running = ts.running()
+            if running and len(running) >= ts.desired:
+                health = await self.router.target_health(ts.group)
+                if all(health.get(target_id(t.host, t.port)) == "healthy" for t in running):
+                    return None
             if self.clock.now() >= deadline:
-                return m.GreenReady(ok=False, error=f"{count} tasks did not start within {timeout:g} s")
-            await self.clock.sleep(0.2)
+                if len(running) < ts.desired:
+                    return f"{ts.desired - len(running)} of {ts.desired} tasks did not start within {timeout:g} s"
+                return f"tasks not healthy within {timeout:g} s"
+            await self.clock.sleep(BRING_UP_INTERVAL)
+
+    async def _watch_green(self, deployment_id: str) -> None:
+        """As ECS replaces a task whose target health check fails, and its
+        circuit breaker counts it: from SCALE_UP until the deployment ends
+        (or rolls back), a green task the load balancer reports unhealthy
+        (UnhealthyThresholdCount checks failed) is counted, stopped and
+        replaced; after SCALE_UP (where _bring_up does it: one start loop
+        is enough), a green set short of its count (a replacement that
+        failed to start) is filled again."""
+        while self._in_progress(deployment_id):
+            d = self.current
+            assert d is not None
+            if d.stage not in (None, m.RECONCILE_SERVICE, m.PRE_SCALE_UP):
+                green = self.sets[self.alternate]
+                try:
+                    await self._replace_unhealthy(d, green)
+                    if (d.stage != m.SCALE_UP and len(green.running()) < green.desired
+                            and self._in_progress(deployment_id)):
+                        await self._replenish(green, deployment_id)
+                except asyncio.CancelledError:
+                    raise
+                except RouterError as exc:
+                    log.warning("cannot read green's target health: %s", exc)
+                except Exception:
+                    log.exception("watching green's target health failed")
+            await self.clock.sleep(HEALTH_WATCH_INTERVAL)
 
     async def _replace_unhealthy(self, d: Deployment, ts: TaskSet) -> int:
-        """Tasks whose target health check failed are stopped (and counted), as ECS does."""
+        """Tasks whose target health check failed are counted (once: they
+        leave the set here) and stopped, as ECS does (_watch_green replaces them)."""
         health = await self.router.target_health(ts.group)
-        bad = [t for t in ts.running() if health.get(target_id(t.host, t.port)) == "unhealthy"]
+        bad = [t for t in ts.running()
+               if health.get(target_id(t.host, t.port)) == "unhealthy" and not self._in_grace_period(t)]
+        if not bad:
+            return 0
         for t in bad:
             ts.tasks.pop(t.task_id, None)
             self._feed(m.TaskFailed(t.task_id, "failed target group health checks"))
-            with contextlib.suppress(RouterError):
-                await self.router.deregister(ts.group, [(t.host, t.port)])
-            await self.backend.stop_task(t.task_id, 1.0)
+        with contextlib.suppress(RouterError):
+            await self.router.deregister(ts.group, [(t.host, t.port) for t in bad])
+        await asyncio.gather(*[self.backend.stop_task(t.task_id, 1.0) for t in bad])
         return len(bad)
+
+    def _in_grace_period(self, task: Task) -> bool:
+        """healthCheckGracePeriodSeconds (AWS seconds): ECS's scheduler ignores
+        a task's failed load balancer health checks for that long after it started."""
+        grace = self.service.healthCheckGracePeriodSeconds / self.time_scale
+        return grace > 0 and task.started_at is not None and time.time() - task.started_at < grace
 
     async def _rolling(self, d: Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
         """ROLLING: replace blue tasks by green ones within minimumHealthyPercent
         and maximumPercent. On ECS old and new tasks share one target group;
         here each set has its group, so the weights follow the number of
-        healthy tasks in each: traffic per task stays even, as on ECS."""
+        healthy tasks in each: traffic per task stays even, as on ECS. New
+        tasks that fail are counted and replaced, as in a blue/green scale-up."""
         dc = d.dc
         green.revision = d.target_revision
-        definition = self._definition(d.target_revision)
-        timeout = self.settings.runtime.taskStartTimeoutSeconds
+        want_green = 0
         for batch in rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent):
             if self.current is None or self.current.final or self.current.rolling_back:
                 return m.RollingDone(ok=False, error="deployment ended")
@@ -576,13 +642,12 @@ class ServiceController:
                 await self._weights_by_tasks(blue, green, blue_count=keep)  # traffic off them first
                 await self._stop_set(blue, keep=keep)
             if batch.start_green:
-                green.desired = len(green.running()) + batch.start_green
-                failed = await self._ensure_set(green, definition, "green", d.id)
-                for t in failed:
-                    green.tasks.pop(t.task_id, None)
-                    self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
-                if failed or not await self._wait_healthy(green, timeout):
-                    return m.RollingDone(ok=False, error="new tasks did not become healthy")
+                # The batches' total, not running + batch: a task being replaced must not shrink it.
+                want_green += batch.start_green
+                green.desired = want_green
+                error = await self._bring_up(d, green)
+                if error is not None:
+                    return m.RollingDone(ok=False, error=error)
                 await self._weights_by_tasks(blue, green)
         return m.RollingDone(ok=True)
 

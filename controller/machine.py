@@ -103,7 +103,9 @@ class RollingDone:
 
 @dataclass(frozen=True)
 class TaskFailed:
-    """A green task failed to start, exited, or failed its health checks."""
+    """A green task failed to start, exited, or failed its health checks
+    (the load balancer reports it unhealthy). A task counts once, however
+    many of these it earns."""
 
     task_id: str
     reason: str
@@ -267,6 +269,7 @@ class Deployment:
     alarm_states: dict[str, str] = field(default_factory=dict)
     rollback: dict[str, Any] | None = None
     failure_count: int = 0
+    failed_tasks: list[str] = field(default_factory=list)  # counted by the circuit breaker, each once
     circuit_breaker_status: str = "DISABLED"
     pending_hooks: list[int] = field(default_factory=list)
     hook: HookRun | None = None
@@ -685,8 +688,9 @@ def _recover(s: _Step, event: Recover) -> None:
 
 def _task_failed(s: _Step, event: TaskFailed) -> None:
     d = s.d
-    if d.rolling_back or d.stage == CLEAN_UP:
+    if d.rolling_back or d.stage == CLEAN_UP or event.task_id in d.failed_tasks:
         return
+    d.failed_tasks.append(event.task_id)
     d.failure_count += 1
     cb = d.dc.deploymentCircuitBreaker
     s.note("task", f"green task {event.task_id} failed ({event.reason}); "

@@ -187,6 +187,70 @@ async def test_green_that_exits_at_once_trips_the_circuit_breaker(stack_factory,
     assert load.failed == 0 and set(load.by_group) == {"blue"}
 
 
+BREAKER_TIMEOUT = 30.0  # taskStartTimeoutSeconds of the breaker tests: the breaker must trip well before it
+
+
+def breaker_config(tmp_path: Path, deployment: dict[str, Any], rollback: bool = True, **kw: Any) -> dict[str, Any]:
+    data = config(tmp_path, {**deployment, "deploymentCircuitBreaker": {"enable": True, "rollback": rollback}}, **kw)
+    data["controller"]["taskStartTimeoutSeconds"] = BREAKER_TIMEOUT
+    return data
+
+
+async def test_green_failing_health_checks_trips_the_circuit_breaker(stack_factory, tmp_path) -> None:
+    data = breaker_config(tmp_path, {"strategy": "LINEAR"})
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    blue_before = {t.task_id for t in ctl.sets["blue"].running()}
+    final, load = await run_with_load(stack, data, {"HEALTH_FAIL": "1"}, timeout=BREAKER_TIMEOUT * 2)
+    assert final.status == "ROLLBACK_SUCCESSFUL", final.status_reason
+    assert final.circuit_breaker_status == "TRIGGERED"
+    assert final.failure_count == 3
+    assert "circuit breaker" in final.status_reason
+    # Each unhealthy task was counted as the load balancer reported it, not when the start timeout ran out.
+    assert final.finished_at - final.started_at < BREAKER_TIMEOUT / 2
+    failures = [e["message"] for e in stack.records.events(final.id)
+                if e["kind"] == "task" and "failed target group health checks" in e["message"]]
+    assert len(failures) == 3, failures
+    assert {t.task_id for t in ctl.sets["blue"].running()} == blue_before
+    assert not ctl.sets["green"].running()
+    assert load.failed == 0 and set(load.by_group) == {"blue"}
+
+
+async def test_circuit_breaker_without_rollback_stops_the_deployment(stack_factory, tmp_path) -> None:
+    data = breaker_config(tmp_path, {"strategy": "LINEAR"}, rollback=False)
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    blue_before = {t.task_id for t in ctl.sets["blue"].running()}
+    final, load = await run_with_load(stack, data, {"HEALTH_FAIL": "1"}, timeout=BREAKER_TIMEOUT * 2)
+    assert final.status == "STOPPED", final.status_reason
+    assert final.circuit_breaker_status == "TRIGGERED"
+    assert final.failure_count == 3
+    assert "rollback is disabled" in final.status_reason
+    assert final.rollback is None
+    assert final.finished_at - final.started_at < BREAKER_TIMEOUT / 2
+    # Not rolled back, and nothing to roll back: production never left blue.
+    for rule in ("prod/default", "prod/test", "test/default"):
+        assert (await stack.router.weights(rule))["green"] == 0, rule
+    assert {t.task_id for t in ctl.sets["blue"].running()} == blue_before
+    assert load.failed == 0 and set(load.by_group) == {"blue"}
+
+
+async def test_rolling_replaces_new_tasks_that_exit_until_the_circuit_breaker_trips(stack_factory, tmp_path) -> None:
+    # One new task at a time (maximumPercent 150 of 2): the first failure alone must not end the deployment.
+    data = breaker_config(tmp_path, {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 150})
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    blue_before = {t.task_id for t in ctl.sets["blue"].running()}
+    final, load = await run_with_load(stack, data, {"EXIT_AT_START": "1"}, timeout=BREAKER_TIMEOUT * 2)
+    assert final.status == "ROLLBACK_SUCCESSFUL", final.status_reason
+    assert final.circuit_breaker_status == "TRIGGERED"
+    assert final.failure_count == 3
+    assert "circuit breaker" in final.status_reason
+    assert {t.task_id for t in ctl.sets["blue"].running()} == blue_before
+    assert not ctl.sets["green"].running()
+    assert load.failed == 0 and set(load.by_group) == {"blue"}
+
+
 async def test_rolling_four_tasks_50_200(stack_factory, tmp_path) -> None:
     data = config(tmp_path, {"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200},
                   desired=4)
@@ -302,7 +366,8 @@ async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_fac
     await old.stop()
     stack.proxy = Proxy(old.conf, time_scale=old.lb.time_scale, admin_port=old.admin_port)
     await stack.proxy.start()
-    assert await stack.router.weights("prod/default") == {"blue": 100, "green": 0}
+    for rule in ("prod/default", "prod/test", "test/default"):
+        assert (await stack.router.weights(rule))["green"] == 0, rule
 
     async def restored() -> bool:
         health = {**await stack.router.target_health("blue"), **await stack.router.target_health("green")}

@@ -274,6 +274,59 @@ def test_circuit_breaker_counts_failures_and_rolls_back_at_threshold() -> None:
     assert "circuit breaker" in (p.d.status_reason or "")
 
 
+def test_circuit_breaker_counts_a_task_once() -> None:
+    # A task that failed its health checks and then exited (or is reported twice) is one failure.
+    p = Playbook({"strategy": "LINEAR", "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+                 test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.TaskFailed("t1", "failed target group health checks"))
+    assert p.send(m.TaskFailed("t1", "Essential container in task exited")) == []
+    p.send(m.TaskFailed("t2", "failed target group health checks"))
+    assert p.d.failure_count == 2 and p.d.failed_tasks == ["t1", "t2"]
+    assert p.d.status == m.IN_PROGRESS
+    assert m.Deployment.from_dict(p.d.to_dict()).failed_tasks == ["t1", "t2"]  # kept in the record
+
+
+def test_circuit_breaker_counts_unhealthy_green_after_scale_up() -> None:
+    p = Playbook({"strategy": "CANARY", "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+                 test_rules=False)
+    p.start_to_traffic()
+    p.send(applied("production", 5))
+    assert p.d.stage == m.PRODUCTION_TRAFFIC_SHIFT and p.d.waiting == m.W_BAKE
+    for i in range(2):
+        assert p.send(m.TaskFailed(f"t{i}", "failed target group health checks")) == []
+    assert p.send(m.TaskFailed("t2", "failed target group health checks")) == [m.SetWeights("all", 0.0)]
+    assert p.d.circuit_breaker_status == "TRIGGERED" and p.d.failure_count == 3
+
+
+def test_rolling_circuit_breaker_rolls_back_by_restoring_blue() -> None:
+    p = Playbook({"strategy": "ROLLING", "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+                 test_rules=False)
+    p.send(m.Start())
+    assert p.send(m.Reconciled()) == [m.RollingReplace()]
+    assert p.send(m.TaskFailed("t1", "Essential container in task exited")) == []
+    assert p.send(m.TaskFailed("t2", "Essential container in task exited")) == []
+    assert p.d.status == m.IN_PROGRESS and p.d.waiting == m.W_ROLLING
+    assert p.send(m.TaskFailed("t3", "Essential container in task exited")) == [m.StopTasks("green")]
+    assert p.d.circuit_breaker_status == "TRIGGERED"
+    # The replacement loop's own end comes after the rollback began: it changes nothing.
+    assert p.send(m.RollingDone(ok=False, error="deployment ended")) == []
+    p.send(m.TasksStopped("green", ok=True))
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL and p.d.failure_count == 3
+
+
+def test_rolling_circuit_breaker_without_rollback_stops() -> None:
+    p = Playbook({"strategy": "ROLLING", "deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+                 test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    for i in range(3):
+        p.send(m.TaskFailed(f"t{i}", "exited"))
+    assert p.d.status == m.STOPPED and p.d.circuit_breaker_status == "TRIGGERED"
+    assert p.d.rollback is None
+
+
 def test_circuit_breaker_disabled_only_counts() -> None:
     p = Playbook({"strategy": "LINEAR"}, desired=2, test_rules=False)
     p.send(m.Start())
