@@ -56,12 +56,15 @@ class WatchState:
             self.events.append(f"{at} {ev['message']}")
 
 
-def weight_bar(label: str, green_percent: float, width: int = 32) -> Text:
+def weight_bar(label: str, green_percent: float, source: str, target: str, width: int = 32) -> Text:
+    """The share of the running revision (drawn blue) and the new one (green),
+    named by revision: the target groups called blue and green swap roles
+    with every deployment, and the table below names groups."""
     g = round(width * green_percent / 100)
     text = Text(f"{label:<11}")
     text.append("█" * (width - g), style="blue")
     text.append("█" * g, style="green")
-    text.append(f" blue {100 - green_percent:g}% / green {green_percent:g}%")
+    text.append(f" revision {source} {100 - green_percent:g}% / revision {target} {green_percent:g}%")
     return text
 
 
@@ -84,8 +87,9 @@ def render(state: WatchState) -> RenderableType:
         if d.get("statusReason"):
             head.append(f"\n{d['statusReason']}", style="dim")
         parts.append(head)
-        parts.append(weight_bar("production", sl["productionTrafficWeight"]))
-        parts.append(weight_bar("test", sl["testTrafficWeight"]))
+        revisions = (sl["sourceRevision"], sl["targetRevision"])
+        parts.append(weight_bar("production", sl["productionTrafficWeight"], *revisions))
+        parts.append(weight_bar("test", sl["testTrafficWeight"], *revisions))
         bake_until = _ts(sl.get("bakeUntil"))
         started = _ts(sl.get("stageStartedAt"))
         if bake_until and started and status.endswith("IN_PROGRESS"):

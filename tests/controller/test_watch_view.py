@@ -72,3 +72,15 @@ def test_a_deployment_without_task_sets_keeps_the_last_known() -> None:
     text = text_of(state)
     assert row(text, "blue")[:2] == ["1/2", "1"]
     assert row(text, "green")[:2] == ["0/0", "0"]
+
+
+def test_weights_are_named_by_revision() -> None:
+    # The groups called blue and green swap roles with each deployment: after
+    # one, revision 2 runs in "green" and the next deploys into "blue".
+    state = WatchState()
+    msg = deployment([("green", 2, 2), ("blue", 1, 2)])
+    msg["deployment"]["shiftlab"].update(sourceRevision="2", targetRevision="3", productionTrafficWeight=25)
+    state.update(msg)
+    text = text_of(state)
+    assert "production" in text and "revision 2 75% / revision 3 25%" in text, text
+    assert "revision 2 100% / revision 3 0%" in text, "the test traffic line"
