@@ -98,6 +98,7 @@ class ServiceController:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._replacing: set[str] = set()
+        self._replacement: asyncio.Task[Any] | None = None  # the ROLLING task replacement under way
         self.last_metrics: dict[str, Any] = {}
         self._recent: deque[dict[str, Any]] = deque()
 
@@ -485,6 +486,7 @@ class ServiceController:
         if isinstance(action, m.ScaleUpGreen):
             return await self._scale_up(d, green, action.count)
         if isinstance(action, m.RollingReplace):
+            self._replacement = asyncio.current_task()
             return await self._rolling(d, blue, green)
         if isinstance(action, m.SetWeights):
             await self._set_percent(action.kind, action.percent, green.group, blue.group)
@@ -494,10 +496,16 @@ class ServiceController:
                 await self._stop_set(blue)
             else:
                 if d.dc.strategy == "ROLLING":
-                    # Restore blue's count before green goes.
+                    # Restore blue's count before green goes, once the replacement
+                    # has stopped changing the sets and the weights.
+                    await self._replacement_over()
                     blue.desired = d.desired_count
                     await self._ensure_set(blue, self._definition(blue.revision), "blue")
-                    await self._wait_healthy(blue, self.settings.runtime.taskStartTimeoutSeconds)
+                    timeout = self.settings.runtime.taskStartTimeoutSeconds
+                    if not await self._wait_healthy(blue, timeout):
+                        return m.TasksStopped(action.colour, ok=False, error=(
+                            f"blue (revision {blue.revision}) did not get back to {d.desired_count} healthy tasks "
+                            f"within {timeout:g} s ({len(blue.running())} running); green left running and serving"))
                     await self._set_percent("all", 0.0, green.group, blue.group)
                 await self._stop_set(green)
             return m.TasksStopped(action.colour, ok=True)
@@ -567,15 +575,26 @@ class ServiceController:
                 await self._weights_by_tasks(blue, green)
         return m.RollingDone(ok=True)
 
+    async def _replacement_over(self) -> None:
+        """Until the ROLLING replacement returned (it stops at its next batch
+        once the deployment rolls back)."""
+        task = self._replacement
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            await asyncio.wait({task})
+
     async def _weights_by_tasks(self, blue: TaskSet, green: TaskSet, blue_count: int | None = None) -> None:
+        d = self.current
+        if d is not None and (d.final or d.rolling_back):
+            return  # the rollback owns the weights now
         b = len(blue.running()) if blue_count is None else blue_count
         g = len(green.running())
         if b + g == 0:
             return  # minimumHealthyPercent 0 allows a gap; ALB needs one weight above 0
         await self._set_weights("all", {blue.group: b, green.group: g})
-        if self.current is not None:
-            pct = round(100.0 * g / (b + g), 4)
-            self._note(self.current.id, "weights", f"all traffic: {pct:g}% green ({b} blue, {g} green tasks)")
+        pct = round(100.0 * g / (b + g), 4)
+        if d is not None:
+            self._note(d.id, "weights", f"all traffic: {pct:g}% green ({b} blue, {g} green tasks)")
+            self._feed(m.GreenServing(pct))
 
     async def _invoke_hook(self, d: Deployment, action: m.InvokeHook) -> m.Event:
         hook = d.dc.lifecycleHooks[action.hook_index]
@@ -684,7 +703,9 @@ class ServiceController:
         weights in force and register the running tasks again."""
         d = self.current
         # A stopped deployment left traffic where it was, on purpose.
-        holds = d is not None and (not d.final or d.status == m.STOPPED)
+        # So did a ROLLING rollback that could not restore blue (green serves).
+        holds = d is not None and (not d.final or d.status == m.STOPPED
+                                   or (d.status == m.ROLLBACK_FAILED and d.dc.strategy == "ROLLING"))
         if d is not None and holds and (d.waiting in (m.W_WEIGHTS, m.W_RECONCILE) or d.dc.strategy == "ROLLING"):
             return  # the deployment is setting weights itself right now (ROLLING: by task counts)
         green_group, blue_group = self.alternate, self.primary

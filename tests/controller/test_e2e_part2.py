@@ -19,7 +19,7 @@ from aiohttp import web
 
 from controller.config import DeploymentConfiguration
 from shiftlab.client import ApiError, Client
-from tests.controller.support import config, run_with_load, weight_steps
+from tests.controller.support import config, green_alarm, run_with_load, weight_steps
 from tests.helpers import eventually, free_port
 
 
@@ -202,6 +202,34 @@ async def test_rolling_four_tasks_50_200(stack_factory, tmp_path) -> None:
     # Never fewer than 2 (50 %) nor more than 8 (200 %) tasks running.
     assert all(2 <= b + g <= 8 for b, g in counts), counts
     assert load.connection_errors == 0 and load.elb_errors == 0, load.summary()
+
+
+async def test_rolling_green_5xx_alarm_during_the_replacement_rolls_back(stack_factory, tmp_path) -> None:
+    # One task at a time (100/125), each new task healthy after 5 checks of 30 AWS seconds
+    # (2.5 s here): the alarm trips while tasks are still being replaced, before any bake.
+    data = config(tmp_path, {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125,
+                             "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": True}},
+                  alarms=[green_alarm("green-5xx", "HTTPCode_Target_5XX_Count", 2)], desired=4)
+    for tg in data["loadBalancer"]["TargetGroups"]:
+        tg.update(HealthCheckIntervalSeconds=30, HealthyThresholdCount=5)
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    blue_before = {t.task_id for t in ctl.sets["blue"].running()}
+    final, load = await run_with_load(stack, data, {"ERROR_RATE": "1.0"})
+    assert final.status == "ROLLBACK_SUCCESSFUL", final.status_reason
+    assert final.triggered_alarms == ["green-5xx"]
+    # Rolled back from the replacement itself: no bake, no clean-up of blue happened.
+    assert [s["stage"] for s in final.stages if not s["rollback"]] == ["RECONCILE_SERVICE", "SCALE_UP"]
+    # Blue back at desiredCount (the replacement had stopped some), green gone, traffic on blue.
+    assert len(ctl.sets["blue"].running()) == 4 and ctl.sets["green"].running() == []
+    assert blue_before - {t.task_id for t in ctl.sets["blue"].running()}, "no blue task had been replaced"
+    assert ctl.primary == "blue" and ctl.state.running_revision == final.source_revision
+    for rule in ("prod/default", "prod/test", "test/default"):
+        assert await stack.router.weights(rule) == {"blue": 1, "green": 0}
+    assert final.production_percent == 0
+    # Every failure came from green's own answers; the load balancer failed nothing.
+    assert load.errors_by_group.keys() == {"green"}, load.summary()
+    assert load.connection_errors == 0
 
 
 # -- crash recovery ----------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""The driver's ROLLING rollback and its restarts, on the in-memory load
+balancer and backend: a rollback whose blue never comes back, a controller
+that stopped between recording SUCCESSFUL and promoting the revision, and
+restarts in the middle of a ROLLING deployment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import machine as m
+from controller.backends.base import RUNNING
+from controller.backends.fake import FakeBackend, FakeWorld
+from controller.driver import ControllerSettings, ServiceController
+from controller.records import Records
+from controller.router import FakeRouter
+from shiftlab.settings import load_settings
+from tests.controller.support import config
+from tests.helpers import eventually
+
+RULES = ("prod/default", "prod/test", "test/default")
+Start = Callable[..., Any]
+
+
+@pytest.fixture
+async def controllers(tmp_path: Path) -> AsyncIterator[Start]:
+    """Start controllers one after the other on one world of tasks, one load
+    balancer and one records file, as a restarted controller finds them."""
+    world = FakeWorld()
+    router = FakeRouter({"prod/default": {"blue": 1, "green": 0}, "prod/test": {"blue": 1, "green": 0},
+                         "test/default": {"blue": 1, "green": 0}}, ["blue", "green"])
+    started: list[tuple[ServiceController, Records]] = []
+
+    async def start(deployment: dict[str, Any], desired: int = 2, **runtime: Any) -> ServiceController:
+        data = config(tmp_path, deployment, desired=desired)
+        data["controller"].update(runtime)
+        s = load_settings(data)
+        records = Records(tmp_path / "records.sqlite")
+        ctl = ServiceController(ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller,
+                                                   s.load_balancer, s.time_scale),
+                                router, FakeBackend(world), records)
+        ctl.world, ctl.fake_router = world, router  # type: ignore[attr-defined]
+        await ctl.start()
+        started.append((ctl, records))
+        return ctl
+
+    yield start
+    for ctl, records in started:
+        if not ctl._stopping:
+            await ctl.stop()
+        records.close()
+
+
+async def crash(ctl: ServiceController) -> None:
+    """The controller goes away; its tasks run on (a SIGKILL, as far as the tasks can tell)."""
+    await ctl.stop(stop_tasks=False)
+    ctl.records.close()
+
+
+def running(ctl: ServiceController, colour: str | None = None) -> list[str]:
+    world: FakeWorld = ctl.world  # type: ignore[attr-defined]
+    return sorted(t.task_id for t in world.tasks.values()
+                  if t.state == RUNNING and (colour is None or t.colour == colour))
+
+
+async def weights(ctl: ServiceController) -> list[dict[str, int]]:
+    return [await ctl.router.weights(r) for r in RULES]
+
+
+ROLLING_BAKE = {"strategy": "ROLLING", "bakeTimeInMinutes": 10, "minimumHealthyPercent": 50,
+                "maximumPercent": 200}
+
+
+async def test_rolling_rollback_whose_blue_never_gets_healthy_fails_and_leaves_green_serving(controllers) -> None:
+    ctl = await controllers(ROLLING_BAKE, taskStartTimeoutSeconds=1)
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await eventually(lambda: ctl.current.stage == m.BAKE_TIME, timeout=10, what="BAKE_TIME")
+    assert not ctl.sets["blue"].running() and len(ctl.sets["green"].running()) == 2
+    ctl.backend.fail_next_starts(10)  # blue's revision cannot start any more
+    ctl.stop_deployment(d.id, rollback=True)
+    final = await ctl.wait_finished(d.id, timeout=10)
+    assert final.status == m.ROLLBACK_FAILED, final.status_reason
+    assert "blue (revision 1) did not get back to 2 healthy tasks" in (final.status_reason or "")
+    assert "green left running" in (final.status_reason or "")
+    # Nothing else serves: green goes on, and the weights stay on it.
+    assert len(ctl.sets["green"].running()) == 2
+    assert await weights(ctl) == [{"blue": 0, "green": 2}] * 3
+    # The load balancer check (1 s) does not move traffic to the empty blue group either.
+    check = ctl.clock.now()
+    await eventually(lambda: ctl.clock.now() > check + 1.5, timeout=5, what="a load balancer check")
+    assert await weights(ctl) == [{"blue": 0, "green": 2}] * 3
