@@ -146,6 +146,12 @@ class ServiceController:
                 self.sets[self.alternate].tasks[t.task_id] = t
             else:
                 await self.backend.stop_task(t.task_id, 5.0)
+        if resuming is not None and resuming.dc.strategy == "ROLLING" and resuming.status != m.PENDING:
+            # Mid-ROLLING, blue has the tasks the replacement left it: growing it
+            # back to desiredCount here would start old tasks beside the new
+            # ones (a rollback restores blue's count itself).
+            blue = self.sets[self.primary]
+            blue.desired = min(blue.desired, len(blue.running()))
         await self._ensure_set(self.sets[self.primary], self._definition(state.running_revision), "blue")
         if resuming is not None:
             await self._recover(resuming)
@@ -557,7 +563,13 @@ class ServiceController:
         green.revision = d.target_revision
         definition = self._definition(d.target_revision)
         timeout = self.settings.runtime.taskStartTimeoutSeconds
-        for batch in rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent):
+        if green.running():  # adopted by a restarted controller: healthy before blue goes
+            green.desired = len(green.running())
+            if not await self._wait_healthy(green, timeout):
+                return m.RollingDone(ok=False, error="adopted new tasks did not become healthy")
+        plan = rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent,
+                            blue=min(len(blue.running()), d.desired_count), green=len(green.running()))
+        for batch in plan:
             if self.current is None or self.current.final or self.current.rolling_back:
                 return m.RollingDone(ok=False, error="deployment ended")
             if batch.stop_blue:
@@ -657,14 +669,26 @@ class ServiceController:
         are in force are applied again first: the proxy may have restarted."""
         green = self.sets[self.alternate]
         green.revision = d.target_revision
-        await self._set_percent("production", d.production_percent, green.group, self.primary)
-        if self.test_rules:
-            await self._set_percent("test", d.test_percent, green.group, self.primary)
-        if m.recovery_plan(d) == "resume":
-            green.desired = d.desired_count
+        plan = m.recovery_plan(d)
+        if d.dc.strategy == "ROLLING" and d.status != m.PENDING:
+            # ROLLING's weights follow the task counts: those adopted. Green
+            # grows to desiredCount only once the replacement was over; mid-way
+            # the replacement (or the rollback) goes on from what runs.
+            replaced = d.stage in (m.BAKE_TIME, m.CLEAN_UP) and not d.rolling_back
+            green.desired = d.desired_count if replaced and plan == "resume" else len(green.running())
             await self._ensure_set(green, self._definition(d.target_revision), "green", d.id)
-        self._note(d.id, "recovery", f"controller restarted during {d.stage} ({d.status}); "
-                                     f"weights re-applied: production {d.production_percent:g}% green")
+            await self._weights_by_tasks(self.sets[self.primary], green)
+            applied = (f"weights re-applied by task counts ({len(self.sets[self.primary].running())} blue, "
+                       f"{len(green.running())} green)")
+        else:
+            await self._set_percent("production", d.production_percent, green.group, self.primary)
+            if self.test_rules:
+                await self._set_percent("test", d.test_percent, green.group, self.primary)
+            if plan == "resume":
+                green.desired = d.desired_count
+                await self._ensure_set(green, self._definition(d.target_revision), "green", d.id)
+            applied = f"weights re-applied: production {d.production_percent:g}% green"
+        self._note(d.id, "recovery", f"controller restarted during {d.stage} ({d.status}); {applied}")
         self.current = d
         self._queue = asyncio.Queue()
         self._queue.put_nowait(m.Recover(dict(self.alarm_states)))

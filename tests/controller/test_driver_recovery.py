@@ -92,3 +92,59 @@ async def test_rolling_rollback_whose_blue_never_gets_healthy_fails_and_leaves_g
     check = ctl.clock.now()
     await eventually(lambda: ctl.clock.now() > check + 1.5, timeout=5, what="a load balancer check")
     assert await weights(ctl) == [{"blue": 0, "green": 2}] * 3
+
+
+def colour_starts(ctl: ServiceController, colour: str) -> int:
+    world: FakeWorld = ctl.world  # type: ignore[attr-defined]
+    return sum(1 for t in world.tasks.values() if t.colour == colour)
+
+
+async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers) -> None:
+    one_at_a_time = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125}
+    ctl = await controllers(one_at_a_time, desired=4)
+    backend: FakeBackend = ctl.backend  # type: ignore[assignment]
+    first = backend.hold_starts()
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await eventually(lambda: backend.starts_waiting == 1, timeout=5, what="the first green start")
+    backend.hold_starts()  # the next start waits on a gate nobody opens
+    first.set()
+    await eventually(lambda: backend.starts_waiting == 1 and ctl.current.production_percent > 0, timeout=5,
+                     what="the first green task serving, the second one starting")
+    assert (len(ctl.sets["blue"].running()), len(ctl.sets["green"].running())) == (3, 1)
+    green_first = running(ctl, "green")
+    router: FakeRouter = ctl.fake_router  # type: ignore[attr-defined]
+    await crash(ctl)
+    before_restart = len(router.history)
+
+    again = await controllers(one_at_a_time, desired=4)
+    # Weights follow the adopted tasks (as during the replacement), and blue was not grown
+    # back to desiredCount beside the new tasks.
+    after_restart = router.history[before_restart:]
+    assert after_restart[:3] == [(r, {"blue": 3, "green": 1}) for r in RULES], after_restart[:3]
+    assert colour_starts(again, "blue") == 4
+    final = await again.wait_finished(d.id, timeout=15)
+    assert final.status == m.SUCCESSFUL, final.status_reason
+    assert any("controller restarted during SCALE_UP" in e["message"] for e in again.records.events(d.id))
+    assert running(again, "blue") == [] and len(running(again, "green")) == 4
+    assert set(green_first) <= set(running(again, "green"))  # adopted, not replaced
+    assert colour_starts(again, "blue") == 4 and colour_starts(again, "green") == 4
+    assert again.primary == "green"
+    assert all(w["blue"] == 0 and w["green"] > 0 for w in await weights(again))
+
+
+async def test_restart_in_rolling_bake_time_keeps_green_and_its_weights(controllers) -> None:
+    cfg = {**ROLLING_BAKE, "bakeTimeInMinutes": 2}
+    ctl = await controllers(cfg)
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await eventually(lambda: ctl.current.stage == m.BAKE_TIME, timeout=10, what="BAKE_TIME")
+    green = running(ctl, "green")
+    await crash(ctl)
+
+    again = await controllers(cfg)
+    # Right after the restart: no old task came back, traffic on the green tasks.
+    assert colour_starts(again, "blue") == 2 and running(again, "blue") == []
+    assert await weights(again) == [{"blue": 0, "green": 2}] * 3
+    final = await again.wait_finished(d.id, timeout=10)
+    assert final.status == m.SUCCESSFUL, final.status_reason
+    assert running(again) == green
+    assert again.primary == "green"
