@@ -127,6 +127,7 @@ class ServiceController:
             state = ServiceState(self.name, self.groups[0], "1", {"1": spec}, 2)
             self.records.save_service(state)
         self.state = state
+        self._finish_promotion()
         self.sets = {
             self.primary: TaskSet(self.primary, state.running_revision, self.service.desiredCount),
             self.alternate: TaskSet(self.alternate, state.running_revision, 0),
@@ -162,6 +163,20 @@ class ServiceController:
         self._scraper = asyncio.create_task(self._scrape_loop())
         self._note(None, "service", f"{self.name}: revision {state.running_revision} running in "
                    f"{self.primary} ({len(self.sets[self.primary].running())} tasks)")
+
+    def _finish_promotion(self) -> None:
+        """Records are written before actions: a controller killed between
+        saving SUCCESSFUL and saving the promoted service state left the
+        service on the old revision. Its deployment finished: promote now, or
+        the old revision would come back and the new one be stopped."""
+        latest = next(iter(self.records.recent(self.name, 1)), None)
+        if latest is None or latest.status != m.SUCCESSFUL or latest.target_revision == self.state.running_revision:
+            return
+        self.state.primary_group = self.alternate
+        self.state.running_revision = latest.target_revision
+        self.records.save_service(self.state)
+        self._note(latest.id, "recovery", f"deployment {latest.id} was SUCCESSFUL but not promoted when the "
+                   f"controller stopped: revision {latest.target_revision} is now running in {self.primary}")
 
     async def stop(self, stop_tasks: bool = True) -> None:
         self._stopping = True

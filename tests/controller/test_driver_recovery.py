@@ -148,3 +148,32 @@ async def test_restart_in_rolling_bake_time_keeps_green_and_its_weights(controll
     assert final.status == m.SUCCESSFUL, final.status_reason
     assert running(again) == green
     assert again.primary == "green"
+
+
+@pytest.mark.parametrize("strategy", [{"strategy": "BLUE_GREEN"}, {"strategy": "ROLLING"}])
+async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, strategy) -> None:
+    ctl = await controllers(strategy)
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    final = await ctl.wait_finished(d.id, timeout=10)
+    assert final.status == m.SUCCESSFUL
+    green = running(ctl)
+    assert len(green) == 2 and running(ctl, "blue") == []
+    # The controller is killed after saving SUCCESSFUL, before the promotion's own save:
+    # the service state on disk still names the old revision and group.
+    state = ctl.records.service(ctl.name)
+    assert state is not None
+    state.primary_group, state.running_revision = "blue", final.source_revision
+    ctl.records.save_service(state)
+    await crash(ctl)
+
+    again = await controllers(strategy)
+    assert again.primary == "green" and again.state.running_revision == final.target_revision
+    assert again.records.service(again.name).running_revision == final.target_revision
+    # The new revision's tasks were adopted; the old one did not come back.
+    assert running(again) == green and colour_starts(again, "blue") == 2
+    assert await weights(again) == [{"green": 1, "blue": 0}] * 3
+    assert any("not promoted" in e["message"] for e in again.records.events(d.id))
+    # And the next deployment starts from the promoted revision.
+    nxt = again.create_deployment({"env": {"GREETING": "v3"}})
+    assert nxt.source_revision == final.target_revision
+    assert (await again.wait_finished(nxt.id, timeout=10)).status == m.SUCCESSFUL
