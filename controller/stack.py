@@ -74,7 +74,9 @@ class Stack:
     async def start(self) -> None:
         s = self.settings
         assert s.service is not None
-        await self.proxy.start()
+        # Listeners open once the controller has registered the tasks it
+        # found (a restart after a crash) and set the weights its records say.
+        await self.proxy.start(listeners=False)
         try:
             self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             self.records = Records(self.state_dir / "records.sqlite")
@@ -86,6 +88,7 @@ class Stack:
                 self.router, backend, self.records,
             )
             await self.controller.start()
+            await self.proxy.open_listeners()
             app = make_api_app(self.controller, self.token)
             self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port)
         except BaseException:

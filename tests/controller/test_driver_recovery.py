@@ -177,3 +177,31 @@ async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, s
     nxt = again.create_deployment({"env": {"GREETING": "v3"}})
     assert nxt.source_revision == final.target_revision
     assert (await again.wait_finished(nxt.id, timeout=10)).status == m.SUCCESSFUL
+
+
+async def test_a_stack_opens_its_listeners_once_the_controller_has_placed_its_tasks(tmp_path: Path) -> None:
+    """A restarted `shiftlab up` brings a new load balancer with no targets: a
+    request reaching it before the controller registered the tasks it adopted
+    would get 503."""
+    import socket
+
+    from controller.stack import Stack
+
+    data = config(tmp_path, {"strategy": "ROLLING"})
+    port = data["loadBalancer"]["Listeners"][0]["Port"]
+    seen: list[bool] = []
+
+    class Watching(FakeBackend):
+        async def adopt(self, service: str) -> list[Any]:
+            with socket.socket() as s:
+                seen.append(s.connect_ex(("127.0.0.1", port)) == 0)
+            return await super().adopt(service)
+
+    stack = Stack(load_settings(data), backend=Watching())
+    await stack.start()
+    try:
+        assert seen == [False]  # nothing listening while the controller placed its tasks
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        await stack.stop()
