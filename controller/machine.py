@@ -624,7 +624,8 @@ def _dispatch(s: _Step, event: Event) -> None:
             d.requested_production_percent = d.requested_test_percent = event.percent
             if event.percent > 0 and not d.monitoring:
                 d.monitoring = True
-                s.note("alarm", "green tasks serve: alarms are watched from now on")
+                if d.dc.alarms.enable:
+                    s.note("alarm", "green tasks serve: alarms are watched from now on")
     elif isinstance(event, TaskFailed):
         _task_failed(s, event)
     elif isinstance(event, WeightsApplied):
