@@ -353,7 +353,8 @@ class _Load:
         import threading
 
         self.port, self.interval = port, 1 / rps
-        self.answers: list[tuple[float, int | None, str]] = []  # (time, status or None, target group)
+        # (sent, answered, status or None when refused or reset, target group)
+        self.answers: list[tuple[float, float, int | None, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -368,10 +369,11 @@ class _Load:
                 conn.request("GET", "/")
                 resp = conn.getresponse()
                 resp.read()
-                self.answers.append((at, resp.status, resp.getheader("X-Shiftlab-Target-Group") or "-"))
+                self.answers.append((at, time.monotonic(), resp.status,
+                                     resp.getheader("X-Shiftlab-Target-Group") or "-"))
                 conn.close()
             except OSError:
-                self.answers.append((at, None, "-"))
+                self.answers.append((at, time.monotonic(), None, "-"))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - at)))
 
     def stop(self) -> None:
@@ -462,11 +464,11 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
         # Traffic: no 5xx at all, not even from the restarted load balancer before the controller
         # had registered the tasks (its listeners open after that); refused connections only while
         # no load balancer ran (the killed process had it).
-        assert [a for a in load.answers if a[1] is not None and a[1] >= 500] == []
-        refused = [a for a in load.answers if a[1] is None]
-        assert all(killed_at <= a[0] <= back_at for a in refused), (killed_at, back_at, refused[-3:])
+        assert [a for a in load.answers if a[2] is not None and a[2] >= 500] == []
+        refused = [a for a in load.answers if a[2] is None]  # in flight at the kill, or sent meanwhile
+        assert all(a[1] >= killed_at and a[0] <= back_at for a in refused), (killed_at, back_at, refused[:3])
         after = [a for a in load.answers if a[0] > back_at]
-        assert after and {a[2] for a in after[-10:]} == {"green"}
+        assert after and {a[3] for a in after[-10:]} == {"green"}
     finally:
         if load is not None:
             load.stop()
