@@ -104,6 +104,7 @@ class ServiceController:
         self._stopping = False
         self._replacing: set[str] = set()
         self._registering: set[str] = set()  # tasks in a set whose registration is on its way
+        self._replacement: asyncio.Task[Any] | None = None  # the ROLLING task replacement under way
         self.last_metrics: dict[str, Any] = {}
         self._recent: deque[dict[str, Any]] = deque()
 
@@ -132,6 +133,7 @@ class ServiceController:
             state = ServiceState(self.name, self.groups[0], "1", {"1": spec}, 2)
             self.records.save_service(state)
         self.state = state
+        self._finish_promotion()
         self.sets = {
             self.primary: TaskSet(self.primary, state.running_revision, self.service.desiredCount),
             self.alternate: TaskSet(self.alternate, state.running_revision, 0),
@@ -151,6 +153,12 @@ class ServiceController:
                 self.sets[self.alternate].tasks[t.task_id] = t
             else:
                 await self.backend.stop_task(t.task_id, 5.0)
+        if resuming is not None and resuming.dc.strategy == "ROLLING" and resuming.status != m.PENDING:
+            # Mid-ROLLING, blue has the tasks the replacement left it: growing it
+            # back to desiredCount here would start old tasks beside the new
+            # ones (a rollback restores blue's count itself).
+            blue = self.sets[self.primary]
+            blue.desired = min(blue.desired, len(blue.running()))
         await self._ensure_set(self.sets[self.primary], self._definition(state.running_revision), "blue")
         if resuming is not None:
             await self._recover(resuming)
@@ -163,6 +171,20 @@ class ServiceController:
         self._scraper = asyncio.create_task(self._scrape_loop())
         self._note(None, "service", f"{self.name}: revision {state.running_revision} running in "
                    f"{self.primary} ({len(self.sets[self.primary].running())} tasks)")
+
+    def _finish_promotion(self) -> None:
+        """Records are written before actions: a controller killed between
+        saving SUCCESSFUL and saving the promoted service state left the
+        service on the old revision. Its deployment finished: promote now, or
+        the old revision would come back and the new one be stopped."""
+        latest = next(iter(self.records.recent(self.name, 1)), None)
+        if latest is None or latest.status != m.SUCCESSFUL or latest.target_revision == self.state.running_revision:
+            return
+        self.state.primary_group = self.alternate
+        self.state.running_revision = latest.target_revision
+        self.records.save_service(self.state)
+        self._note(latest.id, "recovery", f"deployment {latest.id} was SUCCESSFUL but not promoted when the "
+                   f"controller stopped: revision {latest.target_revision} is now running in {self.primary}")
 
     async def stop(self, stop_tasks: bool = True, deregister: bool = False) -> None:
         """`deregister`: take the tasks out of their target groups (drained)
@@ -521,6 +543,7 @@ class ServiceController:
         if isinstance(action, m.ScaleUpGreen):
             return await self._scale_up(d, green, action.count)
         if isinstance(action, m.RollingReplace):
+            self._replacement = asyncio.current_task()
             return await self._rolling(d, blue, green)
         if isinstance(action, m.SetWeights):
             await self._set_percent(action.kind, action.percent, green.group, blue.group)
@@ -530,10 +553,16 @@ class ServiceController:
                 await self._stop_set(blue)
             else:
                 if d.dc.strategy == "ROLLING":
-                    # Restore blue's count before green goes.
+                    # Restore blue's count before green goes, once the replacement
+                    # has stopped changing the sets and the weights.
+                    await self._replacement_over()
                     blue.desired = d.desired_count
                     await self._ensure_set(blue, self._definition(blue.revision), "blue")
-                    await self._wait_healthy(blue, self.settings.runtime.taskStartTimeoutSeconds)
+                    timeout = self.settings.runtime.taskStartTimeoutSeconds
+                    if not await self._wait_healthy(blue, timeout):
+                        return m.TasksStopped(action.colour, ok=False, error=(
+                            f"blue (revision {blue.revision}) did not get back to {d.desired_count} healthy tasks "
+                            f"within {timeout:g} s ({len(blue.running())} running); green left running and serving"))
                     await self._set_percent("all", 0.0, green.group, blue.group)
                 await self._stop_set(green)
             return m.TasksStopped(action.colour, ok=True)
@@ -633,8 +662,15 @@ class ServiceController:
         tasks that fail are counted and replaced, as in a blue/green scale-up."""
         dc = d.dc
         green.revision = d.target_revision
-        want_green = 0
-        for batch in rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent):
+        if green.running():  # adopted by a restarted controller: healthy before blue goes
+            green.desired = len(green.running())
+            error = await self._bring_up(d, green)
+            if error is not None:
+                return m.RollingDone(ok=False, error=f"adopted new tasks: {error}")
+        want_green = len(green.running())
+        plan = rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent,
+                            blue=min(len(blue.running()), d.desired_count), green=want_green)
+        for batch in plan:
             if self.current is None or self.current.final or self.current.rolling_back:
                 return m.RollingDone(ok=False, error="deployment ended")
             if batch.stop_blue:
@@ -651,15 +687,26 @@ class ServiceController:
                 await self._weights_by_tasks(blue, green)
         return m.RollingDone(ok=True)
 
+    async def _replacement_over(self) -> None:
+        """Until the ROLLING replacement returned (it stops at its next batch
+        once the deployment rolls back)."""
+        task = self._replacement
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            await asyncio.wait({task})
+
     async def _weights_by_tasks(self, blue: TaskSet, green: TaskSet, blue_count: int | None = None) -> None:
+        d = self.current
+        if d is not None and (d.final or d.rolling_back):
+            return  # the rollback owns the weights now
         b = len(blue.running()) if blue_count is None else blue_count
         g = len(green.running())
         if b + g == 0:
             return  # minimumHealthyPercent 0 allows a gap; ALB needs one weight above 0
         await self._set_weights("all", {blue.group: b, green.group: g})
-        if self.current is not None:
-            pct = round(100.0 * g / (b + g), 4)
-            self._note(self.current.id, "weights", f"all traffic: {pct:g}% green ({b} blue, {g} green tasks)")
+        pct = round(100.0 * g / (b + g), 4)
+        if d is not None:
+            self._note(d.id, "weights", f"all traffic: {pct:g}% green ({b} blue, {g} green tasks)")
+            self._feed(m.GreenServing(pct))
 
     async def _invoke_hook(self, d: Deployment, action: m.InvokeHook) -> m.Event:
         hook = d.dc.lifecycleHooks[action.hook_index]
@@ -722,14 +769,26 @@ class ServiceController:
         are in force are applied again first: the proxy may have restarted."""
         green = self.sets[self.alternate]
         green.revision = d.target_revision
-        await self._set_percent("production", d.production_percent, green.group, self.primary)
-        if self.test_rules:
-            await self._set_percent("test", d.test_percent, green.group, self.primary)
-        if m.recovery_plan(d) == "resume":
-            green.desired = d.desired_count
+        plan = m.recovery_plan(d)
+        if d.dc.strategy == "ROLLING" and d.status != m.PENDING:
+            # ROLLING's weights follow the task counts: those adopted. Green
+            # grows to desiredCount only once the replacement was over; mid-way
+            # the replacement (or the rollback) goes on from what runs.
+            replaced = d.stage in (m.BAKE_TIME, m.CLEAN_UP) and not d.rolling_back
+            green.desired = d.desired_count if replaced and plan == "resume" else len(green.running())
             await self._ensure_set(green, self._definition(d.target_revision), "green", d.id)
-        self._note(d.id, "recovery", f"controller restarted during {d.stage} ({d.status}); "
-                                     f"weights re-applied: production {d.production_percent:g}% green")
+            await self._weights_by_tasks(self.sets[self.primary], green)
+            applied = (f"weights re-applied by task counts ({len(self.sets[self.primary].running())} blue, "
+                       f"{len(green.running())} green)")
+        else:
+            await self._set_percent("production", d.production_percent, green.group, self.primary)
+            if self.test_rules:
+                await self._set_percent("test", d.test_percent, green.group, self.primary)
+            if plan == "resume":
+                green.desired = d.desired_count
+                await self._ensure_set(green, self._definition(d.target_revision), "green", d.id)
+            applied = f"weights re-applied: production {d.production_percent:g}% green"
+        self._note(d.id, "recovery", f"controller restarted during {d.stage} ({d.status}); {applied}")
         self.current = d
         self._queue = asyncio.Queue()
         self._queue.put_nowait(m.Recover(dict(self.alarm_states)))
@@ -769,13 +828,15 @@ class ServiceController:
         d = self.current
         # A stopped deployment left traffic where it was, on purpose.
         holds = d is not None and (not d.final or d.status == m.STOPPED)
+        # A ROLLING rollback that could not restore blue left green serving, weighted by its tasks.
+        green_serves = d is not None and d.status == m.ROLLBACK_FAILED and d.dc.strategy == "ROLLING"
         if d is not None and holds and (d.waiting in (m.W_WEIGHTS, m.W_RECONCILE) or d.dc.strategy == "ROLLING"):
             return  # the deployment is setting weights itself right now (ROLLING: by task counts)
         green_group, blue_group = self.alternate, self.primary
         expected = {"production": d.production_percent if holds and d else 0.0,
                     "test": d.test_percent if holds and d else 0.0}
         in_progress = d is not None and not d.final
-        for kind, pct in expected.items():
+        for kind, pct in ({} if green_serves else expected).items():
             b, g = weights(pct)
             want = {blue_group: b, green_group: g}
             for rule in self.rules_of(kind):

@@ -102,6 +102,15 @@ class RollingDone:
 
 
 @dataclass(frozen=True)
+class GreenServing:
+    """ROLLING: weights that follow the task counts are in force, with this
+    green share (percent) of production traffic. ECS watches alarms once
+    new tasks run, so the first share above 0 starts monitoring."""
+
+    percent: float
+
+
+@dataclass(frozen=True)
 class TaskFailed:
     """A green task failed to start, exited, or failed its health checks
     (the load balancer reports it unhealthy). A task counts once, however
@@ -151,8 +160,8 @@ class TasksStopped:
     error: str | None = None
 
 
-Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | TaskFailed | WeightsApplied | AlarmStates
-         | HookAnswer | Approve | StopRequest | TasksStopped)
+Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | GreenServing | TaskFailed | WeightsApplied
+         | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped)
 
 
 # -- actions --------------------------------------------------------------
@@ -547,17 +556,17 @@ def recovery_plan(d: Deployment) -> str:
     """What a restarted controller does with an unfinished deployment.
 
     "start": it never started. "rollback": production traffic had not
-    moved to green yet (no verified production step), or a rollback was
-    under way: roll back from the start of the rollback route. "resume":
+    moved to green yet (no verified production step; for ROLLING, no green
+    task serving yet), or a rollback was under way: roll back from the start of the rollback route. "resume":
     green already serves production: carry on where the record says, bake
     timers continuing from their recorded start."""
     if d.status == PENDING:
         return "start"
     if d.rolling_back:
         return "rollback"
+    # ROLLING records the green share its task counts give (GreenServing):
+    # the same rule holds for it.
     moved = d.production_percent > 0 or d.stage in (POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME, CLEAN_UP)
-    if d.dc.strategy == "ROLLING":
-        moved = d.stage in (BAKE_TIME, CLEAN_UP)
     return "resume" if moved else "rollback"
 
 
@@ -605,9 +614,21 @@ def _dispatch(s: _Step, event: Event) -> None:
         if d.waiting in (W_SCALE, W_ROLLING):
             if event.ok:
                 d.monitoring = True  # ECS watches alarms once the new tasks run
+                if isinstance(event, RollingDone):
+                    d.production_percent = d.test_percent = 100.0  # every blue task replaced
                 s.work_done()
             else:
                 s.fail(f"new tasks did not become healthy: {event.error}", rollback=True)
+    elif isinstance(event, GreenServing):
+        if d.waiting == W_ROLLING:
+            # Recorded so that a restarted controller knows production traffic
+            # reached green (the recovery rule) and what to re-apply.
+            d.production_percent = d.test_percent = event.percent
+            d.requested_production_percent = d.requested_test_percent = event.percent
+            if event.percent > 0 and not d.monitoring:
+                d.monitoring = True
+                if d.dc.alarms.enable:
+                    s.note("alarm", "green tasks serve: alarms are watched from now on")
     elif isinstance(event, TaskFailed):
         _task_failed(s, event)
     elif isinstance(event, WeightsApplied):
@@ -649,7 +670,13 @@ def _dispatch(s: _Step, event: Event) -> None:
             return
         if d.rolling_back:
             if event.ok:
+                if d.dc.strategy == "ROLLING":
+                    d.production_percent = d.test_percent = 0.0  # blue restored and serving alone
                 s.work_done()
+            elif d.dc.strategy == "ROLLING":
+                # The driver says what went wrong: blue not restored (green left
+                # serving) or green not stopped.
+                s.finish(ROLLBACK_FAILED, f"{d.status_reason}; rollback failed: {event.error}")
             else:
                 s.finish(ROLLBACK_FAILED, f"traffic is back on blue but green did not stop: {event.error}")
         elif event.ok:

@@ -28,9 +28,14 @@ def bounds(desired: int, minimum_healthy_percent: int, maximum_percent: int) -> 
     return math.ceil(desired * minimum_healthy_percent / 100), math.floor(desired * maximum_percent / 100)
 
 
-def rolling_plan(desired: int, minimum_healthy_percent: int, maximum_percent: int) -> list[Batch]:
+def rolling_plan(desired: int, minimum_healthy_percent: int, maximum_percent: int,
+                 blue: int | None = None, green: int = 0) -> list[Batch]:
+    """The batches from `blue` old and `green` new tasks (by default: none
+    replaced yet) to `desired` new ones; a restarted controller goes on
+    from the counts it adopted."""
     low, high = bounds(desired, minimum_healthy_percent, maximum_percent)
-    blue, green, batches = desired, 0, []
+    blue = desired if blue is None else blue
+    batches: list[Batch] = []
     while blue > 0 or green < desired:
         stop = min(blue, max(0, blue + green - low))
         start = min(desired - green, max(0, high - (blue - stop + green)))

@@ -85,7 +85,9 @@ class Stack:
         s = self.settings
         assert s.service is not None
         if self.proxy is not None:
-            await self.proxy.start()
+            # Listeners open once the controller has registered the tasks it
+            # found (a restart after a crash) and set the weights its records say.
+            await self.proxy.start(listeners=False)
         try:
             if self.proxy is not None:
                 self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
@@ -103,6 +105,8 @@ class Stack:
                 self.router, backend, self.records,
             )
             await self.controller.start()
+            if self.proxy is not None:
+                await self.proxy.open_listeners()
             app = make_api_app(self.controller, self.token)
             self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port)
         except BaseException:

@@ -47,7 +47,11 @@ class Proxy:
         ls = self.lb.listeners[name] if name else next(iter(self.lb.listeners.values()))
         return _url(ls.conf.Address, ls.port)
 
-    async def start(self) -> None:
+    async def start(self, listeners: bool = True) -> None:
+        """Health checks and the admin API, then the listeners unless told to
+        wait: a controller that comes back after a crash opens them once it has
+        registered its tasks and set the weights (`open_listeners`), so that
+        no request meets a load balancer without targets (503)."""
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=True), auto_decompress=False,
         )
@@ -55,12 +59,21 @@ class Proxy:
         for group in self.lb.groups.values():
             group.on_change = self.health.sync
             self.health.sync(group)
+        try:
+            app = make_admin_app(self.lb, self.registry, self.token)
+            self._admin_runner, self.admin_port = await serve_app(app, self.conf.Admin.Address, self.admin_port)
+        except OSError:
+            await self.stop()
+            raise
+        if listeners:
+            await self.open_listeners()
+
+    async def open_listeners(self) -> None:
+        assert self.session is not None, "start() first"
         idle = float(self.lb.conf.idle_timeout)
         try:
             for ls in self.lb.listeners.values():
                 self._servers.append(await serve_listener(self.lb, ls, self.session, idle))
-            app = make_admin_app(self.lb, self.registry, self.token)
-            self._admin_runner, self.admin_port = await serve_app(app, self.conf.Admin.Address, self.admin_port)
         except OSError:
             await self.stop()
             raise

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from controller.config import DeploymentConfiguration
 from shiftlab.client import ApiError, Client
-from tests.controller.support import config, run_with_load, weight_steps
+from tests.controller.support import config, green_alarm, run_with_load, weight_steps
 from tests.helpers import eventually, free_port
 
 
@@ -268,6 +268,34 @@ async def test_rolling_four_tasks_50_200(stack_factory, tmp_path) -> None:
     assert load.connection_errors == 0 and load.elb_errors == 0, load.summary()
 
 
+async def test_rolling_green_5xx_alarm_during_the_replacement_rolls_back(stack_factory, tmp_path) -> None:
+    # One task at a time (100/125), each new task healthy after 5 checks of 30 AWS seconds
+    # (2.5 s here): the alarm trips while tasks are still being replaced, before any bake.
+    data = config(tmp_path, {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125,
+                             "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": True}},
+                  alarms=[green_alarm("green-5xx", "HTTPCode_Target_5XX_Count", 2)], desired=4)
+    for tg in data["loadBalancer"]["TargetGroups"]:
+        tg.update(HealthCheckIntervalSeconds=30, HealthyThresholdCount=5)
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    blue_before = {t.task_id for t in ctl.sets["blue"].running()}
+    final, load = await run_with_load(stack, data, {"ERROR_RATE": "1.0"})
+    assert final.status == "ROLLBACK_SUCCESSFUL", final.status_reason
+    assert final.triggered_alarms == ["green-5xx"]
+    # Rolled back from the replacement itself: no bake, no clean-up of blue happened.
+    assert [s["stage"] for s in final.stages if not s["rollback"]] == ["RECONCILE_SERVICE", "SCALE_UP"]
+    # Blue back at desiredCount (the replacement had stopped some), green gone, traffic on blue.
+    assert len(ctl.sets["blue"].running()) == 4 and ctl.sets["green"].running() == []
+    assert blue_before - {t.task_id for t in ctl.sets["blue"].running()}, "no blue task had been replaced"
+    assert ctl.primary == "blue" and ctl.state.running_revision == final.source_revision
+    for rule in ("prod/default", "prod/test", "test/default"):
+        assert await stack.router.weights(rule) == {"blue": 1, "green": 0}
+    assert final.production_percent == 0
+    # Every failure came from green's own answers; the load balancer failed nothing.
+    assert load.errors_by_group.keys() == {"green"}, load.summary()
+    assert load.connection_errors == 0
+
+
 # -- crash recovery ----------------------------------------------------------------
 
 
@@ -379,3 +407,139 @@ async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_fac
     final = await ctl.wait_finished(d.id, timeout=60)
     assert final.status == "SUCCESSFUL"
     assert any("load balancer restarted" in e["message"] for e in stack.records.events(d.id))
+
+
+class _Load:
+    """Requests to the production listener (127.0.0.1 only) from a thread, one
+    connection each, every answer kept with its time: a killed controller takes
+    its in-process load balancer with it, so this load must outlive a stack."""
+
+    def __init__(self, port: int, rps: float = 25) -> None:
+        import threading
+
+        self.port, self.interval = port, 1 / rps
+        # (sent, answered, status or None when refused or reset, target group)
+        self.answers: list[tuple[float, float, int | None, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import http.client
+
+        while not self._stop.is_set():
+            at = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                resp.read()
+                self.answers.append((at, time.monotonic(), resp.status,
+                                     resp.getheader("X-Shiftlab-Target-Group") or "-"))
+                conn.close()
+            except OSError:
+                self.answers.append((at, time.monotonic(), None, "-"))
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - at)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _deployment(client: Client, dep_id: str) -> dict[str, Any]:
+    return client.get(f"/api/deployments/{dep_id}")
+
+
+@pytest.mark.parametrize("when", ["mid-replacement", "bake-time"])
+def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_path: Path, when: str) -> None:
+    if when == "mid-replacement":
+        # One task at a time, each healthy after 5 checks of 30 AWS seconds (2.5 s): time to
+        # kill the controller with some green tasks serving and some blue ones left.
+        dc = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125}
+        desired = 4
+    else:
+        dc = {"strategy": "ROLLING", "bakeTimeInMinutes": 6}
+        desired = 2
+    data = config(tmp_path, dc, desired=desired)
+    if when == "mid-replacement":
+        for tg in data["loadBalancer"]["TargetGroups"]:
+            tg.update(HealthCheckIntervalSeconds=30, HealthyThresholdCount=5)
+    api_port = free_port()
+    data["controller"]["port"] = api_port
+    data["loadBalancer"]["Admin"]["Port"] = free_port()
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    client = Client(f"http://127.0.0.1:{api_port}")
+    cmd = [sys.executable, "-m", "shiftlab", "up", "-c", str(path)]
+    log1 = open(tmp_path / "up1.log", "w")  # noqa: SIM115
+    up = subprocess.Popen(cmd, stdout=log1, stderr=log1)
+    up2 = None
+    load = None
+    seen_pids: set[int] = set()
+    try:
+        _wait_api(client)
+        load = _Load(data["loadBalancer"]["Listeners"][0]["Port"])
+        d = client.post("/api/deployments", {"taskDefinition": {"env": {"GREETING": "v2"}}})
+        dep_id = d["shiftlab"]["id"]
+        deadline = time.monotonic() + 60
+        while True:
+            cur = _deployment(client, dep_id)
+            share = cur["shiftlab"]["productionTrafficWeight"]
+            live = [t["revision"] for t in client.get("/api/tasks")["tasks"] if t["lastStatus"] == "RUNNING"]
+            # A blue task stopped: the first green one passed its health checks and serves.
+            if when == "mid-replacement" and cur["lifecycleStage"] == "SCALE_UP" and 0 < live.count("1") < desired:
+                break
+            if when == "bake-time" and cur["lifecycleStage"] == "BAKE_TIME":
+                break
+            assert time.monotonic() < deadline, f"never got to the kill point ({cur['lifecycleStage']}, {share})"
+            time.sleep(0.05)
+        tasks = client.get("/api/tasks")["tasks"]
+        seen_pids = {t["pid"] for t in tasks if t["pid"]}
+        green_before = [t["pid"] for t in tasks if t["lastStatus"] == "RUNNING" and t["revision"] == "2"]
+        blue_before = [t["pid"] for t in tasks if t["lastStatus"] == "RUNNING" and t["revision"] == "1"]
+        assert green_before and (blue_before if when == "mid-replacement" else not blue_before)
+        killed_at = time.monotonic()
+        up.send_signal(signal.SIGKILL)
+        up.wait(10)
+        log2 = open(tmp_path / "up2.log", "w")  # noqa: SIM115
+        up2 = subprocess.Popen(cmd, stdout=log2, stderr=log2)
+        _wait_api(client)
+        back_at = time.monotonic()
+        deadline = time.monotonic() + 90
+        while (status := _deployment(client, dep_id)["status"]) not in (
+                "SUCCESSFUL", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED", "STOPPED"):
+            assert time.monotonic() < deadline, f"deployment stuck in {status}"
+            time.sleep(0.1)
+        # The load goes on past the end (a 503 showed right after SUCCESSFUL before the fix).
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            time.sleep(0.1)
+        load.stop()
+        assert status == "SUCCESSFUL", _deployment(client, dep_id)["statusReason"]
+        messages = [e["message"] for e in _deployment(client, dep_id)["events"]]
+        stage = "SCALE_UP" if when == "mid-replacement" else "BAKE_TIME"
+        assert any(f"controller restarted during {stage}" in m for m in messages), messages
+        tasks = client.get("/api/tasks")["tasks"]
+        running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
+        # desiredCount new tasks; those running before the kill were adopted, not doubled.
+        assert len(running) == desired and {t["revision"] for t in running} == {"2"}
+        assert set(green_before) <= {t["pid"] for t in running}
+        # No task of the old revision was started after the restart.
+        assert [t for t in tasks if t["revision"] == "1" and t["pid"] not in seen_pids] == []
+        # Traffic: no 5xx at all, not even from the restarted load balancer before the controller
+        # had registered the tasks (its listeners open after that); refused connections only while
+        # no load balancer ran (the killed process had it).
+        assert [a for a in load.answers if a[2] is not None and a[2] >= 500] == []
+        refused = [a for a in load.answers if a[2] is None]  # in flight at the kill, or sent meanwhile
+        assert all(a[1] >= killed_at and a[0] <= back_at for a in refused), (killed_at, back_at, refused[:3])
+        after = [a for a in load.answers if a[0] > back_at]
+        assert after and {a[3] for a in after[-10:]} == {"green"}
+    finally:
+        if load is not None:
+            load.stop()
+        for p in (up, up2):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(30)
+    # Ctrl-C stopped everything that was started, before and after the crash.
+    assert _pids_alive(sorted(seen_pids)) == []

@@ -504,6 +504,65 @@ def test_rolling_rollback_restores_blue_then_stops_green() -> None:
     assert p.d.status == m.ROLLBACK_SUCCESSFUL
 
 
+ROLLING_ALARMED = {"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200,
+                   "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": True}}
+
+
+def test_rolling_alarm_during_the_replacement_rolls_back() -> None:
+    p = Playbook(ROLLING_ALARMED, test_rules=False)
+    p.send(m.Start())
+    assert p.send(m.Reconciled()) == [m.RollingReplace()]
+    # Before a green task serves, nothing is watched (as for the other strategies).
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
+    assert p.d.status == m.IN_PROGRESS and not p.d.monitoring
+    p.send(m.AlarmStates({"green-5xx": "OK"}))
+    assert p.send(m.GreenServing(50.0)) == []
+    assert p.d.monitoring and p.d.production_percent == 50.0
+    # Mid-replacement (no RollingDone yet): the alarm rolls back, blue restored before green stops.
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == [m.StopTasks("green")]
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.triggered_alarms == ["green-5xx"]
+    # The replacement's late report changes nothing.
+    assert p.send(m.RollingDone(ok=False, error="deployment ended")) == []
+    assert p.send(m.GreenServing(100.0)) == [] and p.d.production_percent == 50.0
+    p.send(m.TasksStopped("green", ok=True))
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL and p.d.production_percent == 0
+    assert p.d.status_reason == "alarm green-5xx in ALARM"
+
+
+def test_rolling_alarm_without_rollback_stops() -> None:
+    p = Playbook({**ROLLING_ALARMED, "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": False}},
+                 test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenServing(50.0))
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
+    assert p.d.status == m.STOPPED
+
+
+def test_rolling_rollback_whose_blue_never_gets_healthy_fails() -> None:
+    p = Playbook(ROLLING_ALARMED, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenServing(50.0))
+    p.send(m.AlarmStates({"green-5xx": "ALARM"}))
+    p.send(m.TasksStopped("green", ok=False, error="blue (revision 1) did not get back to 2 healthy tasks"))
+    assert p.d.status == m.ROLLBACK_FAILED
+    assert p.d.status_reason == ("alarm green-5xx in ALARM; rollback failed: "
+                                 "blue (revision 1) did not get back to 2 healthy tasks")
+
+
+def test_rolling_records_the_share_green_serves() -> None:
+    p = Playbook({"strategy": "ROLLING", "bakeTimeInMinutes": 3}, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenServing(0.0))  # weights moved off the blue tasks about to stop, no green yet
+    assert p.d.production_percent == 0 and not p.d.monitoring
+    p.send(m.GreenServing(50.0))
+    assert (p.d.production_percent, p.d.test_percent) == (50.0, 50.0)
+    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0 + 3.0)]
+    assert p.d.production_percent == 100.0 and p.d.stage == m.BAKE_TIME
+
+
 # -- crash recovery ------------------------------------------------------------------
 
 
@@ -519,6 +578,8 @@ def run_until(stage: str, config: dict[str, Any]) -> Playbook:
             p.send(m.Reconciled())
         elif w == m.W_SCALE:
             p.send(m.GreenReady(ok=True))
+        elif w == m.W_ROLLING:
+            p.send(m.RollingDone(ok=True))
         elif w == m.W_WEIGHTS:
             last = [a for a in p.log if isinstance(a, m.SetWeights)][-1]
             p.send(applied(last.kind, last.percent))
@@ -611,3 +672,44 @@ def test_recovery_of_an_in_progress_hook_calls_it_again() -> None:
     p.d = m.Deployment.from_dict(p.d.to_dict())
     again = hook_call(p.send(m.Recover()))
     assert again.execution_id == call.execution_id
+
+
+ROLLING_RECOVERY = {"strategy": "ROLLING", "bakeTimeInMinutes": 5, "minimumHealthyPercent": 50,
+                    "maximumPercent": 200}
+
+
+@pytest.mark.parametrize(
+    ("stage", "serving", "plan"),
+    [
+        (m.RECONCILE_SERVICE, None, "rollback"),
+        (m.SCALE_UP, None, "rollback"),  # no green task serving yet
+        (m.SCALE_UP, 0.0, "rollback"),  # blue tasks taken out of traffic, still no green serving
+        (m.SCALE_UP, 50.0, "resume"),  # production traffic reached green: the replacement goes on
+        (m.BAKE_TIME, None, "resume"),
+        (m.CLEAN_UP, None, "resume"),
+    ],
+)
+def test_rolling_recovery_rule_at_each_stage(stage: str, serving: float | None, plan: str) -> None:
+    p = run_until(stage, ROLLING_RECOVERY)
+    if serving is not None:
+        p.send(m.GreenServing(serving))
+    assert m.recovery_plan(p.d) == plan
+    p.d = m.Deployment.from_dict(p.d.to_dict())
+    p.now += 2  # the controller was down for 2 s
+    actions = p.send(m.Recover())
+    if plan == "rollback":
+        # Rolling has no weights to move first: blue's count comes back, then green stops.
+        assert actions == [m.StopTasks("green")]
+        assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.stage == m.CLEAN_UP
+        assert "before production traffic moved" in (p.d.status_reason or "")
+    elif stage == m.SCALE_UP:
+        assert actions == [m.RollingReplace()]  # the driver goes on from the tasks it adopted
+        assert p.d.monitoring  # alarms still watched
+        assert p.send(m.AlarmStates({"x": "ALARM"})) == []  # not one of the deployment's
+    elif stage == m.BAKE_TIME:
+        assert actions == [m.WakeAt(T0 + 5.0)]  # from its recorded start, not from the restart
+        assert p.tick(T0 + 5.0 - p.now) == [m.StopTasks("blue")]
+    else:
+        assert actions == [m.StopTasks("blue")]
+    if plan == "resume":
+        assert p.d.status == m.IN_PROGRESS

@@ -104,3 +104,27 @@ def test_rolling_rounding_is_ecs_rounding() -> None:
 def test_rolling_without_room_is_refused(desired: int, low: int, high: int) -> None:
     with pytest.raises(RollingStuck, match="no room"):
         rolling_plan(desired, low, high)
+
+
+@pytest.mark.parametrize(
+    ("desired", "low", "high", "blue", "green", "expected"),
+    [
+        (4, 50, 200, 4, 0, [Batch(2, 4), Batch(2, 0)]),  # nothing replaced yet: the full plan
+        (4, 50, 200, 2, 4, [Batch(2, 0)]),  # killed after the first batch
+        (4, 50, 200, 2, 2, [Batch(2, 2)]),  # killed while the first batch started its tasks
+        (4, 50, 200, 2, 0, [Batch(0, 4), Batch(2, 0)]),  # killed after blue went, before green started
+        (4, 100, 125, 3, 1, [Batch(0, 1), Batch(1, 1), Batch(1, 1), Batch(1, 0)]),
+        (4, 50, 200, 0, 4, []),
+    ],
+)
+def test_rolling_plan_goes_on_from_adopted_counts(desired: int, low: int, high: int, blue: int, green: int,
+                                                  expected: list[Batch]) -> None:
+    batches = rolling_plan(desired, low, high, blue=blue, green=green)
+    assert batches == expected
+    lo, hi = bounds(desired, low, high)
+    for b in batches:
+        blue -= b.stop_blue
+        assert blue + green >= min(lo, blue + b.stop_blue + green)
+        green += b.start_green
+        assert blue + green <= hi
+    assert (blue, green) == (0, desired)
