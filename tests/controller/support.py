@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controller.stack import Stack
 from shiftlab.loadgen import LoadResult, run_load
 from tests.helpers import free_port, lb_config
@@ -76,3 +78,14 @@ async def run_with_load(stack: Stack, data: dict[str, Any], env: dict[str, str],
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "shiftlab", *args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def write_on_free_ports(tmp_path: Path, data: dict[str, Any]) -> tuple[Path, str]:
+    """For a stack run as `shiftlab up` in a subprocess: the admin API and the
+    controller API on free ports, the file written. Returns it and the API URL."""
+    api_port = free_port()
+    data["controller"]["port"] = api_port
+    data["loadBalancer"]["Admin"]["Port"] = free_port()
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, f"http://127.0.0.1:{api_port}"

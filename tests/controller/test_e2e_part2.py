@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 
 from controller.config import DeploymentConfiguration
 from shiftlab.client import ApiError, Client
-from tests.controller.support import config, green_alarm, run_with_load, weight_steps
-from tests.helpers import eventually, free_port
+from tests.controller.support import config, green_alarm, run_with_load, weight_steps, write_on_free_ports
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -332,12 +331,8 @@ def _wait_api(client: Client, timeout: float = 30) -> None:
 def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path) -> None:
     data = config(tmp_path, {"strategy": "CANARY", "bakeTimeInMinutes": 1,
                              "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 6}})
-    api_port = free_port()
-    data["controller"]["port"] = api_port
-    data["loadBalancer"]["Admin"]["Port"] = free_port()
-    path = tmp_path / "shiftlab.yaml"
-    path.write_text(yaml.safe_dump(data))
-    client = Client(f"http://127.0.0.1:{api_port}")
+    path, api_url = write_on_free_ports(tmp_path, data)
+    client = Client(api_url)
     log1 = open(tmp_path / "up1.log", "w")  # noqa: SIM115
     up = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log1, stderr=log1)
     up2 = None
@@ -464,12 +459,8 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
     if when == "mid-replacement":
         for tg in data["loadBalancer"]["TargetGroups"]:
             tg.update(HealthCheckIntervalSeconds=30, HealthyThresholdCount=5)
-    api_port = free_port()
-    data["controller"]["port"] = api_port
-    data["loadBalancer"]["Admin"]["Port"] = free_port()
-    path = tmp_path / "shiftlab.yaml"
-    path.write_text(yaml.safe_dump(data))
-    client = Client(f"http://127.0.0.1:{api_port}")
+    path, api_url = write_on_free_ports(tmp_path, data)
+    client = Client(api_url)
     cmd = [sys.executable, "-m", "shiftlab", "up", "-c", str(path)]
     log1 = open(tmp_path / "up1.log", "w")  # noqa: SIM115
     up = subprocess.Popen(cmd, stdout=log1, stderr=log1)

@@ -25,9 +25,9 @@ from controller.stack import Stack
 from shiftlab.client import ApiError, Client
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import load_settings
-from tests.controller.support import config, green_alarm, prod_url, weight_steps
+from tests.controller.support import config, green_alarm, prod_url, weight_steps, write_on_free_ports
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.docker
 
@@ -195,12 +195,8 @@ def test_a_controller_killed_mid_canary_adopts_its_containers_when_restarted(tmp
     owner = owners()
     data = docker_config(tmp_path, {"strategy": "CANARY", "bakeTimeInMinutes": 1,
                                     "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 6}})
-    api_port = free_port()
-    data["controller"]["port"] = api_port
-    data["loadBalancer"]["Admin"]["Port"] = free_port()
-    path = tmp_path / "shiftlab.yaml"
-    path.write_text(yaml.safe_dump(data))
-    client = Client(f"http://127.0.0.1:{api_port}")
+    path, api_url = write_on_free_ports(tmp_path, data)
+    client = Client(api_url)
     env = {**os.environ, "SHIFTLAB_DOCKER_OWNER": owner}
 
     def up(n: int) -> subprocess.Popen[bytes]:
