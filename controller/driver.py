@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -716,9 +717,11 @@ class ServiceController:
             action.hook_details,
         )
         assert self._session is not None and hook.hookTargetArn
+        began = time.monotonic()
         answer = await hook_calls.invoke(self._session, hook.hookTargetArn, body, HOOK_CALL_TIMEOUT)
-        self._note(d.id, "hook", f"{action.stage}: {hook.hookTargetArn} answered {answer.status}"
-                   + (f" ({answer.error})" if answer.error else ""))
+        answer = dataclasses.replace(answer, call_seconds=round(time.monotonic() - began, 3))
+        self._note(d.id, "hook", f"{action.stage}: {hook.hookTargetArn} answered {answer.status} "
+                   f"in {answer.call_seconds:g} s" + (f" ({answer.error})" if answer.error else ""))
         return answer
 
     def _promote(self, d: Deployment) -> None:

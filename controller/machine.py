@@ -140,6 +140,7 @@ class HookAnswer:
     callback_delay: float | None = None  # AWS seconds
     hook_details: Any = None
     error: str | None = None
+    call_seconds: float | None = None  # how long the call took (wall clock)
 
 
 @dataclass(frozen=True)
@@ -749,7 +750,7 @@ def _hook_answer(s: _Step, event: HookAnswer) -> None:
     if run is None or run.execution_id != event.execution_id:
         return
     run.answers.append({"at": s.now, "hookStatus": event.status, "callBackDelay": event.callback_delay,
-                        "error": event.error})
+                        "error": event.error, "seconds": event.call_seconds})
     if event.status == "IN_PROGRESS":
         run.details = event.hook_details if event.hook_details is not None else run.details
         delay = 30.0 if event.callback_delay is None else event.callback_delay

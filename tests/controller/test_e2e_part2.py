@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,10 @@ async def test_url_hook_in_progress_twice_then_succeeded(stack_factory, tmp_path
     # describe shows every invocation and its answer.
     described = stack.controller.describe(final)["shiftlab"]["hookRuns"]
     assert [a["hookStatus"] for a in described[0]["answers"]] == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]
+    # ... and how long each call took.
+    assert all(0 <= a["seconds"] < 5 for a in described[0]["answers"]), described[0]["answers"]
+    notes = [e["message"] for e in stack.records.events(final.id) if e["kind"] == "hook" and " in " in e["message"]]
+    assert len(notes) == 3 and all(re.search(r"answered \w+ in [\d.]+ s$", n) for n in notes), notes
 
 
 async def test_production_hooks_run_at_both_canary_steps(stack_factory, tmp_path, hook_server) -> None:
