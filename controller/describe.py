@@ -36,23 +36,20 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
     green = ctl.sets.get(ctl.alternate) if is_current else None
     blue = ctl.sets.get(ctl.primary) if is_current else None
 
-    def counts(ts: TaskSet | None, requested: int) -> dict[str, int]:
-        running = len(ts.running()) if ts else 0
+    def counts(sets: list[TaskSet], requested: int) -> dict[str, int]:
+        running = sum(len(ts.running()) for ts in sets)
         return {"requestedTaskCount": requested, "runningTaskCount": running,
-                "pendingTaskCount": max(0, requested - running) if ts else 0}
+                "pendingTaskCount": max(0, requested - running)}
 
     def counts_now(revision: str) -> dict[str, int]:
         # A finished deployment: what its revision has now (CLEAN_UP scaled the
         # source in, or a rollback the target), as ECS reports a SUCCESSFUL
         # deployment's target with all its tasks running.
         sets = [ts for ts in ctl.sets.values() if ts.revision == revision]
-        requested = sum(ts.desired for ts in sets)
-        running = sum(len(ts.running()) for ts in sets)
-        return {"requestedTaskCount": requested, "runningTaskCount": running,
-                "pendingTaskCount": max(0, requested - running)}
+        return counts(sets, sum(ts.desired for ts in sets))
 
-    source_counts = counts(blue, d.desired_count) if is_current else counts_now(d.source_revision)
-    target_counts = counts(green, d.desired_count) if is_current else counts_now(d.target_revision)
+    source_counts = counts([blue], d.desired_count) if blue else counts_now(d.source_revision)
+    target_counts = counts([green], d.desired_count) if green else counts_now(d.target_revision)
     dc = d.dc
     return {
         "serviceDeploymentArn": f"{ACCOUNT}:service-deployment/"

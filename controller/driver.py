@@ -181,9 +181,7 @@ class ServiceController:
         latest = next(iter(self.records.recent(self.name, 1)), None)
         if latest is None or latest.status != m.SUCCESSFUL or latest.target_revision == self.state.running_revision:
             return
-        self.state.primary_group = self.alternate
-        self.state.running_revision = latest.target_revision
-        self.records.save_service(self.state)
+        self._run_in_alternate(latest.target_revision)
         self._note(latest.id, "recovery", f"deployment {latest.id} was SUCCESSFUL but not promoted when the "
                    f"controller stopped: revision {latest.target_revision} is now running in {self.primary}")
 
@@ -315,17 +313,21 @@ class ServiceController:
             if green:
                 self._feed(m.TaskFailed(t.task_id, t.stopped_reason or "failed to start"))
 
+    async def _all_healthy(self, ts: TaskSet) -> bool:
+        """`desired` tasks run and every one passes its target health check."""
+        running = ts.running()
+        if not running or len(running) < ts.desired:
+            return False
+        health = await self.router.target_health(ts.group)
+        return all(health.get(target_id(t.host, t.port)) == "healthy" for t in running)
+
     async def _wait_healthy(self, ts: TaskSet, timeout: float) -> bool:
         deadline = self.clock.now() + timeout
-        while True:
-            health = await self.router.target_health(ts.group)
-            running = ts.running()
-            if running and len(running) >= ts.desired and all(
-                    health.get(target_id(t.host, t.port)) == "healthy" for t in running):
-                return True
+        while not await self._all_healthy(ts):
             if self.clock.now() >= deadline:
                 return False
             await self.clock.sleep(0.1)
+        return True
 
     async def _stop_set(self, ts: TaskSet, keep: int = 0) -> None:
         """Deregister (drain), then stop all tasks of a set but `keep`."""
@@ -596,12 +598,10 @@ class ServiceController:
                 await self._replenish(ts, d.id)
             if not self._in_progress(d.id):
                 return "deployment ended"
-            running = ts.running()
-            if running and len(running) >= ts.desired:
-                health = await self.router.target_health(ts.group)
-                if all(health.get(target_id(t.host, t.port)) == "healthy" for t in running):
-                    return None
+            if await self._all_healthy(ts):
+                return None
             if self.clock.now() >= deadline:
+                running = ts.running()
                 if len(running) < ts.desired:
                     return f"{ts.desired - len(running)} of {ts.desired} tasks did not start within {timeout:g} s"
                 return f"tasks not healthy within {timeout:g} s"
@@ -672,7 +672,7 @@ class ServiceController:
         plan = rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent,
                             blue=min(len(blue.running()), d.desired_count), green=want_green)
         for batch in plan:
-            if self.current is None or self.current.final or self.current.rolling_back:
+            if not self._in_progress(d.id):
                 return m.RollingDone(ok=False, error="deployment ended")
             if batch.stop_blue:
                 keep = max(0, len(blue.running()) - batch.stop_blue)
@@ -724,11 +724,15 @@ class ServiceController:
                    f"in {answer.call_seconds:g} s" + (f" ({answer.error})" if answer.error else ""))
         return answer
 
+    def _run_in_alternate(self, revision: str) -> None:
+        """The service's record: `revision` runs in the alternate group, which becomes primary."""
+        self.state.primary_group = self.alternate
+        self.state.running_revision = revision
+        self.records.save_service(self.state)
+
     def _promote(self, d: Deployment) -> None:
         old, new = self.primary, self.alternate
-        self.state.primary_group = new
-        self.state.running_revision = d.target_revision
-        self.records.save_service(self.state)
+        self._run_in_alternate(d.target_revision)
         self.sets[new].desired = d.desired_count
         self.sets[old].desired = 0
         self._note(d.id, "service", f"revision {d.target_revision} is now running in {new}")

@@ -111,7 +111,7 @@ class HttpRouter:
         return data
 
     async def rules(self) -> dict[str, str | None]:
-        data = await self._call("GET", "/admin/state")
+        data = await self.state()
         return {r["Id"]: r.get("RuleArn") for ls in data["Listeners"] for r in ls["Rules"]}
 
     async def state(self) -> dict[str, Any]:
