@@ -73,7 +73,7 @@ class Proxy:
         idle = float(self.lb.conf.idle_timeout)
         try:
             for ls in self.lb.listeners.values():
-                self._servers.append(await serve_listener(self.lb, ls, self.session, idle))
+                self._servers.append(await serve_listener(self.lb, ls, idle))
         except OSError:
             await self.stop()
             raise

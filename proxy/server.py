@@ -4,6 +4,14 @@ aiohttp parses the client side (keep-alive, pipelining, chunked bodies,
 limits); everything toward targets goes through proxy.upstream. The request
 path does only what ALB does: match a rule, pick a group by weight (or by
 the stickiness cookie), pick a target, forward with ALB's headers, count.
+
+No client can make the proxy hold more than a bounded amount for it: every
+write toward a client waits for the client to take the data (aiohttp stops
+reading a pipelining client after a few queued requests, so an answer
+waiting here holds up the rest), and a client that takes nothing for the
+idle timeout loses its connection, as on ALB. Header values are bytes: what
+aiohttp decoded with `surrogateescape` is encoded back the same way, so any
+byte a client sends goes to the target as it came.
 """
 
 from __future__ import annotations
@@ -13,12 +21,12 @@ import base64
 import binascii
 import logging
 import random
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -29,6 +37,10 @@ from proxy.state import Choice, Forward, ListenerState, LoadBalancerState, Rule,
 from proxy.stats import Counters
 from proxy.upstream import StaleConnection, TargetConnectError, UpstreamConnection, UpstreamError
 
+# aiohttp decodes request heads as UTF-8 with this error handler; encoding
+# back with it gives the client's bytes exactly.
+RAW = "surrogateescape"
+
 log = logging.getLogger("shiftlab.proxy")
 
 MAX_LINE = 16 * 1024  # ALB: request line or one header above 16 KiB -> 400
@@ -36,6 +48,12 @@ MAX_HEADERS_TOTAL = 64 * 1024  # ALB: all headers above 64 KiB -> 400
 MAX_XFF = 30  # ALB: more X-Forwarded-For addresses -> 463
 BUFFER_BODY = 64 * 1024  # request bodies up to this are sent in one write
 CONNECT_TIMEOUT = 10.0  # ALB's connect timeout to a target
+CLIENT_HIGH_WATER = 64 * 1024  # buffered toward a client before a write waits for it to read
+# RFC 9110 9.2.2: a request with one of these methods may be sent again when
+# the target closed a reused connection without answering; any other method
+# may have been processed, so ALB (and nginx) answer 502 instead.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+UPGRADES = frozenset({"websocket", "tcp"})  # the upgrades aiohttp hands over as raw bytes
 
 # Not forwarded as such: hop-by-hop headers, and those ALB rewrites itself.
 _SKIP = frozenset({
@@ -53,7 +71,7 @@ _REASONS = {
     400: "Bad Request", 405: "Method Not Allowed", 408: "Request Time-out", 460: "", 463: "",
     500: "Internal Server Error",
     501: "Not Implemented", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
-    504: "Gateway Time-out",
+    504: "Gateway Time-out", 505: "HTTP Version Not Supported",
 }
 
 
@@ -69,14 +87,14 @@ def error_page(status: int) -> bytes:
 _PAGES = {code: error_page(code) for code in _REASONS}
 
 
-def elb_response(status: int, close: bool = False) -> web.Response:
-    resp = web.Response(
-        status=status, body=_PAGES.get(status) or error_page(status),
-        headers={"Server": "awselb/2.0", "Content-Type": "text/html"},
-    )
-    if close:
-        resp.force_close()
-    return resp
+def elb_response(request: BaseRequest, status: int, close: bool = False) -> RawResponse:
+    """An error of the load balancer's own, always as HTTP/1.1 (whatever
+    version the client spoke, e.g. an HTTP/0.9 request line)."""
+    page = _PAGES.get(status) or error_page(status)
+    keep_alive = not close and request.keep_alive
+    head = b"%sServer: awselb/2.0\r\n%sContent-Type: text/html\r\nContent-Length: %d\r\n%s\r\n" % (
+        status_line(1, status), date_line(), len(page), b"" if keep_alive else b"Connection: close\r\n")
+    return RawResponse(status, head + page, keep_alive)
 
 
 def trace_id(client_value: str | None, now: float | None = None) -> str:
@@ -162,12 +180,15 @@ class RawResponse(web.StreamResponse):
     """A complete response already serialised, for aiohttp's connection
     handler to send as such: one transport write, and no headers of
     aiohttp's own (ALB passes the target's headers through, adding none of
-    Server or Content-Type)."""
+    Server or Content-Type). The write waits for the client to take it
+    (see drain_client), so that a pipelining client that reads nothing
+    holds up its next requests instead of growing the proxy."""
 
-    def __init__(self, status: int, data: bytes, keep_alive: bool) -> None:
+    def __init__(self, status: int, data: bytes, keep_alive: bool, idle_timeout: float = 60.0) -> None:
         super().__init__(status=status)
         self._data = data
         self._keep_alive = keep_alive
+        self._idle_timeout = idle_timeout
 
     async def prepare(self, request: BaseRequest) -> None:
         if self._eof_sent:
@@ -177,9 +198,24 @@ class RawResponse(web.StreamResponse):
             raise ConnectionResetError("Cannot write to closing transport")
         transport.write(self._data)
         self._eof_sent = True
+        if transport.get_write_buffer_size() > CLIENT_HIGH_WATER:
+            await drain_client(request, self._idle_timeout)
 
     async def write_eof(self, data: bytes = b"") -> None:
         pass
+
+
+async def drain_client(request: BaseRequest, idle_timeout: float) -> None:
+    """Wait until the client takes what is buffered for it. ALB's idle
+    timeout applies to writes too: a client that takes nothing for that
+    long loses its connection (ConnectionResetError)."""
+    try:
+        async with asyncio.timeout(idle_timeout):
+            await request.writer.drain()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("the client took nothing for the idle timeout") from None
 
 
 def _sticky_cookie(header: str | None) -> str | None:
@@ -200,11 +236,9 @@ def _sticky_cookie(header: str | None) -> str | None:
 class ListenerHandler:
     """Handles every request of one listener."""
 
-    def __init__(self, lb: LoadBalancerState, listener: ListenerState, session: aiohttp.ClientSession,
-                 idle_timeout: float) -> None:
+    def __init__(self, lb: LoadBalancerState, listener: ListenerState, idle_timeout: float) -> None:
         self.lb = lb
         self.listener = listener
-        self.session = session
         self.idle_timeout = idle_timeout
         self.port_header = f"X-Forwarded-Port: {listener.port}\r\nX-Forwarded-Proto: http\r\n".encode()
         address = listener.conf.Address
@@ -217,24 +251,33 @@ class ListenerHandler:
             raise
         except Exception:
             # A bug of ours must not become a traceback on the wire.
-            log.exception("internal error handling %s %s", request.method, request.raw_path)
+            log.exception("internal error handling %r %r", request.method, request.raw_path)
             self.listener.counters.elb_error(500)
-            return elb_response(500, close=True)
+            return elb_response(request, 500, close=True)
+
+    def _refuse(self, request: BaseRequest, status: int, close: bool = False) -> RawResponse:
+        self.listener.counters.elb_error(status)
+        return elb_response(request, status, close)
 
     async def _handle(self, request: BaseRequest) -> web.StreamResponse:
         listener = self.listener
-        if request.method == "TRACE":
-            listener.counters.elb_error(405)
-            return elb_response(405)
+        method = request.method
+        if request.version.major != 1:
+            # HTTP/0.9 is a malformed request to ALB; an HTTP/2 request line on
+            # an HTTP/1 connection is "an unexpected HTTP version" (505).
+            return self._refuse(request, 505 if request.version.major >= 2 else 400, close=True)
+        if method == "TRACE":
+            return self._refuse(request, 405)
+        if method == "CONNECT":
+            # Not supported by Elastic Load Balancing: 400, never forwarded.
+            return self._refuse(request, 400, close=True)
         headers = request.headers
         te = headers.get("Transfer-Encoding")
-        if te is not None and any(t.strip().lower() not in ("chunked", "identity") for t in te.split(",")):
-            listener.counters.elb_error(501)
-            return elb_response(501, close=True)
+        if te is not None and unsupported_coding(te):
+            return self._refuse(request, 501, close=True)
         xff = ", ".join(headers.getall("X-Forwarded-For", ())) or None
         if xff is not None and xff.count(",") + 1 > MAX_XFF:
-            listener.counters.elb_error(463)
-            return elb_response(463)
+            return self._refuse(request, 463)
 
         rule = listener.match(request)
         if rule.kind != "forward":
@@ -243,17 +286,23 @@ class ListenerHandler:
         assert fwd is not None
         choice, set_cookie = self._choose_group(request, fwd)
         if choice is None:
-            listener.counters.elb_error(503)
-            return elb_response(503)
+            return self._refuse(request, 503)
         counters = choice.counters
         counters.requests += 1
         target = choice.group.choose()
         if target is None:
             counters.elb_error(503)
-            return elb_response(503)
-        if "websocket" in headers.get("Upgrade", "").lower():
-            return await self._websocket(request, target, choice, xff)
-        return await self._forward(request, target, choice, xff, set_cookie)
+            return elb_response(request, 503)
+        upgrade = headers.get("Upgrade")
+        if upgrade is not None:
+            # aiohttp hands over the rest of the connection as raw bytes
+            # after these upgrades (WebSocket), as it parsed them: forwarded,
+            # and tunnelled if the target switches protocols.
+            upgrade = upgrade.lower()
+            if upgrade not in UPGRADES or "upgrade" not in {
+                    t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",")}:
+                upgrade = None
+        return await self._forward(request, target, choice, xff, set_cookie, upgrade)
 
     def _choose_group(self, request: BaseRequest, fwd: Forward) -> tuple[Choice | None, StickyCookies | None]:
         if fwd.sticky_seconds is None:
@@ -298,21 +347,24 @@ class ListenerHandler:
         return web.Response(status=301 if r.StatusCode == "HTTP_301" else 302,
                             headers={"Location": location, "Server": "awselb/2.0"})
 
-    def _head(self, request: BaseRequest, xff: str | None, body_len: int | None) -> bytes | None:
+    def _head(self, request: BaseRequest, xff: str | None, body_len: int | None,
+              upgrade: str | None = None) -> bytes | None:
         """The request head toward the target, or None when headers are too large."""
-        parts = [f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode()]
+        parts = [f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode("utf-8", RAW)]
         size = 0
         trace = None
         has_host = False
-        # Headers named by Connection are hop-by-hop too, wherever they appear.
-        drop = {t.strip().lower().encode("latin-1") for v in request.headers.getall("Connection", ())
+        # Headers named by Connection are hop-by-hop too, wherever they
+        # appear; but not Host, on which the rules matched.
+        drop = {t.strip().lower().encode("utf-8", RAW) for v in request.headers.getall("Connection", ())
                 for t in v.split(",")}
+        drop.discard(b"host")
         for name, value in request.raw_headers:
             size += len(name) + len(value)
             lname = name.lower()
             if lname in _SKIP:
                 if lname == b"x-amzn-trace-id":
-                    trace = value.decode("latin-1")
+                    trace = value.decode("utf-8", RAW)
                 continue
             if drop and lname in drop:
                 continue
@@ -324,9 +376,11 @@ class ListenerHandler:
             # ALB gives HTTP/1.0 requests without Host its own name; ours is the listener's address.
             parts.append(self.host_header)
         peer = request.remote or ""
-        parts.append(f"X-Forwarded-For: {xff + ', ' if xff else ''}{peer}\r\n".encode())
+        parts.append(f"X-Forwarded-For: {xff + ', ' if xff else ''}{peer}\r\n".encode("utf-8", RAW))
         parts.append(self.port_header)
-        parts.append(f"X-Amzn-Trace-Id: {trace_id(trace)}\r\n".encode())
+        parts.append(f"X-Amzn-Trace-Id: {trace_id(trace)}\r\n".encode("utf-8", RAW))
+        if upgrade is not None:
+            parts.append(b"Connection: Upgrade\r\nUpgrade: " + upgrade.encode() + b"\r\n")
         if body_len is None:
             parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
         elif body_len or request.method in ("POST", "PUT", "PATCH"):
@@ -336,7 +390,7 @@ class ListenerHandler:
         return b"".join(parts)
 
     async def _forward(self, request: BaseRequest, target: Target, choice: Choice, xff: str | None,
-                       set_cookie: StickyCookies | None) -> web.StreamResponse:
+                       set_cookie: StickyCookies | None, upgrade: str | None = None) -> web.StreamResponse:
         counters = choice.counters
         body = b""
         length: int | None = 0
@@ -354,30 +408,35 @@ class ListenerHandler:
                         body = await request.read()
                 except TimeoutError:
                     counters.elb_error(408)
-                    return elb_response(408, close=True)
+                    return elb_response(request, 408, close=True)
                 length = len(body)
-        head = self._head(request, xff, length)
+        head = self._head(request, xff, length, upgrade)
         if head is None:
             counters.elb_error(400)
-            return elb_response(400, close=True)
+            return elb_response(request, 400, close=True)
 
         loop = asyncio.get_running_loop()
         group = choice.group
+        method = request.method
         target.outstanding += 1
         conn: UpstreamConnection | None = None
         try:
             for attempt in (0, 1):
                 try:
-                    conn = target.pool.take_idle() or await target.pool.acquire(CONNECT_TIMEOUT)
+                    if upgrade is not None:
+                        # Its own connection: it may become a tunnel.
+                        conn = await target.pool.connect(CONNECT_TIMEOUT)
+                    else:
+                        conn = target.pool.take_idle() or await target.pool.acquire(CONNECT_TIMEOUT)
                 except TimeoutError:
                     counters.conn_errors += 1
                     counters.elb_error(504)
-                    return elb_response(504)
+                    return elb_response(request, 504)
                 except TargetConnectError:
                     counters.conn_errors += 1
                     counters.elb_error(502)
-                    return elb_response(502)
-                waiter = conn.begin(no_body=request.method == "HEAD")
+                    return elb_response(request, 502)
+                waiter = conn.begin(no_body=method == "HEAD", upgrade=upgrade is not None)
                 started = loop.time()
                 try:
                     if streamed:
@@ -390,22 +449,24 @@ class ListenerHandler:
                 except StaleConnection:
                     _settle(waiter)
                     conn.close()
-                    if streamed or attempt:
+                    if streamed or attempt or method not in IDEMPOTENT:
+                        # The target closed a reused connection without
+                        # answering; it may have processed the request.
                         counters.elb_error(502)
-                        return elb_response(502)
-                    # The target closed an idle keep-alive connection as we
-                    # reused it; nothing reached it, so one retry is safe.
+                        return elb_response(request, 502)
+                    # An idempotent request on a connection the target closed
+                    # as we reused it: one retry on a new one is safe.
                     continue
                 except ClientStalled:
                     _settle(waiter)
                     conn.abort()
                     counters.elb_error(408)
-                    return elb_response(408, close=True)
+                    return elb_response(request, 408, close=True)
                 except TimeoutError:
                     _settle(waiter)
                     conn.abort()
                     counters.elb_error(504)
-                    return elb_response(504)
+                    return elb_response(request, 504)
                 except UpstreamError:
                     if streamed and conn.status:
                         # The target answered before taking the whole body
@@ -414,13 +475,14 @@ class ListenerHandler:
                     _settle(waiter)
                     conn.abort()
                     counters.elb_error(502)
-                    return elb_response(502)
+                    return elb_response(request, 502)
             assert conn is not None
             counters.response_time(loop.time() - started)
             counters.target[conn.status // 100] += 1
             counters.bytes += len(head) + len(body)
-            method = request.method
-            if conn.complete and method != "HEAD" and method != "CONNECT":
+            if conn.tunnel:
+                return await self._tunnel(request, conn, counters)
+            if conn.complete and method != "HEAD":
                 # The common case: the whole response is in; one write.
                 resp_body = conn.take_body()
                 counters.bytes += len(resp_body)
@@ -456,11 +518,8 @@ class ListenerHandler:
 
     async def _respond(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters,
                        set_cookie: StickyCookies | None) -> web.StreamResponse:
-        if conn.complete and request.method != "HEAD":
-            # A CONNECT's complete response; _forward writes the others itself.
-            body = conn.take_body()
-            counters.bytes += len(body)
-            return web.Response(status=conn.status, body=body, headers=self._response_headers(conn, set_cookie)[0])
+        """A response that is still arriving (or a HEAD's): streamed, each
+        write paced by the client within the idle timeout."""
         headers, length = self._response_headers(conn, set_cookie)
         resp_s = web.StreamResponse(status=conn.status, headers=headers)
         if length is not None:
@@ -469,23 +528,33 @@ class ListenerHandler:
         if request.method == "HEAD":
             return resp_s
         loop = asyncio.get_running_loop()
-        while True:
-            fut = loop.create_task(conn.next_chunk())
-            timer = loop.call_later(self.idle_timeout, fut.cancel)
-            try:
-                chunk = await fut
-            except (UpstreamError, asyncio.CancelledError):
+        idle = self.idle_timeout
+        try:
+            while True:
+                fut = loop.create_task(conn.next_chunk())
+                timer = loop.call_later(idle, fut.cancel)
+                try:
+                    chunk = await fut
+                except (UpstreamError, asyncio.CancelledError):
+                    timer.cancel()
+                    conn.abort()
+                    if request.transport is not None:
+                        request.transport.abort()  # the client sees a cut response, as from ALB
+                    raise ConnectionResetError("target failed mid-response") from None
                 timer.cancel()
-                conn.abort()
-                if request.transport is not None:
-                    request.transport.abort()  # the client sees a cut response, as from ALB
-                raise ConnectionResetError("target failed mid-response") from None
-            timer.cancel()
-            if chunk is None:
-                break
-            counters.bytes += len(chunk)
-            await resp_s.write(chunk)
-        await resp_s.write_eof()
+                if chunk is None:
+                    break
+                counters.bytes += len(chunk)
+                async with asyncio.timeout(idle):
+                    await resp_s.write(chunk)
+            async with asyncio.timeout(idle):
+                await resp_s.write_eof()
+        except TimeoutError:
+            # The client took nothing for the idle timeout: both connections go.
+            conn.abort()
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the client took nothing for the idle timeout") from None
         return resp_s
 
     @staticmethod
@@ -505,8 +574,7 @@ class ListenerHandler:
             headers.add(name.decode("latin-1"), value.decode("latin-1"))
         return headers, length
 
-    @staticmethod
-    def _complete(request: BaseRequest, status: int, target_headers: list[tuple[bytes, bytes]], body: bytes,
+    def _complete(self, request: BaseRequest, status: int, target_headers: list[tuple[bytes, bytes]], body: bytes,
                   set_cookie: StickyCookies | None) -> RawResponse:
         """A complete target response as bytes: the target's headers verbatim
         (less hop-by-hop ones), then what aiohttp's Response added and ALB
@@ -538,78 +606,82 @@ class ListenerHandler:
         parts.append(b"\r\n")
         if body and status != 204 and status != 304:
             parts.append(body)
-        return RawResponse(status, b"".join(parts), keep_alive)
+        return RawResponse(status, b"".join(parts), keep_alive, self.idle_timeout)
 
-    async def _websocket(self, request: BaseRequest, target: Target, choice: Choice,
-                         xff: str | None) -> web.StreamResponse:
-        counters = choice.counters
-        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        # Host and repeated headers kept, hop-by-hop and ALB's own dropped,
-        # as for plain requests; the handshake headers are the client's own.
-        fwd_headers: CIMultiDict[str] = CIMultiDict(
-            (k, v) for k, v in request.headers.items()
-            if k.lower().encode() not in _SKIP and k.lower() not in (
-                "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol")
-        )
-        fwd_headers["X-Forwarded-For"] = f"{xff + ', ' if xff else ''}{request.remote or ''}"
-        fwd_headers["X-Forwarded-Proto"] = "http"
-        fwd_headers["X-Forwarded-Port"] = str(self.listener.port)
-        fwd_headers["X-Amzn-Trace-Id"] = trace_id(request.headers.get("X-Amzn-Trace-Id"))
-        host = f"[{target.host}]" if ":" in target.host else target.host
-        url = f"ws://{host}:{target.port}{request.raw_path}"
-        target.outstanding += 1
+    async def _tunnel(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters) -> RawResponse:
+        """The target switched protocols (101, a WebSocket): its answer goes
+        to the client as it came, then bytes flow both ways, each direction
+        paced by the other side, until either side closes or nothing moves
+        for the idle timeout (as ALB closes idle WebSocket connections)."""
+        transport = request.transport
+        assert transport is not None
+        parts = [status_line(1, 101)]
+        parts.extend(name + b": " + value + b"\r\n" for name, value in conn.headers)
+        parts.append(b"\r\n")
+        transport.write(b"".join(parts))
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        to_target = ClientToTarget(conn, transport, counters, loop.time())
+        request.protocol.set_parser(to_target)  # type: ignore[arg-type]
+        idle = self.idle_timeout
+        last_from_target = loop.time()
         try:
-            try:
-                # The handshake is a request like any other: no answer within
-                # the idle timeout is a 504 (the session's own limit is minutes).
-                async with asyncio.timeout(self.idle_timeout):
-                    upstream = await self.session.ws_connect(
-                        url, headers=fwd_headers, protocols=protocols, autoping=False,
-                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
-                    )
-            except aiohttp.WSServerHandshakeError as exc:
-                counters.target[exc.status // 100] += 1
-                return web.Response(status=exc.status)
-            except TimeoutError:
-                counters.elb_error(504)
-                return elb_response(504)
-            except (aiohttp.ClientError, OSError):
-                counters.conn_errors += 1
-                counters.elb_error(502)
-                return elb_response(502)
-            counters.response_time(loop.time() - started)
-            counters.target[1] += 1
-            client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), autoping=False)
-            await client.prepare(request)
+            while True:
+                quiet_until = max(to_target.last, last_from_target) + idle
+                try:
+                    async with asyncio.timeout(max(0.0, quiet_until - loop.time())):
+                        chunk = await conn.next_chunk()
+                except TimeoutError:
+                    if max(to_target.last, last_from_target) + idle > loop.time():
+                        continue  # the client spoke meanwhile
+                    break
+                if chunk is None:
+                    break
+                last_from_target = loop.time()
+                counters.bytes += len(chunk)
+                transport.write(chunk)
+                if transport.get_write_buffer_size() > CLIENT_HIGH_WATER:
+                    await drain_client(request, idle)
+        except (UpstreamError, ConnectionError):
+            pass
+        conn.abort()
+        transport.close()
+        # Nothing more to send: the connection is closed as it ends.
+        return RawResponse(101, b"", keep_alive=False)
 
-            async def pump(src: Any, dst: Any) -> None:
-                async for msg in src:
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        await dst.send_str(msg.data)
-                    elif msg.type == aiohttp.WSMsgType.BINARY:
-                        await dst.send_bytes(msg.data)
-                    elif msg.type == aiohttp.WSMsgType.PING:
-                        await dst.ping(msg.data)
-                    elif msg.type == aiohttp.WSMsgType.PONG:
-                        await dst.pong(msg.data)
-                    else:
-                        break
-                await dst.close()
 
-            async with upstream:
-                tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            await client.close()
-            return client
-        finally:
-            target.outstanding -= 1
-            if target.outstanding == 0:
-                choice.group.request_done(target)
+class ClientToTarget:
+    """What aiohttp feeds with the client's bytes after a switch of
+    protocols (in place of a WebSocket reader): they go to the target as
+    they come, and the client is not read while the target takes nothing."""
+
+    __slots__ = ("conn", "counters", "last", "loop", "transport")
+
+    def __init__(self, conn: UpstreamConnection, transport: asyncio.BaseTransport, counters: Counters,
+                 now: float) -> None:
+        self.conn = conn
+        self.transport = transport
+        self.counters = counters
+        self.loop = asyncio.get_running_loop()
+        self.last = now
+        conn.on_writable = self._resume
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        conn = self.conn
+        if conn.closed or not data:
+            return False, b""
+        self.last = self.loop.time()
+        self.counters.bytes += len(data)
+        conn.write(data)
+        if not conn.writable:
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.conn.close()  # the client left: so does the tunnel
+
+    def _resume(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()  # type: ignore[attr-defined]
 
 
 class ClientStalled(Exception):
@@ -643,16 +715,34 @@ class AlbRequestHandler(RequestHandler):
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started")
+        if request.writer.output_size > 0 or isinstance(exc, ConnectionError):
+            # A response already started, or the client's connection is gone
+            # (our handler aborted it): nothing more to say on it.
+            raise ConnectionError("response already started or connection lost")
         status = 400 if status < 500 else status
-        if status == 400 and "Transfer-Encoding" in str(exc):
-            # aiohttp's parser refuses a request whose only coding is not
-            # chunked (gzip, compress, ...); ALB answers that with 501.
+        if status == 400 and exc is not None and unsupported_coding_refused(str(exc)):
             status = 501
         self.stats_counters.elb_error(status)
         log.debug("refused request: %s %s", status, exc)
-        return elb_response(status, close=True)
+        return elb_response(request, status, close=True)
+
+
+def unsupported_coding(value: str) -> bool:
+    """A Transfer-Encoding with a coding other than chunked and identity,
+    which ALB answers with 501 ("an unsupported value")."""
+    return any(t.strip().lower() not in ("chunked", "identity") for t in value.split(","))
+
+
+def unsupported_coding_refused(parser_error: str) -> bool:
+    """Whether aiohttp's parser refused a request for a Transfer-Encoding
+    coding ALB does not support (501), rather than for broken framing (400:
+    chunked twice, or with Content-Length). The parser says which only in
+    its message: "Request has invalid `Transfer-Encoding`" when the last
+    coding is not chunked, and quotes the header when its value is invalid."""
+    if "Request has invalid `Transfer-Encoding`" in parser_error:
+        return True
+    quoted = re.search(r"b'Transfer-Encoding:([^']*)'", parser_error, re.IGNORECASE)
+    return quoted is not None and unsupported_coding(quoted.group(1))
 
 
 class AlbServer(Server):
@@ -667,9 +757,9 @@ class AlbServer(Server):
         return h
 
 
-async def serve_listener(lb: LoadBalancerState, listener: ListenerState, session: aiohttp.ClientSession,
+async def serve_listener(lb: LoadBalancerState, listener: ListenerState,
                          idle_timeout: float) -> tuple[asyncio.AbstractServer, AlbServer]:
-    handler = ListenerHandler(lb, listener, session, idle_timeout)
+    handler = ListenerHandler(lb, listener, idle_timeout)
     server = AlbServer(
         handler, access_log=None, max_line_size=MAX_LINE, max_field_size=MAX_LINE,
         max_headers=1024, keepalive_timeout=idle_timeout,

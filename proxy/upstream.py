@@ -5,13 +5,16 @@ aiohttp's ClientSession is correct but heavy per request (the benchmark in
 tests/perf shows it); a proxy only needs "write these bytes, give me the
 status, headers and body chunks", so that is all this does. Flow control
 runs both ways: a slow client pauses reading from the target, a slow target
-pauses the upload.
+pauses the upload. After a `101 Switching Protocols` to an upgrade request
+(WebSocket) the connection is a tunnel: what the target sends comes out of
+`next_chunk` as raw bytes until it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 import httptools
 
@@ -35,9 +38,9 @@ class StaleConnection(UpstreamError):
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_body_waiter", "_drain_waiter", "_head_deadline", "_head_timer", "_head_waiter", "_header_bytes",
-        "_loop", "_no_body", "_paused_reading", "_paused_writing", "_pool", "_reused", "_saw_length",
+        "_loop", "_no_body", "_paused_reading", "_paused_writing", "_pool", "_reused", "_saw_length", "_upgrade",
         "buffered", "chunks", "closed", "complete", "error", "headers",
-        "keep_alive", "parser", "status", "transport",
+        "keep_alive", "on_writable", "parser", "status", "transport", "tunnel",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -48,6 +51,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # Called when the target takes data again after pausing: a tunnel
+        # resumes reading from the client then.
+        self.on_writable: Callable[[], None] | None = None
         self._reused = False
         # One timer per connection, moved lazily, rather than one timer
         # made and cancelled per request: see expect_head.
@@ -68,14 +74,18 @@ class UpstreamConnection(asyncio.Protocol):
         self._header_bytes = 0
         self._saw_length = False
         self._no_body = False
+        self._upgrade = False
+        self.tunnel = False
         self._paused_reading = False
 
     # -- used by the request handler ------------------------------------
 
-    def begin(self, no_body: bool = False) -> asyncio.Future[None]:
-        """Prepare for one exchange; the future resolves when the response head is in."""
+    def begin(self, no_body: bool = False, upgrade: bool = False) -> asyncio.Future[None]:
+        """Prepare for one exchange; the future resolves when the response head
+        is in. With `upgrade`, a 101 answer turns the connection into a tunnel."""
         self._reset()
         self._no_body = no_body
+        self._upgrade = upgrade
         self._head_waiter = self._loop.create_future()
         return self._head_waiter
 
@@ -105,6 +115,11 @@ class UpstreamConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    @property
+    def writable(self) -> bool:
+        """False while the target is not taking what was written (flow control)."""
+        return not self._paused_writing
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait while the target is not taking data; TimeoutError after `timeout`."""
@@ -172,10 +187,21 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            self.on_body(data)
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(UpstreamError("target switched protocols on a plain request"))
+        except httptools.HttpParserUpgrade as exc:
+            if not (self._upgrade and self.status == 101):
+                self._fail(UpstreamError("target switched protocols on a plain request"))
+                return
+            # What follows the 101's head is the new protocol's, as it comes.
+            self.tunnel = True
+            self.complete = False
+            rest = data[exc.args[0]:] if exc.args else b""
+            if rest:
+                self.on_body(rest)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed response from target: {exc}"))
 
@@ -193,6 +219,9 @@ class UpstreamConnection(asyncio.Protocol):
             # the keep-alive race (target closed an idle connection).
             cls = StaleConnection if self._reused and not self.status else UpstreamError
             self._fail(cls("target closed the connection before responding"))
+        elif self.tunnel:
+            self.complete = True  # the target ended the tunnel
+            self._wake_body()
         elif not self.complete and self.status:
             if not self._saw_length:
                 self.on_message_complete()  # body delimited by EOF
@@ -208,6 +237,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._paused_writing = False
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+        if self.on_writable is not None:
+            self.on_writable()
 
     # -- httptools callbacks ----------------------------------------------
 
@@ -222,7 +253,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200:
+        if 100 <= status < 200 and not (status == 101 and self._upgrade):
             # Interim response (100 Continue): the real one follows.
             self.headers = []
             self._header_bytes = 0
@@ -249,8 +280,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake_body()
 
     def on_message_complete(self) -> None:
-        if not self.status:
-            return  # end of an interim 1xx message
+        if not self.status or self.tunnel:
+            return  # end of an interim 1xx message, or a 101's head
         if not self.complete:
             self.complete = True
             self.keep_alive = bool(self.parser.should_keep_alive()) and not self._no_body
@@ -299,6 +330,10 @@ class Pool:
         conn = self.take_idle()
         if conn is not None:
             return conn
+        return await self.connect(connect_timeout)
+
+    async def connect(self, connect_timeout: float) -> UpstreamConnection:
+        """A new connection, never an idle one (an upgrade request gets its own)."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):

@@ -299,9 +299,28 @@ RAW_CASES: list[tuple[str, bytes, int]] = [
                                                b"X-Forwarded-For: " + b", ".join(b"10.0.0.%d" % i for i in range(20)),
                                                b"X-Forwarded-For: " + b", ".join(b"10.0.1.%d" % i for i in range(11))]),
      463),
+    # 501: "a Transfer-Encoding header with an unsupported value. The
+    # supported values are chunked and identity" (ALB troubleshooting page,
+    # HTTP errors). Broken framing with supported codings is malformed: 400.
     ("Transfer-Encoding gzip", request([b"POST / HTTP/1.1", b"Host: x", b"Transfer-Encoding: gzip"]), 501),
     ("Transfer-Encoding gzip, chunked", request([b"POST / HTTP/1.1", b"Host: x",
                                                  b"Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n"), 501),
+    ("Transfer-Encoding chunked, gzip", request([b"POST / HTTP/1.1", b"Host: x",
+                                                 b"Transfer-Encoding: chunked, gzip"], b"0\r\n\r\n"), 501),
+    ("Transfer-Encoding and Content-Length", request([b"POST / HTTP/1.1", b"Host: x", b"Transfer-Encoding: chunked",
+                                                      b"Content-Length: 5"], b"0\r\n\r\n"), 400),
+    ("Transfer-Encoding chunked, chunked", request([b"POST / HTTP/1.1", b"Host: x",
+                                                    b"Transfer-Encoding: chunked, chunked"], b"0\r\n\r\n"), 400),
+    ("two Transfer-Encoding headers", request([b"POST / HTTP/1.1", b"Host: x", b"Transfer-Encoding: chunked",
+                                               b"Transfer-Encoding: chunked"], b"0\r\n\r\n"), 400),
+    # HTTP/0.9 is a malformed request; 505: "an unexpected HTTP version
+    # request, e.g. an HTTP/2 request on an HTTP/1 connection".
+    ("HTTP/0.9 request line", b"GET /\r\n\r\n", 400),
+    ("HTTP/0.9 named", request([b"GET / HTTP/0.9", b"Host: x"]), 400),
+    ("HTTP/2.0 request line", request([b"GET / HTTP/2.0", b"Host: x"]), 505),
+    # "The client used the HTTP CONNECT method, which is not supported by
+    # Elastic Load Balancing" (Classic Load Balancer troubleshooting, 400).
+    ("CONNECT", request([b"CONNECT example.com:443 HTTP/1.1", b"Host: example.com:443"]), 400),
 ]
 
 
