@@ -28,7 +28,8 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_parser import HttpRequestParser
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
@@ -46,9 +47,11 @@ log = logging.getLogger("shiftlab.proxy")
 MAX_LINE = 16 * 1024  # ALB: request line or one header above 16 KiB -> 400
 MAX_HEADERS_TOTAL = 64 * 1024  # ALB: all headers above 64 KiB -> 400
 MAX_XFF = 30  # ALB: more X-Forwarded-For addresses -> 463
+MAX_HEADERS = 1024  # header lines per request (ALB bounds them by size: 64 KiB)
 BUFFER_BODY = 64 * 1024  # request bodies up to this are sent in one write
 CONNECT_TIMEOUT = 10.0  # ALB's connect timeout to a target
-CLIENT_HIGH_WATER = 64 * 1024  # buffered toward a client before a write waits for it to read
+CLIENT_HIGH_WATER = 4 * 1024  # buffered toward a client before a write waits for it to read
+PIPELINE_DEPTH = 4  # a client's parsed requests waiting for their turn before it is no longer read
 # RFC 9110 9.2.2: a request with one of these methods may be sent again when
 # the target closed a reused connection without answering; any other method
 # may have been processed, so ALB (and nginx) answer 502 instead.
@@ -529,6 +532,8 @@ class ListenerHandler:
             return resp_s
         loop = asyncio.get_running_loop()
         idle = self.idle_timeout
+        transport = request.transport
+        assert transport is not None
         try:
             while True:
                 fut = loop.create_task(conn.next_chunk())
@@ -547,6 +552,8 @@ class ListenerHandler:
                 counters.bytes += len(chunk)
                 async with asyncio.timeout(idle):
                     await resp_s.write(chunk)
+                if transport.get_write_buffer_size() > CLIENT_HIGH_WATER:
+                    await drain_client(request, idle)
             async with asyncio.timeout(idle):
                 await resp_s.write_eof()
         except TimeoutError:
@@ -704,8 +711,24 @@ class AlbRequestHandler(RequestHandler):
     stats_counters: Counters
     lb_stats: Any
 
+    def __init__(self, manager: Server, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        # aiohttp queues up to 32 parsed pipelined requests per connection
+        # before it stops reading; a proxy answers them one at a time, so a
+        # few suffice, and each queued one is memory a client made us spend.
+        # The bound lives in the parser (and the handler's copy of it).
+        self._max_msg_queue_size = PIPELINE_DEPTH
+        self._msg_queue_resume_size = PIPELINE_DEPTH // 2
+        self._parser = HttpRequestParser(
+            self, loop, kwargs.get("read_bufsize", 2**16), max_line_size=MAX_LINE, max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS, payload_exception=RequestPayloadError, auto_decompress=False,
+            max_msg_queue_size=PIPELINE_DEPTH,
+        )
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        # A write waits (drain) once this much is buffered for the client.
+        transport.set_write_buffer_limits(high=CLIENT_HIGH_WATER)  # type: ignore[attr-defined]
         self.lb_stats.new_connections += 1
         self.lb_stats.active_connections += 1
 
@@ -762,7 +785,8 @@ async def serve_listener(lb: LoadBalancerState, listener: ListenerState,
     handler = ListenerHandler(lb, listener, idle_timeout)
     server = AlbServer(
         handler, access_log=None, max_line_size=MAX_LINE, max_field_size=MAX_LINE,
-        max_headers=1024, keepalive_timeout=idle_timeout,
+        max_headers=MAX_HEADERS, keepalive_timeout=idle_timeout,
+        auto_decompress=False,  # a body goes to the target as the client sent it
     )
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(server, listener.conf.Address, listener.port, reuse_address=True, backlog=1024)

@@ -18,8 +18,15 @@ from collections.abc import Callable
 
 import httptools
 
-# Read-side buffering before we stop reading from the target (slow client).
-HIGH_WATER = 256 * 1024
+# What one connection holds of a target's response before it stops reading
+# from the target (a slow client): reads are at most READ_SIZE, into one
+# buffer shared by every connection (a read is copied out before the next
+# one), so that a thousand stalled clients cost a thousand times this, not
+# a thousand times the kernel's socket buffer. On loopback the kernel's own
+# buffers keep a transfer flowing; more here would only be memory.
+READ_SIZE = 16 * 1024
+HIGH_WATER = 16 * 1024
+_read_buffer = memoryview(bytearray(READ_SIZE))
 MAX_RESPONSE_HEADERS = 32 * 1024  # ALB: response headers above 32 KiB -> 502
 
 
@@ -35,7 +42,7 @@ class StaleConnection(UpstreamError):
     """A reused keep-alive connection closed before any response byte: safe to retry."""
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.BufferedProtocol):
     __slots__ = (
         "_body_waiter", "_drain_waiter", "_head_deadline", "_head_timer", "_head_waiter", "_header_bytes",
         "_loop", "_no_body", "_paused_reading", "_paused_writing", "_pool", "_reused", "_saw_length", "_upgrade",
@@ -186,6 +193,15 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_read_buffer[:nbytes]))
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a target's half-close ends its response
+
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
             self.on_body(data)
@@ -274,7 +290,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self._paused_reading and self.transport:
+        if self.buffered >= HIGH_WATER and not self._paused_reading and self.transport:
             self._paused_reading = True
             self.transport.pause_reading()
         self._wake_body()

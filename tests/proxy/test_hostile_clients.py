@@ -12,6 +12,7 @@ https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balance
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from typing import Any
 
@@ -289,3 +290,23 @@ async def test_websocket_upgrade_refused_by_the_target_passes_through(start_prox
     assert b"\r\nUpgrade: websocket\r\n" in heads[0] and b"\r\nSec-WebSocket-Key: " in heads[0]
     m = (await stats(px))["targetGroups"]["blue"]
     assert (m["HTTPCode_Target_2XX_Count"], m["HTTPCode_ELB_5XX_Count"]) == (1, 0)
+
+
+async def test_compressed_request_body_reaches_the_target_as_sent(start_proxy: StartProxy, raw_server: Any) -> None:
+    # The proxy never decodes a body: Content-Encoding is the target's business.
+    bodies: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request_head(reader)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        bodies.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    port = await raw_server(record)
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", [f"{LOOPBACK}:{port}"])]))
+    body = gzip.compress(b"hello world " * 50)
+    raw = await raw_request(px.conf.Listeners[0].Port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert status_of(raw) == 200
+    assert bodies == [body]
