@@ -107,7 +107,7 @@ class Stack:
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()
-            app = make_api_app(self.controller, self.token)
+            app = make_api_app(self.controller, self.token, s.controller.address)
             self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port)
         except BaseException:
             await self.stop()

@@ -60,7 +60,7 @@ class Proxy:
             group.on_change = self.health.sync
             self.health.sync(group)
         try:
-            app = make_admin_app(self.lb, self.registry, self.token)
+            app = make_admin_app(self.lb, self.registry, self.token, self.conf.Admin.Address)
             self._admin_runner, self.admin_port = await serve_app(app, self.conf.Admin.Address, self.admin_port)
         except OSError:
             await self.stop()

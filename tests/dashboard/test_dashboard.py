@@ -206,7 +206,7 @@ async def test_reconnects_and_catches_up_after_the_api_was_away(stack_factory, d
     port = free_port()
 
     async def serve() -> web.AppRunner:
-        runner = web.AppRunner(make_api_app(ctl, None), access_log=None)
+        runner = web.AppRunner(make_api_app(ctl, None, "127.0.0.1"), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
         return runner

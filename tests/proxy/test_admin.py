@@ -107,7 +107,8 @@ async def test_not_json_and_non_forward_rules(start_proxy: StartProxy, pair: tup
         "Priority": 20, "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/x"]}}],
         "Actions": [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}]})
     px = await start_proxy(conf)
-    status, got = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/10/forward", data=b"{nope")
+    status, got = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/10/forward", data=b"{nope",
+                             headers={"Content-Type": "application/json"})
     assert (status, got["error"]) == (400, "the body is not JSON")
     status, got = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/20/forward",
                              json={"TargetGroups": [{"TargetGroupArn": "blue"}]})
