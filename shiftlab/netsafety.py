@@ -3,7 +3,7 @@
 The bind rule: loopback by default; any other address only with a token, so
 that nobody on the network can move production traffic of a rehearsal by
 accident or on purpose. The controller applies the same rule to a proxy it
-calls in another process.
+calls in another process. Every token must be strong (`strong_token`).
 
 The browser guard: a web page the user visits must not reach these APIs
 either, by a cross-site request or by DNS rebinding (`browser_guard`).
@@ -33,8 +33,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+TOKEN_MIN_LENGTH = 16
+TOKEN_MIN_DISTINCT = 8
+TOKEN_RULE = (f"at least {TOKEN_MIN_LENGTH} characters, no whitespace, at least {TOKEN_MIN_DISTINCT} different "
+              'characters; make one with: python3 -c "import secrets; print(secrets.token_urlsafe(24))"')
+
+
 def resolve_token(configured: str | None) -> str | None:
     return configured or os.environ.get(TOKEN_ENV) or None
+
+
+def token_problem(token: str) -> str | None:
+    """Why a token is too weak to protect anything, or None."""
+    if any(c.isspace() for c in token):
+        return "contains whitespace"
+    if len(token) < TOKEN_MIN_LENGTH:
+        return f"is {_characters(len(token))} long"
+    if len(set(token)) < TOKEN_MIN_DISTINCT:
+        return f"has {_characters(len(set(token)), 'different ')} only"
+    return None
+
+
+def _characters(n: int, kind: str = "") -> str:
+    return f"{n} {kind}character{'' if n == 1 else 's'}"
+
+
+def strong_token(configured: str | None, field: str) -> str | None:
+    """The token in force (the configured one, else SHIFTLAB_TOKEN), refused
+    when weak: a token of one character guards nothing, and it is what lets
+    an API bind beyond loopback. The error names where the token came from."""
+    token = resolve_token(configured)
+    if token is None:
+        return None
+    problem = token_problem(token)
+    if problem is not None:
+        source = field if configured else f"the {TOKEN_ENV} environment variable"
+        raise ConfigError([f"{source}: the token {problem}; a token needs {TOKEN_RULE}"])
+    return token
 
 
 def check_bind(host: str, token: str | None, field: str, token_field: str = "a token") -> None:

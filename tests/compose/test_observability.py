@@ -158,7 +158,7 @@ async def test_every_dashboard_query_selects_what_the_proxy_exports(
         start_proxy: StartProxy, backends: Any, client: aiohttp.ClientSession) -> None:
     blue: Backend = await backends("blue-1")
     green: Backend = await backends("green-1")
-    token = "scrape-token"
+    token = "scrape-token-0123456789"
     px = await start_proxy(loopback_lb(token, [blue.addr], [green.addr]),
                            time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
     auth = {"Authorization": f"Bearer {token}"}  # what `authorization: {type: Bearer}` sends
@@ -546,7 +546,7 @@ async def test_prometheus_scrapes_the_proxy_and_evaluates_every_dashboard_query(
     green: Backend = await backends("green-1")
     dropped: list[bytes] = []
     bad = f"127.0.0.1:{await raw_server(drops_requests(dropped))}"
-    token = "scrape-token"
+    token = "scrape-token-0123456789"
     px = await start_proxy(loopback_lb(token, [blue.addr, bad], [green.addr]),
                            time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
     admin, auth = px.admin_url, {"Authorization": f"Bearer {token}"}
