@@ -21,7 +21,7 @@ from controller.driver import DeploymentConflict, ServiceController
 from controller.rolling import RollingStuck, rolling_plan
 from controller.router import RouterError
 from shiftlab.configfile import ConfigError, parse
-from shiftlab.netsafety import bearer_middleware
+from shiftlab.netsafety import bearer_middleware, browser_guard
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
@@ -349,10 +349,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def make_api_app(ctl: ServiceController, token: str | None) -> web.Application:
+def make_api_app(ctl: ServiceController, token: str | None, bind_host: str) -> web.Application:
     # The page and its files hold no data; the stream checks the token itself (see _stream_allowed).
     open_paths = ("/", "/api/healthz", "/api/stream", *(f"/dashboard/{n}" for n in _dashboard_files()))
-    app = web.Application(middlewares=[bearer_middleware(token, open_paths=open_paths), errors])
+    app = web.Application(middlewares=[browser_guard(bind_host), bearer_middleware(token, open_paths=open_paths),
+                                       errors])
     app[CONTROLLER_KEY] = ctl
     app[TOKEN_KEY] = token or ""
     app[STREAMS_KEY] = set()

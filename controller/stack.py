@@ -24,7 +24,7 @@ from controller.router import HttpRouter, RouterError
 from proxy.app import Proxy
 from proxy.config import LoadBalancer
 from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import resolve_token, serve_app
+from shiftlab.netsafety import serve_app, strong_token
 from shiftlab.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,9 +62,12 @@ class Stack:
         self.settings = settings
         runtime = settings.controller
         self.state_dir = Path(state_dir or runtime.stateDir).resolve()
-        self.token = resolve_token(runtime.token)
+        self.token = strong_token(runtime.token, "controller.token")
         self.api_port = runtime.port if api_port is None else api_port
         self.proxy_admin_url = runtime.proxyAdminUrl
+        # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
+        self._proxy_token = (strong_token(settings.load_balancer.Admin.Token, "loadBalancer.Admin.Token")
+                             if self.proxy_admin_url is not None else None)
         self.proxy: Proxy | None = None
         if self.proxy_admin_url is None:
             self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
@@ -93,8 +96,7 @@ class Stack:
                 self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             else:
                 assert self.proxy_admin_url is not None
-                # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
-                self.router = HttpRouter(self.proxy_admin_url, resolve_token(s.load_balancer.Admin.Token))
+                self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
                 await self._check_proxy(self.router, self.proxy_admin_url)
             self.records = Records(self.state_dir / "records.sqlite")
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
@@ -107,7 +109,7 @@ class Stack:
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()
-            app = make_api_app(self.controller, self.token)
+            app = make_api_app(self.controller, self.token, s.controller.address)
             self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port)
         except BaseException:
             await self.stop()

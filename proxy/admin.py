@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proxy.config import parse_target
 from proxy.state import LoadBalancerState, StateError
 from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import bearer_middleware
+from shiftlab.netsafety import bearer_middleware, browser_guard
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -119,8 +119,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def make_admin_app(lb: LoadBalancerState, registry: Any, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[bearer_middleware(token, open_paths=("/admin/healthz",)), errors])
+def make_admin_app(lb: LoadBalancerState, registry: Any, token: str | None, bind_host: str) -> web.Application:
+    # The guard first: a web page's request is refused before anything else (see browser_guard).
+    bearer = bearer_middleware(token, open_paths=("/admin/healthz",))
+    app = web.Application(middlewares=[browser_guard(bind_host), bearer, errors])
     app[LB_KEY] = lb
     app[REGISTRY_KEY] = registry
     r = app.router

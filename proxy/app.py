@@ -20,7 +20,7 @@ from proxy.health import HealthChecker
 from proxy.server import AlbServer, serve_listener
 from proxy.state import LoadBalancerState
 from proxy.stats import make_registry
-from shiftlab.netsafety import check_bind, resolve_token, serve_app
+from shiftlab.netsafety import check_bind, serve_app, strong_token
 
 log = logging.getLogger("shiftlab.proxy")
 
@@ -29,7 +29,7 @@ class Proxy:
     def __init__(self, conf: LoadBalancer, time_scale: float = 1.0, rng: random.Random | None = None,
                  admin_port: int | None = None) -> None:
         self.conf = conf
-        self.token = resolve_token(conf.Admin.Token)
+        self.token = strong_token(conf.Admin.Token, "loadBalancer.Admin.Token")
         check_bind(conf.Admin.Address, self.token, "loadBalancer.Admin.Address", "loadBalancer.Admin.Token")
         self.lb = LoadBalancerState(conf, time_scale, rng)
         self.registry = make_registry(self.lb.stats, self.lb.health_counts, self.lb.forward_weights)
@@ -60,7 +60,7 @@ class Proxy:
             group.on_change = self.health.sync
             self.health.sync(group)
         try:
-            app = make_admin_app(self.lb, self.registry, self.token)
+            app = make_admin_app(self.lb, self.registry, self.token, self.conf.Admin.Address)
             self._admin_runner, self.admin_port = await serve_app(app, self.conf.Admin.Address, self.admin_port)
         except OSError:
             await self.stop()

@@ -19,7 +19,7 @@ from controller.config import ControllerRuntime, DeploymentConfiguration, Servic
 from controller.rolling import RollingStuck, rolling_plan
 from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
 from shiftlab.configfile import ConfigError, parse
-from shiftlab.netsafety import check_bind, check_peer, resolve_token
+from shiftlab.netsafety import check_bind, check_peer, strong_token
 from shiftlab.timescale import parse_time_scale
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
@@ -112,15 +112,20 @@ def load_settings(data: dict[str, Any]) -> Settings:
         raw_alarms = []
     alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
 
-    if lb is not None:  # the proxy refuses this too, but only once it starts
-        attempt(lambda: check_bind(lb.Admin.Address, resolve_token(lb.Admin.Token), "loadBalancer.Admin.Address"))
+    # The proxy and the controller refuse these too, but only once they start.
+    admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
+    api_token = attempt(lambda: strong_token(runtime.token, "controller.token")) if runtime is not None else None
+    if lb is not None:
+        attempt(lambda: check_bind(lb.Admin.Address, admin_token, "loadBalancer.Admin.Address",
+                                   "loadBalancer.Admin.Token"))
     if runtime is not None:
-        attempt(lambda: check_bind(runtime.address, resolve_token(runtime.token), "controller.address",
-                                   "controller.token"))
+        attempt(lambda: check_bind(runtime.address, api_token, "controller.address", "controller.token"))
     if runtime is not None and runtime.proxyAdminUrl is not None and lb is not None:
         # The token the proxy reading this file resolves is the one to send it.
         url = runtime.proxyAdminUrl
-        attempt(lambda: check_peer(url, resolve_token(lb.Admin.Token), "controller.proxyAdminUrl"))
+        attempt(lambda: check_peer(url, admin_token, "controller.proxyAdminUrl"))
+    if lb is not None:
+        problems += port_collisions(lb, runtime)
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: DockerOptions.from_config(runtime.docker))
@@ -141,9 +146,26 @@ def load_settings(data: dict[str, Any]) -> Settings:
         problems.append("deploymentConfiguration.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, "
                         "LINEAR and CANARY deployments, not ROLLING")
     if problems:
-        raise ConfigError(problems)
+        # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
+        raise ConfigError(list(dict.fromkeys(problems)))
     assert lb is not None and scale is not None and deployment is not None and runtime is not None
     return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime)
+
+
+def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list[str]:
+    """The admin API and the controller API each need a port of their own:
+    the second to bind one a listener has fails only once things start, half
+    of them running. Port 0 (any free port) never collides."""
+    taken = {ls.Port: f"loadBalancer.Listeners[{i}].Port" for i, ls in enumerate(lb.Listeners)}
+    problems = []
+    admin = lb.Admin.Port
+    if admin and admin in taken:
+        problems.append(f"loadBalancer.Admin.Port: {admin} is also {taken[admin]}; each needs a port of its own")
+    elif admin:
+        taken[admin] = "loadBalancer.Admin.Port"
+    if runtime is not None and runtime.port and runtime.port in taken:
+        problems.append(f"controller.port: {runtime.port} is also {taken[runtime.port]}; each needs a port of its own")
+    return problems
 
 
 def _raw_group_names(data: dict[str, Any]) -> list[str]:

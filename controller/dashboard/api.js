@@ -21,11 +21,16 @@ export class ApiError extends Error {
   }
 }
 
+// Every call but a read sends JSON, an empty object when there is nothing to
+// say: the API refuses a state-changing call of any other content type (that
+// is what keeps other web pages out, see shiftlab/netsafety.py).
 export async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (token()) headers.Authorization = `Bearer ${token()}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const reads = method === "GET" || method === "HEAD";
+  if (!reads) headers["Content-Type"] = "application/json";
+  const sent = reads ? undefined : JSON.stringify(body === undefined ? {} : body);
+  const resp = await fetch(path, { method, headers, body: sent });
   const text = await resp.text();
   let data = null;
   try {

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -158,7 +159,7 @@ async def test_every_dashboard_query_selects_what_the_proxy_exports(
         start_proxy: StartProxy, backends: Any, client: aiohttp.ClientSession) -> None:
     blue: Backend = await backends("blue-1")
     green: Backend = await backends("green-1")
-    token = "scrape-token"
+    token = "scrape-token-0123456789"
     px = await start_proxy(loopback_lb(token, [blue.addr], [green.addr]),
                            time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
     auth = {"Authorization": f"Bearer {token}"}  # what `authorization: {type: Bearer}` sends
@@ -344,8 +345,7 @@ def test_the_mounted_files_exist() -> None:
             assert source.startswith("./") and (COMPOSE / source).exists(), volume
 
 
-@pytest.mark.parametrize("profile", [[], ["--profile", PROFILE]])
-def test_compose_accepts_the_file(profile: list[str]) -> None:
+def compose_config(profile: list[str], token: str | None) -> subprocess.CompletedProcess[str]:
     """`config` needs neither an engine nor a registry (skipped without the CLI)."""
     if shutil.which("docker-compose"):
         command = ["docker-compose"]
@@ -354,13 +354,34 @@ def test_compose_accepts_the_file(profile: list[str]) -> None:
         command = ["docker", "compose"]
     else:
         pytest.skip("neither docker-compose nor docker compose")
-    out = subprocess.run([*command, "-f", str(COMPOSE_FILE), *profile, "config"], capture_output=True, text=True,
-                         timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "SHIFTLAB_TOKEN"}
+    if token is not None:
+        env["SHIFTLAB_TOKEN"] = token
+    return subprocess.run([*command, "-f", str(COMPOSE_FILE), *profile, "config"], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", PROFILE]])
+def test_compose_accepts_the_file(profile: list[str]) -> None:
+    token = secrets.token_urlsafe(24)
+    out = compose_config(profile, token)
     assert out.returncode == 0, out.stderr
     rendered = yaml.safe_load(out.stdout)["services"]
     assert "shiftlab" in rendered
+    assert rendered["shiftlab"]["environment"]["SHIFTLAB_TOKEN"] == token
     if profile:
         assert set(OBSERVABILITY) <= set(rendered)
+        assert rendered["prometheus"]["environment"]["SHIFTLAB_TOKEN"] == token
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", PROFILE]])
+def test_the_stack_has_no_default_token(profile: list[str]) -> None:
+    """A default everyone knows protects nothing: without SHIFTLAB_TOKEN
+    compose refuses the stack, saying how to make a token."""
+    out = compose_config(profile, None)
+    assert out.returncode != 0, out.stdout
+    assert "set SHIFTLAB_TOKEN to a token of your own" in out.stderr, out.stderr
+    assert "secrets.token_urlsafe(24)" in out.stderr
 
 
 # -- (d) Grafana's provisioning ---------------------------------------------------
@@ -546,7 +567,7 @@ async def test_prometheus_scrapes_the_proxy_and_evaluates_every_dashboard_query(
     green: Backend = await backends("green-1")
     dropped: list[bytes] = []
     bad = f"127.0.0.1:{await raw_server(drops_requests(dropped))}"
-    token = "scrape-token"
+    token = "scrape-token-0123456789"
     px = await start_proxy(loopback_lb(token, [blue.addr, bad], [green.addr]),
                            time_scale=load_yaml(COMPOSE / "shiftlab.yaml")["timeScale"])
     admin, auth = px.admin_url, {"Authorization": f"Bearer {token}"}

@@ -59,11 +59,11 @@ def test_up_refuses_a_non_loopback_api_without_a_token(tmp_path: Path, address: 
 
 
 def test_a_token_from_the_file_or_the_environment_allows_it(tmp_path: Path) -> None:
-    path, _ = write(tmp_path, address="0.0.0.0", token="s3cret")
+    path, _ = write(tmp_path, address="0.0.0.0", token="s3cret-token-for-tests")
     res = run("validate", "-c", str(path))
     assert res.returncode == 0, res.stderr
     path, _ = write(tmp_path, address="0.0.0.0")
-    res = run("validate", "-c", str(path), env={"SHIFTLAB_TOKEN": "s3cret"})
+    res = run("validate", "-c", str(path), env={"SHIFTLAB_TOKEN": "s3cret-token-for-tests"})
     assert res.returncode == 0, res.stderr
 
 

@@ -61,14 +61,14 @@ def test_proxy_admin_url_beyond_loopback_needs_the_proxys_token(monkeypatch: pyt
         "controller.proxyAdminUrl: 10.1.2.3 is not a loopback address; a load balancer there is reached only "
         "with a token (set loadBalancer.Admin.Token or the SHIFTLAB_TOKEN environment variable, as for the proxy)"]
     data = _settings_data(proxyAdminUrl="http://10.1.2.3:9090/")
-    data["loadBalancer"]["Admin"]["Token"] = "s3cret"
+    data["loadBalancer"]["Admin"]["Token"] = "s3cret-token-for-tests"
     assert load_settings(data).controller.proxyAdminUrl == "http://10.1.2.3:9090"
-    monkeypatch.setenv("SHIFTLAB_TOKEN", "s3cret")
+    monkeypatch.setenv("SHIFTLAB_TOKEN", "s3cret-token-for-tests")
     assert load_settings(_settings_data(proxyAdminUrl="http://10.1.2.3:9090")).controller.proxyAdminUrl
     for loopback in ("http://127.0.0.1:9090", "http://localhost:9090", "http://[::1]:9090"):
         monkeypatch.delenv("SHIFTLAB_TOKEN")
         assert load_settings(_settings_data(proxyAdminUrl=loopback)).controller.proxyAdminUrl == loopback
-        monkeypatch.setenv("SHIFTLAB_TOKEN", "s3cret")
+        monkeypatch.setenv("SHIFTLAB_TOKEN", "s3cret-token-for-tests")
 
 
 def test_up_checks_the_option_as_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ def test_an_admin_api_off_loopback_needs_a_token(tmp_path: Path) -> None:
     res = validate(tmp_path, data)
     assert res.returncode == 2, res
     assert "loadBalancer.Admin.Address: 0.0.0.0 is not a loopback address; binding there needs a token" in res.stderr
-    data["loadBalancer"]["Admin"]["Token"] = "s3cret"
+    data["loadBalancer"]["Admin"]["Token"] = "s3cret-token-for-tests"
     res = validate(tmp_path, data)
     assert res.returncode == 0, res.stderr
 

@@ -179,7 +179,7 @@ async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_p
 
 async def test_a_token_is_asked_for_and_used(stack_factory, dashboard, tmp_path: Path) -> None:
     data = config(tmp_path, {"strategy": "BLUE_GREEN"})
-    data["controller"]["token"] = "s3cret-token"
+    data["controller"]["token"] = "s3cret-token-for-tests"
     stack = await stack_factory(data)
     board = await dashboard(stack, open_it=False)
     page = board.page
@@ -190,12 +190,12 @@ async def test_a_token_is_asked_for_and_used(stack_factory, dashboard, tmp_path:
     # Until then the browser reports the refused calls (401); nothing else.
     assert all("401" in p for p in board.problems), board.problems
     board.problems.clear()
-    await page.fill("#token-input", "s3cret-token")
+    await page.fill("#token-input", "s3cret-token-for-tests")
     await page.click("#token-form button[type=submit]")
     await board.wait_attr("#conn", "data-state", "live")
     await board.wait_weights({"blue": 100, "green": 0})
     await page.wait_for_selector("#service-line b:text('web')")
-    assert await page.evaluate("sessionStorage.getItem('shiftlab.token')") == "s3cret-token"
+    assert await page.evaluate("sessionStorage.getItem('shiftlab.token')") == "s3cret-token-for-tests"
     assert board.problems == []
 
 
@@ -206,7 +206,7 @@ async def test_reconnects_and_catches_up_after_the_api_was_away(stack_factory, d
     port = free_port()
 
     async def serve() -> web.AppRunner:
-        runner = web.AppRunner(make_api_app(ctl, None), access_log=None)
+        runner = web.AppRunner(make_api_app(ctl, None, "127.0.0.1"), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
         return runner

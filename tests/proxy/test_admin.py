@@ -107,7 +107,8 @@ async def test_not_json_and_non_forward_rules(start_proxy: StartProxy, pair: tup
         "Priority": 20, "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/x"]}}],
         "Actions": [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}]})
     px = await start_proxy(conf)
-    status, got = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/10/forward", data=b"{nope")
+    status, got = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/10/forward", data=b"{nope",
+                             headers={"Content-Type": "application/json"})
     assert (status, got["error"]) == (400, "the body is not JSON")
     status, got = await call(client, "PUT", f"{px.admin_url}/admin/listeners/prod/rules/20/forward",
                              json={"TargetGroups": [{"TargetGroupArn": "blue"}]})
@@ -299,9 +300,9 @@ async def test_each_proxy_has_its_own_registry(start_proxy: StartProxy, pair: tu
 
 async def test_token_required_when_set(start_proxy: StartProxy, pair: tuple[Backend, Backend],
                                        client: aiohttp.ClientSession) -> None:
-    px = await start_proxy(blue_green(pair, Admin={"Port": 0, "Token": "s3cret"}))
+    px = await start_proxy(blue_green(pair, Admin={"Port": 0, "Token": "s3cret-token-for-tests"}))
     state = f"{px.admin_url}/admin/state"
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token-for-tests"}):
         async with client.get(state, headers=headers) as resp:
             assert resp.status == 401
     for path in ("/admin/stats", "/metrics"):
@@ -311,7 +312,7 @@ async def test_token_required_when_set(start_proxy: StartProxy, pair: tuple[Back
                           json={"TargetGroups": [{"TargetGroupArn": "green", "Weight": 1}]}) as resp:
         assert resp.status == 401
     assert (await get_text(client, px.listener_url()))[1] == "blue-1", "a refused change changes nothing"
-    async with client.get(state, headers={"Authorization": "Bearer s3cret"}) as resp:
+    async with client.get(state, headers={"Authorization": "Bearer s3cret-token-for-tests"}) as resp:
         assert resp.status == 200
     async with client.get(f"{px.admin_url}/admin/healthz") as resp:
         assert resp.status == 200
@@ -319,11 +320,12 @@ async def test_token_required_when_set(start_proxy: StartProxy, pair: tuple[Back
 
 async def test_token_from_the_environment(start_proxy: StartProxy, pair: tuple[Backend, Backend],
                                           client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHIFTLAB_TOKEN", "from-env")
+    monkeypatch.setenv("SHIFTLAB_TOKEN", "token-from-environment")
     px = await start_proxy(blue_green(pair))
     async with client.get(f"{px.admin_url}/admin/state") as resp:
         assert resp.status == 401
-    async with client.get(f"{px.admin_url}/admin/state", headers={"Authorization": "Bearer from-env"}) as resp:
+    headers = {"Authorization": "Bearer token-from-environment"}
+    async with client.get(f"{px.admin_url}/admin/state", headers=headers) as resp:
         assert resp.status == 200
 
 
@@ -338,7 +340,7 @@ def test_non_loopback_admin_needs_a_token(pair_free: None, address: str, monkeyp
     assert "(set loadBalancer.Admin.Token or the SHIFTLAB_TOKEN environment variable)" in info.value.problems[0]
     # With a token the same address is accepted (not started: no traffic off loopback).
     Proxy(load_balancer_from_dict(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", ["127.0.0.1:1"])],
-                                          Admin={"Address": address, "Port": 0, "Token": "t"})))
+                                          Admin={"Address": address, "Port": 0, "Token": "a-strong-token-for-tests"})))
 
 
 @pytest.fixture
