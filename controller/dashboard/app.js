@@ -16,13 +16,23 @@ const THEME = {
 const NAMED_COLOURS = { blue: css("--blue"), green: css("--green") };
 const PALETTE = [css("--blue"), css("--green"), css("--cyan"), css("--amber"), css("--violet")];
 const MAX_EVENTS = 250;
+// The weights are read again this often besides after each message that may
+// follow a weight change: a safety net for a change no message announces.
 const REFRESH_MS = 2000;
+const REREAD_DELAY_MS = 100;
+// Log events after which the weights (or tasks) in force may have changed:
+// "weights" comes once a weight change is verified, "recovery" when the
+// controller put back weights or targets the load balancer had lost.
+const REREAD_KINDS = ["weights", "recovery", "task", "service"];
 
 const state = {
   service: null,
   deployment: null,     // the deployment on show: the one in progress, else the latest
   deployments: [],
   traffic: null,        // GET /api/traffic: weights in force and target health
+  trafficError: null,   // why the last read of the load balancer failed (the bars are then stale)
+  trafficAt: null,      // when the weights shown were read (browser clock, ms)
+  reads: { asked: 0, shown: 0 },  // numbered reads: an answer older than the one shown is dropped
   metrics: null,        // the latest metrics frame
   events: new Map(),    // seq -> event
   newestSeq: 0,
@@ -85,18 +95,26 @@ function handleReadError(err) {
   return false;
 }
 
+// Two reads can be under way at once (a message's and the timer's) and the
+// older can answer last: it must not put back weights a newer one replaced.
 async function refresh() {
-  try {
-    const [service, traffic] = await Promise.all([api("GET", "/api/service"), api("GET", "/api/traffic")]);
-    setService(service);
-    state.traffic = traffic;
-    renderWeights();
-    renderTaskSets();
-    return true;
-  } catch (err) {
-    handleReadError(err);
-    return false;
+  const n = ++state.reads.asked;
+  const [service, traffic] = await Promise.allSettled([api("GET", "/api/service"), api("GET", "/api/traffic")]);
+  const failed = [service, traffic].find((r) => r.status === "rejected");
+  if (failed && handleReadError(failed.reason)) return false;
+  if (n < state.reads.shown) return !failed;
+  state.reads.shown = n;
+  if (service.status === "fulfilled") setService(service.value);
+  if (traffic.status === "fulfilled") {
+    state.traffic = traffic.value;
+    state.trafficError = null;
+    state.trafficAt = Date.now();
+  } else {
+    state.trafficError = traffic.reason.message;
   }
+  renderWeights();
+  renderTaskSets();
+  return !failed;
 }
 
 async function refreshHistory() {
@@ -129,10 +147,17 @@ async function reload() {
   }
 }
 
+// A read that starts after the message that asked for it. Messages that come
+// while one waits to start ride on it; one that comes after it started gets
+// the next. (Pushing the read back with every message, as a debounce does,
+// would put it off for as long as messages keep coming.)
 let refreshTimer = null;
 function refreshSoon() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(refresh, 120);
+  if (refreshTimer !== null) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refresh();
+  }, REREAD_DELAY_MS);
 }
 
 let historyTimer = null;
@@ -154,7 +179,7 @@ function onMessage(msg) {
     onMetrics(msg);
   } else if (msg.type === "event") {
     addEvents([msg.event], true);
-    if (msg.event.kind === "task" || msg.event.kind === "service") refreshSoon();
+    if (REREAD_KINDS.includes(msg.event.kind)) refreshSoon();
   }
 }
 
@@ -190,6 +215,7 @@ function setService(service) {
   );
   if (service.alarms && !state.metrics) renderAlarms(service.alarms);
   renderTaskSets();
+  renderWeights();  // the labels name the revision each group runs
 }
 
 // Snapshots arrive by two paths (the stream, and the answer to a POST or a
@@ -281,14 +307,29 @@ function renderBake() {
   $("bake-left").textContent = `${left.toFixed(1)} s left ${what}`;
 }
 
-function renderBar(bar, percent) {
+// Which revision a target group runs and its role: the groups called blue
+// and green swap roles with every deployment, so a group's name alone does
+// not say whether it is the new revision.
+function groupInfo(g) {
+  const set = state.service?.taskSets.find((t) => t.targetGroup === g);
+  if (!set) return null;
+  // A set without tasks keeps the revision it last ran: it serves none.
+  const serves = set.desiredCount > 0 || set.tasks.length > 0;
+  return { revision: serves ? set.revision : null, role: set.role };
+}
+
+function renderBar(bar, percent, what) {
   const segs = [];
   for (const g of state.groups) {
     const p = percent?.[g];
     if (p === undefined) continue;
-    const label = p >= 14 ? `${g} ${fmtPercent(p)}` : p >= 6 ? fmtPercent(p) : "";
+    const info = groupInfo(g);
+    const rev = info?.revision ? ` \u00b7 rev ${info.revision}` : "";
+    const label = p >= 25 ? `${g}${rev} ${fmtPercent(p)}` : p >= 12 ? `${g} ${fmtPercent(p)}` : p >= 6 ? fmtPercent(p) : "";
+    const about = info ? ` (${info.revision ? `revision ${info.revision}` : "no tasks"}, ${info.role})` : "";
+    const title = `${g}${about}: ${fmtPercent(p)} of ${what}`;
     segs.push(el("div", { class: "seg", style: `flex-grow: ${p}; flex-basis: 0; background: ${colourOf(g)}`,
-      title: `${g}: ${fmtPercent(p)}` }, label));
+      dataset: { group: g, percent: String(p) }, title }, label));
   }
   bar.replaceChildren(...segs);
 }
@@ -297,15 +338,40 @@ function fmtPercent(p) {
   return `${Math.round(p * 10) / 10}%`;
 }
 
+// Every rule as the load balancer has it: test rules that agree share a row,
+// one that differs (a header rule and a test listener can) gets its own.
 function renderWeights() {
   const rules = state.traffic?.rules || [];
   const prod = rules.find((r) => r.kind === "production");
-  const test = rules.find((r) => r.kind === "test");
-  for (const g of Object.keys(prod?.percent || {})) colourOf(g);
-  renderBar($("bar-production"), prod?.percent);
-  $("weights").dataset.production = JSON.stringify(prod?.percent || {});
-  $("test-row").hidden = !test;
-  if (test) renderBar($("bar-test"), test.percent);
+  const tests = rules.filter((r) => r.kind === "test");
+  for (const r of rules) for (const g of Object.keys(r.percent)) colourOf(g);
+  const weights = $("weights");
+  renderBar($("bar-production"), prod?.percent, `production traffic (${prod?.rule || "no rule"})`);
+  weights.dataset.production = JSON.stringify(prod?.percent || {});
+  weights.dataset.test = JSON.stringify(Object.fromEntries(tests.map((r) => [r.rule, r.percent])));
+  const rows = new Map();
+  for (const r of tests) {
+    const key = JSON.stringify(state.groups.filter((g) => g in r.percent).map((g) => [g, r.percent[g]]));
+    if (!rows.has(key)) rows.set(key, { percent: r.percent, rules: [] });
+    rows.get(key).rules.push(r.rule);
+  }
+  $("test-rows").replaceChildren(...[...rows.values()].map(({ percent, rules: ids }) => {
+    const bar = el("div", { class: "bar" });
+    renderBar(bar, percent, `test traffic (${ids.join(", ")})`);
+    return el("div", { class: "weight-row", dataset: { kind: "test", rules: ids.join(" ") } },
+      el("span", { class: "label", title: ids.join(", ") }, "test", rows.size > 1 ? el("span", { class: "rule" }, ids.join(", ")) : null),
+      bar);
+  }));
+  // A failed read leaves the last weights read: say so rather than show them as current.
+  const note = $("weights-note");
+  note.hidden = !state.trafficError;
+  if (state.trafficError) {
+    weights.dataset.stale = "";
+    note.textContent = `Cannot read the load balancer (${state.trafficError}): ` +
+      (state.trafficAt ? `these are its weights as read at ${clock(state.trafficAt / 1000)}.` : "weights unknown.");
+  } else {
+    delete weights.dataset.stale;
+  }
 }
 
 function renderLegend() {

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from controller.api import make_api_app
+from controller.config import LifecycleHook
 from tests.controller.support import config, green_alarm
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -157,6 +159,43 @@ async def test_stop_and_roll_back(stack_factory, dashboard, load, tmp_path: Path
     assert final.status == "ROLLBACK_SUCCESSFUL"
     assert await stack.router.weights("prod/default") == {"blue": 1, "green": 0}
     assert board.problems == []
+
+
+async def in_force_on_test_rules(stack: Any) -> dict[str, dict[str, float]]:
+    """What GET /api/traffic says the test rules have: percent by target group, by rule."""
+    async with aiohttp.ClientSession() as s, s.get(stack.api_url + "/api/traffic") as resp:
+        assert resp.status == 200
+        data = await resp.json()
+    return {r["rule"]: r["percent"] for r in data["rules"] if r["kind"] == "test"}
+
+
+async def test_weights_name_the_revision_each_group_runs(stack_factory, dashboard, tmp_path: Path) -> None:
+    # After one deployment revision 2 runs in the group called green; the next
+    # one's rollback puts test traffic back there. "green 100%" alone read as
+    # the new revision having it.
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    first = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    assert (await ctl.wait_finished(first.id, timeout=60)).status == "SUCCESSFUL"
+    failing_hook = {"hookTargetArn": "command:false", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
+    second = ctl.create_deployment({"env": {"GREETING": "v3"}}, ctl.settings.deployment.model_copy(
+        update={"lifecycleHooks": [LifecycleHook.model_validate(failing_hook)]}))
+    assert (await ctl.wait_finished(second.id, timeout=60)).status == "ROLLBACK_SUCCESSFUL"
+    board = await dashboard(stack)
+    page = board.page
+    on_green = {"blue": 0.0, "green": 100.0}
+    in_force = await in_force_on_test_rules(stack)
+    assert in_force == {"prod/test": on_green, "test/default": on_green}
+    await eventually(lambda: shown_is(board, in_force), timeout=20, what="the test rules as the load balancer has them")
+    seg = page.locator(".weight-row[data-kind=test] .seg[data-group=green]")
+    assert await seg.text_content() == "green \u00b7 rev 2 100%"
+    assert (await seg.get_attribute("title") or "").startswith("green (revision 2, primary): 100% of test traffic")
+    assert await board.weights() == on_green
+    assert board.problems == []
+
+
+async def shown_is(board: Any, expected: dict[str, dict[str, float]]) -> bool:
+    return await board.test_weights() == expected
 
 
 async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_path: Path) -> None:
