@@ -126,6 +126,7 @@ async function refreshHistory() {
     // The newest one, unless it is what is shown already or older: this also
     // catches up with a transition the stream missed while it was down.
     if (state.deployments.length) setDeployment(state.deployments[0]);
+    for (const x of state.deployments) renderDrawer(x);
     renderHistory();
   } catch (err) {
     handleReadError(err);
@@ -179,6 +180,7 @@ function onMessage(msg) {
     onMetrics(msg);
   } else if (msg.type === "event") {
     addEvents([msg.event], true);
+    addDrawerEvent(msg.event);
     if (REREAD_KINDS.includes(msg.event.kind)) refreshSoon();
   }
 }
@@ -230,6 +232,7 @@ function setDeployment(d) {
   else state.deployments.unshift(d);
   renderDeployment();
   renderHistory();
+  renderDrawer(d);
   if (state.metrics) renderAlarms(state.metrics.alarms);
 }
 
@@ -479,9 +482,16 @@ function drawSoon() {
 
 // -- the drawer: one deployment's DescribeServiceDeployments ------------------------------
 
+// The drawer follows its deployment: a newer snapshot (from the stream or a
+// history read) redraws its facts, and the deployment's new log events are
+// added, so nothing in it stays as it was when it was opened.
+const drawerShown = { version: -1, key: "" };
+
 async function openDrawer(id) {
   const drawer = $("drawer");
   drawer.dataset.id = id;
+  drawerShown.version = -1;
+  drawerShown.key = "";
   $("drawer-title").textContent = `Deployment ${id}`;
   $("drawer-body").replaceChildren(el("p", { class: "sub" }, "loading\u2026"));
   drawer.hidden = false;
@@ -496,7 +506,31 @@ async function openDrawer(id) {
   }
   if (drawer.dataset.id !== id) return;
   const { events, ...describe } = d;
+  const log = el("ol", { class: "events", id: "drawer-events" }, [...events].reverse().map(drawerEventItem));
+  $("drawer-body").replaceChildren(
+    el("dl", { class: "facts", id: "drawer-facts" }),
+    el("div", { class: "timeline", id: "drawer-stages" }),
+    el("details", { open: true }, el("summary", {}, "DescribeServiceDeployments"),
+      el("pre", { class: "json", id: "describe-json" })),
+    el("details", {}, el("summary", { id: "drawer-events-count" }, `events (${events.length})`), log),
+  );
+  const newer = state.deployments.find((x) => x.shiftlab.id === id);
+  renderDrawer(newer && newer.shiftlab.version > describe.shiftlab.version ? newer : describe);
+  // Events the stream brought while the description was on its way.
+  const last = Math.max(0, ...events.map((ev) => ev.seq));
+  [...state.events.values()].filter((ev) => ev.seq > last).sort((a, b) => a.seq - b.seq).forEach(addDrawerEvent);
+}
+
+function renderDrawer(d) {
+  if ($("drawer").dataset.id !== d.shiftlab.id || !$("drawer-facts") || d.shiftlab.version < drawerShown.version) return;
+  drawerShown.version = d.shiftlab.version;
+  // Every alarm evaluation makes a new version: redraw (and lose a reader's
+  // selection) only when something else changed.
+  const key = JSON.stringify({ ...d, updatedAt: null, shiftlab: { ...d.shiftlab, version: null } });
+  if (key === drawerShown.key) return;
+  drawerShown.key = key;
   const sl = d.shiftlab;
+  const target = d.targetServiceRevision;
   const facts = [
     ["status", el("span", { class: "pill", dataset: { status: d.status } }, d.status)],
     ["statusReason", d.statusReason || "\u2013"],
@@ -504,23 +538,33 @@ async function openDrawer(id) {
     ["strategy", sl.strategy + (sl.steps.length ? ` (steps ${sl.steps.join("%, ")}%)` : "")],
     ["source \u2192 target", `revision ${sl.sourceRevision} \u2192 ${sl.targetRevision}`],
     ["created / finished", `${clock(ts(d.createdAt))} / ${d.finishedAt ? clock(ts(d.finishedAt)) : "\u2013"}`],
-    ["traffic on target", `production ${sl.productionTrafficWeight}%, test ${sl.testTrafficWeight}%`],
+    // The record's requestedProductionTrafficWeight / requestedTestTrafficWeight:
+    // what the deployment asked of the load balancer, as ECS reports them (a
+    // snapshot). What the load balancer has is in the weight bars.
+    ["requested weights", el("span", { dataset: { fact: "requested-weights" } },
+      `production ${target.requestedProductionTrafficWeight}%, test ${target.requestedTestTrafficWeight}% ` +
+      `to revision ${sl.targetRevision}`,
+      el("span", { class: "sub" }, " (the deployment's record; the bars show the load balancer's weights)"))],
     ["circuit breaker", `${d.deploymentCircuitBreaker.status}, ${d.deploymentCircuitBreaker.failureCount} of ${d.deploymentCircuitBreaker.threshold} failures`],
     ["alarms", `${d.alarms.status}` + (d.alarms.alarmNames.length ? `: ${d.alarms.alarmNames.join(", ")}` : "") +
       (d.alarms.triggeredAlarmNames.length ? ` (triggered: ${d.alarms.triggeredAlarmNames.join(", ")})` : "")],
     ["rollback", d.rollback ? `${d.rollback.reason} (at ${clock(ts(d.rollback.startedAt))})` : "\u2013"],
   ];
-  const timeline = el("div", { class: "timeline" });
-  renderStageTable(timeline, d, now());
-  const log = el("ol", { class: "events" }, [...events].reverse().map((ev) => el("li", { dataset: { kind: ev.kind } },
-    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message))));
-  $("drawer-body").replaceChildren(
-    el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
-    timeline,
-    el("details", { open: true }, el("summary", {}, "DescribeServiceDeployments"),
-      el("pre", { class: "json", id: "describe-json" }, JSON.stringify(describe, null, 2))),
-    el("details", {}, el("summary", {}, `events (${events.length})`), log),
-  );
+  $("drawer-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  renderStageTable($("drawer-stages"), d, now());
+  $("describe-json").textContent = JSON.stringify(d, null, 2);
+}
+
+function drawerEventItem(ev) {
+  return el("li", { dataset: { kind: ev.kind, seq: String(ev.seq) } },
+    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message));
+}
+
+function addDrawerEvent(ev) {
+  const log = $("drawer-events");
+  if (!log || $("drawer").dataset.id !== ev.deploymentId || log.querySelector(`li[data-seq="${ev.seq}"]`)) return;
+  log.prepend(drawerEventItem(ev));
+  $("drawer-events-count").textContent = `events (${log.children.length})`;
 }
 
 function closeDrawer() {
