@@ -633,7 +633,7 @@ def _dispatch(s: _Step, event: Event) -> None:
     elif isinstance(event, TaskFailed):
         _task_failed(s, event)
     elif isinstance(event, WeightsApplied):
-        if d.waiting != W_WEIGHTS:
+        if not _answers_weights_request(d, event):
             return
         if not event.ok:
             if d.rolling_back:
@@ -684,6 +684,21 @@ def _dispatch(s: _Step, event: Event) -> None:
             s.work_done()
         else:
             s.finish(STOPPED, f"could not stop the old tasks: {event.error}")
+
+
+def _answers_weights_request(d: Deployment, event: WeightsApplied) -> bool:
+    """Whether `event` answers the SetWeights the deployment waits for. A
+    rollback can start while a test or production shift is still being
+    carried out: that shift's answer (test traffic 100% green) must not
+    pass for the rollback's (all traffic 0% green), or the record keeps the
+    old weights and the rollback goes on before blue has the traffic back."""
+    if d.waiting != W_WEIGHTS:
+        return False
+    if d.rolling_back:
+        return event.kind == "all" and event.percent == d.requested_production_percent
+    if event.kind == "test":
+        return event.percent == d.requested_test_percent
+    return event.kind == "production" and event.percent == d.requested_production_percent
 
 
 def _recover(s: _Step, event: Recover) -> None:

@@ -16,13 +16,23 @@ const THEME = {
 const NAMED_COLOURS = { blue: css("--blue"), green: css("--green") };
 const PALETTE = [css("--blue"), css("--green"), css("--cyan"), css("--amber"), css("--violet")];
 const MAX_EVENTS = 250;
+// The weights are read again this often besides after each message that may
+// follow a weight change: a safety net for a change no message announces.
 const REFRESH_MS = 2000;
+const REREAD_DELAY_MS = 100;
+// Log events after which the weights (or tasks) in force may have changed:
+// "weights" comes once a weight change is verified, "recovery" when the
+// controller put back weights or targets the load balancer had lost.
+const REREAD_KINDS = ["weights", "recovery", "task", "service"];
 
 const state = {
   service: null,
   deployment: null,     // the deployment on show: the one in progress, else the latest
   deployments: [],
   traffic: null,        // GET /api/traffic: weights in force and target health
+  trafficError: null,   // why the last read of the load balancer failed (the bars are then stale)
+  trafficAt: null,      // when the weights shown were read (browser clock, ms)
+  reads: { asked: 0, shown: 0 },  // numbered reads: an answer older than the one shown is dropped
   metrics: null,        // the latest metrics frame
   events: new Map(),    // seq -> event
   newestSeq: 0,
@@ -85,18 +95,26 @@ function handleReadError(err) {
   return false;
 }
 
+// Two reads can be under way at once (a message's and the timer's) and the
+// older can answer last: it must not put back weights a newer one replaced.
 async function refresh() {
-  try {
-    const [service, traffic] = await Promise.all([api("GET", "/api/service"), api("GET", "/api/traffic")]);
-    setService(service);
-    state.traffic = traffic;
-    renderWeights();
-    renderTaskSets();
-    return true;
-  } catch (err) {
-    handleReadError(err);
-    return false;
+  const n = ++state.reads.asked;
+  const [service, traffic] = await Promise.allSettled([api("GET", "/api/service"), api("GET", "/api/traffic")]);
+  const failed = [service, traffic].find((r) => r.status === "rejected");
+  if (failed && handleReadError(failed.reason)) return false;
+  if (n < state.reads.shown) return !failed;
+  state.reads.shown = n;
+  if (service.status === "fulfilled") setService(service.value);
+  if (traffic.status === "fulfilled") {
+    state.traffic = traffic.value;
+    state.trafficError = null;
+    state.trafficAt = Date.now();
+  } else {
+    state.trafficError = traffic.reason.message;
   }
+  renderWeights();
+  renderTaskSets();
+  return !failed;
 }
 
 async function refreshHistory() {
@@ -108,6 +126,7 @@ async function refreshHistory() {
     // The newest one, unless it is what is shown already or older: this also
     // catches up with a transition the stream missed while it was down.
     if (state.deployments.length) setDeployment(state.deployments[0]);
+    for (const x of state.deployments) renderDrawer(x);
     renderHistory();
   } catch (err) {
     handleReadError(err);
@@ -129,10 +148,17 @@ async function reload() {
   }
 }
 
+// A read that starts after the message that asked for it. Messages that come
+// while one waits to start ride on it; one that comes after it started gets
+// the next. (Pushing the read back with every message, as a debounce does,
+// would put it off for as long as messages keep coming.)
 let refreshTimer = null;
 function refreshSoon() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(refresh, 120);
+  if (refreshTimer !== null) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refresh();
+  }, REREAD_DELAY_MS);
 }
 
 let historyTimer = null;
@@ -154,7 +180,8 @@ function onMessage(msg) {
     onMetrics(msg);
   } else if (msg.type === "event") {
     addEvents([msg.event], true);
-    if (msg.event.kind === "task" || msg.event.kind === "service") refreshSoon();
+    addDrawerEvent(msg.event);
+    if (REREAD_KINDS.includes(msg.event.kind)) refreshSoon();
   }
 }
 
@@ -190,6 +217,7 @@ function setService(service) {
   );
   if (service.alarms && !state.metrics) renderAlarms(service.alarms);
   renderTaskSets();
+  renderWeights();  // the labels name the revision each group runs
 }
 
 // Snapshots arrive by two paths (the stream, and the answer to a POST or a
@@ -204,6 +232,7 @@ function setDeployment(d) {
   else state.deployments.unshift(d);
   renderDeployment();
   renderHistory();
+  renderDrawer(d);
   if (state.metrics) renderAlarms(state.metrics.alarms);
 }
 
@@ -281,14 +310,29 @@ function renderBake() {
   $("bake-left").textContent = `${left.toFixed(1)} s left ${what}`;
 }
 
-function renderBar(bar, percent) {
+// Which revision a target group runs and its role: the groups called blue
+// and green swap roles with every deployment, so a group's name alone does
+// not say whether it is the new revision.
+function groupInfo(g) {
+  const set = state.service?.taskSets.find((t) => t.targetGroup === g);
+  if (!set) return null;
+  // A set without tasks keeps the revision it last ran: it serves none.
+  const serves = set.desiredCount > 0 || set.tasks.length > 0;
+  return { revision: serves ? set.revision : null, role: set.role };
+}
+
+function renderBar(bar, percent, what) {
   const segs = [];
   for (const g of state.groups) {
     const p = percent?.[g];
     if (p === undefined) continue;
-    const label = p >= 14 ? `${g} ${fmtPercent(p)}` : p >= 6 ? fmtPercent(p) : "";
+    const info = groupInfo(g);
+    const rev = info?.revision ? ` \u00b7 rev ${info.revision}` : "";
+    const label = p >= 25 ? `${g}${rev} ${fmtPercent(p)}` : p >= 12 ? `${g} ${fmtPercent(p)}` : p >= 6 ? fmtPercent(p) : "";
+    const about = info ? ` (${info.revision ? `revision ${info.revision}` : "no tasks"}, ${info.role})` : "";
+    const title = `${g}${about}: ${fmtPercent(p)} of ${what}`;
     segs.push(el("div", { class: "seg", style: `flex-grow: ${p}; flex-basis: 0; background: ${colourOf(g)}`,
-      title: `${g}: ${fmtPercent(p)}` }, label));
+      dataset: { group: g, percent: String(p) }, title }, label));
   }
   bar.replaceChildren(...segs);
 }
@@ -297,15 +341,40 @@ function fmtPercent(p) {
   return `${Math.round(p * 10) / 10}%`;
 }
 
+// Every rule as the load balancer has it: test rules that agree share a row,
+// one that differs (a header rule and a test listener can) gets its own.
 function renderWeights() {
   const rules = state.traffic?.rules || [];
   const prod = rules.find((r) => r.kind === "production");
-  const test = rules.find((r) => r.kind === "test");
-  for (const g of Object.keys(prod?.percent || {})) colourOf(g);
-  renderBar($("bar-production"), prod?.percent);
-  $("weights").dataset.production = JSON.stringify(prod?.percent || {});
-  $("test-row").hidden = !test;
-  if (test) renderBar($("bar-test"), test.percent);
+  const tests = rules.filter((r) => r.kind === "test");
+  for (const r of rules) for (const g of Object.keys(r.percent)) colourOf(g);
+  const weights = $("weights");
+  renderBar($("bar-production"), prod?.percent, `production traffic (${prod?.rule || "no rule"})`);
+  weights.dataset.production = JSON.stringify(prod?.percent || {});
+  weights.dataset.test = JSON.stringify(Object.fromEntries(tests.map((r) => [r.rule, r.percent])));
+  const rows = new Map();
+  for (const r of tests) {
+    const key = JSON.stringify(state.groups.filter((g) => g in r.percent).map((g) => [g, r.percent[g]]));
+    if (!rows.has(key)) rows.set(key, { percent: r.percent, rules: [] });
+    rows.get(key).rules.push(r.rule);
+  }
+  $("test-rows").replaceChildren(...[...rows.values()].map(({ percent, rules: ids }) => {
+    const bar = el("div", { class: "bar" });
+    renderBar(bar, percent, `test traffic (${ids.join(", ")})`);
+    return el("div", { class: "weight-row", dataset: { kind: "test", rules: ids.join(" ") } },
+      el("span", { class: "label", title: ids.join(", ") }, "test", rows.size > 1 ? el("span", { class: "rule" }, ids.join(", ")) : null),
+      bar);
+  }));
+  // A failed read leaves the last weights read: say so rather than show them as current.
+  const note = $("weights-note");
+  note.hidden = !state.trafficError;
+  if (state.trafficError) {
+    weights.dataset.stale = "";
+    note.textContent = `Cannot read the load balancer (${state.trafficError}): ` +
+      (state.trafficAt ? `these are its weights as read at ${clock(state.trafficAt / 1000)}.` : "weights unknown.");
+  } else {
+    delete weights.dataset.stale;
+  }
 }
 
 function renderLegend() {
@@ -413,9 +482,16 @@ function drawSoon() {
 
 // -- the drawer: one deployment's DescribeServiceDeployments ------------------------------
 
+// The drawer follows its deployment: a newer snapshot (from the stream or a
+// history read) redraws its facts, and the deployment's new log events are
+// added, so nothing in it stays as it was when it was opened.
+const drawerShown = { version: -1, key: "" };
+
 async function openDrawer(id) {
   const drawer = $("drawer");
   drawer.dataset.id = id;
+  drawerShown.version = -1;
+  drawerShown.key = "";
   $("drawer-title").textContent = `Deployment ${id}`;
   $("drawer-body").replaceChildren(el("p", { class: "sub" }, "loading\u2026"));
   drawer.hidden = false;
@@ -430,7 +506,31 @@ async function openDrawer(id) {
   }
   if (drawer.dataset.id !== id) return;
   const { events, ...describe } = d;
+  const log = el("ol", { class: "events", id: "drawer-events" }, [...events].reverse().map(drawerEventItem));
+  $("drawer-body").replaceChildren(
+    el("dl", { class: "facts", id: "drawer-facts" }),
+    el("div", { class: "timeline", id: "drawer-stages" }),
+    el("details", { open: true }, el("summary", {}, "DescribeServiceDeployments"),
+      el("pre", { class: "json", id: "describe-json" })),
+    el("details", {}, el("summary", { id: "drawer-events-count" }, `events (${events.length})`), log),
+  );
+  const newer = state.deployments.find((x) => x.shiftlab.id === id);
+  renderDrawer(newer && newer.shiftlab.version > describe.shiftlab.version ? newer : describe);
+  // Events the stream brought while the description was on its way.
+  const last = Math.max(0, ...events.map((ev) => ev.seq));
+  [...state.events.values()].filter((ev) => ev.seq > last).sort((a, b) => a.seq - b.seq).forEach(addDrawerEvent);
+}
+
+function renderDrawer(d) {
+  if ($("drawer").dataset.id !== d.shiftlab.id || !$("drawer-facts") || d.shiftlab.version < drawerShown.version) return;
+  drawerShown.version = d.shiftlab.version;
+  // Every alarm evaluation makes a new version: redraw (and lose a reader's
+  // selection) only when something else changed.
+  const key = JSON.stringify({ ...d, updatedAt: null, shiftlab: { ...d.shiftlab, version: null } });
+  if (key === drawerShown.key) return;
+  drawerShown.key = key;
   const sl = d.shiftlab;
+  const target = d.targetServiceRevision;
   const facts = [
     ["status", el("span", { class: "pill", dataset: { status: d.status } }, d.status)],
     ["statusReason", d.statusReason || "\u2013"],
@@ -438,23 +538,33 @@ async function openDrawer(id) {
     ["strategy", sl.strategy + (sl.steps.length ? ` (steps ${sl.steps.join("%, ")}%)` : "")],
     ["source \u2192 target", `revision ${sl.sourceRevision} \u2192 ${sl.targetRevision}`],
     ["created / finished", `${clock(ts(d.createdAt))} / ${d.finishedAt ? clock(ts(d.finishedAt)) : "\u2013"}`],
-    ["traffic on target", `production ${sl.productionTrafficWeight}%, test ${sl.testTrafficWeight}%`],
+    // The record's requestedProductionTrafficWeight / requestedTestTrafficWeight:
+    // what the deployment asked of the load balancer, as ECS reports them (a
+    // snapshot). What the load balancer has is in the weight bars.
+    ["requested weights", el("span", { dataset: { fact: "requested-weights" } },
+      `production ${target.requestedProductionTrafficWeight}%, test ${target.requestedTestTrafficWeight}% ` +
+      `to revision ${sl.targetRevision}`,
+      el("span", { class: "sub" }, " (the deployment's record; the bars show the load balancer's weights)"))],
     ["circuit breaker", `${d.deploymentCircuitBreaker.status}, ${d.deploymentCircuitBreaker.failureCount} of ${d.deploymentCircuitBreaker.threshold} failures`],
     ["alarms", `${d.alarms.status}` + (d.alarms.alarmNames.length ? `: ${d.alarms.alarmNames.join(", ")}` : "") +
       (d.alarms.triggeredAlarmNames.length ? ` (triggered: ${d.alarms.triggeredAlarmNames.join(", ")})` : "")],
     ["rollback", d.rollback ? `${d.rollback.reason} (at ${clock(ts(d.rollback.startedAt))})` : "\u2013"],
   ];
-  const timeline = el("div", { class: "timeline" });
-  renderStageTable(timeline, d, now());
-  const log = el("ol", { class: "events" }, [...events].reverse().map((ev) => el("li", { dataset: { kind: ev.kind } },
-    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message))));
-  $("drawer-body").replaceChildren(
-    el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
-    timeline,
-    el("details", { open: true }, el("summary", {}, "DescribeServiceDeployments"),
-      el("pre", { class: "json", id: "describe-json" }, JSON.stringify(describe, null, 2))),
-    el("details", {}, el("summary", {}, `events (${events.length})`), log),
-  );
+  $("drawer-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  renderStageTable($("drawer-stages"), d, now());
+  $("describe-json").textContent = JSON.stringify(d, null, 2);
+}
+
+function drawerEventItem(ev) {
+  return el("li", { dataset: { kind: ev.kind, seq: String(ev.seq) } },
+    el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message));
+}
+
+function addDrawerEvent(ev) {
+  const log = $("drawer-events");
+  if (!log || $("drawer").dataset.id !== ev.deploymentId || log.querySelector(`li[data-seq="${ev.seq}"]`)) return;
+  log.prepend(drawerEventItem(ev));
+  $("drawer-events-count").textContent = `events (${log.children.length})`;
 }
 
 function closeDrawer() {

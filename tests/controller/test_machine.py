@@ -200,6 +200,32 @@ def test_rollback_that_cannot_move_traffic_fails() -> None:
     assert "proxy unreachable" in (p.d.status_reason or "")
 
 
+def test_a_rollback_waits_for_its_own_weights_not_the_test_shift_it_overtook() -> None:
+    # Stopped while the test shift is being carried out: that shift's answer
+    # comes in while the rollback waits for all traffic back on blue.
+    p = Playbook({"strategy": "BLUE_GREEN"}, test_rules=True)
+    assert p.start_to_traffic() == [m.SetWeights("test", 100.0)]
+    assert p.send(m.StopRequest(rollback=True)) == [m.SetWeights("all", 0.0)]
+    assert p.send(applied("test", 100)) == []
+    assert p.send(m.WeightsApplied("test", 100, ok=False, error="late")) == []
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.waiting == m.W_WEIGHTS
+    assert p.d.test_percent == 0 and p.d.requested_test_percent == 0
+    assert p.send(applied("all", 0)) == [m.StopTasks("green")]
+    p.send(m.TasksStopped("green", ok=True))
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL
+    # DescribeServiceDeployments' weights of the target revision: none of either traffic.
+    assert (p.d.production_percent, p.d.test_percent) == (0, 0)
+    assert "test traffic: 100% green (verified)" not in p.notes("weights")
+
+
+def test_a_late_production_step_answer_does_not_end_the_rollback_wait() -> None:
+    p = Playbook({"strategy": "CANARY"}, test_rules=False)
+    assert p.start_to_traffic() == [m.SetWeights("production", 5.0)]
+    p.send(m.StopRequest(rollback=True))
+    assert p.send(applied("production", 5)) == []
+    assert p.d.production_percent == 0 and p.d.waiting == m.W_WEIGHTS
+
+
 def test_green_that_never_gets_healthy_rolls_back_before_traffic_moves() -> None:
     p = Playbook({"strategy": "LINEAR"}, test_rules=False)
     p.send(m.Start())

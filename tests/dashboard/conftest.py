@@ -99,6 +99,11 @@ class Dashboard:
         text = await self.page.get_attribute("#weights", "data-production")
         return dict(json.loads(text or "{}"))
 
+    async def test_weights(self) -> dict[str, dict[str, float]]:
+        """The test rules' weights shown: percent by target group, by rule."""
+        text = await self.page.get_attribute("#weights", "data-test")
+        return dict(json.loads(text or "{}"))
+
     async def wait_weights(self, expected: dict[str, float], timeout: float = 30) -> None:
         """Until the production weights shown are `expected` (percent by target group)."""
         await self.page.wait_for_function(

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from controller.api import make_api_app
+from controller.config import LifecycleHook
 from tests.controller.support import config, green_alarm
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -157,6 +159,103 @@ async def test_stop_and_roll_back(stack_factory, dashboard, load, tmp_path: Path
     assert final.status == "ROLLBACK_SUCCESSFUL"
     assert await stack.router.weights("prod/default") == {"blue": 1, "green": 0}
     assert board.problems == []
+
+
+async def in_force_on_test_rules(stack: Any) -> dict[str, dict[str, float]]:
+    """What GET /api/traffic says the test rules have: percent by target group, by rule."""
+    async with aiohttp.ClientSession() as s, s.get(stack.api_url + "/api/traffic") as resp:
+        assert resp.status == 200
+        data = await resp.json()
+    return {r["rule"]: r["percent"] for r in data["rules"] if r["kind"] == "test"}
+
+
+async def test_test_traffic_shown_is_the_load_balancers_through_a_rollback(stack_factory, dashboard,
+                                                                          tmp_path: Path) -> None:
+    # The page once showed test traffic "green 100%" after a rollback had put it back on blue.
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    board = await dashboard(stack)
+    page = board.page
+    rules = ["prod/test", "test/default"]  # the header rule and the test listener: both carry test traffic
+    on_green = {"blue": 0.0, "green": 100.0}
+    on_blue = {"blue": 100.0, "green": 0.0}
+    await board.deploy("GREETING=v2", "BLUE_GREEN", {"lifecycleHooks": [PAUSE_HOOK]})
+    await page.wait_for_selector("#approve:enabled", timeout=30_000)
+    deployment_id = ctl.current.id
+    # Held after the test shift: every test rule on green, on the load balancer and on the page.
+    assert await in_force_on_test_rules(stack) == dict.fromkeys(rules, on_green)
+    await eventually(lambda: shown_is(board, dict.fromkeys(rules, on_green)), timeout=20, what="test traffic on green")
+    assert await board.weights() == on_blue
+    # The description, opened now, stays open through the rollback.
+    await page.click(f"#history tr[data-id='{deployment_id}']")
+    facts = page.locator("#drawer .facts")
+    await page.wait_for_function("document.querySelector('#drawer .facts')?.textContent.includes('test 100%')",
+                                 timeout=10_000)
+
+    # `shiftlab stop --rollback`: all traffic back to blue, then green stops.
+    async with aiohttp.ClientSession() as s, s.post(f"{stack.api_url}/api/deployments/{deployment_id}/stop",
+                                                    json={"rollback": True}) as resp:
+        assert resp.status == 202
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def page_agrees_on_blue() -> bool:
+        shown = await board.test_weights()  # the page first, then the load balancer
+        in_force = await in_force_on_test_rules(stack)
+        seen.append((shown, in_force))
+        return (shown == in_force == dict.fromkeys(rules, on_blue)
+                and "ROLLBACK_SUCCESSFUL" in (await facts.text_content() or ""))
+
+    await eventually(page_agrees_on_blue, timeout=30, interval=0.05,
+                     what="test traffic on blue on the load balancer, in the bars and the drawer (ROLLBACK_SUCCESSFUL)")
+    # Never ahead of the load balancer: a rule shown on blue already was on blue when read just after.
+    for shown, in_force in seen:
+        assert all(in_force.get(rule) == on_blue for rule, pct in shown.items() if pct == on_blue), (shown, in_force)
+    # The proxy itself (GET /admin/state) has what /api/traffic said.
+    state = await stack.router.state()
+    forward = {r["Id"]: {t["TargetGroupArn"]: t["Weight"] for t in r["Actions"][0]["ForwardConfig"]["TargetGroups"]}
+               for ls in state["Listeners"] for r in ls["Rules"]}
+    assert {rule: forward[rule] for rule in rules} == {rule: {"blue": 1, "green": 0} for rule in rules}
+    # What a person reads: one test row, blue (revision 1) with all of it, nothing on green.
+    rows = page.locator(".weight-row[data-kind=test]")
+    assert await rows.count() == 1
+    assert await rows.locator(".seg[data-group=blue]").text_content() == "blue \u00b7 rev 1 100%"
+    assert await rows.locator(".seg[data-group=green]").text_content() == ""
+    assert "green 100" not in (await page.text_content("#weights") or "")
+    # The drawer's record agrees, labelled as the record (the bars are the load balancer's).
+    text = await facts.text_content() or ""
+    assert "requested weights" in text and "production 0%, test 0% to revision 2" in text, text
+    assert "test 100%" not in text
+    assert ctl.records.get(deployment_id).test_percent == 0
+    assert board.problems == []
+
+
+async def test_weights_name_the_revision_each_group_runs(stack_factory, dashboard, tmp_path: Path) -> None:
+    # After one deployment revision 2 runs in the group called green; the next
+    # one's rollback puts test traffic back there. "green 100%" alone read as
+    # the new revision having it.
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    first = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    assert (await ctl.wait_finished(first.id, timeout=60)).status == "SUCCESSFUL"
+    failing_hook = {"hookTargetArn": "command:false", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
+    second = ctl.create_deployment({"env": {"GREETING": "v3"}}, ctl.settings.deployment.model_copy(
+        update={"lifecycleHooks": [LifecycleHook.model_validate(failing_hook)]}))
+    assert (await ctl.wait_finished(second.id, timeout=60)).status == "ROLLBACK_SUCCESSFUL"
+    board = await dashboard(stack)
+    page = board.page
+    on_green = {"blue": 0.0, "green": 100.0}
+    in_force = await in_force_on_test_rules(stack)
+    assert in_force == {"prod/test": on_green, "test/default": on_green}
+    await eventually(lambda: shown_is(board, in_force), timeout=20, what="the test rules as the load balancer has them")
+    seg = page.locator(".weight-row[data-kind=test] .seg[data-group=green]")
+    assert await seg.text_content() == "green \u00b7 rev 2 100%"
+    assert (await seg.get_attribute("title") or "").startswith("green (revision 2, primary): 100% of test traffic")
+    assert await board.weights() == on_green
+    assert board.problems == []
+
+
+async def shown_is(board: Any, expected: dict[str, dict[str, float]]) -> bool:
+    return await board.test_weights() == expected
 
 
 async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_path: Path) -> None:
