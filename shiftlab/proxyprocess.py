@@ -184,8 +184,11 @@ class ProxyProcess:
         rec = read_pidfile(self.state_dir)
         if rec is not None and rec.alive():
             self.owned, self.pid, self._created, self.admin_url = True, rec.pid, rec.created, rec.admin_url
+            port = self.settings.load_balancer.Admin.Port
+            moved = [f"loadBalancer.Admin.Port: {port}, but the load balancer answers at {rec.admin_url}"] \
+                if port and not rec.admin_url.endswith(f":{port}") else []
             state = await self._check(f"(it was started by an earlier `shiftlab up` of {self.state_dir}: stop it "
-                                      f"with `kill {rec.pid}`, and `up` starts one with this file)")
+                                      f"with `kill {rec.pid}`, and `up` starts one with this file)", moved)
             how = f"adopted from an earlier `shiftlab up`: pid {rec.pid}, log {self.log_path}"
         else:
             if rec is not None:
@@ -268,7 +271,7 @@ class ProxyProcess:
         finally:
             await router.close()
 
-    async def _check(self, hint: str) -> dict[str, Any]:
+    async def _check(self, hint: str, problems: list[str] | None = None) -> dict[str, Any]:
         """Wait for its admin API, then refuse a load balancer that runs
         another configuration; returns its state."""
         router = HttpRouter(self.admin_url, self.token)
@@ -282,7 +285,7 @@ class ProxyProcess:
         finally:
             await router.close()
         s = self.settings
-        problems = proxy_mismatches(s.load_balancer, s.time_scale, state, self.admin_url)
+        problems = [*(problems or []), *proxy_mismatches(s.load_balancer, s.time_scale, state, self.admin_url)]
         if problems:
             raise ConfigError([*problems, hint] if hint else problems)
         return state

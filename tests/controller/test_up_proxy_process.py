@@ -262,3 +262,38 @@ def test_up_whose_proxy_cannot_start_says_why_and_leaves_nothing(tmp_path: Path)
     assert "address already in use" in res.stderr and "Traceback" not in res.stderr
     assert proxy_pids(path) == set()
     assert read_pidfile(Path(data["controller"]["stateDir"])) is None
+
+
+async def test_up_after_a_crash_refuses_its_proxy_if_the_file_changed_and_leaves_everything_serving(
+        tmp_path: Path, processes: Processes) -> None:
+    path, data = subprocess_config(tmp_path, processes.marker, {"strategy": "CANARY"})
+    state_dir = Path(data["controller"]["stateDir"])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        api = Api(session, data)
+        up = processes.start("up", "up", "-c", str(path))
+        await eventually(lambda: api.serving(f"{api.controller}/api/healthz", up), timeout=30, what="the controller")
+        up.send_signal(signal.SIGKILL)
+        assert await wait_exit(up) == -signal.SIGKILL
+        rec, tasks = read_pidfile(state_dir), task_pids(processes.marker)
+        assert rec is not None and rec.alive() and len(tasks) == 2
+
+        moved = free_port()
+        path.write_text(yaml.safe_dump({**data, "timeScale": 30, "loadBalancer": {
+            **data["loadBalancer"], "Admin": {"Port": moved}}}))
+        res = await asyncio.to_thread(run_up, path)
+        assert res.returncode == 2, res.stderr
+        assert f"loadBalancer.Admin.Port: {moved}, but the load balancer answers at {api.admin}" in res.stderr
+        assert f"timeScale: 30, but the load balancer at {api.admin} runs at 60" in res.stderr
+        assert (f"(it was started by an earlier `shiftlab up` of {state_dir}: stop it with `kill {rec.pid}`, "
+                f"and `up` starts one with this file)") in res.stderr
+        # Untouched: the same load balancer serves blue's same tasks.
+        assert rec.alive() and read_pidfile(state_dir) == rec and task_pids(processes.marker) == tasks
+        assert await serves_blue(session, data)
+
+        path.write_text(yaml.safe_dump(data))  # as it was: adopted, and Ctrl-C stops it all
+        up = processes.start("up", "up", "-c", str(path))
+        await eventually(lambda: api.serving(f"{api.controller}/api/healthz", up), timeout=30, what="the controller")
+        assert "adopted from an earlier `shiftlab up`" in (tmp_path / "up2.log").read_text()
+        up.send_signal(signal.SIGINT)
+        assert await wait_exit(up, timeout=30) == 0
+    assert not rec.alive() and task_pids(processes.marker) == set()
