@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ from controller.router import HttpRouter, RouterError
 from controller.stack import PROXY_WAIT_SECONDS, proxy_mismatches
 from shiftlab.configfile import ConfigError
 from shiftlab.netsafety import check_bind, resolve_token
-from shiftlab.settings import Settings
+from shiftlab.settings import Settings, free_port
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -297,7 +296,7 @@ class ProxyProcess:
         return argv + (["-v"] if self.verbose else [])
 
     async def _spawn(self) -> None:
-        port = int(self.admin_url.rsplit(":", 1)[1]) if self.admin_url else _free_port()
+        port = int(self.admin_url.rsplit(":", 1)[1]) if self.admin_url else free_port()
         self.admin_url = http_url(self.settings.load_balancer.Admin.Address, port)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         out = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -334,13 +333,6 @@ class ProxyProcess:
         remove_pidfile(self.state_dir)
         tail = _tail(self.log_path)
         raise ProxyProcessError(f"the load balancer {what}{': ' + tail if tail else ''} (log: {self.log_path})")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _tail(path: Path, lines: int = 5) -> str:

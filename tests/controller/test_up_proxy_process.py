@@ -297,3 +297,27 @@ async def test_up_after_a_crash_refuses_its_proxy_if_the_file_changed_and_leaves
         up.send_signal(signal.SIGINT)
         assert await wait_exit(up, timeout=30) == 0
     assert not rec.alive() and task_pids(processes.marker) == set()
+
+
+async def test_an_admin_port_of_0_is_a_free_port_kept_for_restarts(tmp_path: Path, processes: Processes) -> None:
+    path, data = subprocess_config(tmp_path, processes.marker, {"strategy": "CANARY"})
+    data["loadBalancer"]["Admin"]["Port"] = 0
+    path.write_text(yaml.safe_dump(data))
+    state_dir = Path(data["controller"]["stateDir"])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        api = Api(session, data)
+        up = processes.start("up", "up", "-c", str(path))
+        await eventually(lambda: api.serving(f"{api.controller}/api/healthz", up), timeout=30, what="the controller")
+        first = read_pidfile(state_dir)
+        assert first is not None and not first.admin_url.endswith(":0")
+        assert await api.answers(f"{first.admin_url}/admin/healthz")
+        up.send_signal(signal.SIGKILL)
+        assert await wait_exit(up) == -signal.SIGKILL
+        # Restarted, `up` finds it where the pid file says.
+        up = processes.start("up", "up", "-c", str(path))
+        await eventually(lambda: api.serving(f"{api.controller}/api/healthz", up), timeout=30, what="the controller")
+        assert read_pidfile(state_dir) == first and proxy_pids(path) == {first.pid}
+        assert await serves_blue(session, data)
+        up.send_signal(signal.SIGINT)
+        assert await wait_exit(up, timeout=30) == 0
+    assert not first.alive() and task_pids(processes.marker) == set()
