@@ -1,10 +1,12 @@
 """A whole rehearsal stack in one process: the proxy, the controller with its
-backend and records, and the controller API. `shiftlab up`, `rehearse`,
-the demo and the pytest plugin all start one of these.
+backend and records, and the controller API. `rehearse`, the demo and the
+pytest plugin start one of these.
 
-With `controller.proxyAdminUrl` the stack is the control plane only: the
-load balancer is a `shiftlab proxy` in a process of its own (the same config
-file), which goes on serving while the controller is killed and restarted."""
+A stack can be the control plane only, the load balancer a `shiftlab proxy`
+in a process of its own (the same config file) that goes on serving while
+the controller is killed and restarted: `shiftlab up` runs it so, against
+the proxy process it starts or finds (shiftlab/proxyprocess.py) or the one
+controller.proxyAdminUrl names."""
 
 from __future__ import annotations
 
@@ -56,7 +58,10 @@ def docker_options(docker: DockerRuntime | DockerOptions | None) -> DockerOption
 
 class Stack:
     def __init__(self, settings: Settings, state_dir: Path | str | None = None, backend: Backend | None = None,
-                 api_port: int | None = None, admin_port: int | None = None) -> None:
+                 api_port: int | None = None, admin_port: int | None = None, separate_proxy: bool = False) -> None:
+        """`separate_proxy`: the load balancer runs in another process, as with
+        controller.proxyAdminUrl, whose admin URL is set (`proxy_admin_url`)
+        before `start()` (`shiftlab up` starts or finds it first)."""
         if settings.service is None:
             raise ConfigError(["service: is required to run the controller (the file only configures a proxy)"])
         self.settings = settings
@@ -69,7 +74,7 @@ class Stack:
         self._proxy_token = (strong_token(settings.load_balancer.Admin.Token, "loadBalancer.Admin.Token")
                              if self.proxy_admin_url is not None else None)
         self.proxy: Proxy | None = None
-        if self.proxy_admin_url is None:
+        if self.proxy_admin_url is None and not separate_proxy:
             self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
         self._backend = backend
         # Resolved now (file and SHIFTLAB_DOCKER_* variables), so that a bad
@@ -87,6 +92,7 @@ class Stack:
     async def start(self) -> None:
         s = self.settings
         assert s.service is not None
+        assert self.proxy is not None or self.proxy_admin_url is not None, "proxy_admin_url first"
         if self.proxy is not None:
             # Listeners open once the controller has registered the tasks it
             # found (a restart after a crash) and set the weights its records say.

@@ -1,6 +1,7 @@
 """Starting and stopping a whole load balancer: listeners, health checks,
-admin API. Used by `shiftlab proxy`, by `shiftlab up` (in-process beside the
-controller) and by tests (real sockets on 127.0.0.1)."""
+admin API. Used by `shiftlab proxy` (which `shiftlab up` runs as a process
+of its own), in-process beside the controller by `rehearse`, the demo and
+the pytest plugin, and by tests (real sockets on 127.0.0.1)."""
 
 from __future__ import annotations
 

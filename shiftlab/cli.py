@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -193,30 +194,87 @@ def revision_overrides(command: str | None, image: str | None, env: tuple[str, .
 def up(config_path: str, time_scale: float | None, backend: str | None, state_dir: str | None,
        proxy_admin_url: str | None, verbose: bool) -> None:
     """Run the proxy, the controller and the running revision's tasks in the
-    foreground. Ctrl-C stops everything it started. With a proxy admin URL,
-    the proxy is not started here: it runs on (and serves) without the
-    controller, which a restart finds again."""
+    foreground; Ctrl-C stops everything it started. The proxy runs in a
+    process of its own, which serves on if the controller dies; `up` run
+    again adopts it. With a proxy admin URL, the proxy is yours to run."""
     from controller.router import RouterError
     from controller.stack import Stack
-    from proxy.app import install_uvloop, run_until_signalled
+    from proxy.app import install_uvloop
+    from shiftlab.proxyprocess import (
+        AlreadyRunning,
+        ProxyProcess,
+        ProxyProcessError,
+        StateDirLock,
+        controller_answering,
+    )
 
     setup_logging(verbose)
     settings = load_settings_or_exit(config_path, time_scale,
                                      {"proxyAdminUrl": proxy_admin_url} if proxy_admin_url else None)
     if backend:
         settings = _with_runtime(settings, backend=backend)
+    lb = None
     try:
-        stack = Stack(settings, state_dir=state_dir)
+        stack = Stack(settings, state_dir=state_dir, separate_proxy=True)
+        if settings.controller.proxyAdminUrl is None:
+            lb = ProxyProcess(settings, config_path, stack.state_dir, time_scale, verbose)
     except ConfigError as exc:
         fail_config(exc, config_path)
     install_uvloop()
+    lock = StateDirLock(stack.state_dir)
     try:
-        asyncio.run(run_until_signalled(stack))
-    except ConfigError as exc:
-        fail_config(exc, config_path)
-    except (OSError, RouterError) as exc:
+        # Two controllers on one load balancer and one state directory would
+        # fight over its weights and tasks.
+        url = controller_answering(settings)
+        if url is not None:
+            raise AlreadyRunning(f"another `shiftlab up` is running for this file at {url}")
+        lock.acquire()
+        asyncio.run(_run_up(stack, lb))
+    except AlreadyRunning as exc:
         click.echo(f"cannot start: {exc}", err=True)
         sys.exit(1)
+    except ConfigError as exc:
+        fail_config(exc, config_path)
+    except (OSError, RouterError, ProxyProcessError) as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        lock.release()
+
+
+async def _run_up(stack: Any, lb: Any) -> None:
+    """Until SIGINT or SIGTERM: the load balancer process (when `up` runs
+    one), then the controller; stopped in the reverse order."""
+    import gc
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if lb is not None:
+            await lb.start()
+            stack.proxy_admin_url = lb.admin_url
+        await stack.start()
+    except BaseException:
+        if lb is not None:
+            await lb.stop(only_started_here=True)
+        raise
+    watcher = asyncio.create_task(lb.watch()) if lb is not None else None
+    gc.freeze()  # as run_until_signalled does: what exists now lives as long as the process
+    try:
+        await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        try:
+            await stack.stop()
+        finally:
+            if lb is not None:
+                await lb.stop()
 
 
 def _with_runtime(settings: Any, **changes: Any) -> Any:

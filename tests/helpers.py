@@ -69,3 +69,21 @@ def lb_config(prod_port: int, test_port: int | None = None, health: dict[str, An
         "TargetGroups": [{"Name": n, **hc, "TargetGroupAttributes": attrs} for n in ("blue", "green")],
         "Admin": {"Port": 0},
     }
+
+
+def kill_left_over_proxies(root: Path) -> list[int]:
+    """SIGKILL every load balancer a `shiftlab up` under `root` started and
+    left running (it was itself SIGKILLed, as crash tests do), found by the
+    pid files in its state directories; returns their pids."""
+    import signal
+
+    from controller.backends import procinfo
+    from shiftlab.proxyprocess import PIDFILE, read_pidfile
+
+    killed = []
+    for pidfile in root.rglob(PIDFILE):
+        rec = read_pidfile(pidfile.parent)
+        if rec is not None and rec.alive():
+            procinfo.signal_group(rec.pid, signal.SIGKILL)
+            killed.append(rec.pid)
+    return killed

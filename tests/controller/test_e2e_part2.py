@@ -20,7 +20,7 @@ from aiohttp import web
 from controller.config import DeploymentConfiguration
 from shiftlab.client import ApiError, Client
 from tests.controller.support import config, green_alarm, run_with_load, weight_steps, write_on_free_ports
-from tests.helpers import eventually
+from tests.helpers import eventually, kill_left_over_proxies
 
 
 @pytest.fixture
@@ -376,8 +376,9 @@ def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 p.wait(30)
-    # Ctrl-C stopped everything that was started, before and after the crash.
-    assert _pids_alive(pids_before) == []
+        left = kill_left_over_proxies(tmp_path)  # the killed `up`'s load balancer, had none adopted it
+    # Ctrl-C stopped everything that was started, before and after the crash, the load balancer too.
+    assert _pids_alive(pids_before) == [] and left == []
 
 
 async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_factory, tmp_path) -> None:
@@ -411,8 +412,8 @@ async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_fac
 
 class _Load:
     """Requests to the production listener (127.0.0.1 only) from a thread, one
-    connection each, every answer kept with its time: a killed controller takes
-    its in-process load balancer with it, so this load must outlive a stack."""
+    connection each, every answer kept with its time, across the kill and
+    the restart of `shiftlab up`."""
 
     def __init__(self, port: int, rps: float = 25) -> None:
         import threading
@@ -494,7 +495,6 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
         green_before = [t["pid"] for t in tasks if t["lastStatus"] == "RUNNING" and t["revision"] == "2"]
         blue_before = [t["pid"] for t in tasks if t["lastStatus"] == "RUNNING" and t["revision"] == "1"]
         assert green_before and (blue_before if when == "mid-replacement" else not blue_before)
-        killed_at = time.monotonic()
         up.send_signal(signal.SIGKILL)
         up.wait(10)
         log2 = open(tmp_path / "up2.log", "w")  # noqa: SIM115
@@ -522,12 +522,9 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
         assert set(green_before) <= {t["pid"] for t in running}
         # No task of the old revision was started after the restart.
         assert [t for t in tasks if t["revision"] == "1" and t["pid"] not in seen_pids] == []
-        # Traffic: no 5xx at all, not even from the restarted load balancer before the controller
-        # had registered the tasks (its listeners open after that); refused connections only while
-        # no load balancer ran (the killed process had it).
-        assert [a for a in load.answers if a[2] is not None and a[2] >= 500] == []
-        refused = [a for a in load.answers if a[2] is None]  # in flight at the kill, or sent meanwhile
-        assert all(a[1] >= killed_at and a[0] <= back_at for a in refused), (killed_at, back_at, refused[:3])
+        # Traffic: nothing failed, neither a 5xx nor a refused or reset connection: the load
+        # balancer runs in a process of its own, which the kill left serving.
+        assert [a for a in load.answers if a[2] is None or a[2] >= 500] == [], load.answers[-3:]
         after = [a for a in load.answers if a[0] > back_at]
         assert after and {a[3] for a in after[-10:]} == {"green"}
     finally:
@@ -537,5 +534,6 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 p.wait(30)
-    # Ctrl-C stopped everything that was started, before and after the crash.
-    assert _pids_alive(sorted(seen_pids)) == []
+        left = kill_left_over_proxies(tmp_path)  # the killed `up`'s load balancer, had none adopted it
+    # Ctrl-C stopped everything that was started, before and after the crash, the load balancer too.
+    assert _pids_alive(sorted(seen_pids)) == [] and left == []

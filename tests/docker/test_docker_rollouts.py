@@ -27,7 +27,7 @@ from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import load_settings
 from tests.controller.support import config, green_alarm, prod_url, weight_steps, write_on_free_ports
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
-from tests.helpers import eventually
+from tests.helpers import eventually, kill_left_over_proxies
 
 pytestmark = pytest.mark.docker
 
@@ -239,5 +239,6 @@ def test_a_controller_killed_mid_canary_adopts_its_containers_when_restarted(tmp
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 p.wait(60)
-    # Ctrl-C stopped and removed everything, started before or after the crash.
-    assert owned(docker_client, owner) == []
+        left = kill_left_over_proxies(tmp_path)  # the killed `up`'s load balancer, had none adopted it
+    # Ctrl-C stopped and removed everything, started before or after the crash, the load balancer too.
+    assert owned(docker_client, owner) == [] and left == []
