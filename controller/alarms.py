@@ -48,8 +48,10 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, PrivateAttr
 
-from controller.metricmath import Expression, MathError, parse_expression
-from controller.metricstore import (
+from shiftlab.common.configfile import ConfigError, Model, in_range, parse
+from shiftlab.common.naming import target_group_name
+from shiftlab.controller.metricmath import Expression, MathError, parse_expression
+from shiftlab.controller.metricstore import (
     LOAD_BALANCER_ONLY,
     METRIC_UNITS,
     METRICS,
@@ -58,8 +60,6 @@ from controller.metricstore import (
     period_starts,
     supports_statistic,
 )
-from proxy.config import target_group_name
-from shiftlab.configfile import ConfigError, Model, in_range, parse
 
 NAMESPACE = "AWS/ApplicationELB"
 MIN_PERIOD_SECONDS = 0.05

@@ -1,6 +1,6 @@
 """The controller API: JSON over HTTP, plus an SSE event stream.
 
-Loopback by default; any other address needs a token (shiftlab.netsafety).
+Loopback by default; any other address needs a token (shiftlab.common.netsafety).
 `POST /api/deployments` is `update-service --force-new-deployment` with a
 new revision; `GET /api/deployments/{id}` is DescribeServiceDeployments.
 """
@@ -16,12 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from controller.config import DeploymentConfiguration, TaskDefinitionSpec
-from controller.driver import DeploymentConflict, ServiceController
-from controller.rolling import RollingStuck, rolling_plan
-from controller.router import RouterError
-from shiftlab.configfile import ConfigError, parse
-from shiftlab.netsafety import bearer_middleware, browser_guard
+from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.common.netsafety import bearer_middleware, browser_guard
+from shiftlab.controller.config import DeploymentConfiguration, TaskDefinitionSpec
+from shiftlab.controller.driver import DeploymentConflict, ServiceController
+from shiftlab.controller.rolling import RollingStuck, rolling_plan
+from shiftlab.controller.router import RouterError
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
@@ -303,7 +303,7 @@ async def _send(resp: web.StreamResponse, message: dict[str, Any]) -> None:
 
 async def dashboard(request: web.Request) -> web.Response:
     try:
-        page = resources.files("controller").joinpath("dashboard/index.html").read_text(encoding="utf-8")
+        page = resources.files("shiftlab.controller").joinpath("dashboard/index.html").read_text(encoding="utf-8")
     except FileNotFoundError:
         page = "<!doctype html><title>shiftlab</title><p>shiftlab controller API: see /api/service</p>"
     return web.Response(text=page, content_type="text/html")
@@ -311,7 +311,7 @@ async def dashboard(request: web.Request) -> web.Response:
 
 def _dashboard_files() -> dict[str, str]:
     """Name -> content type of each static file shipped next to index.html."""
-    folder = resources.files("controller").joinpath("dashboard")
+    folder = resources.files("shiftlab.controller").joinpath("dashboard")
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         return {f.name: DASHBOARD_TYPES[suffix] for f in folder.iterdir()
                 if (suffix := "." + f.name.rpartition(".")[2]) in DASHBOARD_TYPES and f.is_file()}
@@ -323,7 +323,7 @@ async def dashboard_file(request: web.Request) -> web.Response:
     content_type = _dashboard_files().get(name)
     if content_type is None:
         raise web.HTTPNotFound()
-    body = resources.files("controller").joinpath("dashboard").joinpath(name).read_bytes()
+    body = resources.files("shiftlab.controller").joinpath("dashboard").joinpath(name).read_bytes()
     return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 

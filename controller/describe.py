@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from controller import machine as m
-from controller.machine import Deployment
-from controller.router import target_id
+from shiftlab.controller import machine as m
+from shiftlab.controller.machine import Deployment
+from shiftlab.controller.router import target_id
 
 if TYPE_CHECKING:
-    from controller.driver import ServiceController, TaskSet
+    from shiftlab.controller.driver import ServiceController, TaskSet
 
 ACCOUNT = "arn:aws:ecs:local:000000000000"
 

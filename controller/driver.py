@@ -22,19 +22,19 @@ from typing import Any
 
 import aiohttp
 
-from controller import describe as describing
-from controller import hooks as hook_calls
-from controller import machine as m
-from controller.alarms import AlarmEvaluator, MetricAlarm, required_retention
-from controller.backends.base import USER_INITIATED, Backend, Task, TaskDefinition
-from controller.clock import Clock, RealClock
-from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
-from controller.metricstore import MetricStore
-from controller.records import Records, ServiceState
-from controller.rolling import rolling_plan
-from controller.router import Router, RouterError, target_id
-from controller.strategies import weights
-from proxy.config import LoadBalancer, target_group_name
+from shiftlab.common.naming import target_group_name
+from shiftlab.controller import describe as describing
+from shiftlab.controller import hooks as hook_calls
+from shiftlab.controller import machine as m
+from shiftlab.controller.alarms import AlarmEvaluator, MetricAlarm, required_retention
+from shiftlab.controller.backends.base import USER_INITIATED, Backend, Task, TaskDefinition
+from shiftlab.controller.clock import Clock, RealClock
+from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
+from shiftlab.controller.metricstore import MetricStore
+from shiftlab.controller.records import Records, ServiceState
+from shiftlab.controller.rolling import rolling_plan
+from shiftlab.controller.router import Router, RouterError, target_id
+from shiftlab.controller.strategies import weights
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -54,7 +54,9 @@ class ControllerSettings:
     deployment: DeploymentConfiguration
     alarms: list[MetricAlarm]
     runtime: ControllerRuntime
-    load_balancer: LoadBalancer
+    # Real seconds each target group drains a deregistered target (its
+    # scaled deregistration delay): how long to wait for a drain to end.
+    drain_seconds: dict[str, float]
     time_scale: float = 1.0
 
 
@@ -356,8 +358,7 @@ class ServiceController:
 
     async def _wait_drained(self, group: str, ids: list[str]) -> None:
         """Until the proxy has finished draining (it ends a drain early when idle)."""
-        tg = next((g for g in self.settings.load_balancer.TargetGroups if g.Name == group), None)
-        delay = tg.drain_seconds(self.time_scale) if tg else 300 / self.time_scale
+        delay = self.settings.drain_seconds.get(group, 300 / self.time_scale)
         deadline = self.clock.now() + delay + 1.0
         while self.clock.now() < deadline:
             try:

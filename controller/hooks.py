@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from controller.machine import HookAnswer
+from shiftlab.controller.machine import HookAnswer
 
 STATUSES = ("SUCCEEDED", "FAILED", "IN_PROGRESS")
 

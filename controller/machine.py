@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from controller.config import DeploymentConfiguration
-from controller.strategies import Step, plan
+from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.strategies import Step, plan
 
 # Lifecycle stages, in order.
 RECONCILE_SERVICE = "RECONCILE_SERVICE"

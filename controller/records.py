@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.machine import FINAL, Deployment
+from shiftlab.controller.machine import FINAL, Deployment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (

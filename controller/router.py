@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from proxy.config import target_group_name
+from shiftlab.common.naming import target_group_name
 
 
 class RouterError(Exception):

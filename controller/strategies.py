@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from controller.config import DeploymentConfiguration
+from shiftlab.controller.config import DeploymentConfiguration
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from proxy.config import parse_target
-from proxy.state import LoadBalancerState, StateError
-from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import bearer_middleware, browser_guard
+from shiftlab.common.configfile import ConfigError
+from shiftlab.common.netsafety import bearer_middleware, browser_guard
+from shiftlab.proxy.config import parse_target
+from shiftlab.proxy.state import LoadBalancerState, StateError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

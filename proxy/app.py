@@ -15,13 +15,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from proxy.admin import make_admin_app
-from proxy.config import LoadBalancer
-from proxy.health import HealthChecker
-from proxy.server import AlbServer, serve_listener
-from proxy.state import LoadBalancerState
-from proxy.stats import make_registry
-from shiftlab.netsafety import check_bind, serve_app, strong_token
+from shiftlab.common.netsafety import check_bind, serve_app, strong_token
+from shiftlab.proxy.admin import make_admin_app
+from shiftlab.proxy.config import LoadBalancer
+from shiftlab.proxy.health import HealthChecker
+from shiftlab.proxy.server import AlbServer, serve_listener
+from shiftlab.proxy.state import LoadBalancerState
+from shiftlab.proxy.stats import make_registry
 
 log = logging.getLogger("shiftlab.proxy")
 

@@ -12,20 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from shiftlab.configfile import ConfigError, Model, in_range, parse
+from shiftlab.common.configfile import ConfigError, Model, in_range, parse
+from shiftlab.common.naming import target_group_name
 
 DEFAULT_TEST_HEADERS = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-test")
 
 DRAIN_FLOOR_SECONDS = 1.0
-
-_TG_ARN = re.compile(r"(?:^|:)targetgroup/([^/]+)(?:/|$)")
-
-
-def target_group_name(ref: str) -> str:
-    """`blue`, `targetgroup/blue/abc` and a full ARN all name the group `blue`."""
-    m = _TG_ARN.search(ref)
-    return m.group(1) if m else ref
-
 
 def _as_list(v: Any) -> Any:
     return [v] if isinstance(v, str) else v

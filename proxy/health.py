@@ -13,8 +13,8 @@ import contextlib
 
 import aiohttp
 
-from proxy.config import parse_matcher
-from proxy.state import DRAINING, HEALTHY, INITIAL, UNHEALTHY, Target, TargetGroupState
+from shiftlab.proxy.config import parse_matcher
+from shiftlab.proxy.state import DRAINING, HEALTHY, INITIAL, UNHEALTHY, Target, TargetGroupState
 
 MIN_INTERVAL = 0.1
 MIN_TIMEOUT = 1.0

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDict, MultiDict
 
-from proxy.config import Condition
+from shiftlab.proxy.config import Condition
 
 
 class RequestView(Protocol):

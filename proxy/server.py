@@ -34,9 +34,9 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
-from proxy.state import Choice, Forward, ListenerState, LoadBalancerState, Rule, Target
-from proxy.stats import Counters
-from proxy.upstream import StaleConnection, TargetConnectError, UpstreamConnection, UpstreamError
+from shiftlab.proxy.state import Choice, Forward, ListenerState, LoadBalancerState, Rule, Target
+from shiftlab.proxy.stats import Counters
+from shiftlab.proxy.upstream import StaleConnection, TargetConnectError, UpstreamConnection, UpstreamError
 
 # aiohttp decodes request heads as UTF-8 with this error handler; encoding
 # back with it gives the client's bytes exactly.

@@ -13,12 +13,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from proxy import config as cfg
-from proxy.balancer import SmoothWeighted, make_selector
-from proxy.matching import Predicate, compile_conditions, header_predicate
-from proxy.stats import Counters, Stats
-from proxy.upstream import Pool
-from shiftlab.configfile import parse
+from shiftlab.common.configfile import parse
+from shiftlab.proxy import config as cfg
+from shiftlab.proxy.balancer import SmoothWeighted, make_selector
+from shiftlab.proxy.matching import Predicate, compile_conditions, header_predicate
+from shiftlab.proxy.stats import Counters, Stats
+from shiftlab.proxy.upstream import Pool
 
 # Target states and reasons, as DescribeTargetHealth names them.
 INITIAL, HEALTHY, UNHEALTHY, DRAINING, UNUSED = "initial", "healthy", "unhealthy", "draining", "unused"

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from shiftlab.configfile import ConfigError, load_file
+from shiftlab.common.configfile import ConfigError, load_file
 
 EXIT_CONFIG = 2
 
@@ -33,7 +33,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 def time_scale_of(data: dict[str, Any], override: float | None) -> float:
-    from shiftlab.timescale import parse_time_scale
+    from shiftlab.common.timescale import parse_time_scale
 
     return parse_time_scale(data.get("timeScale", 1) if override is None else override)
 
@@ -54,8 +54,8 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True)
 def proxy(config_path: str, time_scale: float | None, admin_port: int | None, verbose: bool) -> None:
     """Run the load balancer alone (the ALB emulator)."""
-    from proxy.app import Proxy, install_uvloop, run_until_signalled
-    from proxy.config import load_balancer_from_dict
+    from shiftlab.proxy.app import Proxy, install_uvloop, run_until_signalled
+    from shiftlab.proxy.config import load_balancer_from_dict
 
     setup_logging(verbose)
     try:
@@ -124,7 +124,7 @@ def config_option(required: bool = False) -> Any:
 def client_for(config_path: str | None, url: str | None) -> Any:
     """The controller API named by --url, else by the config file's controller section."""
     from shiftlab.client import Client
-    from shiftlab.netsafety import resolve_token
+    from shiftlab.common.netsafety import resolve_token
 
     token = None
     if url is None:
@@ -197,9 +197,8 @@ def up(config_path: str, time_scale: float | None, backend: str | None, state_di
     foreground; Ctrl-C stops everything it started. The proxy runs in a
     process of its own, which serves on if the controller dies; `up` run
     again adopts it. With a proxy admin URL, the proxy is yours to run."""
-    from controller.router import RouterError
-    from controller.stack import Stack
-    from proxy.app import install_uvloop
+    from shiftlab.controller.router import RouterError
+    from shiftlab.proxy.app import install_uvloop
     from shiftlab.proxyprocess import (
         AlreadyRunning,
         ProxyProcess,
@@ -207,6 +206,7 @@ def up(config_path: str, time_scale: float | None, backend: str | None, state_di
         StateDirLock,
         controller_answering,
     )
+    from shiftlab.stack import Stack
 
     setup_logging(verbose)
     settings = load_settings_or_exit(config_path, time_scale,
@@ -584,7 +584,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: f
     from rich.console import Console
     from rich.live import Live
 
-    from proxy.app import install_uvloop
+    from shiftlab.proxy.app import install_uvloop
     from shiftlab.rehearse import rehearse as run
     from shiftlab.view import WatchState, render
 
@@ -731,8 +731,8 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
     import shutil
     import tempfile
 
+    from shiftlab.common.timescale import parse_time_scale
     from shiftlab.demo import SAMPLE_IMAGE, SCENARIOS, demo_settings, docker_problem
-    from shiftlab.timescale import parse_time_scale
 
     setup_logging(False)
     logging.getLogger("shiftlab").setLevel(logging.WARNING)
@@ -773,8 +773,8 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     from rich.console import Console
     from rich.live import Live
 
-    from proxy.app import install_uvloop
     from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines
+    from shiftlab.proxy.app import install_uvloop
     from shiftlab.rehearse import LoadSpec, production_url
     from shiftlab.rehearse import rehearse as run
     from shiftlab.view import WatchState, render
@@ -838,8 +838,3 @@ async def _approve_later(stack: Any, seconds: float) -> None:
         if d is not None and d.final:
             return
         await asyncio.sleep(0.1)
-
-
-def proxy_main() -> None:
-    """`python -m proxy` entry: the `proxy` subcommand on its own."""
-    proxy(prog_name="python -m proxy")

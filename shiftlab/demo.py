@@ -328,7 +328,7 @@ def summary_lines(seen: Seen, checks: list[Check], expect: str, total_seconds: f
 
 def docker_problem(image: str) -> str | None:
     """Why the docker demo cannot run here (no engine, or no `image`), or None."""
-    from controller.backends.docker import unavailable_message
+    from shiftlab.controller.backends.docker import unavailable_message
 
     try:
         import docker

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from controller.backends import procinfo
-from controller.router import HttpRouter, RouterError
-from controller.stack import PROXY_WAIT_SECONDS, proxy_mismatches
-from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import check_bind, resolve_token
+from shiftlab.common.configfile import ConfigError
+from shiftlab.common.netsafety import check_bind, resolve_token
+from shiftlab.controller.backends import procinfo
+from shiftlab.controller.router import HttpRouter, RouterError
 from shiftlab.settings import Settings, free_port
+from shiftlab.stack import PROXY_WAIT_SECONDS, proxy_mismatches
 
 log = logging.getLogger("shiftlab.controller")
 

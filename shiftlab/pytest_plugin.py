@@ -14,7 +14,7 @@ everything, and returns a `Rehearsal`. It works from plain (sync) tests.
 
 `shiftlab_stack(config, ...)` is the async form for tests that want to
 drive the stack themselves: `async with shiftlab_stack("shiftlab.yaml") as
-stack: ...` gives a started `controller.stack.Stack`.
+stack: ...` gives a started `shiftlab.stack.Stack`.
 
 The imports are lazy: the plugin costs nothing to test runs that do not
 use it.
@@ -62,7 +62,7 @@ def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float 
               free_ports: bool) -> Any:
     import copy
 
-    from shiftlab.configfile import load_file
+    from shiftlab.common.configfile import load_file
     from shiftlab.settings import load_settings, on_free_ports
 
     data = copy.deepcopy(config) if isinstance(config, dict) else load_file(config)
@@ -117,7 +117,7 @@ def shiftlab_stack(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncCont
     @contextlib.asynccontextmanager
     async def stack(config: str | Path | dict[str, Any], *, time_scale: float | None = None,
                     backend: str | None = None, free_ports: bool = True) -> AsyncIterator[Any]:
-        from controller.stack import Stack
+        from shiftlab.stack import Stack
 
         state = tmp_path / "shiftlab-stack"
         async with Stack(_settings(config, state, time_scale, backend, free_ports)) as s:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.config import DeploymentConfiguration
-from controller.stack import Stack
-from controller.strategies import total_minutes
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
+from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.strategies import total_minutes
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import Settings, self_contained
+from shiftlab.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def production_url(settings: Settings) -> str:
 def check_overrides(settings: Settings, overrides: dict[str, Any]) -> None:
     """The new revision (the running one with `overrides`) must be valid
     before anything starts: raises ConfigError naming the field."""
-    from controller.config import TaskDefinitionSpec
-    from shiftlab.configfile import parse
+    from shiftlab.common.configfile import parse
+    from shiftlab.controller.config import TaskDefinitionSpec
 
     if settings.service is None:
         raise ConfigError(["service: is required to rehearse a deployment"])

@@ -13,14 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from controller.alarms import MetricAlarm, parse_alarms
-from controller.backends.docker import DockerOptions
-from controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
-from controller.rolling import RollingStuck, rolling_plan
-from proxy.config import LoadBalancer, load_balancer_from_dict, target_group_name
-from shiftlab.configfile import ConfigError, parse
-from shiftlab.netsafety import check_bind, check_peer, strong_token
-from shiftlab.timescale import parse_time_scale
+from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.common.naming import target_group_name
+from shiftlab.common.netsafety import check_bind, check_peer, strong_token
+from shiftlab.common.timescale import parse_time_scale
+from shiftlab.controller.alarms import MetricAlarm, parse_alarms
+from shiftlab.controller.backends.docker import DockerOptions
+from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
+from shiftlab.controller.driver import ControllerSettings
+from shiftlab.controller.rolling import RollingStuck, rolling_plan
+from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
 
@@ -33,6 +35,14 @@ class Settings:
     deployment: DeploymentConfiguration = field(default_factory=DeploymentConfiguration)
     alarms: tuple[MetricAlarm, ...] = ()
     controller: ControllerRuntime = field(default_factory=ControllerRuntime)
+
+    def controller_settings(self) -> ControllerSettings:
+        """What the controller needs of this file (it never sees the proxy's config)."""
+        assert self.service is not None
+        return ControllerSettings(
+            self.service, self.deployment, list(self.alarms), self.controller,
+            {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
+        )
 
     def summary(self) -> str:
         lb = self.load_balancer

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from controller.stack import Stack
 from shiftlab.settings import load_settings
+from shiftlab.stack import Stack
 
 
 @pytest.fixture

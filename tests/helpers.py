@@ -77,7 +77,7 @@ def kill_left_over_proxies(root: Path) -> list[int]:
     pid files in its state directories; returns their pids."""
     import signal
 
-    from controller.backends import procinfo
+    from shiftlab.controller.backends import procinfo
     from shiftlab.proxyprocess import PIDFILE, read_pidfile
 
     killed = []

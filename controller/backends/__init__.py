@@ -2,6 +2,6 @@
 (process, the default), Docker containers (docker) and an in-memory fake
 for unit tests of the controller (fake)."""
 
-from controller.backends.base import Backend, Task, TaskDefinition, UnknownTask
+from shiftlab.controller.backends.base import Backend, Task, TaskDefinition, UnknownTask
 
 __all__ = ["Backend", "Task", "TaskDefinition", "UnknownTask"]

@@ -52,7 +52,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.backends.base import (
+from shiftlab.common.configfile import ConfigError
+from shiftlab.common.netsafety import is_loopback
+from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     PENDING,
     PROVISIONING,
@@ -69,7 +71,7 @@ from controller.backends.base import (
     UnknownTask,
     notify,
 )
-from controller.config import (
+from shiftlab.controller.config import (
     DockerRuntime,
     cpus_problem,
     memory_problem,
@@ -77,8 +79,6 @@ from controller.config import (
     pull_problem,
     stall_timeout_problem,
 )
-from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import is_loopback
 
 log = logging.getLogger("shiftlab.controller")
 

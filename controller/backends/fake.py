@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.backends.base import (
+from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     REASON_EXITED,
     REASON_USER,

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.backends import procinfo
-from controller.backends.base import (
+from shiftlab.controller.backends import procinfo
+from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     PENDING,
     PROVISIONING,
@@ -45,7 +45,7 @@ from controller.backends.base import (
     UnknownTask,
     notify,
 )
-from controller.backends.registry import Registry, Row
+from shiftlab.controller.backends.registry import Registry, Row
 
 log = logging.getLogger("shiftlab.controller")
 

@@ -31,8 +31,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from shiftlab.common.netsafety import is_loopback
 from shiftlab.loadgen import run_load
-from shiftlab.netsafety import is_loopback
 from tests.compose import promql, promserver
 from tests.helpers import REPO, eventually, free_port
 from tests.proxy.conftest import Backend, StartProxy, get_text

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from controller.backends import procinfo
+from shiftlab.controller.backends import procinfo
 from tests.controller.support import config
 from tests.helpers import eventually, free_port
 

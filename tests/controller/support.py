@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from controller.stack import Stack
 from shiftlab.loadgen import LoadResult, run_load
+from shiftlab.stack import Stack
 from tests.helpers import free_port, lb_config
 
 SAMPLE = ["{python}", "-m", "shiftlab.sample_service"]

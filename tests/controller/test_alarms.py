@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from controller.alarms import (
+from shiftlab.common.configfile import ConfigError
+from shiftlab.controller.alarms import (
     ALARM,
     INSUFFICIENT_DATA,
     OK,
@@ -20,9 +21,8 @@ from controller.alarms import (
     parse_alarms,
     required_retention,
 )
-from controller.metricstore import MetricStore
-from proxy.stats import Stats
-from shiftlab.configfile import ConfigError
+from shiftlab.controller.metricstore import MetricStore
+from shiftlab.proxy.stats import Stats
 from tests.helpers import aws_walkthrough
 
 WALKTHROUGH = aws_walkthrough()

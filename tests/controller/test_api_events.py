@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from controller.api import EVENTS_PAGE, STREAM_BACKLOG
+from shiftlab.controller.api import EVENTS_PAGE, STREAM_BACKLOG
 from tests.controller.support import config
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from controller.records import Records
+from shiftlab.controller.records import Records
 from tests.controller.support import config
 from tests.helpers import eventually
 

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import aiohttp
 import pytest
 
-from controller.backends import procinfo
-from controller.backends.base import (
+from shiftlab.controller.backends import procinfo
+from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     REASON_EXITED,
     RUNNING,
@@ -36,8 +36,8 @@ from controller.backends.base import (
     TaskDefinition,
     UnknownTask,
 )
-from controller.backends.fake import FakeBackend, FakeWorld
-from controller.backends.process import ProcessBackend
+from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
+from shiftlab.controller.backends.process import ProcessBackend
 from tests.helpers import eventually
 
 SERVICE = "web"
@@ -493,8 +493,8 @@ async def test_close_without_stopping_leaves_tasks_to_adopt(harness: Harness, ba
 CRASHING_CONTROLLER = """
 import asyncio, json, sys
 from pathlib import Path
-from controller.backends.base import TaskDefinition
-from controller.backends.process import ProcessBackend
+from shiftlab.controller.backends.base import TaskDefinition
+from shiftlab.controller.backends.process import ProcessBackend
 
 async def main():
     backend = ProcessBackend(Path(sys.argv[1]), start_timeout=20)

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from controller import machine as m
-from controller.backends.base import RUNNING
-from controller.backends.fake import FakeBackend
-from controller.driver import ControllerSettings, ServiceController
-from controller.records import Records
-from controller.router import FakeRouter, target_id
+from shiftlab.controller import machine as m
+from shiftlab.controller.backends.base import RUNNING
+from shiftlab.controller.backends.fake import FakeBackend
+from shiftlab.controller.driver import ServiceController
+from shiftlab.controller.records import Records
+from shiftlab.controller.router import FakeRouter, target_id
 from shiftlab.settings import load_settings
 from tests.controller.support import config
 from tests.helpers import eventually
@@ -56,8 +56,7 @@ async def controller(tmp_path: Path) -> AsyncIterator[Factory]:
         s = load_settings(data)
         router, backend = Router(), FakeBackend()
         records = Records(tmp_path / f"records-{len(made)}.sqlite")
-        ctl = ServiceController(ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller,
-                                                   s.load_balancer, s.time_scale), router, backend, records)
+        ctl = ServiceController(s.controller_settings(), router, backend, records)
         made.append((ctl, records))
         await ctl.start()
         return ctl, backend, router

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.config import HOOKABLE_STAGES
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
+from shiftlab.controller.config import HOOKABLE_STAGES
 from shiftlab.settings import load_settings
 from tests.controller.support import config
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from controller import machine as m
-from controller.backends.base import RUNNING
-from controller.backends.fake import FakeBackend, FakeWorld
-from controller.driver import ControllerSettings, ServiceController
-from controller.records import Records
-from controller.router import FakeRouter
+from shiftlab.controller import machine as m
+from shiftlab.controller.backends.base import RUNNING
+from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
+from shiftlab.controller.driver import ServiceController
+from shiftlab.controller.records import Records
+from shiftlab.controller.router import FakeRouter
 from shiftlab.settings import load_settings
 from tests.controller.support import config
 from tests.helpers import eventually
@@ -39,8 +39,7 @@ async def controllers(tmp_path: Path) -> AsyncIterator[Start]:
         data["controller"].update(runtime)
         s = load_settings(data)
         records = Records(tmp_path / "records.sqlite")
-        ctl = ServiceController(ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller,
-                                                   s.load_balancer, s.time_scale),
+        ctl = ServiceController(s.controller_settings(),
                                 router, FakeBackend(world), records)
         ctl.world, ctl.fake_router = world, router  # type: ignore[attr-defined]
         await ctl.start()
@@ -185,7 +184,7 @@ async def test_a_stack_opens_its_listeners_once_the_controller_has_placed_its_ta
     would get 503."""
     import socket
 
-    from controller.stack import Stack
+    from shiftlab.stack import Stack
 
     data = config(tmp_path, {"strategy": "ROLLING"})
     port = data["loadBalancer"]["Listeners"][0]["Port"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.router import HttpRouter
+from shiftlab.controller.router import HttpRouter
 from shiftlab.loadgen import LoadResult, run_load
 from tests.controller.support import config, green_alarm, prod_url, run_cli, run_with_load, weight_steps
 from tests.helpers import eventually

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from controller.config import DeploymentConfiguration
 from shiftlab.client import ApiError, Client
+from shiftlab.controller.config import DeploymentConfiguration
 from tests.controller.support import config, green_alarm, run_with_load, weight_steps, write_on_free_ports
 from tests.helpers import eventually, kill_left_over_proxies
 
@@ -382,7 +382,7 @@ def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path
 
 
 async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_factory, tmp_path) -> None:
-    from proxy.app import Proxy
+    from shiftlab.proxy.app import Proxy
 
     data = config(tmp_path, {"strategy": "CANARY",
                              "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 8}})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller import machine as m
+from shiftlab.controller import machine as m
 
 T0 = 1_000_000.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.metricmath import MathError, parse_expression
+from shiftlab.controller.metricmath import MathError, parse_expression
 
 N = None  # a missing datapoint, short so the tables line up
 

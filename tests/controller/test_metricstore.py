@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from controller.metricstore import COUNT_METRICS, METRICS, MetricStore, period_starts, supports_statistic
-from proxy.stats import Stats
+from shiftlab.controller.metricstore import COUNT_METRICS, METRICS, MetricStore, period_starts, supports_statistic
+from shiftlab.proxy.stats import Stats
 
 BOUNDS = [0.1, 0.2, 0.4, 0.8]  # plus an overflow bucket
 T0 = 1_700_000_040.0  # a multiple of 60: periods of 60 s start here

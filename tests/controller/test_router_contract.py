@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.router import FakeRouter, HttpRouter, Router, RouterError
-from proxy.app import Proxy
-from proxy.config import load_balancer_from_dict
+from shiftlab.controller.router import FakeRouter, HttpRouter, Router, RouterError
+from shiftlab.proxy.app import Proxy
+from shiftlab.proxy.config import load_balancer_from_dict
 from tests.helpers import free_port, lb_config
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.backends.base import TaskDefinition
-from controller.backends.docker import DockerOptions, run_options
-from controller.config import ControllerRuntime, DockerRuntime, TaskDefinitionSpec
-from controller.stack import Stack
-from shiftlab.configfile import ConfigError, parse
+from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.controller.backends.base import TaskDefinition
+from shiftlab.controller.backends.docker import DockerOptions, run_options
+from shiftlab.controller.config import ControllerRuntime, DockerRuntime, TaskDefinitionSpec
 from shiftlab.settings import load_settings
+from shiftlab.stack import Stack
 from tests.controller.support import config
 
 REPO = Path(__file__).resolve().parents[2]

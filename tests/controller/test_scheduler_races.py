@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.backends.base import RUNNING
-from controller.backends.fake import FakeBackend
-from controller.driver import ControllerSettings, ServiceController
-from controller.records import Records
-from controller.router import FakeRouter
+from shiftlab.controller.backends.base import RUNNING
+from shiftlab.controller.backends.fake import FakeBackend
+from shiftlab.controller.driver import ServiceController
+from shiftlab.controller.records import Records
+from shiftlab.controller.router import FakeRouter
 from shiftlab.settings import load_settings
 from tests.controller.support import config
 from tests.helpers import eventually
@@ -29,8 +29,7 @@ async def controller(tmp_path: Path) -> AsyncIterator[tuple[ServiceController, F
                          "test/default": {"blue": 1, "green": 0}}, ["blue", "green"])
     backend = FakeBackend()
     records = Records(tmp_path / "records.sqlite")
-    ctl = ServiceController(ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller,
-                                               s.load_balancer, s.time_scale), router, backend, records)
+    ctl = ServiceController(s.controller_settings(), router, backend, records)
     await ctl.start()
     try:
         yield ctl, backend

@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 import yaml
 
-from controller.stack import proxy_mismatches
-from controller.strategies import weights
-from proxy.config import load_balancer_from_dict
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
+from shiftlab.controller.strategies import weights
 from shiftlab.loadgen import LoadResult, run_load
+from shiftlab.proxy.config import load_balancer_from_dict
 from shiftlab.settings import load_settings
+from shiftlab.stack import proxy_mismatches
 from tests.controller.subprocesses import (
     FINAL,
     Api,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from controller.config import DeploymentConfiguration
-from controller.rolling import Batch, RollingStuck, bounds, rolling_plan
-from controller.strategies import Step, percent_of, plan, total_minutes, weights
+from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.rolling import Batch, RollingStuck, bounds, rolling_plan
+from shiftlab.controller.strategies import Step, percent_of, plan, total_minutes, weights
 from tests.helpers import aws_walkthrough
 
 EXAMPLES = aws_walkthrough()

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from controller.backends import procinfo
+from shiftlab.controller.backends import procinfo
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.proxyprocess import PIDFILE, read_pidfile
 from tests.controller.subprocesses import FINAL, Api, Processes, subprocess_config, task_pids, wait_exit

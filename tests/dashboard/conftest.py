@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from controller.stack import Stack
 from shiftlab.loadgen import LoadResult, run_load
+from shiftlab.stack import Stack
 from tests.controller.support import prod_url
 
 CHROMIUM = Path("/usr/bin/chromium")

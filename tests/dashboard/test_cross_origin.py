@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from controller.stack import Stack
+from shiftlab.stack import Stack
 from tests.controller.support import config
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Dashboard
 from tests.helpers import free_port

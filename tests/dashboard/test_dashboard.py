@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from controller.api import make_api_app
-from controller.config import LifecycleHook
+from shiftlab.controller.api import make_api_app
+from shiftlab.controller.config import LifecycleHook
 from tests.controller.support import config, green_alarm
 from tests.helpers import eventually, free_port
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from shiftlab.client import Client
-from shiftlab.netsafety import resolve_token
+from shiftlab.common.netsafety import resolve_token
 from tests.demo.support import interrupt
 from tests.helpers import REPO
 

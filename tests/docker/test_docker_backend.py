@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controller.backends.base import (
+from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     RUNNING,
     STOPPED,
@@ -25,7 +25,7 @@ from controller.backends.base import (
     Task,
     TaskDefinition,
 )
-from controller.backends.docker import (
+from shiftlab.controller.backends.docker import (
     REASON_OOM,
     REASON_UNHEALTHY,
     DockerBackend,
@@ -227,8 +227,8 @@ async def test_backends_of_different_owners_never_adopt_each_others_tasks(make_b
 CRASHING_CONTROLLER = """
 import asyncio, json, sys
 from pathlib import Path
-from controller.backends.base import TaskDefinition
-from controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.base import TaskDefinition
+from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
 
 async def main():
     backend = DockerBackend(Path(sys.argv[1]), start_timeout=30, options=DockerOptions(owner=sys.argv[2]))

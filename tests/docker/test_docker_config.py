@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from controller.backends.base import RUNNING, STOPPED, TaskDefinition
-from controller.backends.docker import DockerBackend, container_name
-from controller.config import DockerRuntime
-from controller.stack import Stack, make_backend
 from shiftlab.client import Client
-from shiftlab.configfile import parse
+from shiftlab.common.configfile import parse
+from shiftlab.controller.backends.base import RUNNING, STOPPED, TaskDefinition
+from shiftlab.controller.backends.docker import DockerBackend, container_name
+from shiftlab.controller.config import DockerRuntime
 from shiftlab.settings import load_settings
+from shiftlab.stack import Stack, make_backend
 from tests.docker.conftest import SAMPLE_IMAGE, SESSION, owned
 from tests.docker.test_docker_rollouts import docker_config
 from tests.helpers import eventually

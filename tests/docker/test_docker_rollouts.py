@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.backends.docker import DockerBackend, DockerOptions
-from controller.stack import Stack
 from shiftlab.client import ApiError, Client
+from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import load_settings
+from shiftlab.stack import Stack
 from tests.controller.support import config, green_alarm, prod_url, weight_steps, write_on_free_ports
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
 from tests.helpers import eventually, kill_left_over_proxies

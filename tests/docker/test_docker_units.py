@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.backends.base import Task, TaskDefinition
-from controller.backends.docker import (
+from shiftlab.common.configfile import ConfigError
+from shiftlab.controller.backends.base import Task, TaskDefinition
+from shiftlab.controller.backends.docker import (
     L_OWNER,
     L_TASK,
     DockerBackend,
@@ -25,8 +26,7 @@ from controller.backends.docker import (
     run_options,
     task_labels,
 )
-from controller.stack import make_backend
-from shiftlab.configfile import ConfigError
+from shiftlab.stack import make_backend
 
 TASK = Task("a" * 32, "3", "green", "web", "d-1", "127.0.0.1", 0, "PROVISIONING")
 

@@ -436,7 +436,8 @@ class Bench:
         ))
 
     def shiftlab_cmd(self, prefix: list[str] | None = None) -> tuple[list[str], dict[str, str], Path]:
-        """`shiftlab proxy -c` as a user runs it, or `python -m proxy` from another checkout."""
+        """`shiftlab proxy -c` as a user runs it, or the same from another checkout (`python -m shiftlab
+        proxy`, or `python -m proxy` in a checkout from before the planes moved under shiftlab)."""
         env = dict(os.environ)
         src = self.opts.proxy_source
         if src is None and not prefix:
@@ -444,7 +445,8 @@ class Bench:
             return [shiftlab, "proxy", "-c", str(self.shiftlab_config)], env, REPO
         source = src or REPO
         env["PYTHONPATH"] = str(source)
-        return [sys.executable, *(prefix or []), "-m", "proxy", "-c", str(self.shiftlab_config)], env, source
+        module = ["shiftlab", "proxy"] if (Path(source) / "shiftlab" / "proxy").exists() else ["proxy"]
+        return [sys.executable, *(prefix or []), "-m", *module, "-c", str(self.shiftlab_config)], env, source
 
     def start_shiftlab(self, name: str = "shiftlab", prefix: list[str] | None = None) -> int:
         cmd, env, cwd = self.shiftlab_cmd(prefix)

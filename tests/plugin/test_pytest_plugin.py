@@ -34,7 +34,7 @@ def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester)
 
         def test_a_bad_revision_is_refused_before_anything_starts(shiftlab_rehearse):
             import pytest
-            from shiftlab.configfile import ConfigError
+            from shiftlab.common.configfile import ConfigError
 
             with pytest.raises(ConfigError, match=r"taskDefinition[.]cpu: 64 "):
                 shiftlab_rehearse("shiftlab.yaml", cpu=64)

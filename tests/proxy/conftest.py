@@ -22,8 +22,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from proxy.app import Proxy
-from proxy.config import load_balancer_from_dict
+from shiftlab.proxy.app import Proxy
+from shiftlab.proxy.config import load_balancer_from_dict
 from tests.helpers import eventually, free_port
 
 LOOPBACK = "127.0.0.1"

@@ -8,9 +8,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.app import Proxy
-from proxy.config import load_balancer_from_dict
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
+from shiftlab.proxy.app import Proxy
+from shiftlab.proxy.config import load_balancer_from_dict
 from tests.proxy.conftest import Backend, StartProxy, forward, get_text, group_conf, lb_conf, listener_conf
 
 ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/green/73e2d6bc24d8a067"

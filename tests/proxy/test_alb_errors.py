@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-import proxy.server
+from shiftlab.proxy import server as proxy_server
 from tests.helpers import free_port
 from tests.proxy.conftest import (
     LOOPBACK,
@@ -257,7 +257,7 @@ def full_backlog() -> Iterator[int]:
 async def test_504_connect_timeout(start_proxy: StartProxy, client: aiohttp.ClientSession, full_backlog: int,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # ALB waits 10 s to connect; the same code path with a shorter wait.
-    monkeypatch.setattr(proxy.server, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr(proxy_server, "CONNECT_TIMEOUT", 0.3)
     px = await one_target_proxy(start_proxy, f"{LOOPBACK}:{full_backlog}")
     assert_elb_page(*await fetch(client, px.listener_url()), 504)
     m = (await stats(client, px))["targetGroups"]["blue"]

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from proxy.health import next_state
-from proxy.server import error_page, read_sticky_cookie, sticky_cookie_value, trace_id
-from proxy.state import HEALTHY, INITIAL, UNHEALTHY, Target
-from proxy.stats import BOUNDS, Counters, Stats
+from shiftlab.proxy.health import next_state
+from shiftlab.proxy.server import error_page, read_sticky_cookie, sticky_cookie_value, trace_id
+from shiftlab.proxy.state import HEALTHY, INITIAL, UNHEALTHY, Target
+from shiftlab.proxy.stats import BOUNDS, Counters, Stats
 
 ROOT = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")
 NOW = 1_700_000_000.0

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxy.balancer import LeastOutstanding, RoundRobin, SmoothWeighted, WeightedRandom, make_selector
+from shiftlab.proxy.balancer import LeastOutstanding, RoundRobin, SmoothWeighted, WeightedRandom, make_selector
 
 
 def picks(sw: SmoothWeighted[str], n: int) -> Counter[str]:

@@ -20,8 +20,9 @@ import aiohttp
 import pytest
 import yaml
 
-from proxy.config import load_balancer_from_dict, parse_matcher, parse_target, target_group_name
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
+from shiftlab.common.naming import target_group_name
+from shiftlab.proxy.config import load_balancer_from_dict, parse_matcher, parse_target
 from tests.helpers import eventually, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -289,7 +290,7 @@ def test_cli_validate_refuses_with_exit_2(tmp_path: Path, suffix: str) -> None:
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("command", [["{shiftlab}", "proxy"], ["{python}", "-m", "proxy"]])
+@pytest.mark.parametrize("command", [["{shiftlab}", "proxy"], ["{python}", "-m", "shiftlab", "proxy"]])
 def test_cli_proxy_refuses_before_listening(tmp_path: Path, command: list[str]) -> None:
     path, port, admin = _bad_file(tmp_path, ".yaml")
     argv = [a.format(shiftlab=REPO / ".venv/bin/shiftlab", python=sys.executable) for a in command]
@@ -335,7 +336,8 @@ async def test_cli_proxy_serves_and_stops_on_sigterm(tmp_path: Path, backends: A
     path.write_text(json.dumps(data))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("SHIFTLAB_TOKEN", None)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", "-c", str(path), cwd=REPO, env=env,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shiftlab", "proxy", "-c", str(path), cwd=REPO,
+                                                env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with aiohttp.ClientSession() as session:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, MultiDict
 
-from proxy.config import Condition
-from proxy.matching import (
+from shiftlab.proxy.config import Condition
+from shiftlab.proxy.matching import (
     FakeRequest,
     compile_condition,
     compile_conditions,

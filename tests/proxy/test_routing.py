@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.server import read_sticky_cookie, sticky_cookie_value
+from shiftlab.proxy.server import read_sticky_cookie, sticky_cookie_value
 from tests.helpers import eventually
 from tests.proxy.conftest import Backend, StartProxy, forward, get_text, group_conf, lb_conf, listener_conf
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from controller.router import HttpRouter
-from controller.stack import Stack
 from shiftlab.client import Client
+from shiftlab.controller.router import HttpRouter
+from shiftlab.stack import Stack
 from tests.controller.support import config
 from tests.helpers import eventually
 

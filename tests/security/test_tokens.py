@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.stack import Stack
-from proxy.app import Proxy
-from proxy.config import load_balancer_from_dict
-from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import strong_token
+from shiftlab.common.configfile import ConfigError
+from shiftlab.common.netsafety import strong_token
+from shiftlab.proxy.app import Proxy
+from shiftlab.proxy.config import load_balancer_from_dict
 from shiftlab.settings import load_settings
+from shiftlab.stack import Stack
 from tests.controller.support import config
 from tests.helpers import REPO, lb_config
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
 
 TOKEN_ENV = "SHIFTLAB_TOKEN"
 

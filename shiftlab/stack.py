@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from controller.api import make_api_app
-from controller.backends.base import Backend
-from controller.config import DockerRuntime
-from controller.driver import ControllerSettings, ServiceController
-from controller.records import Records
-from controller.router import HttpRouter, RouterError
-from proxy.app import Proxy
-from proxy.config import LoadBalancer
-from shiftlab.configfile import ConfigError
-from shiftlab.netsafety import serve_app, strong_token
+from shiftlab.common.configfile import ConfigError
+from shiftlab.common.netsafety import serve_app, strong_token
+from shiftlab.controller.api import make_api_app
+from shiftlab.controller.backends.base import Backend
+from shiftlab.controller.config import DockerRuntime
+from shiftlab.controller.driver import ServiceController
+from shiftlab.controller.records import Records
+from shiftlab.controller.router import HttpRouter, RouterError
+from shiftlab.proxy.app import Proxy
+from shiftlab.proxy.config import LoadBalancer
 from shiftlab.settings import Settings
 
 if TYPE_CHECKING:
-    from controller.backends.docker import DockerOptions
+    from shiftlab.controller.backends.docker import DockerOptions
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -42,16 +42,16 @@ def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0,
     """`docker`: the config file's controller.docker (SHIFTLAB_DOCKER_* win
     over it), or options already resolved."""
     if kind == "docker":
-        from controller.backends.docker import DockerBackend  # imported only when asked for
+        from shiftlab.controller.backends.docker import DockerBackend  # imported only when asked for
 
         return DockerBackend(state_dir, start_timeout=start_timeout, options=docker_options(docker))
-    from controller.backends.process import ProcessBackend
+    from shiftlab.controller.backends.process import ProcessBackend
 
     return ProcessBackend(state_dir, start_timeout=start_timeout)
 
 
 def docker_options(docker: DockerRuntime | DockerOptions | None) -> DockerOptions:
-    from controller.backends.docker import DockerOptions
+    from shiftlab.controller.backends.docker import DockerOptions
 
     return docker if isinstance(docker, DockerOptions) else DockerOptions.from_config(docker)
 
@@ -108,8 +108,7 @@ class Stack:
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
                                                     s.controller.taskStartTimeoutSeconds, self._docker)
             self.controller = ServiceController(
-                ControllerSettings(s.service, s.deployment, list(s.alarms), s.controller, s.load_balancer,
-                                   s.time_scale),
+                s.controller_settings(),
                 self.router, backend, self.records,
             )
             await self.controller.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shiftlab.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError
 
 MAX_TIME_SCALE = 3600.0
 
