@@ -82,8 +82,9 @@ def test_up_checks_the_option_as_the_field(tmp_path: Path, monkeypatch: pytest.M
 
 def test_a_proxy_running_another_load_balancer_is_named_field_by_field() -> None:
     conf = load_balancer_from_dict(lb_config(8080, 8081))
-    state = {"TimeScale": 1, "Listeners": [{"Name": "prod", "Port": 8080}, {"Name": "test", "Port": 8081}],
-             "TargetGroups": [{"TargetGroupName": "blue"}, {"TargetGroupName": "green"}]}
+    state: dict[str, Any] = {
+        "TimeScale": 1, "Listeners": [{"Name": "prod", "Port": 8080}, {"Name": "test", "Port": 8081}],
+        "TargetGroups": [{"TargetGroupName": "blue"}, {"TargetGroupName": "green"}]}
     assert proxy_mismatches(conf, 1.0, state, "URL") == []
     moved = [{"Name": "test", "Port": 9999}]
     assert proxy_mismatches(conf, 60.0, {**state, "Listeners": moved,

@@ -142,11 +142,13 @@ def test_auto_approval_comes_before_the_pause_times_out(scale: float) -> None:
 def test_docker_settings_run_the_sample_image_with_its_own_command(tmp_path) -> None:
     s = demo_settings(SCENARIOS["bad-canary"], 120.0, "docker", str(tmp_path))
     assert s.controller.backend == "docker"
+    assert s.service is not None
     td = s.service.taskDefinition
     assert td.image == SAMPLE_IMAGE and td.command == []
     other = demo_settings(SCENARIOS["good"], 120.0, "docker", str(tmp_path), image="mine:1")
-    assert other.service.taskDefinition.image == "mine:1"
+    assert other.service is not None and other.service.taskDefinition.image == "mine:1"
     process = demo_settings(SCENARIOS["good"], 120.0, "process", str(tmp_path))
+    assert process.service is not None
     assert process.service.taskDefinition.image is None and process.service.taskDefinition.command
 
 

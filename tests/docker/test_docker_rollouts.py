@@ -151,6 +151,7 @@ async def test_a_container_killed_mid_rollout_trips_the_circuit_breaker(tmp_path
         assert final.circuit_breaker_status == "TRIGGERED" and final.failure_count >= 3
         assert killed >= 3
         assert weight_steps(stack, final.id) == [10]
+        assert stack.router is not None
         assert await stack.router.weights("prod/default") == {"blue": 1, "green": 0}
         assert {t.task_id for t in ctl.sets["blue"].running()} == blue_before
         assert load.by_group["blue"] > 0

@@ -75,6 +75,7 @@ async def test_the_controller_api_refuses_what_a_page_can_send(stack_factory, tm
     marker = tmp_path / "ran"
     stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
     ctl = stack.controller
+    assert ctl is not None
     api, port = stack.api_url, port_of(stack.api_url)
     # What a page would run: a task command and a command hook, each leaving a file.
     evil = {"taskDefinition": {"command": ["sh", "-c", f"touch {marker}"]},
