@@ -185,5 +185,4 @@ async def serve_app(app: web.Application, host: str, port: int) -> tuple[web.App
     except OSError:
         await runner.cleanup()
         raise
-    sockets = site._server.sockets if site._server is not None else ()  # type: ignore[attr-defined]
-    return runner, (sockets[0].getsockname()[1] if port == 0 and sockets else port)
+    return runner, (int(runner.addresses[0][1]) if port == 0 and runner.addresses else port)

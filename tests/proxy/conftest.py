@@ -172,7 +172,7 @@ async def backends() -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
         await b.runner.setup()
         site = web.TCPSite(b.runner, host, 0)
         await site.start()
-        b.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        b.port = int(b.runner.addresses[0][1])
         started.append(b)
         return b
 
