@@ -338,8 +338,8 @@ def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path
                              "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 6}})
     path, api_url = write_on_free_ports(tmp_path, data)
     client = Client(api_url)
-    log1 = open(tmp_path / "up1.log", "w")  # noqa: SIM115
-    up = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log1, stderr=log1)
+    with open(tmp_path / "up1.log", "w") as log1:  # the child keeps its own descriptor
+        up = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log1, stderr=log1)
     up2 = None
     try:
         _wait_api(client)
@@ -355,8 +355,9 @@ def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path
         up.wait(10)
         # Tasks keep serving while no controller runs: they are not children of its process group.
         assert _pids_alive(pids_before) == pids_before
-        log2 = open(tmp_path / "up2.log", "w")  # noqa: SIM115
-        up2 = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log2, stderr=log2)
+        with open(tmp_path / "up2.log", "w") as log2:
+            up2 = subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=log2,
+                                   stderr=log2)
         _wait_api(client)
         deadline = time.monotonic() + 60
         while (status := client.get(f"/api/deployments/{dep_id}")["status"]) not in (
@@ -468,8 +469,8 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
     path, api_url = write_on_free_ports(tmp_path, data)
     client = Client(api_url)
     cmd = [sys.executable, "-m", "shiftlab", "up", "-c", str(path)]
-    log1 = open(tmp_path / "up1.log", "w")  # noqa: SIM115
-    up = subprocess.Popen(cmd, stdout=log1, stderr=log1)
+    with open(tmp_path / "up1.log", "w") as log1:  # the child keeps its own descriptor
+        up = subprocess.Popen(cmd, stdout=log1, stderr=log1)
     up2 = None
     load = None
     seen_pids: set[int] = set()
@@ -497,8 +498,8 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
         assert green_before and (blue_before if when == "mid-replacement" else not blue_before)
         up.send_signal(signal.SIGKILL)
         up.wait(10)
-        log2 = open(tmp_path / "up2.log", "w")  # noqa: SIM115
-        up2 = subprocess.Popen(cmd, stdout=log2, stderr=log2)
+        with open(tmp_path / "up2.log", "w") as log2:
+            up2 = subprocess.Popen(cmd, stdout=log2, stderr=log2)
         _wait_api(client)
         back_at = time.monotonic()
         deadline = time.monotonic() + 90

@@ -201,9 +201,9 @@ def test_a_controller_killed_mid_canary_adopts_its_containers_when_restarted(tmp
     env = {**os.environ, "SHIFTLAB_DOCKER_OWNER": owner}
 
     def up(n: int) -> subprocess.Popen[bytes]:
-        out = open(tmp_path / f"up{n}.log", "wb")  # noqa: SIM115  (closed with the process)
-        return subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        with open(tmp_path / f"up{n}.log", "wb") as out:  # the child keeps its own descriptor
+            return subprocess.Popen([sys.executable, "-m", "shiftlab", "up", "-c", str(path)], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
     first = up(1)
     second = None
