@@ -29,6 +29,7 @@ from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import AlarmEvaluator, MetricAlarm, required_retention
 from shiftlab.controller.backends.base import USER_INITIATED, Backend, Task, TaskDefinition
 from shiftlab.controller.clock import Clock, RealClock
+from shiftlab.controller.clock import wait_for as clock_wait_for
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
 from shiftlab.controller.metricstore import MetricStore
 from shiftlab.controller.records import Records, ServiceState
@@ -110,6 +111,7 @@ class ServiceController:
         self._replacement: asyncio.Task[Any] | None = None  # the ROLLING task replacement under way
         self.last_metrics: dict[str, Any] = {}
         self._recent: deque[dict[str, Any]] = deque()
+        self._progress = asyncio.Event()  # set (and replaced) whenever the current deployment steps
 
     # -- life cycle ----------------------------------------------------------
 
@@ -490,6 +492,8 @@ class ServiceController:
         d, actions = m.step(self.current, event, self.clock.now())
         self.current = d
         self.records.save(d)  # before any action of this transition starts
+        self._progress.set()
+        self._progress = asyncio.Event()
         for a in actions:
             if isinstance(a, m.Note):
                 self._note(d.id, a.kind, a.message)
@@ -654,7 +658,7 @@ class ServiceController:
         """healthCheckGracePeriodSeconds (AWS seconds): ECS's scheduler ignores
         a task's failed load balancer health checks for that long after it started."""
         grace = self.service.healthCheckGracePeriodSeconds / self.time_scale
-        return grace > 0 and task.started_at is not None and time.time() - task.started_at < grace
+        return grace > 0 and task.started_at is not None and self.clock.now() - task.started_at < grace
 
     async def _rolling(self, d: Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
         """ROLLING: replace blue tasks by green ones within minimumHealthyPercent
@@ -719,7 +723,7 @@ class ServiceController:
         )
         assert self._session is not None and hook.hookTargetArn
         began = time.monotonic()
-        answer = await hook_calls.invoke(self._session, hook.hookTargetArn, body, HOOK_CALL_TIMEOUT)
+        answer = await hook_calls.invoke(self._session, hook.hookTargetArn, body, HOOK_CALL_TIMEOUT, self.clock)
         answer = dataclasses.replace(answer, call_seconds=round(time.monotonic() - began, 3))
         self._note(d.id, "hook", f"{action.stage}: {hook.hookTargetArn} answered {answer.status} "
                    f"in {answer.call_seconds:g} s" + (f" ({answer.error})" if answer.error else ""))
@@ -757,17 +761,19 @@ class ServiceController:
         return d
 
     async def wait_finished(self, deployment_id: str, timeout: float | None = None) -> Deployment:
-        async def poll() -> Deployment:
+        """The deployment once final; TimeoutError after `timeout` seconds of the clock."""
+        async def until_final() -> Deployment:
             while True:
+                progress = self._progress
                 d = self.current if self.current and self.current.id == deployment_id else self.records.get(
                     deployment_id)
                 if d is None:
                     raise KeyError(deployment_id)
                 if d.final:
                     return d
-                await asyncio.sleep(0.05)
+                await progress.wait()
 
-        return await asyncio.wait_for(poll(), timeout)
+        return await clock_wait_for(self.clock, until_final(), timeout)
 
     # -- crash recovery --------------------------------------------------------
 
