@@ -576,6 +576,8 @@ class ServiceController:
             return m.TasksStopped(action.colour, ok=True)
         if isinstance(action, m.InvokeHook):
             return await self._invoke_hook(d, action)
+        if isinstance(action, m.ReplaceTask):
+            await self._replace_task(action)
         return None
 
     async def _scale_up(self, d: Deployment, green: TaskSet, count: int) -> m.Event:
@@ -613,20 +615,18 @@ class ServiceController:
             await self.clock.sleep(BRING_UP_INTERVAL)
 
     async def _watch_green(self, deployment_id: str) -> None:
-        """As ECS replaces a task whose target health check fails, and its
-        circuit breaker counts it: from SCALE_UP until the deployment ends
-        (or rolls back), a green task the load balancer reports unhealthy
-        (UnhealthyThresholdCount checks failed) is counted, stopped and
-        replaced; after SCALE_UP (where _bring_up does it: one start loop
-        is enough), a green set short of its count (a replacement that
-        failed to start) is filled again."""
+        """Until the deployment ends (or rolls back): green tasks the load
+        balancer reports unhealthy go to the machine (which counts and
+        replaces them, see machine.TaskUnhealthy); after SCALE_UP (where
+        _bring_up does it: one start loop is enough), a green set short of
+        its count (a replacement that failed to start) is filled again."""
         while self._in_progress(deployment_id):
             d = self.current
             assert d is not None
             if d.stage not in (None, m.RECONCILE_SERVICE, m.PRE_SCALE_UP):
                 green = self.sets[self.alternate]
                 try:
-                    await self._replace_unhealthy(d, green)
+                    await self._report_unhealthy(green)
                     if (d.stage != m.SCALE_UP and len(green.running()) < green.desired
                             and self._in_progress(deployment_id)):
                         await self._replenish(green, deployment_id)
@@ -638,27 +638,25 @@ class ServiceController:
                     log.exception("watching green's target health failed")
             await self.clock.sleep(HEALTH_WATCH_INTERVAL)
 
-    async def _replace_unhealthy(self, d: Deployment, ts: TaskSet) -> int:
-        """Tasks whose target health check failed are counted (once: they
-        leave the set here) and stopped, as ECS does (_watch_green replaces them)."""
+    async def _report_unhealthy(self, ts: TaskSet) -> None:
+        """Green tasks the load balancer reports unhealthy, for the machine to
+        count and replace (machine.TaskUnhealthy)."""
         health = await self.router.target_health(ts.group)
-        bad = [t for t in ts.running()
-               if health.get(target_id(t.host, t.port)) == "unhealthy" and not self._in_grace_period(t)]
-        if not bad:
-            return 0
-        for t in bad:
-            ts.tasks.pop(t.task_id, None)
-            self._feed(m.TaskFailed(t.task_id, "failed target group health checks"))
-        with contextlib.suppress(RouterError):
-            await self.router.deregister(ts.group, [(t.host, t.port) for t in bad])
-        await asyncio.gather(*[self.backend.stop_task(t.task_id, 1.0) for t in bad])
-        return len(bad)
+        grace = float(self.service.healthCheckGracePeriodSeconds)
+        for t in ts.running():
+            if health.get(target_id(t.host, t.port)) == "unhealthy":
+                self._feed(m.TaskUnhealthy(t.task_id, t.started_at, grace))
 
-    def _in_grace_period(self, task: Task) -> bool:
-        """healthCheckGracePeriodSeconds (AWS seconds): ECS's scheduler ignores
-        a task's failed load balancer health checks for that long after it started."""
-        grace = self.service.healthCheckGracePeriodSeconds / self.time_scale
-        return grace > 0 and task.started_at is not None and self.clock.now() - task.started_at < grace
+    async def _replace_task(self, action: m.ReplaceTask) -> None:
+        """Out of its set (once: a second ReplaceTask finds it gone), out of
+        its target group, stopped; the scheduler fills the gap."""
+        ts = self.sets[self.alternate]
+        task = ts.tasks.pop(action.task_id, None)
+        if task is None:
+            return
+        with contextlib.suppress(RouterError):
+            await self.router.deregister(ts.group, [(task.host, task.port)])
+        await self.backend.stop_task(task.task_id, 1.0)
 
     async def _rolling(self, d: Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
         """ROLLING: replace blue tasks by green ones within minimumHealthyPercent

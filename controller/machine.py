@@ -121,6 +121,18 @@ class TaskFailed:
 
 
 @dataclass(frozen=True)
+class TaskUnhealthy:
+    """The load balancer reports a green task unhealthy (UnhealthyThresholdCount
+    checks failed). Reported on every look until the task is replaced: the
+    machine ignores it within the service's healthCheckGracePeriodSeconds
+    (AWS seconds) from `started_at`, as ECS's scheduler does."""
+
+    task_id: str
+    started_at: float | None
+    grace_period_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class WeightsApplied:
     kind: str  # "production" | "test" | "all"
     percent: float
@@ -161,8 +173,8 @@ class TasksStopped:
     error: str | None = None
 
 
-Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | GreenServing | TaskFailed | WeightsApplied
-         | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped)
+Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | GreenServing | TaskFailed | TaskUnhealthy
+         | WeightsApplied | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped)
 
 
 # -- actions --------------------------------------------------------------
@@ -206,6 +218,15 @@ class StopTasks:
 
 
 @dataclass(frozen=True)
+class ReplaceTask:
+    """Take a green task out of its target group and stop it; the service
+    scheduler starts another in its place."""
+
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class WakeAt:
     at: float
 
@@ -223,7 +244,8 @@ class Promote:
     """Green is now the running revision; its group is now the primary one."""
 
 
-Action = Reconcile | ScaleUpGreen | RollingReplace | SetWeights | InvokeHook | StopTasks | WakeAt | Note | Promote
+Action = (Reconcile | ScaleUpGreen | RollingReplace | SetWeights | InvokeHook | StopTasks | ReplaceTask | WakeAt | Note
+          | Promote)
 
 
 # -- the record -------------------------------------------------------------
@@ -632,6 +654,8 @@ def _dispatch(s: _Step, event: Event) -> None:
                     s.note("alarm", "green tasks serve: alarms are watched from now on")
     elif isinstance(event, TaskFailed):
         _task_failed(s, event)
+    elif isinstance(event, TaskUnhealthy):
+        _task_unhealthy(s, event)
     elif isinstance(event, WeightsApplied):
         if not _answers_weights_request(d, event):
             return
@@ -742,6 +766,25 @@ def _task_failed(s: _Step, event: TaskFailed) -> None:
         d.circuit_breaker_status = "TRIGGERED"
         s.fail(f"circuit breaker: {d.failure_count} task failures reached the threshold {d.threshold}",
                rollback=cb.rollback)
+
+
+UNHEALTHY = "failed target group health checks"
+
+
+def _task_unhealthy(s: _Step, event: TaskUnhealthy) -> None:
+    """As ECS replaces a task whose target health check fails, and its
+    circuit breaker counts it: from SCALE_UP until the deployment ends or
+    rolls back (green runs nothing before; a rollback stops it anyway), once
+    the task is out of its grace period. Counted once (TaskFailed's rule);
+    replaced in CLEAN_UP too, where it no longer counts."""
+    d = s.d
+    if d.rolling_back or d.stage in (None, RECONCILE_SERVICE, PRE_SCALE_UP) or event.task_id in d.failed_tasks:
+        return
+    grace = event.grace_period_seconds / d.time_scale
+    if grace > 0 and event.started_at is not None and s.now - event.started_at < grace:
+        return
+    s.emit(ReplaceTask(event.task_id, UNHEALTHY))
+    _task_failed(s, TaskFailed(event.task_id, UNHEALTHY))
 
 
 def _alarms(s: _Step, event: AlarmStates) -> None:
