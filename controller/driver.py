@@ -838,17 +838,10 @@ class ServiceController:
         comes back with its config's weights and no targets: put back the
         weights in force and register the running tasks again."""
         d = self.current
-        # A stopped deployment left traffic where it was, on purpose.
-        holds = d is not None and (not d.final or d.status == m.STOPPED)
-        # A ROLLING rollback that could not restore blue left green serving, weighted by its tasks.
-        green_serves = d is not None and d.status == m.ROLLBACK_FAILED and d.dc.strategy == "ROLLING"
-        if d is not None and holds and (d.waiting in (m.W_WEIGHTS, m.W_RECONCILE) or d.dc.strategy == "ROLLING"):
-            return  # the deployment is setting weights itself right now (ROLLING: by task counts)
-        green_group, blue_group = self.alternate, self.primary
-        expected = {"production": d.production_percent if holds and d else 0.0,
-                    "test": d.test_percent if holds and d else 0.0}
         in_progress = d is not None and not d.final
-        for kind, pct in ({} if green_serves else expected).items():
+        wanted = m.wanted_weights(d)
+        green_group, blue_group = self.alternate, self.primary
+        for kind, pct in (wanted or {}).items():
             b, g = weights(pct)
             want = {blue_group: b, green_group: g}
             for rule in self.rules_of(kind):
