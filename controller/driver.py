@@ -138,32 +138,26 @@ class ServiceController:
             state = ServiceState(self.name, self.groups[0], "1", {"1": spec}, 2)
             self.records.save_service(state)
         self.state = state
-        self._finish_promotion()
+        adopted = [t for t in await self.backend.adopt(self.name) if t.state == RUNNING]
+        plan = m.restart_plan(state.running_revision, self.service.desiredCount,
+                              next(iter(self.records.recent(self.name, 1)), None), self.records.unfinished(self.name),
+                              [m.Adopted(t.task_id, t.revision) for t in adopted])
+        if plan.promote is not None:
+            self._finish_promotion(plan.promote)
         self.sets = {
-            self.primary: TaskSet(self.primary, state.running_revision, self.service.desiredCount),
+            self.primary: TaskSet(self.primary, state.running_revision, plan.blue_desired),
             self.alternate: TaskSet(self.alternate, state.running_revision, 0),
         }
-        unfinished = self.records.unfinished(self.name)
-        resuming = unfinished[-1] if unfinished else None
-        for old in unfinished[:-1]:  # cannot happen unless records were edited by hand
+        resuming = plan.resume
+        for old in plan.supersede:  # cannot happen unless records were edited by hand
             self.records.save(m.step(old, m.StopRequest(False, "superseded"), self.clock.now())[0])
-        # Tasks a previous controller left: each belongs to the set running its
-        # revision; anything else is stopped, so nothing is doubled or orphaned.
-        for t in await self.backend.adopt(self.name):
-            if t.state != RUNNING:
-                continue
-            if t.revision == state.running_revision:
+        for t in adopted:
+            if t.task_id in plan.blue:
                 self.sets[self.primary].tasks[t.task_id] = t
-            elif resuming is not None and t.revision == resuming.target_revision:
+            elif t.task_id in plan.green:
                 self.sets[self.alternate].tasks[t.task_id] = t
-            else:
-                await self.backend.stop_task(t.task_id, 5.0)
-        if resuming is not None and resuming.dc.strategy == "ROLLING" and resuming.status != m.PENDING:
-            # Mid-ROLLING, blue has the tasks the replacement left it: growing it
-            # back to desiredCount here would start old tasks beside the new
-            # ones (a rollback restores blue's count itself).
-            blue = self.sets[self.primary]
-            blue.desired = min(blue.desired, len(blue.running()))
+        for task_id in plan.stop:
+            await self.backend.stop_task(task_id, 5.0)
         await self._ensure_set(self.sets[self.primary], self._definition(state.running_revision), "blue")
         if resuming is not None:
             await self._recover(resuming)
@@ -177,14 +171,8 @@ class ServiceController:
         self._note(None, "service", f"{self.name}: revision {state.running_revision} running in "
                    f"{self.primary} ({len(self.sets[self.primary].running())} tasks)")
 
-    def _finish_promotion(self) -> None:
-        """Records are written before actions: a controller killed between
-        saving SUCCESSFUL and saving the promoted service state left the
-        service on the old revision. Its deployment finished: promote now, or
-        the old revision would come back and the new one be stopped."""
-        latest = next(iter(self.records.recent(self.name, 1)), None)
-        if latest is None or latest.status != m.SUCCESSFUL or latest.target_revision == self.state.running_revision:
-            return
+    def _finish_promotion(self, latest: Deployment) -> None:
+        """See machine.restart_plan: a deployment that was SUCCESSFUL but not promoted."""
         self._run_in_alternate(latest.target_revision)
         self._note(latest.id, "recovery", f"deployment {latest.id} was SUCCESSFUL but not promoted when the "
                    f"controller stopped: revision {latest.target_revision} is now running in {self.primary}")

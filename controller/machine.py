@@ -20,7 +20,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from shiftlab.controller.config import DeploymentConfiguration
 from shiftlab.controller.strategies import Step, plan
@@ -615,6 +615,54 @@ def wanted_weights(d: Deployment | None) -> dict[str, float] | None:
     if holds:
         return {"production": d.production_percent, "test": d.test_percent}
     return {"production": 0.0, "test": 0.0}
+
+
+class Adopted(NamedTuple):
+    """A running task a restarted controller found (Backend.adopt)."""
+
+    task_id: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    """What a restarted controller does with what it found (restart_plan)."""
+
+    running_revision: str  # after `promote`
+    promote: Deployment | None  # SUCCESSFUL, but the service record still names its source revision
+    supersede: list[Deployment]  # unfinished but older than the last one: stopped as superseded
+    resume: Deployment | None  # the unfinished deployment to go on with (machine.Recover)
+    blue: list[str]  # adopted tasks kept in the primary set
+    green: list[str]  # adopted tasks kept in the alternate set (the resumed deployment's revision)
+    stop: list[str]  # adopted tasks nothing owns
+    blue_desired: int
+
+
+def restart_plan(running_revision: str, desired_count: int, latest: Deployment | None,
+                 unfinished: list[Deployment], adopted: list[Adopted]) -> RestartPlan:
+    """Adopt what a previous controller left: promote a deployment it
+    finished but did not promote (records are written before actions: a
+    controller killed between saving SUCCESSFUL and saving the promoted
+    service state left the service on the old revision, and the new one
+    would be stopped), resume its last unfinished deployment, and give each
+    running task to the set running its revision; anything else is
+    stopped, so nothing is doubled or orphaned."""
+    promote = None
+    if latest is not None and latest.status == SUCCESSFUL and latest.target_revision != running_revision:
+        promote = latest
+        running_revision = latest.target_revision
+    resume = unfinished[-1] if unfinished else None
+    blue = [t.task_id for t in adopted if t.revision == running_revision]
+    green = [t.task_id for t in adopted
+             if t.revision != running_revision and resume is not None and t.revision == resume.target_revision]
+    stop = [t.task_id for t in adopted if t.task_id not in blue and t.task_id not in green]
+    blue_desired = desired_count
+    if resume is not None and resume.dc.strategy == "ROLLING" and resume.status != PENDING:
+        # Mid-ROLLING, blue has the tasks the replacement left it: growing it
+        # back to desiredCount would start old tasks beside the new ones (a
+        # rollback restores blue's count itself).
+        blue_desired = min(desired_count, len(blue))
+    return RestartPlan(running_revision, promote, unfinished[:-1], resume, blue, green, stop, blue_desired)
 
 
 def step(deployment: Deployment, event: Event, now: float) -> tuple[Deployment, list[Action]]:
