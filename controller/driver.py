@@ -31,6 +31,7 @@ from shiftlab.controller.backends.base import USER_INITIATED, Backend, Task, Tas
 from shiftlab.controller.clock import Clock, RealClock
 from shiftlab.controller.clock import wait_for as clock_wait_for
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
+from shiftlab.controller.lbsync import Superseded, WeightWriter
 from shiftlab.controller.metricstore import MetricStore
 from shiftlab.controller.records import Records, ServiceState
 from shiftlab.controller.rolling import rolling_plan
@@ -86,6 +87,7 @@ class ServiceController:
         self.backend = backend
         self.records = records
         self.clock = clock or RealClock()
+        self.writer = WeightWriter(router, self.clock)
         self.time_scale = settings.time_scale
         lb = settings.service.lb
         self.groups = (target_group_name(lb.targetGroupArn),
@@ -188,6 +190,7 @@ class ServiceController:
             if t is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+        await self.writer.close()
         if stop_tasks and deregister:
             await asyncio.gather(*[self._deregister_all(ts) for ts in self.sets.values()])
         await self.backend.close(stop_tasks=stop_tasks)
@@ -227,20 +230,9 @@ class ServiceController:
             await self._set_weights_of(rule, want)
 
     async def _set_weights_of(self, rule: str, want: dict[str, int]) -> None:
-        """Set one rule and read it back; retried, as one flaky admin call
-        must not fail a deployment."""
-        last_error = None
-        for attempt in range(5):
-            try:
-                got = await self.router.set_weights(rule, want)
-                back = await self.router.weights(rule)
-                if got == want and {g: back.get(g, 0) for g in want} == want:
-                    return
-                last_error = f"read-back of {rule} shows {back}, expected {want}"
-            except RouterError as exc:
-                last_error = str(exc)
-            await self.clock.sleep(0.2 * (attempt + 1))
-        raise RouterError(last_error or "weights not in force")
+        """Set one rule and read it back (lbsync.WeightWriter: retried, and
+        the latest change asked for is the one left in force)."""
+        await self.writer.write(rule, want)
 
     async def _route_all_to(self, group: str) -> None:
         other = self.groups[1] if group == self.groups[0] else self.groups[0]
@@ -825,19 +817,23 @@ class ServiceController:
         """Keep the load balancer as the records say. A proxy that restarted
         comes back with its config's weights and no targets: put back the
         weights in force and register the running tasks again."""
+        for kind in ("production", "test"):
+            for rule in self.rules_of(kind):
+                if self._wanted_weights(kind, self.current) is None:
+                    continue  # the deployment is setting weights itself right now
+                back = await self.router.weights(rule)
+                # Decided again after the read, right before the write: the
+                # deployment may have moved on (or started moving weights) meanwhile.
+                d = self.current
+                want = self._wanted_weights(kind, d)
+                if want is None or {k: back.get(k, 0) for k in want} == want:
+                    continue
+                self._note(d.id if d is not None and not d.final else None, "recovery",
+                           f"{rule} had {back} instead of {want} (load balancer restarted?): set again")
+                with contextlib.suppress(Superseded):  # the deployment wants other weights now: its own write goes on
+                    await self._set_weights_of(rule, want)
         d = self.current
         in_progress = d is not None and not d.final
-        wanted = m.wanted_weights(d)
-        green_group, blue_group = self.alternate, self.primary
-        for kind, pct in (wanted or {}).items():
-            b, g = weights(pct)
-            want = {blue_group: b, green_group: g}
-            for rule in self.rules_of(kind):
-                back = await self.router.weights(rule)
-                if {k: back.get(k, 0) for k in want} != want:
-                    self._note(d.id if in_progress and d else None, "recovery",
-                               f"{rule} had {back} instead of {want} (load balancer restarted?): set again")
-                    await self._set_weights_of(rule, want)
         for ts in list(self.sets.values()):
             # Only tasks registered before the read can be missing from it.
             registered = [t for t in ts.running() if t.task_id not in self._registering]
@@ -847,6 +843,14 @@ class ServiceController:
                 self._note(d.id if in_progress and d else None, "recovery",
                            f"{len(missing)} task(s) missing from {ts.group} (load balancer restarted?): registered")
                 await self.router.register(ts.group, [(t.host, t.port) for t in missing])
+
+    def _wanted_weights(self, kind: str, d: Deployment | None) -> dict[str, int] | None:
+        """By target group, the weights machine.wanted_weights wants on rules of `kind`."""
+        wanted = m.wanted_weights(d)
+        if wanted is None:
+            return None
+        b, g = weights(wanted[kind])
+        return {self.primary: b, self.alternate: g}
 
     def _evaluate(self, now: float) -> None:
         changed = False
