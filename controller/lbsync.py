@@ -1,13 +1,17 @@
-"""Writing weights to the load balancer: one writer per rule, latest wins.
+"""Load-balancer sync: the listener rules the service uses, the weights
+written to them, and the check that keeps the load balancer as the records
+say (a proxy that restarted comes back with its config's weights and no
+targets). Which weights should be in force is the machine's decision
+(machine.wanted_weights); this module reads, compares and writes.
 
-Two changes to one rule may be wanted at once: a rollback starts while the
-test shift's change is still being written. An admin call on its way
+Two changes to one rule may be wanted at once: a rollback starts while
+the test shift's change is still being written. An admin call on its way
 cannot be called back, and two calls in flight land in any order, so the
 rollback's weights could be overwritten by the older change once the
-rollback was done. Each rule has one writer instead: it writes the latest
-weights wanted, one call at a time, and a change wanted while another is
-in flight is written once that call returned. The caller of the replaced
-change hears `Superseded`.
+rollback was done. Each rule has one writer instead (WeightWriter): it
+writes the latest weights wanted, one call at a time, and a change wanted
+while another is in flight is written once that call returned. The caller
+of the replaced change hears `Superseded`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from shiftlab.controller import machine as m
 from shiftlab.controller.clock import Clock
-from shiftlab.controller.router import Router, RouterError
+from shiftlab.controller.router import Router, RouterError, target_id
+from shiftlab.controller.strategies import weights
+
+if TYPE_CHECKING:
+    from shiftlab.controller.service import ServiceController
+
+CHECK_INTERVAL = 1.0  # seconds between checks that the load balancer matches the records
 
 ATTEMPTS = 5  # set-and-read-back attempts for one change: one flaky admin call must not fail a deployment
 
@@ -106,3 +118,88 @@ class WeightWriter:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+class LoadBalancerSync:
+    """The service's rules and weights on the load balancer."""
+
+    def __init__(self, svc: ServiceController) -> None:
+        self.svc = svc
+        self.writer = WeightWriter(svc.router, svc.clock)
+        lb = svc.service.lb
+        self.production_rule = lb.advancedConfiguration.productionListenerRule
+        self.test_rules = list(lb.advancedConfiguration.testListenerRule)
+
+    async def resolve_rules(self) -> None:
+        """Rules may be named by id (`prod/default`) or by the RuleArn in the config."""
+        rules = await self.svc.router.rules()
+        by_arn = {arn: rid for rid, arn in rules.items() if arn}
+
+        def resolve(ref: str) -> str:
+            if ref in rules:
+                return ref
+            if ref in by_arn:
+                return by_arn[ref]
+            raise RouterError(f"no listener rule {ref!r} on the load balancer (rules: {', '.join(rules)})")
+
+        self.production_rule = resolve(self.production_rule)
+        self.test_rules = [resolve(r) for r in self.test_rules]
+
+    def rules_of(self, kind: str) -> list[str]:
+        if kind == "production":
+            return [self.production_rule]
+        if kind == "test":
+            return list(self.test_rules)
+        return [self.production_rule, *self.test_rules]
+
+    async def set_percent(self, kind: str, green_percent: float, green_group: str, blue_group: str) -> None:
+        blue_w, green_w = weights(green_percent)
+        await self.set_weights(kind, {blue_group: blue_w, green_group: green_w})
+
+    async def set_weights(self, kind: str, want: dict[str, int]) -> None:
+        for rule in self.rules_of(kind):
+            await self.writer.write(rule, want)
+
+    async def route_all_to(self, group: str) -> None:
+        a, b = self.svc.groups
+        await self.set_percent("all", 100.0, group, b if group == a else a)
+
+    def wanted(self, kind: str, d: m.Deployment | None) -> dict[str, int] | None:
+        """By target group, the weights machine.wanted_weights wants on rules of `kind`."""
+        wanted = m.wanted_weights(d)
+        if wanted is None:
+            return None
+        b, g = weights(wanted[kind])
+        return {self.svc.primary: b, self.svc.alternate: g}
+
+    async def check(self) -> None:
+        """Keep the load balancer as the records say. A proxy that restarted
+        comes back with its config's weights and no targets: put back the
+        weights in force and register the running tasks again."""
+        svc = self.svc
+        for kind in ("production", "test"):
+            for rule in self.rules_of(kind):
+                if self.wanted(kind, svc.current) is None:
+                    continue  # the deployment is setting weights itself right now
+                back = await svc.router.weights(rule)
+                # Decided again after the read, right before the write: the
+                # deployment may have moved on (or started moving weights) meanwhile.
+                d = svc.current
+                want = self.wanted(kind, d)
+                if want is None or {k: back.get(k, 0) for k in want} == want:
+                    continue
+                svc.note(d.id if d is not None and not d.final else None, "recovery",
+                         f"{rule} had {back} instead of {want} (load balancer restarted?): set again")
+                with contextlib.suppress(Superseded):  # the deployment wants other weights now: its own write goes on
+                    await self.writer.write(rule, want)
+        d = svc.current
+        in_progress = d is not None and not d.final
+        for ts in list(svc.sets.values()):
+            # Only tasks registered before the read can be missing from it.
+            registered = [t for t in ts.running() if t.task_id not in svc.scheduler.registering]
+            health = await svc.router.target_health(ts.group)
+            missing = [t for t in registered if target_id(t.host, t.port) not in health]
+            if missing:
+                svc.note(d.id if in_progress and d else None, "recovery",
+                         f"{len(missing)} task(s) missing from {ts.group} (load balancer restarted?): registered")
+                await svc.router.register(ts.group, [(t.host, t.port) for t in missing])

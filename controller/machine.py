@@ -2,7 +2,7 @@
 
 `step(deployment, event, now)` returns the new deployment record and the
 actions to carry out; it never sleeps, never does I/O, and reads time only
-from `now`. The driver (controller.driver) performs the actions and feeds
+from `now`. The driver (controller.runner) performs the actions and feeds
 their outcomes back as events. Tests read as playbooks: events in, actions
 and states out, with a clock they step by hand.
 

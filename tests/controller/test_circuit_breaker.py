@@ -18,9 +18,9 @@ from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING
 from shiftlab.controller.backends.fake import FakeBackend
 from shiftlab.controller.clock import FakeClock
-from shiftlab.controller.driver import ServiceController
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter, target_id
+from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
 from tests.controller.fakes import finished, run_until
 from tests.controller.support import config

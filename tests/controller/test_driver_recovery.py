@@ -16,9 +16,9 @@ from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING
 from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
 from shiftlab.controller.clock import FakeClock
-from shiftlab.controller.driver import ServiceController
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter
+from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
 from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
@@ -55,7 +55,7 @@ async def controllers(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Start]:
 
     yield start
     for ctl, records in started:
-        if not ctl._stopping:
+        if not ctl.stopping:
             await ctl.stop()
         records.close()
 
