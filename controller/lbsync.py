@@ -43,6 +43,7 @@ class _Rule:
     want: dict[str, int] | None = None
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    calls: int = 0  # set_weights calls made so far
 
 
 class WeightWriter:
@@ -50,6 +51,12 @@ class WeightWriter:
         self.router = router
         self.clock = clock
         self._rules: dict[str, _Rule] = {}
+
+    def writes(self, rule: str) -> tuple[int, bool]:
+        """How many calls changed `rule` so far, and whether a change is on its
+        way: a read of the rule taken while either moved may be stale."""
+        r = self._rules.get(rule)
+        return (0, False) if r is None else (r.calls, r.task is not None and not r.task.done())
 
     async def write(self, rule: str, want: dict[str, int]) -> None:
         """Until `want` is in force on `rule` (set, and read back). Raises
@@ -75,6 +82,7 @@ class WeightWriter:
             want = r.want
             assert want is not None
             try:
+                r.calls += 1
                 got = await self.router.set_weights(rule, want)
                 back = await self.router.weights(rule)
                 if r.want is not want:
@@ -181,7 +189,10 @@ class LoadBalancerSync:
             for rule in self.rules_of(kind):
                 if self.wanted(kind, svc.current) is None:
                     continue  # the deployment is setting weights itself right now
+                before = self.writer.writes(rule)
                 back = await svc.router.weights(rule)
+                if before[1] or self.writer.writes(rule) != before:
+                    continue  # weights were being written meanwhile: this read may be older than them
                 # Decided again after the read, right before the write: the
                 # deployment may have moved on (or started moving weights) meanwhile.
                 d = svc.current

@@ -6,6 +6,7 @@ load-balancer check put it back, and noted '(load balancer restarted?)'."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -82,3 +83,55 @@ async def test_a_rollback_s_weights_land_after_the_test_shift_it_overtook(stack)
     # The rollback's own change to test/default was written after the test shift's.
     to_test_default = [w["green"] for _, rule, w in router.applied if rule == "test/default"]
     assert to_test_default[-2:] == [1, 0]
+
+
+class HeldRouter(FakeRouter):
+    """A load balancer whose next read of a rule, once armed, waits for the test."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__({"prod/default": {"blue": 1, "green": 0}, "prod/test": {"blue": 1, "green": 0},
+                          "test/default": {"blue": 1, "green": 0}}, ["blue", "green"], clock=clock.now)
+        self.hold: tuple[str, asyncio.Event, asyncio.Event] | None = None  # rule, read started, release
+
+    async def weights(self, rule: str) -> dict[str, int]:
+        held = self.hold
+        back = await super().weights(rule)
+        if held is not None and held[0] == rule:
+            self.hold = None
+            held[1].set()
+            await held[2].wait()
+        return back
+
+
+async def test_the_load_balancer_check_decides_again_after_its_read(tmp_path: Path) -> None:
+    """The check read production weights (0% green) just before an approval
+    moved the deployment on to its canary step: it must not put its stale
+    answer back over the step's weights."""
+    clock = FakeClock()
+    router = HeldRouter(clock)
+    paused = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": 60},
+              "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]}
+    s = load_settings(config(tmp_path, paused))
+    records = Records(tmp_path / "records.sqlite")
+    ctl = ServiceController(s.controller_settings(), router, FakeBackend(clock=clock.now), records, clock=clock)
+    await ctl.start()
+    try:
+        d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+        await run_until(clock, lambda: ctl.current.hook is not None and ctl.current.hook.kind == "PAUSE",
+                        "waiting for approval")
+        read, release = asyncio.Event(), asyncio.Event()
+        router.hold = ("prod/default", read, release)
+        check = asyncio.create_task(ctl.lb.check())
+        await clock.settle()
+        assert read.is_set()  # the check holds production's old weights: 0% green
+        ctl.approve(d.id)
+        await run_until(clock, lambda: ctl.current.production_percent == 10, "the canary step in force")
+        release.set()
+        await check
+        await clock.advance(3)  # more checks
+        assert ctl.current.status == m.IN_PROGRESS and ctl.current.production_percent == 10
+        assert (await router.weights("prod/default"))["green"] > 0
+        assert [e["message"] for e in records.events(None) if "load balancer restarted?" in e["message"]] == []
+    finally:
+        await ctl.stop()
+        records.close()
