@@ -19,9 +19,9 @@ from aiohttp import web
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.common.netsafety import bearer_middleware, browser_guard
 from shiftlab.controller.config import DeploymentConfiguration, TaskDefinitionSpec
-from shiftlab.controller.driver import DeploymentConflict, ServiceController
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.router import RouterError
+from shiftlab.controller.service import DeploymentConflict, ServiceController
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open

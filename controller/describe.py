@@ -13,7 +13,8 @@ from shiftlab.controller.machine import Deployment
 from shiftlab.controller.router import target_id
 
 if TYPE_CHECKING:
-    from shiftlab.controller.driver import ServiceController, TaskSet
+    from shiftlab.controller.scheduler import TaskSet
+    from shiftlab.controller.service import ServiceController
 
 ACCOUNT = "arn:aws:ecs:local:000000000000"
 

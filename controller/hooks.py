@@ -3,7 +3,8 @@ command (`command:...`: the payload on stdin, the answer on stdout, as a
 Lambda function would take and return them).
 
 Whatever goes wrong becomes an answer the state machine understands: a
-FAILED status with the reason, never an exception.
+FAILED status with the reason, never an exception. A call's time limit is
+kept on the controller's clock (an HTTP hook's socket timeouts also apply).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from shiftlab.controller.clock import Clock, RealClock, wait_for
 from shiftlab.controller.machine import HookAnswer
 
 STATUSES = ("SUCCEEDED", "FAILED", "IN_PROGRESS")
@@ -60,21 +62,26 @@ def _clip(raw: str | bytes) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
-async def call_url(session: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float) -> HookAnswer:
+async def call_url(session: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float,
+                   clock: Clock | None = None) -> HookAnswer:
     eid = body["executionId"]
-    try:
+
+    async def post() -> tuple[int, bytes]:
         async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            text = await resp.read()
-            if not 200 <= resp.status < 300:
-                return HookAnswer(eid, "FAILED", error=f"{url} answered HTTP {resp.status}")
-            return parse_answer(eid, text)
+            return resp.status, await resp.read()
+
+    try:
+        status, text = await wait_for(clock or RealClock(), post(), timeout)
+        if not 200 <= status < 300:
+            return HookAnswer(eid, "FAILED", error=f"{url} answered HTTP {status}")
+        return parse_answer(eid, text)
     except TimeoutError:
         return HookAnswer(eid, "FAILED", error=f"{url} did not answer within {timeout:g} s")
     except aiohttp.ClientError as exc:
         return HookAnswer(eid, "FAILED", error=f"{url}: {exc}")
 
 
-async def call_command(command: str, body: dict[str, Any], timeout: float) -> HookAnswer:
+async def call_command(command: str, body: dict[str, Any], timeout: float, clock: Clock | None = None) -> HookAnswer:
     eid = body["executionId"]
     argv = shlex.split(command.removeprefix("command:"))
     if argv and argv[0] == "{python}":
@@ -87,7 +94,7 @@ async def call_command(command: str, body: dict[str, Any], timeout: float) -> Ho
     except OSError as exc:
         return HookAnswer(eid, "FAILED", error=f"cannot run {argv[0] if argv else command!r}: {exc.strerror}")
     try:
-        out, err = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()), timeout)
+        out, err = await wait_for(clock or RealClock(), proc.communicate(json.dumps(body).encode()), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -98,10 +105,11 @@ async def call_command(command: str, body: dict[str, Any], timeout: float) -> Ho
     return parse_answer(eid, out)
 
 
-async def invoke(session: aiohttp.ClientSession, target: str, body: dict[str, Any], timeout: float) -> HookAnswer:
+async def invoke(session: aiohttp.ClientSession, target: str, body: dict[str, Any], timeout: float,
+                 clock: Clock | None = None) -> HookAnswer:
     if target.startswith("command:"):
-        return await call_command(target, body, timeout)
+        return await call_command(target, body, timeout, clock)
     if target.startswith(("http://", "https://")):
-        return await call_url(session, target, body, timeout)
+        return await call_url(session, target, body, timeout, clock)
     return HookAnswer(body["executionId"], "FAILED",
                       error=f"hookTargetArn {target!r}: shiftlab calls http(s) URLs and command: hooks, not AWS ARNs")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -138,9 +139,12 @@ class FakeRouter:
     """In-memory load balancer state with the Router contract.
 
     Targets become healthy on registration unless listed in `unhealthy`;
-    `fail_next` makes the next calls raise, to rehearse an unreachable proxy."""
+    `fail_next` makes the next calls raise, to rehearse an unreachable proxy.
+    `clock` stamps the stats snapshots (a test's fake clock)."""
 
-    def __init__(self, rules: dict[str, dict[str, int]], groups: list[str]) -> None:
+    def __init__(self, rules: dict[str, dict[str, int]], groups: list[str],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._rules = {r: dict(w) for r, w in rules.items()}
         self._groups: dict[str, dict[str, str]] = {g: {} for g in groups}
         self.unhealthy: set[str] = set()
@@ -203,7 +207,7 @@ class FakeRouter:
             c["HealthyHostCount"] = sum(1 for s in targets.values() if s == "healthy")
             c["UnHealthyHostCount"] = sum(1 for s in targets.values() if s == "unhealthy")
             groups[name] = c
-        return {"timestamp": time.time(), "loadBalancer": "fake", "responseTimeBuckets": [],
+        return {"timestamp": self._clock(), "loadBalancer": "fake", "responseTimeBuckets": [],
                 "targetGroups": groups, "total": {}}
 
     async def rules(self) -> dict[str, str | None]:

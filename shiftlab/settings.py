@@ -20,8 +20,8 @@ from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
 from shiftlab.controller.backends.docker import DockerOptions
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
-from shiftlab.controller.driver import ControllerSettings
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
+from shiftlab.controller.service import ControllerSettings
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")

@@ -22,9 +22,9 @@ from shiftlab.common.netsafety import serve_app, strong_token
 from shiftlab.controller.api import make_api_app
 from shiftlab.controller.backends.base import Backend
 from shiftlab.controller.config import DockerRuntime
-from shiftlab.controller.driver import ServiceController
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import HttpRouter, RouterError
+from shiftlab.controller.service import ServiceController
 from shiftlab.proxy.app import Proxy
 from shiftlab.proxy.config import LoadBalancer
 from shiftlab.settings import Settings

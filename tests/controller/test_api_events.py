@@ -19,7 +19,7 @@ def _note_many(stack: Any, count: int) -> list[int]:
     ctl = stack.controller
     first = ctl.records.events(newest=True, limit=1)[0]["seq"]
     for i in range(count):
-        ctl._note(None, "test", f"event {i}")
+        ctl.note(None, "test", f"event {i}")
     return [e["seq"] for e in ctl.records.events(after=first, limit=count + 1)]
 
 

@@ -2,7 +2,9 @@
 green tasks that fail to start, exit, or that the load balancer reports
 unhealthy are counted (each once), stopped and replaced, during SCALE_UP
 and after it, for blue/green strategies and ROLLING alike; at the threshold
-the deployment rolls back (or stops, without rollback)."""
+the deployment rolls back (or stops, without rollback). The controller runs
+on a fake clock the tests step: start timeouts and the grace period are
+reached in fake seconds."""
 
 from __future__ import annotations
 
@@ -15,20 +17,21 @@ import pytest
 from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING
 from shiftlab.controller.backends.fake import FakeBackend
-from shiftlab.controller.driver import ServiceController
+from shiftlab.controller.clock import FakeClock
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter, target_id
+from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
+from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
-from tests.helpers import eventually
 
 
 class Router(FakeRouter):
     """FakeRouter whose green targets can fail their health checks."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         super().__init__({"prod/default": {"blue": 1, "green": 0}, "prod/test": {"green": 1},
-                          "test/default": {"blue": 1, "green": 0}}, ["blue", "green"])
+                          "test/default": {"blue": 1, "green": 0}}, ["blue", "green"], clock=clock.now)
         self.sick_green = False  # targets registered in green from now on come up unhealthy
 
     async def register(self, group: str, targets: list[tuple[str, int]]) -> None:
@@ -45,7 +48,12 @@ Factory = Callable[..., Any]
 
 
 @pytest.fixture
-async def controller(tmp_path: Path) -> AsyncIterator[Factory]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def controller(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Factory]:
     made: list[tuple[ServiceController, Records]] = []
 
     async def make(deployment: dict[str, Any], desired: int = 2, start_timeout: float = 60.0,
@@ -54,9 +62,9 @@ async def controller(tmp_path: Path) -> AsyncIterator[Factory]:
         data["controller"]["taskStartTimeoutSeconds"] = start_timeout
         data["service"].update(service)
         s = load_settings(data)
-        router, backend = Router(), FakeBackend()
+        router, backend = Router(clock), FakeBackend(clock=clock.now)
         records = Records(tmp_path / f"records-{len(made)}.sqlite")
-        ctl = ServiceController(s.controller_settings(), router, backend, records)
+        ctl = ServiceController(s.controller_settings(), router, backend, records, clock=clock)
         made.append((ctl, records))
         await ctl.start()
         return ctl, backend, router
@@ -78,12 +86,12 @@ def running(backend: FakeBackend, colour: str) -> set[str]:
     return {t.task_id for t in backend.world.tasks.values() if t.colour == colour and t.state == RUNNING}
 
 
-async def test_unhealthy_green_is_counted_and_replaced_during_scale_up(controller) -> None:
+async def test_unhealthy_green_is_counted_and_replaced_during_scale_up(controller, clock) -> None:
     ctl, backend, router = await controller(breaker(strategy="LINEAR"), start_timeout=600)
     blue = running(backend, "blue")
     router.sick_green = True
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
     assert final.circuit_breaker_status == "TRIGGERED"
     assert final.failure_count == 3 == len(set(final.failed_tasks))
@@ -95,12 +103,12 @@ async def test_unhealthy_green_is_counted_and_replaced_during_scale_up(controlle
     assert running(backend, "blue") == blue
 
 
-async def test_without_rollback_the_breaker_stops_the_deployment_where_traffic_is(controller) -> None:
+async def test_without_rollback_the_breaker_stops_the_deployment_where_traffic_is(controller, clock) -> None:
     ctl, backend, router = await controller(breaker(rollback=False, strategy="LINEAR"), start_timeout=600)
     blue = running(backend, "blue")
     router.sick_green = True
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.STOPPED, final.status_reason
     assert final.circuit_breaker_status == "TRIGGERED" and final.failure_count == 3
     assert final.rollback is None
@@ -108,78 +116,78 @@ async def test_without_rollback_the_breaker_stops_the_deployment_where_traffic_i
     assert running(backend, "blue") == blue
 
 
-async def test_green_turning_unhealthy_after_scale_up_is_counted_once_and_replaced(controller) -> None:
+async def test_green_turning_unhealthy_after_scale_up_is_counted_once_and_replaced(controller, clock) -> None:
     ctl, backend, router = await controller(breaker(**CANARY))
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    await eventually(lambda: ctl.current.production_percent == 50, timeout=10, what="the canary bake")
+    await run_until(clock, lambda: ctl.current.production_percent == 50, "the canary bake", within=10)
     green = ctl.sets["green"]
     victim = next(iter(green.tasks.values()))
     router.turn_unhealthy("green", target_id(victim.host, victim.port))
-    await eventually(lambda: victim.task_id not in green.tasks and len(green.running()) == 2, timeout=10,
-                     what="the unhealthy task replaced")
+    await run_until(clock, lambda: victim.task_id not in green.tasks and len(green.running()) == 2,
+                    "the unhealthy task replaced", within=10)
     assert backend.world.tasks[victim.task_id].state != RUNNING
     assert ctl.current.failed_tasks == [victim.task_id] and ctl.current.failure_count == 1
     assert ctl.current.status == m.IN_PROGRESS
     # Two more, one of them the replacement: the threshold (3) is reached.
     for t in list(green.running()):
         router.turn_unhealthy("green", target_id(t.host, t.port))
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
     assert final.circuit_breaker_status == "TRIGGERED" and final.failure_count == 3
     assert await router.weights("prod/default") == {"blue": 1, "green": 0}
 
 
-async def test_a_failed_replacement_of_an_exited_green_task_counts_too(controller) -> None:
+async def test_a_failed_replacement_of_an_exited_green_task_counts_too(controller, clock) -> None:
     ctl, backend, _ = await controller(breaker(**CANARY))
     ctl.create_deployment({"env": {"GREETING": "v2"}})
-    await eventually(lambda: ctl.current.production_percent == 50, timeout=10, what="the canary bake")
+    await run_until(clock, lambda: ctl.current.production_percent == 50, "the canary bake", within=10)
     exited = next(iter(ctl.sets["green"].tasks))
     backend.fail_next_starts(1)  # its replacement exits at once
     backend.exit_task(exited)
-    await eventually(lambda: ctl.current.failure_count == 2, timeout=10, what="both failures counted")
-    await eventually(lambda: len(ctl.sets["green"].running()) == 2, timeout=10, what="green back to 2")
+    await run_until(clock, lambda: ctl.current.failure_count == 2, "both failures counted", within=10)
+    await run_until(clock, lambda: len(ctl.sets["green"].running()) == 2, "green back to 2", within=10)
     assert ctl.current.failed_tasks[0] == exited and ctl.current.status == m.IN_PROGRESS
 
 
 ROLLING_ONE_AT_A_TIME = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 150}
 
 
-async def test_rolling_replaces_failed_starts_below_the_threshold(controller) -> None:
+async def test_rolling_replaces_failed_starts_below_the_threshold(controller, clock) -> None:
     ctl, backend, _ = await controller(breaker(**ROLLING_ONE_AT_A_TIME))
     backend.fail_next_starts(2)
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.SUCCESSFUL, final.status_reason
     assert final.failure_count == 2 and final.circuit_breaker_status == "MONITORING"
     assert len(running(backend, "green")) == 2 and running(backend, "blue") == set()
 
 
-async def test_rolling_trips_the_breaker_at_the_threshold_and_restores_blue(controller) -> None:
+async def test_rolling_trips_the_breaker_at_the_threshold_and_restores_blue(controller, clock) -> None:
     ctl, backend, _ = await controller(breaker(**ROLLING_ONE_AT_A_TIME), start_timeout=600)
     blue = running(backend, "blue")
     backend.fail_next_starts(5)
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
     assert final.circuit_breaker_status == "TRIGGERED" and final.failure_count == 3
     assert running(backend, "blue") == blue and running(backend, "green") == set()
 
 
-async def test_rolling_with_unhealthy_new_tasks_trips_the_breaker(controller) -> None:
+async def test_rolling_with_unhealthy_new_tasks_trips_the_breaker(controller, clock) -> None:
     ctl, backend, router = await controller(breaker(rollback=False, **ROLLING_ONE_AT_A_TIME), start_timeout=600)
     router.sick_green = True
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.STOPPED, final.status_reason
     assert final.circuit_breaker_status == "TRIGGERED" and final.failure_count == 3
     assert len(running(backend, "blue")) == 2  # minimumHealthyPercent 100: no blue task went
 
 
-async def test_with_the_breaker_disabled_failures_are_counted_and_the_start_timeout_applies(controller) -> None:
+async def test_with_the_breaker_disabled_failures_are_counted_and_the_start_timeout_applies(controller, clock) -> None:
     ctl, backend, router = await controller({"strategy": "LINEAR"}, start_timeout=1)
     router.sick_green = True
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.ROLLBACK_SUCCESSFUL
     assert "not healthy within 1 s" in (final.status_reason or "")
     assert final.circuit_breaker_status == "DISABLED"
@@ -187,13 +195,13 @@ async def test_with_the_breaker_disabled_failures_are_counted_and_the_start_time
     assert running(backend, "green") == set()
 
 
-async def test_unhealthy_checks_within_the_grace_period_are_not_counted(controller) -> None:
+async def test_unhealthy_checks_within_the_grace_period_are_not_counted(controller, clock) -> None:
     # healthCheckGracePeriodSeconds 600 at timeScale 60: 10 s, longer than the 1 s start timeout.
     ctl, backend, router = await controller(breaker(strategy="LINEAR"), start_timeout=1,
                                             healthCheckGracePeriodSeconds=600)
     router.sick_green = True
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.ROLLBACK_SUCCESSFUL
     assert "not healthy within 1 s" in (final.status_reason or "")
     assert final.failure_count == 0 and final.circuit_breaker_status == "MONITORING"

@@ -1,7 +1,8 @@
 """The driver's ROLLING rollback and its restarts, on the in-memory load
-balancer and backend: a rollback whose blue never comes back, a controller
-that stopped between recording SUCCESSFUL and promoting the revision, and
-restarts in the middle of a ROLLING deployment."""
+balancer and backend and a fake clock the tests step: a rollback whose blue
+never comes back, a controller that stopped between recording SUCCESSFUL
+and promoting the revision, and restarts in the middle of a ROLLING
+deployment."""
 
 from __future__ import annotations
 
@@ -14,24 +15,30 @@ import pytest
 from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING
 from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
-from shiftlab.controller.driver import ServiceController
+from shiftlab.controller.clock import FakeClock
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter
+from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
+from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
-from tests.helpers import eventually
 
 RULES = ("prod/default", "prod/test", "test/default")
 Start = Callable[..., Any]
 
 
 @pytest.fixture
-async def controllers(tmp_path: Path) -> AsyncIterator[Start]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def controllers(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Start]:
     """Start controllers one after the other on one world of tasks, one load
-    balancer and one records file, as a restarted controller finds them."""
+    balancer, one records file and one clock, as a restarted controller finds them."""
     world = FakeWorld()
     router = FakeRouter({"prod/default": {"blue": 1, "green": 0}, "prod/test": {"blue": 1, "green": 0},
-                         "test/default": {"blue": 1, "green": 0}}, ["blue", "green"])
+                         "test/default": {"blue": 1, "green": 0}}, ["blue", "green"], clock=clock.now)
     started: list[tuple[ServiceController, Records]] = []
 
     async def start(deployment: dict[str, Any], desired: int = 2, **runtime: Any) -> ServiceController:
@@ -40,7 +47,7 @@ async def controllers(tmp_path: Path) -> AsyncIterator[Start]:
         s = load_settings(data)
         records = Records(tmp_path / "records.sqlite")
         ctl = ServiceController(s.controller_settings(),
-                                router, FakeBackend(world), records)
+                                router, FakeBackend(world, clock=clock.now), records, clock=clock)
         ctl.world, ctl.fake_router = world, router  # type: ignore[attr-defined]
         await ctl.start()
         started.append((ctl, records))
@@ -48,7 +55,7 @@ async def controllers(tmp_path: Path) -> AsyncIterator[Start]:
 
     yield start
     for ctl, records in started:
-        if not ctl._stopping:
+        if not ctl.stopping:
             await ctl.stop()
         records.close()
 
@@ -73,14 +80,15 @@ ROLLING_BAKE = {"strategy": "ROLLING", "bakeTimeInMinutes": 10, "minimumHealthyP
                 "maximumPercent": 200}
 
 
-async def test_rolling_rollback_whose_blue_never_gets_healthy_fails_and_leaves_green_serving(controllers) -> None:
+async def test_rolling_rollback_whose_blue_never_gets_healthy_fails_and_leaves_green_serving(controllers,
+                                                                                            clock) -> None:
     ctl = await controllers(ROLLING_BAKE, taskStartTimeoutSeconds=1)
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    await eventually(lambda: ctl.current.stage == m.BAKE_TIME, timeout=10, what="BAKE_TIME")
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=10)
     assert not ctl.sets["blue"].running() and len(ctl.sets["green"].running()) == 2
     ctl.backend.fail_next_starts(10)  # blue's revision cannot start any more
     ctl.stop_deployment(d.id, rollback=True)
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.ROLLBACK_FAILED, final.status_reason
     assert "blue (revision 1) did not get back to 2 healthy tasks" in (final.status_reason or "")
     assert "green left running" in (final.status_reason or "")
@@ -88,8 +96,7 @@ async def test_rolling_rollback_whose_blue_never_gets_healthy_fails_and_leaves_g
     assert len(ctl.sets["green"].running()) == 2
     assert await weights(ctl) == [{"blue": 0, "green": 2}] * 3
     # The load balancer check (1 s) does not move traffic to the empty blue group either.
-    check = ctl.clock.now()
-    await eventually(lambda: ctl.clock.now() > check + 1.5, timeout=5, what="a load balancer check")
+    await clock.advance(1.5)
     assert await weights(ctl) == [{"blue": 0, "green": 2}] * 3
 
 
@@ -98,17 +105,17 @@ def colour_starts(ctl: ServiceController, colour: str) -> int:
     return sum(1 for t in world.tasks.values() if t.colour == colour)
 
 
-async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers) -> None:
+async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers, clock) -> None:
     one_at_a_time = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125}
     ctl = await controllers(one_at_a_time, desired=4)
     backend: FakeBackend = ctl.backend  # type: ignore[assignment]
     first = backend.hold_starts()
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    await eventually(lambda: backend.starts_waiting == 1, timeout=5, what="the first green start")
+    await run_until(clock, lambda: backend.starts_waiting == 1, "the first green start", within=5)
     backend.hold_starts()  # the next start waits on a gate nobody opens
     first.set()
-    await eventually(lambda: backend.starts_waiting == 1 and ctl.current.production_percent > 0, timeout=5,
-                     what="the first green task serving, the second one starting")
+    await run_until(clock, lambda: backend.starts_waiting == 1 and ctl.current.production_percent > 0,
+                    "the first green task serving, the second one starting", within=5)
     assert (len(ctl.sets["blue"].running()), len(ctl.sets["green"].running())) == (3, 1)
     green_first = running(ctl, "green")
     router: FakeRouter = ctl.fake_router  # type: ignore[attr-defined]
@@ -121,7 +128,7 @@ async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers) -
     after_restart = router.history[before_restart:]
     assert after_restart[:3] == [(r, {"blue": 3, "green": 1}) for r in RULES], after_restart[:3]
     assert colour_starts(again, "blue") == 4
-    final = await again.wait_finished(d.id, timeout=15)
+    final = await finished(again, clock, d.id, within=15)
     assert final.status == m.SUCCESSFUL, final.status_reason
     assert any("controller restarted during SCALE_UP" in e["message"] for e in again.records.events(d.id))
     assert running(again, "blue") == [] and len(running(again, "green")) == 4
@@ -131,11 +138,11 @@ async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers) -
     assert all(w["blue"] == 0 and w["green"] > 0 for w in await weights(again))
 
 
-async def test_restart_in_rolling_bake_time_keeps_green_and_its_weights(controllers) -> None:
+async def test_restart_in_rolling_bake_time_keeps_green_and_its_weights(controllers, clock) -> None:
     cfg = {**ROLLING_BAKE, "bakeTimeInMinutes": 2}
     ctl = await controllers(cfg)
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    await eventually(lambda: ctl.current.stage == m.BAKE_TIME, timeout=10, what="BAKE_TIME")
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=10)
     green = running(ctl, "green")
     await crash(ctl)
 
@@ -143,17 +150,17 @@ async def test_restart_in_rolling_bake_time_keeps_green_and_its_weights(controll
     # Right after the restart: no old task came back, traffic on the green tasks.
     assert colour_starts(again, "blue") == 2 and running(again, "blue") == []
     assert await weights(again) == [{"blue": 0, "green": 2}] * 3
-    final = await again.wait_finished(d.id, timeout=10)
+    final = await finished(again, clock, d.id, within=10)
     assert final.status == m.SUCCESSFUL, final.status_reason
     assert running(again) == green
     assert again.primary == "green"
 
 
 @pytest.mark.parametrize("strategy", [{"strategy": "BLUE_GREEN"}, {"strategy": "ROLLING"}])
-async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, strategy) -> None:
+async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, clock, strategy) -> None:
     ctl = await controllers(strategy)
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-    final = await ctl.wait_finished(d.id, timeout=10)
+    final = await finished(ctl, clock, d.id, within=10)
     assert final.status == m.SUCCESSFUL
     green = running(ctl)
     assert len(green) == 2 and running(ctl, "blue") == []
@@ -175,7 +182,7 @@ async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, s
     # And the next deployment starts from the promoted revision.
     nxt = again.create_deployment({"env": {"GREETING": "v3"}})
     assert nxt.source_revision == final.target_revision
-    assert (await again.wait_finished(nxt.id, timeout=10)).status == m.SUCCESSFUL
+    assert (await finished(again, clock, nxt.id, within=10)).status == m.SUCCESSFUL
 
 
 async def test_a_stack_opens_its_listeners_once_the_controller_has_placed_its_tasks(tmp_path: Path) -> None:

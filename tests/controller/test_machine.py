@@ -326,6 +326,78 @@ def test_circuit_breaker_counts_unhealthy_green_after_scale_up() -> None:
     assert p.d.circuit_breaker_status == "TRIGGERED" and p.d.failure_count == 3
 
 
+BREAKER_CANARY = {"strategy": "CANARY", "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+
+
+def test_an_unhealthy_green_task_is_replaced_and_counted_once() -> None:
+    p = Playbook(BREAKER_CANARY, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    assert p.d.stage == m.SCALE_UP
+    assert p.send(m.TaskUnhealthy("t1", started_at=T0)) == [m.ReplaceTask("t1", "failed target group health checks")]
+    assert p.d.failed_tasks == ["t1"] and p.d.failure_count == 1
+    assert p.notes("task") == ["green task t1 failed (failed target group health checks); circuit breaker 1/3"]
+    # Reported again before the driver replaced it: neither replaced nor counted twice.
+    assert p.send(m.TaskUnhealthy("t1", started_at=T0)) == []
+    assert p.send(m.TaskFailed("t1", "Essential container in task exited")) == []
+    assert p.d.failure_count == 1
+
+
+@pytest.mark.parametrize(("grace", "age", "replaced"), [
+    (0, 0.0, True),  # no grace period
+    (600, 9.9, False),  # 600 AWS seconds at timeScale 60: 10 s
+    (600, 10.0, True),
+    (60, 0.5, False),
+    (60, 1.0, True),
+])
+def test_unhealthy_checks_within_the_grace_period_are_ignored(grace: int, age: float, replaced: bool) -> None:
+    p = Playbook(BREAKER_CANARY, test_rules=False)
+    p.start_to_traffic()
+    p.now += age
+    actions = p.send(m.TaskUnhealthy("t1", started_at=p.now - age, grace_period_seconds=grace))
+    assert actions == ([m.ReplaceTask("t1", "failed target group health checks")] if replaced else [])
+    assert p.d.failure_count == (1 if replaced else 0)
+
+
+def test_an_unhealthy_task_whose_start_time_is_unknown_has_no_grace() -> None:
+    p = Playbook(BREAKER_CANARY, test_rules=False)
+    p.start_to_traffic()
+    assert p.send(m.TaskUnhealthy("t1", started_at=None, grace_period_seconds=600)) == [
+        m.ReplaceTask("t1", "failed target group health checks")]
+
+
+def test_unhealthy_tasks_trip_the_breaker_at_the_threshold() -> None:
+    p = Playbook(BREAKER_CANARY, test_rules=False)
+    p.start_to_traffic()
+    p.send(applied("production", 5))
+    assert p.send(m.TaskUnhealthy("t1", T0)) == [m.ReplaceTask("t1", "failed target group health checks")]
+    assert p.send(m.TaskUnhealthy("t2", T0)) == [m.ReplaceTask("t2", "failed target group health checks")]
+    assert p.send(m.TaskUnhealthy("t3", T0)) == [m.ReplaceTask("t3", "failed target group health checks"),
+                                                  m.SetWeights("all", 0.0)]
+    assert p.d.circuit_breaker_status == "TRIGGERED" and p.d.status == m.ROLLBACK_IN_PROGRESS
+    # Rolling back: green is on its way out, nothing more is replaced or counted.
+    assert p.send(m.TaskUnhealthy("t4", T0)) == []
+    assert p.d.failure_count == 3
+
+
+def test_unhealthy_green_is_replaced_in_clean_up_without_counting() -> None:
+    p = run_until(m.CLEAN_UP, {**RECOVERY, **BREAKER_CANARY})
+    assert p.send(m.TaskUnhealthy("t1", T0)) == [m.ReplaceTask("t1", "failed target group health checks")]
+    assert p.d.failure_count == 0 and p.d.status == m.IN_PROGRESS
+
+
+@pytest.mark.parametrize("stage", [None, m.RECONCILE_SERVICE, m.PRE_SCALE_UP])
+def test_unhealthy_tasks_before_scale_up_are_not_green_s(stage: str | None) -> None:
+    p = Playbook({**BREAKER_CANARY, "lifecycleHooks": [{"hookTargetArn": "http://127.0.0.1:1/h",
+                                                        "lifecycleStages": ["PRE_SCALE_UP"]}]})
+    if stage is not None:
+        p.send(m.Start())
+    if stage == m.PRE_SCALE_UP:
+        p.send(m.Reconciled())
+    assert p.d.stage == stage
+    assert p.send(m.TaskUnhealthy("t1", T0)) == [] and p.d.failure_count == 0
+
+
 def test_rolling_circuit_breaker_rolls_back_by_restoring_blue() -> None:
     p = Playbook({"strategy": "ROLLING", "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
                  test_rules=False)

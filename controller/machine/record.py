@@ -1,0 +1,144 @@
+"""The deployment record: its stages, states and waits, and the Deployment
+the machine changes and the records store (as JSON: `to_dict`/`from_dict`;
+records written by earlier versions must still load)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.strategies import Step, plan
+
+# Lifecycle stages, in order.
+RECONCILE_SERVICE = "RECONCILE_SERVICE"
+PRE_SCALE_UP = "PRE_SCALE_UP"
+SCALE_UP = "SCALE_UP"
+POST_SCALE_UP = "POST_SCALE_UP"
+TEST_TRAFFIC_SHIFT = "TEST_TRAFFIC_SHIFT"
+POST_TEST_TRAFFIC_SHIFT = "POST_TEST_TRAFFIC_SHIFT"
+PRE_PRODUCTION_TRAFFIC_SHIFT = "PRE_PRODUCTION_TRAFFIC_SHIFT"
+PRODUCTION_TRAFFIC_SHIFT = "PRODUCTION_TRAFFIC_SHIFT"
+POST_PRODUCTION_TRAFFIC_SHIFT = "POST_PRODUCTION_TRAFFIC_SHIFT"
+BAKE_TIME = "BAKE_TIME"
+CLEAN_UP = "CLEAN_UP"
+
+# Deployment states.
+PENDING = "PENDING"
+IN_PROGRESS = "IN_PROGRESS"
+SUCCESSFUL = "SUCCESSFUL"
+STOP_REQUESTED = "STOP_REQUESTED"
+STOPPED = "STOPPED"
+ROLLBACK_REQUESTED = "ROLLBACK_REQUESTED"
+ROLLBACK_IN_PROGRESS = "ROLLBACK_IN_PROGRESS"
+ROLLBACK_SUCCESSFUL = "ROLLBACK_SUCCESSFUL"
+ROLLBACK_FAILED = "ROLLBACK_FAILED"
+FINAL = (SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED)
+
+# What the deployment waits for (Deployment.waiting).
+W_SCALE = "scale_up"
+W_ROLLING = "rolling"
+W_WEIGHTS = "weights"
+W_HOOK = "hook"
+W_BAKE = "bake"
+W_STOP = "stop_tasks"
+W_RECONCILE = "reconcile"
+
+
+@dataclass
+class HookRun:
+    hook_index: int
+    stage: str
+    execution_id: str
+    kind: str
+    started_at: float
+    attempts: int = 0
+    status: str = "IN_PROGRESS"
+    details: Any = None
+    next_call_at: float | None = None
+    timeout_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Deployment:
+    id: str
+    service: str
+    config: dict[str, Any]  # DeploymentConfiguration as given (camelCase)
+    time_scale: float
+    desired_count: int
+    source_revision: str
+    target_revision: str
+    created_at: float
+    has_test_rules: bool = True
+    status: str = PENDING
+    status_reason: str | None = None
+    stage: str | None = None
+    stage_started_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    stopped_at: float | None = None
+    updated_at: float | None = None
+    version: int = 0  # bumped by every step: lets a reader drop a snapshot older than one it has
+    waiting: str | None = None
+    wake_at: float | None = None
+    step_index: int = 0
+    production_percent: float = 0.0  # green share verified in force
+    test_percent: float = 0.0
+    requested_production_percent: float = 0.0
+    requested_test_percent: float = 0.0
+    monitoring: bool = False
+    ignored_alarms: list[str] = field(default_factory=list)
+    triggered_alarms: list[str] = field(default_factory=list)
+    alarm_states: dict[str, str] = field(default_factory=dict)
+    rollback: dict[str, Any] | None = None
+    failure_count: int = 0
+    failed_tasks: list[str] = field(default_factory=list)  # counted by the circuit breaker, each once
+    circuit_breaker_status: str = "DISABLED"
+    pending_hooks: list[int] = field(default_factory=list)
+    hook: HookRun | None = None
+    hook_runs: list[HookRun] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # timeline: stage, started, ended
+
+    @cached_property
+    def dc(self) -> DeploymentConfiguration:
+        return DeploymentConfiguration.model_validate(self.config)
+
+    @cached_property
+    def steps(self) -> list[Step]:
+        return plan(self.dc)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def rolling_back(self) -> bool:
+        return self.status in (ROLLBACK_REQUESTED, ROLLBACK_IN_PROGRESS)
+
+    @property
+    def threshold(self) -> int:
+        """ECS's circuit-breaker threshold: clamp(ceil(0.5 x desiredCount), 3, 200)."""
+        return min(max(math.ceil(0.5 * self.desired_count), 3), 200)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Deployment:
+        data = dict(data)
+        hook = data.pop("hook", None)
+        runs = data.pop("hook_runs", [])
+        d = cls(**data)
+        d.hook = HookRun(**hook) if hook else None
+        d.hook_runs = [HookRun(**r) for r in runs]
+        return d
+
+
+def minutes(d: Deployment, m: float) -> float:
+    """AWS minutes as seconds of this rehearsal's clock."""
+    return m * 60.0 / d.time_scale
