@@ -55,11 +55,9 @@ from typing import Any, TypeVar
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import is_loopback
 from shiftlab.controller.backends.base import (
-    ESSENTIAL_CONTAINER_EXITED,
     PENDING,
     PROVISIONING,
     PYTHON_PLACEHOLDER,
-    REASON_EXITED,
     REASON_USER,
     RUNNING,
     STOPPED,
@@ -71,6 +69,7 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
     notify,
 )
+from shiftlab.controller.backends.lifecycle import Lifecycle
 from shiftlab.controller.config import (
     DockerRuntime,
     cpus_problem,
@@ -100,7 +99,6 @@ API_TIMEOUT_SECONDS = 60.0  # one engine call (a pull has its own stall timeout)
 PING_TIMEOUT_SECONDS = 5.0
 LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
 REASON_UNHEALTHY = "Task failed container health checks"
-REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
 SCHEDULER_INITIATED = "ServiceSchedulerInitiated"  # ECS's stopCode when it replaces an unhealthy task
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -318,10 +316,6 @@ def parse_docker_time(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(m.group(1) + frac + zone).timestamp()
 
 
-def exit_reason(oom_killed: bool, detail: str = "") -> str:
-    return REASON_EXITED + (f" ({REASON_OOM})" if oom_killed else "") + detail
-
-
 # -- the backend ----------------------------------------------------------------------------------
 
 
@@ -339,7 +333,10 @@ class _Entry:
     health_changed: asyncio.Event = field(default_factory=asyncio.Event)
     stopper: asyncio.Task[None] | None = None
     finisher: asyncio.Task[None] | None = None
-    stop_request: tuple[str, str] | None = None  # (stopCode, reason) once we asked it to stop
+    life: Lifecycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.life = Lifecycle(self.task)
 
 
 class DockerBackend:
@@ -410,7 +407,7 @@ class DockerBackend:
         try:
             await self._call(container.start)
             task.started_at = time.time()
-            self._change(entry, PENDING)
+            self._move(entry, PENDING)
             attrs = await self._inspect(entry)
             if attrs is not None:
                 self._learn(entry, attrs)
@@ -423,11 +420,13 @@ class DockerBackend:
             await self._remove(entry)
             return self._failed_to_start(entry, f"CannotStartContainerError: {_engine_error(exc)}")
         if ready:
-            self._change(entry, RUNNING)
+            self._move(entry, RUNNING)  # refused if it exited, or a stop was asked for, meanwhile
         elif not entry.exited.is_set():
             what = ("its HEALTHCHECK says unhealthy" if entry.health == "unhealthy" else
                     f"nothing listening on {task.host}:{task.port} after {self.start_timeout:g} s")
             await self._stop(entry, definition.stop_timeout, TASK_FAILED_TO_START, f"Task failed to start: {what}")
+        if entry.stopper is not None:
+            await asyncio.shield(entry.stopper)  # stopped while it started: return it STOPPED, as promised
         return task.snapshot()
 
     async def stop_task(self, task_id: str, timeout: float) -> Task:
@@ -489,10 +488,10 @@ class DockerBackend:
                                          f"Task failed to start: nothing listening on "
                                          f"{entry.task.host}:{entry.task.port}")
                     continue
-                self._change(entry, RUNNING)
+                self._move(entry, RUNNING)
             elif status == "created":
                 # Its controller died between create and start: it never ran.
-                entry.stop_request = (TASK_FAILED_TO_START, "Task failed to start: its controller stopped first")
+                entry.life.ask_stop(TASK_FAILED_TO_START, "Task failed to start: its controller stopped first")
                 await self._remove(entry)
                 self._exited(entry, None)
             else:
@@ -634,7 +633,7 @@ class DockerBackend:
             self._exited(entry, None, detail=" (its container was removed)")
 
     async def _died(self, entry: _Entry, exit_code: int | None) -> None:
-        if entry.task.state == STOPPED:
+        if entry.life.stopped:
             return
         if not entry.oom:
             # The oom event may come after die, or not at all (cgroup v2): the state says for sure.
@@ -744,11 +743,10 @@ class DockerBackend:
         return False
 
     async def _stop(self, entry: _Entry, timeout: float, stop_code: str, reason: str) -> None:
-        if entry.stop_request is None:
-            entry.stop_request = (stop_code, reason)
-        if entry.task.state == STOPPED or entry.container_id is None:
+        entry.life.ask_stop(stop_code, reason)
+        if entry.life.stopped or entry.container_id is None:
             return
-        self._change(entry, STOPPING)
+        self._move(entry, STOPPING)
         await self._kill(entry, "SIGTERM")
         if await self._wait_exited(entry, timeout):
             return
@@ -781,18 +779,10 @@ class DockerBackend:
     # -- state changes --------------------------------------------------------------------------------
 
     def _exited(self, entry: _Entry, exit_code: int | None, detail: str = "") -> None:
-        task = entry.task
-        if task.state == STOPPED:
-            return
-        stop_code, reason = entry.stop_request or (ESSENTIAL_CONTAINER_EXITED, exit_reason(entry.oom, detail))
-        task.exit_code = exit_code
-        task.stopped_at = time.time()
-        task.stop_code = stop_code
-        task.stopped_reason = reason
-        entry.exited.set()
-        self._change(entry, STOPPED)
-        if entry.container_id is not None and entry.finisher is None:
-            entry.finisher = asyncio.ensure_future(self._finish(entry))
+        if entry.life.exited(exit_code, time.time(), oom=entry.oom, detail=detail):
+            self._changed(entry)
+            if entry.container_id is not None and entry.finisher is None:
+                entry.finisher = asyncio.ensure_future(self._finish(entry))
 
     async def _finish(self, entry: _Entry) -> None:
         """Keep a stopped task's logs, then remove its container."""
@@ -806,25 +796,23 @@ class DockerBackend:
         await self._remove(entry)
 
     def _failed_to_start(self, entry: _Entry, reason: str) -> Task:
-        log.warning("task %s of %s: %s", entry.task.task_id, entry.task.service, reason)
-        entry.stop_request = (TASK_FAILED_TO_START, reason)
-        entry.task.stopped_at = time.time()
-        entry.task.stop_code = TASK_FAILED_TO_START
-        entry.task.stopped_reason = reason
-        entry.exited.set()
-        with contextlib.suppress(OSError):
-            entry.log_path.write_text(reason + "\n", encoding="utf-8")
-        self._change(entry, STOPPED)
+        if entry.life.failed_to_start(reason, time.time()):
+            log.warning("task %s of %s: %s", entry.task.task_id, entry.task.service, reason)
+            with contextlib.suppress(OSError):
+                entry.log_path.write_text(reason + "\n", encoding="utf-8")
+            self._changed(entry)
         return entry.task.snapshot()
 
-    def _change(self, entry: _Entry, state: str) -> None:
-        task = entry.task
-        if task.state == state or task.state == STOPPED:
-            return  # STOPPED is final: a late PENDING or RUNNING must not bring a task back
-        task.state = state
-        if self._closed:
-            return
-        notify(self._subscribers, task)
+    def _move(self, entry: _Entry, state: str) -> None:
+        if entry.life.move(state):
+            self._changed(entry)
+
+    def _changed(self, entry: _Entry) -> None:
+        """The lifecycle moved the task: wake who waits for its exit, tell the subscribers."""
+        if entry.life.stopped:
+            entry.exited.set()
+        if not self._closed:
+            notify(self._subscribers, entry.task)
 
     # -- helpers ------------------------------------------------------------------------------------------
 

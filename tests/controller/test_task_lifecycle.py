@@ -1,12 +1,15 @@
 """A task's lifecycle, the same for every backend: lastStatus only moves
 forward, nothing brings a STOPPED task back, and a stop says why in ECS's
 words. The race a real backend had (a task that exited while its port check
-was finishing came back RUNNING) is reproduced on a real process."""
+was finishing came back RUNNING) is reproduced on a real process (and on
+a container in tests/docker/test_docker_backend.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,7 @@ from shiftlab.controller.backends.base import (
     STOPPING,
     TASK_FAILED_TO_START,
     USER_INITIATED,
+    Backend,
     Task,
     TaskDefinition,
 )
@@ -31,73 +35,81 @@ from shiftlab.controller.backends.process import ProcessBackend
 from tests.controller.test_backend_contract import SAMPLE, SERVICE, Recorder
 from tests.helpers import eventually
 
-# Listens, answers one connection by closing it, and exits: the port check
-# that connects is the last thing it sees.
-ACCEPT_ONE_THEN_EXIT = (
+# Listens, and exits soon after the first connection (held open a moment,
+# so that the docker backend's probe counts it): the port check that
+# connects is the last thing it sees.
+EXIT_AFTER_ONE_CONNECTION = (
     "{python}", "-c",
-    "import os, socket\n"
-    "s = socket.socket(); s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n"
-    "c, _ = s.accept(); c.close()\n",
+    "import os, socket, time\n"
+    "s = socket.socket(); s.bind((os.environ['HOST'], int(os.environ['PORT']))); s.listen()\n"
+    "c, _ = s.accept(); time.sleep(0.2)\n",
 )
+
+
+def hold_the_check(monkeypatch: pytest.MonkeyPatch, module: Any, until: Callable[[], bool]) -> asyncio.Event:
+    """Make the port check of the backend `module` hold back its "it listens"
+    until `until()` holds: the real check, answering late, in the order in
+    which the race happens by chance. The event is set once it connected."""
+    real_check = module._accepts
+    connected = asyncio.Event()
+
+    async def late_check(host: str, port: int) -> bool:
+        listening: bool = await real_check(host, port)
+        if listening:
+            connected.set()
+            await eventually(until, what="the task to change while its check is out")
+        return listening
+
+    monkeypatch.setattr(module, "_accepts", late_check)
+    return connected
+
+
+async def a_task_that_exits_during_its_check_stays_stopped(backend: Backend, module: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = Recorder()
+    backend.subscribe(seen)
+    hold_the_check(monkeypatch, module, lambda: any(t.state == STOPPED for t in seen.seen))
+    task = await backend.start_task(SERVICE, TaskDefinition("1", EXIT_AFTER_ONE_CONNECTION), "green", "d-1", {})
+    assert task.state == STOPPED
+    assert (task.exit_code, task.stop_code, task.stopped_reason) == (0, ESSENTIAL_CONTAINER_EXITED, REASON_EXITED)
+    assert seen.states(task.task_id) == [PENDING, STOPPED]  # nothing after STOPPED
+    assert [t.state for t in await backend.tasks()] == [STOPPED]
+
+
+async def a_stop_during_the_start_wins(backend: Backend, module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = Recorder()
+    backend.subscribe(seen)
+    connected = hold_the_check(monkeypatch, module, lambda: STOPPING in [t.state for t in seen.seen])
+    starting = asyncio.create_task(backend.start_task(SERVICE, TaskDefinition("1", SAMPLE), "green", "d-1", {}))
+    await asyncio.wait_for(connected.wait(), 30)
+    [pending] = [t for t in seen.seen if t.state == PENDING]
+    stopped = await backend.stop_task(pending.task_id, 5)
+    task = await starting
+    assert (task.state, task.stop_code, task.stopped_reason) == (STOPPED, USER_INITIATED, REASON_USER)
+    assert stopped.state == STOPPED
+    assert seen.states(task.task_id) == [PENDING, STOPPING, STOPPED]
 
 
 async def test_a_task_that_exits_while_its_port_check_returns_stays_stopped(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The port check connects, the task exits and its watcher reports
-    STOPPED, and only then does the check say "it listens". The late answer
-    must not mark the dead task RUNNING. The check's answer is held back
-    (not faked: it is the real check) until the exit has been reported, the
-    order in which the race happens by chance."""
+    STOPPED, and only then does the check say "it listens": the late answer
+    must not mark the dead task RUNNING (it did, process.py set RUNNING
+    over STOPPED)."""
     backend = ProcessBackend(tmp_path, start_timeout=10)
-    seen = Recorder()
-    backend.subscribe(seen)
-    real_check = process._accepts
-
-    async def late_check(host: str, port: int) -> bool:
-        listening = await real_check(host, port)
-        if listening:
-            await eventually(lambda: any(t.state == STOPPED for t in seen.seen), what="the exit to be reported")
-        return listening
-
-    monkeypatch.setattr(process, "_accepts", late_check)
     try:
-        task = await backend.start_task(SERVICE, TaskDefinition("1", ACCEPT_ONE_THEN_EXIT), "green", "d-1", {})
-        assert task.state == STOPPED
-        assert (task.exit_code, task.stop_code, task.stopped_reason) == (0, ESSENTIAL_CONTAINER_EXITED,
-                                                                         REASON_EXITED)
-        assert seen.states(task.task_id) == [PENDING, STOPPED]  # nothing after STOPPED
-        assert [t.state for t in await backend.tasks()] == [STOPPED]
+        await a_task_that_exits_during_its_check_stays_stopped(backend, process, monkeypatch)
     finally:
         await backend.close(stop_tasks=True)
 
 
 async def test_a_stop_asked_for_while_the_task_starts_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stop (here: stop_task on the id subscribers heard with PENDING) while
-    the port check is under way: the check then says "it listens", but a
-    STOPPING task never turns RUNNING, and the start returns it STOPPED."""
+    """A stop (stop_task on the id subscribers heard with PENDING) while the
+    port check is out: the check then says "it listens", but a STOPPING task
+    never turns RUNNING, and the start returns it STOPPED."""
     backend = ProcessBackend(tmp_path, start_timeout=10)
-    seen = Recorder()
-    backend.subscribe(seen)
-    real_check = process._accepts
-    connected = asyncio.Event()
-
-    async def late_check(host: str, port: int) -> bool:
-        listening = await real_check(host, port)
-        if listening:
-            connected.set()
-            await eventually(lambda: STOPPING in [t.state for t in seen.seen], what="the stop to begin")
-        return listening
-
-    monkeypatch.setattr(process, "_accepts", late_check)
     try:
-        starting = asyncio.create_task(backend.start_task(SERVICE, TaskDefinition("1", SAMPLE), "green", "d-1", {}))
-        await asyncio.wait_for(connected.wait(), 10)
-        [pending] = [t for t in seen.seen if t.state == PENDING]
-        stopped = await backend.stop_task(pending.task_id, 5)
-        task = await starting
-        assert (task.state, task.stop_code, task.stopped_reason) == (STOPPED, USER_INITIATED, REASON_USER)
-        assert stopped.state == STOPPED
-        assert seen.states(task.task_id) == [PENDING, STOPPING, STOPPED]
+        await a_stop_during_the_start_wins(backend, process, monkeypatch)
     finally:
         await backend.close(stop_tasks=True)
 

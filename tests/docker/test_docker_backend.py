@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from shiftlab.controller.backends import docker as docker_backend
 from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     RUNNING,
@@ -26,13 +27,17 @@ from shiftlab.controller.backends.base import (
     TaskDefinition,
 )
 from shiftlab.controller.backends.docker import (
-    REASON_OOM,
     REASON_UNHEALTHY,
     DockerBackend,
     DockerOptions,
     task_labels,
 )
+from shiftlab.controller.backends.lifecycle import REASON_OOM
 from tests.controller.test_backend_contract import ENV_THEN_SERVE, Recorder
+from tests.controller.test_task_lifecycle import (
+    a_stop_during_the_start_wins,
+    a_task_that_exits_during_its_check_stays_stopped,
+)
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
 from tests.helpers import eventually
 
@@ -210,6 +215,18 @@ async def test_an_oom_killed_task_says_so(make_backend) -> None:
     assert task.state == STOPPED and task.exit_code == 128 + signal.SIGKILL
     assert task.stop_code == ESSENTIAL_CONTAINER_EXITED
     assert task.stopped_reason is not None and REASON_OOM in task.stopped_reason
+
+
+# -- the lifecycle's races, on containers (tests/controller/test_task_lifecycle.py) ---------------------------
+
+
+async def test_a_task_that_exits_while_its_port_check_returns_stays_stopped(
+        make_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    await a_task_that_exits_during_its_check_stays_stopped(make_backend(), docker_backend, monkeypatch)
+
+
+async def test_a_stop_asked_for_while_the_task_starts_wins(make_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    await a_stop_during_the_start_wins(make_backend(), docker_backend, monkeypatch)
 
 
 # -- ownership and a real crash ------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from shiftlab.controller.backends.docker import (
     container_command,
     container_env,
     container_name,
-    exit_reason,
     has_healthcheck,
     owner_of,
     parse_docker_time,
@@ -85,12 +84,6 @@ def test_engine_answers_are_read() -> None:
     assert not has_healthcheck({"Config": {"Healthcheck": {"Test": ["NONE"]}}}) and not has_healthcheck({})
     assert parse_docker_time("2024-05-01T10:00:00.123456789Z") == pytest.approx(1714557600.123456)
     assert parse_docker_time("0001-01-01T00:00:00Z") is None and parse_docker_time(None) is None
-
-
-def test_exit_reasons_say_oom() -> None:
-    assert exit_reason(False) == "Essential container in task exited"
-    assert exit_reason(True) == ("Essential container in task exited "
-                                 "(OutOfMemoryError: Container killed due to memory usage)")
 
 
 def test_options_from_the_environment() -> None:
