@@ -236,7 +236,7 @@ _SIZE_FACTOR = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 # One check per docker option, shared by the config file's controller.docker
-# and the SHIFTLAB_DOCKER_* variables (controller/backends/docker.py): each
+# and the SHIFTLAB_DOCKER_* variables (controller/backends/docker_options.py): each
 # says what is wrong with the value, or None.
 
 def pull_problem(value: str) -> str | None:

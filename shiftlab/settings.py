@@ -18,7 +18,7 @@ from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
 from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
-from shiftlab.controller.backends.docker import DockerOptions
+from shiftlab.controller.backends.docker_options import DockerOptions
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from shiftlab.controller.driver import ControllerSettings
 from shiftlab.controller.rolling import RollingStuck, rolling_plan

@@ -30,7 +30,7 @@ from shiftlab.proxy.config import LoadBalancer
 from shiftlab.settings import Settings
 
 if TYPE_CHECKING:
-    from shiftlab.controller.backends.docker import DockerOptions
+    from shiftlab.controller.backends.docker_options import DockerOptions
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -51,7 +51,7 @@ def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0,
 
 
 def docker_options(docker: DockerRuntime | DockerOptions | None) -> DockerOptions:
-    from shiftlab.controller.backends.docker import DockerOptions
+    from shiftlab.controller.backends.docker_options import DockerOptions
 
     return docker if isinstance(docker, DockerOptions) else DockerOptions.from_config(docker)
 

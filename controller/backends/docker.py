@@ -1,24 +1,7 @@
-"""DockerBackend: task sets as local Docker containers.
-
-A revision is an image (plus command, environment, container port, stop
-timeout and optional cpu/memory limits); a task is one container. The
-options (DockerOptions) come from the config file's `controller.docker`,
-each overridden by its SHIFTLAB_DOCKER_* environment variable. Every container carries labels: its task
-id, service, revision, colour and deployment, and the backend's owner (by
-default its state directory), so that a restarted controller finds and
-adopts exactly the containers its predecessor left, and two controllers on
-one engine never touch each other's.
-
-Where a task is reached (the target the proxy forwards to), by `network`:
-  None (default)  the container port is published on 127.0.0.1 (or
-                  publishAddress) at a port the engine picks; the target is
-                  127.0.0.1:<that port>
-  "host"          host networking: the task gets a free port in $PORT and
-                  must listen on it (the sample service does), on $HOST,
-                  the publish address
-  any other name  the container joins that Docker network and is reached by
-                  its name at the container port: for a controller that runs
-                  in a container on the same network (compose/)
+"""DockerBackend: task sets as local Docker containers, one container a
+task: the SDK calls, the engine's event stream, adoption after a crash.
+What a container is made of (image, command, environment, ports, labels,
+limits) is docker_spec.py; the options are docker_options.py.
 
 A task counts as RUNNING once its container runs, its port accepts a
 connection that the other side keeps open (the engine's userland proxy
@@ -36,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import logging
 import os
 import re
@@ -52,12 +33,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import is_loopback
 from shiftlab.controller.backends.base import (
     PENDING,
     PROVISIONING,
-    PYTHON_PLACEHOLDER,
     REASON_USER,
     RUNNING,
     STOPPED,
@@ -69,26 +48,33 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
     notify,
 )
-from shiftlab.controller.backends.lifecycle import Lifecycle
-from shiftlab.controller.config import (
-    DockerRuntime,
-    cpus_problem,
-    memory_problem,
-    publish_address_problem,
-    pull_problem,
-    stall_timeout_problem,
+from shiftlab.controller.backends.docker_options import LOOPBACK, DockerOptions
+from shiftlab.controller.backends.docker_spec import (
+    HOST_NETWORK,
+    L_COLOUR,
+    L_DEPLOYMENT,
+    L_HOST_PORT,
+    L_OWNER,
+    L_PORT,
+    L_REVISION,
+    L_SERVICE,
+    L_STOP_TIMEOUT,
+    L_TASK,
+    container_command,
+    container_env,
+    container_name,
+    has_healthcheck,
+    owner_of,
+    parse_docker_time,
+    published_port,
+    run_options,
+    task_labels,
 )
+from shiftlab.controller.backends.lifecycle import Lifecycle
 
 log = logging.getLogger("shiftlab.controller")
 
 T = TypeVar("T")
-
-LOOPBACK = "127.0.0.1"
-HOST_NETWORK = "host"
-LABEL = "io.shiftlab"
-L_TASK, L_SERVICE, L_REVISION, L_COLOUR = f"{LABEL}.task", f"{LABEL}.service", f"{LABEL}.revision", f"{LABEL}.colour"
-L_DEPLOYMENT, L_OWNER, L_PORT = f"{LABEL}.deployment", f"{LABEL}.owner", f"{LABEL}.container-port"
-L_STOP_TIMEOUT, L_HOST_PORT = f"{LABEL}.stop-timeout", f"{LABEL}.host-port"
 
 READY_POLL_SECONDS = 0.05
 # How long a probe connection must stay open to count: the userland proxy
@@ -113,207 +99,6 @@ def unavailable_message(detail: str) -> str:
             "Start it (Linux: `sudo systemctl start docker`, or `sudo dockerd &`; macOS/Windows: start Docker "
             "Desktop), or point DOCKER_HOST at a running one; or use the process backend, which needs no "
             "Docker (controller.backend: process, the default, or --backend process).")
-
-
-# -- options -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DockerOptions:
-    """The backend's options: the config file's `controller.docker`
-    (DockerRuntime), each overridden by its SHIFTLAB_DOCKER_* variable."""
-
-    network: str | None = None  # None: publish on publish_address; "host"; or a network name
-    publish_address: str = LOOPBACK
-    publish_beyond_loopback: bool = False  # a non-loopback publish_address is refused without it
-    pull_policy: str = "missing"
-    pull_stall_timeout: float = 20.0  # seconds without a word from a pull before it fails
-    cpus: float | None = None  # for every task whose revision has no cpu of its own
-    memory: str | None = None  # e.g. "256m"; for every task whose revision has no memory of its own
-    python: str = "python3"  # what "{python}" in a command means inside a container
-    default_image: str | None = None  # for a definition without an image
-    owner: str | None = None  # label scope; default: derived from the state directory
-
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, Callable[[Any], str | None], Any]] = [
-            ("pull policy", pull_problem, self.pull_policy),
-            ("cpus", cpus_problem, self.cpus),
-            ("memory", memory_problem, self.memory),
-            ("the pull stall timeout", stall_timeout_problem, self.pull_stall_timeout),
-            ("publish address", partial(publish_address_problem, beyond_loopback=self.publish_beyond_loopback),
-             self.publish_address),
-        ]
-        problems = [f"docker backend: {what} {why}" for what, check, value in checks
-                    if value is not None and (why := check(value))]
-        if problems:
-            raise ConfigError(problems)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DockerOptions:
-        """SHIFTLAB_DOCKER_* over the defaults, `overrides` (those not None) over both."""
-        values = env_values(os.environ if env is None else env)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    @classmethod
-    def from_config(cls, section: DockerRuntime | None, env: Mapping[str, str] | None = None) -> DockerOptions:
-        """The config file's controller.docker, with SHIFTLAB_DOCKER_* over it."""
-        s = section or DockerRuntime()
-        values: dict[str, Any] = {
-            "network": s.network, "publish_address": s.publishAddress,
-            "publish_beyond_loopback": s.publishBeyondLoopback, "pull_policy": s.pull,
-            "pull_stall_timeout": s.pullStallTimeoutSeconds, "cpus": s.cpus, "memory": s.memory, "python": s.python,
-            "default_image": s.image, "owner": s.owner,
-        }
-        values.update(env_values(os.environ if env is None else env))
-        return cls(**values)
-
-
-# SHIFTLAB_DOCKER_<suffix> -> DockerOptions field; the config file's name in comments.
-ENV_NAMES = {
-    "NETWORK": "network",  # network
-    "PUBLISH_ADDRESS": "publish_address",  # publishAddress
-    "PUBLISH_BEYOND_LOOPBACK": "publish_beyond_loopback",  # publishBeyondLoopback
-    "PULL": "pull_policy",  # pull
-    "PULL_STALL_TIMEOUT": "pull_stall_timeout",  # pullStallTimeoutSeconds
-    "CPUS": "cpus",  # cpus
-    "MEMORY": "memory",  # memory
-    "PYTHON": "python",  # python
-    "IMAGE": "default_image",  # image
-    "OWNER": "owner",  # owner
-}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_ENV_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "pull_policy": pull_problem, "cpus": cpus_problem, "memory": memory_problem,
-    "pull_stall_timeout": stall_timeout_problem,
-}
-
-
-def env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The SHIFTLAB_DOCKER_* variables that are set (and not empty), as DockerOptions fields;
-    a bad value is refused naming its variable."""
-    values: dict[str, Any] = {}
-    problems = []
-    for suffix, attr in ENV_NAMES.items():
-        name = f"SHIFTLAB_DOCKER_{suffix}"
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        value: Any = raw
-        if attr in ("cpus", "pull_stall_timeout"):
-            try:
-                value = float(raw)
-            except ValueError:
-                problems.append(f"{name}: {raw!r} is not a number")
-                continue
-        elif attr == "publish_beyond_loopback":
-            if raw.lower() not in _TRUE + _FALSE:
-                problems.append(f"{name}: {raw!r} is not one of 1, 0 (true, false)")
-                continue
-            value = raw.lower() in _TRUE
-        check = _ENV_CHECKS.get(attr)
-        why = check(value) if check else None
-        if why:
-            problems.append(f"{name}: {why}")
-            continue
-        values[attr] = value
-    if problems:
-        raise ConfigError(problems)
-    return values
-
-
-# -- what a container is made of (pure) --------------------------------------------------------
-
-
-def owner_of(state_dir: Path) -> str:
-    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
-
-
-def container_name(service: str, colour: str, task_id: str) -> str:
-    return f"shiftlab-{service[:40]}-{colour}-{task_id[:12]}"
-
-
-def task_labels(owner: str, task: Task, definition: TaskDefinition) -> dict[str, str]:
-    return {
-        L_OWNER: owner, L_TASK: task.task_id, L_SERVICE: task.service, L_REVISION: task.revision,
-        L_COLOUR: task.colour, L_DEPLOYMENT: task.deployment_id or "", L_PORT: str(definition.container_port),
-        L_STOP_TIMEOUT: f"{definition.stop_timeout:g}",
-    }
-
-
-def container_command(definition: TaskDefinition, python: str) -> list[str] | None:
-    """The definition's command, "{python}" meaning the image's Python; None keeps the image's CMD."""
-    argv = list(definition.command)
-    if not argv:
-        return None
-    if argv[0] == PYTHON_PLACEHOLDER:
-        argv[0] = python
-    return argv
-
-
-def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str], listen_port: int,
-                  listen_host: str = "0.0.0.0") -> dict[str, str]:
-    """`listen_host`: every interface of the container, except with host
-    networking, where the container's interfaces are the host's: there the
-    publish address (127.0.0.1 unless configured otherwise)."""
-    return {
-        "HOST": listen_host,
-        "PYTHONUNBUFFERED": "1",
-        **definition.env,
-        **env,
-        # Last: the task must listen where the target group looks.
-        "PORT": str(listen_port),
-        "SHIFTLAB_TASK_ID": task.task_id,
-        "SHIFTLAB_REVISION": task.revision,
-        "SHIFTLAB_COLOUR": task.colour,
-        "SHIFTLAB_SERVICE": task.service,
-    }
-
-
-def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int | None) -> dict[str, Any]:
-    """Keyword arguments of containers.create() for networking and limits: the
-    revision's cpu (ECS CPU units, 1024 to a CPU) and memory (MiB) when it has
-    them, else the backend's service-wide cpus and memory."""
-    kw: dict[str, Any] = {"stop_signal": "SIGTERM"}
-    if opts.network == HOST_NETWORK:
-        kw["network_mode"] = "host"
-    elif opts.network:
-        kw["network"] = opts.network
-    else:
-        kw["ports"] = {f"{definition.container_port}/tcp": (opts.publish_address, None)}
-    cpus = definition.cpu / 1024 if definition.cpu is not None else opts.cpus
-    if cpus is not None:
-        kw["nano_cpus"] = int(cpus * 1e9)
-    memory = f"{definition.memory}m" if definition.memory is not None else opts.memory
-    if memory is not None:
-        kw["mem_limit"] = memory
-        kw["memswap_limit"] = memory  # no swap: over the limit means OOM-killed, as on ECS
-    return kw
-
-
-def published_port(attrs: Mapping[str, Any], container_port: int) -> int | None:
-    ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/tcp") or []
-    for binding in ports:
-        if binding.get("HostPort"):
-            return int(binding["HostPort"])
-    return None
-
-
-def has_healthcheck(attrs: Mapping[str, Any]) -> bool:
-    test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-    return bool(test) and test[0] != "NONE"
-
-
-def parse_docker_time(text: str | None) -> float | None:
-    """Docker's RFC 3339 times (nanoseconds, Z) as epoch seconds; None for its zero time."""
-    if not text or text.startswith("0001-"):
-        return None
-    m = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
-    if not m:
-        return None
-    frac = (m.group(2) or ".0")[:7]
-    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return dt.datetime.fromisoformat(m.group(1) + frac + zone).timestamp()
 
 
 # -- the backend ----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import yaml
 
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.controller.backends.base import TaskDefinition
-from shiftlab.controller.backends.docker import DockerOptions, run_options
+from shiftlab.controller.backends.docker_options import DockerOptions
+from shiftlab.controller.backends.docker_spec import run_options
 from shiftlab.controller.config import ControllerRuntime, DockerRuntime, TaskDefinitionSpec
 from shiftlab.settings import load_settings
 from shiftlab.stack import Stack

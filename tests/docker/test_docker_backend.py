@@ -26,12 +26,9 @@ from shiftlab.controller.backends.base import (
     Task,
     TaskDefinition,
 )
-from shiftlab.controller.backends.docker import (
-    REASON_UNHEALTHY,
-    DockerBackend,
-    DockerOptions,
-    task_labels,
-)
+from shiftlab.controller.backends.docker import REASON_UNHEALTHY, DockerBackend
+from shiftlab.controller.backends.docker_options import DockerOptions
+from shiftlab.controller.backends.docker_spec import task_labels
 from shiftlab.controller.backends.lifecycle import REASON_OOM
 from tests.controller.test_backend_contract import ENV_THEN_SERVE, Recorder
 from tests.controller.test_task_lifecycle import (
@@ -245,7 +242,8 @@ CRASHING_CONTROLLER = """
 import asyncio, json, sys
 from pathlib import Path
 from shiftlab.controller.backends.base import TaskDefinition
-from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_options import DockerOptions
 
 async def main():
     backend = DockerBackend(Path(sys.argv[1]), start_timeout=30, options=DockerOptions(owner=sys.argv[2]))

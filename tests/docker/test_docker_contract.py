@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from shiftlab.controller.backends.base import Backend, Task, TaskDefinition
-from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_options import DockerOptions
 from tests.controller import test_backend_contract as contract
 from tests.controller.test_backend_contract import backends  # noqa: F401  (a fixture the contract's tests use)
 from tests.docker.conftest import owned

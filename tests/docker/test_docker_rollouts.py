@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from shiftlab.client import ApiError, Client
-from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_options import DockerOptions
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import load_settings
 from shiftlab.stack import Stack

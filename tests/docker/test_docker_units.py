@@ -9,12 +9,11 @@ import pytest
 
 from shiftlab.common.configfile import ConfigError
 from shiftlab.controller.backends.base import Task, TaskDefinition
-from shiftlab.controller.backends.docker import (
+from shiftlab.controller.backends.docker import DockerBackend, DockerUnavailable
+from shiftlab.controller.backends.docker_options import DockerOptions
+from shiftlab.controller.backends.docker_spec import (
     L_OWNER,
     L_TASK,
-    DockerBackend,
-    DockerOptions,
-    DockerUnavailable,
     container_command,
     container_env,
     container_name,
