@@ -48,7 +48,7 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
     notify,
 )
-from shiftlab.controller.backends.docker_options import LOOPBACK, DockerOptions
+from shiftlab.controller.backends.docker_options import LOOPBACK, DockerRuntime, resolve
 from shiftlab.controller.backends.docker_spec import (
     HOST_NETWORK,
     L_COLOUR,
@@ -125,17 +125,17 @@ class _Entry:
 
 
 class DockerBackend:
-    def __init__(self, state_dir: Path, start_timeout: float = 60.0, options: DockerOptions | None = None,
-                 **option_overrides: Any) -> None:
+    def __init__(self, state_dir: Path, start_timeout: float = 60.0, options: DockerRuntime | None = None) -> None:
+        """`options` as they are; None: the defaults with the SHIFTLAB_DOCKER_* variables over them."""
         self.state_dir = Path(state_dir)
         self.logs_dir = self.state_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.start_timeout = start_timeout
-        self.options = options or DockerOptions.from_env(**option_overrides)
+        self.options = options if options is not None else resolve()
         self.owner = self.options.owner or owner_of(self.state_dir)
-        if self.options.network in (None, HOST_NETWORK) and not is_loopback(self.options.publish_address):
+        if self.options.network in (None, HOST_NETWORK) and not is_loopback(self.options.publishAddress):
             log.warning("docker backend: task ports are published on %s, beyond loopback: anyone who can reach "
-                        "this machine can reach the tasks", self.options.publish_address)
+                        "this machine can reach the tasks", self.options.publishAddress)
         self._pool: ThreadPoolExecutor | None = None
         self._client: Any = None
         self._connecting: asyncio.Future[None] | None = None
@@ -155,7 +155,7 @@ class DockerBackend:
         opts = self.options
         task_id = uuid.uuid4().hex
         host_port = _free_port() if opts.network == HOST_NETWORK else None
-        host = opts.publish_address if opts.network in (None, HOST_NETWORK) else container_name(service, colour,
+        host = opts.publishAddress if opts.network in (None, HOST_NETWORK) else container_name(service, colour,
                                                                                                   task_id)
         task = Task(task_id, definition.revision, colour, service, deployment_id, host,
                     host_port or (definition.container_port if opts.network else 0), PROVISIONING)
@@ -165,7 +165,7 @@ class DockerBackend:
             await self.connect()
         except DockerUnavailable as exc:
             return self._failed_to_start(entry, f"CannotStartContainerError: {exc}")
-        image = definition.image or opts.default_image
+        image = definition.image or opts.image
         if not image:
             return self._failed_to_start(entry, "CannotStartContainerError: the task definition has no image "
                                                 "(the docker backend runs images: set taskDefinition.image, "
@@ -178,7 +178,7 @@ class DockerBackend:
             self._client.containers.create, image, command=container_command(definition, opts.python),
             name=container_name(service, colour, task_id),
             environment=container_env(task, definition, env, host_port or definition.container_port,
-                                      opts.publish_address if opts.network == HOST_NETWORK else "0.0.0.0"),
+                                      opts.publishAddress if opts.network == HOST_NETWORK else "0.0.0.0"),
             labels=labels, detach=True, **run_options(opts, definition, host_port))))
         try:
             container = await asyncio.shield(create)
@@ -430,7 +430,7 @@ class DockerBackend:
         """None when the image is there (pulled if the policy says so); else why the task cannot start."""
         import docker
 
-        policy = self.options.pull_policy
+        policy = self.options.pull
         if policy != "always":
             try:
                 await self._call(partial(self._client.images.get, image))
@@ -443,7 +443,7 @@ class DockerBackend:
                 return f"CannotPullContainerError: {image}: {_engine_error(exc)}"
         started = time.monotonic()
         try:
-            await self._call(partial(_pull, image, self.options.pull_stall_timeout))
+            await self._call(partial(_pull, image, self.options.pullStallTimeoutSeconds))
         except Exception as exc:
             return (f"CannotPullContainerError: pull of {image} failed after {time.monotonic() - started:.1f} s: "
                     f"{_engine_error(exc)} (no registry reachable? build or load the image on this machine, "
@@ -612,7 +612,7 @@ class DockerBackend:
         host_port = int(labels[L_HOST_PORT]) if labels.get(L_HOST_PORT) else None
         name = str(attrs.get("Name") or "").lstrip("/")
         if self.options.network in (None, HOST_NETWORK):
-            host = self.options.publish_address
+            host = self.options.publishAddress
             port = host_port or published_port(attrs, container_port) or 0
         else:
             host, port = name, container_port

@@ -1,127 +1,170 @@
-"""The docker backend's options: the config file's `controller.docker`
-(DockerRuntime), each overridden by its SHIFTLAB_DOCKER_* environment
-variable, checked the same way wherever they come from."""
+"""The docker backend's options, one schema: DockerRuntime, the config
+file's `controller.docker`. Each field can be overridden by its
+SHIFTLAB_DOCKER_* environment variable (the environment wins over the
+file); the variables go through the same model, so a bad value gets the
+same words wherever it came from, naming the field
+(`controller.docker.pull: ...`) or the variable (`SHIFTLAB_DOCKER_PULL: ...`).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from shiftlab.common.configfile import ConfigError
-from shiftlab.controller.config import (
-    DockerRuntime,
-    cpus_problem,
-    memory_problem,
-    publish_address_problem,
-    pull_problem,
-    stall_timeout_problem,
-)
+from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidationInfo, field_validator
+
+from shiftlab.common.configfile import ConfigError, Model, describe_error, error_path
 
 LOOPBACK = "127.0.0.1"
+PULL_POLICIES = ("missing", "never", "always")
+DOCKER_MIN_MEMORY = 6 * 1024 * 1024  # bytes: Docker refuses a smaller memory limit
+_SIZE = re.compile(r"^(\d+)([bkmg]?)$")
+_SIZE_FACTOR = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+SECTION = "controller.docker"
 
 
-@dataclass(frozen=True)
-class DockerOptions:
-    """The backend's options: the config file's `controller.docker`
-    (DockerRuntime), each overridden by its SHIFTLAB_DOCKER_* variable."""
+def _checked(problem: Callable[[Any], str | None]) -> Any:
+    def check(value: Any) -> Any:
+        if value is not None and (why := problem(value)):
+            raise ValueError(why)
+        return value
 
-    network: str | None = None  # None: publish on publish_address; "host"; or a network name
-    publish_address: str = LOOPBACK
-    publish_beyond_loopback: bool = False  # a non-loopback publish_address is refused without it
-    pull_policy: str = "missing"
-    pull_stall_timeout: float = 20.0  # seconds without a word from a pull before it fails
-    cpus: float | None = None  # for every task whose revision has no cpu of its own
-    memory: str | None = None  # e.g. "256m"; for every task whose revision has no memory of its own
+    return AfterValidator(check)
+
+
+def _pull_problem(value: str) -> str | None:
+    return None if value in PULL_POLICIES else f"{value!r} is not one of {', '.join(PULL_POLICIES)}"
+
+
+def _cpus_problem(value: float) -> str | None:
+    return None if 0 < value <= 1024 else f"{value:g} is out of range (0, 1024]"
+
+
+def _memory_problem(value: str) -> str | None:
+    m = _SIZE.match(value.strip().lower())
+    if not m:
+        return f"{value!r} is not a size such as 512m or 2g"
+    if int(m.group(1)) * _SIZE_FACTOR[m.group(2)] < DOCKER_MIN_MEMORY:
+        return f"{value!r} is below Docker's minimum of 6m (a size without a unit is in bytes: 512m, 2g)"
+    return None
+
+
+def _stall_timeout_problem(value: float) -> str | None:
+    return None if 0 < value <= 3600 else f"{value:g} is out of range (0, 3600] seconds"
+
+
+def _size(v: Any) -> Any:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class DockerRuntime(Model):
+    """controller.docker: how the docker backend runs tasks. Every field can
+    be overridden by its SHIFTLAB_DOCKER_* environment variable (ENV_FIELDS)."""
+
+    # None: each container port published on publishAddress at a port the
+    # engine picks; "host": host networking; any other name: that Docker
+    # network, each task reached by its container name.
+    network: str | None = None
+    publishBeyondLoopback: bool = False  # before publishAddress: its check reads this
+    publishAddress: str = LOOPBACK
+    pull: Annotated[str, _checked(_pull_problem)] = "missing"
+    # Seconds without a word from a pull before it fails.
+    pullStallTimeoutSeconds: Annotated[float, _checked(_stall_timeout_problem)] = 20.0
+    # Service-wide limits in Docker's terms (--cpus, --memory); a revision's
+    # own cpu/memory (ECS's units) win over them.
+    cpus: Annotated[float | None, _checked(_cpus_problem)] = None
+    memory: Annotated[str | None, BeforeValidator(_size), _checked(_memory_problem)] = None
     python: str = "python3"  # what "{python}" in a command means inside a container
-    default_image: str | None = None  # for a definition without an image
-    owner: str | None = None  # label scope; default: derived from the state directory
+    image: str | None = None  # for a revision without an image
+    owner: str | None = None  # label scope of this controller's containers; default: from stateDir
 
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, Callable[[Any], str | None], Any]] = [
-            ("pull policy", pull_problem, self.pull_policy),
-            ("cpus", cpus_problem, self.cpus),
-            ("memory", memory_problem, self.memory),
-            ("the pull stall timeout", stall_timeout_problem, self.pull_stall_timeout),
-            ("publish address", partial(publish_address_problem, beyond_loopback=self.publish_beyond_loopback),
-             self.publish_address),
-        ]
-        problems = [f"docker backend: {what} {why}" for what, check, value in checks
-                    if value is not None and (why := check(value))]
-        if problems:
-            raise ConfigError(problems)
-
+    @field_validator("network", "owner", "image")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DockerOptions:
-        """SHIFTLAB_DOCKER_* over the defaults, `overrides` (those not None) over both."""
-        values = env_values(os.environ if env is None else env)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty (leave it out for the default)")
+        return v
 
+    @field_validator("publishAddress")
     @classmethod
-    def from_config(cls, section: DockerRuntime | None, env: Mapping[str, str] | None = None) -> DockerOptions:
-        """The config file's controller.docker, with SHIFTLAB_DOCKER_* over it."""
-        s = section or DockerRuntime()
-        values: dict[str, Any] = {
-            "network": s.network, "publish_address": s.publishAddress,
-            "publish_beyond_loopback": s.publishBeyondLoopback, "pull_policy": s.pull,
-            "pull_stall_timeout": s.pullStallTimeoutSeconds, "cpus": s.cpus, "memory": s.memory, "python": s.python,
-            "default_image": s.image, "owner": s.owner,
-        }
-        values.update(env_values(os.environ if env is None else env))
-        return cls(**values)
+    def _publish(cls, v: str, info: ValidationInfo) -> str:
+        try:
+            address = ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address (Docker publishes ports on an address, "
+                             "e.g. 127.0.0.1)") from None
+        if not address.is_loopback and not info.data.get("publishBeyondLoopback"):
+            raise ValueError(f"{v} is not a loopback address: every task's port would be reachable from the "
+                             "network; set publishBeyondLoopback: true (SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK=1) "
+                             "if that is deliberate")
+        return v
 
 
-# SHIFTLAB_DOCKER_<suffix> -> DockerOptions field; the config file's name in comments.
-ENV_NAMES = {
-    "NETWORK": "network",  # network
-    "PUBLISH_ADDRESS": "publish_address",  # publishAddress
-    "PUBLISH_BEYOND_LOOPBACK": "publish_beyond_loopback",  # publishBeyondLoopback
-    "PULL": "pull_policy",  # pull
-    "PULL_STALL_TIMEOUT": "pull_stall_timeout",  # pullStallTimeoutSeconds
-    "CPUS": "cpus",  # cpus
-    "MEMORY": "memory",  # memory
-    "PYTHON": "python",  # python
-    "IMAGE": "default_image",  # image
-    "OWNER": "owner",  # owner
-}
+# -- the SHIFTLAB_DOCKER_* variables -----------------------------------------------------------------
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_ENV_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "pull_policy": pull_problem, "cpus": cpus_problem, "memory": memory_problem,
-    "pull_stall_timeout": stall_timeout_problem,
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in _TRUE + _FALSE:
+        raise ValueError(f"{text!r} is not one of 1, 0 (true, false)")
+    return text.lower() in _TRUE
+
+
+# SHIFTLAB_DOCKER_<suffix>: the DockerRuntime field it overrides, and how its text becomes a value.
+ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "NETWORK": ("network", str),
+    "PUBLISH_ADDRESS": ("publishAddress", str),
+    "PUBLISH_BEYOND_LOOPBACK": ("publishBeyondLoopback", _flag),
+    "PULL": ("pull", str),
+    "PULL_STALL_TIMEOUT": ("pullStallTimeoutSeconds", _number),
+    "CPUS": ("cpus", _number),
+    "MEMORY": ("memory", str),
+    "PYTHON": ("python", str),
+    "IMAGE": ("image", str),
+    "OWNER": ("owner", str),
 }
+assert {name for name, _ in ENV_FIELDS.values()} == set(DockerRuntime.model_fields)
 
 
-def env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The SHIFTLAB_DOCKER_* variables that are set (and not empty), as DockerOptions fields;
-    a bad value is refused naming its variable."""
-    values: dict[str, Any] = {}
-    problems = []
-    for suffix, attr in ENV_NAMES.items():
-        name = f"SHIFTLAB_DOCKER_{suffix}"
-        raw = env.get(name, "").strip()
-        if not raw:
+def resolve(section: DockerRuntime | None = None, env: Mapping[str, str] | None = None) -> DockerRuntime:
+    """The options the backend runs with: `section` (the file's
+    controller.docker; None: the defaults) with every SHIFTLAB_DOCKER_*
+    variable that is set, and not blank, over it. Refused with every
+    problem at once (ConfigError), each naming the variable that set the
+    value, or the field when the file did."""
+    env = os.environ if env is None else env
+    values = (section or DockerRuntime()).model_dump()
+    set_by: dict[str, str] = {}  # field -> the variable that set it
+    problems: list[tuple[str, str]] = []  # (field, line)
+    for suffix, (name, parse) in ENV_FIELDS.items():
+        variable = f"SHIFTLAB_DOCKER_{suffix}"
+        text = env.get(variable, "").strip()
+        if not text:
             continue
-        value: Any = raw
-        if attr in ("cpus", "pull_stall_timeout"):
-            try:
-                value = float(raw)
-            except ValueError:
-                problems.append(f"{name}: {raw!r} is not a number")
-                continue
-        elif attr == "publish_beyond_loopback":
-            if raw.lower() not in _TRUE + _FALSE:
-                problems.append(f"{name}: {raw!r} is not one of 1, 0 (true, false)")
-                continue
-            value = raw.lower() in _TRUE
-        check = _ENV_CHECKS.get(attr)
-        why = check(value) if check else None
-        if why:
-            problems.append(f"{name}: {why}")
-            continue
-        values[attr] = value
-    if problems:
-        raise ConfigError(problems)
-    return values
+        set_by[name] = variable
+        try:
+            values[name] = parse(text)
+        except ValueError as exc:
+            problems.append((name, f"{variable}: {exc}"))
+    options: DockerRuntime | None = None
+    try:
+        options = DockerRuntime.model_validate(values)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0])
+            problems.append((name, describe_error(err, set_by.get(name) or error_path(err, SECTION))))
+    if problems or options is None:
+        order = list(DockerRuntime.model_fields)
+        raise ConfigError(line for _, line in sorted(problems, key=lambda p: order.index(p[0])))
+    return options

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from shiftlab.controller.backends.base import PYTHON_PLACEHOLDER, Task, TaskDefinition
-from shiftlab.controller.backends.docker_options import DockerOptions
+from shiftlab.controller.backends.docker_options import DockerRuntime
 
 HOST_NETWORK = "host"
 LABEL = "io.shiftlab"
@@ -85,7 +85,7 @@ def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str]
     }
 
 
-def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int | None) -> dict[str, Any]:
+def run_options(opts: DockerRuntime, definition: TaskDefinition, host_port: int | None) -> dict[str, Any]:
     """Keyword arguments of containers.create() for networking and limits: the
     revision's cpu (ECS CPU units, 1024 to a CPU) and memory (MiB) when it has
     them, else the backend's service-wide cpus and memory."""
@@ -95,7 +95,7 @@ def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int 
     elif opts.network:
         kw["network"] = opts.network
     else:
-        kw["ports"] = {f"{definition.container_port}/tcp": (opts.publish_address, None)}
+        kw["ports"] = {f"{definition.container_port}/tcp": (opts.publishAddress, None)}
     cpus = definition.cpu / 1024 if definition.cpu is not None else opts.cpus
     if cpus is not None:
         kw["nano_cpus"] = int(cpus * 1e9)

@@ -1,5 +1,6 @@
-"""DockerBackend's pure parts: what a container is made of, read back from
-the engine's answers, and the options. No engine needed."""
+"""DockerBackend's pure parts: what a container is made of, and how it is
+read back from the engine's answers. No engine needed. (The options:
+tests/controller/test_runtime_config.py.)"""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shiftlab.common.configfile import ConfigError
 from shiftlab.controller.backends.base import Task, TaskDefinition
 from shiftlab.controller.backends.docker import DockerBackend, DockerUnavailable
-from shiftlab.controller.backends.docker_options import DockerOptions
+from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.backends.docker_spec import (
     L_OWNER,
     L_TASK,
@@ -30,20 +30,20 @@ TASK = Task("a" * 32, "3", "green", "web", "d-1", "127.0.0.1", 0, "PROVISIONING"
 
 
 def test_publishing_on_loopback_is_the_default() -> None:
-    kw = run_options(DockerOptions(), TaskDefinition("1", image="x", container_port=9000), None)
+    kw = run_options(DockerRuntime(), TaskDefinition("1", image="x", container_port=9000), None)
     assert kw["ports"] == {"9000/tcp": ("127.0.0.1", None)}  # the engine picks the host port
     assert "network" not in kw and "network_mode" not in kw and "mem_limit" not in kw
 
 
 def test_host_networking_and_named_networks() -> None:
     d = TaskDefinition("1", image="x")
-    assert run_options(DockerOptions(network="host"), d, 4321)["network_mode"] == "host"
-    named = run_options(DockerOptions(network="shiftlab"), d, None)
+    assert run_options(DockerRuntime(network="host"), d, 4321)["network_mode"] == "host"
+    named = run_options(DockerRuntime(network="shiftlab"), d, None)
     assert named["network"] == "shiftlab" and "ports" not in named
 
 
 def test_limits_are_passed_and_swap_is_not_allowed() -> None:
-    kw = run_options(DockerOptions(cpus=0.5, memory="256m"), TaskDefinition("1", image="x"), None)
+    kw = run_options(DockerRuntime(cpus=0.5, memory="256m"), TaskDefinition("1", image="x"), None)
     assert kw["nano_cpus"] == 500_000_000
     assert kw["mem_limit"] == kw["memswap_limit"] == "256m"
 
@@ -83,25 +83,6 @@ def test_engine_answers_are_read() -> None:
     assert not has_healthcheck({"Config": {"Healthcheck": {"Test": ["NONE"]}}}) and not has_healthcheck({})
     assert parse_docker_time("2024-05-01T10:00:00.123456789Z") == pytest.approx(1714557600.123456)
     assert parse_docker_time("0001-01-01T00:00:00Z") is None and parse_docker_time(None) is None
-
-
-def test_options_from_the_environment() -> None:
-    opts = DockerOptions.from_env({"SHIFTLAB_DOCKER_NETWORK": "shiftlab", "SHIFTLAB_DOCKER_PULL": "never",
-                                   "SHIFTLAB_DOCKER_CPUS": "1.5", "SHIFTLAB_DOCKER_MEMORY": "512m"})
-    assert (opts.network, opts.pull_policy, opts.cpus, opts.memory) == ("shiftlab", "never", 1.5, "512m")
-    assert DockerOptions.from_env({}, pull_policy="always").pull_policy == "always"
-
-
-def test_bad_options_are_all_reported() -> None:
-    with pytest.raises(ConfigError) as e:
-        DockerOptions(pull_policy="sometimes", cpus=0, memory="lots")
-    assert e.value.problems == [
-        "docker backend: pull policy 'sometimes' is not one of missing, never, always",
-        "docker backend: cpus 0 is out of range (0, 1024]",
-        "docker backend: memory 'lots' is not a size such as 512m or 2g",
-    ]
-    with pytest.raises(ConfigError, match="SHIFTLAB_DOCKER_CPUS: 'two' is not a number"):
-        DockerOptions.from_env({"SHIFTLAB_DOCKER_CPUS": "two"})
 
 
 async def test_no_engine_is_a_clear_error_that_names_the_way_out(tmp_path: Path,
