@@ -51,24 +51,15 @@ from shiftlab.controller.backends.base import (
 from shiftlab.controller.backends.docker_options import LOOPBACK, DockerRuntime, resolve
 from shiftlab.controller.backends.docker_spec import (
     HOST_NETWORK,
-    L_COLOUR,
-    L_DEPLOYMENT,
-    L_HOST_PORT,
     L_OWNER,
-    L_PORT,
-    L_REVISION,
     L_SERVICE,
-    L_STOP_TIMEOUT,
     L_TASK,
-    container_command,
-    container_env,
-    container_name,
+    container_spec,
+    found_task,
     has_healthcheck,
     owner_of,
-    parse_docker_time,
     published_port,
-    run_options,
-    task_labels,
+    task_address,
 )
 from shiftlab.controller.backends.lifecycle import Lifecycle
 
@@ -155,10 +146,8 @@ class DockerBackend:
         opts = self.options
         task_id = uuid.uuid4().hex
         host_port = _free_port() if opts.network == HOST_NETWORK else None
-        host = opts.publishAddress if opts.network in (None, HOST_NETWORK) else container_name(service, colour,
-                                                                                                  task_id)
-        task = Task(task_id, definition.revision, colour, service, deployment_id, host,
-                    host_port or (definition.container_port if opts.network else 0), PROVISIONING)
+        host, port = task_address(opts, service, colour, task_id, definition.container_port, host_port)
+        task = Task(task_id, definition.revision, colour, service, deployment_id, host, port, PROVISIONING)
         entry = _Entry(task, definition.container_port, definition.stop_timeout, self._log_path(task_id))
         self._entries[task_id] = entry
         try:
@@ -173,13 +162,8 @@ class DockerBackend:
         problem = await self._ensure_image(image)
         if problem:
             return self._failed_to_start(entry, problem)
-        labels = {**task_labels(self.owner, task, definition), **({L_HOST_PORT: str(host_port)} if host_port else {})}
-        create = asyncio.ensure_future(self._call(partial(
-            self._client.containers.create, image, command=container_command(definition, opts.python),
-            name=container_name(service, colour, task_id),
-            environment=container_env(task, definition, env, host_port or definition.container_port,
-                                      opts.publishAddress if opts.network == HOST_NETWORK else "0.0.0.0"),
-            labels=labels, detach=True, **run_options(opts, definition, host_port))))
+        spec = container_spec(opts, self.owner, task, definition, env, image, host_port)
+        create = asyncio.ensure_future(self._call(partial(self._client.containers.create, **spec)))
         try:
             container = await asyncio.shield(create)
         except asyncio.CancelledError:
@@ -608,20 +592,9 @@ class DockerBackend:
             raise UnknownTask(task_id) from None
 
     def _entry_from(self, labels: Mapping[str, str], attrs: Mapping[str, Any]) -> _Entry:
-        container_port = int(labels.get(L_PORT) or 8080)
-        host_port = int(labels[L_HOST_PORT]) if labels.get(L_HOST_PORT) else None
-        name = str(attrs.get("Name") or "").lstrip("/")
-        if self.options.network in (None, HOST_NETWORK):
-            host = self.options.publishAddress
-            port = host_port or published_port(attrs, container_port) or 0
-        else:
-            host, port = name, container_port
-        state = attrs.get("State") or {}
-        task = Task(labels[L_TASK], labels.get(L_REVISION, ""), labels.get(L_COLOUR, ""), labels.get(L_SERVICE, ""),
-                    labels.get(L_DEPLOYMENT) or None, host, port, PENDING,
-                    started_at=parse_docker_time(state.get("StartedAt")))
-        entry = _Entry(task, container_port, float(labels.get(L_STOP_TIMEOUT) or 10), self._log_path(task.task_id),
-                       container_id=str(attrs.get("Id")))
+        found = found_task(self.options, labels, attrs)
+        entry = _Entry(found.task, found.container_port, found.stop_timeout, self._log_path(found.task.task_id),
+                       container_id=found.container_id)
         self._learn(entry, attrs)
         return entry
 

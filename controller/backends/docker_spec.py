@@ -27,10 +27,11 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shiftlab.controller.backends.base import PYTHON_PLACEHOLDER, Task, TaskDefinition
+from shiftlab.controller.backends.base import PENDING, PYTHON_PLACEHOLDER, Task, TaskDefinition
 from shiftlab.controller.backends.docker_options import DockerRuntime
 
 HOST_NETWORK = "host"
@@ -38,6 +39,34 @@ LABEL = "io.shiftlab"
 L_TASK, L_SERVICE, L_REVISION, L_COLOUR = f"{LABEL}.task", f"{LABEL}.service", f"{LABEL}.revision", f"{LABEL}.colour"
 L_DEPLOYMENT, L_OWNER, L_PORT = f"{LABEL}.deployment", f"{LABEL}.owner", f"{LABEL}.container-port"
 L_STOP_TIMEOUT, L_HOST_PORT = f"{LABEL}.stop-timeout", f"{LABEL}.host-port"
+
+
+def task_address(opts: DockerRuntime, service: str, colour: str, task_id: str, container_port: int,
+                 host_port: int | None) -> tuple[str, int]:
+    """Where the target group reaches a new task; port 0 while the engine has
+    not yet picked the published port (it is known once the container runs)."""
+    if opts.network in (None, HOST_NETWORK):
+        return opts.publishAddress, host_port or 0
+    return container_name(service, colour, task_id), container_port
+
+
+def container_spec(opts: DockerRuntime, owner: str, task: Task, definition: TaskDefinition, env: Mapping[str, str],
+                   image: str, host_port: int | None) -> dict[str, Any]:
+    """The keyword arguments of containers.create() for a task: `host_port`
+    is its port with host networking (None otherwise)."""
+    labels = task_labels(owner, task, definition)
+    if host_port:
+        labels[L_HOST_PORT] = str(host_port)
+    return {
+        "image": image,
+        "command": container_command(definition, opts.python),
+        "name": container_name(task.service, task.colour, task.task_id),
+        "environment": container_env(task, definition, env, host_port or definition.container_port,
+                                     opts.publishAddress if opts.network == HOST_NETWORK else "0.0.0.0"),
+        "labels": labels,
+        "detach": True,
+        **run_options(opts, definition, host_port),
+    }
 
 
 def owner_of(state_dir: Path) -> str:
@@ -129,3 +158,30 @@ def parse_docker_time(text: str | None) -> float | None:
     frac = (m.group(2) or ".0")[:7]
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     return dt.datetime.fromisoformat(m.group(1) + frac + zone).timestamp()
+
+
+@dataclass(frozen=True)
+class Found:
+    """A container of ours, read back from its labels and the engine's
+    inspect answer (adoption after a crash)."""
+
+    task: Task  # PENDING: whether it still serves is for the backend to find out
+    container_id: str
+    container_port: int
+    stop_timeout: float
+
+
+def found_task(opts: DockerRuntime, labels: Mapping[str, str], attrs: Mapping[str, Any]) -> Found:
+    container_port = int(labels.get(L_PORT) or 8080)
+    host_port = int(labels[L_HOST_PORT]) if labels.get(L_HOST_PORT) else None
+    name = str(attrs.get("Name") or "").lstrip("/")
+    if opts.network in (None, HOST_NETWORK):
+        host = opts.publishAddress
+        port = host_port or published_port(attrs, container_port) or 0
+    else:
+        host, port = name, container_port
+    state = attrs.get("State") or {}
+    task = Task(labels[L_TASK], labels.get(L_REVISION, ""), labels.get(L_COLOUR, ""), labels.get(L_SERVICE, ""),
+                labels.get(L_DEPLOYMENT) or None, host, port, PENDING,
+                started_at=parse_docker_time(state.get("StartedAt")))
+    return Found(task, str(attrs.get("Id")), container_port, float(labels.get(L_STOP_TIMEOUT) or 10))

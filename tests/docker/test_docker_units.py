@@ -12,16 +12,20 @@ from shiftlab.controller.backends.base import Task, TaskDefinition
 from shiftlab.controller.backends.docker import DockerBackend, DockerUnavailable
 from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.backends.docker_spec import (
+    L_HOST_PORT,
     L_OWNER,
     L_TASK,
     container_command,
     container_env,
     container_name,
+    container_spec,
+    found_task,
     has_healthcheck,
     owner_of,
     parse_docker_time,
     published_port,
     run_options,
+    task_address,
     task_labels,
 )
 from shiftlab.stack import make_backend
@@ -83,6 +87,55 @@ def test_engine_answers_are_read() -> None:
     assert not has_healthcheck({"Config": {"Healthcheck": {"Test": ["NONE"]}}}) and not has_healthcheck({})
     assert parse_docker_time("2024-05-01T10:00:00.123456789Z") == pytest.approx(1714557600.123456)
     assert parse_docker_time("0001-01-01T00:00:00Z") is None and parse_docker_time(None) is None
+
+
+@pytest.mark.parametrize(("network", "host_port", "address"), [
+    (None, None, ("127.0.0.1", 0)),  # published: the engine picks the port once the container runs
+    ("host", 4321, ("127.0.0.1", 4321)),
+    ("shiftlab", None, ("shiftlab-web-green-aaaaaaaaaaaa", 9000)),  # its name on that network
+])
+def test_where_a_new_task_is_reached(network: str | None, host_port: int | None, address: tuple[str, int]) -> None:
+    opts = DockerRuntime(network=network)
+    assert task_address(opts, "web", "green", TASK.task_id, 9000, host_port) == address
+
+
+def test_the_container_spec_is_the_whole_create_call() -> None:
+    d = TaskDefinition("3", ("{python}", "-m", "app"), env={"GREETING": "hi"}, image="ignored", container_port=9000,
+                       stop_timeout=2.5, cpu=512, memory=256)
+    spec = container_spec(DockerRuntime(python="python3.12"), "me", TASK, d, {"SHIFTLAB_TARGET_GROUP": "green"},
+                          "app:3", None)
+    assert spec == {
+        "image": "app:3", "command": ["python3.12", "-m", "app"], "name": "shiftlab-web-green-aaaaaaaaaaaa",
+        "environment": container_env(TASK, d, {"SHIFTLAB_TARGET_GROUP": "green"}, 9000),
+        "labels": task_labels("me", TASK, d), "detach": True, "stop_signal": "SIGTERM",
+        "ports": {"9000/tcp": ("127.0.0.1", None)}, "nano_cpus": 500_000_000, "mem_limit": "256m",
+        "memswap_limit": "256m",
+    }
+
+
+def test_with_host_networking_the_task_listens_on_its_own_port_at_the_publish_address() -> None:
+    opts = DockerRuntime(network="host", publishAddress="127.0.0.2")
+    spec = container_spec(opts, "me", TASK, TaskDefinition("3", image="x", container_port=9000), {}, "x", 4321)
+    assert (spec["environment"]["HOST"], spec["environment"]["PORT"]) == ("127.0.0.2", "4321")
+    assert spec["labels"][L_HOST_PORT] == "4321" and spec["network_mode"] == "host" and "ports" not in spec
+
+
+@pytest.mark.parametrize(("network", "address"), [
+    (None, ("127.0.0.1", 32768)),
+    ("host", ("127.0.0.1", 4321)),
+    ("shiftlab", ("shiftlab-web-green-aaaaaaaaaaaa", 9000)),
+])
+def test_an_adopted_container_is_read_back_from_its_labels(network: str | None, address: tuple[str, int]) -> None:
+    opts = DockerRuntime(network=network)
+    d = TaskDefinition("3", image="x", container_port=9000, stop_timeout=2.5)
+    spec = container_spec(opts, "me", TASK, d, {}, "x", 4321 if network == "host" else None)
+    attrs = {"Id": "c0ffee", "Name": "/" + spec["name"], "State": {"StartedAt": "2024-05-01T10:00:00Z"},
+             "NetworkSettings": {"Ports": {"9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}]}}}
+    found = found_task(opts, spec["labels"], attrs)
+    t = found.task
+    assert (t.task_id, t.revision, t.colour, t.service, t.deployment_id) == (TASK.task_id, "3", "green", "web", "d-1")
+    assert ((t.host, t.port), t.state, t.started_at) == (address, "PENDING", 1714557600.0)
+    assert (found.container_id, found.container_port, found.stop_timeout) == ("c0ffee", 9000, 2.5)
 
 
 async def test_no_engine_is_a_clear_error_that_names_the_way_out(tmp_path: Path,
