@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -62,6 +61,7 @@ from shiftlab.controller.backends.docker_spec import (
     task_address,
 )
 from shiftlab.controller.backends.lifecycle import Lifecycle
+from shiftlab.controller.backends.tasklogs import is_task_id, log_path, read_tail
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -74,10 +74,8 @@ PROBE_SETTLE_SECONDS = 0.05
 KILL_WAIT_SECONDS = 10.0
 API_TIMEOUT_SECONDS = 60.0  # one engine call (a pull has its own stall timeout)
 PING_TIMEOUT_SECONDS = 5.0
-LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
 REASON_UNHEALTHY = "Task failed container health checks"
 SCHEDULER_INITIATED = "ServiceSchedulerInitiated"  # ECS's stopCode when it replaces an unhealthy task
-_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class DockerUnavailable(OSError):
@@ -217,13 +215,13 @@ class DockerBackend:
     async def logs(self, task_id: str, tail: int | None = None) -> str:
         # The id may come from an API caller: it names a file, so it must look like one of ours.
         entry = self._entries.get(task_id)
-        if entry is None and not _TASK_ID.match(task_id):
+        if entry is None and not is_task_id(task_id):
             raise UnknownTask(task_id)
         if entry is not None and entry.finisher is not None:
             await asyncio.shield(entry.finisher)  # the logs are being saved
         path = self._log_path(task_id)
         if path.exists():
-            return await asyncio.to_thread(_read_tail, path, tail)
+            return await asyncio.to_thread(read_tail, path, tail)
         if entry is None:
             raise UnknownTask(task_id)
         if entry.container_id is None:
@@ -232,7 +230,7 @@ class DockerBackend:
             return await self._container_logs(entry.container_id, tail)
         except Exception:
             if path.exists():  # stopped and removed meanwhile, its logs saved by then
-                return await asyncio.to_thread(_read_tail, path, tail)
+                return await asyncio.to_thread(read_tail, path, tail)
             return ""
 
     async def adopt(self, service: str) -> list[Task]:
@@ -242,7 +240,7 @@ class DockerBackend:
         for row in found:
             labels = row.get("Labels") or {}
             task_id = labels.get(L_TASK, "")
-            if task_id in self._entries or not _TASK_ID.match(task_id):
+            if task_id in self._entries or not is_task_id(task_id):
                 continue
             attrs = await self._inspect_id(row["Id"])
             if attrs is None:
@@ -599,7 +597,7 @@ class DockerBackend:
         return entry
 
     def _log_path(self, task_id: str) -> Path:
-        return self.logs_dir / f"{task_id}.log"
+        return log_path(self.logs_dir, task_id)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
@@ -683,16 +681,3 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
-
-
-def _read_tail(path: Path, tail: int | None) -> str:
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - LOG_TAIL_MAX_BYTES))
-        data = f.read()
-    text = data.decode(errors="replace")
-    if tail is None:
-        return text
-    if tail <= 0:
-        return ""
-    return "".join(text.splitlines(keepends=True)[-tail:])

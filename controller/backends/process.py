@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import time
@@ -45,6 +44,7 @@ from shiftlab.controller.backends.base import (
 )
 from shiftlab.controller.backends.lifecycle import Lifecycle, exit_code_of
 from shiftlab.controller.backends.registry import Registry, Row
+from shiftlab.controller.backends.tasklogs import is_task_id, log_path, read_tail
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -52,8 +52,6 @@ LOOPBACK = "127.0.0.1"
 ADOPTED_POLL_SECONDS = 0.2
 READY_POLL_SECONDS = 0.05
 KILL_WAIT_SECONDS = 10.0  # after SIGKILL; only a process stuck in the kernel takes longer
-LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
-_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass
@@ -161,14 +159,14 @@ class ProcessBackend:
 
     async def logs(self, task_id: str, tail: int | None = None) -> str:
         # The id may come from an API caller: it names a file, so it must look like one of ours.
-        if task_id not in self._entries and not _TASK_ID.match(task_id):
+        if task_id not in self._entries and not is_task_id(task_id):
             raise UnknownTask(task_id)
         path = self._log_path(task_id)
         if not path.exists():
             if task_id in self._entries:
                 return ""
             raise UnknownTask(task_id)
-        return await asyncio.to_thread(_read_tail, path, tail)
+        return await asyncio.to_thread(read_tail, path, tail)
 
     async def adopt(self, service: str) -> list[Task]:
         for row in self._registry.rows(service):
@@ -313,7 +311,7 @@ class ProcessBackend:
             raise UnknownTask(task_id) from None
 
     def _log_path(self, task_id: str) -> Path:
-        return self.logs_dir / f"{task_id}.log"
+        return log_path(self.logs_dir, task_id)
 
     def _row(self, entry: _Entry, cmdline: list[str]) -> Row:
         t = entry.task
@@ -347,16 +345,3 @@ async def _accepts(host: str, port: int) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
-
-
-def _read_tail(path: Path, tail: int | None) -> str:
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - LOG_TAIL_MAX_BYTES))
-        data = f.read()
-    text = data.decode(errors="replace")
-    if tail is None:
-        return text
-    if tail <= 0:
-        return ""
-    return "".join(text.splitlines(keepends=True)[-tail:])
