@@ -10,7 +10,6 @@ and defaults are ECS's.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from shiftlab.common.configfile import Model, in_range
+from shiftlab.controller.backends.docker_options import DockerRuntime
 
 STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")
 HOOKABLE_STAGES = (
@@ -229,97 +229,6 @@ class ServiceConfig(Model):
         return self.loadBalancers[0]
 
 
-PULL_POLICIES = ("missing", "never", "always")
-DOCKER_MIN_MEMORY = 6 * 1024 * 1024  # bytes: Docker refuses a smaller memory limit
-_SIZE = re.compile(r"^(\d+)([bkmg]?)$")
-_SIZE_FACTOR = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-# One check per docker option, shared by the config file's controller.docker
-# and the SHIFTLAB_DOCKER_* variables (controller/backends/docker.py): each
-# says what is wrong with the value, or None.
-
-def pull_problem(value: str) -> str | None:
-    return None if value in PULL_POLICIES else f"{value!r} is not one of {', '.join(PULL_POLICIES)}"
-
-
-def cpus_problem(value: float) -> str | None:
-    return None if 0 < value <= 1024 else f"{value:g} is out of range (0, 1024]"
-
-
-def memory_problem(value: str) -> str | None:
-    m = _SIZE.match(value.strip().lower())
-    if not m:
-        return f"{value!r} is not a size such as 512m or 2g"
-    if int(m.group(1)) * _SIZE_FACTOR[m.group(2)] < DOCKER_MIN_MEMORY:
-        return f"{value!r} is below Docker's minimum of 6m (a size without a unit is in bytes: 512m, 2g)"
-    return None
-
-
-def stall_timeout_problem(value: float) -> str | None:
-    return None if 0 < value <= 3600 else f"{value:g} is out of range (0, 3600] seconds"
-
-
-def publish_address_problem(value: str, beyond_loopback: bool) -> str | None:
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return f"{value!r} is not an IP address (Docker publishes ports on an address, e.g. 127.0.0.1)"
-    if not address.is_loopback and not beyond_loopback:
-        return (f"{value} is not a loopback address: every task's port would be reachable from the network; "
-                f"set publishBeyondLoopback: true (SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK=1) if that is deliberate")
-    return None
-
-
-def _checked(problem: Any) -> Any:
-    def check(value: Any) -> Any:
-        if value is not None and (why := problem(value)):
-            raise ValueError(why)
-        return value
-
-    return AfterValidator(check)
-
-
-def _size(v: Any) -> Any:
-    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-
-class DockerRuntime(Model):
-    """controller.docker: how the docker backend runs tasks. Every field can
-    be overridden by its SHIFTLAB_DOCKER_* environment variable."""
-
-    # None: each container port published on publishAddress at a port the
-    # engine picks; "host": host networking; any other name: that Docker
-    # network, each task reached by its container name.
-    network: str | None = None
-    publishBeyondLoopback: bool = False  # before publishAddress: its check reads this
-    publishAddress: str = "127.0.0.1"
-    pull: Annotated[str, _checked(pull_problem)] = "missing"
-    pullStallTimeoutSeconds: Annotated[float, _checked(stall_timeout_problem)] = 20.0
-    # Service-wide limits in Docker's terms (--cpus, --memory); a revision's
-    # own cpu/memory (ECS's units) win over them.
-    cpus: Annotated[float | None, _checked(cpus_problem)] = None
-    memory: Annotated[str | None, BeforeValidator(_size), _checked(memory_problem)] = None
-    python: str = "python3"  # what "{python}" in a command means inside a container
-    image: str | None = None  # for a revision without an image
-    owner: str | None = None  # label scope of this controller's containers; default: from stateDir
-
-    @field_validator("network", "owner", "image")
-    @classmethod
-    def _not_blank(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("must not be empty (leave it out for the default)")
-        return v
-
-    @field_validator("publishAddress")
-    @classmethod
-    def _publish(cls, v: str, info: ValidationInfo) -> str:
-        problem = publish_address_problem(v, bool(info.data.get("publishBeyondLoopback")))
-        if problem:
-            raise ValueError(problem)
-        return v
-
-
 def _admin_url(v: str | None) -> str | None:
     if v is None:
         return None
@@ -343,6 +252,7 @@ class ControllerRuntime(Model):
     # Seconds (real, not scaled) that new tasks get to become healthy targets
     # before they count as failed to start.
     taskStartTimeoutSeconds: Annotated[float, in_range(1, 3600)] = 60.0
+    # With its SHIFTLAB_DOCKER_* variables: controller/backends/docker_options.py.
     docker: DockerRuntime = DockerRuntime()
     # The admin API of a load balancer running in a process of its own
     # (`shiftlab proxy`): `up` then runs the controller alone against it.

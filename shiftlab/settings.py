@@ -18,7 +18,7 @@ from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
 from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
-from shiftlab.controller.backends.docker import DockerOptions
+from shiftlab.controller.backends import docker_options
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.service import ControllerSettings
@@ -138,7 +138,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
         problems += port_collisions(lb, runtime)
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
-        attempt(lambda: DockerOptions.from_config(runtime.docker))
+        attempt(lambda: docker_options.resolve(runtime.docker))
     if service is not None and lb is not None:
         problems += _service_problems(service, lb)
     if deployment is not None and alarms is not None:

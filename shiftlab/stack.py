@@ -13,15 +13,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import serve_app, strong_token
 from shiftlab.controller.api import make_api_app
+from shiftlab.controller.backends import docker_options
 from shiftlab.controller.backends.base import Backend
-from shiftlab.controller.config import DockerRuntime
+from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import HttpRouter, RouterError
 from shiftlab.controller.service import ServiceController
@@ -29,31 +30,22 @@ from shiftlab.proxy.app import Proxy
 from shiftlab.proxy.config import LoadBalancer
 from shiftlab.settings import Settings
 
-if TYPE_CHECKING:
-    from shiftlab.controller.backends.docker import DockerOptions
-
 log = logging.getLogger("shiftlab.controller")
 
 PROXY_WAIT_SECONDS = 30.0  # for a load balancer started at the same time as the controller
 
 
 def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0,
-                 docker: DockerRuntime | DockerOptions | None = None) -> Backend:
-    """`docker`: the config file's controller.docker (SHIFTLAB_DOCKER_* win
-    over it), or options already resolved."""
+                 docker: DockerRuntime | None = None) -> Backend:
+    """`docker`: the config file's controller.docker; the SHIFTLAB_DOCKER_*
+    variables win over it (options already resolved stay as they are)."""
     if kind == "docker":
         from shiftlab.controller.backends.docker import DockerBackend  # imported only when asked for
 
-        return DockerBackend(state_dir, start_timeout=start_timeout, options=docker_options(docker))
+        return DockerBackend(state_dir, start_timeout=start_timeout, options=docker_options.resolve(docker))
     from shiftlab.controller.backends.process import ProcessBackend
 
     return ProcessBackend(state_dir, start_timeout=start_timeout)
-
-
-def docker_options(docker: DockerRuntime | DockerOptions | None) -> DockerOptions:
-    from shiftlab.controller.backends.docker import DockerOptions
-
-    return docker if isinstance(docker, DockerOptions) else DockerOptions.from_config(docker)
 
 
 class Stack:
@@ -79,7 +71,8 @@ class Stack:
         self._backend = backend
         # Resolved now (file and SHIFTLAB_DOCKER_* variables), so that a bad
         # variable is refused before anything starts.
-        self._docker = docker_options(runtime.docker) if backend is None and runtime.backend == "docker" else None
+        self._docker = (docker_options.resolve(runtime.docker) if backend is None and runtime.backend == "docker"
+                        else None)
         self.controller: ServiceController | None = None
         self.router: HttpRouter | None = None
         self.records: Records | None = None

@@ -1,24 +1,7 @@
-"""DockerBackend: task sets as local Docker containers.
-
-A revision is an image (plus command, environment, container port, stop
-timeout and optional cpu/memory limits); a task is one container. The
-options (DockerOptions) come from the config file's `controller.docker`,
-each overridden by its SHIFTLAB_DOCKER_* environment variable. Every container carries labels: its task
-id, service, revision, colour and deployment, and the backend's owner (by
-default its state directory), so that a restarted controller finds and
-adopts exactly the containers its predecessor left, and two controllers on
-one engine never touch each other's.
-
-Where a task is reached (the target the proxy forwards to), by `network`:
-  None (default)  the container port is published on 127.0.0.1 (or
-                  publishAddress) at a port the engine picks; the target is
-                  127.0.0.1:<that port>
-  "host"          host networking: the task gets a free port in $PORT and
-                  must listen on it (the sample service does), on $HOST,
-                  the publish address
-  any other name  the container joins that Docker network and is reached by
-                  its name at the container port: for a controller that runs
-                  in a container on the same network (compose/)
+"""DockerBackend: task sets as local Docker containers, one container a
+task: the SDK calls, the engine's event stream, adoption after a crash.
+What a container is made of (image, command, environment, ports, labels,
+limits) is docker_spec.py; the options are docker_options.py.
 
 A task counts as RUNNING once its container runs, its port accepts a
 connection that the other side keeps open (the engine's userland proxy
@@ -36,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -52,14 +32,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import is_loopback
 from shiftlab.controller.backends.base import (
-    ESSENTIAL_CONTAINER_EXITED,
     PENDING,
     PROVISIONING,
-    PYTHON_PLACEHOLDER,
-    REASON_EXITED,
     REASON_USER,
     RUNNING,
     STOPPED,
@@ -71,25 +47,25 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
     notify,
 )
-from shiftlab.controller.config import (
-    DockerRuntime,
-    cpus_problem,
-    memory_problem,
-    publish_address_problem,
-    pull_problem,
-    stall_timeout_problem,
+from shiftlab.controller.backends.docker_options import LOOPBACK, DockerRuntime, resolve
+from shiftlab.controller.backends.docker_spec import (
+    HOST_NETWORK,
+    L_OWNER,
+    L_SERVICE,
+    L_TASK,
+    container_spec,
+    found_task,
+    has_healthcheck,
+    owner_of,
+    published_port,
+    task_address,
 )
+from shiftlab.controller.backends.lifecycle import Lifecycle
+from shiftlab.controller.backends.tasklogs import is_task_id, log_path, read_tail
 
 log = logging.getLogger("shiftlab.controller")
 
 T = TypeVar("T")
-
-LOOPBACK = "127.0.0.1"
-HOST_NETWORK = "host"
-LABEL = "io.shiftlab"
-L_TASK, L_SERVICE, L_REVISION, L_COLOUR = f"{LABEL}.task", f"{LABEL}.service", f"{LABEL}.revision", f"{LABEL}.colour"
-L_DEPLOYMENT, L_OWNER, L_PORT = f"{LABEL}.deployment", f"{LABEL}.owner", f"{LABEL}.container-port"
-L_STOP_TIMEOUT, L_HOST_PORT = f"{LABEL}.stop-timeout", f"{LABEL}.host-port"
 
 READY_POLL_SECONDS = 0.05
 # How long a probe connection must stay open to count: the userland proxy
@@ -98,11 +74,8 @@ PROBE_SETTLE_SECONDS = 0.05
 KILL_WAIT_SECONDS = 10.0
 API_TIMEOUT_SECONDS = 60.0  # one engine call (a pull has its own stall timeout)
 PING_TIMEOUT_SECONDS = 5.0
-LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
 REASON_UNHEALTHY = "Task failed container health checks"
-REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
 SCHEDULER_INITIATED = "ServiceSchedulerInitiated"  # ECS's stopCode when it replaces an unhealthy task
-_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class DockerUnavailable(OSError):
@@ -115,211 +88,6 @@ def unavailable_message(detail: str) -> str:
             "Start it (Linux: `sudo systemctl start docker`, or `sudo dockerd &`; macOS/Windows: start Docker "
             "Desktop), or point DOCKER_HOST at a running one; or use the process backend, which needs no "
             "Docker (controller.backend: process, the default, or --backend process).")
-
-
-# -- options -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DockerOptions:
-    """The backend's options: the config file's `controller.docker`
-    (DockerRuntime), each overridden by its SHIFTLAB_DOCKER_* variable."""
-
-    network: str | None = None  # None: publish on publish_address; "host"; or a network name
-    publish_address: str = LOOPBACK
-    publish_beyond_loopback: bool = False  # a non-loopback publish_address is refused without it
-    pull_policy: str = "missing"
-    pull_stall_timeout: float = 20.0  # seconds without a word from a pull before it fails
-    cpus: float | None = None  # for every task whose revision has no cpu of its own
-    memory: str | None = None  # e.g. "256m"; for every task whose revision has no memory of its own
-    python: str = "python3"  # what "{python}" in a command means inside a container
-    default_image: str | None = None  # for a definition without an image
-    owner: str | None = None  # label scope; default: derived from the state directory
-
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, Callable[[Any], str | None], Any]] = [
-            ("pull policy", pull_problem, self.pull_policy),
-            ("cpus", cpus_problem, self.cpus),
-            ("memory", memory_problem, self.memory),
-            ("the pull stall timeout", stall_timeout_problem, self.pull_stall_timeout),
-            ("publish address", partial(publish_address_problem, beyond_loopback=self.publish_beyond_loopback),
-             self.publish_address),
-        ]
-        problems = [f"docker backend: {what} {why}" for what, check, value in checks
-                    if value is not None and (why := check(value))]
-        if problems:
-            raise ConfigError(problems)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DockerOptions:
-        """SHIFTLAB_DOCKER_* over the defaults, `overrides` (those not None) over both."""
-        values = env_values(os.environ if env is None else env)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    @classmethod
-    def from_config(cls, section: DockerRuntime | None, env: Mapping[str, str] | None = None) -> DockerOptions:
-        """The config file's controller.docker, with SHIFTLAB_DOCKER_* over it."""
-        s = section or DockerRuntime()
-        values: dict[str, Any] = {
-            "network": s.network, "publish_address": s.publishAddress,
-            "publish_beyond_loopback": s.publishBeyondLoopback, "pull_policy": s.pull,
-            "pull_stall_timeout": s.pullStallTimeoutSeconds, "cpus": s.cpus, "memory": s.memory, "python": s.python,
-            "default_image": s.image, "owner": s.owner,
-        }
-        values.update(env_values(os.environ if env is None else env))
-        return cls(**values)
-
-
-# SHIFTLAB_DOCKER_<suffix> -> DockerOptions field; the config file's name in comments.
-ENV_NAMES = {
-    "NETWORK": "network",  # network
-    "PUBLISH_ADDRESS": "publish_address",  # publishAddress
-    "PUBLISH_BEYOND_LOOPBACK": "publish_beyond_loopback",  # publishBeyondLoopback
-    "PULL": "pull_policy",  # pull
-    "PULL_STALL_TIMEOUT": "pull_stall_timeout",  # pullStallTimeoutSeconds
-    "CPUS": "cpus",  # cpus
-    "MEMORY": "memory",  # memory
-    "PYTHON": "python",  # python
-    "IMAGE": "default_image",  # image
-    "OWNER": "owner",  # owner
-}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_ENV_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "pull_policy": pull_problem, "cpus": cpus_problem, "memory": memory_problem,
-    "pull_stall_timeout": stall_timeout_problem,
-}
-
-
-def env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The SHIFTLAB_DOCKER_* variables that are set (and not empty), as DockerOptions fields;
-    a bad value is refused naming its variable."""
-    values: dict[str, Any] = {}
-    problems = []
-    for suffix, attr in ENV_NAMES.items():
-        name = f"SHIFTLAB_DOCKER_{suffix}"
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        value: Any = raw
-        if attr in ("cpus", "pull_stall_timeout"):
-            try:
-                value = float(raw)
-            except ValueError:
-                problems.append(f"{name}: {raw!r} is not a number")
-                continue
-        elif attr == "publish_beyond_loopback":
-            if raw.lower() not in _TRUE + _FALSE:
-                problems.append(f"{name}: {raw!r} is not one of 1, 0 (true, false)")
-                continue
-            value = raw.lower() in _TRUE
-        check = _ENV_CHECKS.get(attr)
-        why = check(value) if check else None
-        if why:
-            problems.append(f"{name}: {why}")
-            continue
-        values[attr] = value
-    if problems:
-        raise ConfigError(problems)
-    return values
-
-
-# -- what a container is made of (pure) --------------------------------------------------------
-
-
-def owner_of(state_dir: Path) -> str:
-    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
-
-
-def container_name(service: str, colour: str, task_id: str) -> str:
-    return f"shiftlab-{service[:40]}-{colour}-{task_id[:12]}"
-
-
-def task_labels(owner: str, task: Task, definition: TaskDefinition) -> dict[str, str]:
-    return {
-        L_OWNER: owner, L_TASK: task.task_id, L_SERVICE: task.service, L_REVISION: task.revision,
-        L_COLOUR: task.colour, L_DEPLOYMENT: task.deployment_id or "", L_PORT: str(definition.container_port),
-        L_STOP_TIMEOUT: f"{definition.stop_timeout:g}",
-    }
-
-
-def container_command(definition: TaskDefinition, python: str) -> list[str] | None:
-    """The definition's command, "{python}" meaning the image's Python; None keeps the image's CMD."""
-    argv = list(definition.command)
-    if not argv:
-        return None
-    if argv[0] == PYTHON_PLACEHOLDER:
-        argv[0] = python
-    return argv
-
-
-def container_env(task: Task, definition: TaskDefinition, env: Mapping[str, str], listen_port: int,
-                  listen_host: str = "0.0.0.0") -> dict[str, str]:
-    """`listen_host`: every interface of the container, except with host
-    networking, where the container's interfaces are the host's: there the
-    publish address (127.0.0.1 unless configured otherwise)."""
-    return {
-        "HOST": listen_host,
-        "PYTHONUNBUFFERED": "1",
-        **definition.env,
-        **env,
-        # Last: the task must listen where the target group looks.
-        "PORT": str(listen_port),
-        "SHIFTLAB_TASK_ID": task.task_id,
-        "SHIFTLAB_REVISION": task.revision,
-        "SHIFTLAB_COLOUR": task.colour,
-        "SHIFTLAB_SERVICE": task.service,
-    }
-
-
-def run_options(opts: DockerOptions, definition: TaskDefinition, host_port: int | None) -> dict[str, Any]:
-    """Keyword arguments of containers.create() for networking and limits: the
-    revision's cpu (ECS CPU units, 1024 to a CPU) and memory (MiB) when it has
-    them, else the backend's service-wide cpus and memory."""
-    kw: dict[str, Any] = {"stop_signal": "SIGTERM"}
-    if opts.network == HOST_NETWORK:
-        kw["network_mode"] = "host"
-    elif opts.network:
-        kw["network"] = opts.network
-    else:
-        kw["ports"] = {f"{definition.container_port}/tcp": (opts.publish_address, None)}
-    cpus = definition.cpu / 1024 if definition.cpu is not None else opts.cpus
-    if cpus is not None:
-        kw["nano_cpus"] = int(cpus * 1e9)
-    memory = f"{definition.memory}m" if definition.memory is not None else opts.memory
-    if memory is not None:
-        kw["mem_limit"] = memory
-        kw["memswap_limit"] = memory  # no swap: over the limit means OOM-killed, as on ECS
-    return kw
-
-
-def published_port(attrs: Mapping[str, Any], container_port: int) -> int | None:
-    ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/tcp") or []
-    for binding in ports:
-        if binding.get("HostPort"):
-            return int(binding["HostPort"])
-    return None
-
-
-def has_healthcheck(attrs: Mapping[str, Any]) -> bool:
-    test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-    return bool(test) and test[0] != "NONE"
-
-
-def parse_docker_time(text: str | None) -> float | None:
-    """Docker's RFC 3339 times (nanoseconds, Z) as epoch seconds; None for its zero time."""
-    if not text or text.startswith("0001-"):
-        return None
-    m = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
-    if not m:
-        return None
-    frac = (m.group(2) or ".0")[:7]
-    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return dt.datetime.fromisoformat(m.group(1) + frac + zone).timestamp()
-
-
-def exit_reason(oom_killed: bool, detail: str = "") -> str:
-    return REASON_EXITED + (f" ({REASON_OOM})" if oom_killed else "") + detail
 
 
 # -- the backend ----------------------------------------------------------------------------------
@@ -339,21 +107,24 @@ class _Entry:
     health_changed: asyncio.Event = field(default_factory=asyncio.Event)
     stopper: asyncio.Task[None] | None = None
     finisher: asyncio.Task[None] | None = None
-    stop_request: tuple[str, str] | None = None  # (stopCode, reason) once we asked it to stop
+    life: Lifecycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.life = Lifecycle(self.task)
 
 
 class DockerBackend:
-    def __init__(self, state_dir: Path, start_timeout: float = 60.0, options: DockerOptions | None = None,
-                 **option_overrides: Any) -> None:
+    def __init__(self, state_dir: Path, start_timeout: float = 60.0, options: DockerRuntime | None = None) -> None:
+        """`options` as they are; None: the defaults with the SHIFTLAB_DOCKER_* variables over them."""
         self.state_dir = Path(state_dir)
         self.logs_dir = self.state_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.start_timeout = start_timeout
-        self.options = options or DockerOptions.from_env(**option_overrides)
+        self.options = options if options is not None else resolve()
         self.owner = self.options.owner or owner_of(self.state_dir)
-        if self.options.network in (None, HOST_NETWORK) and not is_loopback(self.options.publish_address):
+        if self.options.network in (None, HOST_NETWORK) and not is_loopback(self.options.publishAddress):
             log.warning("docker backend: task ports are published on %s, beyond loopback: anyone who can reach "
-                        "this machine can reach the tasks", self.options.publish_address)
+                        "this machine can reach the tasks", self.options.publishAddress)
         self._pool: ThreadPoolExecutor | None = None
         self._client: Any = None
         self._connecting: asyncio.Future[None] | None = None
@@ -373,17 +144,15 @@ class DockerBackend:
         opts = self.options
         task_id = uuid.uuid4().hex
         host_port = _free_port() if opts.network == HOST_NETWORK else None
-        host = opts.publish_address if opts.network in (None, HOST_NETWORK) else container_name(service, colour,
-                                                                                                  task_id)
-        task = Task(task_id, definition.revision, colour, service, deployment_id, host,
-                    host_port or (definition.container_port if opts.network else 0), PROVISIONING)
+        host, port = task_address(opts, service, colour, task_id, definition.container_port, host_port)
+        task = Task(task_id, definition.revision, colour, service, deployment_id, host, port, PROVISIONING)
         entry = _Entry(task, definition.container_port, definition.stop_timeout, self._log_path(task_id))
         self._entries[task_id] = entry
         try:
             await self.connect()
         except DockerUnavailable as exc:
             return self._failed_to_start(entry, f"CannotStartContainerError: {exc}")
-        image = definition.image or opts.default_image
+        image = definition.image or opts.image
         if not image:
             return self._failed_to_start(entry, "CannotStartContainerError: the task definition has no image "
                                                 "(the docker backend runs images: set taskDefinition.image, "
@@ -391,13 +160,8 @@ class DockerBackend:
         problem = await self._ensure_image(image)
         if problem:
             return self._failed_to_start(entry, problem)
-        labels = {**task_labels(self.owner, task, definition), **({L_HOST_PORT: str(host_port)} if host_port else {})}
-        create = asyncio.ensure_future(self._call(partial(
-            self._client.containers.create, image, command=container_command(definition, opts.python),
-            name=container_name(service, colour, task_id),
-            environment=container_env(task, definition, env, host_port or definition.container_port,
-                                      opts.publish_address if opts.network == HOST_NETWORK else "0.0.0.0"),
-            labels=labels, detach=True, **run_options(opts, definition, host_port))))
+        spec = container_spec(opts, self.owner, task, definition, env, image, host_port)
+        create = asyncio.ensure_future(self._call(partial(self._client.containers.create, **spec)))
         try:
             container = await asyncio.shield(create)
         except asyncio.CancelledError:
@@ -410,7 +174,7 @@ class DockerBackend:
         try:
             await self._call(container.start)
             task.started_at = time.time()
-            self._change(entry, PENDING)
+            self._move(entry, PENDING)
             attrs = await self._inspect(entry)
             if attrs is not None:
                 self._learn(entry, attrs)
@@ -423,11 +187,13 @@ class DockerBackend:
             await self._remove(entry)
             return self._failed_to_start(entry, f"CannotStartContainerError: {_engine_error(exc)}")
         if ready:
-            self._change(entry, RUNNING)
+            self._move(entry, RUNNING)  # refused if it exited, or a stop was asked for, meanwhile
         elif not entry.exited.is_set():
             what = ("its HEALTHCHECK says unhealthy" if entry.health == "unhealthy" else
                     f"nothing listening on {task.host}:{task.port} after {self.start_timeout:g} s")
             await self._stop(entry, definition.stop_timeout, TASK_FAILED_TO_START, f"Task failed to start: {what}")
+        if entry.stopper is not None:
+            await asyncio.shield(entry.stopper)  # stopped while it started: return it STOPPED, as promised
         return task.snapshot()
 
     async def stop_task(self, task_id: str, timeout: float) -> Task:
@@ -449,13 +215,13 @@ class DockerBackend:
     async def logs(self, task_id: str, tail: int | None = None) -> str:
         # The id may come from an API caller: it names a file, so it must look like one of ours.
         entry = self._entries.get(task_id)
-        if entry is None and not _TASK_ID.match(task_id):
+        if entry is None and not is_task_id(task_id):
             raise UnknownTask(task_id)
         if entry is not None and entry.finisher is not None:
             await asyncio.shield(entry.finisher)  # the logs are being saved
         path = self._log_path(task_id)
         if path.exists():
-            return await asyncio.to_thread(_read_tail, path, tail)
+            return await asyncio.to_thread(read_tail, path, tail)
         if entry is None:
             raise UnknownTask(task_id)
         if entry.container_id is None:
@@ -464,7 +230,7 @@ class DockerBackend:
             return await self._container_logs(entry.container_id, tail)
         except Exception:
             if path.exists():  # stopped and removed meanwhile, its logs saved by then
-                return await asyncio.to_thread(_read_tail, path, tail)
+                return await asyncio.to_thread(read_tail, path, tail)
             return ""
 
     async def adopt(self, service: str) -> list[Task]:
@@ -474,7 +240,7 @@ class DockerBackend:
         for row in found:
             labels = row.get("Labels") or {}
             task_id = labels.get(L_TASK, "")
-            if task_id in self._entries or not _TASK_ID.match(task_id):
+            if task_id in self._entries or not is_task_id(task_id):
                 continue
             attrs = await self._inspect_id(row["Id"])
             if attrs is None:
@@ -489,10 +255,10 @@ class DockerBackend:
                                          f"Task failed to start: nothing listening on "
                                          f"{entry.task.host}:{entry.task.port}")
                     continue
-                self._change(entry, RUNNING)
+                self._move(entry, RUNNING)
             elif status == "created":
                 # Its controller died between create and start: it never ran.
-                entry.stop_request = (TASK_FAILED_TO_START, "Task failed to start: its controller stopped first")
+                entry.life.ask_stop(TASK_FAILED_TO_START, "Task failed to start: its controller stopped first")
                 await self._remove(entry)
                 self._exited(entry, None)
             else:
@@ -634,7 +400,7 @@ class DockerBackend:
             self._exited(entry, None, detail=" (its container was removed)")
 
     async def _died(self, entry: _Entry, exit_code: int | None) -> None:
-        if entry.task.state == STOPPED:
+        if entry.life.stopped:
             return
         if not entry.oom:
             # The oom event may come after die, or not at all (cgroup v2): the state says for sure.
@@ -646,7 +412,7 @@ class DockerBackend:
         """None when the image is there (pulled if the policy says so); else why the task cannot start."""
         import docker
 
-        policy = self.options.pull_policy
+        policy = self.options.pull
         if policy != "always":
             try:
                 await self._call(partial(self._client.images.get, image))
@@ -659,7 +425,7 @@ class DockerBackend:
                 return f"CannotPullContainerError: {image}: {_engine_error(exc)}"
         started = time.monotonic()
         try:
-            await self._call(partial(_pull, image, self.options.pull_stall_timeout))
+            await self._call(partial(_pull, image, self.options.pullStallTimeoutSeconds))
         except Exception as exc:
             return (f"CannotPullContainerError: pull of {image} failed after {time.monotonic() - started:.1f} s: "
                     f"{_engine_error(exc)} (no registry reachable? build or load the image on this machine, "
@@ -744,11 +510,10 @@ class DockerBackend:
         return False
 
     async def _stop(self, entry: _Entry, timeout: float, stop_code: str, reason: str) -> None:
-        if entry.stop_request is None:
-            entry.stop_request = (stop_code, reason)
-        if entry.task.state == STOPPED or entry.container_id is None:
+        entry.life.ask_stop(stop_code, reason)
+        if entry.life.stopped or entry.container_id is None:
             return
-        self._change(entry, STOPPING)
+        self._move(entry, STOPPING)
         await self._kill(entry, "SIGTERM")
         if await self._wait_exited(entry, timeout):
             return
@@ -781,18 +546,10 @@ class DockerBackend:
     # -- state changes --------------------------------------------------------------------------------
 
     def _exited(self, entry: _Entry, exit_code: int | None, detail: str = "") -> None:
-        task = entry.task
-        if task.state == STOPPED:
-            return
-        stop_code, reason = entry.stop_request or (ESSENTIAL_CONTAINER_EXITED, exit_reason(entry.oom, detail))
-        task.exit_code = exit_code
-        task.stopped_at = time.time()
-        task.stop_code = stop_code
-        task.stopped_reason = reason
-        entry.exited.set()
-        self._change(entry, STOPPED)
-        if entry.container_id is not None and entry.finisher is None:
-            entry.finisher = asyncio.ensure_future(self._finish(entry))
+        if entry.life.exited(exit_code, time.time(), oom=entry.oom, detail=detail):
+            self._changed(entry)
+            if entry.container_id is not None and entry.finisher is None:
+                entry.finisher = asyncio.ensure_future(self._finish(entry))
 
     async def _finish(self, entry: _Entry) -> None:
         """Keep a stopped task's logs, then remove its container."""
@@ -806,25 +563,23 @@ class DockerBackend:
         await self._remove(entry)
 
     def _failed_to_start(self, entry: _Entry, reason: str) -> Task:
-        log.warning("task %s of %s: %s", entry.task.task_id, entry.task.service, reason)
-        entry.stop_request = (TASK_FAILED_TO_START, reason)
-        entry.task.stopped_at = time.time()
-        entry.task.stop_code = TASK_FAILED_TO_START
-        entry.task.stopped_reason = reason
-        entry.exited.set()
-        with contextlib.suppress(OSError):
-            entry.log_path.write_text(reason + "\n", encoding="utf-8")
-        self._change(entry, STOPPED)
+        if entry.life.failed_to_start(reason, time.time()):
+            log.warning("task %s of %s: %s", entry.task.task_id, entry.task.service, reason)
+            with contextlib.suppress(OSError):
+                entry.log_path.write_text(reason + "\n", encoding="utf-8")
+            self._changed(entry)
         return entry.task.snapshot()
 
-    def _change(self, entry: _Entry, state: str) -> None:
-        task = entry.task
-        if task.state == state or task.state == STOPPED:
-            return  # STOPPED is final: a late PENDING or RUNNING must not bring a task back
-        task.state = state
-        if self._closed:
-            return
-        notify(self._subscribers, task)
+    def _move(self, entry: _Entry, state: str) -> None:
+        if entry.life.move(state):
+            self._changed(entry)
+
+    def _changed(self, entry: _Entry) -> None:
+        """The lifecycle moved the task: wake who waits for its exit, tell the subscribers."""
+        if entry.life.stopped:
+            entry.exited.set()
+        if not self._closed:
+            notify(self._subscribers, entry.task)
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -835,25 +590,14 @@ class DockerBackend:
             raise UnknownTask(task_id) from None
 
     def _entry_from(self, labels: Mapping[str, str], attrs: Mapping[str, Any]) -> _Entry:
-        container_port = int(labels.get(L_PORT) or 8080)
-        host_port = int(labels[L_HOST_PORT]) if labels.get(L_HOST_PORT) else None
-        name = str(attrs.get("Name") or "").lstrip("/")
-        if self.options.network in (None, HOST_NETWORK):
-            host = self.options.publish_address
-            port = host_port or published_port(attrs, container_port) or 0
-        else:
-            host, port = name, container_port
-        state = attrs.get("State") or {}
-        task = Task(labels[L_TASK], labels.get(L_REVISION, ""), labels.get(L_COLOUR, ""), labels.get(L_SERVICE, ""),
-                    labels.get(L_DEPLOYMENT) or None, host, port, PENDING,
-                    started_at=parse_docker_time(state.get("StartedAt")))
-        entry = _Entry(task, container_port, float(labels.get(L_STOP_TIMEOUT) or 10), self._log_path(task.task_id),
-                       container_id=str(attrs.get("Id")))
+        found = found_task(self.options, labels, attrs)
+        entry = _Entry(found.task, found.container_port, found.stop_timeout, self._log_path(found.task.task_id),
+                       container_id=found.container_id)
         self._learn(entry, attrs)
         return entry
 
     def _log_path(self, task_id: str) -> Path:
-        return self.logs_dir / f"{task_id}.log"
+        return log_path(self.logs_dir, task_id)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
@@ -937,16 +681,3 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
-
-
-def _read_tail(path: Path, tail: int | None) -> str:
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - LOG_TAIL_MAX_BYTES))
-        data = f.read()
-    text = data.decode(errors="replace")
-    if tail is None:
-        return text
-    if tail <= 0:
-        return ""
-    return "".join(text.splitlines(keepends=True)[-tail:])

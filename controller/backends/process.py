@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import time
@@ -30,10 +29,8 @@ from pathlib import Path
 
 from shiftlab.controller.backends import procinfo
 from shiftlab.controller.backends.base import (
-    ESSENTIAL_CONTAINER_EXITED,
     PENDING,
     PROVISIONING,
-    REASON_EXITED,
     REASON_USER,
     RUNNING,
     STOPPED,
@@ -45,7 +42,9 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
     notify,
 )
+from shiftlab.controller.backends.lifecycle import Lifecycle, exit_code_of
 from shiftlab.controller.backends.registry import Registry, Row
+from shiftlab.controller.backends.tasklogs import is_task_id, log_path, read_tail
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -53,8 +52,6 @@ LOOPBACK = "127.0.0.1"
 ADOPTED_POLL_SECONDS = 0.2
 READY_POLL_SECONDS = 0.05
 KILL_WAIT_SECONDS = 10.0  # after SIGKILL; only a process stuck in the kernel takes longer
-LOG_TAIL_MAX_BYTES = 4 * 1024 * 1024
-_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass
@@ -67,7 +64,10 @@ class _Entry:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None
     stopper: asyncio.Task[None] | None = None
-    stop_request: tuple[str, str] | None = None  # (stopCode, reason) once we asked it to stop
+    life: Lifecycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.life = Lifecycle(self.task)
 
 
 class ProcessBackend:
@@ -125,7 +125,7 @@ class ProcessBackend:
         task.pid = proc.pid
         task.started_at = time.time()
         self._registry.put(self._row(entry, procinfo.cmdline(proc.pid) or argv))
-        self._change(entry, PENDING)
+        self._move(entry, PENDING)
         entry.watcher = asyncio.create_task(self._watch_child(entry, proc))
         try:
             ready = await self._wait_listening(entry, self.start_timeout)
@@ -134,11 +134,13 @@ class ProcessBackend:
             procinfo.signal_group(proc.pid, signal.SIGKILL)
             raise
         if ready:
-            self._change(entry, RUNNING)
+            self._move(entry, RUNNING)  # refused if it exited, or a stop was asked for, meanwhile
         elif not entry.exited.is_set():
             await self._stop(entry, definition.stop_timeout, TASK_FAILED_TO_START,
                              f"Task failed to start: nothing listening on {task.host}:{task.port} "
                              f"after {self.start_timeout:g} s")
+        if entry.stopper is not None:
+            await asyncio.shield(entry.stopper)  # stopped while it started: return it STOPPED, as promised
         return task.snapshot()
 
     async def stop_task(self, task_id: str, timeout: float) -> Task:
@@ -157,21 +159,24 @@ class ProcessBackend:
 
     async def logs(self, task_id: str, tail: int | None = None) -> str:
         # The id may come from an API caller: it names a file, so it must look like one of ours.
-        if task_id not in self._entries and not _TASK_ID.match(task_id):
+        if task_id not in self._entries and not is_task_id(task_id):
             raise UnknownTask(task_id)
         path = self._log_path(task_id)
         if not path.exists():
             if task_id in self._entries:
                 return ""
             raise UnknownTask(task_id)
-        return await asyncio.to_thread(_read_tail, path, tail)
+        return await asyncio.to_thread(read_tail, path, tail)
 
     async def adopt(self, service: str) -> list[Task]:
         for row in self._registry.rows(service):
             if row.task_id in self._entries:
                 continue
+            # Whatever a task that was not RUNNING was doing when its controller died, it is checked
+            # again as a start is (as the docker backend does every adopted task).
+            state = RUNNING if row.state == RUNNING else PENDING
             task = Task(row.task_id, row.revision, row.colour, row.service, row.deployment_id, row.host, row.port,
-                        row.state, started_at=row.started_at, pid=row.pid)
+                        state, started_at=row.started_at, pid=row.pid)
             entry = _Entry(task, self._log_path(row.task_id), row.stop_timeout, created=row.created)
             self._entries[row.task_id] = entry
             if not self._same_process(row):
@@ -185,7 +190,7 @@ class ProcessBackend:
                 if row.state != RUNNING:
                     # Its controller died while it was starting: finish the check it never finished.
                     if await self._wait_listening(entry, self.start_timeout):
-                        self._change(entry, RUNNING)
+                        self._move(entry, RUNNING)
                     elif not entry.exited.is_set():
                         await self._stop(entry, row.stop_timeout, TASK_FAILED_TO_START,
                                          f"Task failed to start: nothing listening on {row.host}:{row.port}")
@@ -207,9 +212,7 @@ class ProcessBackend:
     # -- watching ------------------------------------------------------------------
 
     async def _watch_child(self, entry: _Entry, proc: asyncio.subprocess.Process) -> None:
-        code = await proc.wait()
-        # A container killed by signal N exits with 128 + N; report the same.
-        self._exited(entry, 128 - code if code < 0 else code)
+        self._exited(entry, exit_code_of(await proc.wait()))
 
     async def _watch_adopted(self, entry: _Entry) -> None:
         pid = entry.task.pid
@@ -236,11 +239,10 @@ class ProcessBackend:
 
     async def _stop(self, entry: _Entry, timeout: float, stop_code: str, reason: str) -> None:
         pid = entry.task.pid
-        if entry.stop_request is None:
-            entry.stop_request = (stop_code, reason)
-        if entry.task.state == STOPPED or pid is None:
+        entry.life.ask_stop(stop_code, reason)
+        if entry.life.stopped or pid is None:
             return
-        self._change(entry, STOPPING)
+        self._move(entry, STOPPING)
         procinfo.signal_group(pid, signal.SIGTERM)
         if await self._wait_exited(entry, timeout):
             return
@@ -270,40 +272,34 @@ class ProcessBackend:
 
     def _exited(self, entry: _Entry, exit_code: int | None, detail: str = "", kill_group: bool = True) -> None:
         task = entry.task
-        if task.state == STOPPED:
+        if entry.life.stopped:
             return
         if kill_group and task.pid is not None:
             # What the task started dies with it, as in a container whose main process ended.
             procinfo.signal_group(task.pid, signal.SIGKILL)
-        stop_code, reason = entry.stop_request or (ESSENTIAL_CONTAINER_EXITED, REASON_EXITED + detail)
-        task.exit_code = exit_code
-        task.stopped_at = time.time()
-        task.stop_code = stop_code
-        task.stopped_reason = reason
-        entry.exited.set()
-        self._change(entry, STOPPED)
+        entry.life.exited(exit_code, time.time(), detail=detail)
+        self._changed(entry)
 
     def _failed_to_start(self, entry: _Entry, reason: str) -> Task:
-        entry.stop_request = (TASK_FAILED_TO_START, reason)
-        entry.task.stopped_at = time.time()
-        entry.task.stop_code = TASK_FAILED_TO_START
-        entry.task.stopped_reason = reason
-        entry.exited.set()
-        self._change(entry, STOPPED)
+        if entry.life.failed_to_start(reason, time.time()):
+            self._changed(entry)
         return entry.task.snapshot()
 
-    def _change(self, entry: _Entry, state: str) -> None:
+    def _move(self, entry: _Entry, state: str) -> None:
+        if entry.life.move(state):
+            self._changed(entry)
+
+    def _changed(self, entry: _Entry) -> None:
+        """The lifecycle moved the task: wake who waits for its exit, keep the registry, tell the subscribers."""
         task = entry.task
-        if task.state == state:
-            return
-        task.state = state
-        if not self._closed:
-            if state == STOPPED:
-                self._registry.remove(task.task_id)
-            elif task.pid is not None:
-                self._registry.set_state(task.task_id, state)
+        if task.state == STOPPED:
+            entry.exited.set()
         if self._closed:
             return
+        if task.state == STOPPED:
+            self._registry.remove(task.task_id)
+        elif task.pid is not None:
+            self._registry.set_state(task.task_id, task.state)
         notify(self._subscribers, task)
 
     # -- helpers -----------------------------------------------------------------------
@@ -315,7 +311,7 @@ class ProcessBackend:
             raise UnknownTask(task_id) from None
 
     def _log_path(self, task_id: str) -> Path:
-        return self.logs_dir / f"{task_id}.log"
+        return log_path(self.logs_dir, task_id)
 
     def _row(self, entry: _Entry, cmdline: list[str]) -> Row:
         t = entry.task
@@ -349,16 +345,3 @@ async def _accepts(host: str, port: int) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
-
-
-def _read_tail(path: Path, tail: int | None) -> str:
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - LOG_TAIL_MAX_BYTES))
-        data = f.read()
-    text = data.decode(errors="replace")
-    if tail is None:
-        return text
-    if tail <= 0:
-        return ""
-    return "".join(text.splitlines(keepends=True)[-tail:])

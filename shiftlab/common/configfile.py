@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class ConfigError(Exception):
@@ -64,25 +65,29 @@ def _short(value: Any) -> str:
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        # Tagged unions and function validators add their own names to loc;
-        # they mean nothing to a user, so keep only fields and indexes.
-        loc = [p for p in err["loc"] if isinstance(p, int) or not _is_internal(p)]
-        path = field_path(loc, prefix) or "(top level)"
-        kind = err["type"]
-        msg = err["msg"]
-        if kind == "missing":
-            problems.append(f"{path}: is required")
-        elif kind == "extra_forbidden":
-            problems.append(f"{path}: unknown field")
-        elif kind == "value_error":
-            problems.append(f"{path}: {msg.removeprefix('Value error, ')}")
-        else:
-            # "after validation" is pydantic's view of the pipeline, not the user's.
-            msg = msg.replace(" after validation", "")
-            problems.append(f"{path}: {_short(err.get('input'))} - {msg}")
-    return problems
+    return [describe_error(err, error_path(err, prefix)) for err in exc.errors(include_url=False)]
+
+
+def error_path(err: ErrorDetails, prefix: str = "") -> str:
+    # Tagged unions and function validators add their own names to loc;
+    # they mean nothing to a user, so keep only fields and indexes.
+    loc = [p for p in err["loc"] if isinstance(p, int) or not _is_internal(p)]
+    return field_path(loc, prefix) or "(top level)"
+
+
+def describe_error(err: ErrorDetails, path: str) -> str:
+    """One problem line: `path` (a field path, or whatever else named the value) and what is wrong."""
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "missing":
+        return f"{path}: is required"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field"
+    if kind == "value_error":
+        return f"{path}: {msg.removeprefix('Value error, ')}"
+    # "after validation" is pydantic's view of the pipeline, not the user's.
+    msg = msg.replace(" after validation", "")
+    return f"{path}: {_short(err.get('input'))} - {msg}"
 
 
 def _is_internal(part: str) -> bool:

@@ -37,6 +37,7 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
 )
 from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
+from shiftlab.controller.backends.lifecycle import ORDER
 from shiftlab.controller.backends.process import ProcessBackend
 from tests.helpers import eventually
 
@@ -428,6 +429,40 @@ async def test_close_with_stop_tasks_leaves_nothing_running(harness: Harness, ba
 
     assert await eventually(all_gone, timeout=15, what="every task to be gone")
     assert all(seen.stopped(t.task_id) is not None for t in tasks)
+
+
+# -- the lifecycle -----------------------------------------------------------------------
+
+
+@all_backends
+async def test_a_task_only_moves_forward_and_a_stopped_one_never_comes_back(
+        harness: Harness, backends: Callable[[], Backend]) -> None:
+    """What subscribers hear of each task only moves forward (PROVISIONING,
+    PENDING, RUNNING, STOPPING, STOPPED) and ends at STOPPED, whichever way
+    it stopped: an exit at once, a start that never listens, a stop, a kill
+    from outside. Stopped, it stays so: in the backend's view, and for a
+    new backend adopting after a crash."""
+    backend = backends()
+    seen = Recorder()
+    backend.subscribe(seen)
+    exited = await harness.start_exiting(backend, 1)
+    never = await harness.start_never_listening(backend)
+    stopped = await backend.start_task(SERVICE, TaskDefinition("1", SAMPLE), "blue", None, {})
+    await backend.stop_task(stopped.task_id, 5)
+    killed = await backend.start_task(SERVICE, TaskDefinition("1", SAMPLE), "green", "d-1", {})
+    harness.kill_from_outside(backend, killed)
+    await eventually(lambda: seen.stopped(killed.task_id), timeout=5, what="the kill to be heard")
+
+    for task in (exited, never, stopped, killed):
+        states = seen.states(task.task_id)
+        assert states[-1] == STOPPED, states
+        assert [ORDER[s] for s in states] == sorted({ORDER[s] for s in states}), states
+    assert [t.state for t in await backend.tasks(SERVICE)] == [STOPPED] * 4
+    told = len(seen.seen)
+    assert (await backend.stop_task(killed.task_id, 1)).state == STOPPED
+    assert len(seen.seen) == told
+    await harness.crash(backend)
+    assert await backends().adopt(SERVICE) == []
 
 
 # -- adoption after a controller crash ----------------------------------------------------

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.controller.backends.base import TaskDefinition
-from shiftlab.controller.backends.docker import DockerOptions, run_options
-from shiftlab.controller.config import ControllerRuntime, DockerRuntime, TaskDefinitionSpec
+from shiftlab.controller.backends.docker_options import DockerRuntime, resolve
+from shiftlab.controller.backends.docker_spec import run_options
+from shiftlab.controller.config import ControllerRuntime, TaskDefinitionSpec
 from shiftlab.settings import load_settings
 from shiftlab.stack import Stack
 from tests.controller.support import config
@@ -53,17 +55,17 @@ def _no_docker_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_section_is_optional_and_its_defaults_are_the_backends() -> None:
     assert ControllerRuntime().docker == DockerRuntime()
-    assert DockerOptions.from_config(None, NO_ENV) == DockerOptions()
+    assert resolve(None, NO_ENV) == DockerRuntime()
 
 
 def test_every_field_reaches_the_backend(tmp_path: Path) -> None:
     docker = {"network": "shiftlab", "publishAddress": "127.0.0.2", "pull": "never", "pullStallTimeoutSeconds": 5,
               "cpus": 1.5, "memory": "512m", "python": "/usr/bin/python3", "image": "base:1", "owner": "me"}
     settings = load_settings(docker_file(tmp_path, docker))
-    opts = DockerOptions.from_config(settings.controller.docker, NO_ENV)
-    assert opts == DockerOptions(network="shiftlab", publish_address="127.0.0.2", pull_policy="never",
-                                 pull_stall_timeout=5.0, cpus=1.5, memory="512m", python="/usr/bin/python3",
-                                 default_image="base:1", owner="me")
+    opts = resolve(settings.controller.docker, NO_ENV)
+    assert opts == DockerRuntime(network="shiftlab", publishAddress="127.0.0.2", pull="never",
+                                 pullStallTimeoutSeconds=5.0, cpus=1.5, memory="512m", python="/usr/bin/python3",
+                                 image="base:1", owner="me")
 
 
 def test_bad_values_are_refused_naming_the_field_and_the_value(tmp_path: Path) -> None:
@@ -92,25 +94,53 @@ def test_publishing_beyond_loopback_must_be_deliberate(tmp_path: Path) -> None:
     assert line.startswith("controller.docker.publishAddress: 0.0.0.0 is not a loopback address")
     assert "publishBeyondLoopback: true" in line
     settings = load_settings(docker_file(tmp_path, {"publishAddress": "0.0.0.0", "publishBeyondLoopback": True}))
-    opts = DockerOptions.from_config(settings.controller.docker, NO_ENV)
-    assert (opts.publish_address, opts.publish_beyond_loopback) == ("0.0.0.0", True)
+    opts = resolve(settings.controller.docker, NO_ENV)
+    assert (opts.publishAddress, opts.publishBeyondLoopback) == ("0.0.0.0", True)
     # The same rule for the variables, and for options made in code.
-    with pytest.raises(ConfigError, match=r"publish address 10\.0\.0\.1 is not a loopback address"):
-        DockerOptions.from_config(None, {"SHIFTLAB_DOCKER_PUBLISH_ADDRESS": "10.0.0.1"})
-    assert DockerOptions.from_config(None, {"SHIFTLAB_DOCKER_PUBLISH_ADDRESS": "10.0.0.1",
-                                            "SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK": "1"}
-                                     ).publish_address == "10.0.0.1"
-    with pytest.raises(ConfigError):
-        DockerOptions(publish_address="0.0.0.0")
+    with pytest.raises(ConfigError, match=r"^SHIFTLAB_DOCKER_PUBLISH_ADDRESS: 10\.0\.0\.1 is not a loopback address"):
+        resolve(None, {"SHIFTLAB_DOCKER_PUBLISH_ADDRESS": "10.0.0.1"})
+    assert resolve(None, {"SHIFTLAB_DOCKER_PUBLISH_ADDRESS": "10.0.0.1",
+                          "SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK": "1"}).publishAddress == "10.0.0.1"
+    # A variable can take back what the file allowed: the file's field is named, since the file set it.
+    with pytest.raises(ConfigError, match=r"^controller\.docker\.publishAddress: 0\.0\.0\.0 is not a loopback"):
+        resolve(settings.controller.docker, {"SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK": "no"})
+    with pytest.raises(ValidationError, match="is not a loopback address"):
+        DockerRuntime(publishAddress="0.0.0.0")
 
 
 def test_the_variables_override_the_file() -> None:
     section = parse(DockerRuntime, {"network": "filenet", "pull": "never", "cpus": 2, "memory": "1g",
                                     "owner": "from-file"})
-    opts = DockerOptions.from_config(section, {"SHIFTLAB_DOCKER_NETWORK": "envnet", "SHIFTLAB_DOCKER_MEMORY": "64m",
-                                               "SHIFTLAB_DOCKER_OWNER": " "})  # blank: not set
+    opts = resolve(section, {"SHIFTLAB_DOCKER_NETWORK": "envnet", "SHIFTLAB_DOCKER_MEMORY": "64m",
+                             "SHIFTLAB_DOCKER_OWNER": " "})  # blank: not set
     assert (opts.network, opts.memory) == ("envnet", "64m")  # from the variables
-    assert (opts.pull_policy, opts.cpus, opts.owner) == ("never", 2.0, "from-file")  # from the file
+    assert (opts.pull, opts.cpus, opts.owner) == ("never", 2.0, "from-file")  # from the file
+    assert section.network == "filenet"  # the file's section is left as it was
+
+
+def test_every_variable_reaches_its_field() -> None:
+    opts = resolve(None, {
+        "SHIFTLAB_DOCKER_NETWORK": "shiftlab", "SHIFTLAB_DOCKER_PUBLISH_ADDRESS": "10.0.0.1",
+        "SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK": "yes", "SHIFTLAB_DOCKER_PULL": "never",
+        "SHIFTLAB_DOCKER_PULL_STALL_TIMEOUT": "2.5", "SHIFTLAB_DOCKER_CPUS": "1.5", "SHIFTLAB_DOCKER_MEMORY": "512m",
+        "SHIFTLAB_DOCKER_PYTHON": "python3.12", "SHIFTLAB_DOCKER_IMAGE": "base:2", "SHIFTLAB_DOCKER_OWNER": "ci"})
+    assert opts == DockerRuntime(network="shiftlab", publishAddress="10.0.0.1", publishBeyondLoopback=True,
+                                 pull="never", pullStallTimeoutSeconds=2.5, cpus=1.5, memory="512m",
+                                 python="python3.12", image="base:2", owner="ci")
+
+
+def test_bad_variables_are_all_refused_naming_each() -> None:
+    with pytest.raises(ConfigError) as e:
+        resolve(None, {"SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK": "maybe", "SHIFTLAB_DOCKER_PULL": "sometimes",
+                       "SHIFTLAB_DOCKER_PULL_STALL_TIMEOUT": "soon", "SHIFTLAB_DOCKER_CPUS": "0",
+                       "SHIFTLAB_DOCKER_MEMORY": "lots"})
+    assert e.value.problems == [
+        "SHIFTLAB_DOCKER_PUBLISH_BEYOND_LOOPBACK: 'maybe' is not one of 1, 0 (true, false)",
+        "SHIFTLAB_DOCKER_PULL: 'sometimes' is not one of missing, never, always",
+        "SHIFTLAB_DOCKER_PULL_STALL_TIMEOUT: 'soon' is not a number",
+        "SHIFTLAB_DOCKER_CPUS: 0 is out of range (0, 1024]",
+        "SHIFTLAB_DOCKER_MEMORY: 'lots' is not a size such as 512m or 2g",
+    ]
 
 
 def test_a_bad_variable_is_refused_by_validate_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,12 +202,12 @@ def test_bad_limits_are_refused(tmp_path: Path, field: str, given: Any, message:
 
 
 def test_a_revisions_limits_win_over_the_service_wide_ones() -> None:
-    opts = DockerOptions(cpus=2, memory="1g")
+    opts = DockerRuntime(cpus=2, memory="1g")
     both = run_options(opts, TaskDefinition("1", image="x", cpu=512, memory=256), None)
     assert (both["nano_cpus"], both["mem_limit"], both["memswap_limit"]) == (500_000_000, "256m", "256m")
     cpu_only = run_options(opts, TaskDefinition("1", image="x", cpu=2048), None)
     assert (cpu_only["nano_cpus"], cpu_only["mem_limit"]) == (2_000_000_000, "1g")
-    neither = run_options(DockerOptions(), TaskDefinition("1", image="x"), None)
+    neither = run_options(DockerRuntime(), TaskDefinition("1", image="x"), None)
     assert "nano_cpus" not in neither and "mem_limit" not in neither
 
 

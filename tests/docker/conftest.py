@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from shiftlab.controller.backends.docker import L_OWNER
+from shiftlab.controller.backends.docker_spec import L_OWNER
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("SHIFTLAB_REQUIRE_DOCKER") == "1"

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from shiftlab.controller.backends import docker as docker_backend
 from shiftlab.controller.backends.base import (
     ESSENTIAL_CONTAINER_EXITED,
     RUNNING,
@@ -25,14 +26,15 @@ from shiftlab.controller.backends.base import (
     Task,
     TaskDefinition,
 )
-from shiftlab.controller.backends.docker import (
-    REASON_OOM,
-    REASON_UNHEALTHY,
-    DockerBackend,
-    DockerOptions,
-    task_labels,
-)
+from shiftlab.controller.backends.docker import REASON_UNHEALTHY, DockerBackend
+from shiftlab.controller.backends.docker_options import DockerRuntime
+from shiftlab.controller.backends.docker_spec import task_labels
+from shiftlab.controller.backends.lifecycle import REASON_OOM
 from tests.controller.test_backend_contract import ENV_THEN_SERVE, Recorder
+from tests.controller.test_task_lifecycle import (
+    a_stop_during_the_start_wins,
+    a_task_that_exits_during_its_check_stays_stopped,
+)
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
 from tests.helpers import eventually
 
@@ -48,7 +50,7 @@ async def make_backend(tmp_path: Path, owners: Callable[[], str],
     made: list[DockerBackend] = []
 
     def make(start_timeout: float = 20.0, **options: Any) -> DockerBackend:
-        opts = DockerOptions(**{"owner": owners(), "default_image": test_images["python"], **options})
+        opts = DockerRuntime(**{"owner": owners(), "image": test_images["python"], **options})
         b = DockerBackend(tmp_path / f"state-{len(made)}", start_timeout=start_timeout, options=opts)
         made.append(b)
         return b
@@ -117,7 +119,7 @@ async def test_logs_outlive_the_removed_container(make_backend, docker_client) -
 
 
 async def test_pull_policy_never_refuses_an_image_that_is_not_here(make_backend) -> None:
-    backend = make_backend(pull_policy="never")
+    backend = make_backend(pull="never")
     image = f"shiftlab-test/absent:{uuid.uuid4().hex[:8]}"
     task = await backend.start_task(SERVICE, TaskDefinition("1", image=image), "green", "d-1", {})
     assert task.state == STOPPED and task.stop_code == TASK_FAILED_TO_START
@@ -152,7 +154,7 @@ async def test_a_registry_that_never_answers_does_not_hang_the_pull(make_backend
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        backend = make_backend(pull_policy="always", pull_stall_timeout=1.0)
+        backend = make_backend(pull="always", pullStallTimeoutSeconds=1.0)
         image = f"127.0.0.1:{port}/shiftlab/silent:1"
         task = await asyncio.wait_for(
             backend.start_task(SERVICE, TaskDefinition("1", image=image), "green", "d-1", {}), 60)
@@ -212,6 +214,18 @@ async def test_an_oom_killed_task_says_so(make_backend) -> None:
     assert task.stopped_reason is not None and REASON_OOM in task.stopped_reason
 
 
+# -- the lifecycle's races, on containers (tests/controller/test_task_lifecycle.py) ---------------------------
+
+
+async def test_a_task_that_exits_while_its_port_check_returns_stays_stopped(
+        make_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    await a_task_that_exits_during_its_check_stays_stopped(make_backend(), docker_backend, monkeypatch)
+
+
+async def test_a_stop_asked_for_while_the_task_starts_wins(make_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    await a_stop_during_the_start_wins(make_backend(), docker_backend, monkeypatch)
+
+
 # -- ownership and a real crash ------------------------------------------------------------------------
 
 
@@ -228,10 +242,11 @@ CRASHING_CONTROLLER = """
 import asyncio, json, sys
 from pathlib import Path
 from shiftlab.controller.backends.base import TaskDefinition
-from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_options import DockerRuntime
 
 async def main():
-    backend = DockerBackend(Path(sys.argv[1]), start_timeout=30, options=DockerOptions(owner=sys.argv[2]))
+    backend = DockerBackend(Path(sys.argv[1]), start_timeout=30, options=DockerRuntime(owner=sys.argv[2]))
     tasks = [await backend.start_task("web", TaskDefinition("1", image=sys.argv[3]), "blue", None, {})
              for _ in range(2)]
     print(json.dumps([[t.task_id, t.port, t.state] for t in tasks]), flush=True)
@@ -249,7 +264,7 @@ async def test_adopt_after_a_real_controller_crash(tmp_path: Path, owners, docke
     state = tmp_path / "state"
     controller = await asyncio.create_subprocess_exec(sys.executable, "-c", CRASHING_CONTROLLER, str(state), owner,
                                                       SAMPLE_IMAGE, stdout=asyncio.subprocess.PIPE, cwd=REPO)
-    backend = DockerBackend(state, start_timeout=20, options=DockerOptions(owner=owner))
+    backend = DockerBackend(state, start_timeout=20, options=DockerRuntime(owner=owner))
     try:
         assert controller.stdout is not None
         started = json.loads(await asyncio.wait_for(controller.stdout.readline(), 60))

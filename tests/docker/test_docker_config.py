@@ -17,7 +17,8 @@ import pytest
 from shiftlab.client import Client
 from shiftlab.common.configfile import parse
 from shiftlab.controller.backends.base import RUNNING, STOPPED, TaskDefinition
-from shiftlab.controller.backends.docker import DockerBackend, container_name
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_spec import container_name
 from shiftlab.controller.config import DockerRuntime
 from shiftlab.settings import load_settings
 from shiftlab.stack import Stack, make_backend

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from shiftlab.controller.backends.base import Backend, Task, TaskDefinition
-from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_options import DockerRuntime
 from tests.controller import test_backend_contract as contract
 from tests.controller.test_backend_contract import backends  # noqa: F401  (a fixture the contract's tests use)
 from tests.docker.conftest import owned
@@ -37,7 +38,7 @@ class DockerHarness(contract.Harness):
 
     def __init__(self, tmp_path: Path, owner: str, images: dict[str, str], client: Any) -> None:
         super().__init__(tmp_path)
-        self.options = DockerOptions(owner=owner, default_image=images["python"])
+        self.options = DockerRuntime(owner=owner, image=images["python"])
         self.client = client
         self.owner = owner
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from shiftlab.client import ApiError, Client
-from shiftlab.controller.backends.docker import DockerBackend, DockerOptions
+from shiftlab.controller.backends.docker import DockerBackend
+from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import load_settings
 from shiftlab.stack import Stack
@@ -126,7 +127,7 @@ async def test_a_container_killed_mid_rollout_trips_the_circuit_breaker(tmp_path
     data = docker_config(tmp_path, {
         "strategy": "LINEAR", "linearConfiguration": {"stepPercent": 10, "stepBakeTimeInMinutes": 30},
         "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
-    backend = DockerBackend(tmp_path / "state", start_timeout=60, options=DockerOptions(owner=owner))
+    backend = DockerBackend(tmp_path / "state", start_timeout=60, options=DockerRuntime(owner=owner))
     stack = Stack(load_settings(copy.deepcopy(data)), backend=backend)
     await stack.start()
     try:
