@@ -79,7 +79,8 @@ def breaker(rollback: bool = True, **deployment: Any) -> dict[str, Any]:
     return {**deployment, "deploymentCircuitBreaker": {"enable": True, "rollback": rollback}}
 
 
-CANARY = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 50, "canaryBakeTimeInMinutes": 600}}
+CANARY: dict[str, Any] = {"strategy": "CANARY",
+                          "canaryConfiguration": {"canaryPercent": 50, "canaryBakeTimeInMinutes": 600}}
 
 
 def running(backend: FakeBackend, colour: str) -> set[str]:
@@ -149,7 +150,7 @@ async def test_a_failed_replacement_of_an_exited_green_task_counts_too(controlle
     assert ctl.current.failed_tasks[0] == exited and ctl.current.status == m.IN_PROGRESS
 
 
-ROLLING_ONE_AT_A_TIME = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 150}
+ROLLING_ONE_AT_A_TIME: dict[str, Any] = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 150}
 
 
 async def test_rolling_replaces_failed_starts_below_the_threshold(controller, clock) -> None:

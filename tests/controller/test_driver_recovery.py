@@ -108,7 +108,7 @@ def colour_starts(ctl: ServiceController, colour: str) -> int:
 async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers, clock) -> None:
     one_at_a_time = {"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125}
     ctl = await controllers(one_at_a_time, desired=4)
-    backend: FakeBackend = ctl.backend  # type: ignore[assignment]
+    backend: FakeBackend = ctl.backend
     first = backend.hold_starts()
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
     await run_until(clock, lambda: backend.starts_waiting == 1, "the first green start", within=5)
@@ -118,7 +118,7 @@ async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers, c
                     "the first green task serving, the second one starting", within=5)
     assert (len(ctl.sets["blue"].running()), len(ctl.sets["green"].running())) == (3, 1)
     green_first = running(ctl, "green")
-    router: FakeRouter = ctl.fake_router  # type: ignore[attr-defined]
+    router: FakeRouter = ctl.fake_router
     await crash(ctl)
     before_restart = len(router.history)
 

@@ -113,7 +113,7 @@ async def test_a_task_registered_after_the_health_read_is_not_reported_missing(c
             await release.wait()
         return health
 
-    router.target_health = stale_read  # type: ignore[method-assign]
+    router.target_health = stale_read
     check = asyncio.create_task(ctl.lb.check())
     await settle(ctl)
     assert read.is_set()

@@ -117,18 +117,20 @@ async def test_the_load_balancer_check_decides_again_after_its_read(tmp_path: Pa
     await ctl.start()
     try:
         d = ctl.create_deployment({"env": {"GREETING": "v2"}})
-        await run_until(clock, lambda: ctl.current.hook is not None and ctl.current.hook.kind == "PAUSE",
-                        "waiting for approval")
+        await run_until(clock, lambda: ctl.current is not None and ctl.current.hook is not None
+                        and ctl.current.hook.kind == "PAUSE", "waiting for approval")
         read, release = asyncio.Event(), asyncio.Event()
         router.hold = ("prod/default", read, release)
         check = asyncio.create_task(ctl.lb.check())
         await clock.settle()
         assert read.is_set()  # the check holds production's old weights: 0% green
         ctl.approve(d.id)
-        await run_until(clock, lambda: ctl.current.production_percent == 10, "the canary step in force")
+        await run_until(clock, lambda: ctl.current is not None and ctl.current.production_percent == 10,
+                        "the canary step in force")
         release.set()
         await check
         await clock.advance(3)  # more checks
+        assert ctl.current is not None
         assert ctl.current.status == m.IN_PROGRESS and ctl.current.production_percent == 10
         assert (await router.weights("prod/default"))["green"] > 0
         assert [e["message"] for e in records.events(None) if "load balancer restarted?" in e["message"]] == []
