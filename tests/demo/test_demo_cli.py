@@ -100,6 +100,8 @@ def test_demo_manual_waits_for_shiftlab_approve() -> None:
     finally:
         interrupt(proc)
     reader.join(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
     while not lines.empty():
         out.append(lines.get_nowait())
     text = "".join(out)

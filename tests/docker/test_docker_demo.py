@@ -38,6 +38,8 @@ def test_demo_with_the_docker_backend_rolls_back_a_bad_canary(docker_client: Any
         out = proc.stdout.read() if proc.stdout else ""
     finally:
         interrupt(proc)  # Ctrl-C (the demo removes its containers), then SIGKILL
+        if proc.stdout is not None:
+            proc.stdout.close()
         # The `owners` fixture then removes whatever still carries the label.
     assert proc.returncode == 0, out
     assert "as expected: ROLLBACK_SUCCESSFUL" in out, out
