@@ -217,3 +217,21 @@ async def test_reregistering_a_draining_target(start_proxy: StartProxy, backends
     assert (await get_text(client, url))[:2] == (200, "blue-1")
     b1.hold("x").set()
     assert (await held)[:2] == (200, "blue-1"), "the request that began before deregistration still finishes"
+
+
+async def test_a_new_target_is_in_service_after_one_passing_check(start_proxy: StartProxy, backends: Any,
+                                                                  client: aiohttp.ClientSession) -> None:
+    # AWS's defaults at real time (interval 30 s, healthy threshold 5): a
+    # registered target is healthy at its first passing check, not after
+    # five checks two minutes later ("After your target is registered, it
+    # must pass one health check to be considered healthy",
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/target-group-health-checks.html).
+    b1 = await backends("blue-1")
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})],
+                                   [group_conf("blue", [], HealthCheckEnabled=True, HealthCheckPath="/health")]))
+    async with client.post(f"{px.admin_url}/admin/target-groups/blue/register",
+                           json={"Targets": [{"Id": "127.0.0.1", "Port": b1.port}]}) as resp:
+        assert resp.status == 200
+    got = await wait_states(client, px, {b1.addr: "healthy"}, timeout=10)
+    assert got[b1.addr] == ("healthy", None)
+    assert b1.health_checks == 1
