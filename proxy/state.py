@@ -109,23 +109,31 @@ class TargetGroupState:
         return probe
 
     def deregister(self, target_id: str) -> Target:
+        """ALB's deregistration: the target gets no new requests at once; its
+        in-flight ones may finish within the deregistration delay. With none
+        left (and so no connection in use) the deregistration is complete,
+        "however ... the status of the target is displayed as draining until
+        the deregistration delay timeout expires", then it is unused (gone)."""
         t = self.targets.get(target_id)
         if t is None:
             raise StateError(f"target {target_id} is not registered in {self.name}", 404)
         if t.state != DRAINING:
             t.state, t.reason = DRAINING, "Target.DeregistrationInProgress"
             self.refresh()
+            delay = self.conf.drain_seconds(self.time_scale)
+            if delay <= 0:
+                self._drain_expired(t)
+                return t
+            asyncio.get_running_loop().call_later(delay, self._drain_expired, t)
             if t.outstanding == 0:
-                self.remove(t)
-            else:
-                delay = self.conf.drain_seconds(self.time_scale)
-                asyncio.get_running_loop().call_later(delay, self._drain_expired, t)
+                t.pool.close()
         return t
 
     def request_done(self, t: Target) -> None:
-        """Called when a request to `t` ends; finishes a drain early when idle."""
+        """Called when a request to `t` ends: the last one of a draining
+        target completes its deregistration (no connection to it is kept)."""
         if t.state == DRAINING and t.outstanding == 0:
-            self.remove(t)
+            t.pool.close()
 
     def _drain_expired(self, t: Target) -> None:
         if self.targets.get(t.id) is t:

@@ -143,15 +143,26 @@ async def post_targets(client: aiohttp.ClientSession, px: Any, action: str, *tar
 
 async def test_register_and_deregister_idle_targets(start_proxy: StartProxy, backends: Any,
                                                     client: aiohttp.ClientSession) -> None:
+    # "Even though target deregistration is complete, the status of the target
+    # is displayed as draining until the deregistration delay timeout
+    # expires. After the timeout expires, the target transitions to an
+    # unused state."
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-target-groups.html#deregistration-delay
     b1, b2 = await backends("blue-1"), await backends("blue-2")
-    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", [b1])]))
+    delay = [{"Key": "deregistration_delay.timeout_seconds", "Value": "20"}]
+    # Time scale 10: the 20 s delay lasts 2 s.
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})],
+                                   [group_conf("blue", [b1], TargetGroupAttributes=delay)]), time_scale=10)
     url = px.listener_url()
     body = await post_targets(client, px, "register", b2)
     assert {d["Id"] for d in body["TargetHealthDescriptions"]} == {b1.addr, b2.addr}
     assert await spread(client, url) == {"blue-1": 10, "blue-2": 10}
     body = await post_targets(client, px, "deregister", b1)
-    assert {d["Id"] for d in body["TargetHealthDescriptions"]} == {b2.addr}, "an idle target leaves at once"
+    states = {d["Id"]: d["TargetHealth"]["State"] for d in body["TargetHealthDescriptions"]}
+    assert states == {b1.addr: "draining", b2.addr: "healthy"}, "an idle target shows draining"
+    assert not px.lb.groups["blue"].targets[b1.addr].pool.in_use, "its deregistration is complete"
     assert await spread(client, url) == {"blue-2": 20}
+    await wait_states(client, px, {b2.addr: "healthy"}, timeout=10)  # b1 gone once the delay expired
     await post_targets(client, px, "deregister", b2)
     status, _, _ = await get_text(client, url)
     assert status == 503
@@ -181,8 +192,10 @@ async def test_deregistration_drains(start_proxy: StartProxy, backends: Any, cli
     assert stats["targetGroups"]["blue"]["HTTPCode_ELB_502_Count"] == 1
 
 
-async def test_drain_ends_early_when_the_last_request_finishes(start_proxy: StartProxy, backends: Any,
-                                                               client: aiohttp.ClientSession) -> None:
+async def test_the_last_request_completes_a_deregistration(start_proxy: StartProxy, backends: Any,
+                                                           client: aiohttp.ClientSession) -> None:
+    # The last in-flight request completes the deregistration (no connection
+    # to the target is kept); the target still shows draining for the delay.
     b1, b2 = await backends("blue-1"), await backends("blue-2")
     delay = [{"Key": "deregistration_delay.timeout_seconds", "Value": "3600"}]
     px = await start_proxy(lb_conf([listener_conf({"blue": 1})],
@@ -192,8 +205,11 @@ async def test_drain_ends_early_when_the_last_request_finishes(start_proxy: Star
     await eventually(lambda: b1.held.get("x") == 1 and b2.held.get("x") == 1, what="one held request each")
     await post_targets(client, px, "deregister", b1)
     assert (await describe(client, px))[b1.addr][0] == "draining"
+    target = px.lb.groups["blue"].targets[b1.addr]
+    assert target.pool.in_use
     b1.hold("x").set()
-    await wait_states(client, px, {b2.addr: "healthy"}, timeout=5)
+    await eventually(lambda: not target.pool.in_use and target.outstanding == 0, what="the connection closed")
+    assert (await describe(client, px))[b1.addr] == ("draining", "Target.DeregistrationInProgress")
     b2.hold("x").set()
     assert sorted(r[1] for r in await asyncio.gather(*held)) == ["blue-1", "blue-2"]
 
