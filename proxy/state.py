@@ -203,7 +203,8 @@ class Forward:
 
 
 class Rule:
-    __slots__ = ("action", "arn", "conf", "fixed", "forward", "id", "kind", "match", "priority", "redirect")
+    __slots__ = ("action", "arn", "conf", "fixed", "follows", "forward", "id", "kind", "match", "priority",
+                 "redirect")
 
     def __init__(
         self, rule_id: str, priority: int | str, match: Predicate | None, action: cfg.Action | None,
@@ -215,6 +216,9 @@ class Rule:
         self.arn = arn
         self.conf = conf
         self.forward = forward
+        # A rule whose forward action is another rule's until set on its own
+        # (the test-traffic header rule follows its listener's default).
+        self.follows: Rule | None = None
         self.kind = action.Type if action is not None else "forward"
         self.redirect = action.RedirectConfig if action is not None else None
         self.fixed = action.FixedResponseConfig if action is not None else None
@@ -225,6 +229,8 @@ class Rule:
             out["Conditions"] = [c.model_dump(exclude_none=True) for c in self.conf.Conditions]
         elif isinstance(self.conf, cfg.TestTrafficRuleSpec):
             out["TestTrafficHeader"] = self.conf.header_names()
+        if self.follows is not None:
+            out["Follows"] = self.follows.id
         if self.kind == "forward" and self.forward is not None:
             out["Actions"] = [{"Type": "forward", "ForwardConfig": self.forward.describe()}]
         elif self.redirect is not None:
@@ -290,19 +296,22 @@ class LoadBalancerState:
 
     def _build_rules(self, ls: ListenerState, rules: list[cfg.Rule], test: cfg.TestTrafficRuleSpec) -> None:
         default_action = ls.conf.DefaultActions[0]
+        ls.default = self._rule(ls, "default", "default", None, default_action, ls.conf.ListenerArn, None)
         built: list[Rule] = []
-        if test.Enabled:
-            fwd_conf = test.ForwardConfig or default_action.forward()
-            if fwd_conf is not None:
-                exact = test.header.value.exact if test.header.value else None
-                built.append(Rule(
-                    f"{ls.name}/test", "test", header_predicate(test.header_names(), exact),
-                    None, self._forward(ls.name, fwd_conf), test.RuleArn, test,
-                ))
+        if test.Enabled and (test.ForwardConfig or ls.default.forward) is not None:
+            exact = test.header.value.exact if test.header.value else None
+            own = self._forward(ls.name, test.ForwardConfig) if test.ForwardConfig else None
+            test_rule = Rule(f"{ls.name}/test", "test", header_predicate(test.header_names(), exact),
+                             None, own or ls.default.forward, test.RuleArn, test)
+            if own is None:
+                # Without weights of its own (in the file or set through the
+                # admin API) it forwards as the default rule does, whatever that
+                # becomes: a rule nobody moves must not keep stale weights.
+                test_rule.follows = ls.default
+            built.append(test_rule)
         for r in sorted(rules, key=lambda r: r.Priority):
             built.append(self._rule(ls, str(r.Priority), r.Priority, compile_conditions(r.Conditions),
                                     r.Actions[0], r.RuleArn, r))
-        ls.default = self._rule(ls, "default", "default", None, default_action, ls.conf.ListenerArn, None)
         ls.rules = tuple(built)
 
     # -- lookups ----------------------------------------------------------
@@ -340,6 +349,10 @@ class LoadBalancerState:
             raise StateError("; ".join(problems))
         listener = rule.id.split("/", 1)[0]
         rule.forward = self._forward(listener, fwd_conf)
+        rule.follows = None
+        for other in self.listeners[listener].rules:
+            if other.follows is rule:
+                other.forward = rule.forward
         return rule
 
     def set_rules(self, listener: str, body: Any) -> ListenerState:
