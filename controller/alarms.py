@@ -32,9 +32,7 @@ Public API
   MetricStore must keep for these alarms.
 
 Accepted but without effect here: AlarmActions, OKActions,
-InsufficientDataActions, ActionsEnabled, Tags, Label, AccountId, and
-EvaluateLowSampleCountPercentile (percentiles are evaluated whatever the
-sample count).
+InsufficientDataActions, ActionsEnabled, Tags, Label and AccountId.
 """
 
 from __future__ import annotations
@@ -386,6 +384,13 @@ def _compile(
     compile_form = _compile_single if alarm.Metrics is None else _compile_math
     plan, form_problems = compile_form(alarm, target_groups, path)
     problems += form_problems
+    if plan is not None and plan.period * alarm.EvaluationPeriods > MAX_EVALUATION_SECONDS:
+        # PutMetricAlarm: "An alarm's total current evaluation period can be no
+        # longer than one day, so this number multiplied by Period cannot be
+        # more than 86,400 seconds."
+        problems.append(f"{path}.EvaluationPeriods: {alarm.EvaluationPeriods} periods of {plan.period} s are "
+                        f"{alarm.EvaluationPeriods * plan.period} s; CloudWatch evaluates at most one day "
+                        f"(EvaluationPeriods x Period <= {MAX_EVALUATION_SECONDS})")
     return (plan, []) if not problems else (None, problems)
 
 
@@ -442,6 +447,21 @@ class Evaluation:
     breaching: int
     changed: bool
     since: float | None
+
+
+MAX_EVALUATION_SECONDS = 86_400
+
+
+def low_sample_limit(stat: str) -> float | None:
+    """For a percentile statistic, the sample count below which CloudWatch
+    calls a datapoint statistically insignificant: 10/(1-p) for p from 0.5 up,
+    10/p below (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/percentiles-with-low-samples.html)."""
+    if not stat.startswith("p"):
+        return None
+    p = float(stat[1:]) / 100
+    if p >= 1.0:
+        return None
+    return 10 / (1 - p) if p >= 0.5 else (10 / p if p > 0 else None)
 
 
 # CloudWatch fetches more datapoints than EvaluationPeriods (the "evaluation
@@ -547,9 +567,14 @@ class AlarmEvaluator:
         points = tuple((starts[i], values[i]) for i in verdict.window)
         flags = verdict.flags
         breaching = sum(flags)
+        too_few = self._too_few_samples(store, now, verdict.window)
+        if too_few is not None:
+            verdict = Judgement(None, verdict.window, flags, verdict.filled, False)
         state = self.state if verdict.state is None else verdict.state
         filled = f", {verdict.filled} missing filled as {alarm.TreatMissingData}" if verdict.filled else ""
-        if verdict.state is None:
+        if too_few is not None:
+            reason = too_few
+        elif verdict.state is None:
             reason = (f"Too few datapoints in the evaluation range ({len(points)} of {n}): state kept "
                       f"(TreatMissingData ignore)")
         elif state == INSUFFICIENT_DATA:
@@ -574,6 +599,23 @@ class AlarmEvaluator:
             self.state, self.since = state, now
         self.reason = reason
         return Evaluation(state, reason, points, breaching, changed, self.since)
+
+    def _too_few_samples(self, store: SeriesSource, now: float, window: Sequence[int]) -> str | None:
+        """With EvaluateLowSampleCountPercentile ignore, why the state is kept:
+        a judged percentile datapoint had too few samples to mean anything."""
+        if self.alarm.EvaluateLowSampleCountPercentile != "ignore" or len(self.plan.metrics) != 1:
+            return None
+        q = self.plan.metrics[0]
+        limit = low_sample_limit(q.stat)
+        if limit is None or q.id != self.plan.returned:
+            return None
+        counts = store.series(q.metric_name, q.target_group, "SampleCount", self.period, now,
+                              self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS)
+        low = [counts[i] or 0 for i in window if (counts[i] or 0) < limit]
+        if not low:
+            return None
+        return (f"Too few samples for {q.stat} ({int(min(low))} in a period, {limit:g} needed): state kept "
+                f"(EvaluateLowSampleCountPercentile ignore)")
 
     def _listing(self, points: Sequence[tuple[float, float | None]], flags: Sequence[bool | None], want: bool) -> str:
         # Newest first, as CloudWatch writes its reasons.

@@ -19,6 +19,7 @@ from shiftlab.controller.alarms import (
     OK,
     AlarmEvaluator,
     MetricAlarm,
+    low_sample_limit,
     parse_alarms,
     required_retention,
 )
@@ -482,6 +483,60 @@ def test_m_out_of_n_under_each_treatment_of_missing_data(values, m, treat, prior
     result = ev.evaluate(store, NOW)
     assert (result.state, result.breaching) == (state, breaching)
     assert ev.state == state
+
+
+@pytest.mark.parametrize(("period", "periods", "allowed"), [
+    (60, 1440, True), (60, 1441, False), (3600, 24, True), (3600, 25, False), (10, 8640, True), (10, 8641, False)])
+def test_evaluation_lasts_at_most_a_day(period: int, periods: int, allowed: bool) -> None:
+    # PutMetricAlarm: "An alarm's total current evaluation period can be no
+    # longer than one day, so this number multiplied by Period cannot be more
+    # than 86,400 seconds."
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
+    alarm = single(Period=period, EvaluationPeriods=periods, DatapointsToAlarm=1)
+    if allowed:
+        parse_alarms([alarm], GROUPS)
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_alarms([alarm], GROUPS)
+    assert info.value.problems == [
+        f"alarms[0].EvaluationPeriods: {periods} periods of {period} s are {period * periods} s; CloudWatch "
+        f"evaluates at most one day (EvaluationPeriods x Period <= 86400)"]
+
+
+@pytest.mark.parametrize(("stat", "limit"), [("p99", 1000), ("p50", 20), ("p90", 100), ("p99.9", 10000),
+                                             ("p10", 100), ("p25", 40), ("Average", None), ("p100", None)])
+def test_low_sample_limits_as_documented(stat: str, limit: float | None) -> None:
+    # "For percentiles between 0.5 (inclusive) and 1.00 (exclusive), this setting is used when there are fewer than
+    # 10/(1-percentile) data points ... For percentiles between 0 and 0.5 (exclusive), ... fewer than
+    # 10/percentile data points."
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/percentiles-with-low-samples.html
+    got = low_sample_limit(stat)
+    assert (got is None) if limit is None else got == pytest.approx(limit)
+
+
+@pytest.mark.parametrize(("setting", "samples", "state"), [
+    ("ignore", [N, N, 10.0, 12.0, 40.0], OK),  # p99 of 40 requests means little: the state is kept
+    ("ignore", [N, N, 1000.0, 1200.0, 4000.0], ALARM),
+    ("evaluate", [N, N, 10.0, 12.0, 40.0], ALARM),
+    (None, [N, N, 10.0, 12.0, 40.0], ALARM),  # evaluate is the default
+])
+def test_percentiles_with_low_samples(setting: str | None, samples: list[float | None], state: str) -> None:
+    changes: dict[str, Any] = {"MetricName": "TargetResponseTime", "Statistic": None, "ExtendedStatistic": "p99",
+                               "Threshold": 0.25}
+    if setting is not None:
+        changes["EvaluateLowSampleCountPercentile"] = setting
+    (alarm,) = parse_alarms([single(**changes)], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=60)
+    ev.evaluate(Datapoints({("TargetResponseTime", "green", "p99"): [0.1] * 5,
+                            ("TargetResponseTime", "green", "SampleCount"): [5000.0] * 5}), NOW - 60)
+    assert ev.state == OK
+    slow = Datapoints({("TargetResponseTime", "green", "p99"): [N, N, 0.4, 0.5, 0.6],
+                       ("TargetResponseTime", "green", "SampleCount"): samples})
+    result = ev.evaluate(slow, NOW)
+    assert result.state == state
+    if setting == "ignore" and state == OK:
+        assert result.reason == ("Too few samples for p99 (10 in a period, 1000 needed): state kept "
+                                 "(EvaluateLowSampleCountPercentile ignore)")
 
 
 @pytest.mark.parametrize(
