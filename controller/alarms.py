@@ -32,9 +32,7 @@ Public API
   MetricStore must keep for these alarms.
 
 Accepted but without effect here: AlarmActions, OKActions,
-InsufficientDataActions, ActionsEnabled, Tags, Label, AccountId, and
-EvaluateLowSampleCountPercentile (percentiles are evaluated whatever the
-sample count).
+InsufficientDataActions, ActionsEnabled, Tags, Label and AccountId.
 """
 
 from __future__ import annotations
@@ -386,6 +384,13 @@ def _compile(
     compile_form = _compile_single if alarm.Metrics is None else _compile_math
     plan, form_problems = compile_form(alarm, target_groups, path)
     problems += form_problems
+    if plan is not None and plan.period * alarm.EvaluationPeriods > MAX_EVALUATION_SECONDS:
+        # PutMetricAlarm: "An alarm's total current evaluation period can be no
+        # longer than one day, so this number multiplied by Period cannot be
+        # more than 86,400 seconds."
+        problems.append(f"{path}.EvaluationPeriods: {alarm.EvaluationPeriods} periods of {plan.period} s are "
+                        f"{alarm.EvaluationPeriods * plan.period} s; CloudWatch evaluates at most one day "
+                        f"(EvaluationPeriods x Period <= {MAX_EVALUATION_SECONDS})")
     return (plan, []) if not problems else (None, problems)
 
 
@@ -416,9 +421,10 @@ def parse_alarms(data: Any, target_groups: Sequence[str], prefix: str = "alarms"
 
 
 def required_retention(alarms: Sequence[MetricAlarm], time_scale: float = 1.0) -> float:
-    """Seconds of snapshots to keep: every alarm's N periods plus the baseline one before them."""
+    """Seconds of snapshots to keep: every alarm's evaluation range plus the baseline period before it."""
     return max(
-        ((a.EvaluationPeriods + 2) * _scaled_period(a.plan.period, time_scale) for a in alarms), default=60.0
+        ((a.EvaluationPeriods + EXTRA_RANGE_PERIODS + 2) * _scaled_period(a.plan.period, time_scale)
+         for a in alarms), default=60.0
     )
 
 
@@ -441,6 +447,80 @@ class Evaluation:
     breaching: int
     changed: bool
     since: float | None
+
+
+MAX_EVALUATION_SECONDS = 86_400
+
+
+def low_sample_limit(stat: str) -> float | None:
+    """For a percentile statistic, the sample count below which CloudWatch
+    calls a datapoint statistically insignificant: 10/(1-p) for p from 0.5 up,
+    10/p below (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/percentiles-with-low-samples.html)."""
+    if not stat.startswith("p"):
+        return None
+    p = float(stat[1:]) / 100
+    if p >= 1.0:
+        return None
+    return 10 / (1 - p) if p >= 0.5 else (10 / p if p > 0 else None)
+
+
+# CloudWatch fetches more datapoints than EvaluationPeriods (the "evaluation
+# range"); its documented examples, for N = 3, use 5. The exact range depends
+# on the period and resolution and is not published: shiftlab uses N + 2.
+EXTRA_RANGE_PERIODS = 2
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What CloudWatch's evaluation of one range of datapoints says."""
+
+    state: str | None  # None: keep the current state (TreatMissingData ignore)
+    window: tuple[int, ...]  # indices into the range of the datapoints judged, oldest first
+    flags: tuple[bool, ...]  # breaching or not, for each of `window` (filled ones included)
+    filled: int  # how many of `window` are missing datapoints filled by TreatMissingData
+    premature: bool  # ALARM (or kept, with ignore) by the rule against premature alarms
+
+
+def judge(breaching: Sequence[bool | None], n: int, m: int, treat: str) -> Judgement:
+    """CloudWatch's evaluation of an evaluation range (oldest first; None is a
+    missing datapoint), as "How alarm state is evaluated when data is missing"
+    documents it (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html):
+    - with at least N real datapoints in the range, the most recent N decide
+      and TreatMissingData is not used;
+    - with fewer, every real one is judged and the most recent missing ones
+      are filled by TreatMissingData (`breaching`, `notBreaching`), as few as
+      make N; `missing` judges the real ones alone (none at all:
+      INSUFFICIENT_DATA), and `ignore` likewise but keeps the state when it
+      has nothing to go on;
+    - with fewer than M real ones, "alarms are designed to always go into
+      ALARM state when the oldest available breaching datapoint during the
+      Evaluation Periods number of data points is at least as old as the value
+      of Datapoints to Alarm, and all other more recent data points are
+      breaching or missing" (with `ignore`, the state is kept instead)."""
+    real = [i for i, f in enumerate(breaching) if f is not None]
+    if len(real) >= n:
+        window = tuple(real[-n:])
+        flags = tuple(bool(breaching[i]) for i in window)
+        return Judgement(ALARM if sum(flags) >= m else OK, window, flags, 0, False)
+    if treat in ("breaching", "notBreaching"):
+        missing = [i for i, f in enumerate(breaching) if f is None]
+        fills = missing[len(missing) - (n - len(real)):]
+        window = tuple(sorted(real + fills))
+        flags = tuple(bool(breaching[i]) if breaching[i] is not None else treat == "breaching" for i in window)
+        return Judgement(ALARM if sum(flags) >= m else OK, window, flags, len(fills), False)
+    window = tuple(real)
+    flags = tuple(bool(breaching[i]) for i in window)
+    if not real:
+        return Judgement(INSUFFICIENT_DATA if treat == "missing" else None, (), (), 0, False)
+    if len(real) >= m:
+        return Judgement(ALARM if sum(flags) >= m else OK, window, flags, 0, False)
+    last_n = breaching[-n:]
+    oldest = next((i for i, f in enumerate(last_n) if f), None)
+    premature = oldest is not None and len(last_n) - oldest >= m and all(
+        f is None or f for f in last_n[oldest + 1:])
+    if premature:
+        return Judgement(ALARM if treat == "missing" else None, window, flags, 0, True)
+    return Judgement(OK, window, flags, 0, False)
 
 
 def _scaled_period(period: int, time_scale: float) -> float:
@@ -468,8 +548,8 @@ class AlarmEvaluator:
         self.since: float | None = None
 
     def values(self, store: SeriesSource, now: float) -> list[float | None]:
-        """The alarm's datapoints for the last EvaluationPeriods periods, oldest first."""
-        n = self.alarm.EvaluationPeriods
+        """The alarm's datapoints over its evaluation range, oldest first."""
+        n = self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS
         env: dict[str, list[float | None]] = {
             q.id: store.series(q.metric_name, q.target_group, q.stat, self.period, now, n) for q in self.plan.metrics
         }
@@ -481,39 +561,61 @@ class AlarmEvaluator:
         alarm = self.alarm
         n, m = alarm.EvaluationPeriods, alarm.datapoints_to_alarm
         values = self.values(store, now)
-        points = tuple(zip(period_starts(self.period, now, n), values, strict=True))
-        flags = [self._breaching(v) for v in values]
-        breaching = sum(1 for f in flags if f)
-        judged = [f for f in flags if f is not None]
-        if not judged and alarm.TreatMissingData == "ignore":
-            state = self.state
-            reason = f"No datapoints in the last {n} periods: state kept (TreatMissingData ignore)"
-        elif not judged:
-            state = INSUFFICIENT_DATA
+        starts = period_starts(self.period, now, len(values))
+        verdict = judge([None if v is None else self.compare(v, self.threshold) for v in values], n, m,
+                        alarm.TreatMissingData)
+        points = tuple((starts[i], values[i]) for i in verdict.window)
+        flags = verdict.flags
+        breaching = sum(flags)
+        too_few = self._too_few_samples(store, now, verdict.window)
+        if too_few is not None:
+            verdict = Judgement(None, verdict.window, flags, verdict.filled, False)
+        state = self.state if verdict.state is None else verdict.state
+        filled = f", {verdict.filled} missing filled as {alarm.TreatMissingData}" if verdict.filled else ""
+        if too_few is not None:
+            reason = too_few
+        elif verdict.state is None:
+            reason = (f"Too few datapoints in the evaluation range ({len(points)} of {n}): state kept "
+                      f"(TreatMissingData ignore)")
+        elif state == INSUFFICIENT_DATA:
             reason = f"Insufficient Data: {n} datapoint{'s were' if n > 1 else ' was'} unknown."
-        elif breaching >= m:
-            state = ALARM
+        elif verdict.premature:
             shown = self._listing(points, flags, want=True)
-            reason = (f"Threshold Crossed: {breaching} out of the last {n} datapoints [{shown}] "
+            reason = (f"Threshold Crossed: the oldest breaching datapoint of the last {n} [{shown}] is at least "
+                      f"{m} periods old and nothing newer is below the threshold ({_number(self.threshold)}).")
+        elif state == ALARM:
+            shown = self._listing(points, flags, want=True)
+            reason = (f"Threshold Crossed: {breaching} out of the last {len(flags)} datapoints [{shown}] "
                       f"{'were' if breaching > 1 else 'was'} {self.phrase} the threshold ({_number(self.threshold)}) "
-                      f"(minimum {m} datapoint{'s' if m > 1 else ''} for ALARM).")
+                      f"(minimum {m} datapoint{'s' if m > 1 else ''} for ALARM{filled}).")
         else:
-            state = OK
-            calm = len(judged) - breaching
+            calm = len(flags) - breaching
             shown = self._listing(points, flags, want=False)
-            reason = (f"Threshold Crossed: {calm} out of the last {n} datapoints [{shown}] "
+            reason = (f"Threshold Crossed: {calm} out of the last {len(flags)} datapoints [{shown}] "
                       f"{'were' if calm > 1 else 'was'} not {self.phrase} the threshold ({_number(self.threshold)}) "
-                      f"({breaching} breaching, {m} needed for ALARM).")
+                      f"({breaching} breaching, {m} needed for ALARM{filled}).")
         changed = state != self.state
         if changed:
             self.state, self.since = state, now
         self.reason = reason
         return Evaluation(state, reason, points, breaching, changed, self.since)
 
-    def _breaching(self, value: float | None) -> bool | None:
-        if value is not None:
-            return self.compare(value, self.threshold)
-        return {"breaching": True, "notBreaching": False}.get(self.alarm.TreatMissingData)
+    def _too_few_samples(self, store: SeriesSource, now: float, window: Sequence[int]) -> str | None:
+        """With EvaluateLowSampleCountPercentile ignore, why the state is kept:
+        a judged percentile datapoint had too few samples to mean anything."""
+        if self.alarm.EvaluateLowSampleCountPercentile != "ignore" or len(self.plan.metrics) != 1:
+            return None
+        q = self.plan.metrics[0]
+        limit = low_sample_limit(q.stat)
+        if limit is None or q.id != self.plan.returned:
+            return None
+        counts = store.series(q.metric_name, q.target_group, "SampleCount", self.period, now,
+                              self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS)
+        low = [counts[i] or 0 for i in window if (counts[i] or 0) < limit]
+        if not low:
+            return None
+        return (f"Too few samples for {q.stat} ({int(min(low))} in a period, {limit:g} needed): state kept "
+                f"(EvaluateLowSampleCountPercentile ignore)")
 
     def _listing(self, points: Sequence[tuple[float, float | None]], flags: Sequence[bool | None], want: bool) -> str:
         # Newest first, as CloudWatch writes its reasons.

@@ -21,14 +21,16 @@ MIN_TIMEOUT = 1.0
 
 
 def next_state(t: Target, ok: bool, reason: str, healthy_n: int, unhealthy_n: int) -> None:
-    """Apply one check result to a target (pure apart from mutating `t`)."""
+    """Apply one check result to a target (pure apart from mutating `t`).
+    ALB: a newly registered target "must pass one health check to be
+    considered healthy"; the thresholds apply after that (a healthy target
+    goes after `unhealthy_n` failures in a row, an unhealthy one comes back
+    after `healthy_n` passes in a row)."""
     if ok:
         t.ok_streak += 1
         t.fail_streak = 0
-        if t.state != HEALTHY and t.ok_streak >= healthy_n:
+        if t.state == INITIAL or (t.state != HEALTHY and t.ok_streak >= healthy_n):
             t.state, t.reason = HEALTHY, ""
-        elif t.state == INITIAL:
-            t.reason = "Elb.InitialHealthChecking"
     else:
         t.fail_streak += 1
         t.ok_streak = 0
@@ -36,6 +38,8 @@ def next_state(t: Target, ok: bool, reason: str, healthy_n: int, unhealthy_n: in
             t.reason = reason
         elif t.fail_streak >= unhealthy_n:
             t.state, t.reason = UNHEALTHY, reason
+        elif t.state == INITIAL:
+            t.reason = "Elb.InitialHealthChecking"
 
 
 class HealthChecker:

@@ -109,23 +109,31 @@ class TargetGroupState:
         return probe
 
     def deregister(self, target_id: str) -> Target:
+        """ALB's deregistration: the target gets no new requests at once; its
+        in-flight ones may finish within the deregistration delay. With none
+        left (and so no connection in use) the deregistration is complete,
+        "however ... the status of the target is displayed as draining until
+        the deregistration delay timeout expires", then it is unused (gone)."""
         t = self.targets.get(target_id)
         if t is None:
             raise StateError(f"target {target_id} is not registered in {self.name}", 404)
         if t.state != DRAINING:
             t.state, t.reason = DRAINING, "Target.DeregistrationInProgress"
             self.refresh()
+            delay = self.conf.drain_seconds(self.time_scale)
+            if delay <= 0:
+                self._drain_expired(t)
+                return t
+            asyncio.get_running_loop().call_later(delay, self._drain_expired, t)
             if t.outstanding == 0:
-                self.remove(t)
-            else:
-                delay = self.conf.drain_seconds(self.time_scale)
-                asyncio.get_running_loop().call_later(delay, self._drain_expired, t)
+                t.pool.close()
         return t
 
     def request_done(self, t: Target) -> None:
-        """Called when a request to `t` ends; finishes a drain early when idle."""
+        """Called when a request to `t` ends: the last one of a draining
+        target completes its deregistration (no connection to it is kept)."""
         if t.state == DRAINING and t.outstanding == 0:
-            self.remove(t)
+            t.pool.close()
 
     def _drain_expired(self, t: Target) -> None:
         if self.targets.get(t.id) is t:
@@ -195,7 +203,8 @@ class Forward:
 
 
 class Rule:
-    __slots__ = ("action", "arn", "conf", "fixed", "forward", "id", "kind", "match", "priority", "redirect")
+    __slots__ = ("action", "arn", "conf", "fixed", "follows", "forward", "id", "kind", "match", "priority",
+                 "redirect")
 
     def __init__(
         self, rule_id: str, priority: int | str, match: Predicate | None, action: cfg.Action | None,
@@ -207,6 +216,9 @@ class Rule:
         self.arn = arn
         self.conf = conf
         self.forward = forward
+        # A rule whose forward action is another rule's until set on its own
+        # (the test-traffic header rule follows its listener's default).
+        self.follows: Rule | None = None
         self.kind = action.Type if action is not None else "forward"
         self.redirect = action.RedirectConfig if action is not None else None
         self.fixed = action.FixedResponseConfig if action is not None else None
@@ -217,6 +229,8 @@ class Rule:
             out["Conditions"] = [c.model_dump(exclude_none=True) for c in self.conf.Conditions]
         elif isinstance(self.conf, cfg.TestTrafficRuleSpec):
             out["TestTrafficHeader"] = self.conf.header_names()
+        if self.follows is not None:
+            out["Follows"] = self.follows.id
         if self.kind == "forward" and self.forward is not None:
             out["Actions"] = [{"Type": "forward", "ForwardConfig": self.forward.describe()}]
         elif self.redirect is not None:
@@ -282,19 +296,22 @@ class LoadBalancerState:
 
     def _build_rules(self, ls: ListenerState, rules: list[cfg.Rule], test: cfg.TestTrafficRuleSpec) -> None:
         default_action = ls.conf.DefaultActions[0]
+        ls.default = self._rule(ls, "default", "default", None, default_action, ls.conf.ListenerArn, None)
         built: list[Rule] = []
-        if test.Enabled:
-            fwd_conf = test.ForwardConfig or default_action.forward()
-            if fwd_conf is not None:
-                exact = test.header.value.exact if test.header.value else None
-                built.append(Rule(
-                    f"{ls.name}/test", "test", header_predicate(test.header_names(), exact),
-                    None, self._forward(ls.name, fwd_conf), test.RuleArn, test,
-                ))
+        if test.Enabled and (test.ForwardConfig or ls.default.forward) is not None:
+            exact = test.header.value.exact if test.header.value else None
+            own = self._forward(ls.name, test.ForwardConfig) if test.ForwardConfig else None
+            test_rule = Rule(f"{ls.name}/test", "test", header_predicate(test.header_names(), exact),
+                             None, own or ls.default.forward, test.RuleArn, test)
+            if own is None:
+                # Without weights of its own (in the file or set through the
+                # admin API) it forwards as the default rule does, whatever that
+                # becomes: a rule nobody moves must not keep stale weights.
+                test_rule.follows = ls.default
+            built.append(test_rule)
         for r in sorted(rules, key=lambda r: r.Priority):
             built.append(self._rule(ls, str(r.Priority), r.Priority, compile_conditions(r.Conditions),
                                     r.Actions[0], r.RuleArn, r))
-        ls.default = self._rule(ls, "default", "default", None, default_action, ls.conf.ListenerArn, None)
         ls.rules = tuple(built)
 
     # -- lookups ----------------------------------------------------------
@@ -332,6 +349,10 @@ class LoadBalancerState:
             raise StateError("; ".join(problems))
         listener = rule.id.split("/", 1)[0]
         rule.forward = self._forward(listener, fwd_conf)
+        rule.follows = None
+        for other in self.listeners[listener].rules:
+            if other.follows is rule:
+                other.forward = rule.forward
         return rule
 
     def set_rules(self, listener: str, body: Any) -> ListenerState:

@@ -14,10 +14,12 @@ import pytest
 from shiftlab.common.configfile import ConfigError
 from shiftlab.controller.alarms import (
     ALARM,
+    EXTRA_RANGE_PERIODS,
     INSUFFICIENT_DATA,
     OK,
     AlarmEvaluator,
     MetricAlarm,
+    low_sample_limit,
     parse_alarms,
     required_retention,
 )
@@ -160,8 +162,8 @@ def test_a_percentage_of_errors_parses_and_evaluates():
         "EvaluationPeriods": 2, "Threshold": 5, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
     }
     (parsed,) = parse_alarms([alarm], GROUPS)
-    stub = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [N, 5.0],
-                       ("RequestCount", "green", "Sum"): [200.0, 100.0]})
+    stub = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [N, N, N, 5.0],
+                       ("RequestCount", "green", "Sum"): [N, N, 200.0, 100.0]})
     result = AlarmEvaluator(parsed).evaluate(stub, NOW)
     assert [v for _, v in result.datapoints] == [0.0, 5.0]
     assert (result.state, result.breaching) == (OK, 1)
@@ -184,7 +186,8 @@ def test_expressions_may_use_other_expressions_in_any_order():
     }
     (parsed,) = parse_alarms([alarm], GROUPS)
     assert [qid for qid, _ in parsed.plan.expressions] == ["ratio", "pct"]
-    stub = Datapoints({("HTTPCode_ELB_5XX_Count", None, "Sum"): [3.0], ("RequestCount", None, "Sum"): [150.0]})
+    stub = Datapoints({("HTTPCode_ELB_5XX_Count", None, "Sum"): [N, N, 3.0],
+                       ("RequestCount", None, "Sum"): [N, N, 150.0]})
     assert AlarmEvaluator(parsed).evaluate(stub, NOW).datapoints[0][1] == 2.0
 
 
@@ -378,11 +381,12 @@ class Datapoints:
 
 
 def evaluator(values: list[float | None], prior: str | None = None, **changes: Any) -> tuple[AlarmEvaluator, Any]:
-    changes.setdefault("EvaluationPeriods", len(values))
+    """An alarm over `values`: its whole evaluation range (EvaluationPeriods + 2 datapoints), oldest first."""
+    changes.setdefault("EvaluationPeriods", len(values) - EXTRA_RANGE_PERIODS)
     (alarm,) = parse_alarms([single(**changes)], GROUPS)
     ev = AlarmEvaluator(alarm, time_scale=60)
     if prior in (ALARM, OK):  # walk the alarm into the prior state; INSUFFICIENT_DATA is where it starts
-        lead: list[float | None] = [100.0 if prior == ALARM else 0.0] * alarm.EvaluationPeriods
+        lead: list[float | None] = [100.0 if prior == ALARM else 0.0] * len(values)
         ev.evaluate(Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): lead}), NOW - 60)
     assert ev.state == (prior or INSUFFICIENT_DATA)
     return ev, Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): values})
@@ -390,37 +394,88 @@ def evaluator(values: list[float | None], prior: str | None = None, **changes: A
 
 # Threshold 5, GreaterThanThreshold. B = breaching value, o = not breaching.
 B, o = 9.0, 1.0
+KEEP = "retain current state"
+TREATMENTS = ("missing", "ignore", "breaching", "notBreaching")
+
+
+def datapoints(row: str) -> list[float | None]:
+    """The documentation's notation: 0 not breaching, X breaching, - missing; oldest first."""
+    return [{"0": o, "X": B, "-": N}[c] for c in row.split()]
+
+
+# "How alarm state is evaluated when data is missing", both tables, every row
+# and every setting: EvaluationPeriods 3, evaluation range 5, the most recent
+# datapoint on the right; columns MISSING, IGNORE, BREACHING, NOT BREACHING.
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html
+CLOUDWATCH_TABLES = [
+    # Datapoints to Alarm 3
+    (3, "0 - X - X", (OK, OK, OK, OK)),
+    (3, "0 - - - -", (OK, OK, OK, OK)),
+    (3, "- - - - -", (INSUFFICIENT_DATA, KEEP, ALARM, OK)),
+    (3, "0 X X - X", (ALARM, ALARM, ALARM, ALARM)),
+    (3, "- - X - -", (ALARM, KEEP, ALARM, OK)),
+    # Datapoints to Alarm 2 (2 out of 3)
+    (2, "0 - X - X", (ALARM, ALARM, ALARM, ALARM)),
+    (2, "0 0 X 0 X", (ALARM, ALARM, ALARM, ALARM)),
+    (2, "0 - X - -", (OK, OK, ALARM, OK)),
+    (2, "- - - - 0", (OK, OK, ALARM, OK)),
+    (2, "- - - X -", (ALARM, KEEP, ALARM, OK)),
+]
+
+
+@pytest.mark.parametrize(("m", "row", "states"), CLOUDWATCH_TABLES,
+                         ids=[f"{m}of3 {r}" for m, r, _ in CLOUDWATCH_TABLES])
+@pytest.mark.parametrize("prior", [OK, ALARM])
+def test_cloudwatch_tables_of_missing_data(m: int, row: str, states: tuple[str, ...], prior: str) -> None:
+    for treat, expected in zip(TREATMENTS, states, strict=True):
+        ev, store = evaluator(datapoints(row), prior, DatapointsToAlarm=m, TreatMissingData=treat)
+        result = ev.evaluate(store, NOW)
+        assert result.state == (prior if expected == KEEP else expected), (row, treat)
+
+
+@pytest.mark.parametrize(("row", "m", "state"), [
+    # The documentation's own examples of the rule against premature alarms
+    # (3 of 3, range 5): a lone breaching point too recent to be M periods old
+    # waits, one that is old enough with nothing but missing after it alarms.
+    ("- - - - X", 3, OK),
+    ("- - - X -", 3, OK),
+    ("- - - X 0", 3, OK),
+    ("- - X - 0", 3, OK),
+    ("- - X - -", 3, ALARM),
+    # With at least N real datapoints the most recent N decide, however far back.
+    ("X - X - X", 3, ALARM),
+    ("X 0 X - X", 3, OK),
+    ("X - 0 - -", 1, ALARM),  # fewer than N, at least M: the real ones decide
+])
+def test_evaluation_range_as_documented(row: str, m: int, state: str) -> None:
+    ev, store = evaluator(datapoints(row), DatapointsToAlarm=m)
+    assert ev.evaluate(store, NOW).state == state
+
+
+def test_the_range_is_two_periods_longer_than_evaluation_periods() -> None:
+    ev, store = evaluator(datapoints("0 0 0 0 0 0"), EvaluationPeriods=4)
+    ev.evaluate(store, NOW)
+    assert [a[-1] for a in store.asked] == [6]
 
 
 @pytest.mark.parametrize(
     ("values", "m", "treat", "prior", "state", "breaching"),
     [
         # M of N with every point present
-        ([B, B, B], 3, "missing", None, ALARM, 3),
-        ([o, B, B], 3, "missing", None, OK, 2),
-        ([o, B, B], 2, "missing", None, ALARM, 2),
-        ([B, o, B], 2, "missing", None, ALARM, 2),
-        ([o, o, o], 1, "missing", None, OK, 0),
-        # missing: all missing -> INSUFFICIENT_DATA; otherwise the present points decide
-        ([N, N, N], 3, "missing", ALARM, INSUFFICIENT_DATA, 0),
-        ([N, N, B], 1, "missing", None, ALARM, 1),
-        ([N, N, B], 2, "missing", None, OK, 1),
-        ([N, B, B], 2, "missing", None, ALARM, 2),
-        ([N, N, o], 1, "missing", ALARM, OK, 0),
-        # ignore: all missing keeps the state; otherwise as missing
-        ([N, N, N], 3, "ignore", ALARM, ALARM, 0),
-        ([N, N, N], 3, "ignore", OK, OK, 0),
-        ([N, N, N], 3, "ignore", INSUFFICIENT_DATA, INSUFFICIENT_DATA, 0),
-        ([N, B, B], 2, "ignore", OK, ALARM, 2),
-        ([N, o, B], 2, "ignore", ALARM, OK, 1),
-        # breaching: missing counts as breaching
-        ([N, N, N], 3, "breaching", None, ALARM, 3),
-        ([N, o, B], 2, "breaching", None, ALARM, 2),
-        ([N, o, o], 2, "breaching", None, OK, 1),
-        # notBreaching: missing counts as fine
-        ([N, N, N], 1, "notBreaching", ALARM, OK, 0),
-        ([N, B, B], 3, "notBreaching", None, OK, 2),
-        ([N, B, B], 2, "notBreaching", None, ALARM, 2),
+        ([o, o, B, B, B], 3, "missing", None, ALARM, 3),
+        ([o, o, o, B, B], 3, "missing", None, OK, 2),
+        ([o, o, o, B, B], 2, "missing", None, ALARM, 2),
+        ([o, o, B, o, B], 2, "missing", None, ALARM, 2),
+        ([o, o, o, o, o], 1, "missing", None, OK, 0),
+        ([N, N, N, N, N], 3, "missing", ALARM, INSUFFICIENT_DATA, 0),
+        ([N, N, N, N, N], 3, "ignore", ALARM, ALARM, 0),
+        ([N, N, N, N, N], 3, "ignore", INSUFFICIENT_DATA, INSUFFICIENT_DATA, 0),
+        ([N, N, N, N, N], 3, "breaching", None, ALARM, 3),
+        ([N, N, N, o, B], 2, "breaching", None, ALARM, 2),  # one missing filled as breaching
+        ([N, N, N, o, o], 2, "breaching", None, OK, 1),
+        ([N, N, N, N, N], 1, "notBreaching", ALARM, OK, 0),
+        ([N, N, N, B, B], 3, "notBreaching", None, OK, 2),
+        ([N, N, N, B, B], 2, "notBreaching", None, ALARM, 2),
     ],
 )
 def test_m_out_of_n_under_each_treatment_of_missing_data(values, m, treat, prior, state, breaching):
@@ -428,6 +483,60 @@ def test_m_out_of_n_under_each_treatment_of_missing_data(values, m, treat, prior
     result = ev.evaluate(store, NOW)
     assert (result.state, result.breaching) == (state, breaching)
     assert ev.state == state
+
+
+@pytest.mark.parametrize(("period", "periods", "allowed"), [
+    (60, 1440, True), (60, 1441, False), (3600, 24, True), (3600, 25, False), (10, 8640, True), (10, 8641, False)])
+def test_evaluation_lasts_at_most_a_day(period: int, periods: int, allowed: bool) -> None:
+    # PutMetricAlarm: "An alarm's total current evaluation period can be no
+    # longer than one day, so this number multiplied by Period cannot be more
+    # than 86,400 seconds."
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
+    alarm = single(Period=period, EvaluationPeriods=periods, DatapointsToAlarm=1)
+    if allowed:
+        parse_alarms([alarm], GROUPS)
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_alarms([alarm], GROUPS)
+    assert info.value.problems == [
+        f"alarms[0].EvaluationPeriods: {periods} periods of {period} s are {period * periods} s; CloudWatch "
+        f"evaluates at most one day (EvaluationPeriods x Period <= 86400)"]
+
+
+@pytest.mark.parametrize(("stat", "limit"), [("p99", 1000), ("p50", 20), ("p90", 100), ("p99.9", 10000),
+                                             ("p10", 100), ("p25", 40), ("Average", None), ("p100", None)])
+def test_low_sample_limits_as_documented(stat: str, limit: float | None) -> None:
+    # "For percentiles between 0.5 (inclusive) and 1.00 (exclusive), this setting is used when there are fewer than
+    # 10/(1-percentile) data points ... For percentiles between 0 and 0.5 (exclusive), ... fewer than
+    # 10/percentile data points."
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/percentiles-with-low-samples.html
+    got = low_sample_limit(stat)
+    assert (got is None) if limit is None else got == pytest.approx(limit)
+
+
+@pytest.mark.parametrize(("setting", "samples", "state"), [
+    ("ignore", [N, N, 10.0, 12.0, 40.0], OK),  # p99 of 40 requests means little: the state is kept
+    ("ignore", [N, N, 1000.0, 1200.0, 4000.0], ALARM),
+    ("evaluate", [N, N, 10.0, 12.0, 40.0], ALARM),
+    (None, [N, N, 10.0, 12.0, 40.0], ALARM),  # evaluate is the default
+])
+def test_percentiles_with_low_samples(setting: str | None, samples: list[float | None], state: str) -> None:
+    changes: dict[str, Any] = {"MetricName": "TargetResponseTime", "Statistic": None, "ExtendedStatistic": "p99",
+                               "Threshold": 0.25}
+    if setting is not None:
+        changes["EvaluateLowSampleCountPercentile"] = setting
+    (alarm,) = parse_alarms([single(**changes)], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=60)
+    ev.evaluate(Datapoints({("TargetResponseTime", "green", "p99"): [0.1] * 5,
+                            ("TargetResponseTime", "green", "SampleCount"): [5000.0] * 5}), NOW - 60)
+    assert ev.state == OK
+    slow = Datapoints({("TargetResponseTime", "green", "p99"): [N, N, 0.4, 0.5, 0.6],
+                       ("TargetResponseTime", "green", "SampleCount"): samples})
+    result = ev.evaluate(slow, NOW)
+    assert result.state == state
+    if setting == "ignore" and state == OK:
+        assert result.reason == ("Too few samples for p99 (10 in a period, 1000 needed): state kept "
+                                 "(EvaluateLowSampleCountPercentile ignore)")
 
 
 @pytest.mark.parametrize(
@@ -448,44 +557,45 @@ def test_m_out_of_n_under_each_treatment_of_missing_data(values, m, treat, prior
     ],
 )
 def test_comparison_operators(operator, value, breaching):
-    ev, store = evaluator([value], ComparisonOperator=operator)
+    ev, store = evaluator([N, N, value], ComparisonOperator=operator)
     assert ev.evaluate(store, NOW).state == (ALARM if breaching else OK)
 
 
 def test_reason_reads_like_cloudwatch():
-    ev, store = evaluator([9.0, 12.0], DatapointsToAlarm=2)
+    ev, store = evaluator([N, N, 9.0, 12.0], DatapointsToAlarm=2)
     result = ev.evaluate(store, NOW)
     assert result.reason == (
         "Threshold Crossed: 2 out of the last 2 datapoints [12.0 (17:01:00), 9.0 (17:00:59)] were greater than "
         "the threshold (5.0) (minimum 2 datapoints for ALARM)."
     )
-    ev, store = evaluator([3.0, N, 7.0], DatapointsToAlarm=2)
+    ev, store = evaluator([N, N, 3.0, N, 7.0], DatapointsToAlarm=2)
     assert ev.evaluate(store, NOW).reason == (
-        "Threshold Crossed: 1 out of the last 3 datapoints [3.0 (17:00:58)] was not greater than the threshold (5.0) "
+        "Threshold Crossed: 1 out of the last 2 datapoints [3.0 (17:00:58)] was not greater than the threshold (5.0) "
         "(1 breaching, 2 needed for ALARM)."
     )
-    ev, store = evaluator([N, N])
+    ev, store = evaluator([N, N, N, N])
     assert ev.evaluate(store, NOW).reason == "Insufficient Data: 2 datapoints were unknown."
-    ev, store = evaluator([N, 8.0], TreatMissingData="breaching")
-    assert "[8.0 (17:01:00), missing (17:00:59)]" in ev.evaluate(store, NOW).reason
+    ev, store = evaluator([N, N, N, 8.0], TreatMissingData="breaching")
+    reason = ev.evaluate(store, NOW).reason
+    assert "[8.0 (17:01:00), missing (17:00:59)]" in reason and "1 missing filled as breaching" in reason
 
 
 def test_sub_second_periods_show_milliseconds_in_the_reason():
     (alarm,) = parse_alarms([single(EvaluationPeriods=1)], GROUPS)
     ev = AlarmEvaluator(alarm, time_scale=240)  # 60 s -> 0.25 s
-    store = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [9.0]})
+    store = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [N, N, 9.0]})
     assert "[9.0 (17:01:00.750)]" in ev.evaluate(store, NOW).reason
 
 
 def test_transitions_are_timed_and_flagged():
-    ev, _ = evaluator([N])
+    ev, _ = evaluator([N, N, N])
     assert (ev.state, ev.since) == (INSUFFICIENT_DATA, None)
     key = ("HTTPCode_Target_5XX_Count", "green", "Sum")
-    first = ev.evaluate(Datapoints({key: [1.0]}), NOW)
+    first = ev.evaluate(Datapoints({key: [N, N, 1.0]}), NOW)
     assert (first.state, first.changed, first.since) == (OK, True, NOW)
-    again = ev.evaluate(Datapoints({key: [2.0]}), NOW + 1)
+    again = ev.evaluate(Datapoints({key: [N, 1.0, 2.0]}), NOW + 1)
     assert (again.state, again.changed, again.since) == (OK, False, NOW)
-    fired = ev.evaluate(Datapoints({key: [6.0]}), NOW + 2)
+    fired = ev.evaluate(Datapoints({key: [1.0, 2.0, 6.0]}), NOW + 2)
     assert (fired.state, fired.changed, fired.since) == (ALARM, True, NOW + 2)
     assert (ev.state, ev.since, ev.reason) == (ALARM, NOW + 2, fired.reason)
 
@@ -498,9 +608,9 @@ def test_period_on_the_evaluators_clock_is_scaled_and_floored(period, time_scale
     (alarm,) = parse_alarms([single(Period=period, EvaluationPeriods=2)], GROUPS)
     ev = AlarmEvaluator(alarm, time_scale=time_scale)
     assert ev.period == pytest.approx(scaled)
-    store = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [1.0, 2.0]})
+    store = Datapoints({("HTTPCode_Target_5XX_Count", "green", "Sum"): [0.5, 0.7, 1.0, 2.0]})
     result = ev.evaluate(store, NOW)
-    assert store.asked == [("HTTPCode_Target_5XX_Count", "green", "Sum", ev.period, NOW, 2)]
+    assert store.asked == [("HTTPCode_Target_5XX_Count", "green", "Sum", ev.period, NOW, 4)]
     starts = [start for start, _ in result.datapoints]
     assert starts[1] - starts[0] == pytest.approx(scaled)
     assert starts[1] + scaled <= NOW < starts[1] + 2 * scaled
@@ -509,8 +619,9 @@ def test_period_on_the_evaluators_clock_is_scaled_and_floored(period, time_scale
 def test_required_retention_covers_the_longest_alarm():
     alarms = parse_alarms([single(EvaluationPeriods=3), single(AlarmName="b", Period=300, EvaluationPeriods=2)],
                           GROUPS)
-    assert required_retention(alarms, time_scale=60) == pytest.approx(20.0)  # (2 + 2) * 5 s
-    assert required_retention(alarms) == pytest.approx(1200.0)
+    # The evaluation range (N + 2) and the baseline period before it: (2 + 2 + 2) * 5 s.
+    assert required_retention(alarms, time_scale=60) == pytest.approx(30.0)
+    assert required_retention(alarms) == pytest.approx(1800.0)
 
 
 # --- end to end over real snapshots ---------------------------------------------

@@ -105,13 +105,20 @@ def run_checks(results: str, state: str = INITIAL, healthy_n: int = 3, unhealthy
     return out
 
 
+# "After your target is registered, it must pass one health check to be
+# considered healthy"; "If the health checks exceed UnhealthyThresholdCount
+# consecutive failures, the load balancer takes the target out of service.
+# When the health checks exceed HealthyThresholdCount consecutive successes,
+# the load balancer puts the target back in service."
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/target-group-health-checks.html
 @pytest.mark.parametrize(("start", "results", "states"), [
-    (INITIAL, "+++", [INITIAL, INITIAL, HEALTHY]),
+    (INITIAL, "+", [HEALTHY]),  # one pass puts a new target in service
+    (INITIAL, "-+", [INITIAL, HEALTHY]),
     (INITIAL, "--", [INITIAL, UNHEALTHY]),
-    (INITIAL, "+-++-+++", [INITIAL] * 7 + [HEALTHY]),  # a failure resets the streak
+    (INITIAL, "--+++", [INITIAL, UNHEALTHY, UNHEALTHY, UNHEALTHY, HEALTHY]),  # out of service: the threshold
     (HEALTHY, "-+-+", [HEALTHY] * 4),  # one failure at a time is not enough
     (HEALTHY, "--", [HEALTHY, UNHEALTHY]),
-    (UNHEALTHY, "++-+++", [UNHEALTHY] * 5 + [HEALTHY]),
+    (UNHEALTHY, "++-+++", [UNHEALTHY] * 5 + [HEALTHY]),  # a failure resets the streak
 ])
 def test_thresholds(start: str, results: str, states: list[str]) -> None:
     assert run_checks(results, start) == states
@@ -119,7 +126,7 @@ def test_thresholds(start: str, results: str, states: list[str]) -> None:
 
 def test_reasons_follow_describe_target_health() -> None:
     t = Target("127.0.0.1", 1, INITIAL, "Elb.RegistrationInProgress", 0.0)
-    next_state(t, True, "", 2, 2)
+    next_state(t, False, "Target.Timeout", 2, 2)
     assert (t.state, t.reason) == (INITIAL, "Elb.InitialHealthChecking")
     next_state(t, True, "", 2, 2)
     assert (t.state, t.reason) == (HEALTHY, "")

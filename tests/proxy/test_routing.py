@@ -398,3 +398,34 @@ async def test_fixed_response_and_redirect(start_proxy: StartProxy, trio: dict[s
     stats = await (await client.get(f"{px.admin_url}/admin/stats")).json()
     assert stats["total"]["RequestCount"] == 3
     assert trio["blue"].requests == 0
+
+
+async def test_an_unmanaged_test_rule_never_serves_stale_weights(
+        start_proxy: StartProxy, trio: dict[str, Backend], client: aiohttp.ClientSession) -> None:
+    # On an ALB the test-traffic header rule is an ordinary rule: one that no
+    # deployment moves (not in testListenerRule) must not keep forwarding to
+    # the group a promotion emptied (it answered 503 after the first one).
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1, "green": 0}, Name="prod")], groups_of(trio)))
+    url, hdr = px.listener_url(), {"x-amzn-ecs-blue-green-test": "1"}
+    assert await who(client, url, headers=hdr) == "blue-1"
+    async with client.put(f"{px.admin_url}/admin/listeners/prod/rules/default/forward",
+                          json={"TargetGroups": [{"TargetGroupArn": "blue", "Weight": 0},
+                                                 {"TargetGroupArn": "green", "Weight": 1}]}) as resp:
+        assert resp.status == 200
+    async with client.post(f"{px.admin_url}/admin/target-groups/blue/deregister",
+                           json={"Targets": [{"Id": trio["blue"].addr}]}) as resp:
+        assert resp.status == 200
+    assert await who(client, url, headers=hdr) == "green-1", "it follows the default rule"
+    async with client.get(f"{px.admin_url}/admin/listeners/prod/rules/test") as resp:
+        assert (await resp.json())["Follows"] == "prod/default"
+    # Set on its own (a deployment manages it), it keeps its own weights.
+    async with client.put(f"{px.admin_url}/admin/listeners/prod/rules/test/forward",
+                          json={"TargetGroups": [{"TargetGroupArn": "green", "Weight": 1}]}) as resp:
+        assert resp.status == 200
+    async with client.get(f"{px.admin_url}/admin/listeners/prod/rules/test") as resp:
+        assert "Follows" not in await resp.json()
+    async with client.put(f"{px.admin_url}/admin/listeners/prod/rules/default/forward",
+                          json={"TargetGroups": [{"TargetGroupArn": "blue", "Weight": 1},
+                                                 {"TargetGroupArn": "green", "Weight": 0}]}) as resp:
+        assert resp.status == 200
+    assert await who(client, url, headers=hdr) == "green-1"

@@ -143,15 +143,26 @@ async def post_targets(client: aiohttp.ClientSession, px: Any, action: str, *tar
 
 async def test_register_and_deregister_idle_targets(start_proxy: StartProxy, backends: Any,
                                                     client: aiohttp.ClientSession) -> None:
+    # "Even though target deregistration is complete, the status of the target
+    # is displayed as draining until the deregistration delay timeout
+    # expires. After the timeout expires, the target transitions to an
+    # unused state."
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-target-groups.html#deregistration-delay
     b1, b2 = await backends("blue-1"), await backends("blue-2")
-    px = await start_proxy(lb_conf([listener_conf({"blue": 1})], [group_conf("blue", [b1])]))
+    delay = [{"Key": "deregistration_delay.timeout_seconds", "Value": "20"}]
+    # Time scale 10: the 20 s delay lasts 2 s.
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})],
+                                   [group_conf("blue", [b1], TargetGroupAttributes=delay)]), time_scale=10)
     url = px.listener_url()
     body = await post_targets(client, px, "register", b2)
     assert {d["Id"] for d in body["TargetHealthDescriptions"]} == {b1.addr, b2.addr}
     assert await spread(client, url) == {"blue-1": 10, "blue-2": 10}
     body = await post_targets(client, px, "deregister", b1)
-    assert {d["Id"] for d in body["TargetHealthDescriptions"]} == {b2.addr}, "an idle target leaves at once"
+    states = {d["Id"]: d["TargetHealth"]["State"] for d in body["TargetHealthDescriptions"]}
+    assert states == {b1.addr: "draining", b2.addr: "healthy"}, "an idle target shows draining"
+    assert not px.lb.groups["blue"].targets[b1.addr].pool.in_use, "its deregistration is complete"
     assert await spread(client, url) == {"blue-2": 20}
+    await wait_states(client, px, {b2.addr: "healthy"}, timeout=10)  # b1 gone once the delay expired
     await post_targets(client, px, "deregister", b2)
     status, _, _ = await get_text(client, url)
     assert status == 503
@@ -181,8 +192,10 @@ async def test_deregistration_drains(start_proxy: StartProxy, backends: Any, cli
     assert stats["targetGroups"]["blue"]["HTTPCode_ELB_502_Count"] == 1
 
 
-async def test_drain_ends_early_when_the_last_request_finishes(start_proxy: StartProxy, backends: Any,
-                                                               client: aiohttp.ClientSession) -> None:
+async def test_the_last_request_completes_a_deregistration(start_proxy: StartProxy, backends: Any,
+                                                           client: aiohttp.ClientSession) -> None:
+    # The last in-flight request completes the deregistration (no connection
+    # to the target is kept); the target still shows draining for the delay.
     b1, b2 = await backends("blue-1"), await backends("blue-2")
     delay = [{"Key": "deregistration_delay.timeout_seconds", "Value": "3600"}]
     px = await start_proxy(lb_conf([listener_conf({"blue": 1})],
@@ -192,8 +205,11 @@ async def test_drain_ends_early_when_the_last_request_finishes(start_proxy: Star
     await eventually(lambda: b1.held.get("x") == 1 and b2.held.get("x") == 1, what="one held request each")
     await post_targets(client, px, "deregister", b1)
     assert (await describe(client, px))[b1.addr][0] == "draining"
+    target = px.lb.groups["blue"].targets[b1.addr]
+    assert target.pool.in_use
     b1.hold("x").set()
-    await wait_states(client, px, {b2.addr: "healthy"}, timeout=5)
+    await eventually(lambda: not target.pool.in_use and target.outstanding == 0, what="the connection closed")
+    assert (await describe(client, px))[b1.addr] == ("draining", "Target.DeregistrationInProgress")
     b2.hold("x").set()
     assert sorted(r[1] for r in await asyncio.gather(*held)) == ["blue-1", "blue-2"]
 
@@ -217,3 +233,21 @@ async def test_reregistering_a_draining_target(start_proxy: StartProxy, backends
     assert (await get_text(client, url))[:2] == (200, "blue-1")
     b1.hold("x").set()
     assert (await held)[:2] == (200, "blue-1"), "the request that began before deregistration still finishes"
+
+
+async def test_a_new_target_is_in_service_after_one_passing_check(start_proxy: StartProxy, backends: Any,
+                                                                  client: aiohttp.ClientSession) -> None:
+    # AWS's defaults at real time (interval 30 s, healthy threshold 5): a
+    # registered target is healthy at its first passing check, not after
+    # five checks two minutes later ("After your target is registered, it
+    # must pass one health check to be considered healthy",
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/target-group-health-checks.html).
+    b1 = await backends("blue-1")
+    px = await start_proxy(lb_conf([listener_conf({"blue": 1})],
+                                   [group_conf("blue", [], HealthCheckEnabled=True, HealthCheckPath="/health")]))
+    async with client.post(f"{px.admin_url}/admin/target-groups/blue/register",
+                           json={"Targets": [{"Id": "127.0.0.1", "Port": b1.port}]}) as resp:
+        assert resp.status == 200
+    got = await wait_states(client, px, {b1.addr: "healthy"}, timeout=10)
+    assert got[b1.addr] == ("healthy", None)
+    assert b1.health_checks == 1
