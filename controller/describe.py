@@ -72,8 +72,10 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
                      if d.rollback else None),
         "deploymentCircuitBreaker": {"status": d.circuit_breaker_status, "failureCount": d.failure_count,
                                      "threshold": d.threshold},
+        # DISABLED: "Amazon ECS is not using alarms for service deployment
+        # failures" (ServiceDeploymentAlarms), as when one was already in ALARM.
         "alarms": {"status": ("TRIGGERED" if d.triggered_alarms else
-                              "MONITORING" if dc.alarms.enable else "DISABLED"),
+                              "MONITORING" if dc.alarms.enable and not d.ignored_alarms else "DISABLED"),
                    "alarmNames": dc.alarms.alarmNames, "triggeredAlarmNames": d.triggered_alarms},
         "shiftlab": {
             "id": d.id, "version": d.version, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,

@@ -100,9 +100,13 @@ def _start(s: Transition, event: Start) -> None:
     d.started_at = s.now
     dc = d.dc
     if dc.alarms.enable:
-        d.ignored_alarms = [n for n in dc.alarms.alarmNames if event.alarm_states.get(n) == "ALARM"]
-        for n in d.ignored_alarms:
-            s.note("alarm", f"{n} is in ALARM as the deployment starts: ignored for this deployment, as ECS does")
+        # ECS: with an alarm already in ALARM when a deployment starts, the
+        # deployment's alarm configuration is not used at all (not just that alarm).
+        already = [n for n in dc.alarms.alarmNames if event.alarm_states.get(n) == "ALARM"]
+        if already:
+            d.ignored_alarms = list(dc.alarms.alarmNames)
+            s.note("alarm", f"{', '.join(already)} in ALARM as the deployment starts: as ECS, this deployment's "
+                            f"alarms are not monitored ({', '.join(dc.alarms.alarmNames)})")
     d.circuit_breaker_status = "MONITORING" if dc.deploymentCircuitBreaker.enable else "DISABLED"
     s.note("status", IN_PROGRESS)
     s.enter(RECONCILE_SERVICE)

@@ -125,15 +125,21 @@ def test_alarm_rolls_back_traffic_first_then_stops_green() -> None:
     ]
 
 
-def test_alarm_already_firing_at_start_is_ignored_for_the_deployment() -> None:
-    p = Playbook(ALARMED, test_rules=False)
-    p.send(m.Start(alarm_states={"green-5xx": "ALARM"}))
+def test_an_alarm_already_firing_at_start_turns_off_every_alarm_of_the_deployment() -> None:
+    # "How CloudWatch alarms detect Amazon ECS deployment failures": with an
+    # alarm already in ALARM as the deployment starts, ECS does not use the
+    # deployment's alarm configuration for the whole deployment.
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html
+    two = {**ALARMED, "alarms": {"alarmNames": ["green-5xx", "green-p99"], "enable": True, "rollback": True}}
+    p = Playbook(two, test_rules=False)
+    p.send(m.Start(alarm_states={"green-5xx": "ALARM", "green-p99": "OK"}))
     p.send(m.Reconciled())
     p.send(m.GreenReady(ok=True))
     p.send(applied("production", 5))
-    assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
-    assert p.d.status == m.IN_PROGRESS
-    assert any("ignored for this deployment" in n for n in p.notes("alarm"))
+    assert p.send(m.AlarmStates({"green-5xx": "ALARM", "green-p99": "ALARM"})) == []
+    assert p.d.status == m.IN_PROGRESS and p.d.triggered_alarms == []
+    assert p.d.ignored_alarms == ["green-5xx", "green-p99"]
+    assert any("this deployment's alarms are not monitored (green-5xx, green-p99)" in n for n in p.notes("alarm"))
 
 
 def test_alarms_are_not_watched_before_green_runs() -> None:
