@@ -53,6 +53,7 @@ from shiftlab.controller.metricstore import (
     LOAD_BALANCER_ONLY,
     METRIC_UNITS,
     METRICS,
+    PER_TARGET,
     STATISTICS,
     TARGET_GROUP_ONLY,
     period_starts,
@@ -119,6 +120,9 @@ class MetricQuery:
     metric_name: str
     target_group: str | None  # None = the load balancer's totals
     stat: str
+    # Why AWS never publishes this metric with these dimensions (an alarm on it
+    # is accepted, as PutMetricAlarm accepts it, and never gets data).
+    unpublished: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,10 @@ class MetricAlarm(Model):
     def datapoints_to_alarm(self) -> int:
         return self.DatapointsToAlarm or self.EvaluationPeriods
 
+    def never_published(self) -> list[str]:
+        """Why this alarm would never fire on AWS: its metrics AWS never publishes."""
+        return [q.unpublished for q in self.plan.metrics if q.unpublished]
+
     @property
     def plan(self) -> AlarmPlan:
         if self._plan is None:
@@ -200,13 +208,21 @@ def _metric_problems(
         elif d.Name != "LoadBalancer":
             problems.append(f"{where}.Name: {d.Name!r} is not a dimension shiftlab computes "
                             f"(TargetGroup, LoadBalancer)")
-    if not seen & {"TargetGroup", "LoadBalancer"}:
-        problems.append(f"{path}.Dimensions: ALB publishes {name} only with a LoadBalancer or TargetGroup dimension")
-    elif name in TARGET_GROUP_ONLY and "TargetGroup" not in seen:
-        problems.append(f"{path}.Dimensions: ALB publishes {name} only per target group: add a TargetGroup dimension")
-    elif name in LOAD_BALANCER_ONLY and "TargetGroup" in seen:
-        problems.append(f"{path}.Dimensions: ALB publishes {name} only per load balancer: drop the TargetGroup")
     return group, problems
+
+
+def unpublished(name: str, dimensions: set[str]) -> str | None:
+    """Why ALB never publishes `name` with these dimensions, or None. The
+    dimension sets are ALB's metrics page's (LoadBalancer; TargetGroup with
+    LoadBalancer; RequestCountPerTarget also with TargetGroup alone)
+    https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html"""
+    if name in LOAD_BALANCER_ONLY and "TargetGroup" in dimensions:
+        return f"ALB publishes {name} per load balancer only, never with a TargetGroup dimension"
+    if name in TARGET_GROUP_ONLY and "TargetGroup" not in dimensions:
+        return f"ALB publishes {name} per target group only: it needs a TargetGroup dimension"
+    if "LoadBalancer" not in dimensions and name != PER_TARGET:
+        return f"ALB publishes {name} only with a LoadBalancer dimension (TargetGroup alone is not published)"
+    return None
 
 
 def _period_problem(path: str, period: int | None) -> list[str]:
@@ -254,7 +270,8 @@ def _compile_single(
     assert alarm.MetricName is not None and alarm.Period is not None
     stat = alarm.Statistic or alarm.ExtendedStatistic
     assert stat is not None
-    query = MetricQuery("m1", alarm.MetricName, group, stat)
+    query = MetricQuery("m1", alarm.MetricName, group, stat,
+                        unpublished(alarm.MetricName, {d.Name for d in alarm.Dimensions or []}))
     return AlarmPlan(alarm.Period, (query,), (), "m1"), []
 
 
@@ -294,7 +311,8 @@ def _compile_math(
             )
             problems += metric_problems + _unit_problem(f"{where}.MetricStat.Unit", ms.Metric.MetricName, ms.Unit)
             periods.add(ms.Period)
-            metrics.append(MetricQuery(q.Id, ms.Metric.MetricName, group, ms.Stat))
+            metrics.append(MetricQuery(q.Id, ms.Metric.MetricName, group, ms.Stat,
+                                       unpublished(ms.Metric.MetricName, {d.Name for d in ms.Metric.Dimensions})))
             continue
         assert q.Expression is not None
         try:
@@ -551,7 +569,9 @@ class AlarmEvaluator:
         """The alarm's datapoints over its evaluation range, oldest first."""
         n = self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS
         env: dict[str, list[float | None]] = {
-            q.id: store.series(q.metric_name, q.target_group, q.stat, self.period, now, n) for q in self.plan.metrics
+            q.id: [None] * n if q.unpublished else store.series(q.metric_name, q.target_group, q.stat, self.period,
+                                                                now, n)
+            for q in self.plan.metrics
         }
         for qid, expr in self.plan.expressions:
             env[qid] = expr.evaluate(env, n)

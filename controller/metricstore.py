@@ -28,8 +28,10 @@ How a datapoint is made, as ALB publishes to CloudWatch:
     Each scrape interval's increase belongs to the period holding the
     interval's end, so every request is counted in exactly one period. A
     decrease means the proxy restarted: the new value is the increase. ALB
-    publishes nothing for a period with no count, so 0 is missing. Sum,
-    Average, Minimum, Maximum and pNN give the increase; SampleCount 1.
+    publishes nothing for a period with no count, so 0 is missing. Sum and
+    pNN give the increase; for the HTTPCode_* counts each request is a sample
+    of 1 (SampleCount the increase, Average, Minimum and Maximum 1, as ALB
+    documents), for the others SampleCount is 1.
   - TargetResponseTime: the histogram's increase; Average, Sum,
     SampleCount exact, pNN interpolated within buckets (about 10 % wide),
     Minimum/Maximum from bucket edges. Missing when no responses.
@@ -67,9 +69,14 @@ PER_TARGET = "RequestCountPerTarget"
 METRICS = (*COUNT_METRICS, RESPONSE_TIME, *GAUGE_METRICS, PER_TARGET)
 
 METRIC_UNITS = {name: "Count" for name in METRICS} | {RESPONSE_TIME: "Seconds", "ProcessedBytes": "Bytes"}
-# ALB publishes these only per target group / only per load balancer.
+# ALB publishes these only per target group / only per load balancer
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
 TARGET_GROUP_ONLY = ("HealthyHostCount", "UnHealthyHostCount", PER_TARGET)
-LOAD_BALANCER_ONLY = ("ActiveConnectionCount", "NewConnectionCount")
+LOAD_BALANCER_ONLY = ("ActiveConnectionCount", "NewConnectionCount", "ProcessedBytes", "HTTPCode_ELB_4XX_Count",
+                      "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_502_Count", "HTTPCode_ELB_503_Count",
+                      "HTTPCode_ELB_504_Count")
+# Counts of requests by status: one sample of 1 per request.
+PER_REQUEST_COUNTS = tuple(n for n in COUNT_METRICS if n.startswith("HTTPCode_"))
 
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100(?:\.0+)?)\Z")
@@ -142,6 +149,10 @@ class MetricStore:
             if not hosts:
                 return None
             requests /= hosts
+        if metric_name in PER_REQUEST_COUNTS:
+            # Each request is a sample of 1: "The most useful statistic is Sum.
+            # Minimum, Maximum, and Average all return 1" (ALB's metrics page).
+            return float(requests) if stat in ("Sum", "SampleCount") else 1.0
         return 1.0 if stat == "SampleCount" else float(requests)
 
     def _metrics(self, index: int, target_group: str | None) -> dict[str, Any] | None:

@@ -291,11 +291,13 @@ class ListenerHandler:
         if choice is None:
             return self._refuse(request, 503)
         counters = choice.counters
-        counters.requests += 1
         target = choice.group.choose()
         if target is None:
             counters.elb_error(503)
             return elb_response(request, 503)
+        # ALB: RequestCount "is only incremented for requests where the load
+        # balancer node was able to choose a target".
+        counters.requests += 1
         upgrade = headers.get("Upgrade")
         if upgrade is not None:
             # aiohttp hands over the rest of the connection as raw bytes
@@ -325,7 +327,8 @@ class ListenerHandler:
         return choice, sticky_cookies(choice.group.name, int(now) + fwd.sticky_seconds)
 
     def _non_forward(self, request: BaseRequest, rule: Rule) -> web.StreamResponse:
-        self.listener.counters.requests += 1
+        # No target is chosen: not a RequestCount (ALB counts these as
+        # HTTP_Fixed_Response_Count / HTTP_Redirect_Count, which shiftlab does not compute).
         if rule.fixed is not None:
             f = rule.fixed
             return web.Response(status=int(f.StatusCode), text=f.MessageBody, content_type=f.ContentType,

@@ -37,7 +37,8 @@ TEST_HEADER = "x-amzn-ecs-blue-green-test"
 def _tg_metric(metric_id: str, name: str, group: str, stat: str) -> dict[str, Any]:
     return {"Id": metric_id, "ReturnData": False,
             "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": name,
-                                      "Dimensions": [{"Name": "TargetGroup", "Value": f"targetgroup/{group}/0123"}]},
+                                      "Dimensions": [{"Name": "TargetGroup", "Value": f"targetgroup/{group}/0123"},
+                                                     {"Name": "LoadBalancer", "Value": "app/my-load-balancer/0123"}]},
                            "Period": 60, "Stat": stat}}
 
 

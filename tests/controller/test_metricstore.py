@@ -114,6 +114,18 @@ def test_count_is_the_increase_per_period_and_every_stat_gives_it():
     assert store.series("RequestCount", "blue", "Sum", 60, end, 2) == [N, N]
 
 
+@pytest.mark.parametrize("metric", ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_503_Count"])
+def test_status_counts_are_samples_of_one(metric: str) -> None:
+    # ALB's metrics page on the HTTPCode_* counts: "The most useful statistic
+    # is Sum. Minimum, Maximum, and Average all return 1."
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html
+    c = Cumulative()
+    store = store_with((0, c.snapshot()), (60, c.count("green", metric, 12).snapshot()))
+    got = {stat: store.series(metric, "green", stat, 60, T0 + 60, 1)[0]
+           for stat in ("Sum", "SampleCount", "Average", "Minimum", "Maximum")}
+    assert got == {"Sum": 12.0, "SampleCount": 12.0, "Average": 1.0, "Minimum": 1.0, "Maximum": 1.0}
+
+
 def test_zero_increase_is_a_missing_datapoint():
     c = Cumulative().count("green", "HTTPCode_Target_5XX_Count", 3)
     store = store_with(
