@@ -33,6 +33,9 @@ async def test_reads_weights(router: Router) -> None:
 
 
 async def test_set_weights_answers_the_read_back(router: Router) -> None:
+    # The test rule has weights of its own once set (until then the proxy's
+    # header rule follows its listener's default rule).
+    assert await router.set_weights("prod/test", {"blue": 100, "green": 0}) == {"blue": 100, "green": 0}
     assert await router.set_weights("prod/default", {"blue": 90, "green": 10}) == {"blue": 90, "green": 10}
     assert await router.weights("prod/default") == {"blue": 90, "green": 10}
     assert await router.weights("prod/test") == {"blue": 100, "green": 0}  # rules are independent
