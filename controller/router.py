@@ -140,11 +140,15 @@ class FakeRouter:
 
     Targets become healthy on registration unless listed in `unhealthy`;
     `fail_next` makes the next calls raise, to rehearse an unreachable proxy.
-    `clock` stamps the stats snapshots (a test's fake clock)."""
+    `clock` stamps the stats snapshots (a test's fake clock). A deregistered
+    target shows `draining` for `drain_seconds` on that clock, as the proxy
+    shows it for the deregistration delay (0: it goes at once)."""
 
     def __init__(self, rules: dict[str, dict[str, int]], groups: list[str],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, drain_seconds: float = 0.0) -> None:
         self._clock = clock
+        self.drain_seconds = drain_seconds
+        self._drained_at: dict[tuple[str, str], float] = {}
         self._rules = {r: dict(w) for r, w in rules.items()}
         self._groups: dict[str, dict[str, str]] = {g: {} for g in groups}
         self.unhealthy: set[str] = set()
@@ -193,11 +197,23 @@ class FakeRouter:
         self._maybe_fail()
         g = self._group(group)
         for h, p in targets:
-            g.pop(target_id(h, p), None)
+            tid = target_id(h, p)
+            if self.drain_seconds > 0 and tid in g:
+                g[tid] = "draining"
+                self._drained_at[(target_group_name(group), tid)] = self._clock() + self.drain_seconds
+            else:
+                g.pop(tid, None)
 
     async def target_health(self, group: str) -> dict[str, str]:
         self._maybe_fail()
-        return dict(self._group(group))
+        g = self._group(group)
+        name = target_group_name(group)
+        for (gname, tid), until in list(self._drained_at.items()):
+            if gname == name and until <= self._clock():
+                del self._drained_at[(gname, tid)]
+                if g.get(tid) == "draining":
+                    del g[tid]
+        return dict(g)
 
     async def stats(self) -> dict[str, Any]:
         self._maybe_fail()

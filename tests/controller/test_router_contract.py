@@ -17,9 +17,9 @@ from tests.helpers import free_port, lb_config
 async def router(request: pytest.FixtureRequest) -> AsyncIterator[Router]:
     if request.param == "fake":
         yield FakeRouter({"prod/default": {"blue": 100, "green": 0}, "prod/test": {"blue": 100, "green": 0}},
-                         ["blue", "green"])
+                         ["blue", "green"], drain_seconds=5)
         return
-    conf = lb_config(free_port(), health={"HealthCheckEnabled": False})
+    conf = lb_config(free_port(), health={"HealthCheckEnabled": False}, dereg_seconds=5)
     async with Proxy(load_balancer_from_dict(conf)) as px:
         r = HttpRouter(px.admin_url)
         try:
@@ -63,8 +63,9 @@ async def test_register_and_deregister(router: Router) -> None:
     health = await router.target_health("green")
     assert health == {"127.0.0.1:40001": "healthy", "127.0.0.1:40002": "healthy"}
     await router.deregister("green", [("127.0.0.1", 40001)])
-    # With nothing in flight a drain ends at once.
-    assert await router.target_health("green") == {"127.0.0.1:40002": "healthy"}
+    # Nothing in flight: the deregistration is complete, and the target shows
+    # draining until the deregistration delay (5 s) expires, as on ALB.
+    assert await router.target_health("green") == {"127.0.0.1:40001": "draining", "127.0.0.1:40002": "healthy"}
     with pytest.raises(RouterError):
         await router.register("nosuch", [("127.0.0.1", 1)])
 
