@@ -10,21 +10,19 @@ from typing import Any
 import click
 
 from shiftlab.cli.context import api_call, client_for
-from shiftlab.cli.options import config_option, revision_overrides, url_option
+from shiftlab.cli.options import (
+    controller_options,
+    deployment_id_argument,
+    revision_options,
+    revision_overrides,
+    strategy_option,
+)
 
 
 @click.command()
-@config_option()
-@url_option()
-@click.option("--command", "command", default=None, help="The new revision's command (process backend).")
-@click.option("--image", default=None, help="The new revision's image (docker backend).")
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of the new revision (repeat).")
-@click.option("--cpu", default=None, metavar="UNITS",
-              help="The new revision's CPU limit, as ECS takes it: units (1024 = one vCPU) or '0.5 vCPU' "
-                   "(docker backend).")
-@click.option("--memory", default=None, metavar="MIB",
-              help="The new revision's memory limit, as ECS takes it: MiB or '1 GB' (docker backend).")
-@click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
+@controller_options()
+@revision_options(command_help="The new revision's command (process backend).")
+@strategy_option()
 @click.option("--deployment-configuration", "dc_json", default=None, metavar="JSON|@FILE",
               help="deploymentConfiguration fields to override, as update-service takes them.")
 @click.option("--watch", is_flag=True, help="Follow the deployment live until it ends.")
@@ -123,18 +121,16 @@ def _watch(client: Any, deployment_id: str | None) -> int:
 
 
 @click.command()
-@config_option()
-@url_option()
-@click.argument("deployment_id", required=False)
+@controller_options()
+@deployment_id_argument(None)
 def watch(config_path: str, url: str | None, deployment_id: str | None) -> None:
     """Follow the current (or given) deployment live: stage, weights, alarms, bakes."""
     sys.exit(_watch(client_for(config_path, url), deployment_id))
 
 
 @click.command()
-@config_option()
-@url_option()
-@click.argument("deployment_id", default="current")
+@controller_options()
+@deployment_id_argument("current")
 @click.option("--rollback", is_flag=True, help="Move traffic back to blue and stop green.")
 def stop(config_path: str, url: str | None, deployment_id: str, rollback: bool) -> None:
     """Stop a deployment. Without --rollback traffic stays where it is (and the
@@ -150,9 +146,8 @@ def stop(config_path: str, url: str | None, deployment_id: str, rollback: bool) 
 
 
 @click.command()
-@config_option()
-@url_option()
-@click.argument("deployment_id", default="current")
+@controller_options()
+@deployment_id_argument("current")
 def approve(config_path: str, url: str | None, deployment_id: str) -> None:
     """Continue a deployment waiting at a PAUSE lifecycle hook."""
     client = client_for(config_path, url)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import click
 
 from shiftlab.cli.context import api_call, client_for
-from shiftlab.cli.options import config_option, url_option
+from shiftlab.cli.options import controller_options, deployment_id_argument, json_option
 
 
 @click.command()
-@config_option()
-@url_option()
-@click.option("--json", "as_json", is_flag=True)
+@controller_options()
+@json_option()
 def status(config_path: str, url: str | None, as_json: bool) -> None:
     """The service: running revision, task sets, alarms, current deployment."""
     import json
@@ -34,10 +33,9 @@ def status(config_path: str, url: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@config_option()
-@url_option()
-@click.argument("deployment_id", default="latest")
-@click.option("--json", "as_json", is_flag=True, help="The whole record (DescribeServiceDeployments shape).")
+@controller_options()
+@deployment_id_argument("latest")
+@json_option("The whole record (DescribeServiceDeployments shape).")
 def describe(config_path: str, url: str | None, deployment_id: str, as_json: bool) -> None:
     """One deployment: status, stages, weights, hooks, alarms, rollback, events."""
     import json
@@ -71,8 +69,7 @@ def _clock(t: float) -> str:
 
 
 @click.command(name="list")
-@config_option()
-@url_option()
+@controller_options()
 def list_(config_path: str, url: str | None) -> None:
     """Deployments of the service, newest first."""
     client = client_for(config_path, url)
@@ -86,8 +83,7 @@ def list_(config_path: str, url: str | None) -> None:
 
 
 @click.command()
-@config_option()
-@url_option()
+@controller_options()
 @click.argument("task_id", required=False)
 @click.option("--tail", type=int, default=None, help="Only the last N lines.")
 def logs(config_path: str, url: str | None, task_id: str | None, tail: int | None) -> None:

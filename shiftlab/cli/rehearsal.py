@@ -12,29 +12,32 @@ from typing import Any
 import click
 
 from shiftlab.cli.context import fail_config, load_settings_or_exit, setup_logging, with_runtime
-from shiftlab.cli.options import config_option, revision_overrides
+from shiftlab.cli.options import (
+    backend_option,
+    config_option,
+    json_option,
+    load_rps_option,
+    quiet_option,
+    revision_options,
+    revision_overrides,
+    strategy_option,
+    time_scale_option,
+    verbose_option,
+)
 from shiftlab.common.configfile import ConfigError
 
 
 @click.command()
 @config_option(required=True)
-@click.option("--command", "command", default=None, help="The new revision's command.")
-@click.option("--image", default=None, help="The new revision's image (docker backend).")
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of the new revision (repeat).")
-@click.option("--cpu", default=None, metavar="UNITS",
-              help="The new revision's CPU limit, as ECS takes it: units (1024 = one vCPU) or '0.5 vCPU' "
-                   "(docker backend).")
-@click.option("--memory", default=None, metavar="MIB",
-              help="The new revision's memory limit, as ECS takes it: MiB or '1 GB' (docker backend).")
-@click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
-@click.option("--time-scale", type=float, default=None)
-@click.option("--backend", type=click.Choice(["process", "docker"]), default=None)
-@click.option("--load-rps", type=float, default=20.0, show_default=True,
-              help="Background load on the production listener during the rehearsal (0: none).")
+@revision_options(command_help="The new revision's command.")
+@strategy_option()
+@time_scale_option()
+@backend_option()
+@load_rps_option(20.0, "Background load on the production listener during the rehearsal (0: none).")
 @click.option("--timeout", type=float, default=None, help="Give up (and roll back) after this many seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No live view.")
-@click.option("-v", "--verbose", is_flag=True)
+@json_option("Print the outcome as JSON.")
+@quiet_option()
+@verbose_option()
 def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], cpu: str | None,
              memory: str | None, strategy: str | None, time_scale: float | None, backend: str | None,
              load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
@@ -133,21 +136,19 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: f
 @click.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "manual", "blue-green"]),
               default="good", show_default=True)
-@click.option("--time-scale", type=float, default=60.0, show_default=True,
-              help="Divide AWS durations by this (60: an ECS minute is a second).")
-@click.option("--backend", type=click.Choice(["process", "docker"]), default="process", show_default=True,
-              help="docker: blue and green run as containers of --image.")
+@time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
+@backend_option("docker: blue and green run as containers of --image.", default="process")
 @click.option("--image", default=None, metavar="IMAGE",
               help="With --backend docker: the image of blue and green (default $SHIFTLAB_DOCKER_IMAGE, else "
                    "shiftlab/sample:local, built by compose/build-images.sh); run with its own command, it must "
                    "serve like the sample service.")
-@click.option("--load-rps", type=float, default=40.0, show_default=True)
+@load_rps_option(40.0)
 @click.option("--auto-approve", type=float, default=None, metavar="SECONDS",
               help="manual scenario: approve by itself after this long (default: 5 s when not a terminal, "
                    "less if the PAUSE would time out first).")
 @click.option("--no-auto-approve", is_flag=True,
               help="manual scenario: never approve by itself; wait for `shiftlab approve` (or the dashboard).")
-@click.option("-q", "--quiet", is_flag=True, help="No live view.")
+@quiet_option()
 def demo(scenario: str, time_scale: float, backend: str, image: str | None, load_rps: float,
          auto_approve: float | None, no_auto_approve: bool, quiet: bool) -> None:
     """A rehearsal with nothing to configure: the sample service, a load, a

@@ -11,17 +11,15 @@ from typing import Any
 import click
 
 from shiftlab.cli.context import fail_config, load_settings_or_exit, setup_logging, time_scale_of, with_runtime
-from shiftlab.cli.options import config_option
+from shiftlab.cli.options import backend_option, config_option, time_scale_option, verbose_option
 from shiftlab.common.configfile import ConfigError, load_file
 
 
 @click.command()
-@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="shiftlab.yaml (YAML or JSON); the loadBalancer section is used.")
-@click.option("--time-scale", type=float, default=None,
-              help="Divide AWS durations (health-check intervals, deregistration delay) by this.")
+@config_option(required=True, help="shiftlab.yaml (YAML or JSON); the loadBalancer section is used.")
+@time_scale_option("Divide AWS durations (health-check intervals, deregistration delay) by this.")
 @click.option("--admin-port", type=int, default=None, help="Override loadBalancer.Admin.Port.")
-@click.option("-v", "--verbose", is_flag=True)
+@verbose_option()
 def proxy(config_path: str, time_scale: float | None, admin_port: int | None, verbose: bool) -> None:
     """Run the load balancer alone (the ALB emulator)."""
     from shiftlab.proxy.app import Proxy, install_uvloop, run_until_signalled
@@ -51,13 +49,13 @@ def proxy(config_path: str, time_scale: float | None, admin_port: int | None, ve
 
 @click.command()
 @config_option()
-@click.option("--time-scale", type=float, default=None, help="Override timeScale (60: an ECS minute is a second).")
-@click.option("--backend", type=click.Choice(["process", "docker"]), default=None, help="Override controller.backend.")
+@time_scale_option("Override timeScale (60: an ECS minute is a second).")
+@backend_option("Override controller.backend.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Override controller.stateDir.")
 @click.option("--proxy-admin-url", default=None, metavar="URL",
               help="Override controller.proxyAdminUrl: run the controller only, against the load balancer "
                    "whose admin API is there (a `shiftlab proxy -c FILE` with the same file).")
-@click.option("-v", "--verbose", is_flag=True)
+@verbose_option()
 def up(config_path: str, time_scale: float | None, backend: str | None, state_dir: str | None,
        proxy_admin_url: str | None, verbose: bool) -> None:
     """Run the proxy, the controller and the running revision's tasks in the

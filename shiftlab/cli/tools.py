@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from shiftlab.cli.context import DEFAULT_CONFIG, fail_config
+from shiftlab.cli.options import config_option, json_option
 from shiftlab.common.configfile import ConfigError, load_file
 
 
 @click.command()
-@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@config_option(required=True, help=None)
 def validate(config_path: str) -> None:
     """Check a config file; exit 0, or 2 with every problem and its field path."""
     from shiftlab.settings import load_settings
@@ -54,7 +55,7 @@ def init(path: str, force: bool) -> None:
 @click.option("--concurrency", type=int, default=8, show_default=True)
 @click.option("--max-requests", type=int, default=None, help="Stop after this many (default rps x duration).")
 @click.option("--header", "headers", multiple=True, metavar="K:V", help="A request header (repeat).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def load(url: str, rps: float, duration: float, concurrency: int, max_requests: int | None,
          headers: tuple[str, ...], as_json: bool) -> None:
     """A bounded load: the split by target group, status counts, latency percentiles."""
