@@ -22,6 +22,7 @@ from shiftlab.controller.config import DeploymentConfiguration, TaskDefinitionSp
 from shiftlab.controller.driver import DeploymentConflict, ServiceController
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.router import RouterError
+from shiftlab.controller.vocabulary import Strategy
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
@@ -113,7 +114,7 @@ def deployment_problems(ctl: ServiceController, dc: DeploymentConfiguration) -> 
         if name not in known:
             problems.append(f"deploymentConfiguration.alarms.alarmNames[{i}]: {name!r} is not an alarm in alarms[] "
                             f"(known: {', '.join(sorted(known)) or 'none'})")
-    if dc.strategy == "ROLLING":
+    if dc.strategy == Strategy.ROLLING:
         try:
             rolling_plan(ctl.service.desiredCount, dc.minimumHealthyPercent, dc.maximumPercent)
         except RollingStuck as exc:

@@ -22,6 +22,7 @@ from shiftlab.controller.backends.docker import DockerOptions
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from shiftlab.controller.driver import ControllerSettings
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
+from shiftlab.controller.vocabulary import Strategy
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
@@ -147,12 +148,12 @@ def load_settings(data: dict[str, Any]) -> Settings:
             if name not in names:
                 problems.append(f"deploymentConfiguration.alarms.alarmNames[{i}]: {name!r} is not defined in "
                                 f"alarms[] (defined: {', '.join(sorted(names)) or 'none'})")
-    if deployment is not None and service is not None and deployment.strategy == "ROLLING":
+    if deployment is not None and service is not None and deployment.strategy == Strategy.ROLLING:
         try:
             rolling_plan(service.desiredCount, deployment.minimumHealthyPercent, deployment.maximumPercent)
         except RollingStuck as exc:
             problems.append(f"deploymentConfiguration.maximumPercent: {exc}")
-    if deployment is not None and deployment.strategy == "ROLLING" and deployment.lifecycleHooks:
+    if deployment is not None and deployment.strategy == Strategy.ROLLING and deployment.lifecycleHooks:
         problems.append("deploymentConfiguration.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, "
                         "LINEAR and CANARY deployments, not ROLLING")
     if problems:

@@ -17,6 +17,7 @@ from shiftlab.cli.options import (
     revision_overrides,
     strategy_option,
 )
+from shiftlab.controller.vocabulary import Strategy
 
 
 @click.command()
@@ -27,7 +28,8 @@ from shiftlab.cli.options import (
               help="deploymentConfiguration fields to override, as update-service takes them.")
 @click.option("--watch", is_flag=True, help="Follow the deployment live until it ends.")
 def deploy(config_path: str, url: str | None, command: str | None, image: str | None, env: tuple[str, ...],
-           cpu: str | None, memory: str | None, strategy: str | None, dc_json: str | None, watch: bool) -> None:
+           cpu: str | None, memory: str | None, strategy: Strategy | None, dc_json: str | None,
+           watch: bool) -> None:
     """Start a deployment of a new revision (update-service --force-new-deployment)."""
     client = client_for(config_path, url)
     body: dict[str, Any] = {"taskDefinition": revision_overrides(command, image, env, cpu, memory)}
@@ -64,10 +66,10 @@ def _watch(client: Any, deployment_id: str | None) -> int:
     from rich.live import Live
 
     from shiftlab.client import ApiError
+    from shiftlab.controller.vocabulary import FINAL_STATUSES, Status
     from shiftlab.view import WatchState, render
 
     state = WatchState()
-    final = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
     console = Console()
 
     def follow(wanted: str, shown: Any) -> bool:
@@ -78,7 +80,7 @@ def _watch(client: Any, deployment_id: str | None) -> int:
             state.update(message)
             shown(message)
             d = state.deployment
-            if d is not None and d["shiftlab"]["id"] == wanted and d["status"] in final:
+            if d is not None and d["shiftlab"]["id"] == wanted and d["status"] in FINAL_STATUSES:
                 return True
         return False
 
@@ -95,7 +97,7 @@ def _watch(client: Any, deployment_id: str | None) -> int:
         first = client.get(f"/api/deployments/{deployment_id or 'current'}")
         wanted = first["shiftlab"]["id"]
         state.update({"type": "deployment", "deployment": first})
-        if first["status"] in final:
+        if first["status"] in FINAL_STATUSES:
             ended = True
             if console.is_terminal:
                 console.print(render(state))
@@ -117,7 +119,7 @@ def _watch(client: Any, deployment_id: str | None) -> int:
         console.print(render(state))  # the view as it ended, then the outcome
         click.echo(f"deployment {d['shiftlab']['id']}: {d['status']}"
                    + (f" ({d['statusReason']})" if d.get("statusReason") else ""))
-    return 0 if d is not None and d["status"] == "SUCCESSFUL" else 1
+    return 0 if d is not None and d["status"] == Status.SUCCESSFUL else 1
 
 
 @click.command()

@@ -5,11 +5,13 @@ type and default here; a command whose help says more of it (what
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from shiftlab.cli.context import DEFAULT_CONFIG
+from shiftlab.controller.config import Backend
+from shiftlab.controller.vocabulary import Strategy
 
 Decorator = Callable[[Any], Any]
 CONFIG_HELP = "shiftlab.yaml (YAML or JSON)."
@@ -51,7 +53,7 @@ def time_scale_option(help: str | None = None, default: float | None = None) -> 
 
 
 def backend_option(help: str | None = None, default: str | None = None) -> Decorator:
-    return click.option("--backend", type=click.Choice(["process", "docker"]), help=help, **_default(default))
+    return click.option("--backend", type=click.Choice(get_args(Backend)), help=help, **_default(default))
 
 
 def verbose_option() -> Decorator:
@@ -71,7 +73,7 @@ def load_rps_option(default: float, help: str | None = None) -> Decorator:
 
 
 def strategy_option() -> Decorator:
-    return click.option("--strategy", type=click.Choice(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]), default=None)
+    return click.option("--strategy", type=click.Choice(Strategy), default=None)
 
 
 def revision_options(command_help: str) -> Decorator:

@@ -25,6 +25,7 @@ from shiftlab.cli.options import (
     verbose_option,
 )
 from shiftlab.common.configfile import ConfigError
+from shiftlab.controller.vocabulary import Strategy
 
 
 @click.command()
@@ -39,7 +40,7 @@ from shiftlab.common.configfile import ConfigError
 @quiet_option()
 @verbose_option()
 def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], cpu: str | None,
-             memory: str | None, strategy: str | None, time_scale: float | None, backend: str | None,
+             memory: str | None, strategy: Strategy | None, time_scale: float | None, backend: str | None,
              load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
     rollback or failure, 2 on a bad config, 3 when it could not start (a
