@@ -44,18 +44,17 @@ DEFAULT_CONFIG = "shiftlab.yaml"
 
 
 def load_settings_or_exit(config_path: str, time_scale: float | None = None,
-                          controller: dict[str, Any] | None = None) -> Any:
-    """`controller`: fields of the controller section set by options, checked
-    (and named in errors) as if the file held them."""
-    from shiftlab.settings import load_settings
+                          sections: dict[str, dict[str, Any]] | None = None) -> Any:
+    """`sections`: fields set by options (section -> fields), checked (and
+    named in errors) as if the file held them."""
+    from shiftlab.settings import load_settings, with_fields
 
     try:
         data = load_file(config_path)
         if time_scale is not None:
             data["timeScale"] = time_scale
-        if controller:
-            section = data.get("controller")
-            data["controller"] = {**(section if isinstance(section, dict) else {}), **controller}
+        for section, fields in (sections or {}).items():
+            with_fields(data, section, fields)
         return load_settings(data)
     except ConfigError as exc:
         fail_config(exc, config_path)

@@ -50,14 +50,13 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
     setup_logging(verbose)
     if not verbose:
         logging.getLogger("shiftlab").setLevel(logging.WARNING)
-    settings = load_settings_or_exit(config_path, time_scale)
+    # The strategy as if the file gave it: checked with the rest of its deploymentConfiguration.
+    settings = load_settings_or_exit(config_path, time_scale,
+                                     {"deploymentConfiguration": {"strategy": strategy}} if strategy else None)
     if settings.service is None:
         fail_config(ConfigError(["service: is required to rehearse a deployment"]), config_path)
     if backend:
         settings = with_runtime(settings, backend=backend)
-    dc = settings.deployment
-    if strategy:
-        dc = dc.model_copy(update={"strategy": strategy})
     overrides = revision_overrides(command, image, env, cpu, memory)
     from shiftlab.rehearse import check_overrides
 
@@ -65,14 +64,14 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
         check_overrides(settings, overrides)
     except ConfigError as exc:
         fail_config(exc, config_path)
-    sys.exit(run_rehearsal(settings, overrides, dc, load_rps, timeout, as_json, quiet,
+    sys.exit(run_rehearsal(settings, overrides, load_rps, timeout, as_json, quiet,
                            Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-"))))
 
 
 EXIT_CANNOT_START = 3
 
 
-def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: float, timeout: float | None,
+def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, timeout: float | None,
                   as_json: bool, quiet: bool, state_dir: Path) -> int:
     import json
     import shutil
@@ -90,13 +89,13 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], dc: Any, load_rps: f
 
     async def go() -> Any:
         if quiet or as_json or not console.is_terminal:
-            return await run(settings, overrides, dc, load_rps, state_dir, timeout)
+            return await run(settings, overrides, None, load_rps, state_dir, timeout)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
-            return await run(settings, overrides, dc, load_rps, state_dir, timeout, on_message)
+            return await run(settings, overrides, None, load_rps, state_dir, timeout, on_message)
 
     try:
         outcome = asyncio.run(go())

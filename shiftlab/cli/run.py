@@ -75,7 +75,7 @@ def up(config_path: str, time_scale: float | None, backend: str | None, state_di
 
     setup_logging(verbose)
     settings = load_settings_or_exit(config_path, time_scale,
-                                     {"proxyAdminUrl": proxy_admin_url} if proxy_admin_url else None)
+                                     {"controller": {"proxyAdminUrl": proxy_admin_url}} if proxy_admin_url else None)
     if backend:
         settings = with_runtime(settings, backend=backend)
     lb = None
