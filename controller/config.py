@@ -20,10 +20,16 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 from pydantic_core import PydanticCustomError
 
 from shiftlab.common.configfile import Model, in_range
-from shiftlab.controller.vocabulary import HOOKABLE_STAGES, NO_PAUSE_STAGES, UNHOOKABLE_STAGES, Stage, Strategy
+from shiftlab.controller.vocabulary import (
+    HOOKABLE_STAGES,
+    NO_PAUSE_STAGES,
+    UNHOOKABLE_STAGES,
+    Backend,
+    Stage,
+    Strategy,
+)
 
 Minutes = Annotated[int, in_range(0, 1440)]
-Backend = Literal["process", "docker"]  # what runs the tasks: local processes or Docker containers
 
 
 class LinearConfiguration(Model):

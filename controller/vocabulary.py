@@ -1,4 +1,5 @@
-"""ECS's words for a deployment, as enums whose values are ECS's strings.
+"""ECS's words for a deployment, as enums whose values are ECS's strings
+(and shiftlab's word for what runs the tasks).
 
 StrEnum members are str: they compare equal to the strings the records,
 the API and older code hold, and json.dumps writes them as those strings,
@@ -8,6 +9,7 @@ so a record reads and writes byte for byte as before.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 
 class Strategy(StrEnum):
@@ -65,3 +67,7 @@ class Colour(StrEnum):
 
     BLUE = "blue"
     GREEN = "green"
+
+
+# controller.backend: local processes or Docker containers.
+Backend = Literal["process", "docker"]

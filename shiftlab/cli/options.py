@@ -10,8 +10,7 @@ from typing import Any, get_args
 import click
 
 from shiftlab.cli.context import DEFAULT_CONFIG
-from shiftlab.controller.config import Backend
-from shiftlab.controller.vocabulary import Strategy
+from shiftlab.controller.vocabulary import Backend, Strategy
 
 Decorator = Callable[[Any], Any]
 CONFIG_HELP = "shiftlab.yaml (YAML or JSON)."
