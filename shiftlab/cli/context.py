@@ -38,27 +38,32 @@ def time_scale_of(data: dict[str, Any], override: float | None) -> float:
     return parse_time_scale(data.get("timeScale", 1) if override is None else override)
 
 
-# -- the controller ------------------------------------------------------------
+# -- the config file -----------------------------------------------------------
 
 DEFAULT_CONFIG = "shiftlab.yaml"
 
 
 def load_settings_or_exit(config_path: str, time_scale: float | None = None,
-                          sections: dict[str, dict[str, Any]] | None = None) -> Any:
-    """`sections`: fields set by options (section -> fields), checked (and
-    named in errors) as if the file held them."""
+                          **sections: dict[str, Any]) -> Any:
+    """`sections`: each section's fields as options set them (those that are
+    None were not given), checked (and named in errors) as if the file held
+    them."""
     from shiftlab.settings import load_settings, with_fields
 
     try:
         data = load_file(config_path)
         if time_scale is not None:
             data["timeScale"] = time_scale
-        for section, fields in (sections or {}).items():
-            with_fields(data, section, fields)
+        for section, fields in sections.items():
+            given = {k: v for k, v in fields.items() if v is not None}
+            if given:
+                with_fields(data, section, given)
         return load_settings(data)
     except ConfigError as exc:
         fail_config(exc, config_path)
 
+
+# -- the controller API --------------------------------------------------------
 
 def client_for(config_path: str | None, url: str | None) -> Any:
     """The controller API named by --url, else by the config file's controller section."""
@@ -88,9 +93,3 @@ def api_call(fn: Any) -> Any:
         for p in exc.problems:
             click.echo(f"  {p}", err=True)
         sys.exit(EXIT_CONFIG if exc.status == 400 else 1)
-
-
-def with_runtime(settings: Any, **changes: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(settings, controller=settings.controller.model_copy(update=changes))

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from shiftlab.cli.context import fail_config, load_settings_or_exit, setup_logging, with_runtime
+from shiftlab.cli.context import fail_config, load_settings_or_exit, setup_logging
 from shiftlab.cli.options import (
     backend_option,
     config_option,
@@ -50,13 +50,11 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
     setup_logging(verbose)
     if not verbose:
         logging.getLogger("shiftlab").setLevel(logging.WARNING)
-    # The strategy as if the file gave it: checked with the rest of its deploymentConfiguration.
-    settings = load_settings_or_exit(config_path, time_scale,
-                                     {"deploymentConfiguration": {"strategy": strategy}} if strategy else None)
+    # The strategy is checked with the rest of the file's deploymentConfiguration.
+    settings = load_settings_or_exit(config_path, time_scale, controller={"backend": backend},
+                                     deploymentConfiguration={"strategy": strategy})
     if settings.service is None:
         fail_config(ConfigError(["service: is required to rehearse a deployment"]), config_path)
-    if backend:
-        settings = with_runtime(settings, backend=backend)
     overrides = revision_overrides(command, image, env, cpu, memory)
     from shiftlab.rehearse import check_overrides
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from shiftlab.cli.context import fail_config, load_settings_or_exit, setup_logging, time_scale_of, with_runtime
+from shiftlab.cli.context import fail_config, load_settings_or_exit, setup_logging, time_scale_of
 from shiftlab.cli.options import backend_option, config_option, time_scale_option, verbose_option
 from shiftlab.common.configfile import ConfigError, load_file
 
@@ -75,9 +75,7 @@ def up(config_path: str, time_scale: float | None, backend: str | None, state_di
 
     setup_logging(verbose)
     settings = load_settings_or_exit(config_path, time_scale,
-                                     {"controller": {"proxyAdminUrl": proxy_admin_url}} if proxy_admin_url else None)
-    if backend:
-        settings = with_runtime(settings, backend=backend)
+                                     controller={"proxyAdminUrl": proxy_admin_url, "backend": backend})
     lb = None
     try:
         stack = Stack(settings, state_dir=state_dir, separate_proxy=True)
