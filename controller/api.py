@@ -18,10 +18,10 @@ from aiohttp import web
 
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.common.netsafety import bearer_middleware, browser_guard
-from shiftlab.controller.config import DeploymentConfiguration, TaskDefinitionSpec
-from shiftlab.controller.rolling import RollingStuck, rolling_plan
+from shiftlab.controller.config import TaskDefinitionSpec
 from shiftlab.controller.router import RouterError
 from shiftlab.controller.service import DeploymentConflict, ServiceController
+from shiftlab.controller.validation import check_deployment
 
 CONTROLLER_KEY = web.AppKey("controller", ServiceController)
 TOKEN_KEY = web.AppKey("token", str)  # "" when the API is open
@@ -80,14 +80,19 @@ async def create_deployment(request: web.Request) -> web.Response:
     if not isinstance(overrides, dict):
         problems.append("taskDefinition: must be an object")
         overrides = {}
-    dc_data = ctl.settings.deployment.model_dump(mode="json")
-    if isinstance(body.get("deploymentConfiguration"), dict):
-        dc_data.update(body["deploymentConfiguration"])
+    # As update-service: the fields given replace the file's, the rest stay.
+    changes = body.get("deploymentConfiguration")
+    if changes is None:
+        changes = {}
+    elif not isinstance(changes, dict):
+        problems.append("deploymentConfiguration: must be an object")
+        changes = {}
     if body.get("strategy"):
-        dc_data["strategy"] = body["strategy"]
+        changes = {**changes, "strategy": body["strategy"]}
     dc = None
     try:
-        dc = parse(DeploymentConfiguration, dc_data, "deploymentConfiguration")
+        dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json"), **changes},
+                              ctl.service.desiredCount, ctl.evaluators)
     except ConfigError as exc:
         problems += exc.problems
     try:
@@ -96,29 +101,11 @@ async def create_deployment(request: web.Request) -> web.Response:
         parse(TaskDefinitionSpec, base, "taskDefinition")
     except ConfigError as exc:
         problems += exc.problems
-    if dc is not None:
-        problems += deployment_problems(ctl, dc)
     if problems:
         raise ConfigError(problems)
     assert dc is not None
     d = ctl.create_deployment(overrides, dc)
     return web.json_response(ctl.describe(d), status=201)
-
-
-def deployment_problems(ctl: ServiceController, dc: DeploymentConfiguration) -> list[str]:
-    """What a deployment configuration cannot do with this service."""
-    problems = []
-    known = set(ctl.evaluators)
-    for i, name in enumerate(dc.alarms.alarmNames):
-        if name not in known:
-            problems.append(f"deploymentConfiguration.alarms.alarmNames[{i}]: {name!r} is not an alarm in alarms[] "
-                            f"(known: {', '.join(sorted(known)) or 'none'})")
-    if dc.strategy == "ROLLING":
-        try:
-            rolling_plan(ctl.service.desiredCount, dc.minimumHealthyPercent, dc.maximumPercent)
-        except RollingStuck as exc:
-            problems.append(f"deploymentConfiguration.maximumPercent: {exc}")
-    return problems
 
 
 async def list_deployments(request: web.Request) -> web.Response:

@@ -16,19 +16,18 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from shiftlab.common.configfile import Model, in_range
 from shiftlab.controller.backends.docker_options import DockerRuntime
-
-STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")
-HOOKABLE_STAGES = (
-    "RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT",
-    "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT",
-    "POST_PRODUCTION_TRAFFIC_SHIFT",
+from shiftlab.controller.vocabulary import (
+    HOOKABLE_STAGES,
+    NO_PAUSE_STAGES,
+    UNHOOKABLE_STAGES,
+    Backend,
+    Stage,
+    Strategy,
 )
-UNHOOKABLE_STAGES = ("SCALE_UP", "BAKE_TIME", "CLEAN_UP")
-# ECS refuses PAUSE hooks at the stages where traffic moves.
-NO_PAUSE_STAGES = ("TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT")
 
 Minutes = Annotated[int, in_range(0, 1440)]
 
@@ -59,7 +58,9 @@ class TimeoutConfiguration(Model):
     timeoutInMinutes: Annotated[int, in_range(1, 1440)] = 60
 
 
-def _hookable(stage: str) -> str:
+def _hookable(stage: Any) -> Any:
+    if not isinstance(stage, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
     if stage in UNHOOKABLE_STAGES:
         raise ValueError(f"{stage} is a stage a deployment passes through but cannot hook "
                          f"(hookable: {', '.join(HOOKABLE_STAGES)})")
@@ -72,14 +73,14 @@ class LifecycleHook(Model):
     hookTargetArn: str | None = None
     # Before lifecycleStages, whose check reads it.
     targetType: Literal["LAMBDA", "PAUSE", "URL", "COMMAND"] | None = None
-    lifecycleStages: Annotated[list[Annotated[str, AfterValidator(_hookable)]], Field(min_length=1)]
+    lifecycleStages: Annotated[list[Annotated[Stage, BeforeValidator(_hookable)]], Field(min_length=1)]
     hookDetails: Any = None
     timeoutConfiguration: TimeoutConfiguration | None = None
     roleArn: str | None = None
 
     @field_validator("lifecycleStages")
     @classmethod
-    def _pause_stages(cls, v: list[str], info: ValidationInfo) -> list[str]:
+    def _pause_stages(cls, v: list[Stage], info: ValidationInfo) -> list[Stage]:
         if info.data.get("targetType") == "PAUSE":
             bad = [s for s in v if s in NO_PAUSE_STAGES]
             if bad:
@@ -109,7 +110,7 @@ class LifecycleHook(Model):
 
 
 class DeploymentConfiguration(Model):
-    strategy: Literal["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"] = "ROLLING"
+    strategy: Strategy = Strategy.ROLLING
     bakeTimeInMinutes: Minutes = 0
     linearConfiguration: LinearConfiguration = LinearConfiguration()
     canaryConfiguration: CanaryConfiguration = CanaryConfiguration()
@@ -248,7 +249,7 @@ class ControllerRuntime(Model):
     port: Annotated[int, in_range(0, 65535)] = 9091
     token: str | None = None
     stateDir: str = ".shiftlab"
-    backend: Literal["process", "docker"] = "process"
+    backend: Backend = "process"
     # Seconds (real, not scaled) that new tasks get to become healthy targets
     # before they count as failed to start.
     taskStartTimeoutSeconds: Annotated[float, in_range(1, 3600)] = 60.0

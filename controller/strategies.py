@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.vocabulary import Strategy
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,14 @@ class Step:
 
 
 def plan(dc: DeploymentConfiguration) -> list[Step]:
-    if dc.strategy == "BLUE_GREEN":
+    if dc.strategy == Strategy.BLUE_GREEN:
         return [Step(100.0, 0)]
-    if dc.strategy == "CANARY":
+    if dc.strategy == Strategy.CANARY:
         c = dc.canaryConfiguration
         if c.canaryPercent >= 100:
             return [Step(100.0, 0)]
         return [Step(c.canaryPercent, c.canaryBakeTimeInMinutes), Step(100.0, 0)]
-    if dc.strategy == "LINEAR":
+    if dc.strategy == Strategy.LINEAR:
         lc = dc.linearConfiguration
         steps, pct = [], 0.0
         while True:

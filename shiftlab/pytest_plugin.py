@@ -59,11 +59,11 @@ class Rehearsal:
 
 
 def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float | None, backend: str | None,
-              free_ports: bool) -> Any:
+              free_ports: bool, strategy: str | None = None) -> Any:
     import copy
 
     from shiftlab.common.configfile import load_file
-    from shiftlab.settings import load_settings, on_free_ports
+    from shiftlab.settings import load_settings, on_free_ports, with_fields
 
     data = copy.deepcopy(config) if isinstance(config, dict) else load_file(config)
     if free_ports:
@@ -73,6 +73,8 @@ def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float 
     data["controller"] = {**(data.get("controller") or {}), "stateDir": str(tmp)}
     if backend is not None:
         data["controller"]["backend"] = backend
+    if strategy is not None:  # checked with the rest of the file's deploymentConfiguration
+        with_fields(data, "deploymentConfiguration", {"strategy": strategy})
     return load_settings(data)
 
 
@@ -102,10 +104,9 @@ def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
         from shiftlab.rehearse import rehearse
 
         state = tmp_path / f"shiftlab-{len(list(tmp_path.glob('shiftlab-*')))}"
-        settings = _settings(config, state, time_scale, backend, free_ports)
-        dc = settings.deployment.model_copy(update={"strategy": strategy}) if strategy else None
+        settings = _settings(config, state, time_scale, backend, free_ports, strategy)
         overrides = _overrides(command, image, env, cpu, memory)
-        outcome = asyncio.run(rehearse(settings, overrides, dc, load_rps, state, timeout))
+        outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
         return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,
                          outcome.seconds)
 

@@ -15,6 +15,7 @@ from typing import Any
 from shiftlab.common.configfile import ConfigError
 from shiftlab.controller.config import DeploymentConfiguration
 from shiftlab.controller.strategies import total_minutes
+from shiftlab.controller.vocabulary import Status
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.settings import Settings, self_contained
 from shiftlab.stack import Stack
@@ -39,7 +40,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.deployment["status"] == "SUCCESSFUL"
+        return self.deployment["status"] == Status.SUCCESSFUL
 
     def rollback_seconds(self) -> float | None:
         """From the first 5xx the load saw to production traffic back on blue."""

@@ -20,8 +20,8 @@ from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
-from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.service import ControllerSettings
+from shiftlab.controller.validation import check_deployment
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
@@ -52,6 +52,15 @@ class Settings:
             out += (f"; service {self.service.serviceName} x{self.service.desiredCount}, "
                     f"{self.deployment.strategy}, {len(self.alarms)} alarm(s)")
         return out
+
+
+def with_fields(data: dict[str, Any], section: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """`data` (a whole file's) with `fields` set in `section`: what an
+    option or an argument changes, checked and named in errors by
+    load_settings as if the file held it."""
+    current = data.get(section)
+    data[section] = {**(current if isinstance(current, dict) else {}), **fields}
+    return data
 
 
 def free_port() -> int:
@@ -112,8 +121,6 @@ def load_settings(data: dict[str, Any]) -> Settings:
     lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
     scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
     service = attempt(lambda: parse(ServiceConfig, data["service"], "service")) if "service" in data else None
-    deployment = attempt(lambda: parse(DeploymentConfiguration, data.get("deploymentConfiguration") or {},
-                                       "deploymentConfiguration"))
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
     groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else _raw_group_names(data)
     raw_alarms = data.get("alarms") or []
@@ -121,6 +128,10 @@ def load_settings(data: dict[str, Any]) -> Settings:
         problems.append("alarms: must be a list of put-metric-alarm inputs")
         raw_alarms = []
     alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
+    # Checked as POST /api/deployments checks a deployment's (controller.validation).
+    deployment = attempt(lambda: check_deployment(
+        data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
+        {a.AlarmName for a in alarms} if alarms is not None else None))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -141,20 +152,6 @@ def load_settings(data: dict[str, Any]) -> Settings:
         attempt(lambda: docker_options.resolve(runtime.docker))
     if service is not None and lb is not None:
         problems += _service_problems(service, lb)
-    if deployment is not None and alarms is not None:
-        names = {a.AlarmName for a in alarms}
-        for i, name in enumerate(deployment.alarms.alarmNames):
-            if name not in names:
-                problems.append(f"deploymentConfiguration.alarms.alarmNames[{i}]: {name!r} is not defined in "
-                                f"alarms[] (defined: {', '.join(sorted(names)) or 'none'})")
-    if deployment is not None and service is not None and deployment.strategy == "ROLLING":
-        try:
-            rolling_plan(service.desiredCount, deployment.minimumHealthyPercent, deployment.maximumPercent)
-        except RollingStuck as exc:
-            problems.append(f"deploymentConfiguration.maximumPercent: {exc}")
-    if deployment is not None and deployment.strategy == "ROLLING" and deployment.lifecycleHooks:
-        problems.append("deploymentConfiguration.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, "
-                        "LINEAR and CANARY deployments, not ROLLING")
     if problems:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
         raise ConfigError(list(dict.fromkeys(problems)))

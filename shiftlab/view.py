@@ -15,9 +15,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from shiftlab.controller.vocabulary import Stage, Status
+
 STATE_STYLE = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
-STATUS_STYLE = {"SUCCESSFUL": "bold green", "ROLLBACK_SUCCESSFUL": "bold yellow", "ROLLBACK_FAILED": "bold red",
-                "STOPPED": "yellow", "IN_PROGRESS": "cyan", "ROLLBACK_IN_PROGRESS": "bold yellow"}
+STATUS_STYLE = {Status.SUCCESSFUL: "bold green", Status.ROLLBACK_SUCCESSFUL: "bold yellow",
+                Status.ROLLBACK_FAILED: "bold red", Status.STOPPED: "yellow", Status.IN_PROGRESS: "cyan",
+                Status.ROLLBACK_IN_PROGRESS: "bold yellow"}
 
 
 def _ts(iso: str | None) -> float | None:
@@ -82,7 +85,7 @@ def render(state: WatchState) -> RenderableType:
         head.append(status, style=STATUS_STYLE.get(status, ""))
         head.append(f"   stage {d['lifecycleStage'] or '-'}")
         steps = sl.get("steps") or []
-        if steps and d["lifecycleStage"] in ("PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"):
+        if steps and d["lifecycleStage"] in (Stage.PRE_PRODUCTION_TRAFFIC_SHIFT, Stage.PRODUCTION_TRAFFIC_SHIFT):
             head.append(f"   step {sl['stepIndex'] + 1}/{len(steps)}")
         if d.get("statusReason"):
             head.append(f"\n{d['statusReason']}", style="dim")

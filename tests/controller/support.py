@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.stack import Stack
-from tests.helpers import free_port, lb_config
+from tests.helpers import REPO, free_port, lb_config
 
 SAMPLE = ["{python}", "-m", "shiftlab.sample_service"]
 
@@ -89,3 +90,18 @@ def write_on_free_ports(tmp_path: Path, data: dict[str, Any]) -> tuple[Path, str
     path = tmp_path / "shiftlab.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, f"http://127.0.0.1:{api_port}"
+
+
+async def cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """One CLI process; it must not block the event loop the stack runs on."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shiftlab", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        env={**os.environ, "COLUMNS": "160"})
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"shiftlab {' '.join(args)} did not end within {timeout} s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -6,37 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.controller.support import config
+from tests.controller.support import cli, config
 from tests.helpers import eventually
 
-REPO = Path(__file__).resolve().parents[2]
 FAST_LINEAR = {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 50, "stepBakeTimeInMinutes": 0},
                "bakeTimeInMinutes": 0}
 LONG_CANARY = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 60}}
-
-
-async def cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:
-    """One CLI process; it must not block the event loop the stack runs on."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shiftlab", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
-        env={**os.environ, "COLUMNS": "160"})
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"shiftlab {' '.join(args)} did not end within {timeout} s") from None
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def deployment_id(deploy_output: str) -> str:

@@ -212,7 +212,7 @@ def test_a_revisions_limits_win_over_the_service_wide_ones() -> None:
 
 
 def test_deploy_and_rehearse_take_cpu_and_memory() -> None:
-    from shiftlab.cli import revision_overrides
+    from shiftlab.cli.options import revision_overrides
 
     assert revision_overrides(None, "img", (), "512", "1 GB") == {"image": "img", "cpu": "512", "memory": "1 GB"}
 

@@ -47,3 +47,16 @@ def test_a_lambda_arn_hook_is_refused_naming_the_hook(tmp_path: Path) -> None:
         hook["hookTargetArn"] = target
         res = validate(tmp_path, config(tmp_path, {"strategy": "BLUE_GREEN", "lifecycleHooks": [hook]}))
         assert res.returncode == 0, res.stderr
+
+
+def test_an_option_is_checked_as_the_files_field_would_be(tmp_path: Path) -> None:
+    # --backend docker as `controller.backend: docker`: the SHIFTLAB_DOCKER_* variables are
+    # checked with the file, before a stack is built.
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, {"strategy": "CANARY"})))
+    env = {**os.environ, "SHIFTLAB_DOCKER_PULL": "sometimes"}
+    res = subprocess.run([sys.executable, "-m", "shiftlab", "rehearse", "-c", str(path), "--backend", "docker",
+                          "--load-rps", "0", "-q"], capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    assert res.returncode == 2, res
+    assert res.stderr == (f"{path}: invalid configuration (1 problem):\n"
+                          "  SHIFTLAB_DOCKER_PULL: 'sometimes' is not one of missing, never, always\n")

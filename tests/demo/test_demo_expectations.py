@@ -181,3 +181,14 @@ def test_a_missing_sample_image_names_the_build_command(monkeypatch: pytest.Monk
     problem = docker_problem(SAMPLE_IMAGE)
     assert problem is not None and f"{SAMPLE_IMAGE}, which is not on this machine" in problem
     assert "compose/build-images.sh" in problem
+
+
+def test_the_demo_command_offers_every_scenario_by_its_name() -> None:
+    # Written out in the CLI, which does not import the demo (and the whole stack) to start.
+    import click
+
+    from shiftlab.cli.rehearsal import demo
+
+    [option] = [p for p in demo.params if p.name == "scenario"]
+    assert isinstance(option.type, click.Choice)
+    assert list(option.type.choices) == list(SCENARIOS)

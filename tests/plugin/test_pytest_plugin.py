@@ -39,9 +39,20 @@ def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester)
             with pytest.raises(ConfigError, match=r"taskDefinition[.]cpu: 64 "):
                 shiftlab_rehearse("shiftlab.yaml", cpu=64)
 
+        def test_a_strategy_is_checked_with_the_files_configuration(shiftlab_rehearse):
+            import pytest
+            import yaml
+            from shiftlab.common.configfile import ConfigError
+
+            config = yaml.safe_load(open("shiftlab.yaml"))
+            config["deploymentConfiguration"]["lifecycleHooks"] = [
+                {"hookTargetArn": "command:true", "lifecycleStages": ["POST_SCALE_UP"]}]
+            with pytest.raises(ConfigError, match=r"deploymentConfiguration[.]lifecycleHooks: .* not ROLLING"):
+                shiftlab_rehearse(config, strategy="ROLLING")
+
         async def test_the_stack_fixture(shiftlab_stack):
             async with shiftlab_stack("shiftlab.yaml") as stack:
                 assert len(stack.controller.sets["blue"].running()) == 2
     ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", timeout=240)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)

@@ -1,0 +1,93 @@
+"""Commands that need no running stack: `init`, `validate`, `load`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from shiftlab.cli.context import DEFAULT_CONFIG, fail_config
+from shiftlab.cli.options import config_option, json_option
+from shiftlab.common.configfile import ConfigError, load_file
+
+
+@click.command()
+@config_option(required=True, help=None)
+def validate(config_path: str) -> None:
+    """Check a config file; exit 0, or 2 with every problem and its field path."""
+    from shiftlab.settings import load_settings
+
+    try:
+        settings = load_settings(load_file(config_path))
+    except ConfigError as exc:
+        fail_config(exc, config_path)
+    click.echo(f"{config_path}: OK ({settings.summary()})")
+
+
+@click.command()
+@click.argument("path", default=DEFAULT_CONFIG, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> None:
+    """Write an annotated shiftlab.yaml to start from."""
+    from importlib import resources
+
+    target = Path(path)
+    if target.exists() and not force:
+        click.echo(f"{path} exists; use --force to overwrite it", err=True)
+        sys.exit(1)
+    text = resources.files("shiftlab").joinpath("examples/shiftlab.yaml").read_text(encoding="utf-8")
+    if target.suffix.lower() == ".json":  # the same settings; JSON has no room for the comments
+        import json
+
+        import yaml
+
+        text = json.dumps(yaml.safe_load(text), indent=2) + "\n"
+    target.write_text(text)
+    click.echo(f"wrote {path}; next: shiftlab up -c {path}")
+
+
+@click.command()
+@click.option("--url", required=True, help="Where to send requests (e.g. http://127.0.0.1:8080/).")
+@click.option("--rps", type=float, default=50.0, show_default=True)
+@click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option("--concurrency", type=int, default=8, show_default=True)
+@click.option("--max-requests", type=int, default=None, help="Stop after this many (default rps x duration).")
+@click.option("--header", "headers", multiple=True, metavar="K:V", help="A request header (repeat).")
+@json_option()
+def load(url: str, rps: float, duration: float, concurrency: int, max_requests: int | None,
+         headers: tuple[str, ...], as_json: bool) -> None:
+    """A bounded load: the split by target group, status counts, latency percentiles."""
+    import json
+
+    from shiftlab.loadgen import run_load
+
+    hdrs = {}
+    for h in headers:
+        k, sep, v = h.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{h!r} is not K:V", param_hint="--header")
+        hdrs[k.strip()] = v.strip()
+    if rps <= 0 or duration <= 0:
+        raise click.BadParameter("--rps and --duration must be positive")
+    from yarl import URL
+
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/)", param_hint="--url")
+    res = asyncio.run(run_load(url, rps, duration, concurrency=concurrency, headers=hdrs or None,
+                               max_requests=max_requests))
+    s = res.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    click.echo(f"{s['requests']} requests in {s['seconds']} s ({s['rps']}/s); statuses {s['statuses']}; "
+               f"connection errors {s['connectionErrors']}")
+    for group, n in sorted(s["byGroup"].items()):
+        click.echo(f"  {group:<12} {n:>7}  ({100 * n / max(s['requests'], 1):.1f} %)  "
+                   f"5xx {s['5xxByGroup'].get(group, 0)}")
+    fmt = lambda v: f"{v * 1000:.1f} ms" if v is not None else "-"  # noqa: E731
+    click.echo(f"  latency p50 {fmt(s['p50'])}  p90 {fmt(s['p90'])}  p99 {fmt(s['p99'])}")
+
+
