@@ -36,6 +36,11 @@ class Settings:
     alarms: tuple[MetricAlarm, ...] = ()
     controller: ControllerRuntime = field(default_factory=ControllerRuntime)
 
+    def warnings(self) -> list[str]:
+        """What is accepted, as AWS accepts it, but would not work there."""
+        return [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
+                for i, a in enumerate(self.alarms) for reason in a.never_published()]
+
     def controller_settings(self) -> ControllerSettings:
         """What the controller needs of this file (it never sees the proxy's config)."""
         assert self.service is not None

@@ -23,6 +23,8 @@ def validate(config_path: str) -> None:
         settings = load_settings(load_file(config_path))
     except ConfigError as exc:
         fail_config(exc, config_path)
+    for warning in settings.warnings():
+        click.echo(f"{config_path}: warning: {warning}", err=True)
     click.echo(f"{config_path}: OK ({settings.summary()})")
 
 

@@ -39,3 +39,23 @@ def test_load_refuses_what_is_not_an_http_url(tmp_path: Path, url: str) -> None:
     res = shiftlab("load", "--url", url, "--duration", "1", cwd=tmp_path)
     assert res.returncode == 2
     assert "--url" in res.stderr and "is not an http(s) URL" in res.stderr
+
+
+def test_validate_warns_of_an_alarm_aws_never_feeds(tmp_path: Path) -> None:
+    # PutMetricAlarm accepts any dimensions; ALB publishes each metric with
+    # its own (here, TargetGroup only with LoadBalancer): such an alarm never
+    # gets data on AWS, and `validate` says so without refusing the file.
+    assert shiftlab("init", "shiftlab.json", cwd=tmp_path).returncode == 0
+    data = json.loads((tmp_path / "shiftlab.json").read_text())
+    clean = shiftlab("validate", "-c", "shiftlab.json", cwd=tmp_path)
+    assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
+    for query in data["alarms"][0]["Metrics"]:
+        if "MetricStat" in query:
+            dims = query["MetricStat"]["Metric"]["Dimensions"]
+            dims[:] = [d for d in dims if d["Name"] != "LoadBalancer"]
+    (tmp_path / "shiftlab.json").write_text(json.dumps(data))
+    res = shiftlab("validate", "-c", "shiftlab.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    name = data["alarms"][0]["AlarmName"]
+    assert (f"shiftlab.json: warning: alarms[0] ({name}): this alarm would never fire on AWS: ALB publishes "
+            f"HTTPCode_Target_5XX_Count only with a LoadBalancer dimension") in res.stderr, res.stderr
