@@ -99,9 +99,21 @@ def period_starts(period: float, end: float, count: int) -> list[float]:
     return [(last_end - count + i) * period for i in range(count)]
 
 
+# "If there are requests flowing through the load balancer, Elastic Load
+# Balancing measures and sends its metrics in 60-second intervals."
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html
+PUBLISH_SECONDS = 60.0
+
+
 class MetricStore:
-    def __init__(self, retention_seconds: float) -> None:
+    """`publish_seconds`: how often ALB publishes, on the store's clock (60 s
+    divided by the time scale). A period shorter than that sees what it would
+    see on AWS: the datapoint of a whole publication interval in the period
+    holding that interval's start, nothing in the others."""
+
+    def __init__(self, retention_seconds: float, publish_seconds: float = 0.0) -> None:
         self.retention = retention_seconds
+        self.publish = publish_seconds
         self._times: list[float] = []
         self._snaps: list[dict[str, Any]] = []
 
@@ -124,10 +136,18 @@ class MetricStore:
             raise ValueError(f"{metric_name!r} is not a metric shiftlab computes")
         if not supports_statistic(stat):
             raise ValueError(f"{stat!r} is not a statistic shiftlab computes")
-        return [
-            self.datapoint(metric_name, target_group, stat, start, start + period)
-            for start in period_starts(period, end, count)
-        ]
+        g = self.publish
+        if period >= g * (1 - 1e-9):
+            return [
+                self.datapoint(metric_name, target_group, stat, start, start + period)
+                for start in period_starts(period, end, count)
+            ]
+        out: list[float | None] = []
+        for start in period_starts(period, end, count):
+            published = math.ceil(start / g - 1e-9) * g  # the first publication at or after the start
+            out.append(self.datapoint(metric_name, target_group, stat, published, published + g)
+                       if published < start + period - 1e-9 else None)
+        return out
 
     def datapoint(
         self, metric_name: str, target_group: str | None, stat: str, start: float, end: float

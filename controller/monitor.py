@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import AlarmEvaluator, required_retention
 from shiftlab.controller.lbsync import CHECK_INTERVAL
-from shiftlab.controller.metricstore import MetricStore
+from shiftlab.controller.metricstore import PUBLISH_SECONDS, MetricStore
 from shiftlab.controller.router import RouterError
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ class Monitor:
     def __init__(self, svc: ServiceController) -> None:
         self.svc = svc
         alarms, scale = svc.settings.alarms, svc.time_scale
-        self.store = MetricStore(retention_seconds=max(required_retention(alarms, scale) * 2, 60.0))
+        self.store = MetricStore(retention_seconds=max(required_retention(alarms, scale) * 2, 60.0),
+                                 publish_seconds=PUBLISH_SECONDS / scale)
         self.evaluators = {a.AlarmName: AlarmEvaluator(a, scale) for a in alarms}
         self.alarm_states: dict[str, str] = {}
         self.alarm_reasons: dict[str, str] = {}

@@ -355,3 +355,28 @@ def test_reads_the_proxy_stats_snapshot_format():
     assert one("RequestCount", "blue", "Sum") is None
     for metric in METRICS:  # every metric the store offers is readable from a real snapshot
         store.series(metric, "green", "Average", 60, T0 + 60, 1)
+
+
+def test_periods_shorter_than_a_minute_see_one_datapoint_a_minute() -> None:
+    # "Elastic Load Balancing measures and sends its metrics in 60-second
+    # intervals": a 10-second period over an ALB metric gets the whole
+    # minute's datapoint in the period holding the minute's start, and
+    # nothing in the other five.
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html
+    c = Cumulative()
+    scrapes = [(0, c.snapshot())]
+    for t in range(10, 121, 10):
+        scrapes.append((t, c.count("green", "RequestCount", 2).snapshot()))
+    store = MetricStore(3600, publish_seconds=60)
+    for t, snap in scrapes:
+        store.add(snap, T0 + t)
+    assert store.series("RequestCount", "green", "Sum", 10, T0 + 120, 12) == [12.0] + [N] * 5 + [12.0] + [N] * 5
+    assert store.series("RequestCount", "green", "Sum", 60, T0 + 120, 2) == [12.0, 12.0]
+    # A minute not yet over is not published yet.
+    partial = MetricStore(3600, publish_seconds=60)
+    for t, snap in scrapes[:8]:  # up to T0 + 70
+        partial.add(snap, T0 + t)
+    assert partial.series("RequestCount", "green", "Sum", 10, T0 + 70, 1) == [N]
+    assert partial.series("RequestCount", "green", "Sum", 10, T0 + 60, 6) == [12.0] + [N] * 5
+    # Without a publication interval (the default), every period is computed.
+    assert store_with(*scrapes).series("RequestCount", "green", "Sum", 10, T0 + 120, 2) == [2.0, 2.0]
