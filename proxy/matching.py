@@ -42,6 +42,13 @@ class FakeRequest:
     headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     query: MultiDict[str] = field(default_factory=MultiDict)
     remote: str | None = "127.0.0.1"
+    raw: str | None = None  # the path and query as sent (encoded), when it differs from `path`
+
+    @property
+    def raw_path(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        return self.path + ("?" + "&".join(f"{k}={v}" for k, v in self.query.items()) if self.query else "")
 
 
 def wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
@@ -162,3 +169,74 @@ def header_predicate(names: tuple[str, ...], exact: str | None) -> Predicate:
         return False
 
     return test
+
+
+# -- the listener's prefilter ----------------------------------------------------
+#
+# A rule matches only if all its conditions do, so only if its first one does;
+# and a condition can match only if a cheap necessary test passes (the literal
+# part of its patterns begins the value, its header is present, ...). The
+# prefilter is the union of those tests over a listener's rules: when it
+# fails, no rule can match and the request goes to the default rule without
+# running any predicate. Most requests of a rehearsal are such requests.
+
+Hint = tuple[str, Any]  # (kind, data): what a rule's first condition needs
+
+
+def _literal_prefix(pattern: str) -> str:
+    cut = min((i for i in (pattern.find("*"), pattern.find("?")) if i >= 0), default=len(pattern))
+    return pattern[:cut]
+
+
+def condition_hint(cond: Condition) -> Hint:
+    cfg = cond.config()
+    kind = cond.Field
+    if kind == "host-header":
+        prefixes = [_literal_prefix(v) for v in cfg.Values]
+        if any(not p or not p.isascii() for p in prefixes):
+            return ("always", None)
+        return ("host", tuple(p.lower() for p in prefixes))
+    if kind == "path-pattern":
+        prefixes = [_literal_prefix(v) for v in cfg.Values]
+        return ("always", None) if any(not p for p in prefixes) else ("path", tuple(prefixes))
+    if kind == "http-header":
+        return ("headers", (cfg.HttpHeaderName,))
+    if kind == "http-request-method":
+        return ("method", tuple(cfg.Values))
+    if kind == "query-string":
+        return ("query", None)
+    return ("always", None)
+
+
+def build_prefilter(hints: list[Hint]) -> Predicate | None:
+    """A predicate true whenever one of the rules could match (None: always)."""
+    if not hints or any(kind == "always" for kind, _ in hints):
+        return None
+    hosts = tuple(p for kind, data in hints if kind == "host" for p in data)
+    paths = tuple(p for kind, data in hints if kind == "path" for p in data)
+    headers = tuple(dict.fromkeys(n for kind, data in hints if kind == "headers" for n in data))
+    methods = frozenset(m for kind, data in hints if kind == "method" for m in data)
+    query = any(kind == "query" for kind, _ in hints)
+
+    def could_match(req: Any) -> bool:
+        if headers:
+            h = req.headers
+            for name in headers:
+                if name in h:
+                    return True
+        if methods and req.method in methods:
+            return True
+        if paths or query:
+            raw: str = req.raw_path
+            if query and "?" in raw:
+                return True
+            # The rules match the decoded path: an encoded one is not judged here.
+            if paths and (raw.startswith(paths) or "%" in raw):
+                return True
+        if hosts:
+            host: str = req.host or ""
+            if not host.isascii() or host.lower().startswith(hosts):
+                return True
+        return False
+
+    return could_match

@@ -16,7 +16,14 @@ from typing import Any
 from shiftlab.common.configfile import parse
 from shiftlab.proxy import config as cfg
 from shiftlab.proxy.balancer import SmoothWeighted, make_selector
-from shiftlab.proxy.matching import Predicate, compile_conditions, header_predicate
+from shiftlab.proxy.matching import (
+    Hint,
+    Predicate,
+    build_prefilter,
+    compile_conditions,
+    condition_hint,
+    header_predicate,
+)
 from shiftlab.proxy.stats import Counters, Stats
 from shiftlab.proxy.upstream import Pool
 
@@ -246,13 +253,17 @@ class ListenerState:
         self.name = conf.name
         self.port = conf.Port
         self.rules: tuple[Rule, ...] = ()  # the test rule (if any) first, then by priority
+        # False when no rule can match (proxy.matching.build_prefilter); None: always try them.
+        self.prefilter: Predicate | None = None
         self.default: Rule
         self.counters: Counters  # errors before any group was chosen
 
     def match(self, request: Any) -> Rule:
-        for rule in self.rules:
-            if rule.match(request):  # type: ignore[misc]
-                return rule
+        rules = self.rules
+        if rules and (self.prefilter is None or self.prefilter(request)):
+            for rule in rules:
+                if rule.match(request):  # type: ignore[misc]
+                    return rule
         return self.default
 
     def all_rules(self) -> list[Rule]:
@@ -298,6 +309,7 @@ class LoadBalancerState:
         default_action = ls.conf.DefaultActions[0]
         ls.default = self._rule(ls, "default", "default", None, default_action, ls.conf.ListenerArn, None)
         built: list[Rule] = []
+        hints: list[Hint] = []
         if test.Enabled and (test.ForwardConfig or ls.default.forward) is not None:
             exact = test.header.value.exact if test.header.value else None
             own = self._forward(ls.name, test.ForwardConfig) if test.ForwardConfig else None
@@ -309,10 +321,13 @@ class LoadBalancerState:
                 # becomes: a rule nobody moves must not keep stale weights.
                 test_rule.follows = ls.default
             built.append(test_rule)
+            hints.append(("headers", test.header_names()))
         for r in sorted(rules, key=lambda r: r.Priority):
             built.append(self._rule(ls, str(r.Priority), r.Priority, compile_conditions(r.Conditions),
                                     r.Actions[0], r.RuleArn, r))
+            hints.append(condition_hint(r.Conditions[0]))
         ls.rules = tuple(built)
+        ls.prefilter = build_prefilter(hints)
 
     # -- lookups ----------------------------------------------------------
 

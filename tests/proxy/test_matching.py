@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from multidict import CIMultiDict, MultiDict
@@ -12,8 +13,10 @@ from multidict import CIMultiDict, MultiDict
 from shiftlab.proxy.config import Condition
 from shiftlab.proxy.matching import (
     FakeRequest,
+    build_prefilter,
     compile_condition,
     compile_conditions,
+    condition_hint,
     header_predicate,
     values_matcher,
     wildcard,
@@ -234,3 +237,65 @@ def test_fast_matching_agrees_with_the_wildcard_regex(ignore_case: bool) -> None
         regexes = [wildcard(p, ignore_case) for p in patterns]
         for v in values:
             assert fast(v) == any(r.fullmatch(v) for r in regexes), (patterns, v)
+
+
+# -- the listener's prefilter ------------------------------------------------------
+
+HOSTS = ["a.com", "A.com", "b.org", "api.a.com", "x", "b\u212a.org", "a.com:8080"]
+PATHS = ["/", "/api", "/api/v1/x", "/static/a.png", "/API/v1", "/a%2Fb", "/s?x=1", "/caf%C3%A9"]
+HOST_PATTERNS = ["a.com", "*.a.com", "api.*", "b?org", "A.COM", "x*", "bk.org"]
+PATH_PATTERNS = ["/api/*", "/static/*.png", "/", "/a/b", "*", "/s", "/API*", "/café"]
+
+
+def random_condition(rng: random.Random) -> Condition:
+    kind = rng.randrange(6)
+    if kind == 0:
+        return host(*rng.sample(HOST_PATTERNS, rng.randint(1, 3)))
+    if kind == 1:
+        return path(*rng.sample(PATH_PATTERNS, rng.randint(1, 3)))
+    if kind == 2:
+        return header(rng.choice(["X-Tenant", "x-canary"]), rng.choice(["a", "b*", "*"]))
+    if kind == 3:
+        return method(*rng.sample(["GET", "POST", "PUT"], rng.randint(1, 2)))
+    if kind == 4:
+        return query((rng.choice([None, "q"]), rng.choice(["x", "*"])))
+    return source(rng.choice(["127.0.0.0/8", "10.0.0.0/8"]))
+
+
+def random_request(rng: random.Random) -> FakeRequest:
+    raw = rng.choice(PATHS)
+    path_only, _, q = raw.partition("?")
+    headers: CIMultiDict[str] = CIMultiDict()
+    if rng.random() < 0.3:
+        headers[rng.choice(["X-Tenant", "X-Canary", "x-other"])] = rng.choice(["a", "bb", "c"])
+
+    key, _, value = q.partition("=")
+    return FakeRequest(method=rng.choice(["GET", "POST", "DELETE"]), host=rng.choice(HOSTS), path=unquote(path_only),
+                       headers=headers, query=MultiDict([(key, value)]) if q else MultiDict(),
+                       remote=rng.choice(["127.0.0.1", "192.168.1.2"]), raw=raw)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_prefilter_never_turns_away_a_request_a_rule_matches(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(50):
+        rules = [[random_condition(rng) for _ in range(rng.randint(1, 2))] for _ in range(rng.randint(1, 6))]
+        prefilter = build_prefilter([condition_hint(r[0]) for r in rules])
+        preds = [compile_conditions(r) for r in rules]
+        for _ in range(30):
+            req = random_request(rng)
+            if any(p(req) for p in preds):
+                assert prefilter is None or prefilter(req), (rules, req)
+
+
+def test_the_prefilter_turns_away_what_no_rule_can_match() -> None:
+    rules = [path("/api/v1/*", "/static1/*"), host("svc1.example.com"), header("X-Tenant", "tenant-1")]
+    prefilter = build_prefilter([condition_hint(c) for c in rules])
+    assert prefilter is not None
+    assert prefilter(FakeRequest(host="127.0.0.1:8080", path="/")) is False
+    assert prefilter(FakeRequest(host="svc1.example.com:80", path="/")) is True
+    assert prefilter(FakeRequest(path="/api/v1/users")) is True
+    assert prefilter(FakeRequest(headers=CIMultiDict({"x-tenant": "z"}))) is True
+    # A condition it cannot judge cheaply (source-ip, a pattern starting with a wildcard) turns it off.
+    assert build_prefilter([condition_hint(c) for c in [*rules, source("10.0.0.0/8")]]) is None
+    assert build_prefilter([condition_hint(path("*.png"))]) is None
