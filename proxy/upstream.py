@@ -197,14 +197,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         return _read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(_read_buffer[:nbytes]))
-
-    def eof_received(self) -> bool | None:
-        return None  # close: a target's half-close ends its response
-
-    def data_received(self, data: bytes) -> None:
+        # httptools reads the shared buffer in place and hands its callbacks
+        # copies (on_body), so the read itself is not copied.
+        data = _read_buffer[:nbytes]
         if self.tunnel:
-            self.on_body(data)
+            self.on_body(bytes(data))
             return
         try:
             self.parser.feed_data(data)
@@ -215,11 +212,14 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # What follows the 101's head is the new protocol's, as it comes.
             self.tunnel = True
             self.complete = False
-            rest = data[exc.args[0]:] if exc.args else b""
+            rest = bytes(data[exc.args[0]:]) if exc.args else b""
             if rest:
                 self.on_body(rest)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed response from target: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a target's half-close ends its response
 
     def _stop_timer(self) -> None:
         if self._head_timer is not None:
