@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING
 from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
@@ -22,6 +23,7 @@ from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
 from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
+from tests.helpers import logged
 
 RULES = ("prod/default", "prod/test", "test/default")
 Start = Callable[..., Any]
@@ -130,7 +132,9 @@ async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers, c
     assert colour_starts(again, "blue") == 4
     final = await finished(again, clock, d.id, within=15)
     assert final.status == m.SUCCESSFUL, final.status_reason
-    assert any("controller restarted during SCALE_UP" in e["message"] for e in again.records.events(d.id))
+    restarts = logged(again.records.events(d.id), eventlog.RECOVERY_RESTARTED)
+    assert [(r["stage"], r["byTaskCounts"], r["blueTasks"], r["greenTasks"]) for r in restarts] == [
+        ("SCALE_UP", True, 3, 1)], restarts
     assert running(again, "blue") == [] and len(running(again, "green")) == 4
     assert set(green_first) <= set(running(again, "green"))  # adopted, not replaced
     assert colour_starts(again, "blue") == 4 and colour_starts(again, "green") == 4
@@ -178,7 +182,8 @@ async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, c
     # The new revision's tasks were adopted; the old one did not come back.
     assert running(again) == green and colour_starts(again, "blue") == 2
     assert await weights(again) == [{"green": 1, "blue": 0}] * 3
-    assert any("not promoted" in e["message"] for e in again.records.events(d.id))
+    assert logged(again.records.events(d.id), eventlog.RECOVERY_PROMOTED) == [
+        {"deployment": d.id, "revision": final.target_revision, "group": "green"}]
     # And the next deployment starts from the promoted revision.
     nxt = again.create_deployment({"env": {"GREETING": "v3"}})
     assert nxt.source_revision == final.target_revision
@@ -211,3 +216,4 @@ async def test_a_stack_opens_its_listeners_once_the_controller_has_placed_its_ta
             assert s.connect_ex(("127.0.0.1", port)) == 0
     finally:
         await stack.stop()
+

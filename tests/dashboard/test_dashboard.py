@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from shiftlab.controller import eventlog
 from shiftlab.controller.api import make_api_app
 from shiftlab.controller.config import LifecycleHook
 from tests.controller.support import config, green_alarm
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, logged
 
 pytestmark = pytest.mark.browser
 
@@ -136,7 +137,8 @@ async def test_approve_moves_a_pause_hook_on(stack_factory, dashboard, tmp_path:
     assert await page.is_disabled("#approve")
     final = await ctl.wait_finished(ctl.records.recent("web", limit=1)[0].id, timeout=5)
     assert [(r.kind, r.status) for r in final.hook_runs] == [("PAUSE", "SUCCEEDED")]
-    assert any("approved" in e["message"] for e in ctl.records.events(final.id))
+    assert logged(ctl.records.events(final.id), eventlog.HOOK_APPROVED) == [
+        {"stage": "POST_TEST_TRAFFIC_SHIFT", "hookIndex": 0, "executionId": final.hook_runs[0].execution_id}]
     assert board.problems == []
 
 
