@@ -227,6 +227,9 @@ class DeploymentRunner:
             return (f"blue (revision {blue.revision}) did not get back to {d.desired_count} healthy tasks "
                     f"within {timeout:g} s ({len(blue.running())} running); green left running and serving")
         await svc.lb.set_percent("all", 0.0, green.group, blue.group)
+        # As a blue/green rollback notes it (machine: WeightsApplied): when
+        # production traffic was back on blue, which rehearse measures.
+        svc.note(d.id, eventlog.weights_verified("all", 0.0))
         return None
 
     async def weights_by_tasks(self, blue: TaskSet, green: TaskSet, blue_count: int | None = None) -> None:

@@ -1,8 +1,8 @@
 """The driver's ROLLING rollback and its restarts, on the in-memory load
 balancer and backend and a fake clock the tests step: a rollback whose blue
-never comes back, a controller that stopped between recording SUCCESSFUL
-and promoting the revision, and restarts in the middle of a ROLLING
-deployment."""
+never comes back, the event that says when traffic was back on blue, a
+controller that stopped between recording SUCCESSFUL and promoting the
+revision, and restarts in the middle of a ROLLING deployment."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from shiftlab.controller.clock import FakeClock
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter
 from shiftlab.controller.service import ServiceController
+from shiftlab.rehearse import rollback_at
 from shiftlab.settings import load_settings
 from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
@@ -217,3 +218,23 @@ async def test_a_stack_opens_its_listeners_once_the_controller_has_placed_its_ta
     finally:
         await stack.stop()
 
+
+async def test_a_rolling_rollback_logs_when_all_traffic_is_back_on_blue(controllers, clock) -> None:
+    # Blue's tasks go first (maximumPercent 100): the first weights, by task
+    # counts, give green 0 % long before any rollback. The rehearsal's
+    # "production back on blue" is the rollback's own verified weights.
+    ctl = await controllers({"strategy": "ROLLING", "bakeTimeInMinutes": 10, "minimumHealthyPercent": 50,
+                             "maximumPercent": 100})
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=10)
+    by_tasks = [e for e in ctl.records.events(d.id) if e["type"] == eventlog.WEIGHTS_BY_TASKS.name]
+    assert by_tasks[0]["data"]["percent"] == 0 and by_tasks[-1]["data"]["percent"] == 100
+    stopped_at = clock.now()
+    ctl.stop_deployment(d.id, rollback=True)
+    final = await finished(ctl, clock, d.id, within=10)
+    assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
+    events = ctl.records.events(d.id)
+    assert logged(events, eventlog.WEIGHTS_VERIFIED) == [{"traffic": "all", "percent": 0}]
+    back = rollback_at(events)
+    assert back is not None and stopped_at <= back <= final.finished_at
+    assert await weights(ctl) == [{"blue": 1, "green": 0}] * 3
