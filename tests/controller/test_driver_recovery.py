@@ -236,5 +236,5 @@ async def test_a_rolling_rollback_logs_when_all_traffic_is_back_on_blue(controll
     events = ctl.records.events(d.id)
     assert logged(events, eventlog.WEIGHTS_VERIFIED) == [{"traffic": "all", "percent": 0}]
     back = rollback_at(events)
-    assert back is not None and stopped_at <= back <= final.finished_at
+    assert back is not None and final.finished_at is not None and stopped_at <= back <= final.finished_at
     assert await weights(ctl) == [{"blue": 1, "green": 0}] * 3
