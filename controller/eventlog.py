@@ -33,7 +33,7 @@ WEIGHTS: tuple[type, ...] = (dict,)  # target group -> weight
 NAMES: tuple[type, ...] = (list,)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per type (TYPES): compared and hashed by identity
 class EntryType:
     """One type of line: its name, its fields (name -> allowed types) and how it reads."""
 
