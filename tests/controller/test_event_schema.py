@@ -1,6 +1,6 @@
 """The event log's vocabulary (controller/eventlog.py): every type reads as
-the log always read, the schema check catches a broken promise, old
-records still load, and every event whole deployments emit (promoted
+the log always read, the README lists every type and its fields, the
+schema check catches a broken promise, old records still load, and every event whole deployments emit (promoted
 through a hook and an approved PAUSE, rolled back by an alarm, stopped by
 the circuit breaker, ROLLING) has a known type and the fields it promises,
 alike in every shape the API gives events in."""
@@ -8,6 +8,7 @@ alike in every shape the API gives events in."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from shiftlab.controller.eventlog import TYPES, Entry, EntryType, event_record, 
 from shiftlab.controller.machine import UNHEALTHY
 from shiftlab.controller.records import Records
 from tests.controller.support import config, green_alarm, run_with_load
-from tests.helpers import eventually, logged
+from tests.helpers import REPO, eventually, logged
 
 PTS = "POST_TEST_TRAFFIC_SHIFT"
 
@@ -95,6 +96,21 @@ def test_the_examples_cover_every_type() -> None:
     assert {e.type for e, _ in GOLDEN} == set(TYPES)
     assert all(t.name.partition(".")[0] in {"status", "stage", "weights", "hook", "alarm", "task", "recovery",
                                             "service", "warning"} for t in TYPES.values())
+
+
+def test_the_readme_lists_every_type_with_its_fields() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("Each event of the log"):]
+    section = section[:section.index("\n## ")]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        if len(cells) == 2 and cells[0].startswith("`") and "." in cells[0]:
+            for name in re.findall(r"`([a-z_]+\.[a-z_]+)`", cells[0]):
+                rows[name] = set(re.findall(r"`(\w+)`", cells[1]))
+    assert set(rows) == set(TYPES)
+    for name, t in TYPES.items():
+        assert set(t.fields) <= rows[name], name
 
 
 def test_a_broken_promise_is_named() -> None:
