@@ -1,9 +1,10 @@
 """The event log's vocabulary (controller/eventlog.py): every type reads as
 the log always read, the README lists every type and its fields, the
-schema check catches a broken promise, old records still load, and every event whole deployments emit (promoted
-through a hook and an approved PAUSE, rolled back by an alarm, stopped by
-the circuit breaker, ROLLING) has a known type and the fields it promises,
-alike in every shape the API gives events in."""
+schema check catches a broken promise, old records still load, and every
+event whole deployments emit (promoted through a hook and an approved
+PAUSE, rolled back by an alarm, stopped by the circuit breaker, ROLLING)
+has a known type and the fields it promises, alike in every shape the API
+gives events in."""
 
 from __future__ import annotations
 
