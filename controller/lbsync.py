@@ -21,6 +21,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.clock import Clock
 from shiftlab.controller.router import Router, RouterError, target_id
@@ -199,8 +200,8 @@ class LoadBalancerSync:
                 want = self.wanted(kind, d)
                 if want is None or {k: back.get(k, 0) for k in want} == want:
                     continue
-                svc.note(d.id if d is not None and not d.final else None, "recovery",
-                         f"{rule} had {back} instead of {want} (load balancer restarted?): set again")
+                svc.note(d.id if d is not None and not d.final else None,
+                         eventlog.recovery_weights_reset(rule, back, want))
                 with contextlib.suppress(Superseded):  # the deployment wants other weights now: its own write goes on
                     await self.writer.write(rule, want)
         d = svc.current
@@ -211,6 +212,6 @@ class LoadBalancerSync:
             health = await svc.router.target_health(ts.group)
             missing = [t for t in registered if target_id(t.host, t.port) not in health]
             if missing:
-                svc.note(d.id if in_progress and d else None, "recovery",
-                         f"{len(missing)} task(s) missing from {ts.group} (load balancer restarted?): registered")
+                svc.note(d.id if in_progress and d else None,
+                         eventlog.recovery_targets_registered(ts.group, [t.task_id for t in missing]))
                 await svc.router.register(ts.group, [(t.host, t.port) for t in missing])

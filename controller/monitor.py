@@ -72,7 +72,7 @@ class Monitor:
                 changed = True
                 self.alarm_states[name] = result.state
         if changed or self.svc.current is not None:
-            self.svc.runner.feed(m.AlarmStates(dict(self.alarm_states)))
+            self.svc.runner.feed(m.AlarmStates(dict(self.alarm_states), dict(self.alarm_reasons)))
 
     def publish_metrics(self, snap: dict[str, Any], now: float) -> None:
         """A metrics frame for the live views: rates over the last ~2 s (one

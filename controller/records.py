@@ -1,6 +1,10 @@
 """Deployment records in SQLite (WAL): the deployments, their event log, and
 the service's own state (which revision runs, which group is primary).
 
+An event is stored with its type and fields (controller.eventlog) next to
+its message; events written before they had either read back with `type`
+and `data` null.
+
 Each write is one small local transaction (well under a millisecond with
 WAL and synchronous=NORMAL), so the driver calls it inline, before it
 carries out the actions of a transition: a controller killed at any point
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shiftlab.controller.eventlog import Entry, event_record
 from shiftlab.controller.machine import FINAL, Deployment
 
 SCHEMA = """
@@ -33,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     kind TEXT NOT NULL,
     message TEXT NOT NULL,
-    data TEXT
+    data TEXT,
+    type TEXT
 );
 CREATE INDEX IF NOT EXISTS events_deployment ON events (deployment_id, seq);
 CREATE TABLE IF NOT EXISTS services (
@@ -68,6 +74,8 @@ class Records:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if "type" not in {row[1] for row in self.db.execute("PRAGMA table_info(events)")}:
+            self.db.execute("ALTER TABLE events ADD COLUMN type TEXT")  # records written before events had types
 
     def close(self) -> None:
         self.db.close()
@@ -110,15 +118,14 @@ class Records:
 
     # events ------------------------------------------------------------
 
-    def event(self, deployment_id: str | None, kind: str, message: str, data: Any = None,
-              at: float | None = None) -> dict[str, Any]:
+    def event(self, deployment_id: str | None, entry: Entry, at: float | None = None) -> dict[str, Any]:
+        """Write one line of the event log; returns it as the API shows it."""
         at = time.time() if at is None else at
         cur = self.db.execute(
-            "INSERT INTO events (deployment_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
-            (deployment_id, at, kind, message, json.dumps(data) if data is not None else None),
+            "INSERT INTO events (deployment_id, at, kind, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (deployment_id, at, entry.kind, entry.type, entry.message, json.dumps(entry.data)),
         )
-        return {"seq": cur.lastrowid, "deploymentId": deployment_id, "at": at, "kind": kind,
-                "message": message, "data": data}
+        return event_record(entry, cur.lastrowid, deployment_id, at)
 
     def events(self, deployment_id: str | None = None, after: int = 0, limit: int = 1000,
                newest: bool = False) -> list[dict[str, Any]]:
@@ -128,12 +135,12 @@ class Records:
             ("WHERE deployment_id = ? AND seq > ?", [deployment_id, after])
         order = "DESC" if newest else "ASC"
         rows = list(self.db.execute(
-            f"SELECT seq, deployment_id, at, kind, message, data FROM events {where} ORDER BY seq {order} LIMIT ?",
-            (*args, limit)))
+            f"SELECT seq, deployment_id, at, kind, type, message, data FROM events {where} ORDER BY seq {order} "
+            "LIMIT ?", (*args, limit)))
         if newest:
             rows.reverse()
-        return [{"seq": s, "deploymentId": d, "at": at, "kind": k, "message": m,
-                 "data": json.loads(x) if x else None} for s, d, at, k, m, x in rows]
+        return [{"seq": s, "deploymentId": d, "at": at, "kind": k, "type": t, "message": m,
+                 "data": json.loads(x) if x else None} for s, d, at, k, t, m, x in rows]
 
     # the service --------------------------------------------------------
 

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from shiftlab.controller import eventlog
 from shiftlab.controller import hooks as hook_calls
 from shiftlab.controller import machine as m
 from shiftlab.controller.rolling import rolling_plan
@@ -90,7 +91,7 @@ class DeploymentRunner:
         self.progress = asyncio.Event()
         for a in actions:
             if isinstance(a, m.Note):
-                svc.note(d.id, a.kind, a.message)
+                svc.note(d.id, a.entry)
         for a in actions:
             if isinstance(a, m.Promote):
                 svc.promote(d)
@@ -226,6 +227,9 @@ class DeploymentRunner:
             return (f"blue (revision {blue.revision}) did not get back to {d.desired_count} healthy tasks "
                     f"within {timeout:g} s ({len(blue.running())} running); green left running and serving")
         await svc.lb.set_percent("all", 0.0, green.group, blue.group)
+        # As a blue/green rollback notes it (machine: WeightsApplied): when
+        # production traffic was back on blue, which rehearse measures.
+        svc.note(d.id, eventlog.weights_verified("all", 0.0))
         return None
 
     async def weights_by_tasks(self, blue: TaskSet, green: TaskSet, blue_count: int | None = None) -> None:
@@ -236,10 +240,11 @@ class DeploymentRunner:
         g = len(green.running())
         if b + g == 0:
             return  # minimumHealthyPercent 0 allows a gap; ALB needs one weight above 0
-        await self.svc.lb.set_weights("all", {blue.group: b, green.group: g})
+        want = {blue.group: b, green.group: g}
+        await self.svc.lb.set_weights("all", want)
         pct = round(100.0 * g / (b + g), 4)
         if d is not None:
-            self.svc.note(d.id, "weights", f"all traffic: {pct:g}% green ({b} blue, {g} green tasks)")
+            self.svc.note(d.id, eventlog.weights_by_tasks(pct, b, g, want))
             self.feed(m.GreenServing(pct))
 
     async def _invoke_hook(self, d: m.Deployment, action: m.InvokeHook) -> m.Event:
@@ -253,9 +258,10 @@ class DeploymentRunner:
         assert svc.session is not None and hook.hookTargetArn
         began = time.monotonic()  # what the call took, as shown: real seconds whatever the clock
         answer = await hook_calls.invoke(svc.session, hook.hookTargetArn, body, HOOK_CALL_TIMEOUT, svc.clock)
-        answer = dataclasses.replace(answer, call_seconds=round(time.monotonic() - began, 3))
-        svc.note(d.id, "hook", f"{action.stage}: {hook.hookTargetArn} answered {answer.status} "
-                 f"in {answer.call_seconds:g} s" + (f" ({answer.error})" if answer.error else ""))
+        seconds = round(time.monotonic() - began, 3)
+        answer = dataclasses.replace(answer, call_seconds=seconds)
+        svc.note(d.id, eventlog.hook_answered(action.stage, action.hook_index, action.execution_id,
+                                              hook.hookTargetArn, answer.status, seconds, answer.error))
         return answer
 
     # -- crash recovery --------------------------------------------------------------
@@ -268,7 +274,8 @@ class DeploymentRunner:
         green, blue = svc.sets[svc.alternate], svc.sets[svc.primary]
         green.revision = d.target_revision
         plan = m.recovery_plan(d)
-        if d.dc.strategy == "ROLLING" and d.status != m.PENDING:
+        by_task_counts = d.dc.strategy == "ROLLING" and d.status != m.PENDING
+        if by_task_counts:
             # ROLLING's weights follow the task counts: those adopted. Green
             # grows to desiredCount only once the replacement was over; mid-way
             # the replacement (or the rollback) goes on from what runs.
@@ -276,8 +283,6 @@ class DeploymentRunner:
             green.desired = d.desired_count if replaced and plan == "resume" else len(green.running())
             await svc.scheduler.ensure_set(green, svc.scheduler.definition(d.target_revision), "green", d.id)
             await self.weights_by_tasks(blue, green)  # before `current` is set: no event for the machine yet
-            applied = (f"weights re-applied by task counts ({len(blue.running())} blue, "
-                       f"{len(green.running())} green)")
         else:
             await svc.lb.set_percent("production", d.production_percent, green.group, blue.group)
             if svc.lb.test_rules:
@@ -285,8 +290,8 @@ class DeploymentRunner:
             if plan == "resume":
                 green.desired = d.desired_count
                 await svc.scheduler.ensure_set(green, svc.scheduler.definition(d.target_revision), "green", d.id)
-            applied = f"weights re-applied: production {d.production_percent:g}% green"
-        svc.note(d.id, "recovery", f"controller restarted during {d.stage} ({d.status}); {applied}")
+        svc.note(d.id, eventlog.recovery_restarted(
+            d.stage, d.status, by_task_counts, d.production_percent, len(blue.running()), len(green.running())))
         self.begin(d, resume=True)
 
 

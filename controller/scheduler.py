@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING, STOPPED, USER_INITIATED, Task, TaskDefinition
 from shiftlab.controller.config import TaskDefinitionSpec
@@ -179,7 +180,8 @@ class Scheduler:
                 return
             reason = task.stopped_reason or "task stopped"
             current = svc.current
-            svc.note(current.id if current else None, "task", f"task {task.task_id} in {ts.group} stopped: {reason}")
+            svc.note(current.id if current else None, eventlog.task_stopped(
+                task.task_id, ts.group, task.colour, task.revision, task.exit_code, task.stop_code, reason))
             svc.spawn(self.after_exit(ts, task, reason))
             return
 

@@ -25,6 +25,7 @@ import aiohttp
 
 from shiftlab.common.naming import target_group_name
 from shiftlab.controller import describe as describing
+from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import AlarmEvaluator, MetricAlarm
 from shiftlab.controller.backends.base import RUNNING, Backend
@@ -144,8 +145,7 @@ class ServiceController:
         if plan.promote is not None:
             latest = plan.promote
             self._run_in_alternate(latest.target_revision)
-            self.note(latest.id, "recovery", f"deployment {latest.id} was SUCCESSFUL but not promoted when the "
-                      f"controller stopped: revision {latest.target_revision} is now running in {self.primary}")
+            self.note(latest.id, eventlog.recovery_promoted(latest.id, latest.target_revision, self.primary))
         blue = self.sets[self.primary] = TaskSet(self.primary, state.running_revision, plan.blue_desired)
         green = self.sets[self.alternate] = TaskSet(self.alternate, state.running_revision, 0)
         for old in plan.supersede:  # cannot happen unless records were edited by hand
@@ -167,8 +167,8 @@ class ServiceController:
             await self.lb.route_all_to(self.primary)
             await self.scheduler.stop_set(green)
         self._monitoring = asyncio.create_task(self.monitor.run())
-        self.note(None, "service", f"{self.name}: revision {state.running_revision} running in "
-                  f"{self.primary} ({len(blue.running())} tasks)")
+        self.note(None, eventlog.service_started(self.name, state.running_revision, self.primary,
+                                                 len(blue.running())))
 
     async def stop(self, stop_tasks: bool = True, deregister: bool = False) -> None:
         """`deregister`: take the tasks out of their target groups (drained)
@@ -223,7 +223,7 @@ class ServiceController:
         self._run_in_alternate(d.target_revision)
         self.sets[new].desired = d.desired_count
         self.sets[old].desired = 0
-        self.note(d.id, "service", f"revision {d.target_revision} is now running in {new}")
+        self.note(d.id, eventlog.service_promoted(d.target_revision, new))
 
     # -- deployments ---------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class ServiceController:
             has_test_rules=bool(self.test_rules),
         )
         self.records.save(d)
-        self.note(d.id, "status", f"{m.PENDING}: revision {d.source_revision} -> {rev} ({dc.strategy})")
+        self.note(d.id, eventlog.status_created(d.source_revision, rev, dc.strategy))
         self.runner.begin(d)
         return d
 
@@ -290,10 +290,10 @@ class ServiceController:
             except Exception:
                 log.exception("event subscriber failed")
 
-    def note(self, deployment_id: str | None, kind: str, message: str) -> None:
+    def note(self, deployment_id: str | None, entry: eventlog.Entry) -> None:
         """A line in the event log, on the event stream and in the controller's log."""
-        ev = self.records.event(deployment_id, kind, message, at=self.clock.now())
-        log.info("%s%s", f"[{deployment_id[:8]}] " if deployment_id else "", message)
+        ev = self.records.event(deployment_id, entry, at=self.clock.now())
+        log.info("%s%s", f"[{deployment_id[:8]}] " if deployment_id else "", ev["message"])
         self.publish({"type": "event", "event": ev})
 
     # -- describing (controller.describe) -------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from shiftlab.controller import eventlog
 from shiftlab.loadgen import LoadResult
 from shiftlab.rehearse import rollback_at
 from shiftlab.settings import Settings, load_settings, on_free_ports
@@ -156,7 +157,7 @@ def check_slow(seen: Seen) -> list[Check]:
 
 
 def check_manual(seen: Seen) -> list[Check]:
-    approved = [e for e in seen.events if e["kind"] == "hook" and e["message"].endswith(": approved")]
+    approved = [e for e in seen.events if e["type"] == eventlog.HOOK_APPROVED.name]
     paused = [h for h in _hook_runs(seen, "PAUSE") if h["status"] == "SUCCEEDED"]
     first_green = seen.load.first_at_by_group.get("green") if seen.load else None
     before = approved[0]["at"] if approved else None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shiftlab.common.configfile import ConfigError
+from shiftlab.controller import eventlog
 from shiftlab.controller.config import DeploymentConfiguration
 from shiftlab.controller.strategies import total_minutes
 from shiftlab.controller.vocabulary import Status
@@ -62,8 +63,8 @@ class Outcome:
 
 def rollback_at(events: list[dict[str, Any]]) -> float | None:
     """When a rollback put all traffic back on blue (its verified weights event)."""
-    return next((e["at"] for e in events
-                 if e["kind"] == "weights" and e["message"].startswith("all traffic: 0%")), None)
+    return next((e["at"] for e in events if e["type"] == eventlog.WEIGHTS_VERIFIED.name
+                 and e["data"]["traffic"] == "all" and e["data"]["percent"] == 0), None)
 
 
 def production_url(settings: Settings) -> str:

@@ -1,5 +1,5 @@
 """Small helpers shared by the tests: free ports, polling with a deadline,
-and configs for a real stack on 127.0.0.1."""
+configs for a real stack on 127.0.0.1, and the fields of logged events."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from shiftlab.controller.eventlog import EntryType
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +28,13 @@ def aws_walkthrough() -> Path:
             return path
     raise FileNotFoundError("AWS walkthrough examples not found in " + ", ".join(map(str, candidates))
                             + ": set SHIFTLAB_AWS_EXAMPLES to their directory")
+
+
+def logged(events: Iterable[Mapping[str, Any]], *types: EntryType) -> list[dict[str, Any]]:
+    """The fields (`data`) of the events of these types (controller.eventlog),
+    in the order they were logged."""
+    names = {t.name for t in types}
+    return [e["data"] for e in events if e["type"] in names]
 
 
 def free_port() -> int:

@@ -433,14 +433,28 @@ function renderTaskSets() {
   renderLegend();
 }
 
+// Log lines that read as trouble, by the event's type and fields
+// (controller/eventlog.py); the message is only shown. Events written
+// before they had types (type null) get no tone.
+function eventTone(ev) {
+  const d = ev.data || {};
+  switch (ev.type) {
+    case "alarm.state": return d.state === "ALARM" ? "bad" : "";
+    case "alarm.ignored": case "task.failed": case "task.stopped": case "warning.failure_ignored": return "bad";
+    case "hook.answered": case "hook.finished": return d.status === "FAILED" ? "bad" : "";
+    case "status.changed": case "recovery.restarted": return d.status.startsWith("ROLLBACK") ? "bad" : "";
+    default: return "";
+  }
+}
+
 function renderEvents(live) {
   const list = $("events");
   const seqs = [...state.events.keys()].sort((a, b) => b - a);
   const before = state.newestSeq;
   list.replaceChildren(...seqs.map((seq) => {
     const ev = state.events.get(seq);
-    const tone = /\bALARM\b|FAILED|failed|ROLLBACK/.test(ev.message) ? "bad" : "";
-    return el("li", { class: live && seq > before ? "fresh" : "", dataset: { kind: ev.kind, seq: String(seq), tone },
+    return el("li", { class: live && seq > before ? "fresh" : "",
+      dataset: { kind: ev.kind, type: ev.type || "", seq: String(seq), tone: eventTone(ev) },
       title: `${new Date(ev.at * 1000).toISOString()}${ev.deploymentId ? `  deployment ${ev.deploymentId}` : ""}` },
     el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind),
     el("span", { class: "msg" }, breakable(ev.message)));
@@ -556,7 +570,7 @@ function renderDrawer(d) {
 }
 
 function drawerEventItem(ev) {
-  return el("li", { dataset: { kind: ev.kind, seq: String(ev.seq) } },
+  return el("li", { dataset: { kind: ev.kind, type: ev.type || "", seq: String(ev.seq), tone: eventTone(ev) } },
     el("span", { class: "at" }, clock(ev.at)), el("span", { class: "kind" }, ev.kind), el("span", { class: "msg" }, ev.message));
 }
 

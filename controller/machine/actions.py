@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shiftlab.controller.eventlog import Entry
+
 
 @dataclass(frozen=True)
 class Reconcile:
@@ -59,10 +61,10 @@ class WakeAt:
 
 @dataclass(frozen=True)
 class Note:
-    """A line for the event log and the event stream."""
+    """A line for the event log and the event stream (its type and fields:
+    controller.eventlog)."""
 
-    kind: str
-    message: str
+    entry: Entry
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from shiftlab.controller import eventlog
 from shiftlab.controller.machine.actions import Action, ReplaceTask, WakeAt
 from shiftlab.controller.machine.events import (
     AlarmStates,
@@ -105,10 +106,9 @@ def _start(s: Transition, event: Start) -> None:
         already = [n for n in dc.alarms.alarmNames if event.alarm_states.get(n) == "ALARM"]
         if already:
             d.ignored_alarms = list(dc.alarms.alarmNames)
-            s.note("alarm", f"{', '.join(already)} in ALARM as the deployment starts: as ECS, this deployment's "
-                            f"alarms are not monitored ({', '.join(dc.alarms.alarmNames)})")
+            s.note(eventlog.alarm_ignored(already, d.ignored_alarms))
     d.circuit_breaker_status = "MONITORING" if dc.deploymentCircuitBreaker.enable else "DISABLED"
-    s.note("status", IN_PROGRESS)
+    s.note(eventlog.status_changed(IN_PROGRESS))
     s.enter(RECONCILE_SERVICE)
 
 
@@ -143,7 +143,7 @@ def _green_serving(s: Transition, event: GreenServing) -> None:
         if event.percent > 0 and not d.monitoring:
             d.monitoring = True
             if d.dc.alarms.enable:
-                s.note("alarm", "green tasks serve: alarms are watched from now on")
+                s.note(eventlog.alarm_watched())
 
 
 def _weights_applied(s: Transition, event: WeightsApplied) -> None:
@@ -160,7 +160,7 @@ def _weights_applied(s: Transition, event: WeightsApplied) -> None:
         d.production_percent = event.percent
     if event.kind in ("test", "all"):
         d.test_percent = event.percent
-    s.note("weights", f"{event.kind} traffic: {event.percent:g}% green (verified)")
+    s.note(eventlog.weights_verified(event.kind, event.percent))
     s.work_done()
 
 
@@ -168,7 +168,7 @@ def _approve(s: Transition, event: Approve) -> None:
     d = s.d
     run = d.hook
     if run is not None and run.kind == "PAUSE":
-        s.note("hook", f"{run.stage}: approved")
+        s.note(eventlog.hook_approved(run.stage, run.hook_index, run.execution_id))
         s.hook_finished("SUCCEEDED")
 
 
@@ -180,7 +180,7 @@ def _stop_request(s: Transition, event: StopRequest) -> None:
         s.start_rollback(event.reason)
     else:
         d.status = STOP_REQUESTED
-        s.note("status", STOP_REQUESTED)
+        s.note(eventlog.status_changed(STOP_REQUESTED))
         s.finish(STOPPED, f"{event.reason}; traffic left at {d.production_percent:g}% green, "
                           f"both task sets left running")
 
@@ -233,7 +233,7 @@ def _recover(s: Transition, event: Recover) -> None:
         d.status = IN_PROGRESS  # the rollback route starts again from its first stage
         s.start_rollback(reason or "the controller restarted during a rollback")
         return
-    s.note("recovery", f"resuming {d.stage}" + (f" ({d.waiting})" if d.waiting else ""))
+    s.note(eventlog.recovery_resumed(d.stage, d.waiting))
     if d.waiting == W_BAKE and d.wake_at is not None:
         s.emit(WakeAt(d.wake_at))
         s.check_bake()
@@ -256,8 +256,7 @@ def _task_failed(s: Transition, event: TaskFailed) -> None:
     d.failed_tasks.append(event.task_id)
     d.failure_count += 1
     cb = d.dc.deploymentCircuitBreaker
-    s.note("task", f"green task {event.task_id} failed ({event.reason}); "
-                   f"circuit breaker {d.failure_count}/{d.threshold}")
+    s.note(eventlog.task_failed(event.task_id, d.target_revision, event.reason, d.failure_count, d.threshold))
     if cb.enable and d.failure_count >= d.threshold:
         d.circuit_breaker_status = "TRIGGERED"
         s.fail(f"circuit breaker: {d.failure_count} task failures reached the threshold {d.threshold}",
@@ -288,7 +287,7 @@ def _alarms(s: Transition, event: AlarmStates) -> None:
     changed = {k: v for k, v in event.states.items() if d.alarm_states.get(k) != v}
     d.alarm_states.update(event.states)
     for name, state in changed.items():
-        s.note("alarm", f"{name}: {state}")
+        s.note(eventlog.alarm_state(name, state, event.reasons.get(name)))
     dc = d.dc
     if not (dc.alarms.enable and d.monitoring) or d.rolling_back:
         return
@@ -325,7 +324,7 @@ def _check_hook_deadlines(s: Transition) -> None:
         hook = d.dc.lifecycleHooks[run.hook_index]
         action = hook.timeoutConfiguration.action if hook.timeoutConfiguration else "ROLLBACK"
         if action == "CONTINUE":
-            s.note("hook", f"{run.stage}: timed out; timeoutConfiguration says CONTINUE")
+            s.note(eventlog.hook_timed_out(run.stage, run.hook_index, run.execution_id, action))
             s.hook_finished("SUCCEEDED", "timed out (CONTINUE)")
         else:
             s.hook_finished("FAILED", "timed out")

@@ -86,6 +86,7 @@ class WeightsApplied:
 @dataclass(frozen=True)
 class AlarmStates:
     states: dict[str, str]
+    reasons: dict[str, str] = field(default_factory=dict)  # CloudWatch's StateReason, for the event log
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ bakes, and the ends (success, stop, rollback). Every stage is "do its work
 
 from __future__ import annotations
 
+from shiftlab.controller import eventlog
+from shiftlab.controller.eventlog import Entry
 from shiftlab.controller.machine.actions import (
     Action,
     InvokeHook,
@@ -57,20 +59,21 @@ class Transition:
     def emit(self, action: Action) -> None:
         self.actions.append(action)
 
-    def note(self, kind: str, message: str) -> None:
-        self.emit(Note(kind, message))
+    def note(self, entry: Entry) -> None:
+        self.emit(Note(entry))
 
     # stages ------------------------------------------------------------
 
     def enter(self, stage: str) -> None:
         d = self.d
+        previous = d.stages[-1]["stage"] if d.stages else None
         if d.stages and d.stages[-1].get("endedAt") is None:
             d.stages[-1]["endedAt"] = self.now
         d.stage = stage
         d.stage_started_at = self.now
         d.stages.append({"stage": stage, "startedAt": self.now, "endedAt": None,
                          "rollback": d.rolling_back})
-        self.note("stage", f"{stage}" + (" (rollback)" if d.rolling_back else ""))
+        self.note(eventlog.stage_entered(stage, previous, d.rolling_back))
         self.start_work()
 
     def start_work(self) -> None:
@@ -158,7 +161,7 @@ class Transition:
         d.hook = run
         d.waiting = W_HOOK
         if hook.kind == "PAUSE":
-            self.note("hook", f"{d.stage}: waiting for approval (shiftlab approve)")
+            self.note(eventlog.hook_waiting(run.stage, index, run.execution_id))
         else:
             self.invoke(run)
 
@@ -179,7 +182,7 @@ class Transition:
         d.hook_runs.append(run)
         d.hook = None
         d.waiting = None
-        self.note("hook", f"{run.stage} hook {run.hook_index} {status}" + (f": {error}" if error else ""))
+        self.note(eventlog.hook_finished(run.stage, run.hook_index, run.execution_id, status, error))
         if status == "SUCCEEDED" or d.rolling_back:
             # Hook failures during a rollback are recorded; the rollback goes on.
             self.next_hook()
@@ -229,7 +232,7 @@ class Transition:
             return
         if rollback and d.stage == CLEAN_UP and d.dc.strategy != "ROLLING":
             # Blue is being stopped: there is nothing left to roll back to.
-            self.note("warning", f"{reason}; ignored during CLEAN_UP")
+            self.note(eventlog.failure_ignored(reason, CLEAN_UP))
             return
         if not rollback:
             d.status_reason = f"{reason}; rollback is disabled, traffic left at {d.production_percent:g}% green"
@@ -246,9 +249,9 @@ class Transition:
         d.status = ROLLBACK_REQUESTED
         d.status_reason = reason
         d.rollback = {"reason": reason, "startedAt": self.now, "serviceRevisionArn": d.source_revision}
-        self.note("status", f"{ROLLBACK_REQUESTED}: {reason}")
+        self.note(eventlog.status_changed(ROLLBACK_REQUESTED, reason))
         d.status = ROLLBACK_IN_PROGRESS
-        self.note("status", ROLLBACK_IN_PROGRESS)
+        self.note(eventlog.status_changed(ROLLBACK_IN_PROGRESS))
         if d.dc.strategy == "ROLLING":
             # Rolling has no weights: restore blue's count, then stop green.
             self.enter(CLEAN_UP)
@@ -267,4 +270,4 @@ class Transition:
         if status == STOPPED:
             d.stopped_at = self.now
         d.finished_at = self.now
-        self.note("status", f"{status}" + (f": {reason}" if reason else ""))
+        self.note(eventlog.status_changed(status, reason))

@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from shiftlab.controller import eventlog
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.stack import Stack
-from tests.helpers import REPO, free_port, lb_config
+from tests.helpers import REPO, free_port, lb_config, logged
 
 SAMPLE = ["{python}", "-m", "shiftlab.sample_service"]
 
@@ -54,9 +55,10 @@ def prod_url(data: dict[str, Any]) -> str:
 
 
 def weight_steps(stack: Stack, deployment_id: str, kind: str = "production") -> list[float]:
+    """Green's share at each verified weight change of the `kind` rules, in order."""
     assert stack.records is not None
-    return [float(e["message"].split(": ")[1].split("%")[0]) for e in stack.records.events(deployment_id)
-            if e["kind"] == "weights" and e["message"].startswith(f"{kind} traffic")]
+    return [float(f["percent"]) for f in logged(stack.records.events(deployment_id), eventlog.WEIGHTS_VERIFIED)
+            if f["traffic"] == kind]
 
 
 async def run_with_load(stack: Stack, data: dict[str, Any], env: dict[str, str], rps: float = 40,

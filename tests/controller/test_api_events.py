@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from shiftlab.controller import eventlog
 from shiftlab.controller.api import EVENTS_PAGE, STREAM_BACKLOG
 from tests.controller.support import config
 
@@ -19,7 +20,7 @@ def _note_many(stack: Any, count: int) -> list[int]:
     ctl = stack.controller
     first = ctl.records.events(newest=True, limit=1)[0]["seq"]
     for i in range(count):
-        ctl.note(None, "test", f"event {i}")
+        ctl.note(None, eventlog.alarm_state(f"alarm-{i}", "OK", None))
     return [e["seq"] for e in ctl.records.events(after=first, limit=count + 1)]
 
 
@@ -59,7 +60,7 @@ async def test_events_page_forward_and_tail(stack_factory, tmp_path: Path) -> No
         async with s.get(url, params={"tail": 5}) as resp:
             tail = (await resp.json())["events"]
         assert [e["seq"] for e in tail] == seqs[-5:]
-        assert tail[-1]["message"] == f"event {len(seqs) - 1}"
+        assert tail[-1]["data"] == {"alarm": f"alarm-{len(seqs) - 1}", "state": "OK", "reason": None}
         for params, name in (({"after": "-1"}, "after"), ({"limit": "0"}, "limit"), ({"tail": "x"}, "tail")):
             async with s.get(url, params=params) as resp:
                 assert resp.status == 400

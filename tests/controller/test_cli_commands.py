@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
+from shiftlab.controller import eventlog
 from tests.controller.support import cli, config
-from tests.helpers import eventually
+from tests.helpers import eventually, logged
 
 FAST_LINEAR = {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 50, "stepBakeTimeInMinutes": 0},
                "bakeTimeInMinutes": 0}
@@ -76,7 +77,8 @@ async def test_status_deploy_watch_list_describe_logs(stack_factory, tmp_path) -
     described = json.loads(out)
     assert described["status"] == "SUCCESSFUL" and described["shiftlab"]["id"] == first
     assert described["targetServiceRevision"]["runningTaskCount"] == 2
-    assert any(e["message"] == "SUCCESSFUL: deployment completed" for e in described["events"])
+    assert logged(described["events"], eventlog.STATUS_CHANGED)[-1] == {"status": "SUCCESSFUL",
+                                                                          "reason": "deployment completed"}
 
     rc, out, err = await cli("status", *url)
     assert rc == 0, err

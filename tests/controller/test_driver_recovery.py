@@ -1,8 +1,8 @@
 """The driver's ROLLING rollback and its restarts, on the in-memory load
 balancer and backend and a fake clock the tests step: a rollback whose blue
-never comes back, a controller that stopped between recording SUCCESSFUL
-and promoting the revision, and restarts in the middle of a ROLLING
-deployment."""
+never comes back, the event that says when traffic was back on blue, a
+controller that stopped between recording SUCCESSFUL and promoting the
+revision, and restarts in the middle of a ROLLING deployment."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.backends.base import RUNNING
 from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
@@ -19,9 +20,11 @@ from shiftlab.controller.clock import FakeClock
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter
 from shiftlab.controller.service import ServiceController
+from shiftlab.rehearse import rollback_at
 from shiftlab.settings import load_settings
 from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
+from tests.helpers import logged
 
 RULES = ("prod/default", "prod/test", "test/default")
 Start = Callable[..., Any]
@@ -130,7 +133,9 @@ async def test_restart_mid_rolling_goes_on_from_the_adopted_tasks(controllers, c
     assert colour_starts(again, "blue") == 4
     final = await finished(again, clock, d.id, within=15)
     assert final.status == m.SUCCESSFUL, final.status_reason
-    assert any("controller restarted during SCALE_UP" in e["message"] for e in again.records.events(d.id))
+    restarts = logged(again.records.events(d.id), eventlog.RECOVERY_RESTARTED)
+    assert [(r["stage"], r["byTaskCounts"], r["blueTasks"], r["greenTasks"]) for r in restarts] == [
+        ("SCALE_UP", True, 3, 1)], restarts
     assert running(again, "blue") == [] and len(running(again, "green")) == 4
     assert set(green_first) <= set(running(again, "green"))  # adopted, not replaced
     assert colour_starts(again, "blue") == 4 and colour_starts(again, "green") == 4
@@ -178,7 +183,8 @@ async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, c
     # The new revision's tasks were adopted; the old one did not come back.
     assert running(again) == green and colour_starts(again, "blue") == 2
     assert await weights(again) == [{"green": 1, "blue": 0}] * 3
-    assert any("not promoted" in e["message"] for e in again.records.events(d.id))
+    assert logged(again.records.events(d.id), eventlog.RECOVERY_PROMOTED) == [
+        {"deployment": d.id, "revision": final.target_revision, "group": "green"}]
     # And the next deployment starts from the promoted revision.
     nxt = again.create_deployment({"env": {"GREETING": "v3"}})
     assert nxt.source_revision == final.target_revision
@@ -211,3 +217,24 @@ async def test_a_stack_opens_its_listeners_once_the_controller_has_placed_its_ta
             assert s.connect_ex(("127.0.0.1", port)) == 0
     finally:
         await stack.stop()
+
+
+async def test_a_rolling_rollback_logs_when_all_traffic_is_back_on_blue(controllers, clock) -> None:
+    # Blue's tasks go first (maximumPercent 100): the first weights, by task
+    # counts, give green 0 % long before any rollback. The rehearsal's
+    # "production back on blue" is the rollback's own verified weights.
+    ctl = await controllers({"strategy": "ROLLING", "bakeTimeInMinutes": 10, "minimumHealthyPercent": 50,
+                             "maximumPercent": 100})
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=10)
+    by_tasks = [e for e in ctl.records.events(d.id) if e["type"] == eventlog.WEIGHTS_BY_TASKS.name]
+    assert by_tasks[0]["data"]["percent"] == 0 and by_tasks[-1]["data"]["percent"] == 100
+    stopped_at = clock.now()
+    ctl.stop_deployment(d.id, rollback=True)
+    final = await finished(ctl, clock, d.id, within=10)
+    assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
+    events = ctl.records.events(d.id)
+    assert logged(events, eventlog.WEIGHTS_VERIFIED) == [{"traffic": "all", "percent": 0}]
+    back = rollback_at(events)
+    assert back is not None and final.finished_at is not None and stopped_at <= back <= final.finished_at
+    assert await weights(ctl) == [{"blue": 1, "green": 0}] * 3

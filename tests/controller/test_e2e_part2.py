@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,9 +17,11 @@ import pytest
 from aiohttp import web
 
 from shiftlab.client import ApiError, Client
+from shiftlab.controller import eventlog
 from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.machine import UNHEALTHY
 from tests.controller.support import config, green_alarm, run_with_load, weight_steps, write_on_free_ports
-from tests.helpers import eventually, kill_left_over_proxies
+from tests.helpers import eventually, kill_left_over_proxies, logged
 
 
 @pytest.fixture
@@ -81,8 +82,9 @@ async def test_url_hook_in_progress_twice_then_succeeded(stack_factory, tmp_path
     assert [a["hookStatus"] for a in described[0]["answers"]] == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]
     # ... and how long each call took.
     assert all(0 <= a["seconds"] < 5 for a in described[0]["answers"]), described[0]["answers"]
-    notes = [e["message"] for e in stack.records.events(final.id) if e["kind"] == "hook" and " in " in e["message"]]
-    assert len(notes) == 3 and all(re.search(r"answered \w+ in [\d.]+ s$", n) for n in notes), notes
+    answers = logged(stack.records.events(final.id), eventlog.HOOK_ANSWERED)
+    assert [a["status"] for a in answers] == ["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"], answers
+    assert all(a["target"] == url and 0 <= a["seconds"] < 5 for a in answers), answers
 
 
 async def test_production_hooks_run_at_both_canary_steps(stack_factory, tmp_path, hook_server) -> None:
@@ -212,9 +214,8 @@ async def test_green_failing_health_checks_trips_the_circuit_breaker(stack_facto
     assert "circuit breaker" in final.status_reason
     # Each unhealthy task was counted as the load balancer reported it, not when the start timeout ran out.
     assert final.finished_at - final.started_at < BREAKER_TIMEOUT / 2
-    failures = [e["message"] for e in stack.records.events(final.id)
-                if e["kind"] == "task" and "failed target group health checks" in e["message"]]
-    assert len(failures) == 3, failures
+    failures = [f for f in logged(stack.records.events(final.id), eventlog.TASK_FAILED) if f["reason"] == UNHEALTHY]
+    assert [f["failures"] for f in failures] == [1, 2, 3], failures
     assert {t.task_id for t in ctl.sets["blue"].running()} == blue_before
     assert not ctl.sets["green"].running()
     assert load.failed == 0 and set(load.by_group) == {"blue"}
@@ -366,8 +367,8 @@ def test_sigkill_mid_canary_then_restart_finishes_without_orphans(tmp_path: Path
             time.sleep(0.1)
         assert status == "SUCCESSFUL"
         described = client.get(f"/api/deployments/{dep_id}")
-        messages = [e["message"] for e in described["events"]]
-        assert any("controller restarted during PRODUCTION_TRAFFIC_SHIFT" in m for m in messages), messages
+        restarts = logged(described["events"], eventlog.RECOVERY_RESTARTED)
+        assert [r["stage"] for r in restarts] == ["PRODUCTION_TRAFFIC_SHIFT"], described["events"]
         tasks = client.get("/api/tasks")["tasks"]
         running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
         # The green tasks were adopted, not started twice: the two running now are two of those from before.
@@ -408,7 +409,8 @@ async def test_proxy_restart_mid_canary_gets_the_recorded_weights_back(stack_fac
     assert ctl.current.id == d.id and not ctl.current.final
     final = await ctl.wait_finished(d.id, timeout=60)
     assert final.status == "SUCCESSFUL"
-    assert any("load balancer restarted" in e["message"] for e in stack.records.events(d.id))
+    events = stack.records.events(d.id)
+    assert logged(events, eventlog.RECOVERY_WEIGHTS_RESET) and logged(events, eventlog.RECOVERY_TARGETS_REGISTERED)
 
 
 class _Load:
@@ -513,9 +515,9 @@ def test_sigkill_mid_rolling_then_restart_finishes_with_the_tasks_it_had(tmp_pat
             time.sleep(0.1)
         load.stop()
         assert status == "SUCCESSFUL", _deployment(client, dep_id)["statusReason"]
-        messages = [e["message"] for e in _deployment(client, dep_id)["events"]]
+        events = _deployment(client, dep_id)["events"]
         stage = "SCALE_UP" if when == "mid-replacement" else "BAKE_TIME"
-        assert any(f"controller restarted during {stage}" in m for m in messages), messages
+        assert [r["stage"] for r in logged(events, eventlog.RECOVERY_RESTARTED)] == [stage], events
         tasks = client.get("/api/tasks")["tasks"]
         running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
         # desiredCount new tasks; those running before the kill were adopted, not doubled.

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
+from shiftlab.controller.eventlog import EntryType
 
 T0 = 1_000_000.0
 
@@ -33,8 +35,9 @@ class Playbook:
         self.now += seconds
         return self.send(m.Tick())
 
-    def notes(self, kind: str | None = None) -> list[str]:
-        return [a.message for a in self.log if isinstance(a, m.Note) and (kind is None or a.kind == kind)]
+    def notes(self, entry_type: EntryType) -> list[dict[str, Any]]:
+        """The fields of the Notes of `entry_type` so far."""
+        return [a.entry.data for a in self.log if isinstance(a, m.Note) and a.entry.type == entry_type.name]
 
     def start_to_traffic(self) -> list[m.Action]:
         """Start, reconcile, scale up green: returns the first traffic action."""
@@ -119,9 +122,10 @@ def test_alarm_rolls_back_traffic_first_then_stops_green() -> None:
     assert p.d.production_percent == 0 and p.d.test_percent == 0
     assert p.send(m.TasksStopped("green", ok=True)) == []
     assert p.d.status == m.ROLLBACK_SUCCESSFUL
-    assert p.notes("status")[-3:] == [
-        "ROLLBACK_REQUESTED: alarm green-5xx in ALARM", "ROLLBACK_IN_PROGRESS",
-        "ROLLBACK_SUCCESSFUL: alarm green-5xx in ALARM",
+    assert p.notes(eventlog.STATUS_CHANGED)[-3:] == [
+        {"status": "ROLLBACK_REQUESTED", "reason": "alarm green-5xx in ALARM"},
+        {"status": "ROLLBACK_IN_PROGRESS", "reason": None},
+        {"status": "ROLLBACK_SUCCESSFUL", "reason": "alarm green-5xx in ALARM"},
     ]
 
 
@@ -139,7 +143,7 @@ def test_an_alarm_already_firing_at_start_turns_off_every_alarm_of_the_deploymen
     assert p.send(m.AlarmStates({"green-5xx": "ALARM", "green-p99": "ALARM"})) == []
     assert p.d.status == m.IN_PROGRESS and p.d.triggered_alarms == []
     assert p.d.ignored_alarms == ["green-5xx", "green-p99"]
-    assert any("this deployment's alarms are not monitored (green-5xx, green-p99)" in n for n in p.notes("alarm"))
+    assert p.notes(eventlog.ALARM_IGNORED) == [{"inAlarm": ["green-5xx"], "alarms": ["green-5xx", "green-p99"]}]
 
 
 def test_alarms_are_not_watched_before_green_runs() -> None:
@@ -185,7 +189,7 @@ def test_stop_without_rollback_leaves_traffic_and_says_so() -> None:
     assert p.d.status == m.STOPPED
     assert "traffic left at 5% green" in (p.d.status_reason or "")
     assert p.d.stopped_at == p.now
-    assert "STOP_REQUESTED" in p.notes("status")
+    assert {"status": "STOP_REQUESTED", "reason": None} in p.notes(eventlog.STATUS_CHANGED)
 
 
 def test_stop_with_rollback() -> None:
@@ -221,7 +225,7 @@ def test_a_rollback_waits_for_its_own_weights_not_the_test_shift_it_overtook() -
     assert p.d.status == m.ROLLBACK_SUCCESSFUL
     # DescribeServiceDeployments' weights of the target revision: none of either traffic.
     assert (p.d.production_percent, p.d.test_percent) == (0, 0)
-    assert "test traffic: 100% green (verified)" not in p.notes("weights")
+    assert p.notes(eventlog.WEIGHTS_VERIFIED) == [{"traffic": "all", "percent": 0}]
 
 
 def test_a_late_production_step_answer_does_not_end_the_rollback_wait() -> None:
@@ -342,7 +346,8 @@ def test_an_unhealthy_green_task_is_replaced_and_counted_once() -> None:
     assert p.d.stage == m.SCALE_UP
     assert p.send(m.TaskUnhealthy("t1", started_at=T0)) == [m.ReplaceTask("t1", "failed target group health checks")]
     assert p.d.failed_tasks == ["t1"] and p.d.failure_count == 1
-    assert p.notes("task") == ["green task t1 failed (failed target group health checks); circuit breaker 1/3"]
+    assert p.notes(eventlog.TASK_FAILED) == [{"task": "t1", "revision": "2", "reason": m.UNHEALTHY, "failures": 1,
+                                              "threshold": 3}]
     # Reported again before the driver replaced it: neither replaced nor counted twice.
     assert p.send(m.TaskUnhealthy("t1", started_at=T0)) == []
     assert p.send(m.TaskFailed("t1", "Essential container in task exited")) == []

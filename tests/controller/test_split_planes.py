@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from shiftlab.common.configfile import ConfigError
+from shiftlab.controller import eventlog
 from shiftlab.controller.strategies import weights
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.proxy.config import load_balancer_from_dict
@@ -31,7 +32,7 @@ from tests.controller.subprocesses import (
     wait_exit,
 )
 from tests.controller.support import config, prod_url
-from tests.helpers import eventually, free_port, lb_config
+from tests.helpers import eventually, free_port, lb_config, logged
 
 # -- configuration -------------------------------------------------------------------
 
@@ -173,8 +174,8 @@ async def test_controller_sigkilled_mid_canary_bake_while_the_proxy_serves(
             await asyncio.gather(sampler, return_exceptions=True)
         # README's rule: production traffic had moved to green (30 %), so it resumed.
         assert d["status"] == "SUCCESSFUL", (d["statusReason"], processes.logs())
-        messages = [e["message"] for e in d["events"]]
-        assert any("controller restarted during PRODUCTION_TRAFFIC_SHIFT" in m for m in messages), messages
+        restarts = logged(d["events"], eventlog.RECOVERY_RESTARTED)
+        assert [r["stage"] for r in restarts] == ["PRODUCTION_TRAFFIC_SHIFT"], d["events"]
         assert await api.weights("prod/default") == {"blue": 0, "green": 1}
         # The green tasks were adopted and now serve; blue stopped; nothing was started twice.
         tasks = (await api.get(f"{api.controller}/api/tasks"))["tasks"]
@@ -240,7 +241,8 @@ async def test_proxy_restarted_mid_canary_gets_the_recorded_weights_back(
             return d if d["status"] in FINAL else None
         d = await eventually(finished, timeout=60, interval=0.1, what="the deployment's end")
         assert d["status"] == "SUCCESSFUL", (d["statusReason"], processes.logs())
-        assert any("load balancer restarted" in e["message"] for e in d["events"])
+        assert logged(d["events"], eventlog.RECOVERY_WEIGHTS_RESET)
+        assert logged(d["events"], eventlog.RECOVERY_TARGETS_REGISTERED)
         assert await api.weights("prod/default") == {"blue": 0, "green": 1}
 
         # Ctrl-C on the controller alone: its tasks leave the target groups before they stop.

@@ -18,12 +18,13 @@ from typing import Any
 import aiohttp
 import yaml
 
+from shiftlab.controller import eventlog
 from shiftlab.controller.backends import procinfo
 from shiftlab.loadgen import LoadResult, run_load
 from shiftlab.proxyprocess import PIDFILE, read_pidfile
 from tests.controller.subprocesses import FINAL, Api, Processes, subprocess_config, task_pids, wait_exit
 from tests.controller.support import prod_url
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, logged
 
 
 def proxy_pids(config_path: Path) -> set[int]:
@@ -98,7 +99,7 @@ async def test_up_killed_mid_canary_under_load_fails_no_request_and_adopts_its_p
         assert load.by_group["blue"] > 0 and load.by_group["green"] > 0, summary
         # Crash recovery as the README says: traffic had moved (30 %), so it resumed and finished.
         assert d["status"] == "SUCCESSFUL", (d["statusReason"], processes.logs())
-        assert any("controller restarted during PRODUCTION_TRAFFIC_SHIFT" in e["message"] for e in d["events"])
+        assert [r["stage"] for r in logged(d["events"], eventlog.RECOVERY_RESTARTED)] == ["PRODUCTION_TRAFFIC_SHIFT"]
         # The same load balancer process throughout: adopted, not started twice.
         assert len(proxies) == 1 and proxy_pids(path) == proxies
         assert task_pids(marker) <= tasks

@@ -5,6 +5,7 @@ stops & rolls back a deployment through its buttons."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from shiftlab.controller import eventlog
 from shiftlab.controller.api import make_api_app
 from shiftlab.controller.config import LifecycleHook
 from tests.controller.support import config, green_alarm
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, logged
 
 pytestmark = pytest.mark.browser
 
@@ -136,7 +138,8 @@ async def test_approve_moves_a_pause_hook_on(stack_factory, dashboard, tmp_path:
     assert await page.is_disabled("#approve")
     final = await ctl.wait_finished(ctl.records.recent("web", limit=1)[0].id, timeout=5)
     assert [(r.kind, r.status) for r in final.hook_runs] == [("PAUSE", "SUCCEEDED")]
-    assert any("approved" in e["message"] for e in ctl.records.events(final.id))
+    assert logged(ctl.records.events(final.id), eventlog.HOOK_APPROVED) == [
+        {"stage": "POST_TEST_TRAFFIC_SHIFT", "hookIndex": 0, "executionId": final.hook_runs[0].execution_id}]
     assert board.problems == []
 
 
@@ -256,6 +259,38 @@ async def test_weights_name_the_revision_each_group_runs(stack_factory, dashboar
 
 async def shown_is(board: Any, expected: dict[str, dict[str, float]]) -> bool:
     return await board.test_weights() == expected
+
+
+async def test_log_lines_take_their_tone_from_the_event_type_not_its_words(stack_factory, dashboard,
+                                                                          tmp_path: Path) -> None:
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    ctl = stack.controller
+    # A line written before events had types or fields: shown as it is, without a tone.
+    ctl.records.db.execute("INSERT INTO events (deployment_id, at, kind, message) VALUES (NULL, ?, 'alarm', ?)",
+                           (time.time(), "old-5xx: ALARM"))
+    [old] = ctl.records.events(newest=True, limit=1)
+    assert old["type"] is None and old["data"] is None
+    board = await dashboard(stack)
+    page = board.page
+    await page.wait_for_selector(f"#events li[data-seq='{old['seq']}'] >> text=old-5xx: ALARM")
+    want = [
+        (eventlog.alarm_state("green-5xx", "ALARM", "Threshold Crossed"), "bad"),
+        (eventlog.alarm_state("hook-FAILED-count", "OK", None), ""),  # its words say FAILED; it is calm
+        (eventlog.task_stopped("t-1", "blue", "blue", "1", 1, "EssentialContainerExited",
+                               "Essential container in task exited"), "bad"),  # no word of trouble; it is one
+        (eventlog.hook_finished("POST_SCALE_UP", 0, "d-POST_SCALE_UP-1-0", "FAILED", "exited with 3"), "bad"),
+        (eventlog.hook_finished("POST_SCALE_UP", 0, "d-POST_SCALE_UP-1-0", "SUCCEEDED", None), ""),
+        (eventlog.status_changed("ROLLBACK_REQUESTED", "stopped by the user"), "bad"),
+        (eventlog.stage_entered("CLEAN_UP", "PRODUCTION_TRAFFIC_SHIFT", rollback=True), ""),
+    ]
+    for entry, _ in want:
+        ctl.note(None, entry)
+    seqs = [e["seq"] for e in ctl.records.events(newest=True, limit=len(want))]
+    await page.wait_for_selector(f"#events li[data-seq='{seqs[-1]}']")
+    shown = [await page.get_attribute(f"#events li[data-seq='{seq}']", "data-tone") for seq in [old["seq"], *seqs]]
+    assert shown == ["", *(tone for _, tone in want)]
+    assert await page.get_attribute(f"#events li[data-seq='{seqs[0]}']", "data-type") == "alarm.state"
+    assert board.problems == []
 
 
 async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from shiftlab.controller import eventlog
+from shiftlab.controller.eventlog import Entry, event_record
 from shiftlab.demo import (
     FIVE_XX_ALARM_NAME,
     P99_ALARM_NAME,
@@ -23,8 +25,15 @@ from shiftlab.demo import (
 from shiftlab.loadgen import LoadResult
 
 T0 = 1_700_000_000.0
-BACK_ON_BLUE = {"kind": "weights", "message": "all traffic: 0% green (verified)", "at": T0 + 5}
-APPROVED = {"kind": "hook", "message": "POST_TEST_TRAFFIC_SHIFT: approved", "at": T0 + 3}
+
+
+def as_recorded(entry: Entry, at: float) -> dict[str, Any]:
+    """An event as the controller's records give it back."""
+    return event_record(entry, None, "d1", at)
+
+
+BACK_ON_BLUE = as_recorded(eventlog.weights_verified("all", 0.0), T0 + 5)
+APPROVED = as_recorded(eventlog.hook_approved("POST_TEST_TRAFFIC_SHIFT", 0, "d1-POST_TEST_TRAFFIC_SHIFT-1-0"), T0 + 3)
 
 
 def record(status: str, triggered: list[str] | None = None, hooks: list[dict[str, Any]] | None = None,
@@ -90,8 +99,8 @@ def test_manual_needs_an_approved_pause_before_green_takes_production() -> None:
     after = load({"blue": 60, "green": 40}, first={"blue": T0, "green": T0 + 3.5})
     assert failed(check(Seen(record("SUCCESSFUL", hooks=pause), [APPROVED], after))) == []
     # A PAUSE that timed out with CONTINUE also ends SUCCESSFUL, but nobody approved it.
-    timed_out = {"kind": "hook", "message": "POST_TEST_TRAFFIC_SHIFT: timed out; timeoutConfiguration says CONTINUE",
-                 "at": T0 + 3}
+    timed_out = as_recorded(eventlog.hook_timed_out("POST_TEST_TRAFFIC_SHIFT", 0, "d1-POST_TEST_TRAFFIC_SHIFT-1-0",
+                                               "CONTINUE"), T0 + 3)
     assert failed(check(Seen(record("SUCCESSFUL", hooks=pause), [timed_out], after))) == [
         "a PAUSE hook is approved", "production traffic reaches green only after the approval"]
     early = load({"blue": 60, "green": 40}, first={"blue": T0, "green": T0 + 1})

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from shiftlab.client import ApiError, Client
+from shiftlab.controller import eventlog
 from shiftlab.controller.backends.docker import DockerBackend
 from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.loadgen import LoadResult, run_load
@@ -28,7 +29,7 @@ from shiftlab.settings import load_settings
 from shiftlab.stack import Stack
 from tests.controller.support import config, green_alarm, prod_url, weight_steps, write_on_free_ports
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
-from tests.helpers import eventually, kill_left_over_proxies
+from tests.helpers import eventually, kill_left_over_proxies, logged
 
 pytestmark = pytest.mark.docker
 
@@ -230,8 +231,8 @@ def test_a_controller_killed_mid_canary_adopts_its_containers_when_restarted(tmp
             assert time.monotonic() < deadline, f"deployment stuck in {status}"
             time.sleep(0.1)
         assert status == "SUCCESSFUL"
-        messages = [e["message"] for e in client.get(f"/api/deployments/{dep_id}")["events"]]
-        assert any("controller restarted during PRODUCTION_TRAFFIC_SHIFT" in m for m in messages), messages
+        events = client.get(f"/api/deployments/{dep_id}")["events"]
+        assert [r["stage"] for r in logged(events, eventlog.RECOVERY_RESTARTED)] == ["PRODUCTION_TRAFFIC_SHIFT"], events
         now = {t["taskId"] for t in client.get("/api/tasks")["tasks"] if t["lastStatus"] == "RUNNING"}
         # Green's containers were adopted, not started twice; blue's are gone.
         assert len(now) == 2 and now <= before

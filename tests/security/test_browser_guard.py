@@ -22,10 +22,11 @@ from typing import Any
 import aiohttp
 
 from shiftlab.client import Client
+from shiftlab.controller import eventlog
 from shiftlab.controller.router import HttpRouter
 from shiftlab.stack import Stack
 from tests.controller.support import config
-from tests.helpers import eventually
+from tests.helpers import eventually, logged
 
 PAUSE_HOOK = {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
 JSON = "application/json"
@@ -106,8 +107,9 @@ async def test_the_controller_api_refuses_what_a_page_can_send(stack_factory, tm
         # Still paused: neither approved nor stopped.
         assert ctl.current is not None and ctl.current.id == deployment_id and not ctl.current.final
         assert ctl.current.hook is not None and ctl.current.hook.kind == "PAUSE"
-        assert not any("approved" in e["message"] or "stop" in e["message"].lower()
-                       for e in ctl.records.events(deployment_id))
+        events = ctl.records.events(deployment_id)
+        assert logged(events, eventlog.HOOK_APPROVED) == []
+        assert [e["data"]["status"] for e in events if e["kind"] == "status"] == ["PENDING", "IN_PROGRESS"]
 
         await asyncio.to_thread(cli.post, f"/api/deployments/{deployment_id}/approve")
         final = await ctl.wait_finished(deployment_id, timeout=60)
