@@ -64,7 +64,7 @@ class Stack:
         self.proxy_admin_url = runtime.proxyAdminUrl
         # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
         self._proxy_token = (strong_token(settings.load_balancer.Admin.Token, "loadBalancer.Admin.Token")
-                             if self.proxy_admin_url is not None else None)
+                             if self.proxy_admin_url is not None or separate_proxy else None)
         self.proxy: Proxy | None = None
         if self.proxy_admin_url is None and not separate_proxy:
             self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -51,10 +52,11 @@ class Processes:
         self.marker = uuid.uuid4().hex  # in the environment of every task of the test
         self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         n = sum(1 for label, _ in self.started if label == name)
         with open(self.tmp_path / f"{name}{n + 1}.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "shiftlab", *args], stdout=log, stderr=log)
+            proc = subprocess.Popen([sys.executable, "-m", "shiftlab", *args], stdout=log, stderr=log,
+                                    env={**os.environ, **(env or {})})
         self.started.append((name, proc))
         return proc
 

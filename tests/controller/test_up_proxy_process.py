@@ -322,3 +322,33 @@ async def test_an_admin_port_of_0_is_a_free_port_kept_for_restarts(tmp_path: Pat
         up.send_signal(signal.SIGINT)
         assert await wait_exit(up, timeout=30) == 0
     assert not first.alive() and task_pids(processes.marker) == set()
+
+
+async def test_up_with_a_token_in_its_environment_hands_it_to_the_proxy_it_starts(
+        tmp_path: Path, processes: Processes) -> None:
+    """As the compose stack runs it (SHIFTLAB_TOKEN, no token in the file):
+    the load balancer `up` starts resolves the same token, and `up` sends it
+    (it sent none, and `up` refused to start: "GET /admin/state: 401")."""
+    path, data = subprocess_config(tmp_path, processes.marker, {"strategy": "CANARY"})
+    token = "t0ken-of-the-c0mpose-stack"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        api = Api(session, data)
+        up = processes.start("up", "up", "-c", str(path), env={"SHIFTLAB_TOKEN": token})
+        bearer = {"Authorization": f"Bearer {token}"}
+
+        async def controller_answers() -> bool:
+            assert up.poll() is None, f"up exited with {up.returncode}: {processes.logs()}"
+            try:
+                async with session.get(f"{api.controller}/api/healthz", headers=bearer) as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+        await eventually(controller_answers, timeout=30, what="the controller")
+        async with session.get(f"{api.admin}/admin/state") as resp:
+            assert resp.status == 401
+        async with session.get(f"{api.admin}/admin/state", headers=bearer) as resp:
+            assert resp.status == 200
+        assert await serves_blue(session, data)
+        up.send_signal(signal.SIGINT)
+        assert await wait_exit(up, timeout=30) == 0
+    assert task_pids(processes.marker) == set()

@@ -80,7 +80,7 @@ def compose_stack(docker_client: Any) -> Iterator[ComposeStack]:
             net.remove()
 
 
-def _wait(what: str, check: Any, timeout: float = 90) -> Any:
+def _wait(what: str, check: Any, timeout: float = 90, stack: ComposeStack | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -90,7 +90,11 @@ def _wait(what: str, check: Any, timeout: float = 90) -> Any:
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            logs = ""
+            if stack is not None:  # what the containers said, to see why
+                done = stack.run("logs", "--no-color", "--tail", "60", timeout=60)
+                logs = f"\n{stack.run('ps', '-a', timeout=60).stdout}{done.stdout}{done.stderr}"
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{logs}")
         time.sleep(0.2)
 
 
@@ -129,8 +133,8 @@ def test_the_compose_stack_runs_a_deployment_and_down_leaves_nothing(compose_sta
     s = compose_stack
     up = s.run("up", "-d")
     assert up.returncode == 0, up.stderr
-    _wait("the controller API", lambda: s.api.get("/api/healthz"))
-    first = _wait("blue to answer", lambda: _answer(s.prod_port))
+    _wait("the controller API", lambda: s.api.get("/api/healthz"), stack=s)
+    first = _wait("blue to answer", lambda: _answer(s.prod_port), stack=s)
     assert (first["colour"], first["revision"]) == ("blue", "1")
     # Tasks are containers on the stack's network, reached by name, published nowhere.
     tasks = owned(docker_client, s.owner)
