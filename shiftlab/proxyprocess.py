@@ -35,9 +35,10 @@ from typing import IO, Any
 
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import check_bind, resolve_token
+from shiftlab.common.ports import free_port
 from shiftlab.controller.backends import procinfo
 from shiftlab.controller.router import HttpRouter, RouterError
-from shiftlab.settings import Settings, free_port
+from shiftlab.settings import Settings
 from shiftlab.stack import PROXY_WAIT_SECONDS, proxy_mismatches
 
 log = logging.getLogger("shiftlab.controller")

@@ -8,7 +8,6 @@ Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
+from shiftlab.common.ports import free_port
 from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
 from shiftlab.controller.backends import docker_options
@@ -66,13 +66,6 @@ def with_fields(data: dict[str, Any], section: str, fields: dict[str, Any]) -> d
     current = data.get(section)
     data[section] = {**(current if isinstance(current, dict) else {}), **fields}
     return data
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:

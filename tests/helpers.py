@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shiftlab.common.ports import free_port as free_port  # the tests take it from here
 from shiftlab.controller.eventlog import EntryType
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,13 +35,6 @@ def logged(events: Iterable[Mapping[str, Any]], *types: EntryType) -> list[dict[
     in the order they were logged."""
     names = {t.name for t in types}
     return [e["data"] for e in events if e["type"] in names]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def eventually(predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0,

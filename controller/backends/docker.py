@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shiftlab.common.netsafety import is_loopback
+from shiftlab.common.ports import free_port
 from shiftlab.controller.backends.base import (
     PENDING,
     PROVISIONING,
@@ -47,7 +47,7 @@ from shiftlab.controller.backends.base import (
     UnknownTask,
     notify,
 )
-from shiftlab.controller.backends.docker_options import LOOPBACK, DockerRuntime, resolve
+from shiftlab.controller.backends.docker_options import DockerRuntime, resolve
 from shiftlab.controller.backends.docker_spec import (
     HOST_NETWORK,
     L_OWNER,
@@ -143,7 +143,7 @@ class DockerBackend:
                          env: Mapping[str, str]) -> Task:
         opts = self.options
         task_id = uuid.uuid4().hex
-        host_port = _free_port() if opts.network == HOST_NETWORK else None
+        host_port = free_port() if opts.network == HOST_NETWORK else None
         host, port = task_address(opts, service, colour, task_id, definition.container_port, host_port)
         task = Task(task_id, definition.revision, colour, service, deployment_id, host, port, PROVISIONING)
         entry = _Entry(task, definition.container_port, definition.stop_timeout, self._log_path(task_id))
@@ -677,7 +677,3 @@ async def _accepts(host: str, port: int) -> bool:
             await writer.wait_closed()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])

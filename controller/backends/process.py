@@ -20,13 +20,13 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shiftlab.common.ports import free_port
 from shiftlab.controller.backends import procinfo
 from shiftlab.controller.backends.base import (
     PENDING,
@@ -329,9 +329,7 @@ class ProcessBackend:
     def _free_port(self) -> int:
         taken = {e.task.port for e in self._entries.values() if e.task.state != STOPPED}
         while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((LOOPBACK, 0))
-                port = int(s.getsockname()[1])
+            port = free_port()
             if port not in taken:
                 return port
 
