@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.common.configfile import ConfigError, merge_problems, parse
+from shiftlab.controller.awsshapes import deployment_configuration_problems
 from shiftlab.controller.config import DeploymentConfiguration
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.vocabulary import Strategy
@@ -53,8 +54,14 @@ def check_deployment(data: Any, desired_count: int | None,
                      alarm_names: Collection[str] | None) -> DeploymentConfiguration:
     """`data` (a deploymentConfiguration section) parsed and checked; a
     ConfigError lists every problem, each with its field path."""
-    dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
-    problems = deployment_problems(dc, desired_count, alarm_names)
+    # What ECS's API refuses (its model: field names, types, required fields),
+    # where the rules here and the model's say nothing more precise.
+    aws = deployment_configuration_problems(data, SECTION)
+    try:
+        dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
+    except ConfigError as exc:
+        raise ConfigError(merge_problems(exc.problems, aws)) from None
+    problems = merge_problems(deployment_problems(dc, desired_count, alarm_names), aws)
     if problems:
         raise ConfigError(problems)
     return dc

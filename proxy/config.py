@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from shiftlab.common.configfile import ConfigError, Model, in_range, parse
+from shiftlab.common.configfile import ConfigError, Model, in_range, merge_problems, parse
 from shiftlab.common.naming import target_group_name
+from shiftlab.proxy.awsshapes import load_balancer_problems
 
 DEFAULT_TEST_HEADERS = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-test")
 
@@ -326,8 +327,13 @@ class LoadBalancer(Model):
 
 
 def load_balancer_from_dict(data: Any, prefix: str = "loadBalancer") -> LoadBalancer:
-    lb: LoadBalancer = parse(LoadBalancer, data, prefix)
-    problems = cross_check(lb, prefix)
+    # What ELBv2's API refuses (its model), where shiftlab's checks say nothing more precise.
+    aws = load_balancer_problems(data, prefix)
+    try:
+        lb: LoadBalancer = parse(LoadBalancer, data, prefix)
+    except ConfigError as exc:
+        raise ConfigError(merge_problems(exc.problems, aws)) from None
+    problems = merge_problems(cross_check(lb, prefix), aws)
     if problems:
         raise ConfigError(problems)
     return lb

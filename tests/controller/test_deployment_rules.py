@@ -57,7 +57,8 @@ RULES = [
          f"{DC}.strategy: 'RECREATE' - Input should be 'ROLLING', 'BLUE_GREEN', 'LINEAR' or 'CANARY'"),
     Rule("a field ECS does not have", {"trafficShift": 5}, f"{DC}.trafficShift: unknown field"),
     Rule("a stage no hook can run at",
-         {"strategy": "BLUE_GREEN", "lifecycleHooks": [{**URL_HOOK, "lifecycleStages": ["BAKE_TIME"]}]},
+         {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0,
+          "lifecycleHooks": [{**URL_HOOK, "lifecycleStages": ["BAKE_TIME"]}]},
          f"{DC}.lifecycleHooks[0].lifecycleStages[0]: BAKE_TIME is a stage a deployment passes through but "
          f"cannot hook (hookable: {HOOKABLE})"),
     Rule("a PAUSE where traffic moves",
@@ -67,11 +68,19 @@ RULES = [
     Rule("a hook target shiftlab cannot call", {"lifecycleHooks": [{**URL_HOOK, "hookTargetArn": ARN}]},
          f"{DC}.lifecycleHooks[0]: hookTargetArn {ARN!r}: shiftlab calls http(s) URLs and command: hooks, not AWS "
          "ARNs (point it at a local URL or command standing in for the Lambda)"),
-    Rule("an alarm that is not defined", {"alarms": {"alarmNames": ["service-5xx", "nope"], "enable": True}},
+    Rule("an alarm that is not defined", {"alarms": {"alarmNames": ["service-5xx", "nope"], "enable": True,
+                                                            "rollback": True}},
          f"{DC}.alarms.alarmNames[1]: 'nope' is not defined in alarms[] (defined: service-5xx)"),
     Rule("lifecycle hooks with ROLLING", {"strategy": "ROLLING", "lifecycleHooks": [URL_HOOK]},
          f"{DC}.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, LINEAR and CANARY deployments, "
          "not ROLLING"),
+    # ECS's API model (botocore's ecs service-2.json): types, required fields.
+    Rule("a number given as a string", {"canaryConfiguration": {"canaryPercent": "5"}},
+         f"{DC}.canaryConfiguration.canaryPercent: '5' (a string) - AWS's API takes a number here"),
+    Rule("a boolean given as a string", {"deploymentCircuitBreaker": {"enable": "yes", "rollback": True}},
+         f"{DC}.deploymentCircuitBreaker.enable: 'yes' (a string) - AWS's API takes true or false here"),
+    Rule("a field ECS requires", {"alarms": {"alarmNames": ["service-5xx"], "enable": True}},
+         f"{DC}.alarms.rollback: is required"),
     Rule("ROLLING bounds that replace no task", {"strategy": "ROLLING", "minimumHealthyPercent": 100,
                                                  "maximumPercent": 100},
          f"{DC}.maximumPercent: desiredCount 2 with minimumHealthyPercent 100 (at least 2 healthy) and "
