@@ -81,6 +81,16 @@ RULES = [
          f"{DC}.deploymentCircuitBreaker.enable: 'yes' (a string) - AWS's API takes true or false here"),
     Rule("a field ECS requires", {"alarms": {"alarmNames": ["service-5xx"], "enable": True}},
          f"{DC}.alarms.rollback: is required"),
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CanaryConfiguration.html, and
+    # API_LinearConfiguration.html: "Valid values are multiples of 0.1 from 0.1 [3.0] to 100.0."
+    Rule("a canaryPercent between tenths", {"canaryConfiguration": {"canaryPercent": 2.55}},
+         f"{DC}.canaryConfiguration.canaryPercent: 2.55 is not a multiple of 0.1, as ECS requires"),
+    Rule("a stepPercent between tenths", {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 12.34}},
+         f"{DC}.linearConfiguration.stepPercent: 12.34 is not a multiple of 0.1, as ECS requires"),
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DeploymentConfiguration.html,
+    # bakeTimeInMinutes: "You must provide this parameter when you use the BLUE_GREEN deployment strategy."
+    Rule("BLUE_GREEN without a bake time", {"strategy": "BLUE_GREEN"},
+         f"{DC}.bakeTimeInMinutes: is required with strategy BLUE_GREEN, as ECS requires it (0 for none)"),
     Rule("ROLLING bounds that replace no task", {"strategy": "ROLLING", "minimumHealthyPercent": 100,
                                                  "maximumPercent": 100},
          f"{DC}.maximumPercent: desiredCount 2 with minimumHealthyPercent 100 (at least 2 healthy) and "
@@ -144,8 +154,9 @@ async def test_each_rule_is_refused_alike_by_the_file_deploy_and_the_api(stack_f
 
 
 async def test_rehearse_refuses_what_its_strategy_brings_before_starting(tmp_path: Path) -> None:
-    rules = [rule for rule in RULES if rule.strategy == Strategy.ROLLING]
-    assert len(rules) == 2
+    rules = [rule for rule in RULES
+             if rule.strategy == Strategy.ROLLING or rule.name == "BLUE_GREEN without a bake time"]
+    assert len(rules) == 3
     for rule in rules:
         # Valid as the file has it (CANARY): refused only with the strategy given.
         assert await by_file(tmp_path, Rule(rule.name, rule.rest, "")) == (0, [])
