@@ -46,8 +46,9 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, PrivateAttr
 
-from shiftlab.common.configfile import ConfigError, Model, in_range, parse
+from shiftlab.common.configfile import ConfigError, Model, in_range, merge_problems, parse
 from shiftlab.common.naming import target_group_name
+from shiftlab.controller.awsshapes import put_metric_alarm_problems
 from shiftlab.controller.metricmath import Expression, MathError, parse_expression
 from shiftlab.controller.metricstore import (
     LOAD_BALANCER_ONLY,
@@ -420,17 +421,19 @@ def parse_alarms(data: Any, target_groups: Sequence[str], prefix: str = "alarms"
     names: dict[str, int] = {}
     for i, item in enumerate(data):
         path = f"{prefix}[{i}]"
+        # What PutMetricAlarm would refuse, where shiftlab's checks say nothing more precise.
+        aws = put_metric_alarm_problems(item, path)
         try:
             alarm: MetricAlarm = parse(MetricAlarm, item, path)
         except ConfigError as exc:
-            problems += exc.problems
+            problems += merge_problems(exc.problems, aws)
             continue
         if alarm.AlarmName in names:
             first = names[alarm.AlarmName]
             problems.append(f"{path}.AlarmName: {alarm.AlarmName!r} is already used by {prefix}[{first}]")
         names.setdefault(alarm.AlarmName, i)
         plan, alarm_problems = _compile(alarm, target_groups, path)
-        problems += alarm_problems
+        problems += merge_problems(alarm_problems, aws)
         alarm._plan = plan
         alarms.append(alarm)
     if problems:

@@ -91,7 +91,8 @@ async def create_deployment(request: web.Request) -> web.Response:
         changes = {**changes, "strategy": body["strategy"]}
     dc = None
     try:
-        dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json"), **changes},
+        # The fields the file gave (not its defaults): ECS's rules on what must be given see the same input.
+        dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json", exclude_unset=True), **changes},
                               ctl.service.desiredCount, ctl.evaluators)
     except ConfigError as exc:
         problems += exc.problems

@@ -7,7 +7,10 @@ through shiftlab.settings) and each POST /api/deployments' (and so
 same words. The rules on the configuration alone (ranges, hook stages,
 hook targets, PAUSE stages) are the model's validators in
 controller.config; here are the ones that need more than one field or
-know the service: its desired count and its alarms.
+know the service (its desired count and its alarms), ECS's rules added
+since the model was first released (canaryPercent and stepPercent in steps
+of 0.1, the bake time BLUE_GREEN requires), and the check against ECS's
+own API model (controller.awsshapes).
 
 The rules here are not validators of the model: a record holds its
 configuration and is read back through the model, and a record that an
@@ -19,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.common.configfile import ConfigError, merge_problems, parse
+from shiftlab.controller.awsshapes import deployment_configuration_problems
 from shiftlab.controller.config import DeploymentConfiguration
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.vocabulary import Strategy
@@ -42,6 +46,17 @@ def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
             rolling_plan(desired_count, dc.minimumHealthyPercent, dc.maximumPercent)
         except RollingStuck as exc:
             problems.append(f"{SECTION}.maximumPercent: {exc}")
+    # The API reference's DeploymentConfiguration: "You must provide this
+    # parameter when you use the BLUE_GREEN deployment strategy."
+    if dc.strategy == Strategy.BLUE_GREEN and "bakeTimeInMinutes" not in dc.model_fields_set:
+        problems.append(f"{SECTION}.bakeTimeInMinutes: is required with strategy BLUE_GREEN, as ECS requires it "
+                        "(0 for none)")
+    # CanaryConfiguration, LinearConfiguration: "Valid values are multiples of 0.1".
+    for name, config, field in (("canaryConfiguration", dc.canaryConfiguration, "canaryPercent"),
+                                ("linearConfiguration", dc.linearConfiguration, "stepPercent")):
+        value = getattr(config, field)
+        if abs(value * 10 - round(value * 10)) > 1e-6:
+            problems.append(f"{SECTION}.{name}.{field}: {value:g} is not a multiple of 0.1, as ECS requires")
     if dc.strategy == Strategy.ROLLING and dc.lifecycleHooks:
         # The machine would run ROLLING without them: refused rather than dropped.
         problems.append(f"{SECTION}.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, LINEAR and "
@@ -53,8 +68,14 @@ def check_deployment(data: Any, desired_count: int | None,
                      alarm_names: Collection[str] | None) -> DeploymentConfiguration:
     """`data` (a deploymentConfiguration section) parsed and checked; a
     ConfigError lists every problem, each with its field path."""
-    dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
-    problems = deployment_problems(dc, desired_count, alarm_names)
+    # What ECS's API refuses (its model: field names, types, required fields),
+    # where the rules here and the model's say nothing more precise.
+    aws = deployment_configuration_problems(data, SECTION)
+    try:
+        dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
+    except ConfigError as exc:
+        raise ConfigError(merge_problems(exc.problems, aws)) from None
+    problems = merge_problems(deployment_problems(dc, desired_count, alarm_names), aws)
     if problems:
         raise ConfigError(problems)
     return dc

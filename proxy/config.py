@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from shiftlab.common.configfile import ConfigError, Model, in_range, parse
+from shiftlab.common.configfile import ConfigError, Model, in_range, merge_problems, parse
 from shiftlab.common.naming import target_group_name
+from shiftlab.proxy.awsshapes import load_balancer_problems
 
 DEFAULT_TEST_HEADERS = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-test")
 
@@ -326,8 +327,13 @@ class LoadBalancer(Model):
 
 
 def load_balancer_from_dict(data: Any, prefix: str = "loadBalancer") -> LoadBalancer:
-    lb: LoadBalancer = parse(LoadBalancer, data, prefix)
-    problems = cross_check(lb, prefix)
+    # What ELBv2's API refuses (its model), where shiftlab's checks say nothing more precise.
+    aws = load_balancer_problems(data, prefix)
+    try:
+        lb: LoadBalancer = parse(LoadBalancer, data, prefix)
+    except ConfigError as exc:
+        raise ConfigError(merge_problems(exc.problems, aws)) from None
+    problems = merge_problems(cross_check(lb, prefix), aws)
     if problems:
         raise ConfigError(problems)
     return lb
@@ -392,10 +398,53 @@ def check_rules(rules: list[Rule], names: list[str], path: str, arns: set[str]) 
         for k, cond in enumerate(rule.Conditions):
             if cond.config() is None:
                 problems.append(f"{rp}.Conditions[{k}]: Field {cond.Field} needs {_CONDITION_CONFIG[cond.Field]}")
+        problems += rule_limits(rule, rp)
         if rule.RuleArn:
             if rule.RuleArn in arns:
                 problems.append(f"{rp}.RuleArn: {rule.RuleArn!r} is used by another rule")
             arns.add(rule.RuleArn)
+    return problems
+
+
+# ALB's "Condition basics" (rule-condition-types.html) and its quotas
+# (load-balancer-limits.html, "Rules": condition values, condition
+# wildcards and match evaluations per rule, 5 each, not adjustable).
+ONE_PER_RULE = ("host-header", "http-request-method", "path-pattern", "source-ip")
+WILDCARD_FIELDS = ("host-header", "path-pattern", "http-header", "query-string")
+MAX_MATCH_EVALUATIONS = 5
+MAX_WILDCARDS = 5
+
+
+def rule_limits(rule: Rule, path: str) -> list[str]:
+    """What ALB refuses in a rule's conditions as a whole: a second
+    condition of a field it takes once, more than 5 match evaluations
+    (values; a query string's key/value pairs) or 5 wildcards (`*`, `?`)."""
+    problems = []
+    first: dict[str, int] = {}
+    evaluations = wildcards = 0
+    for k, cond in enumerate(rule.Conditions):
+        if cond.Field in ONE_PER_RULE:
+            if cond.Field in first:
+                problems.append(f"{path}.Conditions[{k}].Field: a rule takes one {cond.Field} condition at most, "
+                                f"as ALB does (another is Conditions[{first[cond.Field]}])")
+            first.setdefault(cond.Field, k)
+        cfg = cond.config()
+        if cfg is None:
+            continue
+        if isinstance(cfg, QueryStringSpec):
+            texts = [t for kv in cfg.Values for t in (kv.Key or "", kv.Value)]
+            evaluations += len(cfg.Values)
+        else:
+            texts = list(cfg.Values)
+            evaluations += len(texts)
+        if cond.Field in WILDCARD_FIELDS:
+            wildcards += sum(t.count("*") + t.count("?") for t in texts)
+    if evaluations > MAX_MATCH_EVALUATIONS:
+        problems.append(f"{path}.Conditions: {evaluations} match evaluations (condition values), ALB takes at most "
+                        f"{MAX_MATCH_EVALUATIONS} per rule")
+    if wildcards > MAX_WILDCARDS:
+        problems.append(f"{path}.Conditions: {wildcards} wildcards (* and ?), ALB takes at most {MAX_WILDCARDS} "
+                        "per rule")
     return problems
 
 

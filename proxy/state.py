@@ -13,8 +13,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from shiftlab.common.configfile import parse
+from shiftlab.common.configfile import parse_checked
 from shiftlab.proxy import config as cfg
+from shiftlab.proxy.awsshapes import forward_problems, rules_problems
 from shiftlab.proxy.balancer import SmoothWeighted, make_selector
 from shiftlab.proxy.matching import (
     Hint,
@@ -358,7 +359,7 @@ class LoadBalancerState:
             secs = rule.forward.sticky_seconds
             sticky = {"Enabled": True, "DurationSeconds": secs} if secs else {"Enabled": False}
             body = {**body, "TargetGroupStickinessConfig": sticky}
-        fwd_conf = parse(cfg.ForwardSpec, body, "ForwardConfig")
+        fwd_conf = parse_checked(cfg.ForwardSpec, body, "ForwardConfig", forward_problems(body, "ForwardConfig"))
         problems = cfg._check_forward(fwd_conf, list(self.groups), "ForwardConfig")
         if problems:
             raise StateError("; ".join(problems))
@@ -375,7 +376,8 @@ class LoadBalancerState:
         if ls is None:
             raise StateError(f"no listener {listener!r} (listeners: {', '.join(self.listeners)})", 404)
         data = {**ls.conf.model_dump(exclude_none=True, exclude={"Rules"}), "Rules": body}
-        new_conf = parse(cfg.Listener, data, f"Listeners[{listener}]")
+        new_conf = parse_checked(cfg.Listener, data, f"Listeners[{listener}]",
+                                 rules_problems(body, f"Listeners[{listener}].Rules"))
         others = {r.arn for other in self.listeners.values() if other is not ls for r in other.all_rules() if r.arn}
         problems = cfg.check_rules(new_conf.Rules, list(self.groups), f"Listeners[{listener}]", others)
         if problems:

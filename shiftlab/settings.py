@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.common.configfile import ConfigError, parse, parse_checked
 from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
 from shiftlab.common.ports import free_port
 from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
+from shiftlab.controller.awsshapes import service_problems
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
 from shiftlab.controller.service import ControllerSettings
@@ -118,7 +119,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
         problems.append("loadBalancer: is required")
     lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
     scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
-    service = attempt(lambda: parse(ServiceConfig, data["service"], "service")) if "service" in data else None
+    service = attempt(lambda: parse_checked(ServiceConfig, data["service"], "service",
+                                            service_problems(data["service"]))) if "service" in data else None
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
     groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else _raw_group_names(data)
     raw_alarms = data.get("alarms") or []

@@ -117,3 +117,26 @@ def parse(model: type[Any], data: Any, prefix: str = "") -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, prefix)) from None
+
+
+def _path_of(problem: str) -> str:
+    return problem.split(": ", 1)[0]
+
+
+def merge_problems(own: list[str], aws: list[str]) -> list[str]:
+    """`own` (a section's model's problems), then those of AWS's API model
+    (shiftlab.common.awsmodel) on the fields `own` does not name: where
+    both name a field, the model's own message is kept, one line per field."""
+    named = {_path_of(p) for p in own}
+    return own + [p for p in aws if _path_of(p) not in named]
+
+
+def parse_checked(model: type[Any], data: Any, prefix: str, aws: list[str]) -> Any:
+    """`parse`, refusing too what AWS's API model refuses (`aws`)."""
+    try:
+        parsed = parse(model, data, prefix)
+    except ConfigError as exc:
+        raise ConfigError(merge_problems(exc.problems, aws)) from None
+    if aws:
+        raise ConfigError(aws)
+    return parsed

@@ -44,7 +44,7 @@ async def _stream_events(session: aiohttp.ClientSession, url: str, headers: dict
 
 
 async def test_events_page_forward_and_tail(stack_factory, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     seqs = _note_many(stack, 2 * EVENTS_PAGE + 10)
     url = stack.api_url + "/api/events"
     async with aiohttp.ClientSession() as s:
@@ -68,7 +68,7 @@ async def test_events_page_forward_and_tail(stack_factory, tmp_path: Path) -> No
 
 
 async def test_the_stream_replays_a_log_longer_than_a_page(stack_factory, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     seqs = _note_many(stack, EVENTS_PAGE + 300)
     async with aiohttp.ClientSession() as s:
         got, ended = await _stream_events(s, stack.api_url + "/api/stream", {"Last-Event-ID": str(seqs[0] - 1)},
@@ -78,7 +78,7 @@ async def test_the_stream_replays_a_log_longer_than_a_page(stack_factory, tmp_pa
 
 
 async def test_a_client_too_far_behind_is_cut_off_and_catches_up_on_reconnect(stack_factory, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     url = stack.api_url + "/api/stream"
     async with aiohttp.ClientSession() as s:
         async with s.get(url) as resp:

@@ -38,7 +38,7 @@ def canary(**kw: Any) -> dict[str, Any]:
 
 
 def hooks(*hook: dict[str, Any]) -> dict[str, Any]:
-    return {"strategy": "BLUE_GREEN", "lifecycleHooks": list(hook)}
+    return {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0, "lifecycleHooks": list(hook)}
 
 
 REFUSED = [

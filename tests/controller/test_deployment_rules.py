@@ -57,7 +57,8 @@ RULES = [
          f"{DC}.strategy: 'RECREATE' - Input should be 'ROLLING', 'BLUE_GREEN', 'LINEAR' or 'CANARY'"),
     Rule("a field ECS does not have", {"trafficShift": 5}, f"{DC}.trafficShift: unknown field"),
     Rule("a stage no hook can run at",
-         {"strategy": "BLUE_GREEN", "lifecycleHooks": [{**URL_HOOK, "lifecycleStages": ["BAKE_TIME"]}]},
+         {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0,
+          "lifecycleHooks": [{**URL_HOOK, "lifecycleStages": ["BAKE_TIME"]}]},
          f"{DC}.lifecycleHooks[0].lifecycleStages[0]: BAKE_TIME is a stage a deployment passes through but "
          f"cannot hook (hookable: {HOOKABLE})"),
     Rule("a PAUSE where traffic moves",
@@ -67,11 +68,29 @@ RULES = [
     Rule("a hook target shiftlab cannot call", {"lifecycleHooks": [{**URL_HOOK, "hookTargetArn": ARN}]},
          f"{DC}.lifecycleHooks[0]: hookTargetArn {ARN!r}: shiftlab calls http(s) URLs and command: hooks, not AWS "
          "ARNs (point it at a local URL or command standing in for the Lambda)"),
-    Rule("an alarm that is not defined", {"alarms": {"alarmNames": ["service-5xx", "nope"], "enable": True}},
+    Rule("an alarm that is not defined", {"alarms": {"alarmNames": ["service-5xx", "nope"], "enable": True,
+                                                            "rollback": True}},
          f"{DC}.alarms.alarmNames[1]: 'nope' is not defined in alarms[] (defined: service-5xx)"),
     Rule("lifecycle hooks with ROLLING", {"strategy": "ROLLING", "lifecycleHooks": [URL_HOOK]},
          f"{DC}.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, LINEAR and CANARY deployments, "
          "not ROLLING"),
+    # ECS's API model (botocore's ecs service-2.json): types, required fields.
+    Rule("a number given as a string", {"canaryConfiguration": {"canaryPercent": "5"}},
+         f"{DC}.canaryConfiguration.canaryPercent: '5' (a string) - AWS's API takes a number here"),
+    Rule("a boolean given as a string", {"deploymentCircuitBreaker": {"enable": "yes", "rollback": True}},
+         f"{DC}.deploymentCircuitBreaker.enable: 'yes' (a string) - AWS's API takes true or false here"),
+    Rule("a field ECS requires", {"alarms": {"alarmNames": ["service-5xx"], "enable": True}},
+         f"{DC}.alarms.rollback: is required"),
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CanaryConfiguration.html, and
+    # API_LinearConfiguration.html: "Valid values are multiples of 0.1 from 0.1 [3.0] to 100.0."
+    Rule("a canaryPercent between tenths", {"canaryConfiguration": {"canaryPercent": 2.55}},
+         f"{DC}.canaryConfiguration.canaryPercent: 2.55 is not a multiple of 0.1, as ECS requires"),
+    Rule("a stepPercent between tenths", {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 12.34}},
+         f"{DC}.linearConfiguration.stepPercent: 12.34 is not a multiple of 0.1, as ECS requires"),
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DeploymentConfiguration.html,
+    # bakeTimeInMinutes: "You must provide this parameter when you use the BLUE_GREEN deployment strategy."
+    Rule("BLUE_GREEN without a bake time", {"strategy": "BLUE_GREEN"},
+         f"{DC}.bakeTimeInMinutes: is required with strategy BLUE_GREEN, as ECS requires it (0 for none)"),
     Rule("ROLLING bounds that replace no task", {"strategy": "ROLLING", "minimumHealthyPercent": 100,
                                                  "maximumPercent": 100},
          f"{DC}.maximumPercent: desiredCount 2 with minimumHealthyPercent 100 (at least 2 healthy) and "
@@ -135,8 +154,9 @@ async def test_each_rule_is_refused_alike_by_the_file_deploy_and_the_api(stack_f
 
 
 async def test_rehearse_refuses_what_its_strategy_brings_before_starting(tmp_path: Path) -> None:
-    rules = [rule for rule in RULES if rule.strategy == Strategy.ROLLING]
-    assert len(rules) == 2
+    rules = [rule for rule in RULES
+             if rule.strategy == Strategy.ROLLING or rule.name == "BLUE_GREEN without a bake time"]
+    assert len(rules) == 3
     for rule in rules:
         # Valid as the file has it (CANARY): refused only with the strategy given.
         assert await by_file(tmp_path, Rule(rule.name, rule.rest, "")) == (0, [])

@@ -161,7 +161,7 @@ async def test_restart_in_rolling_bake_time_keeps_green_and_its_weights(controll
     assert again.primary == "green"
 
 
-@pytest.mark.parametrize("strategy", [{"strategy": "BLUE_GREEN"}, {"strategy": "ROLLING"}])
+@pytest.mark.parametrize("strategy", [{"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}, {"strategy": "ROLLING"}])
 async def test_successful_but_not_promoted_is_promoted_on_restart(controllers, clock, strategy) -> None:
     ctl = await controllers(strategy)
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})

@@ -169,7 +169,7 @@ def test_rehearse_that_cannot_start_is_not_a_rollback(tmp_path: Path) -> None:
 
 
 async def test_router_sees_what_the_controller_verified(stack_factory, tmp_path) -> None:
-    data = config(tmp_path, {"strategy": "BLUE_GREEN"})
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0})
     stack = await stack_factory(data)
     r = HttpRouter(stack.proxy.admin_url)
     try:

@@ -24,7 +24,7 @@ async def _all_healthy(reading: Awaitable[dict[str, Any]]) -> dict[str, Any] | N
 
 
 async def test_traffic_shows_the_weights_in_force_and_target_health(stack_factory, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
 
     async def traffic() -> dict[str, Any]:
         async with aiohttp.ClientSession() as s, s.get(stack.api_url + "/api/traffic") as resp:
@@ -47,7 +47,7 @@ async def test_traffic_shows_the_weights_in_force_and_target_health(stack_factor
 
 
 async def test_dashboard_files_are_served_and_nothing_else(stack_factory, tmp_path: Path) -> None:
-    data = config(tmp_path, {"strategy": "BLUE_GREEN"})
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0})
     data["controller"]["token"] = TOKEN
     stack = await stack_factory(data)
     async with aiohttp.ClientSession() as s:
@@ -66,7 +66,7 @@ async def test_dashboard_files_are_served_and_nothing_else(stack_factory, tmp_pa
 
 
 async def test_the_stream_takes_the_token_as_a_query_parameter(stack_factory, tmp_path: Path) -> None:
-    data = config(tmp_path, {"strategy": "BLUE_GREEN"})
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0})
     data["controller"]["token"] = TOKEN
     stack = await stack_factory(data)
     url = stack.api_url + "/api/stream"
@@ -81,7 +81,7 @@ async def test_the_stream_takes_the_token_as_a_query_parameter(stack_factory, tm
 
 
 async def test_open_streams_end_when_the_api_stops(stack_factory, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     async with aiohttp.ClientSession() as s, s.get(stack.api_url + "/api/stream") as resp:
         assert await resp.content.readline() == b"event: service\n"
         stopping = asyncio.create_task(stack.stop())

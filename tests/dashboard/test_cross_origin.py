@@ -130,7 +130,7 @@ async def nothing_happened(stack: Stack, marker: Path) -> None:
 async def test_a_page_on_another_site_cannot_deploy_or_register(stack_factory, rebinding_browser,
                                                                 tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     assert stack.proxy is not None
     api, admin = stack.api_url, stack.proxy.admin_url
     evil = {"taskDefinition": {"command": ["sh", "-c", f"touch {marker}"]},

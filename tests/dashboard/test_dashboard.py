@@ -45,7 +45,7 @@ GREEN = (0x35, 0xC9, 0x8A)
 
 
 async def test_the_page_loads_without_console_errors(stack_factory, dashboard, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     board = await dashboard(stack)
     page = board.page
     await page.wait_for_selector("#service-line b:text('web')")
@@ -66,7 +66,7 @@ async def test_the_page_loads_without_console_errors(stack_factory, dashboard, t
 
 async def test_weights_and_chart_follow_a_canary(stack_factory, dashboard, load, tmp_path: Path) -> None:
     alarms = [green_alarm("green-5xx", "HTTPCode_Target_5XX_Count", 5)]
-    data = config(tmp_path, {"strategy": "BLUE_GREEN"}, alarms=alarms)
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}, alarms=alarms)
     stack = await stack_factory(data)
     traffic = load(data, rps=30)
     board = await dashboard(stack)
@@ -103,7 +103,7 @@ async def test_weights_and_chart_follow_a_canary(stack_factory, dashboard, load,
 
 
 async def test_approve_moves_a_pause_hook_on(stack_factory, dashboard, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     board = await dashboard(stack)
     page = board.page
@@ -175,7 +175,7 @@ async def in_force_on_test_rules(stack: Any) -> dict[str, dict[str, float]]:
 async def test_test_traffic_shown_is_the_load_balancers_through_a_rollback(stack_factory, dashboard,
                                                                           tmp_path: Path) -> None:
     # The page once showed test traffic "green 100%" after a rollback had put it back on blue.
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     board = await dashboard(stack)
     page = board.page
@@ -236,7 +236,7 @@ async def test_weights_name_the_revision_each_group_runs(stack_factory, dashboar
     # After one deployment revision 2 runs in the group called green; the next
     # one's rollback puts test traffic back there. "green 100%" alone read as
     # the new revision having it.
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     first = ctl.create_deployment({"env": {"GREETING": "v2"}})
     assert (await ctl.wait_finished(first.id, timeout=60)).status == "SUCCESSFUL"
@@ -263,7 +263,7 @@ async def shown_is(board: Any, expected: dict[str, dict[str, float]]) -> bool:
 
 async def test_log_lines_take_their_tone_from_the_event_type_not_its_words(stack_factory, dashboard,
                                                                           tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     # A line written before events had types or fields: shown as it is, without a tone.
     ctl.records.db.execute("INSERT INTO events (deployment_id, at, kind, message) VALUES (NULL, ?, 'alarm', ?)",
@@ -294,7 +294,7 @@ async def test_log_lines_take_their_tone_from_the_event_type_not_its_words(stack
 
 
 async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
     await ctl.wait_finished(d.id, timeout=60)
@@ -312,7 +312,7 @@ async def test_history_row_opens_the_description(stack_factory, dashboard, tmp_p
 
 
 async def test_a_token_is_asked_for_and_used(stack_factory, dashboard, tmp_path: Path) -> None:
-    data = config(tmp_path, {"strategy": "BLUE_GREEN"})
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0})
     data["controller"]["token"] = "s3cret-token-for-tests"
     stack = await stack_factory(data)
     board = await dashboard(stack, open_it=False)
@@ -334,7 +334,7 @@ async def test_a_token_is_asked_for_and_used(stack_factory, dashboard, tmp_path:
 
 
 async def test_reconnects_and_catches_up_after_the_api_was_away(stack_factory, dashboard, tmp_path: Path) -> None:
-    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     # The page talks to an API of the test's own on the same controller, so the test can stop and restart it.
     port = free_port()

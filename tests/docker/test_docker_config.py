@@ -32,7 +32,7 @@ MiB = 1024 * 1024
 
 
 def one_task_config(tmp_path: Path, docker: dict[str, Any]) -> dict[str, Any]:
-    data = docker_config(tmp_path, {"strategy": "BLUE_GREEN"})
+    data = docker_config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0})
     data["service"]["desiredCount"] = 1
     data["controller"]["docker"] = docker
     return data

@@ -74,7 +74,7 @@ def port_of(url: str) -> int:
 
 async def test_the_controller_api_refuses_what_a_page_can_send(stack_factory, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     ctl = stack.controller
     assert ctl is not None
     api, port = stack.api_url, port_of(stack.api_url)
@@ -119,7 +119,7 @@ async def test_the_controller_api_refuses_what_a_page_can_send(stack_factory, tm
 
 
 async def test_the_admin_api_refuses_what_a_page_can_send(stack_factory, tmp_path: Path) -> None:
-    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     assert stack.proxy is not None
     admin, port = stack.proxy.admin_url, port_of(stack.proxy.admin_url)
     router = HttpRouter(admin)
@@ -165,7 +165,7 @@ async def test_the_admin_api_refuses_what_a_page_can_send(stack_factory, tmp_pat
 async def test_loopback_names_and_the_apis_own_origin_are_accepted(stack_factory, tmp_path: Path) -> None:
     """What the guard must let through: every loopback spelling of the
     address, the page's own origin (the dashboard), and a body-less JSON call."""
-    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN"}))
+    stack: Stack = await stack_factory(config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}))
     port = port_of(stack.api_url)
     async with aiohttp.ClientSession() as session:
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"127.0.0.2:{port}", f"[::1]:{port}", "localhost"):
