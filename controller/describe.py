@@ -31,6 +31,11 @@ def revision_arn(ctl: ServiceController, revision: str) -> str:
     return f"{ACCOUNT}:service-revision/{ctl.service.clusterName}/{ctl.name}/{revision}"
 
 
+def deployment_arn(ctl: ServiceController, deployment_id: str) -> str:
+    """The service deployment's ARN: a hook payload's resourceArn."""
+    return f"{ACCOUNT}:service-deployment/{ctl.service.clusterName}/{ctl.name}/{deployment_id}"
+
+
 def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
     """DescribeServiceDeployments' shape for one deployment, plus shiftlab's detail."""
     is_current = ctl.current is not None and ctl.current.id == d.id and not d.final
@@ -53,8 +58,7 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
     target_counts = counts([green], d.desired_count) if green else counts_now(d.target_revision)
     dc = d.dc
     return {
-        "serviceDeploymentArn": f"{ACCOUNT}:service-deployment/"
-                                f"{ctl.service.clusterName}/{ctl.name}/{d.id}",
+        "serviceDeploymentArn": deployment_arn(ctl, d.id),
         "serviceArn": service_arn(ctl),
         "clusterArn": cluster_arn(ctl),
         "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),

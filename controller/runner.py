@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from shiftlab.controller import eventlog
 from shiftlab.controller import hooks as hook_calls
 from shiftlab.controller import machine as m
+from shiftlab.controller.describe import deployment_arn
 from shiftlab.controller.rolling import rolling_plan
 from shiftlab.controller.router import RouterError
 from shiftlab.controller.scheduler import TaskSet
@@ -251,9 +252,10 @@ class DeploymentRunner:
         svc = self.svc
         hook = d.dc.lifecycleHooks[action.hook_index]
         body = hook_calls.payload(
-            action.execution_id, action.stage, svc.service_arn, svc.revision_arn(d.target_revision),
-            svc.revision_arn(d.source_revision), action.production_percent, action.test_percent,
-            action.hook_details,
+            execution_id=action.execution_id, stage=action.stage, resource_arn=deployment_arn(svc, d.id),
+            service_arn=svc.service_arn, target_revision_arn=svc.revision_arn(d.target_revision),
+            source_revision_arn=svc.revision_arn(d.source_revision), production_percent=action.production_percent,
+            test_percent=action.test_percent, hook_details=action.hook_details,
         )
         assert svc.session is not None and hook.hookTargetArn
         began = time.monotonic()  # what the call took, as shown: real seconds whatever the clock

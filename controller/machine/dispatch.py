@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from shiftlab.controller import eventlog
 from shiftlab.controller.machine.actions import Action, ReplaceTask, WakeAt
@@ -305,7 +306,7 @@ def _hook_answer(s: Transition, event: HookAnswer) -> None:
     run.answers.append({"at": s.now, "hookStatus": event.status, "callBackDelay": event.callback_delay,
                         "error": event.error, "seconds": event.call_seconds})
     if event.status == "IN_PROGRESS":
-        run.details = event.hook_details if event.hook_details is not None else run.details
+        run.details = merged_details(run.details, event.hook_details)
         delay = 30.0 if event.callback_delay is None else event.callback_delay
         run.next_call_at = s.now + delay / d.time_scale
         s.emit(WakeAt(run.next_call_at))
@@ -313,6 +314,18 @@ def _hook_answer(s: Transition, event: HookAnswer) -> None:
         s.hook_finished("SUCCEEDED")
     else:
         s.hook_finished("FAILED", event.error or "the hook answered FAILED")
+
+
+def merged_details(current: Any, answered: Any) -> Any:
+    """What the next call of an IN_PROGRESS hook gets: "Amazon ECS merges this
+    data and passes it back on the next invocation" (the Lambda hooks page,
+    "Passing state with hookDetails"). The answer's keys win; a configured
+    value that is not an object is replaced."""
+    if answered is None:
+        return current
+    if isinstance(current, dict) and isinstance(answered, dict):
+        return {**current, **answered}
+    return answered
 
 
 def _check_hook_deadlines(s: Transition) -> None:
