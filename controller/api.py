@@ -92,7 +92,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     dc = None
     try:
         dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json"), **changes},
-                              ctl.service.desiredCount, ctl.evaluators)
+                              ctl.service.desiredCount, ctl.evaluators, ctl.settings.lambda_functions)
     except ConfigError as exc:
         problems += exc.problems
     try:

@@ -77,7 +77,8 @@ def parse_answer(execution_id: str, raw: str | bytes) -> HookAnswer:
     details = data.get("hookDetails")
     if details is not None and not isinstance(details, dict):
         # "The hookDetails field is a dictionary" (the Lambda hooks page).
-        return HookAnswer(execution_id, "FAILED", error=f"hookDetails {_clip(json.dumps(details))} is not a JSON object")
+        return HookAnswer(execution_id, "FAILED",
+                          error=f"hookDetails {_clip(json.dumps(details))} is not a JSON object")
     return HookAnswer(execution_id, data["hookStatus"], callback_delay=delay, hook_details=details)
 
 
@@ -136,4 +137,5 @@ async def invoke(session: aiohttp.ClientSession, target: str, body: dict[str, An
     if target.startswith(("http://", "https://")):
         return await call_url(session, target, body, timeout, clock)
     return HookAnswer(body["executionId"], "FAILED",
-                      error=f"hookTargetArn {target!r}: shiftlab calls http(s) URLs and command: hooks, not AWS ARNs")
+                      error=f"{target!r}: shiftlab calls http(s) URLs and command: hooks "
+                            "(a Lambda function ARN through lambdaFunctions)")

@@ -27,6 +27,8 @@ from shiftlab.controller.machine.events import (
 )
 from shiftlab.controller.machine.record import (
     CLEAN_UP,
+    HOOK_TIMED_OUT,
+    HOOK_TIMED_OUT_CONTINUE,
     IN_PROGRESS,
     PENDING,
     PRE_SCALE_UP,
@@ -334,13 +336,12 @@ def _check_hook_deadlines(s: Transition) -> None:
     if run is None or d.final or d.waiting != W_HOOK:
         return
     if run.timeout_at is not None and s.now >= run.timeout_at:
-        hook = d.dc.lifecycleHooks[run.hook_index]
-        action = hook.timeoutConfiguration.action if hook.timeoutConfiguration else "ROLLBACK"
+        action = d.dc.lifecycleHooks[run.hook_index].timeout_action
         if action == "CONTINUE":
             s.note(eventlog.hook_timed_out(run.stage, run.hook_index, run.execution_id, action))
-            s.hook_finished("SUCCEEDED", "timed out (CONTINUE)")
+            s.hook_finished("SUCCEEDED", HOOK_TIMED_OUT_CONTINUE)
         else:
-            s.hook_finished("FAILED", "timed out")
+            s.hook_finished("FAILED", HOOK_TIMED_OUT)
         return
     if run.next_call_at is not None and s.now >= run.next_call_at:
         s.invoke(run)

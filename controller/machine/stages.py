@@ -154,10 +154,9 @@ class Transition:
             hook_index=index, stage=d.stage or "", execution_id=f"{d.id}-{d.stage}-{n}-{index}",
             kind=hook.kind, started_at=self.now, details=hook.hookDetails,
         )
-        if hook.timeoutConfiguration is not None or hook.kind == "PAUSE":
-            tc = hook.timeoutConfiguration
-            run.timeout_at = self.now + minutes(d, tc.timeoutInMinutes if tc else 60)
-            self.emit(WakeAt(run.timeout_at))
+        # Every hook has a timeout, 1,440 AWS minutes unless configured (ECS's default).
+        run.timeout_at = self.now + minutes(d, hook.timeout_minutes)
+        self.emit(WakeAt(run.timeout_at))
         d.hook = run
         d.waiting = W_HOOK
         if hook.kind == "PAUSE":
