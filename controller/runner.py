@@ -42,7 +42,7 @@ class DeploymentRunner:
         self.current = d
         self._queue = asyncio.Queue()
         if resume:
-            self._queue.put_nowait(m.Recover(dict(self.svc.monitor.alarm_states)))
+            self._queue.put_nowait(m.Recover(dict(self.svc.monitor.alarm_states), self.active_revisions()))
         self.task = asyncio.create_task(self._run(d, resume))
 
     def feed(self, event: m.Event) -> None:
@@ -53,13 +53,21 @@ class DeploymentRunner:
         d = self.current
         return d is not None and d.id == deployment_id and not d.final and not d.rolling_back
 
+    def active_revisions(self) -> int:
+        """Service revisions ACTIVE as a deployment starts: the running one and
+        any other a task set runs or still wants (a deployment stopped without
+        rollback leaves its tasks)."""
+        svc = self.svc
+        return len({svc.state.running_revision}
+                   | {ts.revision for ts in svc.sets.values() if ts.desired > 0 or ts.running()})
+
     # -- the event loop of one deployment ----------------------------------------
 
     async def _run(self, d: m.Deployment, resume: bool = False) -> None:
         assert self._queue is not None
         self.svc.spawn(self.svc.scheduler.watch_green(d.id))
         if not resume:
-            await self._apply(m.Start(dict(self.svc.monitor.alarm_states)))
+            await self._apply(m.Start(dict(self.svc.monitor.alarm_states), self.active_revisions()))
         while self.current is not None and not self.current.final:
             wake = _next_wake(self.current)
             timeout = None if wake is None else max(0.0, wake - self.svc.clock.now())

@@ -112,6 +112,12 @@ def _start(s: Transition, event: Start) -> None:
             s.note(eventlog.alarm_ignored(already, d.ignored_alarms))
     d.circuit_breaker_status = "MONITORING" if dc.deploymentCircuitBreaker.enable else "DISABLED"
     s.note(eventlog.status_changed(IN_PROGRESS))
+    if dc.strategy != "ROLLING" and event.active_revisions is not None and event.active_revisions < 2:
+        # RECONCILE_SERVICE "only happens when you start a new service deployment with
+        # more than 1 service revision in an ACTIVE state" (DeploymentLifecycleHook).
+        s.note(eventlog.stage_skipped(RECONCILE_SERVICE, "only one service revision is ACTIVE"))
+        s.enter(PRE_SCALE_UP)
+        return
     s.enter(RECONCILE_SERVICE)
 
 
@@ -228,7 +234,7 @@ def _recover(s: Transition, event: Recover) -> None:
     d = s.d
     plan_ = recovery_plan(d)
     if plan_ == "start":
-        _dispatch(s, Start(event.alarm_states))
+        _dispatch(s, Start(event.alarm_states, event.active_revisions))
         return
     if plan_ == "rollback":
         reason = (d.status_reason if d.rolling_back else

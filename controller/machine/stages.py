@@ -85,6 +85,8 @@ class Transition:
             elif stage == CLEAN_UP:
                 d.waiting = W_STOP
                 self.emit(StopTasks("green"))
+            else:
+                self.work_done()  # TEST_TRAFFIC_SHIFT: test traffic moved back with the rest; its hooks run
             return
         rolling = d.dc.strategy == "ROLLING"
         if stage == RECONCILE_SERVICE:
@@ -201,7 +203,11 @@ class Transition:
         d = self.d
         stage = d.stage
         if d.rolling_back:
+            # "When a rollback occurs, Amazon ECS re-invokes hooks registered at the
+            # PRODUCTION_TRAFFIC_SHIFT and TEST_TRAFFIC_SHIFT stages" (the Lambda hooks page).
             if stage == PRODUCTION_TRAFFIC_SHIFT:
+                self.enter(TEST_TRAFFIC_SHIFT)
+            elif stage == TEST_TRAFFIC_SHIFT:
                 self.enter(CLEAN_UP)
             else:
                 self.finish(ROLLBACK_SUCCESSFUL, d.status_reason)

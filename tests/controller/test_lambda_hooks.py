@@ -31,7 +31,7 @@ from shiftlab.controller.records import Records
 from shiftlab.controller.router import FakeRouter
 from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
-from tests.controller.fakes import finished
+from tests.controller.fakes import finished, run_until
 from tests.controller.support import config
 from tests.helpers import eventually, logged
 
@@ -164,3 +164,44 @@ def test_a_bad_mapping_is_refused_naming_it(tmp_path: Path, functions: Any, prob
     with pytest.raises(ConfigError) as caught:
         load_settings(data)
     assert problem in caught.value.problems
+
+
+async def test_reconcile_service_runs_only_when_a_second_revision_is_active(controllers, clock, tmp_path) -> None:
+    """DeploymentLifecycleHook: RECONCILE_SERVICE "only happens when you start a new
+    service deployment with more than 1 service revision in an ACTIVE state". The
+    first deployment starts with one (skipped, with an event); stopped without
+    rollback, it leaves its tasks running, so the next one starts with two: it
+    reconciles (the stray tasks go) and its RECONCILE_SERVICE hook runs."""
+    calls = tmp_path / "calls"
+    command = hook_script(tmp_path, f"open({str(calls)!r}, 'a').write(event['lifecycleStage'] + '\\n')\n"
+                                    "print(json.dumps({'hookStatus': 'SUCCEEDED'}))\n")
+    ctl = await controllers({"strategy": "BLUE_GREEN", "lifecycleHooks": [
+        {**AWS_HOOK, "lifecycleStages": ["RECONCILE_SERVICE"]},
+        {"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"]}]}, {"my-approval-hook": command})
+    first = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    await _until(clock, lambda: ctl.current.hook is not None and ctl.current.hook.kind == "PAUSE")
+    # DescribeServiceDeployments while the PAUSE waits.
+    [detail] = ctl.describe(ctl.current)["lifecycleHookDetails"]
+    assert detail["targetType"] == "PAUSE" and detail["status"] == "AWAITING_ACTION"
+    assert detail["timeoutAction"] == "ROLLBACK" and "targetArn" not in detail
+    assert [s["stage"] for s in ctl.current.stages][:2] == ["PRE_SCALE_UP", "SCALE_UP"]
+    assert logged(ctl.records.events(first.id), eventlog.STAGE_SKIPPED) == [
+        {"stage": "RECONCILE_SERVICE", "reason": "only one service revision is ACTIVE"}]
+    ctl.stop_deployment(first.id, rollback=False)
+    assert (await finished(ctl, clock, first.id)).status == "STOPPED"
+    stray = [t.task_id for t in ctl.sets["green"].running()]
+    assert len(stray) == 2 and not calls.exists()
+
+    second = ctl.create_deployment({"env": {"GREETING": "v3"}})
+    await eventually(lambda: calls.exists() and calls.read_text() == "RECONCILE_SERVICE\n", timeout=30,
+                     what="the RECONCILE_SERVICE hook")
+    await _until(clock, lambda: ctl.current.hook is not None and ctl.current.hook.kind == "PAUSE")
+    assert [s["stage"] for s in ctl.current.stages][:2] == ["RECONCILE_SERVICE", "PRE_SCALE_UP"]
+    assert not set(stray) & {t.task_id for t in ctl.sets["green"].running()}  # reconciled away
+    assert not logged(ctl.records.events(second.id), eventlog.STAGE_SKIPPED)
+    ctl.approve(second.id)
+    assert (await finished(ctl, clock, second.id, within=600)).status == "SUCCESSFUL"
+
+
+async def _until(clock: FakeClock, predicate: Callable[[], Any]) -> None:
+    await run_until(clock, predicate, "the condition", within=600)
