@@ -1,6 +1,7 @@
 """Calling lifecycle hooks: an http(s) URL (POST of ECS's payload) or a local
 command (`command:...`: the payload on stdin, the answer on stdout, as a
-Lambda function would take and return them).
+Lambda function would take and return them); a Lambda function's ARN calls
+what `lambdaFunctions` maps it to.
 
 Whatever goes wrong becomes an answer the state machine understands: a
 FAILED status with the reason, never an exception. A call's time limit is
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from shiftlab.controller.clock import Clock, RealClock, wait_for
+from shiftlab.controller.config import LAMBDA_MAX_SECONDS, LambdaFunctions, LifecycleHook, lambda_function
 from shiftlab.controller.machine import HookAnswer
 
 STATUSES = ("SUCCEEDED", "FAILED", "IN_PROGRESS")
@@ -128,6 +130,24 @@ async def call_command(command: str, body: dict[str, Any], timeout: float, clock
         return HookAnswer(eid, "FAILED",
                           error=f"the command exited with {proc.returncode}: {_clip(err.strip() or out.strip())}")
     return parse_answer(eid, out)
+
+
+async def invoke_hook(session: aiohttp.ClientSession, hook: LifecycleHook, functions: LambdaFunctions,
+                      body: dict[str, Any], remaining: float | None, clock: Clock | None = None) -> HookAnswer:
+    """One invocation of `hook`: what `functions` (lambdaFunctions) maps its
+    Lambda function to, or its URL or command. It may run as long as a
+    Lambda may (900 s, or the function's own timeout), never past
+    `remaining` (seconds left of the hook's timeoutConfiguration)."""
+    target, limit = hook.hookTargetArn or "", float(LAMBDA_MAX_SECONDS)
+    if hook.kind == "LAMBDA":
+        function = lambda_function(target, functions)
+        if function is None:
+            return HookAnswer(body["executionId"], "FAILED",
+                              error=f"the Lambda function {target!r} has no mapping in lambdaFunctions")
+        target, limit = function.target, float(function.timeout)
+    if remaining is not None:
+        limit = max(0.001, min(limit, remaining))
+    return await invoke(session, target, body, limit, clock)
 
 
 async def invoke(session: aiohttp.ClientSession, target: str, body: dict[str, Any], timeout: float,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from shiftlab.controller import eventlog
 from shiftlab.controller import hooks as hook_calls
 from shiftlab.controller import machine as m
-from shiftlab.controller.config import LAMBDA_MAX_SECONDS, lambda_function
 from shiftlab.controller.describe import deployment_arn
 from shiftlab.controller.rolling import rolling_plan
 from shiftlab.controller.router import RouterError
@@ -267,19 +266,10 @@ class DeploymentRunner:
         )
         assert svc.session is not None and hook.hookTargetArn
         began = time.monotonic()  # what the call took, as shown: real seconds whatever the clock
-        target, limit = hook.hookTargetArn, float(LAMBDA_MAX_SECONDS)
-        function = lambda_function(target, svc.settings.lambda_functions) if hook.kind == "LAMBDA" else None
-        if function is not None:
-            target, limit = function.target, float(function.timeout)
         run = d.hook
-        if run is not None and run.timeout_at is not None:
-            # No call outlives the hook's own timeout (the machine ends the hook then).
-            limit = max(0.001, min(limit, run.timeout_at - svc.clock.now()))
-        if hook.kind == "LAMBDA" and function is None:
-            answer = m.HookAnswer(action.execution_id, "FAILED",
-                                  error=f"the Lambda function {target!r} has no mapping in lambdaFunctions")
-        else:
-            answer = await hook_calls.invoke(svc.session, target, body, limit, svc.clock)
+        remaining = None if run is None or run.timeout_at is None else run.timeout_at - svc.clock.now()
+        answer = await hook_calls.invoke_hook(svc.session, hook, svc.settings.lambda_functions, body, remaining,
+                                              svc.clock)
         seconds = round(time.monotonic() - began, 3)
         answer = dataclasses.replace(answer, call_seconds=seconds)
         svc.note(d.id, eventlog.hook_answered(action.stage, action.hook_index, action.execution_id,

@@ -31,13 +31,7 @@ from shiftlab.controller.alarms import AlarmEvaluator, MetricAlarm
 from shiftlab.controller.backends.base import RUNNING, Backend
 from shiftlab.controller.clock import Clock, RealClock
 from shiftlab.controller.clock import wait_for as clock_wait_for
-from shiftlab.controller.config import (
-    ControllerRuntime,
-    DeploymentConfiguration,
-    LambdaFunctions,
-    ServiceConfig,
-    TaskDefinitionSpec,
-)
+from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig, TaskDefinitionSpec
 from shiftlab.controller.lbsync import LoadBalancerSync
 from shiftlab.controller.monitor import Monitor
 from shiftlab.controller.records import Records, ServiceState
@@ -60,8 +54,9 @@ class ControllerSettings:
     # scaled deregistration delay): how long to wait for a drain to end.
     drain_seconds: dict[str, float]
     time_scale: float = 1.0
-    # Stand-ins for the Lambda functions hooks name (the `lambdaFunctions` section).
-    lambda_functions: LambdaFunctions = field(default_factory=dict)
+    # Stand-ins for the Lambda functions hooks name (the `lambdaFunctions`
+    # section): function ARN or name -> config.LambdaFunction.
+    lambda_functions: dict[str, Any] = field(default_factory=dict)
 
 
 class DeploymentConflict(Exception):
