@@ -93,7 +93,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     try:
         # The fields the file gave (not its defaults): ECS's rules on what must be given see the same input.
         dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json", exclude_unset=True), **changes},
-                              ctl.service.desiredCount, ctl.evaluators)
+                              ctl.service.desiredCount, ctl.evaluators, ctl.settings.lambda_functions)
     except ConfigError as exc:
         problems += exc.problems
     try:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shiftlab.common.configfile import Model, in_range
+from shiftlab.common.configfile import ConfigError, Model, in_range, parse
 from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.vocabulary import (
     HOOKABLE_STAGES,
@@ -53,9 +53,21 @@ class CircuitBreaker(Model):
     rollback: bool = False
 
 
+# A hook's timeoutConfiguration as ECS documents it: every hook, Lambda or
+# PAUSE, waits 1,440 minutes (24 hours) unless told otherwise; a Lambda hook
+# 1..1,440 minutes, a PAUSE hook 1..20,160 (14 days). Sources: the Lambda
+# hooks page ("Timeout configuration",
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/lambda-lifecycle-hooks.html)
+# and the pause hooks page ("Configuration fields",
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/pause-lifecycle-hooks.html).
+HOOK_TIMEOUT_MINUTES = 1440
+LAMBDA_HOOK_MAX_MINUTES = 1440
+PAUSE_HOOK_MAX_MINUTES = 20160
+
+
 class TimeoutConfiguration(Model):
     action: Literal["ROLLBACK", "CONTINUE"] = "ROLLBACK"
-    timeoutInMinutes: Annotated[int, in_range(1, 1440)] = 60
+    timeoutInMinutes: Annotated[int, in_range(1, PAUSE_HOOK_MAX_MINUTES)] = HOOK_TIMEOUT_MINUTES
 
 
 def _hookable(stage: Any) -> Any:
@@ -69,10 +81,20 @@ def _hookable(stage: Any) -> Any:
     return stage
 
 
+# A Lambda function's ARN, as Lambda's API patterns it (an unqualified ARN or
+# one with a version or an alias): group 1 the function's name.
+LAMBDA_ARN = re.compile(r"arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:([a-zA-Z0-9_-]{1,64})"
+                        r"(?::(?:\$LATEST|[a-zA-Z0-9_-]+))?")
+FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}(?::(?:\$LATEST|[a-zA-Z0-9_-]+))?")
+LOCAL_TARGETS = ("http://", "https://", "command:")
+
+
 class LifecycleHook(Model):
     hookTargetArn: str | None = None
-    # Before lifecycleStages, whose check reads it.
-    targetType: Literal["LAMBDA", "PAUSE", "URL", "COMMAND"] | None = None
+    # Before lifecycleStages and timeoutConfiguration, whose checks read it.
+    # ECS's values are AWS_LAMBDA (the default) and PAUSE; LAMBDA, URL and
+    # COMMAND are older shiftlab spellings, still read.
+    targetType: Literal["AWS_LAMBDA", "PAUSE", "LAMBDA", "URL", "COMMAND"] | None = None
     lifecycleStages: Annotated[list[Annotated[Stage, BeforeValidator(_hookable)]], Field(min_length=1)]
     hookDetails: Any = None
     timeoutConfiguration: TimeoutConfiguration | None = None
@@ -87,26 +109,118 @@ class LifecycleHook(Model):
                 raise ValueError(f"a PAUSE hook cannot run at {', '.join(bad)}, as in ECS")
         return v
 
+    @field_validator("timeoutConfiguration")
+    @classmethod
+    def _lambda_timeout(cls, v: TimeoutConfiguration | None, info: ValidationInfo) -> TimeoutConfiguration | None:
+        if v is not None and info.data.get("targetType") != "PAUSE" and v.timeoutInMinutes > LAMBDA_HOOK_MAX_MINUTES:
+            raise ValueError(f"timeoutInMinutes {v.timeoutInMinutes} is out of range 1..{LAMBDA_HOOK_MAX_MINUTES} "
+                             f"for a Lambda hook (a PAUSE hook may wait up to {PAUSE_HOOK_MAX_MINUTES}), as in ECS")
+        return v
+
     @model_validator(mode="after")
     def _target(self) -> LifecycleHook:
         if self.kind == "PAUSE":
             return self
         if not self.hookTargetArn:
-            raise ValueError("hookTargetArn is required (an http(s) URL or command:...), unless targetType is PAUSE")
-        if not self.hookTargetArn.startswith(("http://", "https://", "command:")):
+            raise ValueError("hookTargetArn is required (a Lambda function ARN mapped in lambdaFunctions, an "
+                             "http(s) URL or command:...), unless targetType is PAUSE")
+        if not self.hookTargetArn.startswith(LOCAL_TARGETS) and not LAMBDA_ARN.fullmatch(self.hookTargetArn):
             # Refused here rather than when the hook runs: a rehearsal would
             # roll back on it, and CI could not tell that from a real failure.
-            raise ValueError(f"hookTargetArn {self.hookTargetArn!r}: shiftlab calls http(s) URLs and command: "
-                             "hooks, not AWS ARNs (point it at a local URL or command standing in for the Lambda)")
+            raise ValueError(f"hookTargetArn {self.hookTargetArn!r} is not a Lambda function ARN "
+                             "(arn:aws:lambda:<region>:<account>:function:<name>), an http(s) URL nor command:...")
         return self
 
     @property
     def kind(self) -> str:
-        """PAUSE, URL (http/https) or COMMAND (`command:` followed by a shell-like command line)."""
+        """PAUSE; LAMBDA (a function ARN, called through its lambdaFunctions
+        mapping); URL (http/https); or COMMAND (`command:` followed by a
+        shell-like command line)."""
         if self.targetType == "PAUSE":
             return "PAUSE"
         arn = self.hookTargetArn or ""
-        return "COMMAND" if arn.startswith("command:") else "URL"
+        if arn.startswith("command:"):
+            return "COMMAND"
+        return "URL" if arn.startswith(("http://", "https://")) else "LAMBDA"
+
+    @property
+    def timeout_minutes(self) -> int:
+        """How long ECS waits for this hook before its timeout action (AWS minutes)."""
+        tc = self.timeoutConfiguration
+        return tc.timeoutInMinutes if tc is not None else HOOK_TIMEOUT_MINUTES
+
+    @property
+    def timeout_action(self) -> str:
+        tc = self.timeoutConfiguration
+        return tc.action if tc is not None else "ROLLBACK"
+
+
+# Lambda's own limit of one invocation: 900 seconds (15 minutes) at most
+# (Lambda's Timeout, 1..900 s; https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
+LAMBDA_MAX_SECONDS = 900
+
+
+def _function_target(v: Any) -> Any:
+    return {"target": v} if isinstance(v, str) else v
+
+
+def _local_target(v: str) -> str:
+    if not v.startswith(LOCAL_TARGETS):
+        raise ValueError(f"{v!r} is neither command:<command line> nor an http(s) URL")
+    return v
+
+
+class LambdaFunction(Model):
+    """shiftlab's stand-in for one Lambda function (`lambdaFunctions:`): the
+    command or URL called in its place, and how long one invocation may run
+    (seconds of the controller's clock, not scaled: Lambda's Timeout, at most
+    900; the function's own runtime is real time)."""
+
+    target: Annotated[str, AfterValidator(_local_target)]
+    timeout: Annotated[int, in_range(1, LAMBDA_MAX_SECONDS)] = LAMBDA_MAX_SECONDS
+
+
+LambdaFunctions = dict[str, LambdaFunction]
+
+
+def parse_lambda_functions(data: Any, section: str = "lambdaFunctions") -> LambdaFunctions:
+    """The `lambdaFunctions` section: function ARN or name -> `command:...`,
+    `http(s)://...` or {target, timeout}. A ConfigError names each bad entry."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{section}: must be a mapping of Lambda function ARN or name to command:... or "
+                           "an http(s) URL"])
+    problems: list[str] = []
+    out: LambdaFunctions = {}
+    for key, value in data.items():
+        path = f"{section}.{key}"
+        if not isinstance(key, str) or not (LAMBDA_ARN.fullmatch(key) or FUNCTION_NAME.fullmatch(key)):
+            problems.append(f"{path}: {key!r} is neither a Lambda function ARN nor a function name")
+            continue
+        try:
+            out[key] = parse(LambdaFunction, _function_target(value), path)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def lambda_function(arn: str, functions: LambdaFunctions) -> LambdaFunction | None:
+    """The mapping that stands in for the function `arn`: by the ARN as
+    written, the ARN without its version or alias, the name with that
+    qualifier, or the name."""
+    match = LAMBDA_ARN.fullmatch(arn)
+    if match is None:
+        return None
+    name = match.group(1)
+    qualifier = arn[match.end(1):]  # ":alias" or ""
+    unqualified = arn[:match.end(1)]
+    for key in (arn, unqualified, name + qualifier, name):
+        if key in functions:
+            return functions[key]
+    return None
 
 
 class DeploymentConfiguration(Model):

@@ -31,6 +31,11 @@ def revision_arn(ctl: ServiceController, revision: str) -> str:
     return f"{ACCOUNT}:service-revision/{ctl.service.clusterName}/{ctl.name}/{revision}"
 
 
+def deployment_arn(ctl: ServiceController, deployment_id: str) -> str:
+    """The service deployment's ARN: a hook payload's resourceArn."""
+    return f"{ACCOUNT}:service-deployment/{ctl.service.clusterName}/{ctl.name}/{deployment_id}"
+
+
 def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
     """DescribeServiceDeployments' shape for one deployment, plus shiftlab's detail."""
     is_current = ctl.current is not None and ctl.current.id == d.id and not d.final
@@ -53,8 +58,7 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
     target_counts = counts([green], d.desired_count) if green else counts_now(d.target_revision)
     dc = d.dc
     return {
-        "serviceDeploymentArn": f"{ACCOUNT}:service-deployment/"
-                                f"{ctl.service.clusterName}/{ctl.name}/{d.id}",
+        "serviceDeploymentArn": deployment_arn(ctl, d.id),
         "serviceArn": service_arn(ctl),
         "clusterArn": cluster_arn(ctl),
         "createdAt": _iso(d.created_at), "startedAt": _iso(d.started_at), "finishedAt": _iso(d.finished_at),
@@ -66,6 +70,7 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
             "requestedProductionTrafficWeight": d.requested_production_percent,
         },
         "status": d.status, "statusReason": d.status_reason, "lifecycleStage": d.stage,
+        "lifecycleHookDetails": lifecycle_hook_details(d),
         "deploymentConfiguration": d.config,
         "rollback": ({"reason": d.rollback["reason"], "startedAt": _iso(d.rollback["startedAt"]),
                       "serviceRevisionArn": revision_arn(ctl, d.rollback["serviceRevisionArn"])}
@@ -94,6 +99,30 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
             "taskSets": task_set_counts(ctl) if ctl.current is not None and ctl.current.id == d.id else [],
         },
     }
+
+
+def lifecycle_hook_details(d: Deployment) -> list[dict[str, Any]]:
+    """ServiceDeployment.lifecycleHookDetails: the hooks of the stage the
+    deployment is in, each a DeploymentLifecycleHookDetail (hookId,
+    targetType, targetArn for a Lambda hook only, status AWAITING_ACTION |
+    IN_PROGRESS | SUCCEEDED | FAILED | TIMED_OUT, expiresAt, timeoutAction),
+    as the ECS API reference and the pause hooks page show it."""
+    if d.stage_started_at is None:
+        return []
+    out = []
+    for r in [*d.hook_runs, *([d.hook] if d.hook else [])]:
+        if r.stage != d.stage or r.started_at < d.stage_started_at:
+            continue
+        hook = d.dc.lifecycleHooks[r.hook_index]
+        pause = r.kind == "PAUSE"
+        status = ("TIMED_OUT" if r.timed_out else
+                  "AWAITING_ACTION" if pause and r.status == "IN_PROGRESS" else r.status)
+        item: dict[str, Any] = {"hookId": r.execution_id, "targetType": "PAUSE" if pause else "AWS_LAMBDA"}
+        if not pause:
+            item["targetArn"] = hook.hookTargetArn
+        item |= {"status": status, "expiresAt": _iso(r.timeout_at), "timeoutAction": hook.timeout_action}
+        out.append(item)
+    return out
 
 
 def task_set_counts(ctl: ServiceController) -> list[dict[str, Any]]:

@@ -136,6 +136,15 @@ def stage_entered(stage: str, previous: str | None, rollback: bool) -> Entry:
     return STAGE_ENTERED.entry(stage=stage, **{"from": previous}, rollback=rollback)
 
 
+STAGE_SKIPPED = _type("stage.skipped", {"stage": TEXT, "reason": TEXT},
+                      lambda f: f"{f['stage']} skipped: {f['reason']}")
+
+
+def stage_skipped(stage: str, reason: str) -> Entry:
+    """A stage this deployment does not pass through, and why (RECONCILE_SERVICE with one ACTIVE revision)."""
+    return STAGE_SKIPPED.entry(stage=stage, reason=reason)
+
+
 # -- weights -------------------------------------------------------------------------------
 
 # `traffic`: which rules, "production", "test" or "all"; `percent`: green's share.

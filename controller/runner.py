@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from shiftlab.controller import eventlog
 from shiftlab.controller import hooks as hook_calls
 from shiftlab.controller import machine as m
+from shiftlab.controller.describe import deployment_arn
 from shiftlab.controller.rolling import rolling_plan
 from shiftlab.controller.router import RouterError
 from shiftlab.controller.scheduler import TaskSet
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shiftlab.controller")
 
-HOOK_CALL_TIMEOUT = 30.0  # seconds for one hook invocation to answer
 BRING_UP_INTERVAL = 0.1  # seconds between checks that a scaling set is up and healthy
 
 
@@ -41,7 +41,7 @@ class DeploymentRunner:
         self.current = d
         self._queue = asyncio.Queue()
         if resume:
-            self._queue.put_nowait(m.Recover(dict(self.svc.monitor.alarm_states)))
+            self._queue.put_nowait(m.Recover(dict(self.svc.monitor.alarm_states), self.active_revisions()))
         self.task = asyncio.create_task(self._run(d, resume))
 
     def feed(self, event: m.Event) -> None:
@@ -52,13 +52,21 @@ class DeploymentRunner:
         d = self.current
         return d is not None and d.id == deployment_id and not d.final and not d.rolling_back
 
+    def active_revisions(self) -> int:
+        """Service revisions ACTIVE as a deployment starts: the running one and
+        any other a task set runs or still wants (a deployment stopped without
+        rollback leaves its tasks)."""
+        svc = self.svc
+        return len({svc.state.running_revision}
+                   | {ts.revision for ts in svc.sets.values() if ts.desired > 0 or ts.running()})
+
     # -- the event loop of one deployment ----------------------------------------
 
     async def _run(self, d: m.Deployment, resume: bool = False) -> None:
         assert self._queue is not None
         self.svc.spawn(self.svc.scheduler.watch_green(d.id))
         if not resume:
-            await self._apply(m.Start(dict(self.svc.monitor.alarm_states)))
+            await self._apply(m.Start(dict(self.svc.monitor.alarm_states), self.active_revisions()))
         while self.current is not None and not self.current.final:
             wake = _next_wake(self.current)
             timeout = None if wake is None else max(0.0, wake - self.svc.clock.now())
@@ -251,13 +259,17 @@ class DeploymentRunner:
         svc = self.svc
         hook = d.dc.lifecycleHooks[action.hook_index]
         body = hook_calls.payload(
-            action.execution_id, action.stage, svc.service_arn, svc.revision_arn(d.target_revision),
-            svc.revision_arn(d.source_revision), action.production_percent, action.test_percent,
-            action.hook_details,
+            execution_id=action.execution_id, stage=action.stage, resource_arn=deployment_arn(svc, d.id),
+            service_arn=svc.service_arn, target_revision_arn=svc.revision_arn(d.target_revision),
+            source_revision_arn=svc.revision_arn(d.source_revision), production_percent=action.production_percent,
+            test_percent=action.test_percent, hook_details=action.hook_details,
         )
         assert svc.session is not None and hook.hookTargetArn
         began = time.monotonic()  # what the call took, as shown: real seconds whatever the clock
-        answer = await hook_calls.invoke(svc.session, hook.hookTargetArn, body, HOOK_CALL_TIMEOUT, svc.clock)
+        run = d.hook
+        remaining = None if run is None or run.timeout_at is None else run.timeout_at - svc.clock.now()
+        answer = await hook_calls.invoke_hook(svc.session, hook, svc.settings.lambda_functions, body, remaining,
+                                              svc.clock)
         seconds = round(time.monotonic() - began, 3)
         answer = dataclasses.replace(answer, call_seconds=seconds)
         svc.note(d.id, eventlog.hook_answered(action.stage, action.hook_index, action.execution_id,

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -54,6 +54,9 @@ class ControllerSettings:
     # scaled deregistration delay): how long to wait for a drain to end.
     drain_seconds: dict[str, float]
     time_scale: float = 1.0
+    # Stand-ins for the Lambda functions hooks name (the `lambdaFunctions`
+    # section): function ARN or name -> config.LambdaFunction.
+    lambda_functions: dict[str, Any] = field(default_factory=dict)
 
 
 class DeploymentConflict(Exception):

@@ -24,7 +24,7 @@ from typing import Any
 
 from shiftlab.common.configfile import ConfigError, merge_problems, parse
 from shiftlab.controller.awsshapes import deployment_configuration_problems
-from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.config import LAMBDA_ARN, DeploymentConfiguration, LambdaFunctions, lambda_function
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.vocabulary import Strategy
 
@@ -32,10 +32,14 @@ SECTION = "deploymentConfiguration"
 
 
 def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
-                        alarm_names: Collection[str] | None) -> list[str]:
-    """What `dc` cannot do. None for the desired count or the alarms: not
-    known (their own section was refused), so not checked."""
+                        alarm_names: Collection[str] | None,
+                        lambda_functions: LambdaFunctions | None = None) -> list[str]:
+    """What `dc` cannot do. None for the desired count, the alarms or the
+    Lambda functions: not known (their own section was refused), so not
+    checked."""
     problems = []
+    if lambda_functions is not None:
+        problems += _unmapped_functions(dc, lambda_functions)
     if alarm_names is not None:
         for i, name in enumerate(dc.alarms.alarmNames):
             if name not in alarm_names:
@@ -64,8 +68,25 @@ def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
     return problems
 
 
-def check_deployment(data: Any, desired_count: int | None,
-                     alarm_names: Collection[str] | None) -> DeploymentConfiguration:
+def _unmapped_functions(dc: DeploymentConfiguration, functions: LambdaFunctions) -> list[str]:
+    """A hook copied from AWS names its Lambda function by ARN; shiftlab calls
+    what `lambdaFunctions` maps it to, so one with no mapping would only fail
+    (and roll back) once the deployment reached its stage."""
+    problems = []
+    for i, hook in enumerate(dc.lifecycleHooks):
+        arn = hook.hookTargetArn
+        if hook.kind != "LAMBDA" or arn is None or lambda_function(arn, functions) is not None:
+            continue
+        match = LAMBDA_ARN.fullmatch(arn)
+        name = match.group(1) if match else arn
+        problems.append(f"{SECTION}.lifecycleHooks[{i}].hookTargetArn: the Lambda function {arn!r} has no "
+                        f"mapping in lambdaFunctions (add `lambdaFunctions: {{{name}: \"command:...\"}}` or an "
+                        "http(s) URL: what shiftlab calls in its place)")
+    return problems
+
+
+def check_deployment(data: Any, desired_count: int | None, alarm_names: Collection[str] | None,
+                     lambda_functions: LambdaFunctions | None = None) -> DeploymentConfiguration:
     """`data` (a deploymentConfiguration section) parsed and checked; a
     ConfigError lists every problem, each with its field path."""
     # What ECS's API refuses (its model: field names, types, required fields),
@@ -75,7 +96,7 @@ def check_deployment(data: Any, desired_count: int | None,
         dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
     except ConfigError as exc:
         raise ConfigError(merge_problems(exc.problems, aws)) from None
-    problems = merge_problems(deployment_problems(dc, desired_count, alarm_names), aws)
+    problems = merge_problems(deployment_problems(dc, desired_count, alarm_names, lambda_functions), aws)
     if problems:
         raise ConfigError(problems)
     return dc

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from shiftlab.controller import eventlog
+from shiftlab.controller.config import HOOK_TIMEOUT_MINUTES
 from shiftlab.loadgen import LoadResult
 from shiftlab.rehearse import rollback_at
 from shiftlab.settings import Settings, load_settings, on_free_ports
@@ -278,7 +279,7 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
 def approve_delay(scenario: Scenario, time_scale: float, wanted: float = 5.0) -> float:
     """Wall-clock seconds before the demo approves a PAUSE by itself: `wanted`,
     or less when the hook's timeout (in AWS minutes) would come first."""
-    timeouts = [h.get("timeoutConfiguration", {}).get("timeoutInMinutes", 60)
+    timeouts = [h.get("timeoutConfiguration", {}).get("timeoutInMinutes", HOOK_TIMEOUT_MINUTES)
                 for h in scenario.deployment.get("lifecycleHooks", []) if h.get("targetType") == "PAUSE"]
     if not timeouts:
         return wanted

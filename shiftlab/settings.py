@@ -2,7 +2,7 @@
 then cross-checked, all problems reported together.
 
 Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
-`alarms`, `controller` (controller) and `timeScale`. A file with only
+`alarms`, `lambdaFunctions`, `controller` (controller) and `timeScale`. A file with only
 `loadBalancer` is a valid proxy-only config.
 """
 
@@ -20,12 +20,19 @@ from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
 from shiftlab.controller.awsshapes import service_problems
 from shiftlab.controller.backends import docker_options
-from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguration, ServiceConfig
+from shiftlab.controller.config import (
+    ControllerRuntime,
+    DeploymentConfiguration,
+    LambdaFunctions,
+    ServiceConfig,
+    parse_lambda_functions,
+)
 from shiftlab.controller.service import ControllerSettings
 from shiftlab.controller.validation import check_deployment
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
-KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale")
+KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale",
+                  "lambdaFunctions")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Settings:
     deployment: DeploymentConfiguration = field(default_factory=DeploymentConfiguration)
     alarms: tuple[MetricAlarm, ...] = ()
     controller: ControllerRuntime = field(default_factory=ControllerRuntime)
+    lambda_functions: LambdaFunctions = field(default_factory=dict)
 
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
@@ -48,6 +56,7 @@ class Settings:
         return ControllerSettings(
             self.service, self.deployment, list(self.alarms), self.controller,
             {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
+            dict(self.lambda_functions),
         )
 
     def summary(self) -> str:
@@ -128,10 +137,11 @@ def load_settings(data: dict[str, Any]) -> Settings:
         problems.append("alarms: must be a list of put-metric-alarm inputs")
         raw_alarms = []
     alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
+    functions = attempt(lambda: parse_lambda_functions(data.get("lambdaFunctions")))
     # Checked as POST /api/deployments checks a deployment's (controller.validation).
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
-        {a.AlarmName for a in alarms} if alarms is not None else None))
+        {a.AlarmName for a in alarms} if alarms is not None else None, functions))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -156,7 +166,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
         raise ConfigError(list(dict.fromkeys(problems)))
     assert lb is not None and scale is not None and deployment is not None and runtime is not None
-    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime)
+    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {})
 
 
 def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list[str]:

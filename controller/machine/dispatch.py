@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from shiftlab.controller import eventlog
 from shiftlab.controller.machine.actions import Action, ReplaceTask, WakeAt
@@ -26,6 +27,8 @@ from shiftlab.controller.machine.events import (
 )
 from shiftlab.controller.machine.record import (
     CLEAN_UP,
+    HOOK_TIMED_OUT,
+    HOOK_TIMED_OUT_CONTINUE,
     IN_PROGRESS,
     PENDING,
     PRE_SCALE_UP,
@@ -109,6 +112,12 @@ def _start(s: Transition, event: Start) -> None:
             s.note(eventlog.alarm_ignored(already, d.ignored_alarms))
     d.circuit_breaker_status = "MONITORING" if dc.deploymentCircuitBreaker.enable else "DISABLED"
     s.note(eventlog.status_changed(IN_PROGRESS))
+    if dc.strategy != "ROLLING" and event.active_revisions is not None and event.active_revisions < 2:
+        # RECONCILE_SERVICE "only happens when you start a new service deployment with
+        # more than 1 service revision in an ACTIVE state" (DeploymentLifecycleHook).
+        s.note(eventlog.stage_skipped(RECONCILE_SERVICE, "only one service revision is ACTIVE"))
+        s.enter(PRE_SCALE_UP)
+        return
     s.enter(RECONCILE_SERVICE)
 
 
@@ -225,7 +234,7 @@ def _recover(s: Transition, event: Recover) -> None:
     d = s.d
     plan_ = recovery_plan(d)
     if plan_ == "start":
-        _dispatch(s, Start(event.alarm_states))
+        _dispatch(s, Start(event.alarm_states, event.active_revisions))
         return
     if plan_ == "rollback":
         reason = (d.status_reason if d.rolling_back else
@@ -305,7 +314,7 @@ def _hook_answer(s: Transition, event: HookAnswer) -> None:
     run.answers.append({"at": s.now, "hookStatus": event.status, "callBackDelay": event.callback_delay,
                         "error": event.error, "seconds": event.call_seconds})
     if event.status == "IN_PROGRESS":
-        run.details = event.hook_details if event.hook_details is not None else run.details
+        run.details = merged_details(run.details, event.hook_details)
         delay = 30.0 if event.callback_delay is None else event.callback_delay
         run.next_call_at = s.now + delay / d.time_scale
         s.emit(WakeAt(run.next_call_at))
@@ -315,19 +324,30 @@ def _hook_answer(s: Transition, event: HookAnswer) -> None:
         s.hook_finished("FAILED", event.error or "the hook answered FAILED")
 
 
+def merged_details(current: Any, answered: Any) -> Any:
+    """What the next call of an IN_PROGRESS hook gets: "Amazon ECS merges this
+    data and passes it back on the next invocation" (the Lambda hooks page,
+    "Passing state with hookDetails"). The answer's keys win; a configured
+    value that is not an object is replaced."""
+    if answered is None:
+        return current
+    if isinstance(current, dict) and isinstance(answered, dict):
+        return {**current, **answered}
+    return answered
+
+
 def _check_hook_deadlines(s: Transition) -> None:
     d = s.d
     run = d.hook
     if run is None or d.final or d.waiting != W_HOOK:
         return
     if run.timeout_at is not None and s.now >= run.timeout_at:
-        hook = d.dc.lifecycleHooks[run.hook_index]
-        action = hook.timeoutConfiguration.action if hook.timeoutConfiguration else "ROLLBACK"
+        action = d.dc.lifecycleHooks[run.hook_index].timeout_action
         if action == "CONTINUE":
             s.note(eventlog.hook_timed_out(run.stage, run.hook_index, run.execution_id, action))
-            s.hook_finished("SUCCEEDED", "timed out (CONTINUE)")
+            s.hook_finished("SUCCEEDED", HOOK_TIMED_OUT_CONTINUE)
         else:
-            s.hook_finished("FAILED", "timed out")
+            s.hook_finished("FAILED", HOOK_TIMED_OUT)
         return
     if run.next_call_at is not None and s.now >= run.next_call_at:
         s.invoke(run)

@@ -9,6 +9,10 @@ from typing import Any
 @dataclass(frozen=True)
 class Start:
     alarm_states: dict[str, str] = field(default_factory=dict)
+    # How many service revisions are ACTIVE as the deployment starts (the
+    # driver counts them). ECS runs RECONCILE_SERVICE only with more than
+    # one; None (not counted) reconciles, which is always safe.
+    active_revisions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class Recover:
     """The controller restarted and found this deployment unfinished."""
 
     alarm_states: dict[str, str] = field(default_factory=dict)
+    active_revisions: int | None = None  # as Start's, for a deployment that never started
 
 
 @dataclass(frozen=True)

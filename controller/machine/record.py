@@ -47,6 +47,11 @@ W_STOP = "stop_tasks"
 W_RECONCILE = "reconcile"
 
 
+# A hook run's error when its timeout ended it (ROLLBACK; CONTINUE).
+HOOK_TIMED_OUT = "timed out"
+HOOK_TIMED_OUT_CONTINUE = "timed out (CONTINUE)"
+
+
 @dataclass
 class HookRun:
     hook_index: int
@@ -62,6 +67,11 @@ class HookRun:
     finished_at: float | None = None
     error: str | None = None
     answers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def timed_out(self) -> bool:
+        """Ended by its timeoutConfiguration (DescribeServiceDeployments: TIMED_OUT)."""
+        return self.error in (HOOK_TIMED_OUT, HOOK_TIMED_OUT_CONTINUE)
 
 
 @dataclass

@@ -85,6 +85,8 @@ class Transition:
             elif stage == CLEAN_UP:
                 d.waiting = W_STOP
                 self.emit(StopTasks("green"))
+            else:
+                self.work_done()  # TEST_TRAFFIC_SHIFT: test traffic moved back with the rest; its hooks run
             return
         rolling = d.dc.strategy == "ROLLING"
         if stage == RECONCILE_SERVICE:
@@ -154,10 +156,9 @@ class Transition:
             hook_index=index, stage=d.stage or "", execution_id=f"{d.id}-{d.stage}-{n}-{index}",
             kind=hook.kind, started_at=self.now, details=hook.hookDetails,
         )
-        if hook.timeoutConfiguration is not None or hook.kind == "PAUSE":
-            tc = hook.timeoutConfiguration
-            run.timeout_at = self.now + minutes(d, tc.timeoutInMinutes if tc else 60)
-            self.emit(WakeAt(run.timeout_at))
+        # Every hook has a timeout, 1,440 AWS minutes unless configured (ECS's default).
+        run.timeout_at = self.now + minutes(d, hook.timeout_minutes)
+        self.emit(WakeAt(run.timeout_at))
         d.hook = run
         d.waiting = W_HOOK
         if hook.kind == "PAUSE":
@@ -202,7 +203,11 @@ class Transition:
         d = self.d
         stage = d.stage
         if d.rolling_back:
+            # "When a rollback occurs, Amazon ECS re-invokes hooks registered at the
+            # PRODUCTION_TRAFFIC_SHIFT and TEST_TRAFFIC_SHIFT stages" (the Lambda hooks page).
             if stage == PRODUCTION_TRAFFIC_SHIFT:
+                self.enter(TEST_TRAFFIC_SHIFT)
+            elif stage == TEST_TRAFFIC_SHIFT:
                 self.enter(CLEAN_UP)
             else:
                 self.finish(ROLLBACK_SUCCESSFUL, d.status_reason)

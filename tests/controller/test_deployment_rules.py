@@ -27,6 +27,7 @@ BASE = {"strategy": "CANARY", "alarms": {"alarmNames": ["service-5xx"], "enable"
 ALARMS = [green_alarm("service-5xx", "HTTPCode_Target_5XX_Count", 0)]
 URL_HOOK = {"hookTargetArn": "http://127.0.0.1:9/hook", "lifecycleStages": ["POST_SCALE_UP"]}
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:check"
+SNS = "arn:aws:sns:us-east-1:123456789012:check"
 HOOKABLE = ", ".join(HOOKABLE_STAGES)
 
 
@@ -65,9 +66,23 @@ RULES = [
          {"strategy": "LINEAR", "lifecycleHooks": [{"targetType": "PAUSE",
                                                     "lifecycleStages": ["PRODUCTION_TRAFFIC_SHIFT"]}]},
          f"{DC}.lifecycleHooks[0].lifecycleStages: a PAUSE hook cannot run at PRODUCTION_TRAFFIC_SHIFT, as in ECS"),
-    Rule("a hook target shiftlab cannot call", {"lifecycleHooks": [{**URL_HOOK, "hookTargetArn": ARN}]},
-         f"{DC}.lifecycleHooks[0]: hookTargetArn {ARN!r}: shiftlab calls http(s) URLs and command: hooks, not AWS "
-         "ARNs (point it at a local URL or command standing in for the Lambda)"),
+    # A hook copied from AWS names its Lambda function; with no stand-in in lambdaFunctions it is refused.
+    Rule("a Lambda function with no mapping",
+         {"lifecycleHooks": [{**URL_HOOK, "hookTargetArn": ARN, "targetType": "AWS_LAMBDA"}]},
+         f"{DC}.lifecycleHooks[0].hookTargetArn: the Lambda function {ARN!r} has no mapping in lambdaFunctions "
+         '(add `lambdaFunctions: {check: "command:..."}` or an http(s) URL: what shiftlab calls in its place)'),
+    Rule("a hook target that is no Lambda function", {"lifecycleHooks": [{**URL_HOOK, "hookTargetArn": SNS}]},
+         f"{DC}.lifecycleHooks[0]: hookTargetArn {SNS!r} is not a Lambda function ARN "
+         "(arn:aws:lambda:<region>:<account>:function:<name>), an http(s) URL nor command:..."),
+    # The Lambda hooks page: timeoutInMinutes 1..1,440; the pause hooks page: 1..20,160.
+    Rule("a Lambda hook's timeout beyond a day",
+         {"lifecycleHooks": [{**URL_HOOK, "timeoutConfiguration": {"timeoutInMinutes": 1441}}]},
+         f"{DC}.lifecycleHooks[0].timeoutConfiguration: timeoutInMinutes 1441 is out of range 1..1440 for a Lambda "
+         "hook (a PAUSE hook may wait up to 20160), as in ECS"),
+    Rule("a PAUSE hook's timeout beyond 14 days",
+         {"lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"],
+                              "timeoutConfiguration": {"timeoutInMinutes": 20161}}]},
+         f"{DC}.lifecycleHooks[0].timeoutConfiguration.timeoutInMinutes: 20161 is out of range 1..20160"),
     Rule("an alarm that is not defined", {"alarms": {"alarmNames": ["service-5xx", "nope"], "enable": True,
                                                             "rollback": True}},
          f"{DC}.alarms.alarmNames[1]: 'nope' is not defined in alarms[] (defined: service-5xx)"),

@@ -15,7 +15,7 @@ ARN = "arn:aws:ecs:local:000000000000"
 TOP_LEVEL = {
     "serviceDeploymentArn", "serviceArn", "clusterArn", "createdAt", "startedAt", "finishedAt", "stoppedAt",
     "updatedAt", "sourceServiceRevisions", "targetServiceRevision", "status", "statusReason", "lifecycleStage",
-    "deploymentConfiguration", "rollback", "deploymentCircuitBreaker", "alarms",
+    "deploymentConfiguration", "rollback", "deploymentCircuitBreaker", "alarms", "lifecycleHookDetails",
 }
 REVISION = {"arn", "requestedTaskCount", "runningTaskCount", "pendingTaskCount"}
 TARGET = REVISION | {"requestedTestTrafficWeight", "requestedProductionTrafficWeight"}

@@ -69,8 +69,9 @@ async def test_url_hook_in_progress_twice_then_succeeded(stack_factory, tmp_path
     details = first["executionDetails"]
     assert details["serviceArn"].endswith(":service/local/web")
     assert details["targetServiceRevisionArn"].endswith("/web/2")
-    assert details["testTrafficWeights"][details["targetServiceRevisionArn"]] == 100
-    assert details["productionTrafficWeights"][details["targetServiceRevisionArn"]] == 0
+    # As the Lambda hooks page's POST_TEST_TRAFFIC_SHIFT example: no weight maps at this stage.
+    assert details["testTrafficWeights"] == {} and details["productionTrafficWeights"] == {}
+    assert first["resourceArn"] == stack.controller.describe(final)["serviceDeploymentArn"]
     assert len({c["executionId"] for c in calls}) == 1
     # Two callbacks of 30 AWS seconds at timeScale 60: at least 1 s between first and last call.
     run = final.hook_runs[0]

@@ -36,6 +36,8 @@ GOLDEN: list[tuple[Entry, str]] = [
     (eventlog.stage_entered("SCALE_UP", "PRE_SCALE_UP", rollback=False), "SCALE_UP"),
     (eventlog.stage_entered("PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME", rollback=True),
      "PRODUCTION_TRAFFIC_SHIFT (rollback)"),
+    (eventlog.stage_skipped("RECONCILE_SERVICE", "only one service revision is ACTIVE"),
+     "RECONCILE_SERVICE skipped: only one service revision is ACTIVE"),
     (eventlog.weights_verified("production", 25.0), "production traffic: 25% green (verified)"),
     (eventlog.weights_verified("all", 0.0), "all traffic: 0% green (verified)"),
     (eventlog.weights_by_tasks(33.3333, 2, 1, {"blue": 2, "green": 1}),

@@ -478,14 +478,15 @@ def test_hook_in_progress_twice_then_succeeded() -> None:
     assert call.stage == m.POST_TEST_TRAFFIC_SHIFT
     assert call.hook_details == {"check": "smoke"}
     assert call.test_percent == 100 and call.production_percent == 0
-    # IN_PROGRESS: call again after callBackDelay (AWS seconds / time scale), with the new details.
+    # IN_PROGRESS: call again after callBackDelay (AWS seconds / time scale), with the new details
+    # merged into the configured ones (test_hook_payload.py has the rule).
     assert p.send(m.HookAnswer(call.execution_id, "IN_PROGRESS", 30, {"n": 1})) == [m.WakeAt(T0 + 0.5)]
     assert p.tick(0.4) == []
     again = hook_call(p.tick(0.1))
-    assert again.execution_id == call.execution_id and again.hook_details == {"n": 1}
+    assert again.execution_id == call.execution_id and again.hook_details == {"check": "smoke", "n": 1}
     p.send(m.HookAnswer(call.execution_id, "IN_PROGRESS", None, {"n": 2}))  # default 30 s
     third = hook_call(p.tick(0.5))
-    assert third.hook_details == {"n": 2}
+    assert third.hook_details == {"check": "smoke", "n": 2}
     assert p.send(m.HookAnswer(call.execution_id, "SUCCEEDED")) == [m.SetWeights("production", 10.0)]
     run = p.d.hook_runs[-1]
     assert (run.status, run.attempts, len(run.answers)) == ("SUCCEEDED", 3, 3)

@@ -36,14 +36,17 @@ def test_an_admin_api_off_loopback_needs_a_token(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
 
 
-def test_a_lambda_arn_hook_is_refused_naming_the_hook(tmp_path: Path) -> None:
+def test_a_lambda_arn_hook_without_a_mapping_is_refused_naming_the_hook(tmp_path: Path) -> None:
     hook = {"hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:check",
             "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
-    res = validate(tmp_path, config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0,
-                                               "lifecycleHooks": [hook]}))
+    data = config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0, "lifecycleHooks": [hook]})
+    res = validate(tmp_path, data)
     assert res.returncode == 2, res
-    assert "deploymentConfiguration.lifecycleHooks[0]" in res.stderr
-    assert "not AWS ARNs" in res.stderr and "arn:aws:lambda" in res.stderr
+    assert "deploymentConfiguration.lifecycleHooks[0].hookTargetArn" in res.stderr
+    assert "has no mapping in lambdaFunctions" in res.stderr and "arn:aws:lambda" in res.stderr
+    # Mapped (by name), the same hook, as AWS has it, is valid.
+    res = validate(tmp_path, {**data, "lambdaFunctions": {"check": "command:true"}})
+    assert res.returncode == 0, res.stderr
     for target in ("http://127.0.0.1:9/hook", "command:true"):
         hook["hookTargetArn"] = target
         res = validate(tmp_path, config(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0,
