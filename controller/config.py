@@ -48,9 +48,21 @@ class DeploymentAlarms(Model):
     rollback: bool = False
 
 
+class ThresholdConfiguration(Model):
+    """ECS's ThresholdConfiguration: `value` is the threshold itself (COUNT)
+    or a percentage of the desired count (BOUNDED_PERCENT: kept within 3..200;
+    UNBOUNDED_PERCENT: not)."""
+
+    type: Literal["COUNT", "BOUNDED_PERCENT", "UNBOUNDED_PERCENT"] = "BOUNDED_PERCENT"
+    value: Annotated[int, in_range(0, 2147483647)] = 50
+
+
 class CircuitBreaker(Model):
     enable: bool = False
     rollback: bool = False
+    # ECS: a task that reaches a healthy state resets the failure count to 0.
+    resetOnHealthyTask: bool = True
+    thresholdConfiguration: ThresholdConfiguration = ThresholdConfiguration()
 
 
 class TimeoutConfiguration(Model):

@@ -159,11 +159,13 @@ class DeploymentRunner:
         None then, else why not. A task that fails to start is counted and
         started again; one the load balancer reports unhealthy is counted and
         replaced meanwhile (Scheduler.watch_green, machine.TaskUnhealthy). The
-        circuit breaker (when enabled) ends this at its threshold;
-        taskStartTimeoutSeconds ends it anyway."""
+        circuit breaker (when enabled) ends this at its threshold, and
+        taskStartTimeoutSeconds then too. Without a breaker, nothing ends it:
+        as on ECS the deployment stays IN_PROGRESS, its failed tasks replaced
+        (an event says so once the start timeout has passed)."""
         svc = self.svc
         timeout = svc.settings.runtime.taskStartTimeoutSeconds
-        deadline = svc.clock.now() + timeout
+        deadline: float | None = svc.clock.now() + timeout
         while True:
             if len(ts.running()) < ts.desired:
                 await svc.scheduler.replenish(ts, d.id)
@@ -171,7 +173,10 @@ class DeploymentRunner:
                 return "deployment ended"
             if await svc.scheduler.all_healthy(ts):
                 return None
-            if svc.clock.now() >= deadline:
+            if deadline is not None and svc.clock.now() >= deadline and not d.dc.deploymentCircuitBreaker.enable:
+                deadline = None
+                svc.note(d.id, eventlog.task_not_healthy(ts.desired, len(ts.running()), timeout))
+            if deadline is not None and svc.clock.now() >= deadline:
                 running = ts.running()
                 if len(running) < ts.desired:
                     return f"{ts.desired - len(running)} of {ts.desired} tasks did not start within {timeout:g} s"

@@ -46,6 +46,7 @@ class Scheduler:
     def __init__(self, svc: ServiceController) -> None:
         self.svc = svc
         self.registering: set[str] = set()  # tasks in a set whose registration is on its way
+        self.seen_healthy: set[str] = set()  # green tasks reported healthy (machine.TaskHealthy), each once
 
     def definition(self, revision: str) -> TaskDefinition:
         svc = self.svc
@@ -227,13 +228,19 @@ class Scheduler:
 
     async def report_unhealthy(self, ts: TaskSet) -> None:
         """Green tasks the load balancer reports unhealthy, for the machine to
-        count and replace (machine.TaskUnhealthy)."""
+        count and replace (machine.TaskUnhealthy), and those it reports
+        healthy for the first time (machine.TaskHealthy: the circuit
+        breaker's resetOnHealthyTask)."""
         svc = self.svc
         health = await svc.router.target_health(ts.group)
         grace = float(svc.service.healthCheckGracePeriodSeconds)
         for t in ts.running():
-            if health.get(target_id(t.host, t.port)) == "unhealthy":
+            state = health.get(target_id(t.host, t.port))
+            if state == "unhealthy":
                 svc.runner.feed(m.TaskUnhealthy(t.task_id, t.started_at, grace))
+            elif state == "healthy" and t.task_id not in self.seen_healthy:
+                self.seen_healthy.add(t.task_id)
+                svc.runner.feed(m.TaskHealthy(t.task_id))
 
     async def replace_task(self, action: m.ReplaceTask) -> None:
         """Out of its set (once: a second ReplaceTask finds it gone), out of

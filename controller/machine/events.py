@@ -76,6 +76,14 @@ class TaskUnhealthy:
 
 
 @dataclass(frozen=True)
+class TaskHealthy:
+    """The load balancer reports a green task healthy for the first time
+    (the circuit breaker's resetOnHealthyTask)."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
 class WeightsApplied:
     kind: str  # "production" | "test" | "all"
     percent: float
@@ -118,4 +126,5 @@ class TasksStopped:
 
 
 Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | GreenServing | TaskFailed | TaskUnhealthy
-         | WeightsApplied | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped)
+         | WeightsApplied | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped
+         | TaskHealthy)

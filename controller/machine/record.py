@@ -4,12 +4,11 @@ records written by earlier versions must still load)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.config import DeploymentConfiguration, ThresholdConfiguration
 from shiftlab.controller.strategies import Step, plan
 
 # Lifecycle stages, in order.
@@ -122,8 +121,8 @@ class Deployment:
 
     @property
     def threshold(self) -> int:
-        """ECS's circuit-breaker threshold: clamp(ceil(0.5 x desiredCount), 3, 200)."""
-        return min(max(math.ceil(0.5 * self.desired_count), 3), 200)
+        """ECS's circuit-breaker threshold (failure_threshold)."""
+        return failure_threshold(self.desired_count, self.dc.deploymentCircuitBreaker.thresholdConfiguration)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +136,17 @@ class Deployment:
         d.hook = HookRun(**hook) if hook else None
         d.hook_runs = [HookRun(**r) for r in runs]
         return d
+
+
+def failure_threshold(desired_count: int, tc: ThresholdConfiguration) -> int:
+    """The circuit breaker's failure threshold, as the ECS API reference
+    defines it: COUNT is `value` itself; the percentage types multiply
+    `value` percent by the desired count (rounded up), and BOUNDED_PERCENT
+    (the default, 50) keeps the result within 3..200."""
+    if tc.type == "COUNT":
+        return tc.value
+    n = -(-tc.value * desired_count // 100)  # rounded up, in integers
+    return min(max(n, 3), 200) if tc.type == "BOUNDED_PERCENT" else n
 
 
 def minutes(d: Deployment, m: float) -> float:
