@@ -244,9 +244,9 @@ class ServiceController:
         self.runner.begin(d)
         return d
 
-    def stop_deployment(self, deployment_id: str, rollback: bool) -> Deployment:
+    def stop_deployment(self, deployment_id: str, rollback: bool, reason: str | None = None) -> Deployment:
         d = self._current_or_raise(deployment_id)
-        self.runner.feed(m.StopRequest(rollback=rollback))
+        self.runner.feed(m.StopRequest(rollback=rollback) if reason is None else m.StopRequest(rollback, reason))
         return d
 
     def approve(self, deployment_id: str) -> Deployment:
