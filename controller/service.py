@@ -35,6 +35,7 @@ from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguratio
 from shiftlab.controller.lbsync import LoadBalancerSync
 from shiftlab.controller.monitor import Monitor
 from shiftlab.controller.records import Records, ServiceState
+from shiftlab.controller.rolling import alarm_bake_minutes
 from shiftlab.controller.router import Router
 from shiftlab.controller.runner import DeploymentRunner
 from shiftlab.controller.scheduler import Scheduler, TaskSet
@@ -239,6 +240,9 @@ class ServiceController:
             source_revision=self.state.running_revision, target_revision=rev, created_at=self.clock.now(),
             has_test_rules=bool(self.test_rules),
         )
+        if dc.strategy == "ROLLING" and dc.alarms.enable:
+            d.alarm_bake_minutes = alarm_bake_minutes((a.plan.period, a.EvaluationPeriods) for a in self.settings.alarms
+                                                      if a.AlarmName in dc.alarms.alarmNames)
         self.records.save(d)
         self.note(d.id, eventlog.status_created(d.source_revision, rev, dc.strategy))
         self.runner.begin(d)

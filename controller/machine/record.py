@@ -98,6 +98,8 @@ class Deployment:
     failure_count: int = 0
     failed_tasks: list[str] = field(default_factory=list)  # counted by the circuit breaker, each once
     circuit_breaker_status: str = "DISABLED"
+    # ROLLING with alarms: the bake ECS derives from them (rolling.alarm_bake_minutes), AWS minutes.
+    alarm_bake_minutes: float = 0.0
     pending_hooks: list[int] = field(default_factory=list)
     hook: HookRun | None = None
     hook_runs: list[HookRun] = field(default_factory=list)

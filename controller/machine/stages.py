@@ -98,7 +98,8 @@ class Transition:
         elif stage == PRODUCTION_TRAFFIC_SHIFT:
             self.set_weights("production", d.steps[d.step_index].percent)
         elif stage == BAKE_TIME:
-            self.bake(minutes(d, d.dc.bakeTimeInMinutes))
+            # ROLLING with alarms watches them for the bake ECS derives from them, then bakeTimeInMinutes.
+            self.bake(minutes(d, d.dc.bakeTimeInMinutes + (d.alarm_bake_minutes if rolling else 0.0)))
         elif stage == CLEAN_UP:
             d.monitoring = False
             d.waiting = W_STOP

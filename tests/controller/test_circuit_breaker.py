@@ -25,7 +25,7 @@ from shiftlab.controller.router import FakeRouter, target_id
 from shiftlab.controller.service import ServiceController
 from shiftlab.settings import load_settings
 from tests.controller.fakes import finished, run_until
-from tests.controller.support import config
+from tests.controller.support import config, green_alarm
 
 
 class Router(FakeRouter):
@@ -59,8 +59,9 @@ async def controller(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Factory]
     made: list[tuple[ServiceController, Records]] = []
 
     async def make(deployment: dict[str, Any], desired: int = 2, start_timeout: float = 60.0,
+                   alarms: list[dict[str, Any]] | None = None,
                    **service: Any) -> tuple[ServiceController, FakeBackend, Router]:
-        data = config(tmp_path, deployment, desired=desired)
+        data = config(tmp_path, deployment, alarms=alarms, desired=desired)
         data["controller"]["taskStartTimeoutSeconds"] = start_timeout
         data["service"].update(service)
         s = load_settings(data)
@@ -297,3 +298,22 @@ async def test_unhealthy_checks_within_the_grace_period_are_not_counted(controll
     assert "not healthy within 1 s" in (final.status_reason or "")
     assert final.failure_count == 0 and final.circuit_breaker_status == "MONITORING"
     assert sum(1 for t in backend.world.tasks.values() if t.colour == "green") == 2  # none replaced
+
+
+async def test_rolling_with_alarms_bakes_for_the_longest_alarm_window_plus_bake_time(controller, clock) -> None:
+    """ROLLING: ECS goes on watching the alarms for a bake it derives from them (the longest
+    Period x EvaluationPeriods here: 5 x 60 s) plus bakeTimeInMinutes (2); at timeScale 60, 7 s."""
+    alarms = [green_alarm("green-5xx", "HTTPCode_Target_5XX_Count", 1, EvaluationPeriods=5),
+              green_alarm("green-p99", "TargetResponseTime", 1.0, EvaluationPeriods=2)]
+    ctl, _, _ = await controller({"strategy": "ROLLING", "bakeTimeInMinutes": 2,
+                                  "alarms": {"alarmNames": ["green-5xx", "green-p99"], "enable": True,
+                                             "rollback": True}}, alarms=alarms)
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    assert d.alarm_bake_minutes == 5
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "the bake", within=10)
+    assert ctl.current.wake_at == pytest.approx(clock.now() + 7.0, abs=0.5)
+    assert ctl.current.monitoring
+    final = await finished(ctl, clock, d.id, within=30)
+    assert final.status == m.SUCCESSFUL, final.status_reason
+    bake = next(s for s in final.stages if s["stage"] == m.BAKE_TIME)
+    assert bake["endedAt"] - bake["startedAt"] == pytest.approx(7.0, abs=0.5)

@@ -672,6 +672,24 @@ def test_rolling_records_the_share_green_serves() -> None:
     assert p.d.production_percent == 100.0 and p.d.stage == m.BAKE_TIME
 
 
+def test_rolling_with_alarms_bakes_for_their_window_and_bake_time_and_watches_them_until_clean_up() -> None:
+    """ROLLING with alarms: watched from the first new task serving, through the bake ECS derives from
+    them (here 5 minutes: rolling.alarm_bake_minutes) plus bakeTimeInMinutes (3): an alarm in that bake
+    rolls back (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html)."""
+    p = Playbook({**ALARMED, "strategy": "ROLLING", "bakeTimeInMinutes": 3}, test_rules=False)
+    p.d.alarm_bake_minutes = 5.0
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenServing(50.0))
+    assert p.d.monitoring
+    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0 + 8.0)]  # (5 + 3) AWS minutes at timeScale 60
+    assert p.d.stage == m.BAKE_TIME
+    assert p.tick(7.5) == []  # still baking, still watched
+    p.send(m.AlarmStates({"green-5xx": "ALARM"}))
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.stage == m.CLEAN_UP
+    assert p.d.rollback is not None and p.d.rollback["serviceRevisionArn"] == "1"  # the old revision back
+
+
 # -- crash recovery ------------------------------------------------------------------
 
 
