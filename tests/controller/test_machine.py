@@ -690,6 +690,32 @@ def test_rolling_with_alarms_bakes_for_their_window_and_bake_time_and_watches_th
     assert p.d.rollback is not None and p.d.rollback["serviceRevisionArn"] == "1"  # the old revision back
 
 
+@pytest.mark.parametrize(("breaker", "after"), [
+    ({"enable": True, "rollback": True}, 0),  # resetOnHealthyTask defaults to true
+    ({"enable": True, "rollback": True, "resetOnHealthyTask": False}, 2),
+    ({"enable": False, "rollback": False}, 2),  # no breaker: nothing to reset
+])
+def test_a_healthy_green_task_resets_the_breakers_count(breaker: dict[str, Any], after: int) -> None:
+    """DeploymentCircuitBreaker.resetOnHealthyTask (https://docs.aws.amazon.com/AmazonECS/latest/
+    APIReference/API_DeploymentCircuitBreaker.html): "a task that reaches a healthy state resets the
+    failure count to 0"."""
+    p = Playbook({"strategy": "CANARY", "deploymentCircuitBreaker": breaker})
+    p.start_to_traffic()
+    p.send(m.TaskFailed("t1", "exited"))
+    p.send(m.TaskFailed("t2", "exited"))
+    p.send(m.TaskHealthy("t1"))  # a task counted as failed does not reset the count
+    assert p.d.failure_count == 2
+    p.send(m.TaskHealthy("t3"))
+    assert p.d.failure_count == after and p.d.status == m.IN_PROGRESS
+    assert len(p.notes(eventlog.TASK_FAILURES_RESET)) == (1 if after == 0 else 0)
+    if after == 0:  # counted afresh: the threshold (3) needs three more
+        for t in ("t4", "t5"):
+            p.send(m.TaskFailed(t, "exited"))
+        assert p.d.status == m.IN_PROGRESS
+        p.send(m.TaskFailed("t6", "exited"))
+        assert p.d.circuit_breaker_status == "TRIGGERED" and p.d.rolling_back
+
+
 # -- crash recovery ------------------------------------------------------------------
 
 
