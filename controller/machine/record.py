@@ -127,7 +127,11 @@ class Deployment:
         return failure_threshold(self.desired_count, self.dc.deploymentCircuitBreaker.thresholdConfiguration)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for name, default in _LATER_FIELDS.items():  # an older record writes back as it was
+            if doc[name] == default:
+                del doc[name]
+        return doc
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deployment:
@@ -138,6 +142,11 @@ class Deployment:
         d.hook = HookRun(**hook) if hook else None
         d.hook_runs = [HookRun(**r) for r in runs]
         return d
+
+
+# Fields added after records were first written, with the default an older
+# record reads them as: written only when they differ from it.
+_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0}
 
 
 def failure_threshold(desired_count: int, tc: ThresholdConfiguration) -> int:
