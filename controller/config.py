@@ -15,7 +15,16 @@ import shlex
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from shiftlab.common.configfile import Model, in_range
@@ -63,6 +72,16 @@ class CircuitBreaker(Model):
     # ECS: a task that reaches a healthy state resets the failure count to 0.
     resetOnHealthyTask: bool = True
     thresholdConfiguration: ThresholdConfiguration = ThresholdConfiguration()
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Written only when given: a deployment's configuration is recorded
+        # as it was read, and records from before these fields still match.
+        out = handler(self)
+        for name in ("resetOnHealthyTask", "thresholdConfiguration"):
+            if name not in self.model_fields_set:
+                out.pop(name, None)
+        return out
 
 
 class TimeoutConfiguration(Model):
