@@ -127,10 +127,12 @@ def _reconciled(s: Transition, event: Reconciled) -> None:
 def _green_up(s: Transition, event: GreenReady | RollingDone) -> None:
     d = s.d
     if d.waiting in (W_SCALE, W_ROLLING):
-        if event.ok:
+        if event.ok and isinstance(event, RollingDone):
+            d.rolling_tasks = [0, d.desired_count] if event.blue is None or event.green is None else \
+                [event.blue, event.green]
+            s.next_batch()
+        elif event.ok:
             d.monitoring = True  # ECS watches alarms once the new tasks run
-            if isinstance(event, RollingDone):
-                d.production_percent = d.test_percent = 100.0  # every blue task replaced
             s.work_done()
         else:
             s.fail(f"new tasks did not become healthy: {event.error}", rollback=True)

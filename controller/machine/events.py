@@ -40,8 +40,13 @@ class GreenReady:
 
 @dataclass(frozen=True)
 class RollingDone:
+    """A ROLLING batch (RollingReplace) is over: the tasks each revision runs
+    now. Without counts: every old task replaced."""
+
     ok: bool
     error: str | None = None
+    blue: int | None = None
+    green: int | None = None
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ class Deployment:
     circuit_breaker_status: str = "DISABLED"
     # ROLLING with alarms: the bake ECS derives from them (rolling.alarm_bake_minutes), AWS minutes.
     alarm_bake_minutes: float = 0.0
+    # ROLLING: [old, new] tasks after the last batch (None: none done yet).
+    rolling_tasks: list[int] | None = None
     pending_hooks: list[int] = field(default_factory=list)
     hook: HookRun | None = None
     hook_runs: list[HookRun] = field(default_factory=list)
@@ -146,7 +148,7 @@ class Deployment:
 
 # Fields added after records were first written, with the default an older
 # record reads them as: written only when they differ from it.
-_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0}
+_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0, "rolling_tasks": None}
 
 
 def failure_threshold(desired_count: int, tc: ThresholdConfiguration) -> int:
