@@ -238,7 +238,9 @@ class ServiceLoadBalancer(Model):
     targetGroupArn: str
     containerName: str | None = None
     containerPort: int | None = None
-    advancedConfiguration: AdvancedConfiguration
+    # BLUE_GREEN, CANARY and LINEAR need it (controller.validation); ROLLING
+    # runs old and new tasks side by side in the one target group without it.
+    advancedConfiguration: AdvancedConfiguration | None = None
 
 
 class ServiceConfig(Model):

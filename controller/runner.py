@@ -234,7 +234,9 @@ class DeploymentRunner:
         g = len(green.running())
         if b + g == 0:
             return  # minimumHealthyPercent 0 allows a gap; ALB needs one weight above 0
-        want = {blue.group: b, green.group: g}
+        # In the one target group (no advancedConfiguration) the load balancer
+        # spreads traffic over the tasks by itself: no weights to set.
+        want = {} if self.svc.single_group else {blue.group: b, green.group: g}
         await self.svc.lb.set_weights("all", want)
         pct = round(100.0 * g / (b + g), 4)
         if d is not None:

@@ -73,8 +73,13 @@ class ServiceController:
         self.clock = clock or RealClock()
         self.time_scale = settings.time_scale
         lb = settings.service.lb
-        self.groups = (target_group_name(lb.targetGroupArn),
-                       target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
+        primary = target_group_name(lb.targetGroupArn)
+        # ROLLING without advancedConfiguration: old and new tasks share the
+        # service's one target group; the new ones are a set of their own
+        # (this key) until they are promoted into the primary set.
+        self.single_group = lb.advancedConfiguration is None
+        self.groups = (primary, f"{primary} (new tasks)" if lb.advancedConfiguration is None
+                       else target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
         self.state: ServiceState
         self.sets: dict[str, TaskSet] = {}
         self.session: aiohttp.ClientSession | None = None  # for URL hooks
@@ -102,6 +107,11 @@ class ServiceController:
     def alternate(self) -> str:
         a, b = self.groups
         return b if self.state.primary_group == a else a
+
+    @property
+    def target_groups(self) -> list[str]:
+        """The load balancer's target groups the service's tasks join."""
+        return [self.groups[0]] if self.single_group else list(self.groups)
 
     @property
     def production_rule(self) -> str:
@@ -147,8 +157,10 @@ class ServiceController:
             latest = plan.promote
             self._run_in_alternate(latest.target_revision)
             self.note(latest.id, eventlog.recovery_promoted(latest.id, latest.target_revision, self.primary))
-        blue = self.sets[self.primary] = TaskSet(self.primary, state.running_revision, plan.blue_desired)
-        green = self.sets[self.alternate] = TaskSet(self.alternate, state.running_revision, 0)
+        blue = self.sets[self.primary] = TaskSet(self.primary, state.running_revision, plan.blue_desired,
+                                                 target_group=self.groups[0])
+        green = self.sets[self.alternate] = TaskSet(self.alternate, state.running_revision, 0,
+                                                    target_group=self.groups[0] if self.single_group else "")
         for old in plan.supersede:  # cannot happen unless records were edited by hand
             self.records.save(m.step(old, m.StopRequest(False, "superseded"), self.clock.now())[0])
         for t in adopted:
@@ -214,12 +226,23 @@ class ServiceController:
         return rev
 
     def _run_in_alternate(self, revision: str) -> None:
-        """The service's record: `revision` runs in the alternate group, which becomes primary."""
-        self.state.primary_group = self.alternate
+        """The service's record: `revision` runs in the alternate group, which
+        becomes primary (in the one target group: runs in the primary set)."""
+        if not self.single_group:
+            self.state.primary_group = self.alternate
         self.state.running_revision = revision
         self.records.save_service(self.state)
 
     def promote(self, d: Deployment) -> None:
+        if self.single_group:
+            # The new tasks become the primary set's, in the same target group.
+            blue, green = self.sets[self.primary], self.sets[self.alternate]
+            self._run_in_alternate(d.target_revision)
+            blue.tasks.update(green.tasks)
+            green.tasks.clear()
+            blue.revision, blue.desired, green.desired = d.target_revision, d.desired_count, 0
+            self.note(d.id, eventlog.service_promoted(d.target_revision, self.primary))
+            return
         old, new = self.primary, self.alternate
         self._run_in_alternate(d.target_revision)
         self.sets[new].desired = d.desired_count

@@ -28,10 +28,18 @@ SECTION = "deploymentConfiguration"
 
 
 def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
-                        alarm_names: Collection[str] | None) -> list[str]:
-    """What `dc` cannot do. None for the desired count or the alarms: not
-    known (their own section was refused), so not checked."""
+                        alarm_names: Collection[str] | None, advanced: bool | None = None) -> list[str]:
+    """What `dc` cannot do. None for the desired count, the alarms or
+    `advanced` (whether the service's load balancer has an
+    advancedConfiguration): not known (their own section was refused), so
+    not checked."""
     problems = []
+    if advanced is False and dc.strategy != Strategy.ROLLING:
+        # ECS: blue/green, canary and linear shift traffic between two target
+        # groups through the production listener rule; ROLLING needs neither.
+        problems.append(f"{SECTION}.strategy: {dc.strategy} needs service.loadBalancers[0].advancedConfiguration "
+                        "(alternateTargetGroupArn, productionListenerRule), as ECS's blue/green deployments do; "
+                        "only ROLLING runs without it")
     if alarm_names is not None:
         for i, name in enumerate(dc.alarms.alarmNames):
             if name not in alarm_names:
@@ -50,11 +58,11 @@ def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
 
 
 def check_deployment(data: Any, desired_count: int | None,
-                     alarm_names: Collection[str] | None) -> DeploymentConfiguration:
+                     alarm_names: Collection[str] | None, advanced: bool | None = None) -> DeploymentConfiguration:
     """`data` (a deploymentConfiguration section) parsed and checked; a
     ConfigError lists every problem, each with its field path."""
     dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
-    problems = deployment_problems(dc, desired_count, alarm_names)
+    problems = deployment_problems(dc, desired_count, alarm_names, advanced)
     if problems:
         raise ConfigError(problems)
     return dc

@@ -74,8 +74,8 @@ def rollback_at(events: list[dict[str, Any]]) -> float | None:
 def production_url(settings: Settings) -> str:
     """The listener that carries the production rule."""
     assert settings.service is not None
-    rule = settings.service.lb.advancedConfiguration.productionListenerRule
-    listener = rule.rpartition("/")[0]
+    ac = settings.service.lb.advancedConfiguration
+    listener = ac.productionListenerRule.rpartition("/")[0] if ac else ""
     for ls in settings.load_balancer.Listeners:
         if ls.name == listener:
             return f"http://{ls.Address}:{ls.Port}/"
