@@ -93,7 +93,8 @@ async def create_deployment(request: web.Request) -> web.Response:
     try:
         # The fields the file gave (not its defaults): ECS's rules on what must be given see the same input.
         dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json", exclude_unset=True), **changes},
-                              ctl.service.desiredCount, ctl.evaluators, ctl.settings.lambda_functions)
+                              ctl.service.desiredCount, ctl.evaluators,
+                              ctl.settings.lambda_functions, advanced=not ctl.single_group)
     except ConfigError as exc:
         problems += exc.problems
     try:
@@ -322,7 +323,7 @@ async def traffic(request: web.Request) -> web.Response:
     kinds = [("production", r) for r in ctl.rules_of("production")] + [("test", r) for r in ctl.rules_of("test")]
     try:
         weights = await asyncio.gather(*[ctl.router.weights(rule) for _, rule in kinds])
-        health = await asyncio.gather(*[ctl.router.target_health(g) for g in ctl.groups])
+        health = await asyncio.gather(*[ctl.router.target_health(g) for g in ctl.target_groups])
     except RouterError as exc:
         return web.json_response({"error": str(exc)}, status=502)
     rules = []
@@ -330,7 +331,7 @@ async def traffic(request: web.Request) -> web.Response:
         total = sum(w.values())
         rules.append({"rule": rule, "kind": kind, "weights": w,
                       "percent": {g: round(100 * v / total, 2) if total else 0.0 for g, v in w.items()}})
-    return web.json_response({"rules": rules, "targetHealth": dict(zip(ctl.groups, health, strict=True))})
+    return web.json_response({"rules": rules, "targetHealth": dict(zip(ctl.target_groups, health, strict=True))})
 
 
 async def healthz(request: web.Request) -> web.Response:

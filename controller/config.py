@@ -15,7 +15,16 @@ import shlex
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from shiftlab.common.configfile import ConfigError, Model, in_range, parse
@@ -48,9 +57,31 @@ class DeploymentAlarms(Model):
     rollback: bool = False
 
 
+class ThresholdConfiguration(Model):
+    """ECS's ThresholdConfiguration: `value` is the threshold itself (COUNT)
+    or a percentage of the desired count (BOUNDED_PERCENT: kept within 3..200;
+    UNBOUNDED_PERCENT: not)."""
+
+    type: Literal["COUNT", "BOUNDED_PERCENT", "UNBOUNDED_PERCENT"] = "BOUNDED_PERCENT"
+    value: Annotated[int, in_range(0, 2147483647)] = 50
+
+
 class CircuitBreaker(Model):
     enable: bool = False
     rollback: bool = False
+    # ECS: a task that reaches a healthy state resets the failure count to 0.
+    resetOnHealthyTask: bool = True
+    thresholdConfiguration: ThresholdConfiguration = ThresholdConfiguration()
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Written only when given: a deployment's configuration is recorded
+        # as it was read, and records from before these fields still match.
+        out = handler(self)
+        for name in ("resetOnHealthyTask", "thresholdConfiguration"):
+            if name not in self.model_fields_set:
+                out.pop(name, None)
+        return out
 
 
 # A hook's timeoutConfiguration as ECS documents it: every hook, Lambda or
@@ -321,7 +352,9 @@ class ServiceLoadBalancer(Model):
     targetGroupArn: str
     containerName: str | None = None
     containerPort: int | None = None
-    advancedConfiguration: AdvancedConfiguration
+    # BLUE_GREEN, CANARY and LINEAR need it (controller.validation); ROLLING
+    # runs old and new tasks side by side in the one target group without it.
+    advancedConfiguration: AdvancedConfiguration | None = None
 
 
 class ServiceConfig(Model):

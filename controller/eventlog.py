@@ -250,6 +250,26 @@ TASK_STOPPED = _type(
     lambda f: f"task {f['task']} in {f['group']} stopped: {f['reason']}")
 
 
+TASK_FAILURES_RESET = _type(
+    "task.failures_reset", {"task": TEXT, "failures": COUNT, "threshold": COUNT},
+    lambda f: f"green task {f['task']} is healthy: circuit breaker count reset "
+              f"({f['failures']}/{f['threshold']} -> 0/{f['threshold']})")
+TASK_NOT_HEALTHY = _type(
+    "task.not_healthy", {"desired": COUNT, "running": COUNT, "seconds": NUMBER},
+    lambda f: f"new tasks not healthy after {f['seconds']:g} s ({f['running']} of {f['desired']} running); "
+              "no circuit breaker: as on ECS, the deployment stays IN_PROGRESS and failed tasks are replaced")
+
+
+def task_failures_reset(task: str, failures: int, threshold: int) -> Entry:
+    """resetOnHealthyTask: a green task reached a healthy state; the count (`failures`) goes back to 0."""
+    return TASK_FAILURES_RESET.entry(task=task, failures=failures, threshold=threshold)
+
+
+def task_not_healthy(desired: int, running: int, seconds: float) -> Entry:
+    """taskStartTimeoutSeconds passed without the circuit breaker: the deployment goes on, as on ECS."""
+    return TASK_NOT_HEALTHY.entry(desired=desired, running=running, seconds=seconds)
+
+
 def task_failed(task: str, revision: str, reason: str, failures: int, threshold: int) -> Entry:
     """A green task failed; the circuit breaker counts it (`failures` of `threshold`)."""
     return TASK_FAILED.entry(task=task, revision=revision, reason=reason, failures=failures, threshold=threshold)

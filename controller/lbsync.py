@@ -135,9 +135,11 @@ class LoadBalancerSync:
     def __init__(self, svc: ServiceController) -> None:
         self.svc = svc
         self.writer = WeightWriter(svc.router, svc.clock)
-        lb = svc.service.lb
-        self.production_rule = lb.advancedConfiguration.productionListenerRule
-        self.test_rules = list(lb.advancedConfiguration.testListenerRule)
+        ac = svc.service.lb.advancedConfiguration
+        # Without advancedConfiguration (ROLLING in the one target group) no
+        # rule is the service's to weigh: every write below is a no-op.
+        self.production_rule = ac.productionListenerRule if ac else ""
+        self.test_rules = list(ac.testListenerRule) if ac else []
 
     async def resolve_rules(self) -> None:
         """Rules may be named by id (`prod/default`) or by the RuleArn in the config."""
@@ -151,10 +153,12 @@ class LoadBalancerSync:
                 return by_arn[ref]
             raise RouterError(f"no listener rule {ref!r} on the load balancer (rules: {', '.join(rules)})")
 
-        self.production_rule = resolve(self.production_rule)
+        self.production_rule = resolve(self.production_rule) if self.production_rule else ""
         self.test_rules = [resolve(r) for r in self.test_rules]
 
     def rules_of(self, kind: str) -> list[str]:
+        if not self.production_rule:
+            return []
         if kind == "production":
             return [self.production_rule]
         if kind == "test":
@@ -176,7 +180,7 @@ class LoadBalancerSync:
     def wanted(self, kind: str, d: m.Deployment | None) -> dict[str, int] | None:
         """By target group, the weights machine.wanted_weights wants on rules of `kind`."""
         wanted = m.wanted_weights(d)
-        if wanted is None:
+        if wanted is None or self.svc.single_group:
             return None
         b, g = weights(wanted[kind])
         return {self.svc.primary: b, self.svc.alternate: g}
@@ -209,9 +213,9 @@ class LoadBalancerSync:
         for ts in list(svc.sets.values()):
             # Only tasks registered before the read can be missing from it.
             registered = [t for t in ts.running() if t.task_id not in svc.scheduler.registering]
-            health = await svc.router.target_health(ts.group)
+            health = await svc.router.target_health(ts.tg)
             missing = [t for t in registered if target_id(t.host, t.port) not in health]
             if missing:
                 svc.note(d.id if in_progress and d else None,
-                         eventlog.recovery_targets_registered(ts.group, [t.task_id for t in missing]))
-                await svc.router.register(ts.group, [(t.host, t.port) for t in missing])
+                         eventlog.recovery_targets_registered(ts.tg, [t.task_id for t in missing]))
+                await svc.router.register(ts.tg, [(t.host, t.port) for t in missing])

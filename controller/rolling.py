@@ -10,6 +10,7 @@ next batch begins once the new tasks pass their health checks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -17,6 +18,17 @@ from dataclasses import dataclass
 class Batch:
     stop_blue: int
     start_green: int
+
+
+def alarm_bake_minutes(alarms: Iterable[tuple[int, int]]) -> float:
+    """How long a ROLLING deployment with alarms goes on watching them after
+    the last old task stopped, before bakeTimeInMinutes is added: ECS
+    "computes this time period based on the alarm configuration" and does
+    not publish how. shiftlab takes the longest Period x EvaluationPeriods
+    of the deployment's alarms (`alarms`: (Period in seconds,
+    EvaluationPeriods) each), the time one of them needs to see a whole
+    evaluation window of the new revision alone (README: Differences from AWS)."""
+    return max((period * periods for period, periods in alarms), default=0) / 60
 
 
 class RollingStuck(ValueError):

@@ -16,7 +16,6 @@ from shiftlab.controller import eventlog
 from shiftlab.controller import hooks as hook_calls
 from shiftlab.controller import machine as m
 from shiftlab.controller.describe import deployment_arn
-from shiftlab.controller.rolling import rolling_plan
 from shiftlab.controller.router import RouterError
 from shiftlab.controller.scheduler import TaskSet
 
@@ -132,7 +131,7 @@ class DeploymentRunner:
                 return await self._scale_up(d, green, count)
             case m.RollingReplace():
                 self._replacement = asyncio.current_task()
-                return await self._rolling(d, blue, green)
+                return await self._rolling(d, blue, green, action)
             case m.SetWeights(kind=kind, percent=percent):
                 await svc.lb.set_percent(kind, percent, green.group, blue.group)
                 return m.WeightsApplied(kind, percent, ok=True)
@@ -167,11 +166,13 @@ class DeploymentRunner:
         None then, else why not. A task that fails to start is counted and
         started again; one the load balancer reports unhealthy is counted and
         replaced meanwhile (Scheduler.watch_green, machine.TaskUnhealthy). The
-        circuit breaker (when enabled) ends this at its threshold;
-        taskStartTimeoutSeconds ends it anyway."""
+        circuit breaker (when enabled) ends this at its threshold, and
+        taskStartTimeoutSeconds then too. Without a breaker, nothing ends it:
+        as on ECS the deployment stays IN_PROGRESS, its failed tasks replaced
+        (an event says so once the start timeout has passed)."""
         svc = self.svc
         timeout = svc.settings.runtime.taskStartTimeoutSeconds
-        deadline = svc.clock.now() + timeout
+        deadline: float | None = svc.clock.now() + timeout
         while True:
             if len(ts.running()) < ts.desired:
                 await svc.scheduler.replenish(ts, d.id)
@@ -179,45 +180,38 @@ class DeploymentRunner:
                 return "deployment ended"
             if await svc.scheduler.all_healthy(ts):
                 return None
-            if svc.clock.now() >= deadline:
+            if deadline is not None and svc.clock.now() >= deadline and not d.dc.deploymentCircuitBreaker.enable:
+                deadline = None
+                svc.note(d.id, eventlog.task_not_healthy(ts.desired, len(ts.running()), timeout))
+            if deadline is not None and svc.clock.now() >= deadline:
                 running = ts.running()
                 if len(running) < ts.desired:
                     return f"{ts.desired - len(running)} of {ts.desired} tasks did not start within {timeout:g} s"
                 return f"tasks not healthy within {timeout:g} s"
             await svc.clock.sleep(BRING_UP_INTERVAL)
 
-    async def _rolling(self, d: m.Deployment, blue: TaskSet, green: TaskSet) -> m.Event:
-        """ROLLING: replace blue tasks by green ones within minimumHealthyPercent
-        and maximumPercent. On ECS old and new tasks share one target group;
-        here each set has its group, so the weights follow the number of
-        healthy tasks in each: traffic per task stays even, as on ECS. New
-        tasks that fail are counted and replaced, as in a blue/green scale-up."""
-        dc = d.dc
+    async def _rolling(self, d: m.Deployment, blue: TaskSet, green: TaskSet, batch: m.RollingReplace) -> m.Event:
+        """ROLLING, one batch the machine planned: blue down to `batch.blue`
+        tasks (traffic off them first), green up to `batch.green` running and
+        healthy. On ECS old and new tasks share one target group; here each
+        set has its group, so the weights follow the number of healthy tasks
+        in each: traffic per task stays even, as on ECS. New tasks that fail
+        are counted and replaced, as in a blue/green scale-up."""
         green.revision = d.target_revision
-        if green.running():  # adopted by a restarted controller: healthy before blue goes
-            green.desired = len(green.running())
+        if not self.in_progress(d.id):
+            return m.RollingDone(ok=False, error="deployment ended")
+        if len(blue.running()) > batch.blue:
+            await self.weights_by_tasks(blue, green, blue_count=batch.blue)  # traffic off them first
+            await self.svc.scheduler.stop_set(blue, keep=batch.blue)
+        else:
+            blue.desired = min(blue.desired, batch.blue)
+        if batch.green:
+            green.desired = batch.green
             error = await self._bring_up(d, green)
             if error is not None:
-                return m.RollingDone(ok=False, error=f"adopted new tasks: {error}")
-        want_green = len(green.running())
-        plan = rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent,
-                            blue=min(len(blue.running()), d.desired_count), green=want_green)
-        for batch in plan:
-            if not self.in_progress(d.id):
-                return m.RollingDone(ok=False, error="deployment ended")
-            if batch.stop_blue:
-                keep = max(0, len(blue.running()) - batch.stop_blue)
-                await self.weights_by_tasks(blue, green, blue_count=keep)  # traffic off them first
-                await self.svc.scheduler.stop_set(blue, keep=keep)
-            if batch.start_green:
-                # The batches' total, not running + batch: a task being replaced must not shrink it.
-                want_green += batch.start_green
-                green.desired = want_green
-                error = await self._bring_up(d, green)
-                if error is not None:
-                    return m.RollingDone(ok=False, error=error)
-                await self.weights_by_tasks(blue, green)
-        return m.RollingDone(ok=True)
+                return m.RollingDone(ok=False, error=error)
+            await self.weights_by_tasks(blue, green)
+        return m.RollingDone(ok=True, blue=len(blue.running()), green=min(len(green.running()), batch.green))
 
     async def _restore_blue(self, d: m.Deployment, blue: TaskSet, green: TaskSet) -> str | None:
         """A ROLLING rollback: blue back to its count and healthy, and all
@@ -248,7 +242,9 @@ class DeploymentRunner:
         g = len(green.running())
         if b + g == 0:
             return  # minimumHealthyPercent 0 allows a gap; ALB needs one weight above 0
-        want = {blue.group: b, green.group: g}
+        # In the one target group (no advancedConfiguration) the load balancer
+        # spreads traffic over the tasks by itself: no weights to set.
+        want = {} if self.svc.single_group else {blue.group: b, green.group: g}
         await self.svc.lb.set_weights("all", want)
         pct = round(100.0 * g / (b + g), 4)
         if d is not None:

@@ -37,6 +37,14 @@ class TaskSet:
     tasks: dict[str, Task] = field(default_factory=dict)
     # One scheduler pass at a time: a replacement and a scale-up must not both fill one gap.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The load balancer's target group its tasks join: `group` but for a
+    # ROLLING service without advancedConfiguration, whose new tasks join
+    # the service's one target group beside the old ones.
+    target_group: str = ""
+
+    @property
+    def tg(self) -> str:
+        return self.target_group or self.group
 
     def running(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.state == RUNNING]
@@ -46,6 +54,7 @@ class Scheduler:
     def __init__(self, svc: ServiceController) -> None:
         self.svc = svc
         self.registering: set[str] = set()  # tasks in a set whose registration is on its way
+        self.seen_healthy: set[str] = set()  # green tasks reported healthy (machine.TaskHealthy), each once
 
     def definition(self, revision: str) -> TaskDefinition:
         svc = self.svc
@@ -62,7 +71,7 @@ class Scheduler:
         svc = self.svc
         task = await svc.backend.start_task(
             svc.name, definition, colour, deployment_id,
-            {"SHIFTLAB_TARGET_GROUP": ts.group},
+            {"SHIFTLAB_TARGET_GROUP": ts.tg},
         )
         if task.state == RUNNING and (definition.revision != ts.revision or len(ts.running()) >= ts.desired):
             # The set was stopped, shrunk or moved to another revision while
@@ -74,7 +83,7 @@ class Scheduler:
         if task.state == RUNNING:
             self.registering.add(task.task_id)
             try:
-                await svc.router.register(ts.group, [(task.host, task.port)])
+                await svc.router.register(ts.tg, [(task.host, task.port)])
             finally:
                 self.registering.discard(task.task_id)
         return task
@@ -92,7 +101,7 @@ class Scheduler:
             # Targets adopted from a previous controller may not be registered.
             running = ts.running()
             if running:
-                await self.svc.router.register(ts.group, [(t.host, t.port) for t in running])
+                await self.svc.router.register(ts.tg, [(t.host, t.port) for t in running])
             return failed
 
     async def replenish(self, ts: TaskSet, deployment_id: str | None) -> None:
@@ -111,7 +120,7 @@ class Scheduler:
         running = ts.running()
         if not running or len(running) < ts.desired:
             return False
-        health = await self.svc.router.target_health(ts.group)
+        health = await self.svc.router.target_health(ts.tg)
         return all(health.get(target_id(t.host, t.port)) == "healthy" for t in running)
 
     async def wait_healthy(self, ts: TaskSet, timeout: float) -> bool:
@@ -132,8 +141,8 @@ class Scheduler:
         live = [t for t in victims if t.state == RUNNING]
         if live:
             with contextlib.suppress(RouterError):
-                await self.svc.router.deregister(ts.group, [(t.host, t.port) for t in live])
-            await self.wait_drained(ts.group, [target_id(t.host, t.port) for t in live])
+                await self.svc.router.deregister(ts.tg, [(t.host, t.port) for t in live])
+            await self.wait_drained(ts.tg, [target_id(t.host, t.port) for t in live])
         await asyncio.gather(*[self.svc.backend.stop_task(t.task_id, self.stop_timeout(t)) for t in live])
 
     async def deregister_all(self, ts: TaskSet) -> None:
@@ -141,8 +150,8 @@ class Scheduler:
         if not live:
             return
         with contextlib.suppress(RouterError):
-            await self.svc.router.deregister(ts.group, [(t.host, t.port) for t in live])
-            await self.wait_drained(ts.group, [target_id(t.host, t.port) for t in live])
+            await self.svc.router.deregister(ts.tg, [(t.host, t.port) for t in live])
+            await self.wait_drained(ts.tg, [target_id(t.host, t.port) for t in live])
 
     def stop_timeout(self, task: Task) -> float:
         spec = self.svc.state.revisions.get(task.revision, {})
@@ -181,14 +190,14 @@ class Scheduler:
             reason = task.stopped_reason or "task stopped"
             current = svc.current
             svc.note(current.id if current else None, eventlog.task_stopped(
-                task.task_id, ts.group, task.colour, task.revision, task.exit_code, task.stop_code, reason))
+                task.task_id, ts.tg, task.colour, task.revision, task.exit_code, task.stop_code, reason))
             svc.spawn(self.after_exit(ts, task, reason))
             return
 
     async def after_exit(self, ts: TaskSet, task: Task, reason: str) -> None:
         svc = self.svc
         with contextlib.suppress(RouterError):
-            await svc.router.deregister(ts.group, [(task.host, task.port)])
+            await svc.router.deregister(ts.tg, [(task.host, task.port)])
         ts.tasks.pop(task.task_id, None)
         d = svc.current
         green = ts.group == svc.alternate
@@ -227,13 +236,19 @@ class Scheduler:
 
     async def report_unhealthy(self, ts: TaskSet) -> None:
         """Green tasks the load balancer reports unhealthy, for the machine to
-        count and replace (machine.TaskUnhealthy)."""
+        count and replace (machine.TaskUnhealthy), and those it reports
+        healthy for the first time (machine.TaskHealthy: the circuit
+        breaker's resetOnHealthyTask)."""
         svc = self.svc
-        health = await svc.router.target_health(ts.group)
+        health = await svc.router.target_health(ts.tg)
         grace = float(svc.service.healthCheckGracePeriodSeconds)
         for t in ts.running():
-            if health.get(target_id(t.host, t.port)) == "unhealthy":
+            state = health.get(target_id(t.host, t.port))
+            if state == "unhealthy":
                 svc.runner.feed(m.TaskUnhealthy(t.task_id, t.started_at, grace))
+            elif state == "healthy" and t.task_id not in self.seen_healthy:
+                self.seen_healthy.add(t.task_id)
+                svc.runner.feed(m.TaskHealthy(t.task_id))
 
     async def replace_task(self, action: m.ReplaceTask) -> None:
         """Out of its set (once: a second ReplaceTask finds it gone), out of
@@ -243,5 +258,5 @@ class Scheduler:
         if task is None:
             return
         with contextlib.suppress(RouterError):
-            await self.svc.router.deregister(ts.group, [(task.host, task.port)])
+            await self.svc.router.deregister(ts.tg, [(task.host, task.port)])
         await self.svc.backend.stop_task(task.task_id, 1.0)

@@ -35,6 +35,7 @@ from shiftlab.controller.config import ControllerRuntime, DeploymentConfiguratio
 from shiftlab.controller.lbsync import LoadBalancerSync
 from shiftlab.controller.monitor import Monitor
 from shiftlab.controller.records import Records, ServiceState
+from shiftlab.controller.rolling import alarm_bake_minutes
 from shiftlab.controller.router import Router
 from shiftlab.controller.runner import DeploymentRunner
 from shiftlab.controller.scheduler import Scheduler, TaskSet
@@ -75,8 +76,13 @@ class ServiceController:
         self.clock = clock or RealClock()
         self.time_scale = settings.time_scale
         lb = settings.service.lb
-        self.groups = (target_group_name(lb.targetGroupArn),
-                       target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
+        primary = target_group_name(lb.targetGroupArn)
+        # ROLLING without advancedConfiguration: old and new tasks share the
+        # service's one target group; the new ones are a set of their own
+        # (this key) until they are promoted into the primary set.
+        self.single_group = lb.advancedConfiguration is None
+        self.groups = (primary, f"{primary} (new tasks)" if lb.advancedConfiguration is None
+                       else target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
         self.state: ServiceState
         self.sets: dict[str, TaskSet] = {}
         self.session: aiohttp.ClientSession | None = None  # for URL hooks
@@ -104,6 +110,11 @@ class ServiceController:
     def alternate(self) -> str:
         a, b = self.groups
         return b if self.state.primary_group == a else a
+
+    @property
+    def target_groups(self) -> list[str]:
+        """The load balancer's target groups the service's tasks join."""
+        return [self.groups[0]] if self.single_group else list(self.groups)
 
     @property
     def production_rule(self) -> str:
@@ -149,8 +160,10 @@ class ServiceController:
             latest = plan.promote
             self._run_in_alternate(latest.target_revision)
             self.note(latest.id, eventlog.recovery_promoted(latest.id, latest.target_revision, self.primary))
-        blue = self.sets[self.primary] = TaskSet(self.primary, state.running_revision, plan.blue_desired)
-        green = self.sets[self.alternate] = TaskSet(self.alternate, state.running_revision, 0)
+        blue = self.sets[self.primary] = TaskSet(self.primary, state.running_revision, plan.blue_desired,
+                                                 target_group=self.groups[0])
+        green = self.sets[self.alternate] = TaskSet(self.alternate, state.running_revision, 0,
+                                                    target_group=self.groups[0] if self.single_group else "")
         for old in plan.supersede:  # cannot happen unless records were edited by hand
             self.records.save(m.step(old, m.StopRequest(False, "superseded"), self.clock.now())[0])
         for t in adopted:
@@ -216,12 +229,23 @@ class ServiceController:
         return rev
 
     def _run_in_alternate(self, revision: str) -> None:
-        """The service's record: `revision` runs in the alternate group, which becomes primary."""
-        self.state.primary_group = self.alternate
+        """The service's record: `revision` runs in the alternate group, which
+        becomes primary (in the one target group: runs in the primary set)."""
+        if not self.single_group:
+            self.state.primary_group = self.alternate
         self.state.running_revision = revision
         self.records.save_service(self.state)
 
     def promote(self, d: Deployment) -> None:
+        if self.single_group:
+            # The new tasks become the primary set's, in the same target group.
+            blue, green = self.sets[self.primary], self.sets[self.alternate]
+            self._run_in_alternate(d.target_revision)
+            blue.tasks.update(green.tasks)
+            green.tasks.clear()
+            blue.revision, blue.desired, green.desired = d.target_revision, d.desired_count, 0
+            self.note(d.id, eventlog.service_promoted(d.target_revision, self.primary))
+            return
         old, new = self.primary, self.alternate
         self._run_in_alternate(d.target_revision)
         self.sets[new].desired = d.desired_count
@@ -242,14 +266,17 @@ class ServiceController:
             source_revision=self.state.running_revision, target_revision=rev, created_at=self.clock.now(),
             has_test_rules=bool(self.test_rules),
         )
+        if dc.strategy == "ROLLING" and dc.alarms.enable:
+            d.alarm_bake_minutes = alarm_bake_minutes((a.plan.period, a.EvaluationPeriods) for a in self.settings.alarms
+                                                      if a.AlarmName in dc.alarms.alarmNames)
         self.records.save(d)
         self.note(d.id, eventlog.status_created(d.source_revision, rev, dc.strategy))
         self.runner.begin(d)
         return d
 
-    def stop_deployment(self, deployment_id: str, rollback: bool) -> Deployment:
+    def stop_deployment(self, deployment_id: str, rollback: bool, reason: str | None = None) -> Deployment:
         d = self._current_or_raise(deployment_id)
-        self.runner.feed(m.StopRequest(rollback=rollback))
+        self.runner.feed(m.StopRequest(rollback=rollback) if reason is None else m.StopRequest(rollback, reason))
         return d
 
     def approve(self, deployment_id: str) -> Deployment:

@@ -33,11 +33,18 @@ SECTION = "deploymentConfiguration"
 
 def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
                         alarm_names: Collection[str] | None,
-                        lambda_functions: LambdaFunctions | None = None) -> list[str]:
-    """What `dc` cannot do. None for the desired count, the alarms or the
-    Lambda functions: not known (their own section was refused), so not
-    checked."""
+                        lambda_functions: LambdaFunctions | None = None, advanced: bool | None = None) -> list[str]:
+    """What `dc` cannot do. None for the desired count, the alarms, the
+    Lambda functions or `advanced` (whether the service's load balancer has
+    an advancedConfiguration): not known (their own section was refused),
+    so not checked."""
     problems = []
+    if advanced is False and dc.strategy != Strategy.ROLLING:
+        # ECS: blue/green, canary and linear shift traffic between two target
+        # groups through the production listener rule; ROLLING needs neither.
+        problems.append(f"{SECTION}.strategy: {dc.strategy} needs service.loadBalancers[0].advancedConfiguration "
+                        "(alternateTargetGroupArn, productionListenerRule), as ECS's blue/green deployments do; "
+                        "only ROLLING runs without it")
     if lambda_functions is not None:
         problems += _unmapped_functions(dc, lambda_functions)
     if alarm_names is not None:
@@ -86,7 +93,8 @@ def _unmapped_functions(dc: DeploymentConfiguration, functions: LambdaFunctions)
 
 
 def check_deployment(data: Any, desired_count: int | None, alarm_names: Collection[str] | None,
-                     lambda_functions: LambdaFunctions | None = None) -> DeploymentConfiguration:
+                     lambda_functions: LambdaFunctions | None = None,
+                     advanced: bool | None = None) -> DeploymentConfiguration:
     """`data` (a deploymentConfiguration section) parsed and checked; a
     ConfigError lists every problem, each with its field path."""
     # What ECS's API refuses (its model: field names, types, required fields),
@@ -96,7 +104,8 @@ def check_deployment(data: Any, desired_count: int | None, alarm_names: Collecti
         dc: DeploymentConfiguration = parse(DeploymentConfiguration, data, SECTION)
     except ConfigError as exc:
         raise ConfigError(merge_problems(exc.problems, aws)) from None
-    problems = merge_problems(deployment_problems(dc, desired_count, alarm_names, lambda_functions), aws)
+    problems = merge_problems(deployment_problems(dc, desired_count, alarm_names, lambda_functions,
+                                                  advanced), aws)
     if problems:
         raise ConfigError(problems)
     return dc

@@ -40,6 +40,8 @@ class Rehearsal:
     load: dict[str, Any] | None  # requests, statuses, byGroup, 5xxByGroup, p50/p90/p99
     events: list[dict[str, Any]]
     seconds: float
+    # The rehearsal's timeout ended a deployment still IN_PROGRESS (it was then rolled back).
+    timed_out: bool = False
 
     @property
     def status(self) -> str:
@@ -108,7 +110,7 @@ def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
         overrides = _overrides(command, image, env, cpu, memory)
         outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
         return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,
-                         outcome.seconds)
+                         outcome.seconds, outcome.timed_out)
 
     return run
 

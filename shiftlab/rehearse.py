@@ -38,6 +38,10 @@ class Outcome:
     seconds: float
     events: list[dict[str, Any]]
     extra_loads: list[LoadResult] = field(default_factory=list)
+    # The rehearsal's own timeout ended it (then stopped with a rollback): a
+    # deployment that stays IN_PROGRESS, as ECS leaves one whose new tasks
+    # never get healthy without a circuit breaker, ends here.
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -70,8 +74,8 @@ def rollback_at(events: list[dict[str, Any]]) -> float | None:
 def production_url(settings: Settings) -> str:
     """The listener that carries the production rule."""
     assert settings.service is not None
-    rule = settings.service.lb.advancedConfiguration.productionListenerRule
-    listener = rule.rpartition("/")[0]
+    ac = settings.service.lb.advancedConfiguration
+    listener = ac.productionListenerRule.rpartition("/")[0] if ac else ""
     for ls in settings.load_balancer.Listeners:
         if ls.name == listener:
             return f"http://{ls.Address}:{ls.Port}/"
@@ -126,10 +130,12 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         if on_started is not None:
             on_started(stack)
         d = ctl.create_deployment(overrides, dc)
+        timed_out = False
         try:
             final = await ctl.wait_finished(d.id, timeout=limit)
         except TimeoutError:
-            ctl.stop_deployment(d.id, rollback=True)
+            timed_out = True
+            ctl.stop_deployment(d.id, rollback=True, reason=f"the rehearsal timed out after {limit:g} s")
             final = await ctl.wait_finished(d.id, timeout=120)
         stop_load.set()
         for t in [load_task, *extra_tasks]:
@@ -140,7 +146,7 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         if unsubscribe:
             unsubscribe()
         return Outcome(described, load if load_rps > 0 else None, round(time.monotonic() - started, 3), events,
-                       extra_results)
+                       extra_results, timed_out)
     finally:
         stop_load.set()
         for t in [load_task, *extra_tasks]:

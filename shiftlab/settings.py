@@ -141,7 +141,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
     # Checked as POST /api/deployments checks a deployment's (controller.validation).
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
-        {a.AlarmName for a in alarms} if alarms is not None else None, functions))
+        {a.AlarmName for a in alarms} if alarms is not None else None, functions,
+        advanced=service.lb.advancedConfiguration is not None if service is not None else None))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -198,11 +199,13 @@ def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
     groups = [tg.Name for tg in lb.TargetGroups]
     sl = service.lb
     primary = target_group_name(sl.targetGroupArn)
-    alternate = target_group_name(sl.advancedConfiguration.alternateTargetGroupArn)
     p = "service.loadBalancers[0]"
     if primary not in groups:
         problems.append(f"{p}.targetGroupArn: {sl.targetGroupArn!r} names no target group in loadBalancer "
                         f"(known: {', '.join(groups)})")
+    if sl.advancedConfiguration is None:
+        return problems  # ROLLING in the one target group (the strategy is checked with deploymentConfiguration)
+    alternate = target_group_name(sl.advancedConfiguration.alternateTargetGroupArn)
     if alternate not in groups:
         problems.append(f"{p}.advancedConfiguration.alternateTargetGroupArn: "
                         f"{sl.advancedConfiguration.alternateTargetGroupArn!r} names no target group in "

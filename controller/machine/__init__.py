@@ -50,6 +50,7 @@ from shiftlab.controller.machine.events import (
     Start,
     StopRequest,
     TaskFailed,
+    TaskHealthy,
     TasksStopped,
     TaskUnhealthy,
     Tick,
@@ -86,6 +87,7 @@ from shiftlab.controller.machine.record import (
     W_WEIGHTS,
     Deployment,
     HookRun,
+    failure_threshold,
     minutes,
 )
 from shiftlab.controller.machine.restart import Adopted, RestartPlan, recovery_plan, restart_plan
@@ -100,6 +102,6 @@ __all__ = [
     "Action", "Adopted", "AlarmStates", "Approve", "Deployment", "Event", "GreenReady", "GreenServing", "HookAnswer",
     "HookRun", "InvokeHook", "Note", "Promote", "Reconcile", "Reconciled", "Recover", "ReplaceTask", "RestartPlan",
     "RollingDone", "RollingReplace", "ScaleUpGreen", "SetWeights", "Start", "StopRequest", "StopTasks", "TaskFailed",
-    "TaskUnhealthy", "TasksStopped", "Tick", "WakeAt", "WeightsApplied",
-    "minutes", "recovery_plan", "restart_plan", "step", "wanted_weights",
+    "TaskHealthy", "TaskUnhealthy", "TasksStopped", "Tick", "WakeAt", "WeightsApplied",
+    "failure_threshold", "minutes", "recovery_plan", "restart_plan", "step", "wanted_weights",
 ]

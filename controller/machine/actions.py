@@ -21,7 +21,13 @@ class ScaleUpGreen:
 
 @dataclass(frozen=True)
 class RollingReplace:
-    pass
+    """ROLLING, one batch (rolling.rolling_plan): the old revision's tasks
+    down to `blue` (traffic off them first), the new one's up to `green`
+    running and healthy, then weights by task counts. Counts, not steps: a
+    batch asked again (a restarted controller) changes nothing done."""
+
+    blue: int
+    green: int
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from shiftlab.controller.machine.events import (
     Start,
     StopRequest,
     TaskFailed,
+    TaskHealthy,
     TasksStopped,
     TaskUnhealthy,
     Tick,
@@ -82,6 +83,8 @@ def _dispatch(s: Transition, event: Event) -> None:
             _task_failed(s, event)
         case TaskUnhealthy():
             _task_unhealthy(s, event)
+        case TaskHealthy():
+            _task_healthy(s, event)
         case WeightsApplied():
             _weights_applied(s, event)
         case AlarmStates():
@@ -133,10 +136,12 @@ def _reconciled(s: Transition, event: Reconciled) -> None:
 def _green_up(s: Transition, event: GreenReady | RollingDone) -> None:
     d = s.d
     if d.waiting in (W_SCALE, W_ROLLING):
-        if event.ok:
+        if event.ok and isinstance(event, RollingDone):
+            d.rolling_tasks = [0, d.desired_count] if event.blue is None or event.green is None else \
+                [event.blue, event.green]
+            s.next_batch()
+        elif event.ok:
             d.monitoring = True  # ECS watches alarms once the new tasks run
-            if isinstance(event, RollingDone):
-                d.production_percent = d.test_percent = 100.0  # every blue task replaced
             s.work_done()
         else:
             s.fail(f"new tasks did not become healthy: {event.error}", rollback=True)
@@ -289,6 +294,18 @@ def _task_unhealthy(s: Transition, event: TaskUnhealthy) -> None:
         return
     s.emit(ReplaceTask(event.task_id, UNHEALTHY))
     _task_failed(s, TaskFailed(event.task_id, UNHEALTHY))
+
+
+def _task_healthy(s: Transition, event: TaskHealthy) -> None:
+    """ECS's resetOnHealthyTask (default true): "a task that reaches a
+    healthy state resets the failure count to 0"."""
+    d = s.d
+    cb = d.dc.deploymentCircuitBreaker
+    if (not cb.enable or not cb.resetOnHealthyTask or d.rolling_back or d.failure_count == 0
+            or d.circuit_breaker_status == "TRIGGERED" or event.task_id in d.failed_tasks):
+        return
+    s.note(eventlog.task_failures_reset(event.task_id, d.failure_count, d.threshold))
+    d.failure_count = 0
 
 
 def _alarms(s: Transition, event: AlarmStates) -> None:

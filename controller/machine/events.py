@@ -45,8 +45,13 @@ class GreenReady:
 
 @dataclass(frozen=True)
 class RollingDone:
+    """A ROLLING batch (RollingReplace) is over: the tasks each revision runs
+    now. Without counts: every old task replaced."""
+
     ok: bool
     error: str | None = None
+    blue: int | None = None
+    green: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,14 @@ class TaskUnhealthy:
     task_id: str
     started_at: float | None
     grace_period_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskHealthy:
+    """The load balancer reports a green task healthy for the first time
+    (the circuit breaker's resetOnHealthyTask)."""
+
+    task_id: str
 
 
 @dataclass(frozen=True)
@@ -123,4 +136,5 @@ class TasksStopped:
 
 
 Event = (Start | Tick | Recover | Reconciled | GreenReady | RollingDone | GreenServing | TaskFailed | TaskUnhealthy
-         | WeightsApplied | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped)
+         | WeightsApplied | AlarmStates | HookAnswer | Approve | StopRequest | TasksStopped
+         | TaskHealthy)

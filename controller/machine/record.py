@@ -4,12 +4,11 @@ records written by earlier versions must still load)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from shiftlab.controller.config import DeploymentConfiguration
+from shiftlab.controller.config import DeploymentConfiguration, ThresholdConfiguration
 from shiftlab.controller.strategies import Step, plan
 
 # Lifecycle stages, in order.
@@ -109,6 +108,10 @@ class Deployment:
     failure_count: int = 0
     failed_tasks: list[str] = field(default_factory=list)  # counted by the circuit breaker, each once
     circuit_breaker_status: str = "DISABLED"
+    # ROLLING with alarms: the bake ECS derives from them (rolling.alarm_bake_minutes), AWS minutes.
+    alarm_bake_minutes: float = 0.0
+    # ROLLING: [old, new] tasks after the last batch (None: none done yet).
+    rolling_tasks: list[int] | None = None
     pending_hooks: list[int] = field(default_factory=list)
     hook: HookRun | None = None
     hook_runs: list[HookRun] = field(default_factory=list)
@@ -132,11 +135,15 @@ class Deployment:
 
     @property
     def threshold(self) -> int:
-        """ECS's circuit-breaker threshold: clamp(ceil(0.5 x desiredCount), 3, 200)."""
-        return min(max(math.ceil(0.5 * self.desired_count), 3), 200)
+        """ECS's circuit-breaker threshold (failure_threshold)."""
+        return failure_threshold(self.desired_count, self.dc.deploymentCircuitBreaker.thresholdConfiguration)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for name, default in _LATER_FIELDS.items():  # an older record writes back as it was
+            if doc[name] == default:
+                del doc[name]
+        return doc
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deployment:
@@ -147,6 +154,22 @@ class Deployment:
         d.hook = HookRun(**hook) if hook else None
         d.hook_runs = [HookRun(**r) for r in runs]
         return d
+
+
+# Fields added after records were first written, with the default an older
+# record reads them as: written only when they differ from it.
+_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0, "rolling_tasks": None}
+
+
+def failure_threshold(desired_count: int, tc: ThresholdConfiguration) -> int:
+    """The circuit breaker's failure threshold, as the ECS API reference
+    defines it: COUNT is `value` itself; the percentage types multiply
+    `value` percent by the desired count (rounded up), and BOUNDED_PERCENT
+    (the default, 50) keeps the result within 3..200."""
+    if tc.type == "COUNT":
+        return tc.value
+    n = -(-tc.value * desired_count // 100)  # rounded up, in integers
+    return min(max(n, 3), 200) if tc.type == "BOUNDED_PERCENT" else n
 
 
 def minutes(d: Deployment, m: float) -> float:

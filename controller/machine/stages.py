@@ -46,6 +46,7 @@ from shiftlab.controller.machine.record import (
     HookRun,
     minutes,
 )
+from shiftlab.controller.rolling import RollingStuck, rolling_plan
 
 
 class Transition:
@@ -92,21 +93,45 @@ class Transition:
         if stage == RECONCILE_SERVICE:
             d.waiting = W_RECONCILE
             self.emit(Reconcile())
+        elif stage == SCALE_UP and rolling:
+            d.waiting = W_ROLLING
+            self.next_batch()
         elif stage == SCALE_UP:
-            d.waiting = W_ROLLING if rolling else W_SCALE
-            self.emit(RollingReplace() if rolling else ScaleUpGreen(d.desired_count))
+            d.waiting = W_SCALE
+            self.emit(ScaleUpGreen(d.desired_count))
         elif stage == TEST_TRAFFIC_SHIFT and d.has_test_rules:
             self.set_weights("test", 100.0)
         elif stage == PRODUCTION_TRAFFIC_SHIFT:
             self.set_weights("production", d.steps[d.step_index].percent)
         elif stage == BAKE_TIME:
-            self.bake(minutes(d, d.dc.bakeTimeInMinutes))
+            # ROLLING with alarms watches them for the bake ECS derives from them, then bakeTimeInMinutes.
+            self.bake(minutes(d, d.dc.bakeTimeInMinutes + (d.alarm_bake_minutes if rolling else 0.0)))
         elif stage == CLEAN_UP:
             d.monitoring = False
             d.waiting = W_STOP
             self.emit(StopTasks("blue"))
         else:
             self.work_done()
+
+    def next_batch(self) -> None:
+        """ROLLING: the next batch from the counts the last one left, or,
+        every old task replaced, the end of SCALE_UP."""
+        d = self.d
+        dc = d.dc
+        blue, green = d.rolling_tasks or (d.desired_count, 0)
+        try:
+            batches = rolling_plan(d.desired_count, dc.minimumHealthyPercent, dc.maximumPercent,
+                                   blue=min(blue, d.desired_count), green=green)
+        except RollingStuck as exc:
+            self.fail(f"new tasks cannot replace the old ones: {exc}", rollback=True)
+            return
+        if not batches:
+            d.monitoring = True  # ECS watches alarms once the new tasks run
+            d.production_percent = d.test_percent = 100.0  # every old task replaced
+            self.work_done()
+            return
+        b = batches[0]
+        self.emit(RollingReplace(min(blue, d.desired_count) - b.stop_blue, green + b.start_green))
 
     def set_weights(self, kind: str, percent: float) -> None:
         d = self.d

@@ -35,7 +35,9 @@ from shiftlab.controller.vocabulary import Strategy
 @time_scale_option()
 @backend_option()
 @load_rps_option(20.0, "Background load on the production listener during the rehearsal (0: none).")
-@click.option("--timeout", type=float, default=None, help="Give up (and roll back) after this many seconds.")
+@click.option("--timeout", type=float, default=None,
+              help="Give up (roll back, exit 4) after this many seconds (default: 3 x the strategy's time + 120 s, "
+                   "at least 600 s).")
 @json_option("Print the outcome as JSON.")
 @quiet_option()
 @verbose_option()
@@ -44,7 +46,8 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
              load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
     rollback or failure, 2 on a bad config, 3 when it could not start (a
-    port in use, say). Leaves nothing running."""
+    port in use, say), 4 when --timeout (or the default limit) ended it
+    (rolled back then). Leaves nothing running."""
     import tempfile
 
     setup_logging(verbose)
@@ -67,6 +70,7 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
 
 
 EXIT_CANNOT_START = 3
+EXIT_TIMED_OUT = 4  # the rehearsal's own timeout ended a deployment still in progress
 
 
 def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, timeout: float | None,
@@ -114,6 +118,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
         "stages": [s["stage"] + (" (rollback)" if s.get("rollback") else "") for s in d["shiftlab"]["stages"]],
         "load": outcome.load.summary() if outcome.load else None,
         "secondsFromFirst5xxToRollback": outcome.rollback_seconds(),
+        "timedOut": outcome.timed_out,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -128,6 +133,8 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
                        f"(by group: {ld['5xxByGroup'] or 'none'}), statuses {ld['statuses']}")
         if summary["secondsFromFirst5xxToRollback"] is not None:
             click.echo(f"  first 5xx -> production back on blue: {summary['secondsFromFirst5xxToRollback']} s")
+    if outcome.timed_out:
+        return EXIT_TIMED_OUT
     return 0 if outcome.ok else 1
 
 

@@ -134,3 +134,24 @@ def test_validate_reports_every_refusal_at_once_and_exits_2(tmp_path: Path) -> N
         assert f"  {line}" in res.stderr, (line, res.stderr)
     assert "(6 problems)" in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+@pytest.mark.parametrize("strategy", ["BLUE_GREEN", "CANARY", "LINEAR", "ROLLING"])
+def test_only_rolling_runs_without_advanced_configuration(tmp_path: Path, strategy: str) -> None:
+    """ECS: blue/green, canary and linear deployments shift traffic between the target group and the
+    alternate one through the production listener rule (advancedConfiguration); a rolling deployment
+    needs only the service's target group
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html)."""
+    # BLUE_GREEN with the bake time ECS requires of it: the one problem is the missing configuration.
+    data = config(tmp_path, {"strategy": strategy, **({"bakeTimeInMinutes": 0} if strategy == "BLUE_GREEN" else {})})
+    del data["service"]["loadBalancers"][0]["advancedConfiguration"]
+    if strategy == "ROLLING":
+        service = load_settings(data).service
+        assert service is not None and service.lb.advancedConfiguration is None
+        return
+    with pytest.raises(ConfigError) as exc:
+        load_settings(data)
+    assert exc.value.problems == [
+        f"{DC}.strategy: {strategy} needs service.loadBalancers[0].advancedConfiguration "
+        "(alternateTargetGroupArn, productionListenerRule), as ECS's blue/green deployments do; "
+        "only ROLLING runs without it"]

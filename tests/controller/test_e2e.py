@@ -143,6 +143,7 @@ def test_rehearse_exit_codes(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     outcome = json.loads(good.stdout)
     assert outcome["status"] == "SUCCESSFUL" and outcome["load"]["connectionErrors"] == 0
+    assert outcome["timedOut"] is False
     bad = run_cli("rehearse", "-c", str(path), "--env", "ERROR_RATE=1", "--json", "--load-rps", "30")
     assert bad.returncode == 1, bad.stderr
     outcome = json.loads(bad.stdout)
@@ -154,6 +155,26 @@ def test_rehearse_exit_codes(tmp_path: Path) -> None:
     invalid = run_cli("rehearse", "-c", str(path), "--env", "X=1")
     assert invalid.returncode == 2
     assert "deploymentConfiguration.canaryConfiguration.canaryPercent: 0 is out of range 0.1..100" in invalid.stderr
+
+
+def test_rehearse_ends_a_deployment_ecs_would_leave_in_progress_with_its_own_timeout(tmp_path: Path) -> None:
+    """No circuit breaker and a revision that never passes its health check:
+    ECS leaves such a deployment IN_PROGRESS, replacing tasks (the breaker is
+    what fails it: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/
+    deployment-circuit-breaker.html), so the 1 s start timeout rolls nothing
+    back; `rehearse --timeout` ends it, rolled back, with exit code 4."""
+    data = config(tmp_path, {"strategy": "CANARY"})
+    data["controller"]["taskStartTimeoutSeconds"] = 1
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    res = run_cli("rehearse", "-c", str(path), "--env", "HEALTH_FAIL=1", "--json", "--load-rps", "0",
+                  "--timeout", "6")
+    assert res.returncode == 4, (res.stdout, res.stderr)
+    outcome = json.loads(res.stdout)
+    assert outcome["timedOut"] is True
+    assert outcome["status"] == "ROLLBACK_SUCCESSFUL"
+    assert outcome["statusReason"] == "the rehearsal timed out after 6 s", outcome
+    assert outcome["circuitBreaker"]["status"] == "DISABLED"
 
 
 def test_rehearse_that_cannot_start_is_not_a_rollback(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -272,6 +273,45 @@ async def test_rolling_four_tasks_50_200(stack_factory, tmp_path) -> None:
     # Never fewer than 2 (50 %) nor more than 8 (200 %) tasks running.
     assert all(2 <= b + g <= 8 for b, g in counts), counts
     assert load.connection_errors == 0 and load.elb_errors == 0, load.summary()
+
+
+async def test_rolling_in_the_services_one_target_group_without_advanced_configuration(stack_factory,
+                                                                                       tmp_path) -> None:
+    """ROLLING as ECS runs it (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html):
+    no advancedConfiguration, old and new tasks side by side in the service's one target group, batches
+    within minimumHealthyPercent 50 and maximumPercent 200 of 4 tasks; the rule's weights never change."""
+    data = config(tmp_path, {"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200},
+                  desired=4)
+    del data["service"]["loadBalancers"][0]["advancedConfiguration"]
+    stack = await stack_factory(data)
+    ctl = stack.controller
+    weights_before = await stack.router.weights("prod/default")
+    seen: list[tuple[int, int]] = []
+    ctl.subscribe(lambda msg: seen.append((len(ctl.sets[ctl.primary].running()),
+                                           len(ctl.sets[ctl.alternate].running())))
+                  if msg.get("type") == "metrics" else None)
+    final, load = await run_with_load(stack, data, {"GREETING": "v2"})
+    assert final.status == "SUCCESSFUL", final.status_reason
+    assert ctl.primary == "blue" and ctl.state.running_revision == final.target_revision
+    blue = ctl.sets["blue"]
+    assert len(blue.running()) == 4 and {t.revision for t in blue.running()} == {final.target_revision}
+    assert not ctl.sets[ctl.alternate].running()
+    health = await stack.router.target_health("blue")
+    assert sorted(health) == sorted(f"{t.host}:{t.port}" for t in blue.running())
+    assert await stack.router.target_health("green") == {}  # never used
+    assert await stack.router.weights("prod/default") == weights_before
+    assert any(g > 0 for _, g in seen), seen  # new tasks ran beside the old ones
+    assert all(2 <= b + g <= 8 for b, g in seen), seen
+    assert set(load.by_group) == {"blue"}, load.summary()  # every answer from the one group
+    assert load.connection_errors == 0 and load.elb_errors == 0, load.summary()
+    # The API refuses what the file would: a blue/green strategy needs advancedConfiguration.
+    async with aiohttp.ClientSession() as s, s.post(f"{stack.api_url}/api/deployments",
+                                                    json={"deploymentConfiguration": {"strategy": "CANARY"}}) as r:
+        assert r.status == 400
+        assert (await r.json())["problems"] == [
+            "deploymentConfiguration.strategy: CANARY needs service.loadBalancers[0].advancedConfiguration "
+            "(alternateTargetGroupArn, productionListenerRule), as ECS's blue/green deployments do; "
+            "only ROLLING runs without it"]
 
 
 async def test_rolling_green_5xx_alarm_during_the_replacement_rolls_back(stack_factory, tmp_path) -> None:

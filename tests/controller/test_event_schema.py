@@ -59,6 +59,10 @@ GOLDEN: list[tuple[Entry, str]] = [
     (eventlog.alarm_watched(), "green tasks serve: alarms are watched from now on"),
     (eventlog.task_failed("t1", "2", UNHEALTHY, 1, 3),
      "green task t1 failed (failed target group health checks); circuit breaker 1/3"),
+    (eventlog.task_failures_reset("t2", 2, 3), "green task t2 is healthy: circuit breaker count reset (2/3 -> 0/3)"),
+    (eventlog.task_not_healthy(2, 1, 60.0),
+     "new tasks not healthy after 60 s (1 of 2 running); no circuit breaker: as on ECS, the deployment stays "
+     "IN_PROGRESS and failed tasks are replaced"),
     (eventlog.task_stopped("t9", "blue", "blue", "1", 1, "EssentialContainerExited",
                            "Essential container in task exited"),
      "task t9 in blue stopped: Essential container in task exited"),

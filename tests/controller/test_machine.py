@@ -413,7 +413,7 @@ def test_rolling_circuit_breaker_rolls_back_by_restoring_blue() -> None:
     p = Playbook({"strategy": "ROLLING", "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
                  test_rules=False)
     p.send(m.Start())
-    assert p.send(m.Reconciled()) == [m.RollingReplace()]
+    assert p.send(m.Reconciled()) == [m.RollingReplace(blue=2, green=2)]
     assert p.send(m.TaskFailed("t1", "Essential container in task exited")) == []
     assert p.send(m.TaskFailed("t2", "Essential container in task exited")) == []
     assert p.d.status == m.IN_PROGRESS and p.d.waiting == m.W_ROLLING
@@ -597,8 +597,11 @@ def test_stop_with_rollback_while_paused() -> None:
 def test_rolling_replaces_then_cleans_up() -> None:
     p = Playbook({"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200}, test_rules=False)
     p.send(m.Start())
-    assert p.send(m.Reconciled()) == [m.RollingReplace()]
-    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0), m.StopTasks("blue")]
+    # desiredCount 2: at least 1 healthy, at most 4 running.
+    assert p.send(m.Reconciled()) == [m.RollingReplace(blue=1, green=2)]
+    assert p.send(m.RollingDone(ok=True, blue=1, green=2)) == [m.RollingReplace(blue=0, green=2)]
+    assert p.d.rolling_tasks == [1, 2] and p.d.stage == m.SCALE_UP
+    assert p.send(m.RollingDone(ok=True, blue=0, green=2)) == [m.WakeAt(T0), m.StopTasks("blue")]
     p.send(m.TasksStopped("blue", ok=True))
     assert p.d.status == m.SUCCESSFUL
     assert [s["stage"] for s in p.d.stages] == [m.RECONCILE_SERVICE, m.SCALE_UP, m.BAKE_TIME, m.CLEAN_UP]
@@ -621,7 +624,7 @@ ROLLING_ALARMED = {"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumP
 def test_rolling_alarm_during_the_replacement_rolls_back() -> None:
     p = Playbook(ROLLING_ALARMED, test_rules=False)
     p.send(m.Start())
-    assert p.send(m.Reconciled()) == [m.RollingReplace()]
+    assert p.send(m.Reconciled()) == [m.RollingReplace(blue=1, green=2)]
     # Before a green task serves, nothing is watched (as for the other strategies).
     assert p.send(m.AlarmStates({"green-5xx": "ALARM"})) == []
     assert p.d.status == m.IN_PROGRESS and not p.d.monitoring
@@ -661,6 +664,63 @@ def test_rolling_rollback_whose_blue_never_gets_healthy_fails() -> None:
                                  "blue (revision 1) did not get back to 2 healthy tasks")
 
 
+@pytest.mark.parametrize(
+    ("desired", "low", "high", "targets"),
+    [
+        # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html: with
+        # desiredCount 4, minimumHealthyPercent 50 lets two old tasks stop before two new ones start,
+        # maximumPercent 200 lets four new ones start before the old ones stop.
+        (4, 50, 200, [(2, 4), (0, 4)]),
+        (4, 100, 200, [(4, 4), (0, 4)]),
+        (4, 50, 100, [(2, 2), (0, 4)]),
+        (4, 100, 125, [(4, 1), (3, 2), (2, 3), (1, 4), (0, 4)]),  # one task at a time
+        (2, 75, 200, [(2, 2), (0, 2)]),  # 75 % of 2 rounds up to 2: none may stop first
+    ],
+)
+def test_rolling_batches_are_the_machines_actions(desired: int, low: int, high: int,
+                                                 targets: list[tuple[int, int]]) -> None:
+    """The batch loop as a playbook: each RollingReplace asks for the counts of one batch, each
+    RollingDone reports what runs; the last one ends SCALE_UP and the bake begins."""
+    p = Playbook({"strategy": "ROLLING", "minimumHealthyPercent": low, "maximumPercent": high},
+                 desired=desired, test_rules=False)
+    p.send(m.Start())
+    asked = p.send(m.Reconciled())
+    seen = []
+    while asked and isinstance(asked[0], m.RollingReplace):
+        batch = asked[0]
+        seen.append((batch.blue, batch.green))
+        assert p.d.stage == m.SCALE_UP and p.d.waiting == m.W_ROLLING
+        asked = p.send(m.RollingDone(ok=True, blue=batch.blue, green=batch.green))
+    assert seen == targets
+    assert p.d.stage == m.CLEAN_UP and asked == [m.WakeAt(T0), m.StopTasks("blue")]  # bake 0: on at once
+    assert p.d.production_percent == 100.0
+
+
+def test_a_failed_rolling_batch_rolls_back_to_the_old_revision() -> None:
+    p = Playbook({"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 200},
+                 desired=4, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenServing(66.6667))
+    assert p.send(m.RollingDone(ok=False, error="tasks not healthy within 60 s")) == [m.StopTasks("green")]
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.rollback is not None
+    assert p.d.rollback["serviceRevisionArn"] == "1"
+    p.send(m.TasksStopped("green", ok=True))  # the driver restored blue's four tasks first
+    assert p.d.status == m.ROLLBACK_SUCCESSFUL and p.d.production_percent == 0
+
+
+def test_rolling_batches_go_on_from_the_recorded_counts_after_a_restart() -> None:
+    p = Playbook({"strategy": "ROLLING", "minimumHealthyPercent": 100, "maximumPercent": 125},
+                 desired=4, test_rules=False)
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.RollingDone(ok=True, blue=4, green=1))
+    p.send(m.GreenServing(20.0))
+    assert p.send(m.RollingDone(ok=True, blue=3, green=2)) == [m.RollingReplace(blue=2, green=3)]
+    p.d = m.Deployment.from_dict(p.d.to_dict())
+    assert p.send(m.Recover()) == [m.RollingReplace(blue=2, green=3)]  # the batch under way, asked again
+
+
 def test_rolling_records_the_share_green_serves() -> None:
     p = Playbook({"strategy": "ROLLING", "bakeTimeInMinutes": 3}, test_rules=False)
     p.send(m.Start())
@@ -669,8 +729,52 @@ def test_rolling_records_the_share_green_serves() -> None:
     assert p.d.production_percent == 0 and not p.d.monitoring
     p.send(m.GreenServing(50.0))
     assert (p.d.production_percent, p.d.test_percent) == (50.0, 50.0)
-    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0 + 3.0)]
+    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0 + 3.0)]  # no counts: every old task replaced
     assert p.d.production_percent == 100.0 and p.d.stage == m.BAKE_TIME
+
+
+def test_rolling_with_alarms_bakes_for_their_window_and_bake_time_and_watches_them_until_clean_up() -> None:
+    """ROLLING with alarms: watched from the first new task serving, through the bake ECS derives from
+    them (here 5 minutes: rolling.alarm_bake_minutes) plus bakeTimeInMinutes (3): an alarm in that bake
+    rolls back (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html)."""
+    p = Playbook({**ALARMED, "strategy": "ROLLING", "bakeTimeInMinutes": 3}, test_rules=False)
+    p.d.alarm_bake_minutes = 5.0
+    p.send(m.Start())
+    p.send(m.Reconciled())
+    p.send(m.GreenServing(50.0))
+    assert p.d.monitoring
+    assert p.send(m.RollingDone(ok=True)) == [m.WakeAt(T0 + 8.0)]  # (5 + 3) AWS minutes at timeScale 60
+    assert p.d.stage == m.BAKE_TIME
+    assert p.tick(7.5) == []  # still baking, still watched
+    p.send(m.AlarmStates({"green-5xx": "ALARM"}))
+    assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.stage == m.CLEAN_UP
+    assert p.d.rollback is not None and p.d.rollback["serviceRevisionArn"] == "1"  # the old revision back
+
+
+@pytest.mark.parametrize(("breaker", "after"), [
+    ({"enable": True, "rollback": True}, 0),  # resetOnHealthyTask defaults to true
+    ({"enable": True, "rollback": True, "resetOnHealthyTask": False}, 2),
+    ({"enable": False, "rollback": False}, 2),  # no breaker: nothing to reset
+])
+def test_a_healthy_green_task_resets_the_breakers_count(breaker: dict[str, Any], after: int) -> None:
+    """DeploymentCircuitBreaker.resetOnHealthyTask (https://docs.aws.amazon.com/AmazonECS/latest/
+    APIReference/API_DeploymentCircuitBreaker.html): "a task that reaches a healthy state resets the
+    failure count to 0"."""
+    p = Playbook({"strategy": "CANARY", "deploymentCircuitBreaker": breaker})
+    p.start_to_traffic()
+    p.send(m.TaskFailed("t1", "exited"))
+    p.send(m.TaskFailed("t2", "exited"))
+    p.send(m.TaskHealthy("t1"))  # a task counted as failed does not reset the count
+    assert p.d.failure_count == 2
+    p.send(m.TaskHealthy("t3"))
+    assert p.d.failure_count == after and p.d.status == m.IN_PROGRESS
+    assert len(p.notes(eventlog.TASK_FAILURES_RESET)) == (1 if after == 0 else 0)
+    if after == 0:  # counted afresh: the threshold (3) needs three more
+        for t in ("t4", "t5"):
+            p.send(m.TaskFailed(t, "exited"))
+        assert p.d.status == m.IN_PROGRESS
+        p.send(m.TaskFailed("t6", "exited"))
+        assert p.d.circuit_breaker_status == "TRIGGERED" and p.d.rolling_back
 
 
 # -- crash recovery ------------------------------------------------------------------
@@ -813,7 +917,7 @@ def test_rolling_recovery_rule_at_each_stage(stage: str, serving: float | None, 
         assert p.d.status == m.ROLLBACK_IN_PROGRESS and p.d.stage == m.CLEAN_UP
         assert "before production traffic moved" in (p.d.status_reason or "")
     elif stage == m.SCALE_UP:
-        assert actions == [m.RollingReplace()]  # the driver goes on from the tasks it adopted
+        assert actions == [m.RollingReplace(blue=1, green=2)]  # the batch again: it asks for counts
         assert p.d.monitoring  # alarms still watched
         assert p.send(m.AlarmStates({"x": "ALARM"})) == []  # not one of the deployment's
     elif stage == m.BAKE_TIME:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from shiftlab.controller.config import DeploymentConfiguration
-from shiftlab.controller.rolling import Batch, RollingStuck, bounds, rolling_plan
+from shiftlab.controller.rolling import Batch, RollingStuck, alarm_bake_minutes, bounds, rolling_plan
 from shiftlab.controller.strategies import Step, percent_of, plan, total_minutes, weights
 from tests.helpers import aws_walkthrough
 
@@ -93,6 +93,49 @@ def test_rolling_plan(desired: int, low: int, high: int, expected: list[Batch]) 
         green += b.start_green
         assert blue + green <= hi
     assert (blue, green) == (0, desired)
+
+
+@pytest.mark.parametrize(
+    ("desired", "low", "high", "may_stop_first", "may_start_first"),
+    [
+        # "if the minimum healthy percent is 50 and the desired task count is four, then the scheduler can
+        # stop two existing tasks before starting two new tasks"
+        (4, 50, 100, 2, 2),
+        # "if the minimum healthy percent is 75% and the desired task count is two, then the scheduler can't
+        # stop any tasks due to the resulting value also being two"
+        (2, 75, 200, 0, 2),
+        # "if the maximum percent is 200 and the desired task count is four, then the scheduler can start four
+        # new tasks before stopping four existing tasks"
+        (4, 100, 200, 0, 4),
+        # both bounds at once (the issue's example: desiredCount 4, 50 %, 200 %)
+        (4, 50, 200, 2, 4),
+    ],
+)
+def test_rolling_batches_follow_the_documented_examples(desired: int, low: int, high: int, may_stop_first: int,
+                                                        may_start_first: int) -> None:
+    """https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html
+    ("Deploy Amazon ECS services by replacing tasks"): minimumHealthyPercent is rounded up,
+    maximumPercent down; the first batch stops and starts what they allow."""
+    first = rolling_plan(desired, low, high)[0]
+    assert (first.stop_blue, first.start_green) == (may_stop_first, may_start_first)
+
+
+@pytest.mark.parametrize(
+    ("alarms", "minutes"),
+    [
+        ([], 0),
+        ([(60, 1)], 1),
+        ([(60, 3), (300, 2)], 10),  # the longest evaluation window
+        ([(10, 6), (30, 1)], 1),
+        ([(86400, 1)], 1440),
+    ],
+)
+def test_rolling_alarm_bake(alarms: list[tuple[int, int]], minutes: float) -> None:
+    """ECS derives a ROLLING deployment's bake from its alarms' configuration without publishing how
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html: "Amazon
+    ECS computes this time period based on the alarm configuration"); shiftlab's choice, in README's
+    Differences from AWS: the longest Period x EvaluationPeriods."""
+    assert alarm_bake_minutes(alarms) == minutes
 
 
 def test_rolling_rounding_is_ecs_rounding() -> None:

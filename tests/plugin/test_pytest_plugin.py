@@ -50,9 +50,19 @@ def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester)
             with pytest.raises(ConfigError, match=r"deploymentConfiguration[.]lifecycleHooks: .* not ROLLING"):
                 shiftlab_rehearse(config, strategy="ROLLING")
 
+        def test_a_release_that_never_gets_healthy_times_out(shiftlab_rehearse):
+            # No circuit breaker: as on ECS the deployment would stay IN_PROGRESS; the rehearsal's timeout ends it.
+            import yaml
+
+            config = yaml.safe_load(open("shiftlab.yaml"))
+            config["deploymentConfiguration"]["deploymentCircuitBreaker"] = {"enable": False, "rollback": False}
+            outcome = shiftlab_rehearse(config, env={"HEALTH_FAIL": "1"}, load_rps=0, timeout=6)
+            assert outcome.timed_out and outcome.status == "ROLLBACK_SUCCESSFUL", outcome.reason
+            assert outcome.reason == "the rehearsal timed out after 6 s"
+
         async def test_the_stack_fixture(shiftlab_stack):
             async with shiftlab_stack("shiftlab.yaml") as stack:
                 assert len(stack.controller.sets["blue"].running()) == 2
     ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", timeout=240)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
