@@ -81,6 +81,8 @@ class ServiceController:
         self._background: set[asyncio.Task[Any]] = set()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
         self._monitoring: asyncio.Task[None] | None = None
+        # Environment every task gets unless its definition sets the name (the CloudWatch endpoint).
+        self.task_env: dict[str, str] = {}
         self.lb = LoadBalancerSync(self)
         self.scheduler = Scheduler(self)
         self.monitor = Monitor(self)
