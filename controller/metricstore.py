@@ -377,7 +377,7 @@ class CustomMetrics:
     def __len__(self) -> int:
         return len(self._series)
 
-    def keys(self) -> list[MetricKey]:
+    def metrics(self) -> list[MetricKey]:
         return list(self._series)
 
     def place(self, at: float, resolution: int) -> float:
