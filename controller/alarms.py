@@ -1,4 +1,5 @@
-"""CloudWatch metric alarms over the load balancer's own metrics: config
+"""CloudWatch metric alarms over the load balancer's metrics and what tasks
+publish with PutMetricData (controller.cloudwatch): config
 models that take `aws cloudwatch put-metric-alarm --cli-input-json` input
 as is, and a pure evaluator of CloudWatch's M-out-of-N rule.
 
@@ -7,9 +8,11 @@ Public API
 `parse_alarms(data, target_groups, prefix="alarms") -> list[MetricAlarm]`
   `data` is a list of put-metric-alarm inputs (single metric, or metric math
   with `Metrics`). Raises `ConfigError` listing every problem, each line
-  naming its field path and value. Alarms on metrics shiftlab cannot compute
-  (another namespace, an anomaly-detection band, an unknown target group)
-  are refused here, not at run time.
+  naming its field path and value. Alarms shiftlab cannot evaluate (an
+  anomaly-detection band, an unknown target group, an AWS/ApplicationELB
+  metric it does not compute) are refused here, not at run time. Another
+  namespace is accepted, as PutMetricAlarm accepts it: it reads the store's
+  published datapoints (`MetricAlarm.custom_metrics()` lists them).
 
 `MetricAlarm` (frozen pydantic model, AWS field names) has `.plan`: the
   metric queries and expressions to evaluate, with target groups resolved.

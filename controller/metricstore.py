@@ -15,6 +15,12 @@ Public API
     balancer's totals. Periods are aligned to multiples of `period` from
     epoch 0 (`period_starts` gives their start times).
 
+`MetricStore.custom`, a `CustomMetrics`: datapoints published with
+  PutMetricData, by `metric_key(namespace, name, dimensions)`; `add(key,
+  Entry, now)`, `series(key, stat, unit, period, end, count)`. Bounded by
+  the same retention, `MAX_SERIES` metrics and `MAX_ENTRIES_PER_SERIES`
+  datapoints each.
+
 Module helpers: `METRICS` (what can be computed), `METRIC_UNITS`,
 `TARGET_GROUP_ONLY` / `LOAD_BALANCER_ONLY` (which dimension a metric
 needs), `supports_statistic(stat)`.
