@@ -522,6 +522,23 @@ class SeriesSource(Protocol):
     ) -> list[float | None]: ...
 
 
+def metric_query(qid: str, namespace: str | None, name: str | None, dims: Sequence[Dimension], stat: str,
+                 unit: str | None, path: str) -> tuple[MetricQuery | None, list[str]]:
+    """One metric and statistic as a query of the store (GetMetricData's
+    MetricStat), or the problems with it."""
+    group, problems = _metric_problems(path, namespace, name, dims, None)
+    problems += _stat_problem(f"{path}.Stat", stat) + _unit_problem(f"{path}.Unit", name, unit, namespace)
+    if problems or namespace is None or name is None:
+        return None, problems or [f"{path}: Namespace and MetricName are required"]
+    return _query(qid, namespace, name, dims, group, stat, unit), []
+
+
+def fetch(store: SeriesSource, q: MetricQuery, stat: str, period: float, now: float,
+          n: int) -> list[float | None]:
+    """The last `n` datapoints of `q` (with `stat`) ending at or before `now`, oldest first."""
+    return _fetch(store, q, stat, period, now, n)
+
+
 def _fetch(store: SeriesSource, q: MetricQuery, stat: str, period: float, now: float,
            n: int) -> list[float | None]:
     if q.unpublished:

@@ -27,7 +27,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shiftlab.controller.metricstore import UNITS, CustomMetrics, Entry, MetricKey, metric_key
+from shiftlab.common.configfile import ConfigError, parse
+from shiftlab.controller.alarms import MIN_PERIOD_SECONDS, Dimension, fetch, metric_query
+from shiftlab.controller.cbor import Timestamp
+from shiftlab.controller.metricstore import (
+    UNITS,
+    CustomMetrics,
+    Entry,
+    MetricKey,
+    MetricStore,
+    metric_key,
+    period_starts,
+)
 
 MAX_METRICS = 1000
 MAX_DIMENSIONS = 30
@@ -269,3 +280,62 @@ def describe_alarms(params: Mapping[str, Any], alarms: Sequence[Mapping[str, Any
            and (prefix is None or str(a["AlarmName"]).startswith(prefix))
            and (state is None or a["StateValue"] == state)]
     return {"MetricAlarms": out, "CompositeAlarms": []}
+
+
+MAX_RESULT_DATAPOINTS = 100_800  # GetMetricData: "A single GetMetricData call can ... return up to 100,800 data points"
+
+
+def get_metric_data(params: Mapping[str, Any], store: MetricStore, time_scale: float) -> dict[str, Any]:
+    """GetMetricData for MetricStat queries (not Expression) over what the
+    store holds: the load balancer's metrics and published ones. Periods are
+    AWS seconds divided by the time scale, and so are the timestamps' steps."""
+    queries = _list("MetricDataQueries", params.get("MetricDataQueries"))
+    if not queries:
+        raise CloudWatchError(MISSING, "The parameter MetricDataQueries is required.")
+    for field in ("StartTime", "EndTime"):
+        if params.get(field) is None:
+            raise CloudWatchError(MISSING, f"The parameter {field} is required.")
+    start, end = _timestamp("StartTime", params["StartTime"]), _timestamp("EndTime", params["EndTime"])
+    if end <= start:
+        raise _invalid("EndTime", _iso(end), "The EndTime must be after the StartTime.")
+    descending = params.get("ScanBy", "TimestampDescending") != "TimestampAscending"
+    results = []
+    for i, raw in enumerate(queries, 1):
+        p = f"MetricDataQueries.member.{i}"
+        if not isinstance(raw, dict) or not raw.get("Id"):
+            raise CloudWatchError(MISSING, f"The parameter {p}.Id is required.")
+        if raw.get("Expression") is not None:
+            raise _invalid(f"{p}.Expression", raw["Expression"], "shiftlab answers MetricStat queries only.")
+        ms = raw.get("MetricStat")
+        if not isinstance(ms, dict) or not isinstance(ms.get("Metric"), dict):
+            raise CloudWatchError(MISSING, f"The parameter {p}.MetricStat is required.")
+        for field in ("Period", "Stat"):
+            if ms.get(field) is None:
+                raise CloudWatchError(MISSING, f"The parameter {p}.MetricStat.{field} is required.")
+        metric = ms["Metric"]
+        try:
+            dims = [parse(Dimension, d, f"{p}.MetricStat.Metric.Dimensions.member.{j}")
+                    for j, d in enumerate(_list(f"{p}.MetricStat.Metric.Dimensions", metric.get("Dimensions")), 1)]
+        except ConfigError as exc:
+            raise CloudWatchError(INVALID_VALUE, "; ".join(exc.problems)) from None
+        period = ms["Period"]
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise _invalid(f"{p}.MetricStat.Period", period, "A period is a whole number of seconds.")
+        query, problems = metric_query(str(raw["Id"]), metric.get("Namespace"), metric.get("MetricName"), dims,
+                                       str(ms["Stat"]), ms.get("Unit"), f"{p}.MetricStat.Metric")
+        if query is None:
+            raise CloudWatchError(INVALID_VALUE, "; ".join(problems))
+        scaled = max(period / time_scale, MIN_PERIOD_SECONDS)
+        # Nothing older than the store keeps can have data: no need to ask for it.
+        count = min(int((end - start) / scaled), int(store.retention / scaled) + 2, MAX_RESULT_DATAPOINTS)
+        values = fetch(store, query, query.stat, scaled, end, count) if count > 0 else []
+        points = [(t, v) for t, v in zip(period_starts(scaled, end, count), values, strict=True)
+                  if v is not None and t >= start - 1e-9]
+        if descending:
+            points.reverse()
+        if raw.get("ReturnData") is False:
+            continue
+        results.append({"Id": raw["Id"], "Label": raw.get("Label") or query.metric_name,
+                        "Timestamps": [Timestamp(t) for t, _ in points], "Values": [v for _, v in points],
+                        "StatusCode": "Complete"})
+    return {"MetricDataResults": results, "Messages": []}

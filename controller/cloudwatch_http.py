@@ -41,6 +41,7 @@ from shiftlab.controller.cloudwatch import (
     INVALID_VALUE,
     CloudWatchError,
     describe_alarms,
+    get_metric_data,
     put_metric_data,
 )
 
@@ -77,6 +78,7 @@ class Endpoint:
         self.operations: dict[str, Operation] = {
             "PutMetricData": self.put_metric_data,
             "DescribeAlarms": self.describe_alarms,
+            "GetMetricData": lambda params: get_metric_data(params, ctl.monitor.store, ctl.time_scale),
         }
 
     def put_metric_data(self, params: Mapping[str, Any]) -> dict[str, Any]:

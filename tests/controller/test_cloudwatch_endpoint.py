@@ -224,3 +224,28 @@ async def test_with_a_token_the_sdk_signs_with_it(stack_factory: Any, tmp_path: 
     # The rest of the API still wants the bearer token.
     async with aiohttp.ClientSession() as session, session.get(f"{stack.api_url}/api/service") as resp:
         assert resp.status == 401
+
+
+async def test_get_metric_data_answers_metric_stat_queries_from_the_store(stack: Stack) -> None:
+    """GetMetricData (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html):
+    the published datapoints per period (60 s of AWS time: 1 s at timeScale 60)."""
+    cw = client(stack)
+    await call(cw, "put_metric_data", Namespace="CustomApp/Payments", MetricData=[
+        {"MetricName": "TransactionFailureRate", "Values": [0.25, 0.75]}])
+    now = dt.datetime.now(dt.UTC)
+    stat = {"Metric": {"Namespace": "CustomApp/Payments", "MetricName": "TransactionFailureRate"}, "Period": 60}
+    out = await call(cw, "get_metric_data", StartTime=now - dt.timedelta(seconds=30),
+                     EndTime=now + dt.timedelta(seconds=2), MetricDataQueries=[
+                         {"Id": "avg", "MetricStat": {**stat, "Stat": "Average"}},
+                         {"Id": "n", "MetricStat": {**stat, "Stat": "SampleCount"}, "Label": "samples"},
+                         {"Id": "hidden", "MetricStat": {**stat, "Stat": "Sum"}, "ReturnData": False}])
+    results = {r["Id"]: r for r in out["MetricDataResults"]}
+    assert set(results) == {"avg", "n"}
+    assert results["avg"]["Values"] == [0.5] and results["n"]["Values"] == [2.0]
+    assert results["n"]["Label"] == "samples" and results["avg"]["StatusCode"] == "Complete"
+    (stamp,) = results["avg"]["Timestamps"]
+    assert abs((stamp - now).total_seconds()) < 3
+    with pytest.raises(ClientError) as err:
+        await call(cw, "get_metric_data", StartTime=now - dt.timedelta(seconds=30), EndTime=now,
+                   MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}])
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
