@@ -181,6 +181,9 @@ def _decode(body: bytes, kind: str) -> dict[str, Any]:
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
 
 
+SIGNATURE_WINDOW = 300
+
+
 def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
@@ -201,6 +204,14 @@ def verify_signature(request: web.Request, body: bytes, secret: str) -> None:
     except (KeyError, IndexError, ValueError):
         raise CloudWatchError("IncompleteSignature", "Authorization: Credential, SignedHeaders, Signature and "
                                                      "X-Amz-Date are required", 403) from None
+    try:
+        signed_at = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        raise CloudWatchError("IncompleteSignature", f"X-Amz-Date: {amz_date!r} is not YYYYMMDDTHHMMSSZ", 403) from None
+    # "The request must reach AWS within five minutes of the time stamp in the request."
+    if abs(dt.datetime.now(dt.UTC).timestamp() - signed_at) > SIGNATURE_WINDOW:
+        raise CloudWatchError("SignatureDoesNotMatch", f"Signature expired: {amz_date} is more than "
+                                                       f"{SIGNATURE_WINDOW // 60} minutes from now", 403)
     names = signed.split(";")
     headers = "".join(f"{n}:{' '.join(request.headers.get(n, '').split())}\n" for n in names)
     query = "&".join(sorted(f"{k}={v}" for k, v in (p.split("=", 1) if "=" in p else (p, "")

@@ -377,6 +377,7 @@ class CustomMetrics:
         self.max_entries = max_entries
         self._series: dict[MetricKey, list[Entry]] = {}
         self._newest = -math.inf
+        self._pruned = -math.inf  # newest put time at the last prune
         self.refused = 0  # datapoints of new metrics refused at the cap on series
         self.dropped = 0  # datapoints dropped at the cap on one metric's datapoints
 
@@ -396,7 +397,7 @@ class CustomMetrics:
         self._newest = max(self._newest, now)
         entries = self._series.get(key)
         if entries is None:
-            self._prune()
+            self._prune(force=len(self._series) >= self.max_series)
             if len(self._series) >= self.max_series:
                 self.refused += 1
                 return False
@@ -407,7 +408,11 @@ class CustomMetrics:
             self.dropped += 1
         return True
 
-    def _prune(self) -> None:
+    def _prune(self, force: bool = False) -> None:
+        # Every series is looked at: at most ten times per retention, not at each read.
+        if not force and self._newest - self._pruned < self.retention / 10:
+            return
+        self._pruned = self._newest
         horizon = self._newest - self.retention
         for key in list(self._series):
             entries = self._series[key]

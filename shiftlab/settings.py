@@ -42,10 +42,14 @@ class Settings:
                for i, a in enumerate(self.alarms) for reason in a.never_published()]
         # No source of shiftlab's computes another namespace: only a task publishing it with
         # PutMetricData (the controller's CloudWatch endpoint) feeds such an alarm.
-        out += [f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm stays "
-                f"INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData}) unless a task publishes it with "
-                f"PutMetricData to the controller's CloudWatch endpoint (AWS_ENDPOINT_URL_CLOUDWATCH)"
-                for i, a in enumerate(self.alarms) for q in a.custom_metrics()]
+        for i, a in enumerate(self.alarms):
+            for q in a.custom_metrics():
+                head = (f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm "
+                        f"stays INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData})")
+                out.append(head + (" (shiftlab computes no AWS namespace but AWS/ApplicationELB, and PutMetricData "
+                                   "refuses AWS/ ones)" if q.namespace.startswith("AWS/") else
+                                   " unless a task publishes it with PutMetricData to the controller's CloudWatch "
+                                   "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH)"))
         return out
 
     def controller_settings(self) -> ControllerSettings:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import boto3
+import botocore.auth
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -209,7 +210,10 @@ async def test_a_form_post_is_refused_by_the_browser_guard(stack: Stack) -> None
     assert stats(stack) is None
 
 
-async def test_with_a_token_the_sdk_signs_with_it(stack_factory: Any, tmp_path: Path) -> None:
+async def test_with_a_token_the_sdk_signs_with_it(stack_factory: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SigV4 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html), the token as
+    the secret access key; "the request must reach AWS within five minutes of the time stamp"."""
     data = config(tmp_path, {"strategy": "ROLLING"}, alarms=[BUSINESS], desired=1)
     data["controller"]["token"] = TOKEN
     stack: Stack = await stack_factory(data)
@@ -221,6 +225,13 @@ async def test_with_a_token_the_sdk_signs_with_it(stack_factory: Any, tmp_path: 
     assert stats(stack) is None
     await call(client(stack, secret=TOKEN), "put_metric_data", Namespace="CustomApp/Payments", MetricData=datum)
     assert stats(stack) == 0.5
+    # Signed ten minutes ago: expired.
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=10))
+    with pytest.raises(ClientError) as err:
+        await call(client(stack, secret=TOKEN), "put_metric_data", Namespace="CustomApp/Payments", MetricData=datum)
+    assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert "expired" in err.value.response["Error"]["Message"]
     # The rest of the API still wants the bearer token.
     async with aiohttp.ClientSession() as session, session.get(f"{stack.api_url}/api/service") as resp:
         assert resp.status == 401
