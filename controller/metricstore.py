@@ -387,6 +387,10 @@ class CustomMetrics:
     def metrics(self) -> list[MetricKey]:
         return list(self._series)
 
+    def entries(self, key: MetricKey, unit: str | None = None) -> list[Entry]:
+        """The datapoints held for a metric (of `unit`, when given), oldest first."""
+        return [e for e in self._series.get(key, []) if unit is None or e.unit == unit]
+
     def place(self, at: float, resolution: int) -> float:
         """Where CloudWatch files a datapoint published at `at`: the start of its minute or second."""
         step = self.minute if resolution >= 60 else self.minute / 60

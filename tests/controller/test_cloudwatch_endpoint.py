@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shiftlab.controller import cbor
-from shiftlab.controller.metricstore import metric_key
+from shiftlab.controller.metricstore import Entry, custom_stat, metric_key
 from shiftlab.stack import Stack
 from tests.controller.support import config
 from tests.helpers import aws_walkthrough
@@ -53,14 +52,15 @@ async def stack(stack_factory: Any, tmp_path: Path) -> Stack:
     return started
 
 
-def stats(stack: Stack, key: Any = KEY, stat: str = "Sum", unit: str | None = None) -> float | None:
-    """The statistic over the current minute of the store's clock (a period of 60 s, at 60x, is 1 s)."""
+def held(stack: Stack, key: Any = KEY, unit: str | None = None) -> list[Entry]:
     ctl = stack.controller
     assert ctl is not None
-    now = ctl.clock.now()
-    end = math.floor(now) + 1.0  # the period holding now, complete or not
-    (value,) = ctl.monitor.store.custom.series(key, stat, unit, 1.0, end, 1)
-    return value
+    return ctl.monitor.store.custom.entries(key, unit)
+
+
+def stats(stack: Stack, key: Any = KEY, stat: str = "Sum", unit: str | None = None) -> float | None:
+    """The statistic over every datapoint the store holds for the metric (a test puts them in one call)."""
+    return custom_stat(held(stack, key, unit), stat)
 
 
 async def test_current_botocore_speaks_cbor_and_a_put_reaches_the_store(stack: Stack) -> None:
@@ -164,8 +164,16 @@ async def test_a_thousand_metrics_in_one_gzipped_call(stack: Stack) -> None:
 
 async def test_a_timestamp_places_the_datapoint_that_far_back(stack: Stack) -> None:
     await call(client(stack), "put_metric_data", Namespace="CustomApp/Payments", MetricData=[
-        {"MetricName": "TransactionFailureRate", "Value": 1.0, "Timestamp": NOW - dt.timedelta(hours=1)}])
-    assert stats(stack) is None  # an hour ago, not now
+        {"MetricName": "TransactionFailureRate", "Value": 1.0, "Timestamp": NOW - dt.timedelta(hours=1)},
+        {"MetricName": "TransactionFailureRate", "Value": 2.0}])
+    assert stack.controller is not None
+    now = stack.controller.clock.now()
+    # An hour back on the store's clock (real seconds), the other one now; each at the start of its
+    # (scaled) minute, one second at timeScale 60.
+    old, new = held(stack)
+    assert (old.total, new.total) == (1.0, 2.0)
+    assert abs((new.at - old.at) - (3600 + dt.datetime.now(dt.UTC).timestamp() - NOW.timestamp())) <= 2
+    assert 0 <= now - new.at <= 2
 
 
 async def test_describe_alarms_answers_from_the_controller(stack: Stack) -> None:
