@@ -1,4 +1,5 @@
-"""CloudWatch metric alarms over the load balancer's own metrics: config
+"""CloudWatch metric alarms over the load balancer's metrics and what tasks
+publish with PutMetricData (controller.cloudwatch): config
 models that take `aws cloudwatch put-metric-alarm --cli-input-json` input
 as is, and a pure evaluator of CloudWatch's M-out-of-N rule.
 
@@ -7,9 +8,11 @@ Public API
 `parse_alarms(data, target_groups, prefix="alarms") -> list[MetricAlarm]`
   `data` is a list of put-metric-alarm inputs (single metric, or metric math
   with `Metrics`). Raises `ConfigError` listing every problem, each line
-  naming its field path and value. Alarms on metrics shiftlab cannot compute
-  (another namespace, an anomaly-detection band, an unknown target group)
-  are refused here, not at run time.
+  naming its field path and value. Alarms shiftlab cannot evaluate (an
+  anomaly-detection band, an unknown target group, an AWS/ApplicationELB
+  metric it does not compute) are refused here, not at run time. Another
+  namespace is accepted, as PutMetricAlarm accepts it: it reads the store's
+  published datapoints (`MetricAlarm.custom_metrics()` lists them).
 
 `MetricAlarm` (frozen pydantic model, AWS field names) has `.plan`: the
   metric queries and expressions to evaluate, with target groups resolved.
@@ -57,6 +60,11 @@ from shiftlab.controller.metricstore import (
     PER_TARGET,
     STATISTICS,
     TARGET_GROUP_ONLY,
+    UNITS,
+    CustomMetrics,
+    Dimensions,
+    MetricKey,
+    metric_key,
     period_starts,
     supports_statistic,
 )
@@ -124,6 +132,24 @@ class MetricQuery:
     # Why AWS never publishes this metric with these dimensions (an alarm on it
     # is accepted, as PutMetricAlarm accepts it, and never gets data).
     unpublished: str | None = None
+    # Another namespace than the load balancer's: a metric published with
+    # PutMetricData, found by namespace, name and dimensions (and Unit, when
+    # the alarm gives one).
+    namespace: str = "AWS/ApplicationELB"
+    dimensions: Dimensions = ()
+    unit: str | None = None
+
+    @property
+    def custom(self) -> bool:
+        return self.namespace != NAMESPACE
+
+    @property
+    def key(self) -> MetricKey:
+        return metric_key(self.namespace, self.metric_name, self.dimensions)
+
+    def describe(self) -> str:
+        dims = ", ".join(f"{n}={v}" for n, v in self.dimensions)
+        return f"{self.namespace} {self.metric_name}" + (f" ({dims})" if dims else "")
 
 
 @dataclass(frozen=True)
@@ -169,6 +195,11 @@ class MetricAlarm(Model):
         """Why this alarm would never fire on AWS: its metrics AWS never publishes."""
         return [q.unpublished for q in self.plan.metrics if q.unpublished]
 
+    def custom_metrics(self) -> list[MetricQuery]:
+        """The metrics of other namespaces than the load balancer's it reads
+        (only PutMetricData can feed them)."""
+        return [q for q in self.plan.metrics if q.custom]
+
     @property
     def plan(self) -> AlarmPlan:
         if self._plan is None:
@@ -188,9 +219,7 @@ def _metric_problems(
     """Check one metric; return its target group (None = load balancer totals) and problems."""
     problems = []
     if namespace != NAMESPACE:
-        problems.append(f"{path}.Namespace: {namespace!r} is not a namespace shiftlab can compute "
-                        f"(only {NAMESPACE} metrics from its load balancer)")
-        return None, problems
+        return None, _custom_metric_problems(path, namespace, name, dims)
     if name not in METRICS:
         problems.append(f"{path}.MetricName: {name!r} is not an {NAMESPACE} metric shiftlab computes "
                         f"({', '.join(METRICS)})")
@@ -210,6 +239,38 @@ def _metric_problems(
             problems.append(f"{where}.Name: {d.Name!r} is not a dimension shiftlab computes "
                             f"(TargetGroup, LoadBalancer)")
     return group, problems
+
+
+MAX_DIMENSIONS = 30
+
+
+def _custom_metric_problems(path: str, namespace: str | None, name: str | None,
+                            dims: Sequence[Dimension]) -> list[str]:
+    """A metric of another namespace: accepted as PutMetricAlarm accepts it
+    (within its limits: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html),
+    fed only by what tasks publish with PutMetricData."""
+    problems = []
+    if not namespace or len(namespace) > 255 or namespace.startswith(":"):
+        problems.append(f"{path}.Namespace: {namespace!r} is not a CloudWatch namespace "
+                        f"(1 to 255 characters, not starting with ':')")
+    if not name or len(name) > 255:
+        problems.append(f"{path}.MetricName: {name!r} is not a CloudWatch metric name (1 to 255 characters)")
+    if len(dims) > MAX_DIMENSIONS:
+        problems.append(f"{path}.Dimensions: {len(dims)} dimensions; CloudWatch allows at most {MAX_DIMENSIONS}")
+    seen: set[str] = set()
+    for j, d in enumerate(dims):
+        if d.Name in seen:
+            problems.append(f"{path}.Dimensions[{j}].Name: {d.Name!r} is given twice")
+        seen.add(d.Name)
+    return problems
+
+
+def _query(qid: str, namespace: str, name: str, dims: Sequence[Dimension], group: str | None, stat: str,
+           unit: str | None) -> MetricQuery:
+    if namespace == NAMESPACE:
+        return MetricQuery(qid, name, group, stat, unpublished(name, {d.Name for d in dims}))
+    return MetricQuery(qid, name, None, stat, namespace=namespace,
+                       dimensions=tuple(sorted((d.Name, d.Value) for d in dims)), unit=unit)
 
 
 def unpublished(name: str, dimensions: set[str]) -> str | None:
@@ -232,8 +293,10 @@ def _period_problem(path: str, period: int | None) -> list[str]:
     return [f"{path}: {period} is not a CloudWatch period (10, 20, 30 or a multiple of 60 seconds)"]
 
 
-def _unit_problem(path: str, name: str | None, unit: str | None) -> list[str]:
-    if unit is None or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
+def _unit_problem(path: str, name: str | None, unit: str | None, namespace: str | None = NAMESPACE) -> list[str]:
+    if unit is not None and unit not in UNITS:
+        return [f"{path}: {unit!r} is not a CloudWatch unit ({', '.join(UNITS)})"]
+    if unit is None or namespace != NAMESPACE or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
         return []
     return [f"{path}: {unit!r} is not the unit of {name} ({METRIC_UNITS[name]}): CloudWatch would find no data"]
 
@@ -265,14 +328,13 @@ def _compile_single(
         group, metric_problems = _metric_problems(
             path, alarm.Namespace, alarm.MetricName, alarm.Dimensions or [], target_groups
         )
-    problems += metric_problems + _unit_problem(f"{path}.Unit", alarm.MetricName, alarm.Unit)
+    problems += metric_problems + _unit_problem(f"{path}.Unit", alarm.MetricName, alarm.Unit, alarm.Namespace)
     if problems:
         return None, problems
-    assert alarm.MetricName is not None and alarm.Period is not None
+    assert alarm.MetricName is not None and alarm.Period is not None and alarm.Namespace is not None
     stat = alarm.Statistic or alarm.ExtendedStatistic
     assert stat is not None
-    query = MetricQuery("m1", alarm.MetricName, group, stat,
-                        unpublished(alarm.MetricName, {d.Name for d in alarm.Dimensions or []}))
+    query = _query("m1", alarm.Namespace, alarm.MetricName, alarm.Dimensions or [], group, stat, alarm.Unit)
     return AlarmPlan(alarm.Period, (query,), (), "m1"), []
 
 
@@ -310,10 +372,11 @@ def _compile_math(
                 f"{where}.MetricStat.Metric", ms.Metric.Namespace, ms.Metric.MetricName, ms.Metric.Dimensions,
                 target_groups,
             )
-            problems += metric_problems + _unit_problem(f"{where}.MetricStat.Unit", ms.Metric.MetricName, ms.Unit)
+            problems += metric_problems + _unit_problem(f"{where}.MetricStat.Unit", ms.Metric.MetricName, ms.Unit,
+                                                        ms.Metric.Namespace)
             periods.add(ms.Period)
-            metrics.append(MetricQuery(q.Id, ms.Metric.MetricName, group, ms.Stat,
-                                       unpublished(ms.Metric.MetricName, {d.Name for d in ms.Metric.Dimensions})))
+            metrics.append(_query(q.Id, ms.Metric.Namespace, ms.Metric.MetricName, ms.Metric.Dimensions, group,
+                                  ms.Stat, ms.Unit))
             continue
         assert q.Expression is not None
         try:
@@ -453,11 +516,40 @@ def required_retention(alarms: Sequence[MetricAlarm], time_scale: float = 1.0) -
 
 
 class SeriesSource(Protocol):
-    """What the evaluator reads: controller.metricstore.MetricStore."""
+    """What the evaluator reads: controller.metricstore.MetricStore (its
+    `custom` attribute, a CustomMetrics, holds what PutMetricData put; a
+    source without one has no custom metric)."""
 
     def series(
         self, metric_name: str, target_group: str | None, stat: str, period: float, end: float, count: int
     ) -> list[float | None]: ...
+
+
+def metric_query(qid: str, namespace: str | None, name: str | None, dims: Sequence[Dimension], stat: str,
+                 unit: str | None, path: str) -> tuple[MetricQuery | None, list[str]]:
+    """One metric and statistic as a query of the store (GetMetricData's
+    MetricStat), or the problems with it."""
+    group, problems = _metric_problems(path, namespace, name, dims, None)
+    problems += _stat_problem(f"{path}.Stat", stat) + _unit_problem(f"{path}.Unit", name, unit, namespace)
+    if problems or namespace is None or name is None:
+        return None, problems or [f"{path}: Namespace and MetricName are required"]
+    return _query(qid, namespace, name, dims, group, stat, unit), []
+
+
+def fetch(store: SeriesSource, q: MetricQuery, stat: str, period: float, now: float,
+          n: int) -> list[float | None]:
+    """The last `n` datapoints of `q` (with `stat`) ending at or before `now`, oldest first."""
+    return _fetch(store, q, stat, period, now, n)
+
+
+def _fetch(store: SeriesSource, q: MetricQuery, stat: str, period: float, now: float,
+           n: int) -> list[float | None]:
+    if q.unpublished:
+        return [None] * n
+    if q.custom:
+        custom: CustomMetrics | None = getattr(store, "custom", None)
+        return [None] * n if custom is None else custom.series(q.key, stat, q.unit, period, now, n)
+    return store.series(q.metric_name, q.target_group, stat, period, now, n)
 
 
 @dataclass(frozen=True)
@@ -572,9 +664,7 @@ class AlarmEvaluator:
         """The alarm's datapoints over its evaluation range, oldest first."""
         n = self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS
         env: dict[str, list[float | None]] = {
-            q.id: [None] * n if q.unpublished else store.series(q.metric_name, q.target_group, q.stat, self.period,
-                                                                now, n)
-            for q in self.plan.metrics
+            q.id: _fetch(store, q, q.stat, self.period, now, n) for q in self.plan.metrics
         }
         for qid, expr in self.plan.expressions:
             env[qid] = expr.evaluate(env, n)
@@ -632,8 +722,7 @@ class AlarmEvaluator:
         limit = low_sample_limit(q.stat)
         if limit is None or q.id != self.plan.returned:
             return None
-        counts = store.series(q.metric_name, q.target_group, "SampleCount", self.period, now,
-                              self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS)
+        counts = _fetch(store, q, "SampleCount", self.period, now, self.alarm.EvaluationPeriods + EXTRA_RANGE_PERIODS)
         low = [counts[i] or 0 for i in window if (counts[i] or 0) < limit]
         if not low:
             return None

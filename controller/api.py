@@ -18,6 +18,7 @@ from aiohttp import web
 
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.common.netsafety import bearer_middleware, browser_guard
+from shiftlab.controller import cloudwatch_http
 from shiftlab.controller.config import TaskDefinitionSpec
 from shiftlab.controller.router import RouterError
 from shiftlab.controller.service import DeploymentConflict, ServiceController
@@ -341,8 +342,12 @@ async def healthz(request: web.Request) -> web.Response:
 def make_api_app(ctl: ServiceController, token: str | None, bind_host: str) -> web.Application:
     # The page and its files hold no data; the stream checks the token itself (see _stream_allowed).
     open_paths = ("/", "/api/healthz", "/api/stream", *(f"/dashboard/{n}" for n in _dashboard_files()))
-    app = web.Application(middlewares=[browser_guard(bind_host), bearer_middleware(token, open_paths=open_paths),
-                                       errors])
+    # The CloudWatch endpoint checks the token itself: SDKs sign with it (SigV4), they send no bearer token.
+    app = web.Application(middlewares=[
+        browser_guard(bind_host, {cloudwatch_http.PREFIX: cloudwatch_http.CONTENT_TYPES}),
+        bearer_middleware(token, open_paths=open_paths, open_prefixes=(cloudwatch_http.PREFIX + "/",
+                                                                       cloudwatch_http.PREFIX)),
+        errors])
     app[CONTROLLER_KEY] = ctl
     app[TOKEN_KEY] = token or ""
     app[STREAMS_KEY] = set()
@@ -362,4 +367,5 @@ def make_api_app(ctl: ServiceController, token: str | None, bind_host: str) -> w
     r.add_get("/api/events", get_events)
     r.add_get("/api/stream", stream)
     r.add_get("/api/traffic", traffic)
+    cloudwatch_http.add_routes(app, ctl, token)
     return app

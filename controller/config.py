@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from shiftlab.common.configfile import ConfigError, Model, in_range, parse
 from shiftlab.controller.backends.docker_options import DockerRuntime
+from shiftlab.controller.eventbridge import EventTarget
 from shiftlab.controller.vocabulary import (
     HOOKABLE_STAGES,
     NO_PAUSE_STAGES,
@@ -405,3 +406,5 @@ class ControllerRuntime(Model):
     # The admin API of a load balancer running in a process of its own
     # (`shiftlab proxy`): `up` then runs the controller alone against it.
     proxyAdminUrl: Annotated[str | None, AfterValidator(_admin_url)] = None
+    # Where ECS's and CloudWatch's events go, EventBridge-shaped (controller/eventbridge.py).
+    eventTargets: list[EventTarget] = []

@@ -15,6 +15,12 @@ Public API
     balancer's totals. Periods are aligned to multiples of `period` from
     epoch 0 (`period_starts` gives their start times).
 
+`MetricStore.custom`, a `CustomMetrics`: datapoints published with
+  PutMetricData, by `metric_key(namespace, name, dimensions)`; `add(key,
+  Entry, now)`, `series(key, stat, unit, period, end, count)`. Bounded by
+  the same retention, `MAX_SERIES` metrics and `MAX_ENTRIES_PER_SERIES`
+  datapoints each.
+
 Module helpers: `METRICS` (what can be computed), `METRIC_UNITS`,
 `TARGET_GROUP_ONLY` / `LOAD_BALANCER_ONLY` (which dimension a metric
 needs), `supports_statistic(stat)`.
@@ -44,8 +50,9 @@ from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 COUNT_METRICS = (
@@ -78,6 +85,11 @@ LOAD_BALANCER_ONLY = ("ActiveConnectionCount", "NewConnectionCount", "ProcessedB
 # Counts of requests by status: one sample of 1 per request.
 PER_REQUEST_COUNTS = tuple(n for n in COUNT_METRICS if n.startswith("HTTPCode_"))
 
+# CloudWatch's units (StandardUnit: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_MetricDatum.html).
+UNITS = ("Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+         "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+         "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+         "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None")
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100(?:\.0+)?)\Z")
 
@@ -116,6 +128,8 @@ class MetricStore:
         self.publish = publish_seconds
         self._times: list[float] = []
         self._snaps: list[dict[str, Any]] = []
+        # What PutMetricData publishes; its minute is ALB's publication interval (one minute, scaled).
+        self.custom = CustomMetrics(retention_seconds, minute=publish_seconds or 60.0)
 
     def __len__(self) -> int:
         return len(self._times)
@@ -311,3 +325,157 @@ def _gauge_stat(samples: list[float], stat: str) -> float | None:
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+# --- custom metrics (PutMetricData) ----------------------------------------
+
+# A metric's identity in CloudWatch: namespace, name and its dimensions
+# (sorted by name: their order in a call does not make another metric).
+Dimensions = tuple[tuple[str, str], ...]
+MetricKey = tuple[str, str, Dimensions]
+
+MAX_SERIES = 10_000  # custom metrics (namespace, name, dimensions) the store holds at once
+MAX_ENTRIES_PER_SERIES = 20_000  # datapoints one metric keeps within the retention; the oldest go first
+
+
+def metric_key(namespace: str, name: str, dimensions: Iterable[tuple[str, str]]) -> MetricKey:
+    return namespace, name, tuple(sorted(dimensions))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One published datapoint: a value, values with counts, or a statistic set.
+    `raw` holds (value, count) pairs when CloudWatch can compute percentiles
+    from it; None for a statistic set with several distinct samples."""
+
+    at: float  # on the store's clock
+    unit: str
+    count: float
+    total: float
+    low: float
+    high: float
+    raw: tuple[tuple[float, float], ...] | None
+
+
+class CustomMetrics:
+    """Datapoints published with PutMetricData, by metric, on the store's
+    clock, kept for `retention_seconds` behind the newest put; at most
+    `max_series` metrics (a put of a new metric beyond that is refused and
+    counted in `refused`), each with at most `max_entries` datapoints (the
+    oldest dropped first, counted in `dropped`).
+
+    `minute`: CloudWatch's one minute on the store's clock (60 s divided by
+    the time scale). A standard-resolution datapoint (StorageResolution 60)
+    is stored at the start of its minute, as CloudWatch aggregates it; a
+    high-resolution one (1) at its second."""
+
+    def __init__(self, retention_seconds: float, minute: float = 60.0, max_series: int = MAX_SERIES,
+                 max_entries: int = MAX_ENTRIES_PER_SERIES) -> None:
+        self.retention = retention_seconds
+        self.minute = minute
+        self.max_series = max_series
+        self.max_entries = max_entries
+        self._series: dict[MetricKey, list[Entry]] = {}
+        self._newest = -math.inf
+        self._pruned = -math.inf  # newest put time at the last prune
+        self.refused = 0  # datapoints of new metrics refused at the cap on series
+        self.dropped = 0  # datapoints dropped at the cap on one metric's datapoints
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def metrics(self) -> list[MetricKey]:
+        return list(self._series)
+
+    def entries(self, key: MetricKey, unit: str | None = None) -> list[Entry]:
+        """The datapoints held for a metric (of `unit`, when given), oldest first."""
+        return [e for e in self._series.get(key, []) if unit is None or e.unit == unit]
+
+    def place(self, at: float, resolution: int) -> float:
+        """Where CloudWatch files a datapoint published at `at`: the start of its minute or second."""
+        step = self.minute if resolution >= 60 else self.minute / 60
+        return math.floor(at / step + 1e-9) * step
+
+    def add(self, key: MetricKey, entry: Entry, now: float) -> bool:
+        """Store one datapoint; False when refused (a new metric beyond the cap)."""
+        self._newest = max(self._newest, now)
+        entries = self._series.get(key)
+        if entries is None:
+            self._prune(force=len(self._series) >= self.max_series)
+            if len(self._series) >= self.max_series:
+                self.refused += 1
+                return False
+            entries = self._series[key] = []
+        insort(entries, entry, key=lambda e: e.at)
+        if len(entries) > self.max_entries:
+            del entries[0]
+            self.dropped += 1
+        return True
+
+    def _prune(self, force: bool = False) -> None:
+        # Every series is looked at: at most ten times per retention, not at each read.
+        if not force and self._newest - self._pruned < self.retention / 10:
+            return
+        self._pruned = self._newest
+        horizon = self._newest - self.retention
+        for key in list(self._series):
+            entries = self._series[key]
+            drop = bisect_left(entries, horizon, key=lambda e: e.at)
+            if drop:
+                del entries[:drop]
+            if not entries:
+                del self._series[key]
+
+    def series(self, key: MetricKey, stat: str, unit: str | None, period: float, end: float,
+               count: int) -> list[float | None]:
+        """The last `count` complete periods ending at or before `end`, oldest first."""
+        if not supports_statistic(stat):
+            raise ValueError(f"{stat!r} is not a statistic shiftlab computes")
+        self._prune()
+        entries = self._series.get(key, [])
+        out: list[float | None] = []
+        for start in period_starts(period, end, count):
+            lo = bisect_left(entries, start - 1e-9, key=lambda e: e.at)
+            hi = bisect_left(entries, start + period - 1e-9, key=lambda e: e.at)
+            out.append(custom_stat([e for e in entries[lo:hi] if unit is None or e.unit == unit], stat))
+        return out
+
+
+def custom_stat(entries: Sequence[Entry], stat: str) -> float | None:
+    """One CloudWatch statistic over the datapoints of a period; None when
+    it has none. Percentiles need the raw values: "you can only retrieve
+    percentile statistics for this data if ... the SampleCount value of the
+    statistic set is 1 [or] the Min and the Max value of the statistic set
+    are equal", and none "when any of the metric values are negative numbers"
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_concepts.html#Percentiles).
+    The percentile is the nearest rank over the values weighted by their counts."""
+    if not entries:
+        return None
+    samples = sum(e.count for e in entries)
+    if stat == "SampleCount":
+        return samples
+    if stat == "Sum":
+        return sum(e.total for e in entries)
+    if stat == "Average":
+        return sum(e.total for e in entries) / samples if samples else None
+    if stat == "Minimum":
+        return min(e.low for e in entries)
+    if stat == "Maximum":
+        return max(e.high for e in entries)
+    q = percentile(stat)
+    assert q is not None
+    weighted: list[tuple[float, float]] = []
+    for e in entries:
+        if e.raw is None:
+            return None
+        weighted += e.raw
+    if not weighted or any(v < 0 for v, _ in weighted):
+        return None
+    weighted.sort()
+    total = sum(c for _, c in weighted)
+    rank, seen = q / 100 * total, 0.0
+    for value, c in weighted:
+        seen += c
+        if seen >= rank - 1e-9:
+            return value
+    return weighted[-1][0]

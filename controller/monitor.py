@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import AlarmEvaluator, required_retention
+from shiftlab.controller.eventbridge import alarm_state_change
 from shiftlab.controller.lbsync import CHECK_INTERVAL
 from shiftlab.controller.metricstore import PUBLISH_SECONDS, MetricStore
 from shiftlab.controller.router import RouterError
@@ -66,7 +67,10 @@ class Monitor:
     def evaluate(self, now: float) -> None:
         changed = False
         for name, ev in self.evaluators.items():
+            before = (ev.state, ev.reason, ev.since if ev.since is not None else now)
             result = ev.evaluate(self.store, now)
+            if result.changed:
+                self.svc.send_event(alarm_state_change(ev.alarm, (result.state, result.reason, now), before, now))
             self.alarm_reasons[name] = result.reason
             if self.alarm_states.get(name) != result.state:
                 changed = True

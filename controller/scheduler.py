@@ -69,9 +69,11 @@ class Scheduler:
                         deployment_id: str | None) -> Task | None:
         """Start one task into `ts`; None when the set no longer wants it."""
         svc = self.svc
+        # What the controller gives every task (the CloudWatch endpoint), unless its definition sets it.
+        given = {k: v for k, v in svc.task_env.items() if k not in definition.env}
         task = await svc.backend.start_task(
             svc.name, definition, colour, deployment_id,
-            {"SHIFTLAB_TARGET_GROUP": ts.tg},
+            {**given, "SHIFTLAB_TARGET_GROUP": ts.tg},
         )
         if task.state == RUNNING and (definition.revision != ts.revision or len(ts.running()) >= ts.desired):
             # The set was stopped, shrunk or moved to another revision while

@@ -19,13 +19,14 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from shiftlab.common.naming import target_group_name
 from shiftlab.controller import describe as describing
-from shiftlab.controller import eventlog
+from shiftlab.controller import eventbridge, eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import AlarmEvaluator, MetricAlarm
 from shiftlab.controller.backends.base import RUNNING, Backend
@@ -90,9 +91,13 @@ class ServiceController:
         self._background: set[asyncio.Task[Any]] = set()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
         self._monitoring: asyncio.Task[None] | None = None
+        # Environment every task gets unless its definition sets the name (the CloudWatch endpoint).
+        self.task_env: dict[str, str] = {}
         self.lb = LoadBalancerSync(self)
         self.scheduler = Scheduler(self)
         self.monitor = Monitor(self)
+        # ECS's and CloudWatch's events, EventBridge-shaped, to controller.eventTargets (never blocking).
+        self.events_out = eventbridge.EventDelivery(settings.runtime.eventTargets, Path())
         self.runner = DeploymentRunner(self)
 
     # -- what the API, the views and the CLI read --------------------------------
@@ -144,6 +149,7 @@ class ServiceController:
         """Adopt what a previous controller left (machine.restart_plan), then
         bring blue to its desired count."""
         self.session = aiohttp.ClientSession()
+        self.events_out.start()
         self.backend.subscribe(self.scheduler.on_task_change)
         await self.lb.resolve_rules()
         state = self.records.service(self.name)
@@ -202,6 +208,7 @@ class ServiceController:
         if stop_tasks and deregister:
             await asyncio.gather(*[self.scheduler.deregister_all(ts) for ts in self.sets.values()])
         await self.backend.close(stop_tasks=stop_tasks)
+        await self.events_out.stop()
         if self.session is not None:
             await self.session.close()
 
@@ -325,6 +332,17 @@ class ServiceController:
         ev = self.records.event(deployment_id, entry, at=self.clock.now())
         log.info("%s%s", f"[{deployment_id[:8]}] " if deployment_id else "", ev["message"])
         self.publish({"type": "event", "event": ev})
+        if deployment_id is not None and ev["type"] == eventlog.STATUS_CHANGED.name:
+            current = self.current if self.current is not None and self.current.id == deployment_id else None
+            reason = ev["data"]["reason"] or (current.status_reason if current is not None else None)
+            for out in eventbridge.deployment_events(ev["data"]["status"], reason, deployment_id,
+                                                     self.service_arn, ev["at"]):
+                self.send_event(out)
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """An EventBridge-shaped event to the event targets and the event stream."""
+        self.events_out.emit(event)
+        self.publish({"type": "eventbridge", "event": event})
 
     # -- describing (controller.describe) -------------------------------------------------
 

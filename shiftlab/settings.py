@@ -47,8 +47,19 @@ class Settings:
 
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
-        return [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
-                for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        out = [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
+               for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        # No source of shiftlab's computes another namespace: only a task publishing it with
+        # PutMetricData (the controller's CloudWatch endpoint) feeds such an alarm.
+        for i, a in enumerate(self.alarms):
+            for q in a.custom_metrics():
+                head = (f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm "
+                        f"stays INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData})")
+                out.append(head + (" (shiftlab computes no AWS namespace but AWS/ApplicationELB, and PutMetricData "
+                                   "refuses AWS/ ones)" if q.namespace.startswith("AWS/") else
+                                   " unless a task publishes it with PutMetricData to the controller's CloudWatch "
+                                   "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH)"))
+        return out
 
     def controller_settings(self) -> ControllerSettings:
         """What the controller needs of this file (it never sees the proxy's config)."""

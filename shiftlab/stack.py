@@ -19,10 +19,12 @@ from aiohttp import web
 
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import serve_app, strong_token
+from shiftlab.common.ports import free_port
 from shiftlab.controller.api import make_api_app
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.backends.base import Backend
 from shiftlab.controller.backends.docker_options import DockerRuntime
+from shiftlab.controller.cloudwatch_http import cloudwatch_env
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import HttpRouter, RouterError
 from shiftlab.controller.service import ServiceController
@@ -104,11 +106,18 @@ class Stack:
                 s.controller_settings(),
                 self.router, backend, self.records,
             )
+            if s.controller.backend == "process":
+                if not self.api_port:
+                    # Known before the first task starts, so that every task gets the endpoint's URL.
+                    self.api_port = free_port(s.controller.address)
+                self.controller.task_env.update(cloudwatch_env(self.api_url, self.token))
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()
             app = make_api_app(self.controller, self.token, s.controller.address)
-            self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port)
+            # Bodies as sent: the CloudWatch endpoint checks a signature over a gzip body before inflating it.
+            self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port,
+                                                          auto_decompress=False)
         except BaseException:
             await self.stop()
             raise

@@ -5,6 +5,7 @@ models read from the installed botocore, without importing it."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import Any
 
@@ -117,4 +118,12 @@ def test_the_models_are_botocores_read_once_without_importing_it(service: str, s
     shapes = service_shapes(service)
     assert members <= set(shapes[shape]["members"])
     assert service_shapes(service) is shapes
-    assert "botocore.session" not in sys.modules
+
+
+def test_reading_the_models_imports_no_botocore() -> None:
+    """In a process of its own: other tests (boto3's clients) import botocore."""
+    code = ("import sys; from shiftlab.common.awsmodel import service_shapes\n"
+            "for name in ('ecs', 'elbv2', 'cloudwatch'): service_shapes(name)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('botocore')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -56,11 +56,13 @@ export function renderTimeline(container, d, now) {
   const columns = `repeat(${order.length}, minmax(0, 1fr))`;
   const interrupted = rollbackAt !== null ? forward.filter((s) => ts(s.startedAt) <= rollbackAt).at(-1) : null;
 
+  // A stage not visited before the furthest one reached was skipped (RECONCILE_SERVICE with one revision).
+  const reached = Math.max(-1, ...forward.map((s) => order.indexOf(s.stage)));
   const track = el("div", { class: "track", style: `grid-template-columns: ${columns}` });
-  for (const stage of order) {
+  for (const [i, stage] of order.entries()) {
     const visits = forward.filter((s) => s.stage === stage);
     const box = stageBox(stage, visits, d, now);
-    if (!visits.length && (isFinal(d) || rollbackAt !== null)) box.classList.add("skipped");
+    if (!visits.length && (isFinal(d) || rollbackAt !== null || i < reached)) box.classList.add("skipped");
     const cut = interrupted && visits.includes(interrupted);
     if (cut) {
       box.classList.remove("done", "current");

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,6 +93,8 @@ def check_peer(url: str, token: str | None, field: str) -> None:
 
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a page may send cross-site without a CORS preflight.
+SIMPLE_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 SAME_SITE_FETCHES = frozenset({"same-origin", "none"})
 
 
@@ -105,7 +108,7 @@ def _host_name(host: str) -> str | None:
     return parts.hostname
 
 
-def browser_guard(bind_host: str) -> Any:
+def browser_guard(bind_host: str, other_types: Mapping[str, frozenset[str]] | None = None) -> Any:
     """aiohttp middleware that refuses what a web page could send these APIs.
 
     A page the user visits can POST cross-site without asking (a form, or a
@@ -122,9 +125,13 @@ def browser_guard(bind_host: str) -> Any:
       with no body. A browser sends that cross-origin only after a CORS
       preflight (OPTIONS), which these APIs never approve (OPTIONS is not
       routed), so no page can change anything without the API's consent,
-      whatever a browser does with Origin.
+      whatever a browser does with Origin. `other_types` lets the paths
+      under a prefix take other types that need a preflight too (the
+      CloudWatch endpoint's application/cbor); never a form's.
     """
     check_host = is_loopback(bind_host)
+    extra = dict(other_types or {})
+    assert not any(SIMPLE_TYPES & types for types in extra.values()), "a form's content type needs no preflight"
 
     def refuse(status: int, message: str) -> web.Response:
         return web.json_response({"error": message}, status=status)
@@ -146,7 +153,9 @@ def browser_guard(bind_host: str) -> Any:
             site = request.headers.get("Sec-Fetch-Site")
             if site is not None and site.lower() not in SAME_SITE_FETCHES:
                 return refuse(403, f"Sec-Fetch-Site: {site}: a state-changing call from another site is refused")
-            if "Content-Type" not in request.headers or request.content_type != "application/json":
+            allowed = next((types for prefix, types in extra.items() if request.path.startswith(prefix)), frozenset())
+            if "Content-Type" not in request.headers or (request.content_type != "application/json"
+                                                         and request.content_type not in allowed):
                 sent = request.headers.get("Content-Type", "none")
                 return refuse(415, f"{request.method} {request.path}: Content-Type must be application/json "
                                    f"(got {sent}); send the body as JSON with that header, {{}} when there is "
@@ -157,14 +166,15 @@ def browser_guard(bind_host: str) -> Any:
     return guard
 
 
-def bearer_middleware(token: str | None, open_paths: tuple[str, ...] = ()) -> Any:
+def bearer_middleware(token: str | None, open_paths: tuple[str, ...] = (), open_prefixes: tuple[str, ...] = ()) -> Any:
     """aiohttp middleware: every request needs `Authorization: Bearer <token>`
-    when a token is set (paths in `open_paths` excepted)."""
+    when a token is set (paths in `open_paths`, and under `open_prefixes`,
+    which check the token themselves, excepted)."""
     expected = f"Bearer {token}".encode() if token else None
 
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        if expected is not None and request.path not in open_paths:
+        if expected is not None and request.path not in open_paths and not request.path.startswith(open_prefixes):
             got = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(got, expected):
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401)
@@ -174,10 +184,11 @@ def bearer_middleware(token: str | None, open_paths: tuple[str, ...] = ()) -> An
     return check
 
 
-async def serve_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve_app(app: web.Application, host: str, port: int, **options: Any) -> tuple[web.AppRunner, int]:
     """Serve a control-plane app (admin or controller API, no access log);
-    returns the runner and the port it got (port 0 picks a free one)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    returns the runner and the port it got (port 0 picks a free one).
+    `options` go to aiohttp's request handler (auto_decompress=False, ...)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **options)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:

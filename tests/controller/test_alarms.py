@@ -23,7 +23,7 @@ from shiftlab.controller.alarms import (
     parse_alarms,
     required_retention,
 )
-from shiftlab.controller.metricstore import MetricStore
+from shiftlab.controller.metricstore import Entry, MetricStore, metric_key
 from shiftlab.proxy.stats import Stats
 from tests.helpers import aws_walkthrough
 
@@ -98,11 +98,51 @@ def test_every_walkthrough_alarm_file_is_covered():
                      "linear-5xx-alarm.json", "linear-latency-alarm.json"]
 
 
-def test_walkthrough_business_alarm_is_a_clear_config_error():
-    assert problems_of([load("canary-errors-alarm.json"), load("canary-business-alarm.json")]) == [
-        "alarms[1].Namespace: 'CustomApp/Payments' is not a namespace shiftlab can compute "
-        "(only AWS/ApplicationELB metrics from its load balancer)"
-    ]
+def test_walkthrough_business_alarm_is_accepted_as_a_custom_metric():
+    """PutMetricAlarm accepts an alarm on any namespace; the metric exists
+    once something publishes it with PutMetricData
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html)."""
+    _, alarm = parse_alarms([load("canary-errors-alarm.json"), load("canary-business-alarm.json")], GROUPS)
+    (query,) = alarm.plan.metrics
+    assert (query.namespace, query.metric_name, query.dimensions, query.stat, query.custom) == (
+        "CustomApp/Payments", "TransactionFailureRate", (), "Average", True)
+    assert alarm.never_published() == []
+    assert [q.describe() for q in alarm.custom_metrics()] == ["CustomApp/Payments TransactionFailureRate"]
+
+
+def business_store(*puts: tuple[float, float]) -> MetricStore:
+    """A store holding TransactionFailureRate datapoints (seconds before NOW, value), as PutMetricData puts them."""
+    store = MetricStore(retention_seconds=3600, publish_seconds=1.0)
+    key = metric_key("CustomApp/Payments", "TransactionFailureRate", ())
+    for ago, value in puts:
+        at = NOW + ago
+        store.custom.add(key, Entry(store.custom.place(at, 60), "None", 1, value, value, value, ((value, 1),)), at)
+    return store
+
+
+@pytest.mark.parametrize(
+    ("puts", "state"),
+    [
+        # Nothing published: CloudWatch has no datapoint, TreatMissingData missing keeps INSUFFICIENT_DATA.
+        ((), INSUFFICIENT_DATA),
+        (((-3, 0.1), (-2.5, 0.2)), OK),
+        (((-3, 0.9), (-2.5, 0.7)), ALARM),
+        (((-3, 0.9), (-2.5, 0.0)), OK),  # Average 0.45 is not greater than 0.5
+    ],
+)
+def test_walkthrough_business_alarm_reads_what_put_metric_data_published(puts, state):
+    (alarm,) = parse_alarms([load("canary-business-alarm.json")], GROUPS)
+    ev = AlarmEvaluator(alarm, time_scale=60)  # Period 300 s: 5 s on the store's clock
+    assert ev.evaluate(business_store(*puts), NOW).state == state
+
+
+def test_a_custom_alarm_with_a_unit_reads_only_datapoints_of_that_unit():
+    """"If you specify a unit, you must use a unit that is appropriate for the
+    metric. Otherwise, the CloudWatch alarm can get stuck in the
+    INSUFFICIENT DATA state" (PutMetricAlarm, Unit)."""
+    data = {**load("canary-business-alarm.json"), "Unit": "Percent"}
+    (alarm,) = parse_alarms([data], GROUPS)
+    assert AlarmEvaluator(alarm, 60).evaluate(business_store((-3, 0.9)), NOW).state == INSUFFICIENT_DATA
 
 
 # --- what is accepted -------------------------------------------------------
@@ -273,7 +313,7 @@ def with_metric(index: int, **changes: Any) -> dict[str, Any]:
         (single(Threshold=None), "alarms[0].Threshold: is required"),
         (single(ThresholdMetricId="ad1"),
          "alarms[0].ThresholdMetricId: 'ad1' is an anomaly detection band, which shiftlab does not compute"),
-        (single(Namespace="AWS/EC2"), "alarms[0].Namespace: 'AWS/EC2' is not a namespace shiftlab can compute"),
+        (single(Unit="Percents"), "alarms[0].Unit: 'Percents' is not a CloudWatch unit"),
         (single(Namespace=None), "alarms[0].Namespace: is required (or give Metrics)"),
         (single(MetricName="SurgeQueueLength"),
          "alarms[0].MetricName: 'SurgeQueueLength' is not an AWS/ApplicationELB metric shiftlab computes "
@@ -315,9 +355,14 @@ def with_metric(index: int, **changes: Any) -> dict[str, Any]:
         (with_query(2, MetricStat={"Period": 60, "Stat": "Sum", "Metric": {
             "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount"}}),
          "alarms[0].Metrics[2]: give exactly one of MetricStat and Expression"),
-        (with_metric(1, Namespace="CustomApp/Payments"),
-         "alarms[0].Metrics[1].MetricStat.Metric.Namespace: 'CustomApp/Payments' is not a namespace shiftlab can "
-         "compute (only AWS/ApplicationELB metrics from its load balancer)"),
+        (with_metric(1, Namespace=":Payments"),
+         "alarms[0].Metrics[1].MetricStat.Metric.Namespace: ':Payments' is not a CloudWatch namespace"),
+        (with_metric(1, Namespace="CustomApp/Payments",
+                     Dimensions=[{"Name": f"d{i}", "Value": "v"} for i in range(31)]),
+         "alarms[0].Metrics[1].MetricStat.Metric.Dimensions: 31 dimensions; CloudWatch allows at most 30"),
+        (with_metric(1, Namespace="CustomApp/Payments",
+                     Dimensions=[{"Name": "Service", "Value": "a"}, {"Name": "Service", "Value": "b"}]),
+         "alarms[0].Metrics[1].MetricStat.Metric.Dimensions[1].Name: 'Service' is given twice"),
         (with_metric(1, Dimensions=[{"Name": "TargetGroup", "Value": "targetgroup/purple/1"}]),
          "alarms[0].Metrics[1].MetricStat.Metric.Dimensions[0].Value: 'targetgroup/purple/1' names target group "
          "'purple', which is not configured"),

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import aws_walkthrough
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,3 +61,24 @@ def test_validate_warns_of_an_alarm_aws_never_feeds(tmp_path: Path) -> None:
     name = data["alarms"][0]["AlarmName"]
     assert (f"shiftlab.json: warning: alarms[0] ({name}): this alarm would never fire on AWS: ALB publishes "
             f"HTTPCode_Target_5XX_Count only with a LoadBalancer dimension") in res.stderr, res.stderr
+
+
+def test_validate_warns_that_nothing_feeds_a_custom_metric_alarm(tmp_path: Path) -> None:
+    # The AWS walkthrough's business alarm (CustomApp/Payments), loaded as is:
+    # accepted as PutMetricAlarm accepts it, and `validate` names the alarm
+    # and the metric that only PutMetricData can feed.
+    business = json.loads((aws_walkthrough() / "canary-business-alarm.json").read_text())
+    assert shiftlab("init", "shiftlab.json", cwd=tmp_path).returncode == 0
+    data = json.loads((tmp_path / "shiftlab.json").read_text())
+    ecs = {**business, "AlarmName": "cpu", "Namespace": "AWS/ECS", "MetricName": "CPUUtilization"}
+    data["alarms"] += [business, ecs]
+    (tmp_path / "shiftlab.json").write_text(json.dumps(data))
+    res = shiftlab("validate", "-c", "shiftlab.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (f"shiftlab.json: warning: alarms[1] ({business['AlarmName']}): nothing in this rehearsal feeds "
+            "CustomApp/Payments TransactionFailureRate: the alarm stays INSUFFICIENT_DATA (TreatMissingData "
+            "missing) unless a task publishes it with PutMetricData") in res.stderr, res.stderr
+    # PutMetricData refuses AWS's namespaces: the warning does not suggest it.
+    assert ("alarms[2] (cpu): nothing in this rehearsal feeds AWS/ECS CPUUtilization: the alarm stays "
+            "INSUFFICIENT_DATA (TreatMissingData missing) (shiftlab computes no AWS namespace but "
+            "AWS/ApplicationELB, and PutMetricData refuses AWS/ ones)") in res.stderr, res.stderr

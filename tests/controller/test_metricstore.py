@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from shiftlab.controller.metricstore import COUNT_METRICS, METRICS, MetricStore, period_starts, supports_statistic
+from shiftlab.controller.metricstore import (
+    COUNT_METRICS,
+    METRICS,
+    CustomMetrics,
+    Entry,
+    MetricStore,
+    custom_stat,
+    metric_key,
+    period_starts,
+    supports_statistic,
+)
 from shiftlab.proxy.stats import Stats
 
 BOUNDS = [0.1, 0.2, 0.4, 0.8]  # plus an overflow bucket
@@ -380,3 +390,71 @@ def test_periods_shorter_than_a_minute_see_one_datapoint_a_minute() -> None:
     assert partial.series("RequestCount", "green", "Sum", 10, T0 + 60, 6) == [12.0] + [N] * 5
     # Without a publication interval (the default), every period is computed.
     assert store_with(*scrapes).series("RequestCount", "green", "Sum", 10, T0 + 120, 2) == [2.0, 2.0]
+
+
+# --- custom metrics (PutMetricData) -------------------------------------------
+
+
+def _put(store: CustomMetrics, key: Any, at: float, value: float, resolution: int = 60) -> bool:
+    return store.add(key, Entry(store.place(at, resolution), "None", 1, value, value, value, ((value, 1),)), at)
+
+
+def test_custom_series_are_capped_and_a_new_metric_beyond_the_cap_is_refused_and_counted():
+    store = CustomMetrics(retention_seconds=100, max_series=2)
+    a, b, c = (metric_key("App", name, ()) for name in "abc")
+    assert _put(store, a, T0, 1) and _put(store, b, T0, 1)
+    assert not _put(store, c, T0, 1)
+    assert (len(store), store.refused) == (2, 1)
+    assert _put(store, a, T0 + 1, 2)  # metrics it holds go on taking datapoints
+    # Once a metric's datapoints are all past the retention it frees its place.
+    assert _put(store, a, T0 + 200, 3) and _put(store, c, T0 + 200, 1)
+    assert sorted(k[1] for k in store.metrics()) == ["a", "c"]
+
+
+def test_custom_datapoints_past_the_retention_are_dropped():
+    store = CustomMetrics(retention_seconds=120)
+    key = metric_key("App", "m", ())
+    _put(store, key, T0, 5)
+    _put(store, key, T0 + 300, 7)
+    assert store.series(key, "Sum", None, 60, T0 + 360, 6) == [N, N, N, N, N, 7]
+
+
+def test_one_metric_keeps_at_most_max_entries_the_oldest_dropped_first():
+    store = CustomMetrics(retention_seconds=10_000, max_entries=3)
+    key = metric_key("App", "m", ())
+    for i in range(5):
+        _put(store, key, T0 + i, float(i))
+    assert store.dropped == 2
+    assert store.series(key, "SampleCount", None, 60, T0 + 60, 1) == [3]
+    assert store.series(key, "Minimum", None, 60, T0 + 60, 1) == [2]
+
+
+@pytest.mark.parametrize(
+    ("resolution", "at", "placed"),
+    [
+        # "Setting this to 60 specifies this metric as a regular-resolution metric, which CloudWatch stores
+        # at 1-minute resolution"; 1: "with sub-minute resolution down to one second" (MetricDatum).
+        (60, T0 + 59.5, T0),
+        (1, T0 + 59.5, T0 + 59),
+        (1, T0 + 0.2, T0),
+    ],
+)
+def test_storage_resolution_files_a_datapoint_at_its_minute_or_second(resolution, at, placed):
+    assert CustomMetrics(3600).place(at, resolution) == placed
+
+
+@pytest.mark.parametrize(
+    ("raw", "stat", "value"),
+    [
+        (((1.0, 1), (2.0, 1), (3.0, 1), (4.0, 1)), "p50", 2.0),
+        (((1.0, 1), (2.0, 1), (3.0, 1), (4.0, 1)), "p75", 3.0),
+        (((1.0, 1), (2.0, 1), (3.0, 1), (4.0, 1)), "p100", 4.0),
+        (((1.0, 99), (100.0, 1)), "p99", 1.0),
+        (((1.0, 99), (100.0, 1)), "p99.5", 100.0),
+    ],
+)
+def test_custom_percentiles_are_nearest_ranks_over_the_weighted_values(raw, stat, value):
+    count = sum(c for _, c in raw)
+    total = sum(v * c for v, c in raw)
+    entry = Entry(T0, "None", count, total, min(v for v, _ in raw), max(v for v, _ in raw), raw)
+    assert custom_stat([entry], stat) == value
