@@ -40,6 +40,7 @@ from shiftlab.controller.rolling import alarm_bake_minutes
 from shiftlab.controller.router import Router
 from shiftlab.controller.runner import DeploymentRunner
 from shiftlab.controller.scheduler import Scheduler, TaskSet
+from shiftlab.controller.usage import UsageCollector, sampler_for
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -96,6 +97,8 @@ class ServiceController:
         self.lb = LoadBalancerSync(self)
         self.scheduler = Scheduler(self)
         self.monitor = Monitor(self)
+        # Task CPU and memory (AWS/ECS, ECS/ContainerInsights) from the backend's sampler, if it has one.
+        self.usage = UsageCollector(self, sampler_for(backend))
         # ECS's and CloudWatch's events, EventBridge-shaped, to controller.eventTargets (never blocking).
         self.events_out = eventbridge.EventDelivery(settings.runtime.eventTargets, Path())
         self.runner = DeploymentRunner(self)
@@ -189,6 +192,7 @@ class ServiceController:
             await self.lb.route_all_to(self.primary)
             await self.scheduler.stop_set(green)
         self._monitoring = asyncio.create_task(self.monitor.run())
+        self.spawn(self.usage.run())
         self.note(None, eventlog.service_started(self.name, state.running_revision, self.primary,
                                                  len(blue.running())))
 

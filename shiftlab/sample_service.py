@@ -12,6 +12,10 @@ Environment:
   ERROR_RATE (0..1), LATENCY_MS, HEALTH_FAIL (1/true), EXIT_AFTER (requests):
   the initial faults, changeable at runtime with GET/PUT /_shiftlab/faults
   EXIT_AT_START (1/true): exit 1 at once, as a revision that cannot start
+  CPU_BURN (vCPUs, e.g. 1 or 0.5): child processes that keep that much CPU
+  busy (what an AWS/ECS CPUUtilization alarm catches)
+  MEMORY_LEAK_MIB_PER_SECOND, MEMORY_LEAK_MAX_MIB (1024): memory taken and
+  never given back, up to the cap (MemoryUtilization)
 
 Errors are deterministic so that tests can count them: with error rate r,
 the n-th counted request (health checks and /_shiftlab requests are not
@@ -44,6 +48,57 @@ TRUE = ("1", "true", "yes", "on")
 
 class FaultError(ValueError):
     pass
+
+
+# A child that keeps `fraction` of one CPU busy: busy for fraction x 10 ms, asleep for the rest.
+_BURN = ("import os, sys, time\n"
+         "f, parent = float(sys.argv[1]), int(sys.argv[2])\n"
+         "while os.getppid() == parent:\n"
+         "    end = time.perf_counter() + 0.01 * f\n"
+         "    while time.perf_counter() < end: pass\n"
+         "    if f < 1: time.sleep(0.01 * (1 - f))\n")
+
+
+def burn_cpu(vcpus: float) -> list[Any]:
+    """CPU_BURN: one child per whole vCPU (and one for the rest), in the
+    task's process tree; each ends when the service does (or is orphaned)."""
+    import subprocess
+
+    shares = [1.0] * int(vcpus) + ([vcpus - int(vcpus)] if vcpus - int(vcpus) > 1e-6 else [])
+    return [subprocess.Popen([sys.executable, "-c", _BURN, str(f), str(os.getpid())], stdin=subprocess.DEVNULL)
+            for f in shares]
+
+
+def leak_memory(mib_per_second: float, max_mib: float) -> threading.Thread:
+    """MEMORY_LEAK_MIB_PER_SECOND: take that much memory every second (written to, so it is resident), never
+    given back, up to MEMORY_LEAK_MAX_MIB."""
+    kept: list[bytes] = []
+
+    def leak() -> None:
+        taken = 0.0
+        while taken < max_mib:
+            step = min(mib_per_second / 10, max_mib - taken)
+            kept.append(b"\x01" * int(step * 2**20))
+            taken += step
+            time.sleep(0.1)
+
+    t = threading.Thread(target=leak, daemon=True, name="memory-leak")
+    t.start()
+    return t
+
+
+def _resource_faults(env: dict[str, str]) -> tuple[float, float, float]:
+    def amount(name: str, default: float, high: float) -> float:
+        raw = env.get(name, "")
+        try:
+            x = float(raw) if raw else default
+        except ValueError:
+            raise FaultError(f"{name}={raw!r}: not a number") from None
+        if not 0 <= x <= high:
+            raise FaultError(f"{name}={raw!r}: out of range 0..{high:g}")
+        return x
+    return (amount("CPU_BURN", 0.0, 64.0), amount("MEMORY_LEAK_MIB_PER_SECOND", 0.0, 1024.0),
+            amount("MEMORY_LEAK_MAX_MIB", 1024.0, 65536.0))
 
 
 class Faults:
@@ -324,6 +379,7 @@ def main(env: dict[str, str] | None = None) -> int:
         return 1
     try:
         faults = faults_from_env(env)
+        burn, leak_rate, leak_max = _resource_faults(env)
         host, port = env.get("HOST", "127.0.0.1"), int(env.get("PORT", "8080"))
     except (FaultError, ValueError) as exc:
         print(f"sample service: bad environment: {exc}", file=sys.stderr, flush=True)
@@ -341,10 +397,15 @@ def main(env: dict[str, str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
+    burners = burn_cpu(burn) if burn else []
+    if leak_rate:
+        leak_memory(leak_rate, leak_max)
     print(f"sample service revision {identity.revision or '-'} ({identity.colour or '-'}, "
           f"{identity.target_group or '-'}) listening on {host}:{port}; faults {json.dumps(faults.view())}",
           flush=True)
     server.serve_forever(poll_interval=0.1)
+    for b in burners:
+        b.kill()
     server.drain(DRAIN_SECONDS)
     server.server_close()
     print("sample service: stopped (SIGTERM)", flush=True)

@@ -267,6 +267,22 @@ class DockerBackend:
                 self._exited(entry, state.get("ExitCode"), detail=" (while no controller watched it)")
         return await self.tasks(service)
 
+    def usage_sampler(self) -> Any:
+        """Task CPU and memory from the engine's stats (controller.usage)."""
+        from shiftlab.controller.usage import DockerUsageSampler
+
+        return DockerUsageSampler(self.container_stats)
+
+    async def container_stats(self, task_id: str) -> dict[str, Any] | None:
+        """The engine's stats of a task's container, one look (no stream, no
+        second sample by the engine), or None when it has no container."""
+        entry = self._entries.get(task_id)
+        if entry is None or entry.container_id is None or self._client is None:
+            return None
+        stats: dict[str, Any] = await self._call(partial(self._client.api.stats, entry.container_id, decode=False,
+                                                         stream=False, one_shot=True))
+        return stats
+
     async def close(self, stop_tasks: bool) -> None:
         """Stop watching (with `stop_tasks`, stop and remove every task first).
         A closed backend can still be closed again with `stop_tasks`."""

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shiftlab.common.ports import free_port
 from shiftlab.controller.backends import procinfo
@@ -195,6 +196,12 @@ class ProcessBackend:
                         await self._stop(entry, row.stop_timeout, TASK_FAILED_TO_START,
                                          f"Task failed to start: nothing listening on {row.host}:{row.port}")
         return await self.tasks(service)
+
+    def usage_sampler(self) -> Any:
+        """Task CPU and memory from each task's process tree (controller.usage)."""
+        from shiftlab.controller.usage import ProcessUsageSampler
+
+        return ProcessUsageSampler()
 
     async def close(self, stop_tasks: bool) -> None:
         if stop_tasks:
