@@ -107,6 +107,17 @@ def feeds(namespace: str, name: str, dimension_names: Iterable[str]) -> bool:
     return any(tuple(sorted(s)) == wanted for s in DIMENSION_SETS.get((namespace, name), ()))
 
 
+def fed(namespace: str, name: str, dimensions: Iterable[tuple[str, str]], cluster: str, service: str,
+        families: Iterable[str]) -> bool:
+    """Whether this source feeds the metric for this service: a dimension set
+    it publishes, with the service's cluster, name and task definition family."""
+    dims = dict(dimensions)
+    if not feeds(namespace, name, dims):
+        return False
+    return (dims.get("ClusterName", cluster) == cluster and dims.get("ServiceName", service) == service
+            and ("TaskDefinitionFamily" not in dims or dims["TaskDefinitionFamily"] in set(families)))
+
+
 @dataclass(frozen=True)
 class Usage:
     """One task at one look: CPU units in use (1024 = one vCPU busy),

@@ -17,6 +17,7 @@ from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
 from shiftlab.common.ports import free_port
 from shiftlab.common.timescale import parse_time_scale
+from shiftlab.controller import usage
 from shiftlab.controller.alarms import MetricAlarm, parse_alarms
 from shiftlab.controller.awsshapes import service_problems
 from shiftlab.controller.backends import docker_options
@@ -49,14 +50,21 @@ class Settings:
         """What is accepted, as AWS accepts it, but would not work there."""
         out = [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
                for i, a in enumerate(self.alarms) for reason in a.never_published()]
-        # No source of shiftlab's computes another namespace: only a task publishing it with
-        # PutMetricData (the controller's CloudWatch endpoint) feeds such an alarm.
+        # Another namespace is fed by the tasks' CPU and memory (AWS/ECS,
+        # ECS/ContainerInsights: controller.usage) or by a task publishing it with
+        # PutMetricData (the controller's CloudWatch endpoint).
+        svc = self.service
         for i, a in enumerate(self.alarms):
             for q in a.custom_metrics():
+                if svc is not None and usage.fed(q.namespace, q.metric_name, q.dimensions, svc.clusterName,
+                                                 svc.serviceName, [svc.taskDefinition.family or svc.serviceName]):
+                    continue
                 head = (f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm "
                         f"stays INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData})")
-                out.append(head + (" (shiftlab computes no AWS namespace but AWS/ApplicationELB, and PutMetricData "
-                                   "refuses AWS/ ones)" if q.namespace.startswith("AWS/") else
+                out.append(head + (" (shiftlab computes AWS/ApplicationELB's metrics, and AWS/ECS CPUUtilization "
+                                   "and MemoryUtilization with the dimensions ClusterName and ServiceName of this "
+                                   "service; PutMetricData refuses AWS/ namespaces)"
+                                   if q.namespace.startswith("AWS/") else
                                    " unless a task publishes it with PutMetricData to the controller's CloudWatch "
                                    "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH)"))
         return out

@@ -80,5 +80,6 @@ def test_validate_warns_that_nothing_feeds_a_custom_metric_alarm(tmp_path: Path)
             "missing) unless a task publishes it with PutMetricData") in res.stderr, res.stderr
     # PutMetricData refuses AWS's namespaces: the warning does not suggest it.
     assert ("alarms[2] (cpu): nothing in this rehearsal feeds AWS/ECS CPUUtilization: the alarm stays "
-            "INSUFFICIENT_DATA (TreatMissingData missing) (shiftlab computes no AWS namespace but "
-            "AWS/ApplicationELB, and PutMetricData refuses AWS/ ones)") in res.stderr, res.stderr
+            "INSUFFICIENT_DATA (TreatMissingData missing) (shiftlab computes AWS/ApplicationELB's metrics, and "
+            "AWS/ECS CPUUtilization and MemoryUtilization with the dimensions ClusterName and ServiceName of this "
+            "service; PutMetricData refuses AWS/ namespaces)") in res.stderr, res.stderr
