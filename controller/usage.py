@@ -165,10 +165,17 @@ class FakeUsageSampler:
 _PROC = Path("/proc")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _read(path: str) -> bytes | None:
     try:
-        raw = (_PROC / str(pid) / "stat").read_bytes()
+        with open(path, "rb", buffering=0) as f:
+            return f.read()
     except OSError:
+        return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    raw = _read(f"{_PROC}/{pid}/stat")
+    if raw is None:
         return None
     return raw[raw.rfind(b")") + 2:].decode().split()
 
@@ -180,15 +187,13 @@ def process_tree(pid: int) -> list[int]:
         p = todo.pop()
         out.append(p)
         try:
-            threads = os.listdir(_PROC / str(p) / "task")
+            threads = os.listdir(f"{_PROC}/{p}/task")
         except OSError:
             continue
         for tid in threads:
-            try:
-                kids = (_PROC / str(p) / "task" / tid / "children").read_bytes().split()
-            except OSError:
-                continue
-            todo += [int(k) for k in kids]
+            kids = _read(f"{_PROC}/{p}/task/{tid}/children")
+            if kids:
+                todo += [int(k) for k in kids.split()]
     return out
 
 
