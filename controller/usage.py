@@ -496,21 +496,23 @@ class UsageCollector:
         if self.sampler is None:
             return
         clock = self.svc.clock
+        step = self.look_interval
+        at = math.floor(clock.now() / step + 1e-9) * step  # the look's time on the 20-second grid (scaled)
         while True:
-            now = clock.now()
             try:
-                await self.look(now)
+                await self.look(at)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.failures += 1
                 log.exception("task usage look failed")
-            # The next look on the 20-second grid (scaled), after this one.
+            # The next grid point after this look (a look late past one skips it: looks never pile up).
             after = clock.now()
-            step = self.look_interval
-            await clock.sleep(max((math.floor(after / step + 1e-9) + 1) * step - after, step / 100))
+            at = (math.floor(after / step + 1e-9) + 1) * step
+            await clock.sleep(at - after)
 
     async def look(self, at: float) -> None:
+        """One look, filed as taken at `at` (its grid point, not the moment the sleep ended)."""
         svc = self.svc
         assert self.sampler is not None
         tasks = await svc.backend.tasks(svc.name)
