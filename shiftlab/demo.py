@@ -66,6 +66,16 @@ P99_ALARM = {
 }
 
 
+# Task CPU as ECS publishes it (controller.usage): the busiest task over 80 % of its cpu.
+CPU_ALARM_NAME = "service-cpu"
+CPU_ALARM = {
+    "AlarmName": CPU_ALARM_NAME, "Namespace": "AWS/ECS", "MetricName": "CPUUtilization",
+    "Dimensions": [{"Name": "ClusterName", "Value": "local"}, {"Name": "ServiceName", "Value": "web"}],
+    "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 80,
+    "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "missing",
+}
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation of a scenario: what should hold, whether it did, what was seen."""
@@ -157,6 +167,16 @@ def check_slow(seen: Seen) -> list[Check]:
     ]
 
 
+def check_cpu(seen: Seen) -> list[Check]:
+    return [
+        _status(seen, "ROLLBACK_SUCCESSFUL"),
+        _alarm(seen, CPU_ALARM_NAME, tripped=True),
+        _alarm(seen, FIVE_XX_ALARM_NAME, tripped=False),
+        _no_failure(seen),
+        _back_on_blue(seen),
+    ]
+
+
 def check_manual(seen: Seen) -> list[Check]:
     approved = [e for e in seen.events if e["type"] == eventlog.HOOK_APPROVED.name]
     paused = [h for h in _hook_runs(seen, "PAUSE") if h["status"] == "SUCCEEDED"]
@@ -206,6 +226,7 @@ class Scenario:
     test_header_load: bool = False
     pause: bool = False
     slow_after: float | None = None  # seconds: a slower answer counts as a bad response
+    task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
 
 
 SCENARIOS = {
@@ -226,6 +247,13 @@ SCENARIOS = {
                   "alarms": {"alarmNames": [FIVE_XX_ALARM_NAME, P99_ALARM_NAME], "enable": True,
                              "rollback": True}},
                  check_slow, extra_alarms=[P99_ALARM], slow_after=P99_THRESHOLD_SECONDS),
+        Scenario("cpu", "a canary whose green burns CPU; the AWS/ECS CPUUtilization alarm trips; rollback",
+                 "ROLLBACK_SUCCESSFUL", {"CPU_BURN": "1"},
+                 {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20, "canaryBakeTimeInMinutes": 10},
+                  "bakeTimeInMinutes": 2,
+                  "alarms": {"alarmNames": [FIVE_XX_ALARM_NAME, CPU_ALARM_NAME], "enable": True,
+                             "rollback": True}},
+                 check_cpu, extra_alarms=[CPU_ALARM], task_cpu=256),
         Scenario("manual", "blue/green waiting at a PAUSE hook for `shiftlab approve`", "SUCCESSFUL",
                  {"GREETING": "approved"},
                  {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 2,
@@ -270,6 +298,8 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     data["alarms"] = [FIVE_XX_ALARM if a["AlarmName"] == FIVE_XX_ALARM_NAME else a for a in data["alarms"]] \
         + scenario.extra_alarms
     data["controller"] = {**data["controller"], "backend": backend, "stateDir": state_dir}
+    if scenario.task_cpu is not None:
+        data["service"]["taskDefinition"]["cpu"] = scenario.task_cpu
     if backend == "docker":
         td = {k: v for k, v in data["service"]["taskDefinition"].items() if k != "command"}
         data["service"]["taskDefinition"] = {**td, "image": image or SAMPLE_IMAGE, "stopTimeout": 5}

@@ -139,7 +139,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
 
 
 @click.command()
-@click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "manual", "blue-green"]),
+@click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "manual", "blue-green"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")
@@ -159,7 +159,7 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
     """A rehearsal with nothing to configure: the sample service, a load, a
     deployment and what happens, live. Exit 0 when the scenario behaved as
     it should (each expectation is printed at the end; a rollback is the
-    right outcome of bad-canary and slow), 1 otherwise."""
+    right outcome of bad-canary, slow and cpu), 1 otherwise."""
     import os
     import shutil
     import tempfile

@@ -53,6 +53,8 @@ def run_demo(scenario: str) -> str:
     ("slow", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm service-p99-latency trips",
               "ok     alarm service-5xx does not trip", "slower than 250 ms (by group: {'green': ",
               "first bad response (slower than 250 ms) -> production back on blue: "]),
+    ("cpu", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm service-cpu trips",
+             "ok     alarm service-5xx does not trip", "ok     no request fails: 0 failed"]),
     ("blue-green", ["as expected: SUCCESSFUL", "ok     the POST_TEST_TRAFFIC_SHIFT hook succeeds",
                     "ok     test traffic (x-amzn-ecs-blue-green-test header) reaches green before production does",
                     "test-header requests: "]),

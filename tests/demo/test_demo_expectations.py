@@ -11,6 +11,7 @@ import pytest
 from shiftlab.controller import eventlog
 from shiftlab.controller.eventlog import Entry, event_record
 from shiftlab.demo import (
+    CPU_ALARM_NAME,
     FIVE_XX_ALARM_NAME,
     P99_ALARM_NAME,
     P99_THRESHOLD_SECONDS,
@@ -79,6 +80,24 @@ def test_bad_canary_needs_the_5xx_alarm_and_errors_on_green_only() -> None:
     promoted = Seen(record("SUCCESSFUL"), [], load({"blue": 90, "green": 10}, errors={"green": 3}))
     assert failed(check(promoted)) == ["ends ROLLBACK_SUCCESSFUL", f"alarm {FIVE_XX_ALARM_NAME} trips",
                                        "production traffic goes back to blue"]
+
+
+def test_cpu_needs_the_cpu_alarm_not_the_5xx_one() -> None:
+    check = SCENARIOS["cpu"].check
+    ok = Seen(record("ROLLBACK_SUCCESSFUL", [CPU_ALARM_NAME]), [BACK_ON_BLUE], load({"blue": 90, "green": 10}))
+    assert failed(check(ok)) == []
+    wrong = Seen(record("ROLLBACK_SUCCESSFUL", [FIVE_XX_ALARM_NAME]), [BACK_ON_BLUE],
+                 load({"blue": 90, "green": 10}, errors={"green": 3}))
+    assert failed(check(wrong)) == [f"alarm {CPU_ALARM_NAME} trips", f"alarm {FIVE_XX_ALARM_NAME} does not trip",
+                                    "no request fails"]
+
+
+def test_the_cpu_scenario_sets_a_low_task_cpu_and_its_aws_ecs_alarm(tmp_path) -> None:
+    s = demo_settings(SCENARIOS["cpu"], 60.0, "process", str(tmp_path))
+    assert s.service is not None and s.service.taskDefinition.cpu == 256
+    assert CPU_ALARM_NAME in s.deployment.alarms.alarmNames
+    # Fed by the tasks' CPU: validate does not warn about it.
+    assert not [w for w in s.warnings() if CPU_ALARM_NAME in w]
 
 
 def test_slow_fails_when_the_5xx_alarm_trips_instead_of_the_p99_one() -> None:
