@@ -214,21 +214,76 @@ class Sample:
     cumulative: bool  # a counter's (or a summary's _sum/_count): sent as the delta from the previous scrape
 
 
-def samples(text: str) -> list[Sample]:
-    """The samples of one exposition, typed as the agent treats them; raises
-    ScrapeRejected for anything that is not the text format."""
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def selected_chunks(text: str, selectors: list[re.Pattern[str]]) -> list[str]:
+    """The exposition cut to the samples some selector matches, in pieces of
+    one family each (its TYPE line first): parsing is most of a scrape's
+    cost, and a sample no declaration selects never becomes a metric. Every
+    sample line's name is still checked, so an answer that is not an
+    exposition is rejected."""
+    chunks: list[list[str]] = []
+    current: list[str] | None = None
+    current_key: str | None = None
+    family, type_line = "", ""
+    for line in text.split("\n"):
+        if not line or line.startswith("#"):
+            if line.startswith("# TYPE "):
+                type_line, family = line, line[7:].split(" ", 1)[0]
+                current = None
+            continue
+        m = _NAME.match(line)
+        if m is None or (m.end() < len(line) and line[m.end()] not in "{ \t"):
+            raise ScrapeRejected(f"not the Prometheus text format: {line[:80]!r}")
+        name = m.group(0)
+        if not any(sel.search(name) for sel in selectors):
+            continue
+        belongs = bool(type_line) and (name == family or name.startswith(family + "_"))
+        key = family if belongs else ""
+        if current is None or key != current_key:
+            current = [type_line] if belongs else []
+            current_key = key
+            chunks.append(current)
+        current.append(line)
+    return ["\n".join(c) + "\n" for c in chunks]
+
+
+MAX_PARSED = 4096  # parsed pieces remembered (an unchanged piece is not parsed again)
+
+
+def samples(text: str, selectors: list[re.Pattern[str]] | None = None,
+            parsed: dict[str, list[Sample]] | None = None) -> list[Sample]:
+    """The samples of one exposition (those `selectors` match, when given),
+    typed as the agent treats them; raises ScrapeRejected for anything that
+    is not the text format. `parsed`: pieces parsed before, reused when a
+    piece comes again unchanged (most do between two scrapes)."""
+    if selectors is None:
+        return _parse(text)
+    out: list[Sample] = []
+    for chunk in selected_chunks(text, selectors):
+        got = parsed.get(chunk) if parsed is not None else None
+        if got is None:
+            got = _parse(chunk)
+            if parsed is not None:
+                if len(parsed) >= MAX_PARSED:
+                    parsed.clear()
+                parsed[chunk] = got
+        out += got
+    return out
+
+
+def _parse(text: str) -> list[Sample]:
     out: list[Sample] = []
     try:
         for family in text_string_to_metric_families(text):
             if family.type in ("histogram", "gaugehistogram", "info", "stateset"):
                 continue  # "The Prometheus metrics with the unsupported histogram metric type are dropped"
             for s in family.samples:
-                if family.type == "counter" and s.name.endswith("_created"):
+                if family.type in ("counter", "summary") and s.name.endswith("_created"):
                     continue
                 cumulative = family.type == "counter" or (
                     family.type == "summary" and (s.name.endswith("_sum") or s.name.endswith("_count")))
-                if family.type == "summary" and s.name.endswith("_created"):
-                    continue
                 out.append(Sample(s.name, dict(s.labels), float(s.value), cumulative))
     except Exception as exc:  # the parser raises ValueError, IndexError, ... on garbage
         raise ScrapeRejected(f"not the Prometheus text format: {type(exc).__name__}: {exc}") from None
@@ -247,6 +302,8 @@ class Converter:
         self.config = config.emf_processor
         self._compiled = [(d, re.compile(d.label_matcher), [re.compile(s) for s in d.metric_selectors])
                           for d in self.config.metric_declaration]
+        self.selectors = [sel for _, _, sels in self._compiled for sel in sels]
+        self.parsed: dict[str, list[Sample]] = {}
         self._previous: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
 
     def forget(self, keep: Iterable[str]) -> None:
@@ -347,8 +404,9 @@ class Scraper:
             self.scrapes += 1
             try:
                 text = await asyncio.wait_for(self._fetch(target.url), max(self.timeout, 0.05))
-                scraped = (await asyncio.to_thread(samples, text)) if len(text) > PARSE_IN_THREAD_BYTES \
-                    else samples(text)
+                c = self.converter
+                scraped = (await asyncio.to_thread(samples, text, c.selectors)) if len(text) > PARSE_IN_THREAD_BYTES \
+                    else samples(text, c.selectors, c.parsed)
             except (ScrapeRejected, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self._reject(target, str(exc) or type(exc).__name__)
                 return

@@ -12,6 +12,7 @@ https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/ContainerInsights
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -241,7 +242,7 @@ async def _huge(_: web.Request) -> web.StreamResponse:
 @pytest.mark.parametrize("handler, why", [
     (lambda _: web.Response(text="<html>not metrics</html>"), "text format"),
     (lambda _: web.Response(text="queue_depth one\n"), "text format"),
-    (lambda _: web.Response(text="# TYPE x counter\nx_total{a=\"1\" 1\n"), "text format"),
+    (lambda _: web.Response(text="# TYPE queue_depth gauge\nqueue_depth{a=\"1\" 1\n"), "text format"),
     (lambda _: web.Response(body=b"queue_depth \xff\xfe 1\n"), "UTF-8"),
     (lambda _: web.Response(status=500, text="queue_depth 1\n"), "HTTP 500"),
     (_slow, "TimeoutError"),
@@ -276,3 +277,13 @@ async def test_a_round_never_waits_for_the_last_one_it_counts_an_overrun(serve: 
         assert s.overrun == 1
     finally:
         await s.close()
+
+
+def test_parsing_only_the_selected_families_and_reusing_unchanged_ones_gives_the_same_samples() -> None:
+    selectors = [re.compile(s) for s in DECLARATION["metric_selectors"]]
+    parsed: dict[str, Any] = {}
+    text = exposition(failed=3, depth=2, rpc_sum=1.0, rpc_count=4) + "untyped_thing 4\nqueue_depth_max 9\n"
+    full = [s for s in samples(text) if any(sel.search(s.name) for sel in selectors)]
+    assert samples(text, selectors, parsed) == full
+    assert samples(text, selectors, parsed) == full  # from the pieces parsed the first time
+    assert parsed
