@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import subprocess
 import sys
@@ -59,46 +58,39 @@ asyncio.run(main([int(p) for p in sys.argv[1:]]))
 """
 
 
-async def run(endpoints: int, seconds: float, time_scale: float) -> None:
-    from shiftlab.common.ports import free_port
+async def run(ports: list[int], seconds: float, time_scale: float) -> None:
     from shiftlab.controller.metricstore import CustomMetrics
     from shiftlab.controller.promscrape import PrometheusConfig, Scraper, Target
 
-    ports = [free_port() for _ in range(endpoints)]
-    server = subprocess.Popen([sys.executable, "-c", SERVER, *map(str, ports)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        config = PrometheusConfig.model_validate({"emf_processor": {"metric_declaration": [{
-            "source_labels": ["job"], "label_matcher": "^bench$",
-            "dimensions": [["ClusterName", "TaskDefinitionFamily"], ["ClusterName", "TaskId"]],
-            "metric_selectors": ["^http_requests_total$", "^payments_", "^queue_depth$", "^process_"]}]}})
-        custom = CustomMetrics(retention_seconds=600.0, minute=60.0 / time_scale)
-        loop = asyncio.get_running_loop()
-        scraper = Scraper(config, custom, time_scale, loop.time)
-        targets = [Target(f"task{p}", f"http://127.0.0.1:{p}/metrics",
-                          {"job": "bench", "ClusterName": "local", "TaskDefinitionFamily": "web",
-                           "TaskId": f"task{p}"}) for p in ports]
-        # One round to warm up (connections, imports), then the measured window.
+    endpoints = len(ports)
+    config = PrometheusConfig.model_validate({"emf_processor": {"metric_declaration": [{
+        "source_labels": ["job"], "label_matcher": "^bench$",
+        "dimensions": [["ClusterName", "TaskDefinitionFamily"], ["ClusterName", "TaskId"]],
+        "metric_selectors": ["^http_requests_total$", "^payments_", "^queue_depth$", "^process_"]}]}})
+    custom = CustomMetrics(retention_seconds=600.0, minute=60.0 / time_scale)
+    loop = asyncio.get_running_loop()
+    scraper = Scraper(config, custom, time_scale, loop.time)
+    targets = [Target(f"task{p}", f"http://127.0.0.1:{p}/metrics",
+                      {"job": "bench", "ClusterName": "local", "TaskDefinitionFamily": "web",
+                       "TaskId": f"task{p}"}) for p in ports]
+    # One round to warm up (connections, imports), then the measured window.
+    scraper.tick(loop.time(), targets)
+    await scraper.wait()
+    start_cpu, start = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    scrapes_before = scraper.scrapes
+    while time.monotonic() - start < seconds:
         scraper.tick(loop.time(), targets)
-        await scraper.wait()
-        start_cpu, start = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-        scrapes_before = scraper.scrapes
-        while time.monotonic() - start < seconds:
-            scraper.tick(loop.time(), targets)
-            await asyncio.sleep(0.05)  # the monitor's loop ticks at least this often
-        await scraper.wait()
-        end_cpu, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - start
-        cpu = (end_cpu.ru_utime - start_cpu.ru_utime) + (end_cpu.ru_stime - start_cpu.ru_stime)
-        done = scraper.scrapes - scrapes_before
-        print(f"{endpoints} endpoints, scrape_interval 1m at timeScale {time_scale:g} "
-              f"(every {scraper.interval:.3g} s): {done} scrapes in {wall:.1f} s, "
-              f"{scraper.rejected} rejected, {scraper.overrun} overruns, {len(custom)} metrics stored")
-        print(f"CPU: {cpu:.2f} s over {wall:.1f} s = {100 * cpu / wall:.1f} % of one core "
-              f"({1000 * cpu / max(done, 1):.2f} ms per scrape)")
-        await scraper.close()
-    finally:
-        server.terminate()
-        server.wait()
+        await asyncio.sleep(0.05)  # the monitor's loop ticks at least this often
+    await scraper.wait()
+    end_cpu, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - start
+    cpu = (end_cpu.ru_utime - start_cpu.ru_utime) + (end_cpu.ru_stime - start_cpu.ru_stime)
+    done = scraper.scrapes - scrapes_before
+    print(f"{endpoints} endpoints, scrape_interval 1m at timeScale {time_scale:g} "
+          f"(every {scraper.interval:.3g} s): {done} scrapes in {wall:.1f} s, "
+          f"{scraper.rejected} rejected, {scraper.overrun} overruns, {len(custom)} metrics stored")
+    print(f"CPU: {cpu:.2f} s over {wall:.1f} s = {100 * cpu / wall:.1f} % of one core "
+          f"({1000 * cpu / max(done, 1):.2f} ms per scrape)")
+    await scraper.close()
 
 
 def main() -> None:
@@ -107,8 +99,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--time-scale", type=float, default=60.0)
     args = parser.parse_args()
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    asyncio.run(run(args.endpoints, args.seconds, args.time_scale))
+    from shiftlab.common.ports import free_port
+
+    ports = [free_port() for _ in range(args.endpoints)]
+    server = subprocess.Popen([sys.executable, "-c", SERVER, *map(str, ports)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        asyncio.run(run(ports, args.seconds, args.time_scale))
+    finally:
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":
