@@ -85,6 +85,9 @@ async def test_green_failing_transactions_is_rolled_back_via_a_scraped_prometheu
     assert load.failed == 0
     scraper = stack.controller.monitor.app.scraper
     assert scraper is not None and scraper.stored > 0 and scraper.rejected == 0
+    # What the live views' metrics frames carry (`sources`).
+    counters = stack.controller.monitor.app.counters()["prometheus"]
+    assert counters["scrapes"] > 0 and counters["rejected"] == 0 and counters["datapoints"] == scraper.stored
 
 
 async def test_the_same_green_failing_nothing_is_promoted_with_both_alarms_ok(
