@@ -53,6 +53,7 @@ log = logging.getLogger("shiftlab.controller")
 DEFAULT_NAMESPACE = "ECS/ContainerInsights/Prometheus"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_CONCURRENT = 16
+MIN_TIMEOUT = 0.5  # real seconds
 PARSE_IN_THREAD_BYTES = 64 * 1024
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -358,7 +359,9 @@ class Scraper:
         self.custom = custom
         self.now = now
         self.interval = duration_seconds(config.scrape_interval) / time_scale
-        self.timeout = duration_seconds(config.scrape_timeout) / time_scale
+        # Scaled like every AWS duration, but at least half a second of real time (or the whole interval,
+        # when shorter): a task's answer takes real time, and a loaded machine's 0.17 s is a GC pause.
+        self.timeout = max(duration_seconds(config.scrape_timeout) / time_scale, min(MIN_TIMEOUT, self.interval))
         self.converter = Converter(config)
         self.scrapes = 0
         self.rejected = 0
@@ -403,7 +406,7 @@ class Scraper:
         async with self._limit:
             self.scrapes += 1
             try:
-                text = await asyncio.wait_for(self._fetch(target.url), max(self.timeout, 0.05))
+                text = await asyncio.wait_for(self._fetch(target.url), self.timeout)
                 c = self.converter
                 scraped = (await asyncio.to_thread(samples, text, c.selectors)) if len(text) > PARSE_IN_THREAD_BYTES \
                     else samples(text, c.selectors, c.parsed)

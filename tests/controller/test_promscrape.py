@@ -287,3 +287,15 @@ def test_parsing_only_the_selected_families_and_reusing_unchanged_ones_gives_the
     assert samples(text, selectors, parsed) == full
     assert samples(text, selectors, parsed) == full  # from the pieces parsed the first time
     assert parsed
+
+
+@pytest.mark.parametrize("interval, timeout, scale, expected", [
+    ("1m", "10s", 1.0, 10.0),      # unscaled: the config's
+    ("1m", "10s", 60.0, 0.5),      # 0.17 s scaled: half a second of real time at least
+    ("1m", "10s", 600.0, 0.1),     # but never longer than the (scaled) interval
+    ("1m", "50s", 10.0, 5.0),
+])
+def test_the_scrape_timeout_is_scaled_with_a_floor(interval: str, timeout: str, scale: float,
+                                                   expected: float) -> None:
+    cfg = CONFIG.model_copy(update={"scrape_interval": interval, "scrape_timeout": timeout})
+    assert Scraper(cfg, CustomMetrics(60.0), scale, lambda: 0.0).timeout == pytest.approx(expected)
