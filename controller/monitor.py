@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import AlarmEvaluator, required_retention
+from shiftlab.controller.appmetrics import AppMetrics
 from shiftlab.controller.eventbridge import alarm_state_change
 from shiftlab.controller.lbsync import CHECK_INTERVAL
 from shiftlab.controller.metricstore import PUBLISH_SECONDS, MetricStore
@@ -37,17 +38,26 @@ class Monitor:
         self.alarm_reasons: dict[str, str] = {}
         self.last_metrics: dict[str, Any] = {}
         self._recent: deque[dict[str, Any]] = deque()
+        # The tasks' own metrics: scraped Prometheus endpoints, EMF in their output.
+        self.app = AppMetrics(svc, self.store.custom)
 
     def scrape_interval(self) -> float:
         periods = [ev.period for ev in self.evaluators.values()]
         return min([0.5, *(p / 5 for p in periods)]) if periods else 0.5
 
     async def run(self) -> None:
-        svc = self.svc
         interval = max(self.scrape_interval(), 0.05)
         next_check = 0.0
+        try:
+            await self._loop(interval, next_check)
+        finally:
+            await self.app.close()
+
+    async def _loop(self, interval: float, next_check: float) -> None:
+        svc = self.svc
         while True:
             try:
+                await self.app.tick(svc.clock.now())
                 if svc.clock.now() >= next_check:
                     next_check = svc.clock.now() + CHECK_INTERVAL
                     await svc.lb.check()
@@ -100,7 +110,8 @@ class Monitor:
                             "p99": _p99(snap, prev, name)})
             groups[name] = row
         self.last_metrics = {"at": now, "groups": groups}
-        self.svc.publish({"type": "metrics", "at": now, "groups": groups, "alarms": self.alarms_view()})
+        self.svc.publish({"type": "metrics", "at": now, "groups": groups, "alarms": self.alarms_view(),
+                          **({"sources": sources} if (sources := self.app.counters()) else {})})
 
     def alarms_view(self) -> list[dict[str, Any]]:
         return [{"AlarmName": n, "StateValue": self.alarm_states.get(n, "INSUFFICIENT_DATA"),

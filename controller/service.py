@@ -60,6 +60,8 @@ class ControllerSettings:
     # Stand-ins for the Lambda functions hooks name (the `lambdaFunctions`
     # section): function ARN or name -> config.LambdaFunction.
     lambda_functions: dict[str, Any] = field(default_factory=dict)
+    # The `prometheus` section (controller.promscrape.PrometheusConfig): what to scrape from the tasks.
+    prometheus: Any = None
 
 
 class DeploymentConflict(Exception):

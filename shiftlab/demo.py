@@ -76,6 +76,17 @@ CPU_ALARM = {
 }
 
 
+# The AWS walkthrough's business alarm, as it is there
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html):
+# the sample service publishes the metric in the embedded metric format.
+BUSINESS_ALARM_NAME = "payment-transaction-failure-rate"
+BUSINESS_ALARM = {
+    "AlarmName": BUSINESS_ALARM_NAME, "MetricName": "TransactionFailureRate", "Namespace": "CustomApp/Payments",
+    "Statistic": "Average", "Period": 300, "EvaluationPeriods": 1, "Threshold": 0.5,
+    "ComparisonOperator": "GreaterThanThreshold",
+}
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation of a scenario: what should hold, whether it did, what was seen."""
@@ -177,6 +188,16 @@ def check_cpu(seen: Seen) -> list[Check]:
     ]
 
 
+def check_business_metric(seen: Seen) -> list[Check]:
+    return [
+        _status(seen, "ROLLBACK_SUCCESSFUL"),
+        _alarm(seen, BUSINESS_ALARM_NAME, tripped=True),
+        _alarm(seen, FIVE_XX_ALARM_NAME, tripped=False),
+        _no_failure(seen),  # only the business metric saw it: every request answered 200
+        _back_on_blue(seen),
+    ]
+
+
 def check_manual(seen: Seen) -> list[Check]:
     approved = [e for e in seen.events if e["type"] == eventlog.HOOK_APPROVED.name]
     paused = [h for h in _hook_runs(seen, "PAUSE") if h["status"] == "SUCCEEDED"]
@@ -254,6 +275,13 @@ SCENARIOS = {
                   "alarms": {"alarmNames": [FIVE_XX_ALARM_NAME, CPU_ALARM_NAME], "enable": True,
                              "rollback": True}},
                  check_cpu, extra_alarms=[CPU_ALARM], task_cpu=256),
+        Scenario("business-metric", "a canary whose green fails payment transactions (its requests answer 200); "
+                                    "the walkthrough's CustomApp/Payments alarm, fed by EMF, trips; rollback",
+                 "ROLLBACK_SUCCESSFUL", {"TRANSACTION_FAILURE_RATE": "0.9", "EMF_INTERVAL_MS": "250"},
+                 {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20, "canaryBakeTimeInMinutes": 20},
+                  "alarms": {"alarmNames": [FIVE_XX_ALARM_NAME, BUSINESS_ALARM_NAME], "enable": True,
+                             "rollback": True}},
+                 check_business_metric, extra_alarms=[BUSINESS_ALARM]),
         Scenario("manual", "blue/green waiting at a PAUSE hook for `shiftlab approve`", "SUCCESSFUL",
                  {"GREETING": "approved"},
                  {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 2,

@@ -16,6 +16,17 @@ Environment:
   busy (what an AWS/ECS CPUUtilization alarm catches)
   MEMORY_LEAK_MIB_PER_SECOND, MEMORY_LEAK_MAX_MIB (1024): memory taken and
   never given back, up to the cap (MemoryUtilization)
+  TRANSACTION_FAILURE_RATE (0..1): the share of counted requests whose
+  "payment" fails (the request still answers 200: only the business metric
+  sees it); changeable as transactionFailureRate
+  EMF_INTERVAL_MS: every that many ms, print the business metric as an
+  embedded-metric-format line (CustomApp/Payments TransactionFailureRate,
+  failed / all transactions since the last line; none without transactions)
+
+GET /metrics answers its counters in the Prometheus text format
+(sample_requests_total, payments_transactions_total,
+payments_transactions_failed_total), with prometheus-client where it is
+installed and a few lines of its own where it is not.
 
 Errors are deterministic so that tests can count them: with error rate r,
 the n-th counted request (health checks and /_shiftlab requests are not
@@ -36,6 +47,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULTS_PATH = "/_shiftlab/faults"
+METRICS_PATH = "/metrics"
+BUSINESS_NAMESPACE = "CustomApp/Payments"
 HEALTH_PATH = "/health"
 # Longer than the load balancer's idle timeout (60 s by default), so the proxy,
 # not the target, closes idle pooled connections: a target that closes first
@@ -110,16 +123,20 @@ class Faults:
         self.latency_ms = 0.0
         self.health_fail = False
         self.exit_after: int | None = None
+        self.transaction_failure_rate = Fraction(0)
         self.counted = 0  # requests counted for the error pattern
+        self.failed_transactions = 0
         self._left: int | None = None  # requests still to answer before exiting
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply some of errorRate, latencyMs, healthFail, exitAfter; all or nothing.
         exitAfter = N: exit (code 1) after answering N more counted requests."""
-        unknown = set(changes) - {"errorRate", "latencyMs", "healthFail", "exitAfter"}
+        unknown = set(changes) - {"errorRate", "latencyMs", "healthFail", "exitAfter", "transactionFailureRate"}
         if unknown:
             raise FaultError(f"unknown fault(s): {', '.join(sorted(unknown))}")
-        rate, latency = self.error_rate, self.latency_ms
+        rate, latency, tx_rate = self.error_rate, self.latency_ms, self.transaction_failure_rate
+        if "transactionFailureRate" in changes:
+            tx_rate = _rate(changes["transactionFailureRate"], "transactionFailureRate")
         health, exit_after = self.health_fail, self.exit_after
         if "errorRate" in changes:
             rate = _rate(changes["errorRate"])
@@ -131,13 +148,16 @@ class Faults:
             exit_after = None if changes["exitAfter"] is None else _count(changes["exitAfter"], "exitAfter")
         with self._lock:
             self.error_rate, self.latency_ms, self.health_fail = rate, latency, health
+            self.transaction_failure_rate = tx_rate
             if "exitAfter" in changes:
                 self.exit_after = self._left = exit_after
 
     def view(self) -> dict[str, Any]:
         with self._lock:
             return {"errorRate": float(self.error_rate), "latencyMs": self.latency_ms,
-                    "healthFail": self.health_fail, "exitAfter": self.exit_after, "requests": self.counted}
+                    "healthFail": self.health_fail, "exitAfter": self.exit_after, "requests": self.counted,
+                    "transactionFailureRate": float(self.transaction_failure_rate),
+                    "failedTransactions": self.failed_transactions}
 
     def next_request(self) -> tuple[int, bool, float, bool]:
         """Count one request: (its number, fail it?, latency in seconds, exit after answering?)."""
@@ -146,6 +166,9 @@ class Faults:
             n, r = self.counted, self.error_rate
             # Exact fractions: with floats, 0.29 * 100 is 28.999..., and the pattern would slip.
             fail = math.floor(n * r) > math.floor((n - 1) * r)
+            t = self.transaction_failure_rate
+            if math.floor(n * t) > math.floor((n - 1) * t):
+                self.failed_transactions += 1
             last = False
             if self._left is not None:
                 self._left -= 1
@@ -153,15 +176,15 @@ class Faults:
             return n, fail, self.latency_ms / 1000.0, last
 
 
-def _rate(v: Any) -> Fraction:
+def _rate(v: Any, name: str = "errorRate") -> Fraction:
     if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise FaultError(f"errorRate: {v!r} is not a number")
+        raise FaultError(f"{name}: {v!r} is not a number")
     try:
         rate = Fraction(str(v))
     except (ValueError, ZeroDivisionError):
-        raise FaultError(f"errorRate: {v!r} is not a number") from None
+        raise FaultError(f"{name}: {v!r} is not a number") from None
     if not 0 <= rate <= 1:
-        raise FaultError(f"errorRate: {v} is out of range 0..1")
+        raise FaultError(f"{name}: {v} is out of range 0..1")
     return rate
 
 
@@ -198,7 +221,7 @@ def _flag(v: Any, name: str) -> bool:
 
 
 ENV_FAULTS = {"ERROR_RATE": "errorRate", "LATENCY_MS": "latencyMs", "HEALTH_FAIL": "healthFail",
-              "EXIT_AFTER": "exitAfter"}
+              "EXIT_AFTER": "exitAfter", "TRANSACTION_FAILURE_RATE": "transactionFailureRate"}
 
 
 def faults_from_env(env: dict[str, str]) -> Faults:
@@ -276,6 +299,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == FAULTS_PATH:
             self._faults(body)
             return
+        if path == METRICS_PATH:
+            self._metrics()
+            return
         if path == HEALTH_PATH:
             failing = faults.view()["healthFail"]
             self._send(503 if failing else 200, {**self._who(path, size),
@@ -309,6 +335,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": str(exc)})
             return
         self._send(200, faults.view())
+
+    def _metrics(self) -> None:
+        text, content_type = prometheus_text(self.server.faults)
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _who(self, path: str, body_bytes: int) -> dict[str, Any]:
         me = self.server.identity
@@ -371,6 +407,50 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
+def prometheus_text(faults: Faults) -> tuple[str, str]:
+    """The service's counters in the Prometheus text format, and its content type."""
+    view = faults.view()
+    counters = (("sample_requests", "Requests counted for the fault patterns.", view["requests"]),
+                ("payments_transactions", "Payment transactions attempted.", view["requests"]),
+                ("payments_transactions_failed", "Payment transactions that failed.", view["failedTransactions"]))
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import CounterMetricFamily
+    except ImportError:  # the bare container image: the same exposition, written out
+        lines = []
+        for name, doc, value in counters:
+            lines += [f"# HELP {name}_total {doc}", f"# TYPE {name}_total counter", f"{name}_total {value}"]
+        return "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8"
+
+    class Collector:
+        def collect(self) -> Any:
+            for name, doc, value in counters:
+                yield CounterMetricFamily(name, doc, value=value)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())
+    return generate_latest(registry).decode(), "text/plain; version=0.0.4; charset=utf-8"
+
+
+def publish_business_metric(faults: Faults, interval: float, stop: threading.Event) -> None:
+    """Every `interval` seconds, TransactionFailureRate as an embedded-metric-format
+    line on stdout, as a payments service logs it to CloudWatch Logs
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html)."""
+    seen = faults.view()
+    while not stop.wait(interval):
+        now = faults.view()
+        attempted = now["requests"] - seen["requests"]
+        failed = now["failedTransactions"] - seen["failedTransactions"]
+        seen = now
+        if attempted <= 0:
+            continue
+        doc = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
+            "Namespace": BUSINESS_NAMESPACE, "Dimensions": [[]],
+            "Metrics": [{"Name": "TransactionFailureRate", "Unit": "None"}]}]},
+            "TransactionFailureRate": failed / attempted, "transactions": attempted}
+        print(json.dumps(doc), flush=True)
+
+
 def main(env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     identity = Identity(env)
@@ -381,6 +461,8 @@ def main(env: dict[str, str] | None = None) -> int:
         faults = faults_from_env(env)
         burn, leak_rate, leak_max = _resource_faults(env)
         host, port = env.get("HOST", "127.0.0.1"), int(env.get("PORT", "8080"))
+        emf_interval = _number(env["EMF_INTERVAL_MS"], "EMF_INTERVAL_MS") / 1000.0 if env.get("EMF_INTERVAL_MS") \
+            else None
     except (FaultError, ValueError) as exc:
         print(f"sample service: bad environment: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -400,12 +482,17 @@ def main(env: dict[str, str] | None = None) -> int:
     burners = burn_cpu(burn) if burn else []
     if leak_rate:
         leak_memory(leak_rate, leak_max)
+    stop_publishing = threading.Event()
+    if emf_interval:
+        threading.Thread(target=publish_business_metric, daemon=True,
+                         args=(faults, emf_interval, stop_publishing)).start()
     print(f"sample service revision {identity.revision or '-'} ({identity.colour or '-'}, "
           f"{identity.target_group or '-'}) listening on {host}:{port}; faults {json.dumps(faults.view())}",
           flush=True)
     server.serve_forever(poll_interval=0.1)
     for b in burners:
         b.kill()
+    stop_publishing.set()
     server.drain(DRAIN_SECONDS)
     server.server_close()
     print("sample service: stopped (SIGTERM)", flush=True)

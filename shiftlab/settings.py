@@ -28,12 +28,13 @@ from shiftlab.controller.config import (
     ServiceConfig,
     parse_lambda_functions,
 )
+from shiftlab.controller.promscrape import PrometheusConfig
 from shiftlab.controller.service import ControllerSettings
 from shiftlab.controller.validation import check_deployment
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale",
-                  "lambdaFunctions")
+                  "lambdaFunctions", "prometheus")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Settings:
     alarms: tuple[MetricAlarm, ...] = ()
     controller: ControllerRuntime = field(default_factory=ControllerRuntime)
     lambda_functions: LambdaFunctions = field(default_factory=dict)
+    prometheus: PrometheusConfig | None = None
 
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
@@ -52,12 +54,15 @@ class Settings:
                for i, a in enumerate(self.alarms) for reason in a.never_published()]
         # Another namespace is fed by the tasks' CPU and memory (AWS/ECS,
         # ECS/ContainerInsights: controller.usage) or by a task publishing it with
-        # PutMetricData (the controller's CloudWatch endpoint).
+        # PutMetricData (the controller's CloudWatch endpoint) or EMF, or by the
+        # scrape config (prometheus).
         svc = self.service
         for i, a in enumerate(self.alarms):
             for q in a.custom_metrics():
                 if svc is not None and usage.fed(q.namespace, q.metric_name, q.dimensions, svc.clusterName,
                                                  svc.serviceName, [svc.taskDefinition.family or svc.serviceName]):
+                    continue
+                if self.prometheus is not None and self.prometheus.feeds(q.namespace, q.metric_name):
                     continue
                 head = (f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm "
                         f"stays INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData})")
@@ -66,7 +71,8 @@ class Settings:
                                    "service; PutMetricData refuses AWS/ namespaces)"
                                    if q.namespace.startswith("AWS/") else
                                    " unless a task publishes it with PutMetricData to the controller's CloudWatch "
-                                   "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH)"))
+                                   "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH) or in embedded metric format on its "
+                                   "output; no prometheus.emf_processor.metric_declaration selects it"))
         return out
 
     def controller_settings(self) -> ControllerSettings:
@@ -75,7 +81,7 @@ class Settings:
         return ControllerSettings(
             self.service, self.deployment, list(self.alarms), self.controller,
             {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
-            dict(self.lambda_functions),
+            dict(self.lambda_functions), self.prometheus,
         )
 
     def summary(self) -> str:
@@ -157,6 +163,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
         raw_alarms = []
     alarms = attempt(lambda: parse_alarms(raw_alarms, groups, "alarms"))
     functions = attempt(lambda: parse_lambda_functions(data.get("lambdaFunctions")))
+    prometheus = attempt(lambda: parse(PrometheusConfig, data["prometheus"] or {}, "prometheus")) \
+        if "prometheus" in data else None
     # Checked as POST /api/deployments checks a deployment's (controller.validation).
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
@@ -186,7 +194,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
         raise ConfigError(list(dict.fromkeys(problems)))
     assert lb is not None and scale is not None and deployment is not None and runtime is not None
-    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {})
+    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {}, prometheus)
 
 
 def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list[str]:

@@ -139,7 +139,8 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
 
 
 @click.command()
-@click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "manual", "blue-green"]),
+@click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "business-metric", "manual",
+                                               "blue-green"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")
@@ -176,6 +177,9 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
                                  "from this installation)", param_hint="--image")
     if auto_approve is not None and no_auto_approve:
         raise click.BadParameter("not with --no-auto-approve", param_hint="--auto-approve")
+    if scenario == "business-metric" and backend == "docker":
+        raise click.BadParameter("business-metric needs --backend process: a container's output (its EMF lines) "
+                                 "is read only once it stops", param_hint="--scenario")
     if load_rps <= 0:
         raise click.BadParameter("must be positive: the scenarios' expectations are about what the load saw",
                                  param_hint="--load-rps")

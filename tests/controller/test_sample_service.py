@@ -215,7 +215,7 @@ async def test_faults_change_at_runtime(start: Callable[..., Awaitable[Service]]
     async with http.get(s.url + FAULTS) as r:
         # Nothing of the refused changes was applied, not even their valid parts.
         assert await r.json() == {"errorRate": 1.0, "latencyMs": 0.0, "healthFail": False, "exitAfter": None,
-                                  "requests": 4}
+                                  "requests": 4, "transactionFailureRate": 0.0, "failedTransactions": 0}
     async with http.post(s.url + FAULTS, json={}) as r:
         assert r.status == 405
 
@@ -286,4 +286,5 @@ def test_faults_from_env_names_the_bad_value() -> None:
     with pytest.raises(FaultError, match="LATENCY_MS='slow'"):
         sample_service.faults_from_env({"LATENCY_MS": "slow"})
     f = sample_service.faults_from_env({"ERROR_RATE": "0.25", "HEALTH_FAIL": "yes", "EXIT_AFTER": "3"})
-    assert f.view() == {"errorRate": 0.25, "latencyMs": 0.0, "healthFail": True, "exitAfter": 3, "requests": 0}
+    assert f.view() == {"errorRate": 0.25, "latencyMs": 0.0, "healthFail": True, "exitAfter": 3, "requests": 0,
+                        "transactionFailureRate": 0.0, "failedTransactions": 0}

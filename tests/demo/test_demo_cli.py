@@ -55,6 +55,8 @@ def run_demo(scenario: str) -> str:
               "first bad response (slower than 250 ms) -> production back on blue: "]),
     ("cpu", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm service-cpu trips",
              "ok     alarm service-5xx does not trip", "ok     no request fails: 0 failed"]),
+    ("business-metric", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm payment-transaction-failure-rate trips",
+                         "ok     alarm service-5xx does not trip", "ok     no request fails: 0 failed"]),
     ("blue-green", ["as expected: SUCCESSFUL", "ok     the POST_TEST_TRAFFIC_SHIFT hook succeeds",
                     "ok     test traffic (x-amzn-ecs-blue-green-test header) reaches green before production does",
                     "test-header requests: "]),
@@ -66,6 +68,13 @@ def test_demo_scenario_behaves_as_it_expects(scenario: str, lines: list[str]) ->
     if scenario in ("bad-canary", "slow"):
         seconds = float(re.search(r"-> production back on blue: (-?\d+\.\d+) s", out).group(1))  # type: ignore[union-attr]
         assert 0 < seconds < 30, out
+
+
+def test_demo_business_metric_needs_the_process_backend() -> None:
+    res = subprocess.run(demo_argv("business-metric", "--backend", "docker"), capture_output=True, text=True,
+                         timeout=60, cwd=REPO)
+    assert res.returncode == 2
+    assert "business-metric needs --backend process" in res.stderr
 
 
 def _lines(proc: subprocess.Popen[str], into: queue.Queue[str]) -> None:

@@ -11,6 +11,7 @@ import pytest
 from shiftlab.controller import eventlog
 from shiftlab.controller.eventlog import Entry, event_record
 from shiftlab.demo import (
+    BUSINESS_ALARM_NAME,
     CPU_ALARM_NAME,
     FIVE_XX_ALARM_NAME,
     P99_ALARM_NAME,
@@ -110,6 +111,16 @@ def test_slow_fails_when_the_5xx_alarm_trips_instead_of_the_p99_one() -> None:
     not_slow = check(Seen(record("ROLLBACK_SUCCESSFUL", [P99_ALARM_NAME]), [BACK_ON_BLUE],
                           load({"blue": 100}, slow_after=P99_THRESHOLD_SECONDS)))
     assert failed(not_slow) == ["green answers slowly (over 250 ms)"]
+
+
+def test_business_metric_needs_the_business_alarm_and_no_failed_request() -> None:
+    check = SCENARIOS["business-metric"].check
+    quiet = load({"blue": 90, "green": 10})
+    assert failed(check(Seen(record("ROLLBACK_SUCCESSFUL", [BUSINESS_ALARM_NAME]), [BACK_ON_BLUE], quiet))) == []
+    by_5xx = check(Seen(record("ROLLBACK_SUCCESSFUL", [FIVE_XX_ALARM_NAME]), [BACK_ON_BLUE],
+                        load({"blue": 90, "green": 10}, errors={"green": 2})))
+    assert failed(by_5xx) == [f"alarm {BUSINESS_ALARM_NAME} trips", f"alarm {FIVE_XX_ALARM_NAME} does not trip",
+                              "no request fails"]
 
 
 def test_manual_needs_an_approved_pause_before_green_takes_production() -> None:
