@@ -269,6 +269,47 @@ async def test_custom_method_after_other_requests(start_proxy: StartProxy, raw_s
         (b"GET", b"/plain"), (b"CUSTOM-METHOD", b"/custom"), (b"GET", b"/plain")]
 
 
+async def send_packets(port: int, packets: list[bytes]) -> list[int]:
+    """Each packet written alone, and the next one only once the answer it
+    completes has come (so the proxy has read it): the answers' statuses."""
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    statuses = []
+    try:
+        for data in packets:
+            writer.write(data)
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+                m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+                await reader.readexactly(int(m.group(1)) if m else 0)
+            statuses.append(status(head))
+    finally:
+        writer.transport.abort()
+    return statuses
+
+
+async def test_pipelined_custom_method_in_the_first_packet(start_proxy: StartProxy, raw_server: Any) -> None:
+    target = LoggingTarget()
+    px = await start(start_proxy, await raw_server(target.handle))
+    answers, closed = await exchange(px.conf.Listeners[0].Port, GET + CUSTOM + GET, answers=3)
+    assert [status(a) for a in answers] == [200, 200, 200] and not closed
+    assert [r.method for r in target.requests] == [b"GET", b"CUSTOM-METHOD", b"GET"]
+
+
+@pytest.mark.parametrize("packets", [
+    [GET + b"GET /2 HTTP/1.1\r\nHo", b"st: a\r\n\r\n" + CUSTOM],
+    [b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", CUSTOM],
+], ids=["after a packet that ended inside a head", "after a packet that ended with a Content-Length body"])
+async def test_llhttp_refusal_stands_without_a_known_boundary(start_proxy: StartProxy, raw_server: Any,
+                                                              packets: list[bytes]) -> None:
+    """Where the proxy does not know where the refused request starts, it
+    does not guess (README, Differences from AWS): 400 and close, and the
+    target gets nothing it was not sent whole."""
+    target = LoggingTarget()
+    px = await start(start_proxy, await raw_server(target.handle))
+    assert await send_packets(px.conf.Listeners[0].Port, packets) == [200, 400]
+    assert b"CUSTOM-METHOD" not in [r.method for r in target.requests]
+
+
 async def test_http_request_method_condition_matches_a_custom_method(start_proxy: StartProxy,
                                                                      raw_server: Any) -> None:
     target = LoggingTarget()
