@@ -810,7 +810,7 @@ class RequestParser(HttpRequestParser):
 
     def feed_data(  # type: ignore[override]  # defaults as locals: the fast path
             self, data: bytes, _feed: Any = HttpRequestParser.feed_data, _end: bytes = b"\r\n\r\n",
-            _empty: Any = EMPTY_PAYLOAD) -> Any:
+            _empty: Any = EMPTY_PAYLOAD, _depth: int = PIPELINE_DEPTH) -> Any:
         window = self.window
         try:
             result = _feed(self, data)
@@ -826,7 +826,7 @@ class RequestParser(HttpRequestParser):
         if messages:
             payload = messages[-1][1]
             at_boundary = (data.endswith(_end) and (payload is _empty or payload.is_eof())
-                           and len(self.handler._messages) + len(messages) < PIPELINE_DEPTH)
+                           and len(self.handler._messages) + len(messages) < _depth)
             self.window = b"" if at_boundary else None
         elif window is not None and data:
             self.window = window + data if len(window) < _WINDOW_MAX else None
