@@ -806,7 +806,7 @@ class RequestParser(HttpRequestParser):
         super().__init__(handler, *args, **kwargs)
         self.handler = handler
         self.py_args = ((handler, *args), kwargs)
-        self.window: bytes | None = b""
+        self.window: bytes | bytearray | None = b""
 
     def feed_data(  # type: ignore[override]  # defaults as locals: the fast path
             self, data: bytes, _feed: Any = HttpRequestParser.feed_data, _end: bytes = b"\r\n\r\n",
@@ -818,7 +818,7 @@ class RequestParser(HttpRequestParser):
             if window is None or not (isinstance(exc, BadHttpMethod) or any(
                     e in exc.message for e in _FALLBACK_ERRORS)):
                 raise
-            buf = window + data if window else data
+            buf = bytes(window) + data if window else data
             if not desync.METHOD_START.match(buf):
                 raise
             return self._fall_back(buf)
@@ -829,7 +829,14 @@ class RequestParser(HttpRequestParser):
                            and len(self.handler._messages) + len(messages) < _depth)
             self.window = b"" if at_boundary else None
         elif window is not None and data:
-            self.window = window + data if len(window) < _WINDOW_MAX else None
+            # A head arriving in pieces: kept in a bytearray, so that a client
+            # sending a byte at a time does not make each piece a copy of all.
+            if len(window) >= _WINDOW_MAX:
+                self.window = None
+            elif window:
+                window += data  # in place: a bytearray
+            else:
+                self.window = bytearray(data)
         return result
 
     def _fall_back(self, buf: bytes) -> Any:

@@ -310,6 +310,21 @@ async def test_llhttp_refusal_stands_without_a_known_boundary(start_proxy: Start
     assert b"CUSTOM-METHOD" not in [r.method for r in target.requests]
 
 
+async def test_custom_method_a_byte_at_a_time(start_proxy: StartProxy, raw_server: Any) -> None:
+    target = LoggingTarget()
+    px = await start(start_proxy, await raw_server(target.handle))
+    reader, writer = await asyncio.open_connection(LOOPBACK, px.conf.Listeners[0].Port)
+    try:
+        for i in range(len(CUSTOM)):
+            writer.write(CUSTOM[i:i + 1])
+            await writer.drain()
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    finally:
+        writer.transport.abort()
+    assert [r.method for r in target.requests] == [b"CUSTOM-METHOD"]
+
+
 async def test_http_request_method_condition_matches_a_custom_method(start_proxy: StartProxy,
                                                                      raw_server: Any) -> None:
     target = LoggingTarget()
