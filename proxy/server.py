@@ -27,7 +27,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
@@ -60,6 +60,10 @@ PIPELINE_DEPTH = 4  # a client's parsed requests waiting for their turn before i
 # may have been processed, so ALB (and nginx) answer 502 instead.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 UPGRADES = frozenset({"websocket", "tcp"})  # the upgrades aiohttp hands over as raw bytes
+# Header names looked up per request, as aiohttp's istr constants: multidict
+# looks an istr up without case-folding it each time (~3x cheaper than a str).
+_TE, _CL, _XFF = hdrs.TRANSFER_ENCODING, hdrs.CONTENT_LENGTH, hdrs.X_FORWARDED_FOR
+_UPGRADE, _COOKIE = hdrs.UPGRADE, hdrs.COOKIE
 
 # Not forwarded as such: hop-by-hop headers, and those ALB rewrites itself.
 _SKIP = frozenset({
@@ -279,15 +283,15 @@ class ListenerHandler:
             # Not supported by Elastic Load Balancing: 400, never forwarded.
             return self._refuse(request, 400, close=True)
         headers = request.headers
-        te = headers.get("Transfer-Encoding")
+        te = headers.get(_TE)
         if te is not None and unsupported_coding(te):
             return self._refuse(request, 501, close=True)
-        xff = ", ".join(headers.getall("X-Forwarded-For", ())) or None
+        xff = ", ".join(headers.getall(_XFF, ())) or None
         if xff is not None and xff.count(",") + 1 > MAX_XFF:
             return self._refuse(request, 463)
         close = False
         if type(request._message) is ClassifiedMessage or (
-                (method == "GET" or method == "HEAD") and (te is not None or "Content-Length" in headers)):
+                (method == "GET" or method == "HEAD") and (te is not None or _CL in headers)):
             act = self._desync_action(request, te)
             if act == desync.REFUSE:
                 return self._refuse(request, 400, close=True)
@@ -312,7 +316,7 @@ class ListenerHandler:
         # ALB: RequestCount "is only incremented for requests where the load
         # balancer node was able to choose a target".
         counters.requests += 1
-        upgrade = headers.get("Upgrade")
+        upgrade = headers.get(_UPGRADE)
         if upgrade is not None:
             # aiohttp hands over the rest of the connection as raw bytes
             # after these upgrades (WebSocket), as it parsed them: forwarded,
@@ -330,7 +334,7 @@ class ListenerHandler:
         if type(message) is ClassifiedMessage:
             verdict = message.verdict
         else:
-            verdict = desync.classify_bodyless(te, request.headers.get("Content-Length"))
+            verdict = desync.classify_bodyless(te, request.headers.get(_CL))
         if verdict is desync.COMPLIANT:
             return desync.FORWARD
         # DesyncMitigationMode_NonCompliant_Request_Count: every request that
@@ -344,7 +348,7 @@ class ListenerHandler:
             return (fwd.picker.pick() if fwd.picker else None), None
         now = time.time()
         choice = None
-        value = _sticky_cookie(request.headers.get("Cookie"))
+        value = _sticky_cookie(request.headers.get(_COOKIE))
         if value:
             name = read_sticky_cookie(value, now)
             c = fwd.by_name.get(name) if name else None
