@@ -69,6 +69,7 @@ COUNT_METRICS = (
     "TargetConnectionErrorCount",
     "ProcessedBytes",
     "NewConnectionCount",
+    "DesyncMitigationMode_NonCompliant_Request_Count",
 )
 GAUGE_METRICS = ("HealthyHostCount", "UnHealthyHostCount", "ActiveConnectionCount")
 RESPONSE_TIME = "TargetResponseTime"
@@ -81,7 +82,7 @@ METRIC_UNITS = {name: "Count" for name in METRICS} | {RESPONSE_TIME: "Seconds", 
 TARGET_GROUP_ONLY = ("HealthyHostCount", "UnHealthyHostCount", PER_TARGET)
 LOAD_BALANCER_ONLY = ("ActiveConnectionCount", "NewConnectionCount", "ProcessedBytes", "HTTPCode_ELB_4XX_Count",
                       "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_502_Count", "HTTPCode_ELB_503_Count",
-                      "HTTPCode_ELB_504_Count")
+                      "HTTPCode_ELB_504_Count", "DesyncMitigationMode_NonCompliant_Request_Count")
 # Counts of requests by status: one sample of 1 per request.
 PER_REQUEST_COUNTS = tuple(n for n in COUNT_METRICS if n.startswith("HTTPCode_"))
 

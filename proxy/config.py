@@ -308,7 +308,11 @@ class AdminConfig(Model):
     Token: str | None = None
 
 
-LB_ATTRIBUTES = {"idle_timeout.timeout_seconds": (1, 4000)}
+LB_ATTRIBUTES: dict[str, tuple[Any, ...]] = {
+    "idle_timeout.timeout_seconds": (1, 4000),
+    # ALB's desync mitigation (proxy/desync.py); defensive unless set.
+    "routing.http.desync_mitigation_mode": ("monitor", "defensive", "strictest"),
+}
 
 
 class LoadBalancer(Model):
@@ -324,6 +328,13 @@ class LoadBalancer(Model):
             if a.Key == "idle_timeout.timeout_seconds":
                 return int(a.Value)
         return 60
+
+    @property
+    def desync_mitigation_mode(self) -> str:
+        for a in self.LoadBalancerAttributes:
+            if a.Key == "routing.http.desync_mitigation_mode":
+                return a.Value
+        return "defensive"
 
 
 def load_balancer_from_dict(data: Any, prefix: str = "loadBalancer") -> LoadBalancer:

@@ -27,13 +27,16 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
-from aiohttp.http_parser import HttpRequestParser
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, HttpProcessingError
+from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy, RawRequestMessage
+from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
+from shiftlab.proxy import desync
 from shiftlab.proxy.state import Choice, Forward, ListenerState, LoadBalancerState, Rule, Target
 from shiftlab.proxy.stats import Counters
 from shiftlab.proxy.upstream import StaleConnection, TargetConnectError, UpstreamConnection, UpstreamError
@@ -57,6 +60,10 @@ PIPELINE_DEPTH = 4  # a client's parsed requests waiting for their turn before i
 # may have been processed, so ALB (and nginx) answer 502 instead.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 UPGRADES = frozenset({"websocket", "tcp"})  # the upgrades aiohttp hands over as raw bytes
+# Header names looked up per request, as aiohttp's istr constants: multidict
+# looks an istr up without case-folding it each time (~3x cheaper than a str).
+_TE, _CL, _XFF = hdrs.TRANSFER_ENCODING, hdrs.CONTENT_LENGTH, hdrs.X_FORWARDED_FOR
+_UPGRADE, _COOKIE = hdrs.UPGRADE, hdrs.COOKIE
 
 # Not forwarded as such: hop-by-hop headers, and those ALB rewrites itself.
 _SKIP = frozenset({
@@ -244,6 +251,7 @@ class ListenerHandler:
         self.listener = listener
         self.idle_timeout = idle_timeout
         self.port_header = f"X-Forwarded-Port: {listener.port}\r\nX-Forwarded-Proto: http\r\n".encode()
+        self.desync_mode = lb.conf.desync_mitigation_mode
         address = listener.conf.Address
         self.host_header = f"Host: {'[' + address + ']' if ':' in address else address}:{listener.port}\r\n".encode()
 
@@ -275,16 +283,26 @@ class ListenerHandler:
             # Not supported by Elastic Load Balancing: 400, never forwarded.
             return self._refuse(request, 400, close=True)
         headers = request.headers
-        te = headers.get("Transfer-Encoding")
+        te = headers.get(_TE)
         if te is not None and unsupported_coding(te):
             return self._refuse(request, 501, close=True)
-        xff = ", ".join(headers.getall("X-Forwarded-For", ())) or None
+        xff = ", ".join(headers.getall(_XFF, ())) or None
         if xff is not None and xff.count(",") + 1 > MAX_XFF:
             return self._refuse(request, 463)
+        close = False
+        if type(request._message) is ClassifiedMessage or (
+                (method == "GET" or method == "HEAD") and (te is not None or _CL in headers)):
+            act = self._desync_action(request, te)
+            if act == desync.REFUSE:
+                return self._refuse(request, 400, close=True)
+            close = act == desync.CLOSE
 
         rule = listener.match(request)
         if rule.kind != "forward":
-            return self._non_forward(request, rule)
+            resp = self._non_forward(request, rule)
+            if close:
+                resp.force_close()
+            return resp
         fwd = rule.forward
         assert fwd is not None
         choice, set_cookie = self._choose_group(request, fwd)
@@ -298,7 +316,7 @@ class ListenerHandler:
         # ALB: RequestCount "is only incremented for requests where the load
         # balancer node was able to choose a target".
         counters.requests += 1
-        upgrade = headers.get("Upgrade")
+        upgrade = headers.get(_UPGRADE)
         if upgrade is not None:
             # aiohttp hands over the rest of the connection as raw bytes
             # after these upgrades (WebSocket), as it parsed them: forwarded,
@@ -307,14 +325,30 @@ class ListenerHandler:
             if upgrade not in UPGRADES or "upgrade" not in {
                     t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",")}:
                 upgrade = None
-        return await self._forward(request, target, choice, xff, set_cookie, upgrade)
+        return await self._forward(request, target, choice, xff, set_cookie, upgrade, close)
+
+    def _desync_action(self, request: BaseRequest, te: str | None) -> str:
+        """What desync mitigation does with a request the fallback parser
+        classified, or a GET/HEAD with framing headers."""
+        message = request._message
+        if type(message) is ClassifiedMessage:
+            verdict = message.verdict
+        else:
+            verdict = desync.classify_bodyless(te, request.headers.get(_CL))
+        if verdict is desync.COMPLIANT:
+            return desync.FORWARD
+        # DesyncMitigationMode_NonCompliant_Request_Count: every request that
+        # does not comply with RFC 7230, whatever the mode does with it.
+        self.lb.stats.desync_non_compliant += 1
+        log.debug("desync mitigation: %s %s (%s)", verdict.tier.name, verdict.reason, self.desync_mode)
+        return desync.action(self.desync_mode, verdict)
 
     def _choose_group(self, request: BaseRequest, fwd: Forward) -> tuple[Choice | None, StickyCookies | None]:
         if fwd.sticky_seconds is None:
             return (fwd.picker.pick() if fwd.picker else None), None
         now = time.time()
         choice = None
-        value = _sticky_cookie(request.headers.get("Cookie"))
+        value = _sticky_cookie(request.headers.get(_COOKIE))
         if value:
             name = read_sticky_cookie(value, now)
             c = fwd.by_name.get(name) if name else None
@@ -396,7 +430,11 @@ class ListenerHandler:
         return b"".join(parts)
 
     async def _forward(self, request: BaseRequest, target: Target, choice: Choice, xff: str | None,
-                       set_cookie: StickyCookies | None, upgrade: str | None = None) -> web.StreamResponse:
+                       set_cookie: StickyCookies | None, upgrade: str | None = None,
+                       close: bool = False) -> web.StreamResponse:
+        """Forward the request and answer with the target's response; with
+        `close` (an Ambiguous request in defensive mode), both the client's
+        and the target's connection are closed after it."""
         counters = choice.counters
         body = b""
         length: int | None = 0
@@ -492,12 +530,15 @@ class ListenerHandler:
                 # The common case: the whole response is in; one write.
                 resp_body = conn.take_body()
                 counters.bytes += len(resp_body)
-                return self._complete(request, conn.status, conn.headers, resp_body, set_cookie)
-            return await self._respond(request, conn, counters, set_cookie)
+                return self._complete(request, conn.status, conn.headers, resp_body, set_cookie, close)
+            return await self._respond(request, conn, counters, set_cookie, close)
         finally:
             target.outstanding -= 1
             if conn is not None:
-                conn.release()
+                if close:
+                    conn.close()
+                else:
+                    conn.release()
             if target.outstanding == 0:
                 group.request_done(target)
 
@@ -523,13 +564,15 @@ class ListenerHandler:
             conn.write(b"0\r\n\r\n")
 
     async def _respond(self, request: BaseRequest, conn: UpstreamConnection, counters: Counters,
-                       set_cookie: StickyCookies | None) -> web.StreamResponse:
+                       set_cookie: StickyCookies | None, close: bool = False) -> web.StreamResponse:
         """A response that is still arriving (or a HEAD's): streamed, each
         write paced by the client within the idle timeout."""
         headers, length = self._response_headers(conn, set_cookie)
         resp_s = web.StreamResponse(status=conn.status, headers=headers)
         if length is not None:
             resp_s.content_length = length
+        if close:
+            resp_s.force_close()
         await resp_s.prepare(request)
         if request.method == "HEAD":
             return resp_s
@@ -585,13 +628,13 @@ class ListenerHandler:
         return headers, length
 
     def _complete(self, request: BaseRequest, status: int, target_headers: list[tuple[bytes, bytes]], body: bytes,
-                  set_cookie: StickyCookies | None) -> RawResponse:
+                  set_cookie: StickyCookies | None, close: bool = False) -> RawResponse:
         """A complete target response as bytes: the target's headers verbatim
         (less hop-by-hop ones), then what aiohttp's Response added and ALB
         sends too: Content-Length, Date when the target sent none, and the
         Connection header keep-alive needs."""
         version = request.version
-        keep_alive = request.keep_alive
+        keep_alive = request.keep_alive and not close
         parts = [status_line(version.minor, status)]
         if set_cookie is not None:
             parts.append(set_cookie.raw)
@@ -707,6 +750,107 @@ def _settle(waiter: asyncio.Future[None]) -> None:
         waiter.exception()
 
 
+class ClassifiedMessage(RawRequestMessage):
+    """A request head the fallback parser read, with its desync verdict.
+    (aiohttp's message type is its C one, also for its Python parser.)"""
+
+    verdict: desync.Verdict
+
+
+class DesyncRefused(BadHttpMessage):
+    """A request desync mitigation refuses whatever the mode: Severe framing."""
+
+
+class FallbackParser(HttpRequestParserPy):
+    """aiohttp's pure-Python parser, for a connection llhttp refused a
+    request of that ALB accepts: any token as the method, kept as sent
+    (aiohttp upper-cases it), and each head classified and framed as
+    desync mitigation says (proxy/desync.py)."""
+
+    def parse_message(self, lines: list[bytes]) -> RawRequestMessage:
+        verdict, lines = desync.classify_head(lines)
+        if verdict.tier == desync.Tier.SEVERE:
+            # Framing the load balancer cannot establish: refused in every
+            # mode (a 501 for a coding ALB does not support, as before).
+            if verdict.reason == "BadTransferEncoding":
+                raise DesyncRefused("Request has invalid `Transfer-Encoding`")
+            raise DesyncRefused(f"desync mitigation: {verdict.reason}")
+        msg = super().parse_message(lines)
+        method = lines[0].split(b" ", 1)[0].decode("ascii")
+        out = ClassifiedMessage(method, msg.path, msg.version, msg.headers, msg.raw_headers, msg.should_close,
+                                msg.compression, msg.upgrade, msg.chunked, msg.url)
+        out.verdict = verdict
+        return out
+
+
+# llhttp's refusals that a fallback parse may answer otherwise: a method it
+# does not know, and the framing headers desync mitigation classifies.
+_FALLBACK_ERRORS = ("Content-Length can't be present with Transfer-Encoding",
+                    "Transfer-Encoding can't be present with Content-Length", "Duplicate Content-Length")
+_WINDOW_MAX = MAX_HEADERS_TOTAL + MAX_LINE  # bytes of one unfinished head kept for a fallback
+_HEAD_END = b"\r\n\r\n"
+
+
+class RequestParser(HttpRequestParser):
+    """aiohttp's C parser (llhttp), keeping the bytes of the request head it
+    is in the middle of, for the rare request it refuses but ALB accepts:
+    then those bytes, and the rest of the connection, go to FallbackParser
+    (it becomes the handler's parser).
+
+    The bytes kept (`window`) start at a known boundary between requests:
+    a chunk that ends a request (nothing of it left to read, and ending with
+    CRLF CRLF, which no unfinished head can) is one; after anything else
+    (a body still arriving, a pipelined tail, the parser paused with a full
+    queue), the boundary is unknown and llhttp's refusal stands. A subclass
+    rather than a wrapper: the fast path costs one Python call per chunk."""
+
+    __slots__ = ("handler", "py_args", "window")
+
+    def __init__(self, handler: RequestHandler, *args: Any, **kwargs: Any) -> None:
+        super().__init__(handler, *args, **kwargs)
+        self.handler = handler
+        self.py_args = ((handler, *args), kwargs)
+        self.window: bytes | bytearray | None = b""
+
+    def feed_data(  # type: ignore[override]  # defaults as locals: the fast path
+            self, data: bytes, _feed: Any = HttpRequestParser.feed_data, _end: bytes = b"\r\n\r\n",
+            _empty: Any = EMPTY_PAYLOAD, _depth: int = PIPELINE_DEPTH) -> Any:
+        window = self.window
+        try:
+            result = _feed(self, data)
+        except HttpProcessingError as exc:
+            if window is None or not (isinstance(exc, BadHttpMethod) or any(
+                    e in exc.message for e in _FALLBACK_ERRORS)):
+                raise
+            buf = bytes(window) + data if window else data
+            if not desync.METHOD_START.match(buf):
+                raise
+            return self._fall_back(buf)
+        messages = result[0]
+        if messages:
+            payload = messages[-1][1]
+            at_boundary = (data.endswith(_end) and (payload is _empty or payload.is_eof())
+                           and len(self.handler._messages) + len(messages) < _depth)
+            self.window = b"" if at_boundary else None
+        elif window is not None and data:
+            # A head arriving in pieces: kept in a bytearray, so that a client
+            # sending a byte at a time does not make each piece a copy of all.
+            if len(window) >= _WINDOW_MAX:
+                self.window = None
+            elif window:
+                window += data  # in place: a bytearray
+            else:
+                self.window = bytearray(data)
+        return result
+
+    def _fall_back(self, buf: bytes) -> Any:
+        args, kwargs = self.py_args
+        py = FallbackParser(*args, **kwargs)
+        self.handler._parser = py
+        self.window = None
+        return py.feed_data(buf)
+
+
 class AlbRequestHandler(RequestHandler):
     """aiohttp's connection handler with ALB's answer to unparsable requests
     and connection counting."""
@@ -722,7 +866,7 @@ class AlbRequestHandler(RequestHandler):
         # The bound lives in the parser (and the handler's copy of it).
         self._max_msg_queue_size = PIPELINE_DEPTH
         self._msg_queue_resume_size = PIPELINE_DEPTH // 2
-        self._parser = HttpRequestParser(
+        self._parser = RequestParser(
             self, loop, kwargs.get("read_bufsize", 2**16), max_line_size=MAX_LINE, max_field_size=MAX_LINE,
             max_headers=MAX_HEADERS, payload_exception=RequestPayloadError, auto_decompress=False,
             max_msg_queue_size=PIPELINE_DEPTH,
@@ -746,6 +890,8 @@ class AlbRequestHandler(RequestHandler):
             # (our handler aborted it): nothing more to say on it.
             raise ConnectionError("response already started or connection lost")
         status = 400 if status < 500 else status
+        if isinstance(exc, DesyncRefused):
+            self.lb_stats.desync_non_compliant += 1
         if status == 400 and exc is not None and unsupported_coding_refused(str(exc)):
             status = 501
         self.stats_counters.elb_error(status)

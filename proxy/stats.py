@@ -112,6 +112,7 @@ class Stats:
         self.pairs: dict[tuple[str, str], Counters] = {}
         self.active_connections = 0
         self.new_connections = 0
+        self.desync_non_compliant = 0  # DesyncMitigationMode_NonCompliant_Request_Count
         self.started = time.time()
         self.health: dict[str, tuple[int, int]] = {}  # filled by the caller at snapshot time
 
@@ -148,6 +149,7 @@ class Stats:
         lb = self.total().as_metrics()
         lb["ActiveConnectionCount"] = self.active_connections
         lb["NewConnectionCount"] = self.new_connections
+        lb["DesyncMitigationMode_NonCompliant_Request_Count"] = self.desync_non_compliant
         return {
             "timestamp": time.time(),
             "loadBalancer": self.load_balancer,
@@ -230,6 +232,8 @@ class PromCollector(Collector):
             yield weight
         yield GaugeMetricFamily("shiftlab_active_connection_count", "ActiveConnectionCount", value=s.active_connections)
         yield CounterMetricFamily("shiftlab_new_connection_count", "NewConnectionCount", value=s.new_connections)
+        yield CounterMetricFamily("shiftlab_desync_mitigation_mode_non_compliant_request_count",
+                                  "DesyncMitigationMode_NonCompliant_Request_Count", value=s.desync_non_compliant)
 
 
 def make_registry(stats: Stats, health: Any, weights: Any = None) -> CollectorRegistry:

@@ -344,6 +344,7 @@ def test_reads_the_proxy_stats_snapshot_format():
     green.requests += 2
     stats.counters("prod", "").elb_error(503)  # before a group was chosen: load balancer total only
     stats.new_connections += 3
+    stats.desync_non_compliant += 2
     store.add(stats.snapshot(health), T0 + 60)
 
     def one(metric: str, group: str | None, stat: str) -> float | None:
@@ -355,6 +356,8 @@ def test_reads_the_proxy_stats_snapshot_format():
     assert one("HTTPCode_ELB_503_Count", None, "Sum") == 1.0
     assert one("HTTPCode_ELB_5XX_Count", "green", "Sum") is None
     assert one("NewConnectionCount", None, "Sum") == 3.0
+    assert one("DesyncMitigationMode_NonCompliant_Request_Count", None, "Sum") == 2.0
+    assert one("DesyncMitigationMode_NonCompliant_Request_Count", "green", "Sum") is None
     assert one("TargetResponseTime", "green", "Average") == pytest.approx(0.108)
     assert one("TargetResponseTime", "green", "SampleCount") == 4.0
     # the proxy's buckets are ~10 % wide: percentiles land within one bucket of the truth

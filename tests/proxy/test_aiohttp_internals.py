@@ -15,18 +15,32 @@ tests named beside it.
 - web.StreamResponse's `_eof_sent` and `_keep_alive`, which a response
   written by hand sets as aiohttp's own do (every forwarded response).
 - Server.__call__, `_loop` and `_kwargs`, to make our handler per connection.
+- The parser calls RequestHandler makes (RequestParser wraps the C parser
+  and must offer each), llhttp's messages for what it refuses that ALB
+  accepts, and HttpRequestParserPy.parse_message, overridden to classify
+  heads (test_desync).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
-from aiohttp import web
-from aiohttp.http_parser import HttpRequestParser
+import pytest
+from aiohttp import http_parser, web, web_protocol
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
+from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
-from shiftlab.proxy.server import PIPELINE_DEPTH, AlbRequestHandler, RawResponse
+from shiftlab.proxy.server import (
+    _FALLBACK_ERRORS,
+    PIPELINE_DEPTH,
+    AlbRequestHandler,
+    ClassifiedMessage,
+    RawResponse,
+    RequestParser,
+)
 
 
 def test_the_request_handler_keeps_what_we_replace() -> None:
@@ -44,7 +58,35 @@ async def test_our_handler_queues_at_most_a_few_pipelined_requests() -> None:
     assert {"_loop", "_kwargs"} <= set(vars(server))
     handler = AlbRequestHandler(server, loop=server._loop, **server._kwargs)
     assert handler._max_msg_queue_size == PIPELINE_DEPTH
-    assert isinstance(handler._parser, HttpRequestParser)
+    assert isinstance(handler._parser, RequestParser) and isinstance(handler._parser, HttpRequestParser)
+
+
+def test_what_the_fallback_relies_on() -> None:
+    # The handler reads `_parser` at each call (the fallback replaces it),
+    # and drops a message from `_messages` as it tells the parser.
+    source = inspect.getsource(web_protocol)
+    assert "self._parser.feed_data(" in source
+    assert "self._messages.popleft()" in source and "self._parser.message_consumed()" in source
+    assert list(inspect.signature(HttpRequestParserPy.parse_message).parameters) == ["self", "lines"]
+    # Its Python parser builds the C message type: ClassifiedMessage extends that.
+    assert issubclass(ClassifiedMessage, http_parser.RawRequestMessage)
+
+
+@pytest.mark.parametrize("head", [
+    b"CUSTOM-METHOD / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+])
+async def test_llhttp_refusals_we_fall_back_on(head: bytes) -> None:
+    class Protocol:
+        def pause_reading(self) -> None: ...
+        def resume_reading(self) -> None: ...
+
+    parser = HttpRequestParser(Protocol(), asyncio.get_running_loop(), 2**16)  # type: ignore[arg-type]
+    with pytest.raises(HttpProcessingError) as exc:
+        parser.feed_data(head)
+    assert isinstance(exc.value, BadHttpMethod) or any(e in exc.value.message for e in _FALLBACK_ERRORS)
 
 
 def test_a_response_written_by_hand_looks_finished_to_aiohttp() -> None:
