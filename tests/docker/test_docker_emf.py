@@ -9,9 +9,13 @@ EMF_INTERVAL_MS."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,7 +25,8 @@ from shiftlab.controller.backends.docker import DockerBackend
 from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.emf import EmfTailer
 from shiftlab.controller.metricstore import CustomMetrics, metric_key
-from tests.docker.conftest import SAMPLE_IMAGE
+from tests.demo.support import interrupt
+from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.docker
@@ -73,3 +78,27 @@ async def test_emf_from_a_running_container_reaches_the_store_before_it_stops(
         assert tailer.extracted == len(emf_lines) >= 3
     finally:
         await backend.close(stop_tasks=True)
+
+
+def test_the_business_metric_demo_rolls_back_with_the_docker_backend(docker_client: Any,
+                                                                    owners: Callable[[], str]) -> None:
+    """`shiftlab demo --scenario business-metric --backend docker`: green's
+    containers print the failed transactions; the walkthrough's
+    CustomApp/Payments alarm, fed by EMF while they run, rolls the canary back."""
+    owner = owners()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shiftlab", "demo", "--backend", "docker", "--image", SAMPLE_IMAGE,
+         "--scenario", "business-metric", "--time-scale", "120", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True,
+        env={**os.environ, "SHIFTLAB_DOCKER_OWNER": owner})
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        interrupt(proc)  # Ctrl-C (the demo removes its containers), then SIGKILL
+        out, _ = proc.communicate()
+        raise AssertionError(f"the demo did not end within 120 s\n{out}") from None
+    assert proc.returncode == 0, out
+    assert "as expected: ROLLBACK_SUCCESSFUL" in out, out
+    assert "ok     alarm payment-transaction-failure-rate trips" in out, out
+    assert "ok     alarm service-5xx does not trip" in out, out
+    assert owned(docker_client, owner) == [], "the demo left containers behind"
