@@ -1,14 +1,16 @@
-"""The embedded metric format from a running container: the Docker backend
+"""The tasks' own metrics from containers. The embedded metric format from a running container: the Docker backend
 follows a container's output into its task's log file while it runs, so
 that EMF lines reach the metric store before the container stops (as
 CloudWatch Logs extracts them as the log events arrive,
 https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html),
 not when its logs are saved at its end. The sample service prints the AWS
 walkthrough's `CustomApp/Payments TransactionFailureRate` every
-EMF_INTERVAL_MS."""
+EMF_INTERVAL_MS. And PutMetricData from a container on the host's network."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import os
 import subprocess
 import sys
@@ -25,6 +27,9 @@ from shiftlab.controller.backends.docker import DockerBackend
 from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.emf import EmfTailer
 from shiftlab.controller.metricstore import CustomMetrics, metric_key
+from shiftlab.settings import load_settings
+from shiftlab.stack import Stack
+from tests.controller.support import config
 from tests.demo.support import interrupt
 from tests.docker.conftest import REPO, SAMPLE_IMAGE, owned
 from tests.helpers import eventually
@@ -102,3 +107,40 @@ def test_the_business_metric_demo_rolls_back_with_the_docker_backend(docker_clie
     assert "ok     alarm payment-transaction-failure-rate trips" in out, out
     assert "ok     alarm service-5xx does not trip" in out, out
     assert owned(docker_client, owner) == [], "the demo left containers behind"
+
+
+PUT_FROM_THE_TASK = """
+import json, os, urllib.request
+body = json.dumps({"Namespace": "CustomApp/Payments",
+                   "MetricData": [{"MetricName": "TransactionFailureRate", "Value": 0.5}]}).encode()
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL_CLOUDWATCH"], data=body, headers={
+    "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "GraniteServiceVersion20100801.PutMetricData"})
+print(urllib.request.urlopen(req, timeout=10).status)
+"""
+
+
+async def test_a_container_on_the_host_network_gets_the_cloudwatch_endpoint(
+        tmp_path: Path, owners: Callable[[], str], docker_client: Any) -> None:
+    """On the host's network a container's 127.0.0.1 is the controller's: its
+    tasks get AWS_ENDPOINT_URL_CLOUDWATCH as process tasks do, and a
+    PutMetricData from inside one reaches the store."""
+    owner = owners()
+    data = config(tmp_path, {"strategy": "ROLLING"})
+    data["service"]["taskDefinition"] = {"image": SAMPLE_IMAGE, "containerPort": 8080, "stopTimeout": 5}
+    data["controller"].update({"backend": "docker", "taskStartTimeoutSeconds": 60})
+    backend = DockerBackend(tmp_path / "state", start_timeout=60,
+                            options=DockerRuntime(owner=owner, network="host"))
+    stack = Stack(load_settings(copy.deepcopy(data)), backend=backend)
+    await stack.start()
+    try:
+        ctl = stack.controller
+        assert ctl is not None and "AWS_ENDPOINT_URL_CLOUDWATCH" in ctl.task_env
+        (container, *_) = owned(docker_client, owner, colour="blue")
+        env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+        assert env["AWS_ENDPOINT_URL_CLOUDWATCH"] == ctl.task_env["AWS_ENDPOINT_URL_CLOUDWATCH"]
+        code, out = await asyncio.to_thread(container.exec_run, ["python3", "-c", PUT_FROM_THE_TASK])
+        assert code == 0 and out.decode().strip() == "200", out
+        assert [e for e in ctl.monitor.store.custom.entries(KEY)], "the datapoint did not reach the store"
+    finally:
+        await stack.stop()
+    assert owned(docker_client, owner) == []
