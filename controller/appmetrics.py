@@ -25,10 +25,10 @@ class AppMetrics:
     def __init__(self, svc: ServiceController, custom: CustomMetrics) -> None:
         self.svc = svc
         logs_dir = getattr(svc.backend, "logs_dir", None)
-        # Tasks whose output is a file that grows while they run (the process backend's); the docker
-        # backend saves a container's output only once it stops.
+        # Tasks whose output is a file that grows while they run (the process backend's; the docker
+        # backend's, which follows a container's output into it).
         self.emf = EmfTailer(Path(logs_dir), custom, svc.clock.now) \
-            if logs_dir is not None and type(svc.backend).__name__ == "ProcessBackend" else None
+            if logs_dir is not None and getattr(svc.backend, "live_output", False) else None
         config: PrometheusConfig | None = svc.settings.prometheus
         self.scraper = Scraper(config, custom, svc.time_scale, svc.clock.now) if config is not None else None
 

@@ -7,6 +7,10 @@ so that a team's Slack/ChatOps relay can be pointed at a rehearsal.
   SERVICE_DEPLOYMENT_COMPLETED (INFO) and SERVICE_DEPLOYMENT_FAILED (ERROR),
   with the reason
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_deployment_events.html).
+- "ECS Service Action" (source aws.ecs): the ones shiftlab knows truthfully,
+  SERVICE_STEADY_STATE (INFO) once a deployment or its rollback completes,
+  and SERVICE_TASK_START_IMPAIRED (WARN) when new tasks keep failing
+  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_events.html).
 - "CloudWatch Alarm State Change" (source aws.cloudwatch): alarmName, state
   and previousState (value, reason, timestamp), configuration (description,
   metrics)
@@ -29,7 +33,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +41,7 @@ import aiohttp
 from pydantic import AfterValidator, model_validator
 
 from shiftlab.common.configfile import Model, in_range
+from shiftlab.controller import eventlog
 
 log = logging.getLogger("shiftlab.controller")
 
@@ -49,6 +54,12 @@ REQUEST_TIMEOUT = 10.0
 IN_PROGRESS = "SERVICE_DEPLOYMENT_IN_PROGRESS"
 COMPLETED = "SERVICE_DEPLOYMENT_COMPLETED"
 FAILED = "SERVICE_DEPLOYMENT_FAILED"
+STEADY_STATE = "SERVICE_STEADY_STATE"
+TASK_START_IMPAIRED = "SERVICE_TASK_START_IMPAIRED"
+# The circuit breaker's count at which new tasks are "unable to consistently
+# start": the second failure in a row (ECS's default threshold is at least 3,
+# so this comes before the breaker trips; the count resets on a healthy task).
+IMPAIRED_AFTER = 2
 
 
 def _http_url(url: str | None) -> str | None:
@@ -108,6 +119,32 @@ def deployment_events(status: str, reason: str | None, deployment_id: str, servi
                                          "is in a steady state.")]
     if status in ("ROLLBACK_FAILED", "STOPPED"):
         return [event("ERROR", FAILED, reason or f"ECS deployment {deployment_id} {status.lower()}.")]
+    return []
+
+
+def service_action(event_type: str, event_name: str, service_arn: str, cluster_arn: str,
+                   at: float) -> dict[str, Any]:
+    """An "ECS Service Action" event as the page's examples show it: the
+    service's ARN in `resources`; `detail` has eventType, eventName,
+    clusterArn and createdAt (with milliseconds)."""
+    created = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return envelope("ECS Service Action", "aws.ecs", [service_arn], {
+        "eventType": event_type, "eventName": event_name, "clusterArn": cluster_arn, "createdAt": created}, at)
+
+
+def service_action_events(entry_type: str, data: Mapping[str, Any], service_arn: str, cluster_arn: str,
+                          at: float) -> list[dict[str, Any]]:
+    """The service action events an event-log entry (type, data) stands for:
+    SERVICE_STEADY_STATE when a deployment or its rollback completes (the
+    service is at its desired count, its tasks healthy); SERVICE_TASK_START_IMPAIRED
+    when a second new task in a row fails (`task.failed` with the circuit
+    breaker's count at IMPAIRED_AFTER) or new tasks are not healthy within
+    taskStartTimeoutSeconds without a circuit breaker (`task.not_healthy`)."""
+    if entry_type == eventlog.STATUS_CHANGED.name and data.get("status") in ("SUCCESSFUL", "ROLLBACK_SUCCESSFUL"):
+        return [service_action("INFO", STEADY_STATE, service_arn, cluster_arn, at)]
+    if (entry_type == eventlog.TASK_FAILED.name and data.get("failures") == IMPAIRED_AFTER) \
+            or entry_type == eventlog.TASK_NOT_HEALTHY.name:
+        return [service_action("WARN", TASK_START_IMPAIRED, service_arn, cluster_arn, at)]
     return []
 
 

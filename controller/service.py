@@ -344,6 +344,9 @@ class ServiceController:
             for out in eventbridge.deployment_events(ev["data"]["status"], reason, deployment_id,
                                                      self.service_arn, ev["at"]):
                 self.send_event(out)
+        for out in eventbridge.service_action_events(ev["type"], ev["data"], self.service_arn,
+                                                     describing.cluster_arn(self), ev["at"]):
+            self.send_event(out)
 
     def send_event(self, event: dict[str, Any]) -> None:
         """An EventBridge-shaped event to the event targets and the event stream."""

@@ -24,6 +24,7 @@ from shiftlab.controller.api import make_api_app
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.backends.base import Backend
 from shiftlab.controller.backends.docker_options import DockerRuntime
+from shiftlab.controller.backends.docker_spec import HOST_NETWORK
 from shiftlab.controller.cloudwatch_http import cloudwatch_env
 from shiftlab.controller.records import Records
 from shiftlab.controller.router import HttpRouter, RouterError
@@ -48,6 +49,16 @@ def make_backend(kind: str, state_dir: Path, start_timeout: float = 60.0,
     from shiftlab.controller.backends.process import ProcessBackend
 
     return ProcessBackend(state_dir, start_timeout=start_timeout)
+
+
+def tasks_reach_controller(kind: str, backend: Backend) -> bool:
+    """Whether the controller's address as it binds it (127.0.0.1, say) is the
+    controller's from inside a task: a process task's, and a container's on the
+    host's network (controller.docker.network "host"); not a container's on a
+    network of its own, whose 127.0.0.1 is itself."""
+    if kind == "process":
+        return True
+    return getattr(getattr(backend, "options", None), "network", None) == HOST_NETWORK
 
 
 class Stack:
@@ -106,7 +117,7 @@ class Stack:
                 s.controller_settings(),
                 self.router, backend, self.records,
             )
-            if s.controller.backend == "process":
+            if tasks_reach_controller(s.controller.backend, backend):
                 if not self.api_port:
                     # Known before the first task starts, so that every task gets the endpoint's URL.
                     self.api_port = free_port(s.controller.address)

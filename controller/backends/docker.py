@@ -10,6 +10,10 @@ up at once), and, for an image with a HEALTHCHECK, Docker says it is
 healthy. An exit (OOM kills included) is heard through the engine's event
 stream; a container that turns unhealthy is stopped, as ECS does. A stopped
 task's logs are kept under `state_dir/logs` and its container is removed.
+While a task runs, its output is followed into that same file (as `docker
+logs --follow`, on a thread of its own that ends when the container stops),
+so that what reads the file as it grows (the embedded metric format,
+controller.emf) sees it live, as with the process backend.
 
 The docker SDK blocks: every call runs on a small thread pool of this
 backend's own, and the event stream on a thread of its own.
@@ -107,13 +111,57 @@ class _Entry:
     health_changed: asyncio.Event = field(default_factory=asyncio.Event)
     stopper: asyncio.Task[None] | None = None
     finisher: asyncio.Task[None] | None = None
+    output: _OutputFollower | None = None
     life: Lifecycle = field(init=False)
 
     def __post_init__(self) -> None:
         self.life = Lifecycle(self.task)
 
 
+class _OutputFollower:
+    """Thread: a running container's output (stdout and stderr, as the engine
+    keeps it) appended to its task's log file as it comes, until the engine
+    ends the stream (the container stopped) or `close`. Never on the loop;
+    memory bounded by the engine's frames (the file grows as a process task's
+    output file does; its readers cap their lines)."""
+
+    def __init__(self, client: Callable[[], Any], container_id: str, path: Path) -> None:
+        self._client, self.container_id, self.path = client, container_id, path
+        self._stream: Any = None
+        self._closed = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"shiftlab-docker-output-{path.stem[:8]}")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            stream = self._client().logs(self.container_id, stdout=True, stderr=True, stream=True, follow=True)
+            self._stream = stream
+            if self._closed.is_set():
+                return
+            with open(self.path, "wb") as f:  # the whole output: the stream starts from the container's start
+                for chunk in stream:
+                    f.write(chunk)
+                    f.flush()
+        except Exception as exc:
+            if not self._closed.is_set():
+                log.info("following the output of container %s: %s (its logs are saved when it stops)",
+                         self.container_id[:12], _engine_error(exc))
+        finally:
+            with contextlib.suppress(Exception):
+                if self._stream is not None:
+                    self._stream.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+
+
 class DockerBackend:
+    # A running task's output reaches its log file as it is written (controller.appmetrics reads EMF from it).
+    live_output = True
+
     def __init__(self, state_dir: Path, start_timeout: float = 60.0, options: DockerRuntime | None = None) -> None:
         """`options` as they are; None: the defaults with the SHIFTLAB_DOCKER_* variables over them."""
         self.state_dir = Path(state_dir)
@@ -128,6 +176,8 @@ class DockerBackend:
         self._pool: ThreadPoolExecutor | None = None
         self._stats_pool: ThreadPoolExecutor | None = None  # the usage sampler's (controller.usage)
         self._client: Any = None
+        self._stream_client: Any = None  # without a read timeout: followed output can be quiet for long
+        self._stream_client_lock = threading.Lock()
         self._connecting: asyncio.Future[None] | None = None
         self._events_thread: threading.Thread | None = None
         self._events_stream: Any = None
@@ -175,6 +225,7 @@ class DockerBackend:
         try:
             await self._call(container.start)
             task.started_at = time.time()
+            self._follow_output(entry)
             self._move(entry, PENDING)
             attrs = await self._inspect(entry)
             if attrs is not None:
@@ -250,6 +301,7 @@ class DockerBackend:
             self._entries[task_id] = entry
             status = (attrs.get("State") or {}).get("Status")
             if status in ("running", "restarting", "paused"):
+                self._follow_output(entry)
                 if not await self._wait_ready(entry, self.start_timeout):
                     if not entry.exited.is_set():
                         await self._stop(entry, entry.stop_timeout, TASK_FAILED_TO_START,
@@ -297,6 +349,15 @@ class DockerBackend:
         finishers = [e.finisher for e in self._entries.values() if e.finisher is not None]
         if finishers:
             await asyncio.gather(*finishers, return_exceptions=True)
+        followers = [e.output for e in self._entries.values() if e.output is not None]
+        for follower in followers:
+            await asyncio.to_thread(follower.close)
+        for follower in followers:
+            await asyncio.to_thread(follower.thread.join, 5.0)
+        if self._stream_client is not None:
+            with contextlib.suppress(Exception):
+                self._stream_client.close()
+            self._stream_client = None
         self._closed = True
         self._closing.set()
         for t in list(self._background):
@@ -578,13 +639,29 @@ class DockerBackend:
     async def _finish(self, entry: _Entry) -> None:
         """Keep a stopped task's logs, then remove its container."""
         assert entry.container_id is not None
+        if entry.output is not None:  # the engine ends the stream once the container has stopped
+            await asyncio.to_thread(entry.output.thread.join, 5.0)
+            entry.output.close()
         try:
             text = await self._container_logs(entry.container_id, None)
         except Exception:
             text = None  # removed by someone else: its logs went with it
         if text is not None:
-            await asyncio.to_thread(entry.log_path.write_text, text, encoding="utf-8")
+            await asyncio.to_thread(_keep_logs, entry.log_path, text)
         await self._remove(entry)
+
+    def _follow_output(self, entry: _Entry) -> None:
+        if entry.container_id is not None and entry.output is None and not self._closed:
+            entry.output = _OutputFollower(self._streaming_client, entry.container_id, entry.log_path)
+
+    def _streaming_client(self) -> Any:
+        """Thread: the docker client for followed output, made once (no read timeout)."""
+        import docker
+
+        with self._stream_client_lock:
+            if self._stream_client is None:
+                self._stream_client = docker.from_env(timeout=None).api
+            return self._stream_client
 
     def _failed_to_start(self, entry: _Entry, reason: str) -> Task:
         if entry.life.failed_to_start(reason, time.time()):
@@ -630,6 +707,16 @@ class DockerBackend:
 
 
 # -- I/O helpers ----------------------------------------------------------------------------------------
+
+
+def _keep_logs(path: Path, text: str) -> None:
+    """A stopped task's whole output, unless following it already wrote exactly that
+    (rewriting it would make a reader that is part-way through read it twice)."""
+    data = text.encode("utf-8")
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == len(data):
+            return
+    path.write_bytes(data)
 
 
 def _pull(image: str, stall_timeout: float) -> None:

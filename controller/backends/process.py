@@ -72,6 +72,9 @@ class _Entry:
 
 
 class ProcessBackend:
+    # A task's output is a file that grows while it runs (controller.appmetrics reads EMF from it).
+    live_output = True
+
     def __init__(self, state_dir: Path, start_timeout: float = 30.0,
                  adopted_poll: float = ADOPTED_POLL_SECONDS) -> None:
         self.state_dir = Path(state_dir)

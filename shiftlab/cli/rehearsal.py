@@ -177,9 +177,6 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
                                  "from this installation)", param_hint="--image")
     if auto_approve is not None and no_auto_approve:
         raise click.BadParameter("not with --no-auto-approve", param_hint="--auto-approve")
-    if scenario == "business-metric" and backend == "docker":
-        raise click.BadParameter("business-metric needs --backend process: a container's output (its EMF lines) "
-                                 "is read only once it stops", param_hint="--scenario")
     if load_rps <= 0:
         raise click.BadParameter("must be positive: the scenarios' expectations are about what the load saw",
                                  param_hint="--load-rps")

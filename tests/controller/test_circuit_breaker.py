@@ -166,6 +166,29 @@ async def test_rolling_replaces_failed_starts_below_the_threshold(controller, cl
     assert len(running(backend, "green")) == 2 and running(backend, "blue") == set()
 
 
+async def test_tasks_failing_to_start_send_service_task_start_impaired(controller, clock) -> None:
+    """"ECS Service Action" SERVICE_TASK_START_IMPAIRED (WARN): "The service is
+    unable to consistently start tasks successfully"; SERVICE_STEADY_STATE once
+    it is "healthy and at the desired number of tasks"
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_events.html).
+    Two new tasks fail in a row (below the threshold, 3): one warning."""
+    ctl, backend, _ = await controller(breaker(cb={"resetOnHealthyTask": False}, **ROLLING_ONE_AT_A_TIME))
+    seen: list[dict[str, Any]] = []
+    ctl.subscribe(lambda msg: seen.append(msg["event"]) if msg["type"] == "eventbridge" else None)
+    backend.fail_next_starts(2)
+    d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    final = await finished(ctl, clock, d.id, within=10)
+    assert final.status == m.SUCCESSFUL and final.failure_count == 2, final.status_reason
+    assert [(e["detail-type"], e["detail"]["eventType"], e["detail"]["eventName"]) for e in seen] == [
+        ("ECS Deployment State Change", "INFO", "SERVICE_DEPLOYMENT_IN_PROGRESS"),
+        ("ECS Service Action", "WARN", "SERVICE_TASK_START_IMPAIRED"),
+        ("ECS Deployment State Change", "INFO", "SERVICE_DEPLOYMENT_COMPLETED"),
+        ("ECS Service Action", "INFO", "SERVICE_STEADY_STATE"),
+    ]
+    assert seen[1]["resources"] == [ctl.service_arn]
+    assert seen[1]["detail"]["clusterArn"] == "arn:aws:ecs:local:000000000000:cluster/local"
+
+
 async def test_rolling_trips_the_breaker_at_the_threshold_and_restores_blue(controller, clock) -> None:
     ctl, backend, _ = await controller(breaker(**ROLLING_ONE_AT_A_TIME), start_timeout=600)
     blue = running(backend, "blue")

@@ -202,6 +202,11 @@ async def test_a_rolled_back_deployment_sends_ecs_and_cloudwatch_events(stack_fa
         # The stream (SSE `eventbridge` messages) saw them; the file and the webhook get them too.
         # (The alarm also goes from INSUFFICIENT_DATA to OK, and back to OK after the rollback.)
         assert [s for s in story(seen) if s != "alarm green-5xx OK"][:5] == expected, story(seen)
+        # Blue is at its desired count and healthy again: "ECS Service Action" SERVICE_STEADY_STATE
+        # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_events.html).
+        steady = [e for e in seen if e["detail-type"] == "ECS Service Action"]
+        assert [e["detail"]["eventName"] for e in steady] == ["SERVICE_STEADY_STATE"], story(seen)
+        assert story(seen).index("SERVICE_STEADY_STATE") > story(seen).index("SERVICE_DEPLOYMENT_COMPLETED")
 
         def lines() -> list[dict[str, Any]]:
             return [json.loads(line) for line in file.read_text().splitlines()] if file.exists() else []

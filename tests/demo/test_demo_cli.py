@@ -70,13 +70,6 @@ def test_demo_scenario_behaves_as_it_expects(scenario: str, lines: list[str]) ->
         assert 0 < seconds < 30, out
 
 
-def test_demo_business_metric_needs_the_process_backend() -> None:
-    res = subprocess.run(demo_argv("business-metric", "--backend", "docker"), capture_output=True, text=True,
-                         timeout=60, cwd=REPO)
-    assert res.returncode == 2
-    assert "business-metric needs --backend process" in res.stderr
-
-
 def _lines(proc: subprocess.Popen[str], into: queue.Queue[str]) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
