@@ -86,10 +86,11 @@ class Finding:
     severity: str
     path: str  # the field the message is about, as validate names fields
     message: str
+    uri: str | None = None  # a page closer to this finding than its rule's
 
     @property
     def help_uri(self) -> str:
-        return RULES[self.rule].help_uri
+        return self.uri or RULES[self.rule].help_uri
 
 
 def lint(settings: Settings, traffic_rps: float = 10.0) -> list[Finding]:
@@ -216,6 +217,7 @@ def _detection(s: Settings, rps: float) -> list[Finding]:
     step, _ = first
     blue, green = _groups(s)
     share = step.percent / 100
+    page = _LINEAR if s.deployment.strategy == Strategy.LINEAR else None
     out = []
     for i, a in _watched(s):
         why = _why_not_modelled(a)
@@ -231,16 +233,16 @@ def _detection(s: Settings, rps: float) -> list[Finding]:
         if rate is None:
             out.append(Finding("SL003", ERROR, f"alarms[{i}].Threshold",
                                f"alarm {a.AlarmName!r} cannot trip {where}, even if every green request fails "
-                               f"(Threshold {a.Threshold:g})"))
+                               f"(Threshold {a.Threshold:g})", page))
         elif rate == 0.0:
             out.append(Finding("SL003", ERROR, f"alarms[{i}].Threshold",
                                f"alarm {a.AlarmName!r} trips {where} with no green errors at all "
-                               f"(Threshold {a.Threshold:g}): every deployment would roll back"))
+                               f"(Threshold {a.Threshold:g}): every deployment would roll back", page))
         else:
             severity = WARNING if rate > DETECTION_WARN_RATE else NOTE
             out.append(Finding("SL003", severity, f"alarms[{i}].Threshold",
                                f"alarm {a.AlarmName!r} trips {where} only when more than {100 * rate:.1f} % of "
-                               f"green's requests fail (Threshold {a.Threshold:g})"))
+                               f"green's requests fail (Threshold {a.Threshold:g})", page))
     return out
 
 
@@ -291,7 +293,8 @@ def _starved(s: Settings, rps: float) -> list[Finding]:
         return []
     return [Finding("SL007", WARNING, field,
                     f"{step.percent:g} % of {rps:g} req/s is {requests:.2g} requests per {period} s period: most "
-                    f"periods green serves no request, so no alarm can judge it")]
+                    f"periods green serves no request, so no alarm can judge it",
+                    _LINEAR if s.deployment.strategy == Strategy.LINEAR else None)]
 
 
 # -- hooks -------------------------------------------------------------------------

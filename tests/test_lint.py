@@ -216,6 +216,7 @@ def test_the_aws_walkthrough_linear_alarm_is_diluted() -> None:
     sl003 = by_rule["SL003", "alarms[0].Threshold"]
     assert sl003.severity == "warning"
     assert "more than 16.7 %" in sl003.message and "green serves 60 requests per 60 s" in sl003.message
+    assert sl003.help_uri == "https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LinearConfiguration.html"
     assert by_rule["SL004", "alarms[1]"].severity == "note"  # TargetResponseTime: not modelled, and said so
     assert ("SL006", "deploymentConfiguration.bakeTimeInMinutes") in by_rule
 

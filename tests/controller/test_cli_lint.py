@@ -176,3 +176,12 @@ def test_an_invalid_config_exits_2_as_validate_reports_it(tmp_path: Path) -> Non
 def test_rps_must_be_positive(tmp_path: Path) -> None:
     res = shiftlab("lint", "-c", write(tmp_path, BASE), "--rps", "0", cwd=tmp_path)
     assert res.returncode == 2 and "--rps" in res.stderr
+
+
+def test_the_readme_shows_the_real_output(tmp_path: Path) -> None:
+    """README's lint example is this command's output on AWS's linear walkthrough."""
+    readme = (REPO / "README.md").read_text()
+    head = "```console\n$ shiftlab lint -c shiftlab.yaml\n"
+    shown = readme.split(head, 1)[1].split("```", 1)[0]
+    res = shiftlab("lint", "-c", write(tmp_path, walkthrough_config("linear")), cwd=tmp_path)
+    assert res.stdout == shown
