@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shiftlab.lint import RULES, Finding, lint, smallest_detectable_rate
+from shiftlab.lint import RULES, Finding, lint, profile_rps, smallest_detectable_rate
 from shiftlab.lintformat import field_line
 from shiftlab.settings import load_settings
 from tests.helpers import aws_walkthrough
@@ -240,3 +240,31 @@ def test_a_proxy_only_config_has_only_alarm_rules() -> None:
 )
 def test_field_line(text: str, path: str, line: int | None) -> None:
     assert field_line(text, path) == line
+
+
+@pytest.mark.parametrize(
+    ("text", "rps"),
+    [
+        ('{"requests": 600, "seconds": 60.0, "rps": 10.0, "statuses": {"200": 600}}', 10.0),  # shiftlab load --json
+        ('{"requests": 50, "seconds": 10.0}', 5.0),
+        ("minute,requests\n2026-12-01T10:00,1200\n2026-12-01T10:01,300\n2026-12-01T10:02,900\n", 5.0),
+        ("600\n120\n", 2.0),  # the quietest minute: 120 requests
+    ],
+)
+def test_profile_rps(text: str, rps: float) -> None:
+    assert profile_rps(text, "p") == pytest.approx(rps)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"rps": 10}', "p: not a `shiftlab load --json` summary"),
+        ('{"requests": 10, "seconds": 0}', "p: not a `shiftlab load --json` summary"),
+        ("minute,requests\n10:00,12\n10:01,lots\n", "p:3: 'lots' is not a request count"),
+        ("minute,requests\n", "p: no per-minute request counts"),
+        ("10\n0\n", "p: the profile has no traffic"),
+    ],
+)
+def test_profile_rps_refuses(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match="^" + error.replace("(", r"\(").replace("*", r"\*")):
+        profile_rps(text, "p")

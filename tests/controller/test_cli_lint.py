@@ -185,3 +185,31 @@ def test_the_readme_shows_the_real_output(tmp_path: Path) -> None:
     shown = readme.split(head, 1)[1].split("```", 1)[0]
     res = shiftlab("lint", "-c", write(tmp_path, walkthrough_config("linear")), cwd=tmp_path)
     assert res.stdout == shown
+
+
+def test_traffic_from_a_recorded_profile(tmp_path: Path) -> None:
+    """--rps-from: a CSV of per-minute counts, whose quietest minute (6,000
+    requests: 100 req/s) sets the detection limit; or `shiftlab load --json`."""
+    name = write(tmp_path, walkthrough_config("linear"))
+    (tmp_path / "profile.csv").write_text("minute,requests\n10:00,30000\n10:01,6000\n10:02,12000\n")
+    res = shiftlab("lint", "-c", name, "--rps-from", "profile.csv", "--format", "json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["trafficRps"] == 100
+    assert "more than 1.7 %" in next(f for f in doc["findings"] if f["rule"] == "SL003")["message"]
+    (tmp_path / "load.json").write_text(json.dumps({"requests": 100, "seconds": 20.0, "rps": 5.0}))
+    res = shiftlab("lint", "-c", name, "--rps-from", "load.json", cwd=tmp_path)
+    assert res.stdout.splitlines()[-1].endswith("at 5 req/s")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--rps", "5", "--rps-from", "profile.csv"], "give --rps or --rps-from, not both"),
+        (["--rps-from", "profile.csv"], "profile.csv:2: 'x' is not a request count"),
+    ],
+)
+def test_bad_traffic_options_exit_2(tmp_path: Path, args: list[str], error: str) -> None:
+    (tmp_path / "profile.csv").write_text("minute,requests\n10:00,x\n")
+    res = shiftlab("lint", "-c", write(tmp_path, BASE), *args, cwd=tmp_path)
+    assert res.returncode == 2 and error in res.stderr
