@@ -18,7 +18,7 @@ from shiftlab.common.netsafety import check_bind, check_peer, strong_token
 from shiftlab.common.ports import free_port
 from shiftlab.common.timescale import parse_time_scale
 from shiftlab.controller import usage
-from shiftlab.controller.alarms import MetricAlarm, parse_alarms
+from shiftlab.controller.alarms import MetricAlarm, MetricQuery, parse_alarms
 from shiftlab.controller.awsshapes import service_problems
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.config import (
@@ -56,7 +56,25 @@ class Settings:
         # ECS/ContainerInsights: controller.usage) or by a task publishing it with
         # PutMetricData (the controller's CloudWatch endpoint) or EMF, or by the
         # scrape config (prometheus).
+        for i, a, q in self.unfed_metrics():
+            head = (f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm "
+                    f"stays INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData})")
+            out.append(head + (" (shiftlab computes AWS/ApplicationELB's metrics, and AWS/ECS CPUUtilization "
+                               "and MemoryUtilization with the dimensions ClusterName and ServiceName of this "
+                               "service; PutMetricData refuses AWS/ namespaces)"
+                               if q.namespace.startswith("AWS/") else
+                               " unless a task publishes it with PutMetricData to the controller's CloudWatch "
+                               "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH) or in embedded metric format on its "
+                               "output; no prometheus.emf_processor.metric_declaration selects it"))
+        return out
+
+    def unfed_metrics(self) -> list[tuple[int, MetricAlarm, MetricQuery]]:
+        """Each alarm's metric of another namespace that nothing in this
+        rehearsal feeds (index, alarm, metric): neither the tasks' CPU and
+        memory nor the scrape config; only a task's own PutMetricData or EMF
+        lines could."""
         svc = self.service
+        out = []
         for i, a in enumerate(self.alarms):
             for q in a.custom_metrics():
                 if svc is not None and usage.fed(q.namespace, q.metric_name, q.dimensions, svc.clusterName,
@@ -64,15 +82,7 @@ class Settings:
                     continue
                 if self.prometheus is not None and self.prometheus.feeds(q.namespace, q.metric_name):
                     continue
-                head = (f"alarms[{i}] ({a.AlarmName}): nothing in this rehearsal feeds {q.describe()}: the alarm "
-                        f"stays INSUFFICIENT_DATA (TreatMissingData {a.TreatMissingData})")
-                out.append(head + (" (shiftlab computes AWS/ApplicationELB's metrics, and AWS/ECS CPUUtilization "
-                                   "and MemoryUtilization with the dimensions ClusterName and ServiceName of this "
-                                   "service; PutMetricData refuses AWS/ namespaces)"
-                                   if q.namespace.startswith("AWS/") else
-                                   " unless a task publishes it with PutMetricData to the controller's CloudWatch "
-                                   "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH) or in embedded metric format on its "
-                                   "output; no prometheus.emf_processor.metric_declaration selects it"))
+                out.append((i, a, q))
         return out
 
     def controller_settings(self) -> ControllerSettings:

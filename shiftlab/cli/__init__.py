@@ -19,5 +19,5 @@ def main() -> None:
 
 for command in (run.proxy, run.up, rehearsal.rehearse, rehearsal.demo, deploy.deploy, deploy.watch, deploy.stop,
                 deploy.approve, inspect.status, inspect.list_, inspect.describe, inspect.logs, tools.init,
-                tools.validate, tools.load):
+                tools.validate, tools.lint, tools.load):
     main.add_command(command)

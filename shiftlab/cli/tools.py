@@ -1,4 +1,4 @@
-"""Commands that need no running stack: `init`, `validate`, `load`."""
+"""Commands that need no running stack: `init`, `validate`, `lint`, `load`."""
 
 from __future__ import annotations
 
@@ -93,3 +93,45 @@ def load(url: str, rps: float, duration: float, concurrency: int, max_requests: 
     click.echo(f"  latency p50 {fmt(s['p50'])}  p90 {fmt(s['p90'])}  p99 {fmt(s['p99'])}")
 
 
+
+
+@click.command()
+@config_option(required=True, help=None)
+@click.option("--rps", type=float, default=None,
+              help="Production traffic, requests per second, for the detection and starvation checks "
+                   "[default: 10].")
+@click.option("--rps-from", "profile", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The traffic of a recorded profile instead: `shiftlab load --json` output, or a CSV of "
+                   "per-minute request counts (its quietest minute).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True,
+              help="sarif: SARIF 2.1.0, as GitHub code scanning reads it.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the report here, not to stdout.")
+def lint(config_path: str, rps: float | None, profile: str | None, fmt: str, output: str | None) -> None:
+    """Static checks of a config: each finding with a rule id, severity, field
+    path and AWS page. Exit 0 without errors, 1 with, 2 for an invalid config."""
+    from shiftlab.lint import has_errors, profile_rps
+    from shiftlab.lint import lint as run_lint
+    from shiftlab.lintformat import FORMATS
+    from shiftlab.settings import load_settings
+
+    if rps is not None and profile is not None:
+        raise click.BadParameter("give --rps or --rps-from, not both", param_hint="--rps-from")
+    if profile is not None:
+        try:
+            rps = profile_rps(Path(profile).read_text(encoding="utf-8"), profile)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rps-from") from None
+    rps = 10.0 if rps is None else rps
+    if rps <= 0:
+        raise click.BadParameter("must be positive", param_hint="--rps")
+    try:
+        settings = load_settings(load_file(config_path))
+    except ConfigError as exc:
+        fail_config(exc, config_path)
+    findings = run_lint(settings, rps)
+    report = FORMATS[fmt](findings, config_path, Path(config_path).read_text(encoding="utf-8"), rps)
+    if output is None:
+        click.echo(report, nl=False)
+    else:
+        Path(output).write_text(report, encoding="utf-8")
+    sys.exit(1 if has_errors(findings) else 0)
