@@ -367,5 +367,9 @@ async def test_reconnects_and_catches_up_after_the_api_was_away(stack_factory, d
         await page.wait_for_selector("#events li[data-kind=status] >> text=SUCCESSFUL: deployment completed")
     finally:
         await runner.cleanup()
-    # While the API was away, the browser reported the refused connections; nothing else.
-    assert all("ERR_CONNECTION_REFUSED" in p for p in board.problems), board.problems
+    # While the API was away, the browser reported the failed connections; nothing else. Refused,
+    # mostly; a request caught by the API's going away is reset or never connected (seen in CI).
+    away = ("ERR_CONNECTION_REFUSED", "ERR_SOCKET_NOT_CONNECTED", "ERR_CONNECTION_RESET", "ERR_CONNECTION_CLOSED",
+            "ERR_EMPTY_RESPONSE")
+    assert all(p.startswith("console.error: Failed to load resource: net::") and p.rsplit("::", 1)[1] in away
+               for p in board.problems), board.problems
