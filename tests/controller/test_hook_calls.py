@@ -5,7 +5,6 @@ fake one, so no test waits 30 s), and a command hook's process is killed."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from shiftlab.controller import hooks
+from shiftlab.controller.backends import procinfo
 from shiftlab.controller.clock import FakeClock
 from tests.helpers import eventually
 
@@ -35,7 +35,7 @@ async def test_a_command_hook_that_never_answers_fails_at_the_limit_and_is_kille
     await clock.advance(0.1)
     answer = await asyncio.wait_for(call, 10)
     assert answer.status == "FAILED" and answer.error == "the command did not finish within 30 s"
-    await eventually(lambda: not _alive(pid), timeout=10, what="the hook's process to be gone")
+    await eventually(lambda: not procinfo.is_alive(pid, None), timeout=10, what="the hook's process to be gone")
 
 
 async def test_a_url_hook_that_never_answers_fails_at_the_limit() -> None:
@@ -66,11 +66,3 @@ async def test_a_url_hook_that_never_answers_fails_at_the_limit() -> None:
     finally:
         never.set()
         await runner.cleanup()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -14,7 +14,6 @@ and Lambda's timeout, 1..900 seconds
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ import pytest
 
 from shiftlab.common.configfile import ConfigError
 from shiftlab.controller import eventlog
+from shiftlab.controller.backends import procinfo
 from shiftlab.controller.backends.fake import FakeBackend, FakeWorld
 from shiftlab.controller.clock import FakeClock
 from shiftlab.controller.records import Records
@@ -126,15 +126,7 @@ async def test_one_invocation_may_run_as_long_as_its_lambda_may(controllers, clo
     final = await finished(ctl, clock, d.id, within=600)
     assert final.status == "ROLLBACK_SUCCESSFUL"
     pid = int(pid_file.read_text())
-    await eventually(lambda: not _alive(pid), timeout=10, what="the hook's process to be gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    await eventually(lambda: not procinfo.is_alive(pid, None), timeout=10, what="the hook's process to be gone")
 
 
 def test_lambda_functions_are_read_as_documented(tmp_path: Path) -> None:
