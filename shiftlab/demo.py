@@ -178,24 +178,18 @@ def check_slow(seen: Seen) -> list[Check]:
     ]
 
 
-def check_cpu(seen: Seen) -> list[Check]:
-    return [
-        _status(seen, "ROLLBACK_SUCCESSFUL"),
-        _alarm(seen, CPU_ALARM_NAME, tripped=True),
-        _alarm(seen, FIVE_XX_ALARM_NAME, tripped=False),
-        _no_failure(seen),
-        _back_on_blue(seen),
-    ]
-
-
-def check_business_metric(seen: Seen) -> list[Check]:
-    return [
-        _status(seen, "ROLLBACK_SUCCESSFUL"),
-        _alarm(seen, BUSINESS_ALARM_NAME, tripped=True),
-        _alarm(seen, FIVE_XX_ALARM_NAME, tripped=False),
-        _no_failure(seen),  # only the business metric saw it: every request answered 200
-        _back_on_blue(seen),
-    ]
+def rolled_back_quietly_by(alarm_name: str) -> Callable[[Seen], list[Check]]:
+    """The checks of a fault only `alarm_name` sees (CPU, a business metric):
+    every request answers, the 5xx alarm stays quiet, the alarm rolls back."""
+    def check(seen: Seen) -> list[Check]:
+        return [
+            _status(seen, "ROLLBACK_SUCCESSFUL"),
+            _alarm(seen, alarm_name, tripped=True),
+            _alarm(seen, FIVE_XX_ALARM_NAME, tripped=False),
+            _no_failure(seen),
+            _back_on_blue(seen),
+        ]
+    return check
 
 
 def check_manual(seen: Seen) -> list[Check]:
@@ -274,14 +268,15 @@ SCENARIOS = {
                   "bakeTimeInMinutes": 2,
                   "alarms": {"alarmNames": [FIVE_XX_ALARM_NAME, CPU_ALARM_NAME], "enable": True,
                              "rollback": True}},
-                 check_cpu, extra_alarms=[CPU_ALARM], task_cpu=256),
+                 rolled_back_quietly_by(CPU_ALARM_NAME), extra_alarms=[CPU_ALARM], task_cpu=256),
         Scenario("business-metric", "a canary whose green fails payment transactions (its requests answer 200); "
                                     "the walkthrough's CustomApp/Payments alarm, fed by EMF, trips; rollback",
                  "ROLLBACK_SUCCESSFUL", {"TRANSACTION_FAILURE_RATE": "0.9", "EMF_INTERVAL_MS": "250"},
                  {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20, "canaryBakeTimeInMinutes": 20},
                   "alarms": {"alarmNames": [FIVE_XX_ALARM_NAME, BUSINESS_ALARM_NAME], "enable": True,
                              "rollback": True}},
-                 check_business_metric, extra_alarms=[BUSINESS_ALARM]),
+                 rolled_back_quietly_by(BUSINESS_ALARM_NAME),
+                 extra_alarms=[BUSINESS_ALARM]),
         Scenario("manual", "blue/green waiting at a PAUSE hook for `shiftlab approve`", "SUCCESSFUL",
                  {"GREETING": "approved"},
                  {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 2,
