@@ -358,12 +358,17 @@ class ServiceLoadBalancer(Model):
     advancedConfiguration: AdvancedConfiguration | None = None
 
 
+Exposure = Literal["loadBalancer", "serviceConnect", "headless"]
+
+
 class ServiceConfig(Model):
     serviceName: str = "shiftlab-service"
     clusterName: str = "local"
     desiredCount: Annotated[int, in_range(1, 50)] = 2
     taskDefinition: TaskDefinitionSpec
-    loadBalancers: Annotated[list[ServiceLoadBalancer], Field(min_length=1, max_length=1)]
+    # Empty (or absent): a headless service, e.g. a queue consumer. ECS runs
+    # its blue/green deployments with no traffic to shift (see `exposure`).
+    loadBalancers: Annotated[list[ServiceLoadBalancer], Field(max_length=1)] = []
     healthCheckGracePeriodSeconds: Annotated[int, in_range(0, 2147483647)] = 0
 
     @field_validator("serviceName")
@@ -374,8 +379,19 @@ class ServiceConfig(Model):
         return v
 
     @property
-    def lb(self) -> ServiceLoadBalancer:
-        return self.loadBalancers[0]
+    def lb(self) -> ServiceLoadBalancer | None:
+        """The service's load balancer entry; None when it has none."""
+        return self.loadBalancers[0] if self.loadBalancers else None
+
+    @property
+    def exposure(self) -> Exposure:
+        """How clients reach the service: through a load balancer whose rules'
+        weights a deployment moves, or not at all ("headless": neither
+        loadBalancers nor serviceConnectConfiguration; ECS then shifts no
+        traffic, hooks activate the new revision)."""
+        if self.loadBalancers:
+            return "loadBalancer"
+        return "headless"
 
 
 def _admin_url(v: str | None) -> str | None:

@@ -99,9 +99,11 @@ def lint(settings: Settings, traffic_rps: float = 10.0) -> list[Finding]:
     out = _alarm_sources(settings)
     if settings.service is None:
         return out  # a proxy-only config: no deployment to check
-    out += _detection(settings, traffic_rps)
+    if settings.service.lb is not None:  # a headless service takes no requests to model
+        out += _detection(settings, traffic_rps)
     out += _timing(settings)
-    out += _starved(settings, traffic_rps)
+    if settings.service.lb is not None:
+        out += _starved(settings, traffic_rps)
     out += _hooks(settings)
     out += _circuit_breaker(settings)
     out += _rolling(settings)
@@ -145,6 +147,7 @@ def _first_step(s: Settings) -> tuple[Step, str] | None:
 def _groups(s: Settings) -> tuple[str, str | None]:
     assert s.service is not None
     sl = s.service.lb
+    assert sl is not None
     alternate = sl.advancedConfiguration.alternateTargetGroupArn if sl.advancedConfiguration else None
     return target_group_name(sl.targetGroupArn), target_group_name(alternate) if alternate else None
 
@@ -305,7 +308,7 @@ _TEST_STAGES = (Stage.TEST_TRAFFIC_SHIFT, Stage.POST_TEST_TRAFFIC_SHIFT)
 
 def _hooks(s: Settings) -> list[Finding]:
     assert s.service is not None
-    ac = s.service.lb.advancedConfiguration
+    ac = s.service.lb.advancedConfiguration if s.service.lb is not None else None
     has_test_rules = bool(ac and ac.testListenerRule)
     out = []
     for i, hook in enumerate(s.deployment.lifecycleHooks):

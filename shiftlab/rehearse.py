@@ -71,9 +71,12 @@ def rollback_at(events: list[dict[str, Any]]) -> float | None:
                  and e["data"]["traffic"] == "all" and e["data"]["percent"] == 0), None)
 
 
-def production_url(settings: Settings) -> str:
-    """The listener that carries the production rule."""
+def production_url(settings: Settings) -> str | None:
+    """The listener that carries the production rule; None for a headless
+    service (no load balancer: no requests to send)."""
     assert settings.service is not None
+    if settings.service.lb is None or settings.load_balancer is None:
+        return None
     ac = settings.service.lb.advancedConfiguration
     listener = ac.productionListenerRule.rpartition("/")[0] if ac else ""
     for ls in settings.load_balancer.Listeners:
@@ -118,9 +121,11 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         expected = total_minutes(dc) * 60 / settings.time_scale
         limit = timeout if timeout is not None else max(600.0, expected * 3 + 120)
         load = LoadResult(slow_after=slow_after)
-        if load_rps > 0:
+        url = production_url(settings)
+        load_rps = load_rps if url is not None else 0.0
+        if load_rps > 0 and url is not None:
             load_task = asyncio.create_task(run_load(
-                production_url(settings), load_rps, limit, stop=stop_load, result=load,
+                url, load_rps, limit, stop=stop_load, result=load,
                 max_requests=int(load_rps * limit) + 1))
         extra_results = [LoadResult() for _ in extra_loads]
         for spec, res in zip(extra_loads, extra_results, strict=True):

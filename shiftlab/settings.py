@@ -3,7 +3,8 @@ then cross-checked, all problems reported together.
 
 Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
 `alarms`, `lambdaFunctions`, `controller` (controller) and `timeScale`. A file with only
-`loadBalancer` is a valid proxy-only config.
+`loadBalancer` is a valid proxy-only config; a headless service (no
+`service.loadBalancers`) needs no `loadBalancer`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms"
 
 @dataclass(frozen=True)
 class Settings:
-    load_balancer: LoadBalancer
+    load_balancer: LoadBalancer | None  # None: a headless service's file, which needs no load balancer
     time_scale: float
     service: ServiceConfig | None = None
     deployment: DeploymentConfiguration = field(default_factory=DeploymentConfiguration)
@@ -52,6 +53,9 @@ class Settings:
         """What is accepted, as AWS accepts it, but would not work there."""
         out = [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
                for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        if self.service is not None and self.service.lb is None and self.load_balancer is not None:
+            out.append("loadBalancer: not used: the service has no loadBalancers (headless), so no load "
+                       "balancer runs")
         # Another namespace is fed by the tasks' CPU and memory (AWS/ECS,
         # ECS/ContainerInsights: controller.usage) or by a task publishing it with
         # PutMetricData (the controller's CloudWatch endpoint) or EMF, or by the
@@ -90,14 +94,15 @@ class Settings:
         assert self.service is not None
         return ControllerSettings(
             self.service, self.deployment, list(self.alarms), self.controller,
-            {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
+            {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}
+            if self.load_balancer is not None else {}, self.time_scale,
             dict(self.lambda_functions), self.prometheus,
         )
 
     def summary(self) -> str:
         lb = self.load_balancer
         out = (f"{len(lb.Listeners)} listener(s), {len(lb.TargetGroups)} target group(s), "
-               f"timeScale {self.time_scale:g}")
+               if lb is not None else "no load balancer (headless), ") + f"timeScale {self.time_scale:g}"
         if self.service is not None:
             out += (f"; service {self.service.serviceName} x{self.service.desiredCount}, "
                     f"{self.deployment.strategy}, {len(self.alarms)} alarm(s)")
@@ -159,8 +164,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
     for key in data:
         if key not in KNOWN_SECTIONS:
             problems.append(f"{key}: unknown section (known: {', '.join(KNOWN_SECTIONS)})")
-    if "loadBalancer" not in data:
-        problems.append("loadBalancer: is required")
+    if "loadBalancer" not in data and not _headless(data):
+        problems.append("loadBalancer: is required (unless service has no loadBalancers: a headless service)")
     lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
     scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
     service = attempt(lambda: parse_checked(ServiceConfig, data["service"], "service",
@@ -179,7 +184,8 @@ def load_settings(data: dict[str, Any]) -> Settings:
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
         {a.AlarmName for a in alarms} if alarms is not None else None, functions,
-        advanced=service.lb.advancedConfiguration is not None if service is not None else None))
+        advanced=service.lb.advancedConfiguration is not None if service is not None and service.lb else None,
+        exposure=service.exposure if service is not None else None))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -203,8 +209,15 @@ def load_settings(data: dict[str, Any]) -> Settings:
     if problems:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
         raise ConfigError(list(dict.fromkeys(problems)))
-    assert lb is not None and scale is not None and deployment is not None and runtime is not None
+    assert (lb is not None or service is not None) and scale is not None and deployment is not None
+    assert runtime is not None
     return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {}, prometheus)
+
+
+def _headless(data: dict[str, Any]) -> bool:
+    """A file whose service has no loadBalancers (a headless service)."""
+    service = data.get("service")
+    return isinstance(service, dict) and not service.get("loadBalancers")
 
 
 def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list[str]:
@@ -232,9 +245,11 @@ def _raw_group_names(data: dict[str, Any]) -> list[str]:
 
 
 def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
-    problems = []
+    problems: list[str] = []
     groups = [tg.Name for tg in lb.TargetGroups]
     sl = service.lb
+    if sl is None:
+        return problems  # headless: no target group to name
     primary = target_group_name(sl.targetGroupArn)
     p = "service.loadBalancers[0]"
     if primary not in groups:

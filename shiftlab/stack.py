@@ -20,6 +20,7 @@ from aiohttp import web
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import serve_app, strong_token
 from shiftlab.common.ports import free_port
+from shiftlab.controller.activation import activation_env
 from shiftlab.controller.api import make_api_app
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.backends.base import Backend
@@ -27,7 +28,7 @@ from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.backends.docker_spec import HOST_NETWORK
 from shiftlab.controller.cloudwatch_http import cloudwatch_env
 from shiftlab.controller.records import Records
-from shiftlab.controller.router import HttpRouter, RouterError
+from shiftlab.controller.router import HttpRouter, NoLoadBalancer, Router, RouterError
 from shiftlab.controller.service import ServiceController
 from shiftlab.proxy.app import Proxy
 from shiftlab.proxy.config import LoadBalancer
@@ -74,20 +75,26 @@ class Stack:
         self.state_dir = Path(state_dir or runtime.stateDir).resolve()
         self.token = strong_token(runtime.token, "controller.token")
         self.api_port = runtime.port if api_port is None else api_port
-        self.proxy_admin_url = runtime.proxyAdminUrl
+        # A headless service (no loadBalancers) has no load balancer at all:
+        # no proxy, in this process or another (router.NoLoadBalancer).
+        self.headless = settings.service.lb is None
+        self.proxy_admin_url = None if self.headless else runtime.proxyAdminUrl
+        lb = settings.load_balancer
         # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
-        self._proxy_token = (strong_token(settings.load_balancer.Admin.Token, "loadBalancer.Admin.Token")
-                             if self.proxy_admin_url is not None or separate_proxy else None)
+        self._proxy_token = (strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")
+                             if lb is not None and not self.headless and (self.proxy_admin_url is not None
+                                                                          or separate_proxy) else None)
         self.proxy: Proxy | None = None
-        if self.proxy_admin_url is None and not separate_proxy:
-            self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
+        if not self.headless and self.proxy_admin_url is None and not separate_proxy:
+            assert lb is not None
+            self.proxy = Proxy(lb, time_scale=settings.time_scale, admin_port=admin_port)
         self._backend = backend
         # Resolved now (file and SHIFTLAB_DOCKER_* variables), so that a bad
         # variable is refused before anything starts.
         self._docker = (docker_options.resolve(runtime.docker) if backend is None and runtime.backend == "docker"
                         else None)
         self.controller: ServiceController | None = None
-        self.router: HttpRouter | None = None
+        self.router: Router | None = None
         self.records: Records | None = None
         self._runner: web.AppRunner | None = None
 
@@ -98,18 +105,20 @@ class Stack:
     async def start(self) -> None:
         s = self.settings
         assert s.service is not None
-        assert self.proxy is not None or self.proxy_admin_url is not None, "proxy_admin_url first"
+        assert self.headless or self.proxy is not None or self.proxy_admin_url is not None, "proxy_admin_url first"
         if self.proxy is not None:
             # Listeners open once the controller has registered the tasks it
             # found (a restart after a crash) and set the weights its records say.
             await self.proxy.start(listeners=False)
         try:
-            if self.proxy is not None:
+            if self.headless:
+                self.router = NoLoadBalancer()
+            elif self.proxy is not None:
                 self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             else:
                 assert self.proxy_admin_url is not None
-                self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
-                await self._check_proxy(self.router, self.proxy_admin_url)
+                router = self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
+                await self._check_proxy(router, self.proxy_admin_url)
             self.records = Records(self.state_dir / "records.sqlite")
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
                                                     s.controller.taskStartTimeoutSeconds, self._docker)
@@ -117,11 +126,16 @@ class Stack:
                 s.controller_settings(),
                 self.router, backend, self.records,
             )
+            if not self.api_port:
+                # Known before the first task starts (and the first hook runs), so
+                # that every task gets the endpoint's URL.
+                self.api_port = free_port(s.controller.address)
             if tasks_reach_controller(s.controller.backend, backend):
-                if not self.api_port:
-                    # Known before the first task starts, so that every task gets the endpoint's URL.
-                    self.api_port = free_port(s.controller.address)
                 self.controller.task_env.update(cloudwatch_env(self.api_url, self.token))
+                if self.headless:
+                    self.controller.task_env.update(activation_env(self.api_url, self.token))
+            # Command hooks reach the controller's API (the activation hook: controller/activation.py).
+            self.controller.hook_env.update(activation_env(self.api_url, self.token))
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()
@@ -141,7 +155,7 @@ class Stack:
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 # A load balancer of its own process goes on: it must not keep stopped tasks as targets.
-                await self.controller.stop(stop_tasks=stop_tasks, deregister=self.proxy is None)
+                await self.controller.stop(stop_tasks=stop_tasks, deregister=self.proxy is None and not self.headless)
             self.controller = None
         if self.router is not None:
             await self.router.close()
@@ -163,6 +177,7 @@ class Stack:
         except RouterError as exc:
             raise RouterError(f"no load balancer answers at {url} after {PROXY_WAIT_SECONDS:g} s "
                               f"(start it with `shiftlab proxy -c FILE`): {exc}") from None
+        assert self.settings.load_balancer is not None
         problems = proxy_mismatches(self.settings.load_balancer, self.settings.time_scale, await router.state(), url)
         if problems:
             raise ConfigError(problems)

@@ -219,7 +219,7 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     if auto_approve is None and sc.pause and may_auto_approve and not console.is_terminal:
         auto_approve = approve_delay(sc, settings.time_scale)
     url = production_url(settings)
-    extra = (LoadSpec(url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) if sc.test_header_load else ()
+    extra = (LoadSpec(url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) if sc.test_header_load and url else ()
     console.print(f"[bold]shiftlab demo[/bold] · {sc.name}: {sc.summary}")
 
     def started(stack: Any) -> None:
