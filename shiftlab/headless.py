@@ -1,0 +1,125 @@
+"""A headless service's rehearsal kit: a queue consumer service's config
+(no load balancer; the activation hook at PRODUCTION_TRAFFIC_SHIFT; an
+alarm on the consumers' MessagesFailed), shiftlab's work queue with a
+bounded producer, and the accounting that shows whether a message was lost
+or processed twice. The demo's `headless` scenario, the pytest plugin and
+the tests use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shiftlab.workqueue import QueueServer, WorkQueue
+
+CONSUMER = ["{python}", "-m", "shiftlab.queue_consumer"]
+ACTIVATION_HOOK = {"hookTargetArn": "command:{python} -m shiftlab.activation_hook",
+                   "lifecycleStages": ["PRODUCTION_TRAFFIC_SHIFT"]}
+FAILURE_ALARM_NAME = "queue-consumer-failures"
+# The consumers' own metric (EMF in their output): any failed message in a minute.
+FAILURE_ALARM = {
+    "AlarmName": FAILURE_ALARM_NAME, "Namespace": "WorkQueue", "MetricName": "MessagesFailed",
+    "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 0,
+    "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+}
+
+
+def headless_config(queue_url: str, state_dir: str, time_scale: float = 60.0, desired: int = 2,
+                    bake_minutes: int = 3, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """A whole shiftlab.yaml (as data) for a queue consumer service: no
+    `loadBalancer` section, no `service.loadBalancers`."""
+    return {
+        "timeScale": time_scale,
+        "service": {
+            "serviceName": "worker", "desiredCount": desired,
+            "taskDefinition": {"command": CONSUMER, "stopTimeout": 5,
+                               "environment": {"QUEUE_URL": queue_url, "EMF_INTERVAL_MS": "250",
+                                               "VISIBILITY_TIMEOUT": "5", **(extra_env or {})}},
+        },
+        "deploymentConfiguration": {
+            "strategy": "BLUE_GREEN", "bakeTimeInMinutes": bake_minutes,
+            "lifecycleHooks": [dict(ACTIVATION_HOOK)],
+            "alarms": {"alarmNames": [FAILURE_ALARM_NAME], "enable": True, "rollback": True},
+        },
+        "alarms": [dict(FAILURE_ALARM)],
+        "controller": {"port": 0, "stateDir": state_dir, "taskStartTimeoutSeconds": 20},
+    }
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """What the queue says of a run: sent, deleted (processed), lost (sent,
+    never processed), duplicates (processed more than once), redelivered
+    (received more than once: a failure or a stop in between), and the
+    messages each consumer (revision) processed."""
+
+    sent: int
+    processed: int
+    duplicates: int
+    redelivered: int
+    by_consumer: dict[str, int]
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.processed
+
+    @classmethod
+    def of(cls, stats: dict[str, Any]) -> Accounting:
+        return cls(stats["sent"], stats["deleted"], stats["duplicates"], stats["redelivered"],
+                   {str(k): int(v) for k, v in stats["deletedBy"].items()})
+
+    def line(self) -> str:
+        by = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_consumer.items())) or "none"
+        return (f"messages: {self.sent} sent, {self.processed} processed, {self.lost} lost, "
+                f"{self.duplicates} processed twice, {self.redelivered} delivered again (at-least-once); "
+                f"processed by {by}")
+
+
+class QueueRun:
+    """shiftlab's work queue served on loopback for one rehearsal, with a
+    bounded producer (`produce`) and a wait for the consumers to empty it."""
+
+    def __init__(self, path: Path | str, port: int = 0) -> None:
+        self.queue = WorkQueue(path)
+        self.server = QueueServer(self.queue, port=port)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def __aenter__(self) -> QueueRun:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.server.stop()
+        self.queue.close()
+
+    async def produce(self, total: int, rate: float, stop: asyncio.Event | None = None) -> int:
+        """Send up to `total` messages at `rate` a second (until `stop`); returns how many."""
+        sent, started = 0, time.monotonic()
+        while sent < total and not (stop is not None and stop.is_set()):
+            due = int((time.monotonic() - started) * rate) + 1
+            batch = min(due, total) - sent
+            if batch > 0:
+                self.queue.send([f"job {sent + i + 1}" for i in range(batch)])
+                sent += batch
+            await asyncio.sleep(min(0.05, 1.0 / rate))
+        return sent
+
+    async def drained(self, timeout: float) -> bool:
+        """Until every message sent was processed (or `timeout` real seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.queue.stats()
+            if s["deleted"] == s["sent"]:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    def accounting(self) -> Accounting:
+        return Accounting.of(self.queue.stats())
