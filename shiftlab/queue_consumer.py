@@ -80,7 +80,7 @@ def publish(counters: Counters, interval: float, stop: threading.Event) -> None:
 
 def serve_status(counters: Counters, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = json.dumps(counters.view()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
