@@ -253,9 +253,10 @@ async def test_headless_rollback_stops_green_and_keeps_blue(controller: Start, c
 
 async def test_a_green_task_that_exits_is_replaced_and_counted(controller: Start, clock: FakeClock) -> None:
     ctl = await controller({**BLUE_GREEN, "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
-    d = ctl.create_deployment({"env": {"V": "2"}})
+    ctl.create_deployment({"env": {"V": "2"}})
     await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=60)
-    backend: FakeBackend = ctl.backend  # type: ignore[assignment]
+    backend = ctl.backend
+    assert isinstance(backend, FakeBackend)
     victim = next(iter(ctl.sets["tasks-b"].running()))
     backend.exit_task(victim.task_id, 1)
     await run_until(clock, lambda: ctl.current.failure_count == 1 and running(ctl, "tasks-b") == 2,
