@@ -16,16 +16,19 @@ for about a second of wall-clock time.
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from shiftlab.common.ports import free_port
 from shiftlab.controller import eventlog
 from shiftlab.controller.config import HOOK_TIMEOUT_MINUTES
+from shiftlab.headless import FAILURE_ALARM_NAME, Accounting, headless_config
 from shiftlab.loadgen import LoadResult
 from shiftlab.rehearse import rollback_at
 from shiftlab.settings import Settings, load_settings, on_free_ports
@@ -105,6 +108,10 @@ class Seen:
     events: list[dict[str, Any]]
     load: LoadResult | None
     test_load: LoadResult | None = None
+    # A headless scenario's work queue: its accounting, and the messages each
+    # consumer processed after the rollback put blue back (None: no rollback).
+    queue: Accounting | None = None
+    after_rollback: dict[str, int] | None = None
 
     @property
     def triggered(self) -> list[str]:
@@ -229,6 +236,28 @@ def check_blue_green(seen: Seen) -> list[Check]:
     ]
 
 
+def check_headless(seen: Seen) -> list[Check]:
+    q = seen.queue
+    flips = [(e["data"]["revision"], e["data"]["active"]) for e in seen.events
+             if e["type"] == eventlog.SERVICE_ACTIVATION.name]
+    target = seen.deployment["shiftlab"]["targetRevision"]
+    source = seen.deployment["shiftlab"]["sourceRevision"]
+    after = seen.after_rollback or {}
+    return [
+        _status(seen, "ROLLBACK_SUCCESSFUL"),
+        _alarm(seen, FAILURE_ALARM_NAME, tripped=True),
+        Check("green is activated, then blue again", flips == [(target, True), (source, False), (source, True),
+                                                               (target, False)],
+              ", ".join(f"{rev} {'on' if on else 'off'}" for rev, on in flips) or "no activation"),
+        Check("green consumed messages", q is not None and q.by_consumer.get(f"revision {target}", 0) > 0,
+              q.line() if q else "no queue"),
+        Check("blue takes over again after the rollback", after.get(f"revision {source}", 0) > 0,
+              f"after the rollback: {after or 'nothing processed'}"),
+        Check("no message lost, none processed twice", q is not None and q.sent > 0 and q.lost == 0
+              and q.duplicates == 0, q.line() if q else "no queue"),
+    ]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -242,6 +271,7 @@ class Scenario:
     pause: bool = False
     slow_after: float | None = None  # seconds: a slower answer counts as a bad response
     task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
+    headless: bool = False  # a queue consumer service with no load balancer (shiftlab.headless)
 
 
 SCENARIOS = {
@@ -290,6 +320,10 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_blue_green, test_header_load=True),
+        Scenario("headless", "blue/green of a queue consumer with no load balancer: green is activated by a hook, "
+                             "fails messages, its MessagesFailed alarm trips; blue takes over; nothing lost",
+                 "ROLLBACK_SUCCESSFUL", {"FAILURE_RATE": "0.5"},
+                 {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 10}, check_headless, headless=True),
     ]
 }
 
@@ -309,6 +343,15 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     docker backend the tasks run `image` (default the sample image) with its
     own command: the example's `{python} -m shiftlab.sample_service` is for
     processes on this machine."""
+    if scenario.headless:
+        if backend == "docker":
+            from shiftlab.common.configfile import ConfigError
+
+            raise ConfigError(["--backend: the headless scenario runs its consumers as processes (they reach the "
+                               "demo's work queue on loopback); use --backend process"])
+        data = headless_config(f"http://127.0.0.1:{free_port()}", state_dir, time_scale)
+        data["deploymentConfiguration"].update(copy.deepcopy(scenario.deployment))
+        return load_settings(data)
     data = on_free_ports(copy.deepcopy(example_config()))
     data["timeScale"] = time_scale
     dc = {**data["deploymentConfiguration"], **copy.deepcopy(scenario.deployment)}
@@ -378,6 +421,10 @@ def summary_lines(seen: Seen, checks: list[Check], expect: str, total_seconds: f
             lines.append(f"first bad response ({kind}): no rollback followed")
     if seen.test_load is not None:
         lines.append(f"test-header requests: {seen.test_load.sent}, by group {dict(seen.test_load.by_group)}")
+    if seen.queue is not None:
+        lines.append(seen.queue.line())
+        if seen.after_rollback is not None:
+            lines.append(f"after the rollback: {seen.after_rollback or 'nothing processed'}")
     lines.append(f"total: {total_seconds:.1f} s")
     return lines
 
@@ -405,3 +452,40 @@ def docker_problem(image: str) -> str | None:
     finally:
         client.close()
     return None
+
+
+async def with_queue(settings: Settings, state_dir: str, rate: float,
+                     run: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Accounting, dict[str, int] | None]:
+    """A headless scenario's rehearsal (`run(before_stop)`) beside shiftlab's
+    work queue, on the port the consumers' QUEUE_URL names: messages at
+    `rate` a second until the deployment ends, then, while the revision left
+    still runs, until it has processed every one (at most DRAIN_SECONDS).
+    Returns the rehearsal's outcome, the queue's accounting and what each
+    consumer processed after the rollback put blue back (None: no rollback)."""
+    from urllib.parse import urlsplit
+
+    from shiftlab.headless import QueueRun
+
+    assert settings.service is not None
+    port = urlsplit(settings.service.taskDefinition.environment["QUEUE_URL"]).port or 0
+    after: list[dict[str, int] | None] = [None]
+    async with QueueRun(f"{state_dir}/queue.sqlite", port) as q:
+        stop = asyncio.Event()
+        producer = asyncio.create_task(q.produce(int(rate * 3600), rate, stop))
+
+        async def drain(events: list[dict[str, Any]]) -> None:
+            stop.set()
+            await producer
+            await q.drained(DRAIN_SECONDS)
+            back = rollback_at(events)
+            after[0] = q.queue.deleted_since(back) if back is not None else None
+
+        try:
+            outcome = await run(drain)
+        finally:
+            stop.set()
+            await producer
+        return outcome, q.accounting(), after[0]
+
+
+DRAIN_SECONDS = 30.0

@@ -101,8 +101,10 @@ def check_overrides(settings: Settings, overrides: dict[str, Any]) -> None:
 async def rehearse(settings: Settings, overrides: dict[str, Any], config: DeploymentConfiguration | None = None,
                    load_rps: float = 20.0, state_dir: Path | None = None, timeout: float | None = None,
                    on_message: Any = None, extra_loads: tuple[LoadSpec, ...] = (),
-                   on_started: Any = None, slow_after: float | None = None) -> Outcome:
-    """`slow_after`: seconds beyond which the production load counts a response as slow (LoadResult)."""
+                   on_started: Any = None, slow_after: float | None = None, before_stop: Any = None) -> Outcome:
+    """`slow_after`: seconds beyond which the production load counts a response as slow (LoadResult).
+    `before_stop`: awaited with the final deployment's record once it is final, while the
+    tasks still run (a headless rehearsal lets its consumers empty the queue)."""
     check_overrides(settings, overrides)
     started = time.monotonic()
     dc = config or settings.deployment
@@ -146,6 +148,8 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         for t in [load_task, *extra_tasks]:
             if t is not None:
                 await t
+        if before_stop is not None:
+            await before_stop(ctl.records.events(final.id))
         described = ctl.describe(final)
         events = ctl.records.events(final.id)
         if unsubscribe:

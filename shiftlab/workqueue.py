@@ -132,6 +132,12 @@ class WorkQueue:
                                   "deleted_at IS NULL", (self.clock(), message_id, receipt))
             return cur.rowcount == 1
 
+    def deleted_since(self, since: float) -> dict[str, int]:
+        """Consumer -> messages it processed (first deleted) at or after `since`."""
+        with self._lock:
+            return dict(self.db.execute("SELECT deleted_by, COUNT(*) FROM messages WHERE deleted_at >= ? "
+                                        "GROUP BY deleted_by", (since,)).fetchall())
+
     def stats(self) -> dict[str, Any]:
         """sent, deleted (done), waiting (visible, not deleted), inFlight
         (received, invisible, not deleted), receives, deletes, redelivered

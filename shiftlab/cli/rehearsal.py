@@ -140,7 +140,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
 
 @click.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "business-metric", "manual",
-                                               "blue-green"]),
+                                               "blue-green", "headless"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")
@@ -207,7 +207,7 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     from rich.console import Console
     from rich.live import Live
 
-    from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines
+    from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines, with_queue
     from shiftlab.proxy.app import install_uvloop
     from shiftlab.rehearse import LoadSpec, production_url
     from shiftlab.rehearse import rehearse as run
@@ -221,9 +221,12 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     url = production_url(settings)
     extra = (LoadSpec(url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) if sc.test_header_load and url else ()
     console.print(f"[bold]shiftlab demo[/bold] · {sc.name}: {sc.summary}")
+    queue: list[Any] = [None, None]  # a headless scenario's accounting and what was processed after the rollback
 
     def started(stack: Any) -> None:
-        console.print(f"dashboard and API: {stack.api_url}   production listener: {url}", highlight=False)
+        where = f"production listener: {url}" if url else \
+            f"work queue: {settings.service.taskDefinition.environment.get('QUEUE_URL')} ({load_rps:g} messages/s)"
+        console.print(f"dashboard and API: {stack.api_url}   {where}", highlight=False)
         if sc.pause:
             console.print(f"approve with: shiftlab approve --url {stack.api_url}"
                           + (f"   (approving by itself in {auto_approve:g} s)" if auto_approve is not None else ""),
@@ -232,16 +235,24 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
                 asyncio.get_running_loop().create_task(_approve_later(stack, auto_approve))
 
     async def go() -> Any:
+        if sc.headless:
+            outcome, queue[0], queue[1] = await with_queue(settings, str(state_dir), load_rps, rehearsal)
+            return outcome
+        return await rehearsal(None)
+
+    async def rehearsal(before_stop: Any) -> Any:
         if not live_view:
             return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None,
-                             extra_loads=extra, on_started=started, slow_after=sc.slow_after)
+                             extra_loads=extra, on_started=started, slow_after=sc.slow_after,
+                             before_stop=before_stop)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
             return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, on_message,
-                             extra_loads=extra, on_started=started, slow_after=sc.slow_after)
+                             extra_loads=extra, on_started=started, slow_after=sc.slow_after,
+                             before_stop=before_stop)
 
     install_uvloop()
     t0 = time.monotonic()
@@ -253,7 +264,7 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     seen = Seen(outcome.deployment, outcome.events, outcome.load,
-                outcome.extra_loads[0] if outcome.extra_loads else None)
+                outcome.extra_loads[0] if outcome.extra_loads else None, queue[0], queue[1])
     checks = sc.check(seen)
     console.print()
     for line in summary_lines(seen, checks, sc.expect, time.monotonic() - t0):

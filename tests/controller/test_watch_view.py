@@ -84,3 +84,15 @@ def test_weights_are_named_by_revision() -> None:
     text = text_of(state)
     assert "production" in text and "revision 2 75% / revision 3 25%" in text, text
     assert "revision 2 100% / revision 3 0%" in text, "the test traffic line"
+
+
+def test_a_headless_deployment_shows_the_active_revision_not_weights() -> None:
+    state = WatchState()
+    msg = deployment([("tasks-a", 2, 2), ("tasks-b", 2, 2)])
+    msg["deployment"]["shiftlab"].update(strategy="BLUE_GREEN", exposure="headless", activeRevisions=["1"])
+    state.update(msg)
+    text = text_of(state)
+    assert "active     revision 1   (headless: no load balancer)" in text, text
+    assert "production" not in text
+    state.update({"type": "activation", "revisions": {"1": False, "2": True}})
+    assert "active     revision 2   (headless" in text_of(state)
