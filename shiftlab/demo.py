@@ -16,9 +16,8 @@ for about a second of wall-clock time.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -453,39 +452,3 @@ def docker_problem(image: str) -> str | None:
         client.close()
     return None
 
-
-async def with_queue(settings: Settings, state_dir: str, rate: float,
-                     run: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Accounting, dict[str, int] | None]:
-    """A headless scenario's rehearsal (`run(before_stop)`) beside shiftlab's
-    work queue, on the port the consumers' QUEUE_URL names: messages at
-    `rate` a second until the deployment ends, then, while the revision left
-    still runs, until it has processed every one (at most DRAIN_SECONDS).
-    Returns the rehearsal's outcome, the queue's accounting and what each
-    consumer processed after the rollback put blue back (None: no rollback)."""
-    from urllib.parse import urlsplit
-
-    from shiftlab.headless import QueueRun
-
-    assert settings.service is not None
-    port = urlsplit(settings.service.taskDefinition.environment["QUEUE_URL"]).port or 0
-    after: list[dict[str, int] | None] = [None]
-    async with QueueRun(f"{state_dir}/queue.sqlite", port) as q:
-        stop = asyncio.Event()
-        producer = asyncio.create_task(q.produce(int(rate * 3600), rate, stop))
-
-        async def drain(events: list[dict[str, Any]]) -> None:
-            stop.set()
-            await producer
-            await q.drained(DRAIN_SECONDS)
-            back = rollback_at(events)
-            after[0] = q.queue.deleted_since(back) if back is not None else None
-
-        try:
-            outcome = await run(drain)
-        finally:
-            stop.set()
-            await producer
-        return outcome, q.accounting(), after[0]
-
-
-DRAIN_SECONDS = 30.0

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shiftlab.workqueue import QueueServer, WorkQueue
 
@@ -123,3 +125,37 @@ class QueueRun:
 
     def accounting(self) -> Accounting:
         return Accounting.of(self.queue.stats())
+
+
+DRAIN_SECONDS = 30.0  # real seconds the revision left gets to empty the queue once the deployment ends
+
+
+async def with_queue(queue_url: str, state_dir: Path | str, rate: float,
+                     run: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Accounting, dict[str, int] | None]:
+    """A rehearsal (`run(before_stop)`, shiftlab.rehearse.rehearse's
+    before_stop) beside shiftlab's work queue, served on the port of
+    `queue_url` (the consumers' QUEUE_URL): messages at `rate` a second until
+    the deployment ends, then, while the revision left still runs, until it
+    has processed every one (at most DRAIN_SECONDS). Returns the rehearsal's
+    outcome, the queue's accounting and what each consumer processed after
+    the rollback put blue back (None: no rollback)."""
+    from shiftlab.rehearse import rollback_at
+
+    after: list[dict[str, int] | None] = [None]
+    async with QueueRun(Path(state_dir) / "queue.sqlite", urlsplit(queue_url).port or 0) as q:
+        stop = asyncio.Event()
+        producer = asyncio.create_task(q.produce(int(rate * 3600), rate, stop))
+
+        async def drain(events: list[dict[str, Any]]) -> None:
+            stop.set()
+            await producer
+            await q.drained(DRAIN_SECONDS)
+            back = rollback_at(events)
+            after[0] = q.queue.deleted_since(back) if back is not None else None
+
+        try:
+            outcome = await run(drain)
+        finally:
+            stop.set()
+            await producer
+        return outcome, q.accounting(), after[0]

@@ -7,10 +7,14 @@ fixtures that rehearse a deployment inside a project's own tests.
 
 `shiftlab_rehearse(config, *, command=None, image=None, env=None, cpu=None,
 memory=None, strategy=None, time_scale=None, backend=None, load_rps=20,
-timeout=None, free_ports=True)` starts the whole stack from the config file (on free
+timeout=None, free_ports=True, queue_rate=None)` starts the whole stack from the config file (on free
 ports by default, with its records in the test's tmp_path), deploys the new
 revision under a bounded background load, waits for the end, stops
 everything, and returns a `Rehearsal`. It works from plain (sync) tests.
+A headless service (no service.loadBalancers) gets no load; with
+`queue_rate` its tasks get QUEUE_URL, shiftlab's work queue fed that many
+messages a second (shiftlab.headless), and `Rehearsal.queue` says whether
+a message was lost or processed twice.
 
 `shiftlab_stack(config, ...)` is the async form for tests that want to
 drive the stack themselves: `async with shiftlab_stack("shiftlab.yaml") as
@@ -42,6 +46,8 @@ class Rehearsal:
     seconds: float
     # The rehearsal's timeout ended a deployment still IN_PROGRESS (it was then rolled back).
     timed_out: bool = False
+    # With queue_rate: shiftlab.headless.Accounting (sent, processed, lost, duplicates, by_consumer).
+    queue: Any = None
 
     @property
     def status(self) -> str:
@@ -61,13 +67,22 @@ class Rehearsal:
 
 
 def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float | None, backend: str | None,
-              free_ports: bool, strategy: str | None = None) -> Any:
+              free_ports: bool, strategy: str | None = None, queue: bool = False) -> Any:
     import copy
 
     from shiftlab.common.configfile import load_file
+    from shiftlab.common.ports import free_port
     from shiftlab.settings import load_settings, on_free_ports, with_fields
 
     data = copy.deepcopy(config) if isinstance(config, dict) else load_file(config)
+    if queue:  # shiftlab's work queue, on a free port, for the tasks (shiftlab.queue_consumer reads QUEUE_URL)
+        td = (data.get("service") or {}).get("taskDefinition") or {}
+        env = td.get("environment")
+        url = f"http://127.0.0.1:{free_port()}"
+        if isinstance(env, list):
+            td["environment"] = [e for e in env if e.get("name") != "QUEUE_URL"] + [{"name": "QUEUE_URL", "value": url}]
+        else:
+            td["environment"] = {**(env or {}), "QUEUE_URL": url}
     if free_ports:
         data = on_free_ports(data)
     if time_scale is not None:
@@ -102,15 +117,23 @@ def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
             image: str | None = None, env: dict[str, str] | None = None, cpu: int | str | None = None,
             memory: int | str | None = None, strategy: str | None = None,
             time_scale: float | None = None, backend: str | None = None, load_rps: float = 20.0,
-            timeout: float | None = None, free_ports: bool = True) -> Rehearsal:
+            timeout: float | None = None, free_ports: bool = True, queue_rate: float | None = None) -> Rehearsal:
         from shiftlab.rehearse import rehearse
 
         state = tmp_path / f"shiftlab-{len(list(tmp_path.glob('shiftlab-*')))}"
-        settings = _settings(config, state, time_scale, backend, free_ports, strategy)
+        settings = _settings(config, state, time_scale, backend, free_ports, strategy, queue_rate is not None)
         overrides = _overrides(command, image, env, cpu, memory)
-        outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
+        queue = None
+        if queue_rate is None:
+            outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
+        else:
+            from shiftlab.headless import with_queue
+
+            url = settings.service.taskDefinition.environment["QUEUE_URL"]
+            outcome, queue, _ = asyncio.run(with_queue(url, state, queue_rate, lambda before_stop: rehearse(
+                settings, overrides, None, load_rps, state, timeout, before_stop=before_stop)))
         return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,
-                         outcome.seconds, outcome.timed_out)
+                         outcome.seconds, outcome.timed_out, queue)
 
     return run
 

@@ -207,7 +207,8 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     from rich.console import Console
     from rich.live import Live
 
-    from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines, with_queue
+    from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines
+    from shiftlab.headless import with_queue
     from shiftlab.proxy.app import install_uvloop
     from shiftlab.rehearse import LoadSpec, production_url
     from shiftlab.rehearse import rehearse as run
@@ -236,7 +237,8 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
 
     async def go() -> Any:
         if sc.headless:
-            outcome, queue[0], queue[1] = await with_queue(settings, str(state_dir), load_rps, rehearsal)
+            queue_url = settings.service.taskDefinition.environment["QUEUE_URL"]
+            outcome, queue[0], queue[1] = await with_queue(queue_url, state_dir, load_rps, rehearsal)
             return outcome
         return await rehearsal(None)
 
