@@ -132,3 +132,45 @@ async def test_over_http_with_the_tasks_client(tmp_path: Path) -> None:
     finally:
         await server.stop()
         server.queue.close()
+
+
+def test_the_cli_serves_sends_and_counts_and_the_queue_outlives_its_process(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from shiftlab.common.ports import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    shiftlab = [sys.executable, "-m", "shiftlab", "queue"]
+
+    def serve() -> subprocess.Popen[str]:
+        proc = subprocess.Popen([*shiftlab, "serve", "--port", str(port), "--path", str(tmp_path / "q.sqlite")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while subprocess.run([*shiftlab, "stats", "--url", url], capture_output=True, timeout=20).returncode:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        return proc
+
+    def stop(proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+
+    proc = serve()
+    try:
+        sent = subprocess.run([*shiftlab, "send", "5", "--url", url], capture_output=True, text=True, timeout=20)
+        assert sent.returncode == 0 and sent.stdout.strip() == "sent 5", sent.stderr
+    finally:
+        stop(proc)
+    proc = serve()  # a new process on the same file
+    try:
+        out = subprocess.run([*shiftlab, "stats", "--url", url], capture_output=True, text=True, timeout=20)
+        assert json.loads(out.stdout)["sent"] == 5 and json.loads(out.stdout)["waiting"] == 5
+    finally:
+        stop(proc)
+    gone = subprocess.run([*shiftlab, "stats", "--url", url], capture_output=True, text=True, timeout=20)
+    assert gone.returncode == 1 and gone.stderr.startswith(f"cannot read {url}: ")

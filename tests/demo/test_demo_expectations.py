@@ -262,5 +262,5 @@ def test_the_headless_scenario_has_no_load_balancer_and_refuses_docker(tmp_path)
     s = demo_settings(SCENARIOS["headless"], 60.0, "process", str(tmp_path))
     assert s.load_balancer is None and s.service is not None and s.service.exposure == "headless"
     assert s.service.taskDefinition.environment["QUEUE_URL"].startswith("http://127.0.0.1:")
-    with pytest.raises(ConfigError, match="^--backend: the headless scenario"):
+    with pytest.raises(ConfigError, match=r"^--backend: the headless scenario"):
         demo_settings(SCENARIOS["headless"], 60.0, "docker", str(tmp_path))
