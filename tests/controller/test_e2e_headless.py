@@ -76,3 +76,43 @@ async def test_green_failing_messages_is_rolled_back_by_its_alarm_and_blue_takes
     assert acc.sent == MESSAGES and acc.lost == 0 and acc.duplicates == 0, acc.line()
     assert acc.redelivered > 0, acc.line()
     assert stack.controller.activation() == {"1": True, "2": False}
+
+
+async def test_shiftlab_up_runs_a_headless_service_without_any_load_balancer(tmp_path: Path) -> None:
+    """`shiftlab up` with a headless file: the controller and blue's tasks,
+    no proxy process (no proxy.json in the state directory), and `status`
+    says which revision is active."""
+    import signal
+    import sys
+
+    import yaml
+
+    from tests.controller.support import cli
+
+    data = headless_config("http://127.0.0.1:9/", str(tmp_path / "state"))
+    data["controller"]["port"] = free_port()
+    config = tmp_path / "headless.yaml"
+    config.write_text(yaml.safe_dump(data))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shiftlab", "up", "-c", str(config),
+                                                stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{data['controller']['port']}/api/service"
+
+        async def two_running() -> bool:
+            try:
+                async with aiohttp.ClientSession() as s, s.get(url) as r:
+                    svc = await r.json()
+            except aiohttp.ClientError:
+                return False
+            return sum(t["lastStatus"] == "RUNNING" for t in svc["taskSets"][0]["tasks"]) == 2
+
+        await eventually(two_running, 30, 0.1, "blue's two tasks running under `shiftlab up`")
+        assert not (tmp_path / "state" / "proxy.json").exists()
+        code, out, err = await cli("status", "-c", str(config))
+        assert code == 0, err
+        assert "headless: active revision 1" in out, out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0
