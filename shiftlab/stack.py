@@ -77,7 +77,7 @@ class Stack:
         self.api_port = runtime.port if api_port is None else api_port
         # A headless service (no loadBalancers) has no load balancer at all:
         # no proxy, in this process or another (router.NoLoadBalancer).
-        self.headless = settings.service.lb is None
+        self.headless = settings.service.exposure == "headless"
         self.proxy_admin_url = None if self.headless else runtime.proxyAdminUrl
         lb = settings.load_balancer
         # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
