@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shiftlab.workqueue import QueueClient, QueueServer, WorkQueue  # noqa: E402
+from shiftlab.workqueue import QueueClient, QueueServer, WorkQueue
 
 
 def direct(path: Path, n: int) -> float:
@@ -59,7 +59,11 @@ async def over_http(path: Path, n: int, consumers: int) -> float:
         threads = [threading.Thread(target=consume, args=(counts,)) for _ in range(consumers)]
         for t in threads:
             t.start()
-        await asyncio.to_thread(lambda: [t.join(timeout=600) for t in threads])
+        def join() -> None:
+            for t in threads:
+                t.join(timeout=600)
+
+        await asyncio.to_thread(join)
         return len(counts) / (time.perf_counter() - started)
     finally:
         await server.stop()
