@@ -263,3 +263,38 @@ async def test_a_green_task_that_exits_is_replaced_and_counted(controller: Start
                     "the exit counted and the task replaced", within=30)
     assert (await ctl.router.target_health("tasks-b")).keys() == {
         f"{t.host}:{t.port}" for t in ctl.sets["tasks-b"].running()}
+
+
+def test_the_consumers_metrics_line_is_embedded_metric_format_the_controller_reads() -> None:
+    from shiftlab.controller import emf
+    from shiftlab.queue_consumer import emf_line, fails
+
+    points = emf.parse(emf_line(7, 3, now=1_700_000_000.0), 1_700_000_000.0, lambda t: t, lambda t, res: t)
+    got = {(p.key[0], p.key[1]): p for p in points}
+    assert set(got) == {("WorkQueue", "MessagesProcessed"), ("WorkQueue", "MessagesFailed")}, points
+    # A failure rate fails the same messages every time (deterministic by id), about that share of them.
+    assert [fails(i, 0.0) for i in range(5)] == [False] * 5 and all(fails(i, 1.0) for i in range(5))
+    assert 400 < sum(fails(i, 0.5) for i in range(1000)) < 600
+
+
+async def test_flags_survive_a_controller_restart(tmp_path: Path, clock: FakeClock) -> None:
+    s = load_settings(headless(tmp_path, BLUE_GREEN))
+    world = FakeWorld()
+
+    async def start() -> ServiceController:
+        ctl = ServiceController(s.controller_settings(), NoLoadBalancer(clock.now),
+                                FakeBackend(world, clock=clock.now), Records(tmp_path / "r.sqlite"), clock=clock)
+        await ctl.start()
+        return ctl
+
+    ctl = await start()
+    ctl.new_revision({"env": {"V": "2"}})
+    ctl.set_active({"2": True, "1": False})
+    await ctl.stop(stop_tasks=False)
+    ctl.records.close()
+    again = await start()
+    try:
+        assert again.activation() == {"1": False, "2": True}
+    finally:
+        await again.stop()
+        again.records.close()
