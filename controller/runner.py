@@ -99,6 +99,8 @@ class DeploymentRunner:
         for a in actions:
             if isinstance(a, m.Note):
                 svc.note(d.id, a.entry)
+        if d.final and d.rollback and d.dc.strategy == "ROLLING" and svc.service.exposure == "headless":
+            svc.set_active({d.target_revision: False})  # rolled back: its tasks are gone (see create_deployment)
         for a in actions:
             if isinstance(a, m.Promote):
                 svc.promote(d)

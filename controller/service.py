@@ -263,6 +263,8 @@ class ServiceController:
         self.records.save_service(self.state)
 
     def promote(self, d: Deployment) -> None:
+        if d.dc.strategy == "ROLLING" and self.service.exposure == "headless":
+            self.set_active({d.source_revision: False})  # its tasks are all replaced
         if self.single_group:
             # The new tasks become the primary set's, in the same target group.
             blue, green = self.sets[self.primary], self.sets[self.alternate]
@@ -318,6 +320,10 @@ class ServiceController:
                                                       if a.AlarmName in dc.alarms.alarmNames)
         self.records.save(d)
         self.note(d.id, eventlog.status_created(d.source_revision, rev, dc.strategy))
+        if dc.strategy == "ROLLING" and self.service.exposure == "headless":
+            # ROLLING runs no hooks to activate it: new tasks work as they
+            # start, replacing old ones, as on ECS with no parameter to flip.
+            self.set_active({rev: True})
         self.runner.begin(d)
         return d
 

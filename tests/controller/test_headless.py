@@ -298,3 +298,26 @@ async def test_flags_survive_a_controller_restart(tmp_path: Path, clock: FakeClo
     finally:
         await again.stop()
         again.records.close()
+
+
+async def test_a_headless_rolling_deployment_activates_its_new_tasks_as_they_start(controller: Start,
+                                                                                   clock: FakeClock) -> None:
+    """ROLLING runs no hooks (ECS: hooks are for BLUE_GREEN, LINEAR and
+    CANARY), so nothing would activate green: its tasks work from the start."""
+    ctl = await controller({"strategy": "ROLLING"})
+    d = ctl.create_deployment({"env": {"V": "2"}})
+    assert ctl.activation() == {"1": True, "2": True}
+    final = await finished(ctl, clock, d.id, within=120)
+    assert final.status == m.SUCCESSFUL, final.status_reason
+    assert ctl.activation() == {"1": False, "2": True}
+    assert running(ctl, ctl.primary) == 2 and ctl.state.running_revision == "2"
+
+
+async def test_a_headless_rolling_rollback_deactivates_the_new_revision(controller: Start, clock: FakeClock) -> None:
+    ctl = await controller({"strategy": "ROLLING", "bakeTimeInMinutes": 10})
+    d = ctl.create_deployment({"env": {"V": "2"}})
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=60)
+    ctl.stop_deployment(d.id, rollback=True)
+    final = await finished(ctl, clock, d.id, within=120)
+    assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
+    assert ctl.activation() == {"1": True, "2": False}
