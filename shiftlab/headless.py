@@ -127,6 +127,21 @@ class QueueRun:
         return Accounting.of(self.queue.stats())
 
 
+def with_queue_url(settings: Any) -> tuple[Any, str]:
+    """`settings` (shiftlab.settings.Settings) whose tasks get QUEUE_URL of a
+    work queue on a free loopback port (over any the file gives), and that URL."""
+    import dataclasses
+
+    from shiftlab.common.ports import free_port
+
+    assert settings.service is not None
+    url = f"http://127.0.0.1:{free_port()}"
+    td = settings.service.taskDefinition
+    td = td.model_copy(update={"environment": {**td.environment, "QUEUE_URL": url}})
+    service = settings.service.model_copy(update={"taskDefinition": td})
+    return dataclasses.replace(settings, service=service), url
+
+
 DRAIN_SECONDS = 30.0  # real seconds the revision left gets to empty the queue once the deployment ends
 
 

@@ -67,22 +67,13 @@ class Rehearsal:
 
 
 def _settings(config: str | Path | dict[str, Any], tmp: Path, time_scale: float | None, backend: str | None,
-              free_ports: bool, strategy: str | None = None, queue: bool = False) -> Any:
+              free_ports: bool, strategy: str | None = None) -> Any:
     import copy
 
     from shiftlab.common.configfile import load_file
-    from shiftlab.common.ports import free_port
     from shiftlab.settings import load_settings, on_free_ports, with_fields
 
     data = copy.deepcopy(config) if isinstance(config, dict) else load_file(config)
-    if queue:  # shiftlab's work queue, on a free port, for the tasks (shiftlab.queue_consumer reads QUEUE_URL)
-        td = (data.get("service") or {}).get("taskDefinition") or {}
-        env = td.get("environment")
-        url = f"http://127.0.0.1:{free_port()}"
-        if isinstance(env, list):
-            td["environment"] = [e for e in env if e.get("name") != "QUEUE_URL"] + [{"name": "QUEUE_URL", "value": url}]
-        else:
-            td["environment"] = {**(env or {}), "QUEUE_URL": url}
     if free_ports:
         data = on_free_ports(data)
     if time_scale is not None:
@@ -121,15 +112,15 @@ def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
         from shiftlab.rehearse import rehearse
 
         state = tmp_path / f"shiftlab-{len(list(tmp_path.glob('shiftlab-*')))}"
-        settings = _settings(config, state, time_scale, backend, free_ports, strategy, queue_rate is not None)
+        settings = _settings(config, state, time_scale, backend, free_ports, strategy)
         overrides = _overrides(command, image, env, cpu, memory)
         queue = None
         if queue_rate is None:
             outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
         else:
-            from shiftlab.headless import with_queue
+            from shiftlab.headless import with_queue, with_queue_url
 
-            url = settings.service.taskDefinition.environment["QUEUE_URL"]
+            settings, url = with_queue_url(settings)
             outcome, queue, _ = asyncio.run(with_queue(url, state, queue_rate, lambda before_stop: rehearse(
                 settings, overrides, None, load_rps, state, timeout, before_stop=before_stop)))
         return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,

@@ -38,12 +38,17 @@ from shiftlab.controller.vocabulary import Strategy
 @click.option("--timeout", type=float, default=None,
               help="Give up (roll back, exit 4) after this many seconds (default: 3 x the strategy's time + 120 s, "
                    "at least 600 s).")
+@click.option("--queue-rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
+              help="A headless service's consumers: run shiftlab's work queue beside the rehearsal, N messages a "
+                   "second, its URL in the tasks' QUEUE_URL; the outcome counts lost and twice-processed "
+                   "messages (a lost one: exit 1).")
 @json_option("Print the outcome as JSON.")
 @quiet_option()
 @verbose_option()
 def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], cpu: str | None,
              memory: str | None, strategy: Strategy | None, time_scale: float | None, backend: str | None,
-             load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+             load_rps: float, timeout: float | None, queue_rate: float | None, as_json: bool, quiet: bool,
+             verbose: bool) -> None:
     """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
     rollback or failure, 2 on a bad config, 3 when it could not start (a
     port in use, say), 4 when --timeout (or the default limit) ended it
@@ -66,7 +71,7 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
     except ConfigError as exc:
         fail_config(exc, config_path)
     sys.exit(run_rehearsal(settings, overrides, load_rps, timeout, as_json, quiet,
-                           Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-"))))
+                           Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-")), queue_rate))
 
 
 EXIT_CANNOT_START = 3
@@ -74,7 +79,7 @@ EXIT_TIMED_OUT = 4  # the rehearsal's own timeout ended a deployment still in pr
 
 
 def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, timeout: float | None,
-                  as_json: bool, quiet: bool, state_dir: Path) -> int:
+                  as_json: bool, quiet: bool, state_dir: Path, queue_rate: float | None = None) -> int:
     import json
     import shutil
 
@@ -89,15 +94,28 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
     state = WatchState()
     install_uvloop()
 
+    queue: Any = None  # with --queue-rate: shiftlab.headless.Accounting
+
     async def go() -> Any:
+        nonlocal queue, settings
+        if queue_rate is not None:
+            from shiftlab.headless import with_queue, with_queue_url
+
+            settings, url = with_queue_url(settings)
+            outcome, queue, _ = await with_queue(url, state_dir, queue_rate, rehearsal)
+            return outcome
+        return await rehearsal(None)
+
+    async def rehearsal(before_stop: Any) -> Any:
         if quiet or as_json or not console.is_terminal:
-            return await run(settings, overrides, None, load_rps, state_dir, timeout)
+            return await run(settings, overrides, None, load_rps, state_dir, timeout, before_stop=before_stop)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
-            return await run(settings, overrides, None, load_rps, state_dir, timeout, on_message)
+            return await run(settings, overrides, None, load_rps, state_dir, timeout, on_message,
+                             before_stop=before_stop)
 
     try:
         outcome = asyncio.run(go())
@@ -119,6 +137,9 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
         "load": outcome.load.summary() if outcome.load else None,
         "secondsFromFirst5xxToRollback": outcome.rollback_seconds(),
         "timedOut": outcome.timed_out,
+        **({"queue": {"sent": queue.sent, "processed": queue.processed, "lost": queue.lost,
+                      "duplicates": queue.duplicates, "redelivered": queue.redelivered,
+                      "byConsumer": queue.by_consumer}} if queue is not None else {}),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -133,9 +154,11 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
                        f"(by group: {ld['5xxByGroup'] or 'none'}), statuses {ld['statuses']}")
         if summary["secondsFromFirst5xxToRollback"] is not None:
             click.echo(f"  first 5xx -> production back on blue: {summary['secondsFromFirst5xxToRollback']} s")
+        if queue is not None:
+            click.echo(f"  {queue.line()}")
     if outcome.timed_out:
         return EXIT_TIMED_OUT
-    return 0 if outcome.ok else 1
+    return 0 if outcome.ok and (queue is None or queue.lost == 0) else 1
 
 
 @click.command()

@@ -116,3 +116,25 @@ async def test_shiftlab_up_runs_a_headless_service_without_any_load_balancer(tmp
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == 0
+
+
+async def test_shiftlab_rehearse_feeds_the_work_queue_and_counts_it(tmp_path: Path) -> None:
+    """`shiftlab rehearse --queue-rate` on the example headless file: no load,
+    the work queue beside it, its accounting in the JSON outcome; a green
+    that fails messages is rolled back (exit 1) with nothing lost."""
+    import json
+
+    from shiftlab.controller.vocabulary import Status
+    from tests.controller.support import cli
+    from tests.helpers import REPO
+
+    example = str(REPO / "shiftlab" / "examples" / "headless.yaml")
+    code, out, err = await cli("rehearse", "-c", example, "--time-scale", "200", "--queue-rate", "40",
+                               "--env", "FAILURE_RATE=0.5", "--json", timeout=120)
+    assert code == 1, err
+    outcome = json.loads(out)
+    assert outcome["status"] == Status.ROLLBACK_SUCCESSFUL and outcome["load"] is None
+    assert outcome["triggeredAlarms"] == [FAILURE_ALARM_NAME]
+    q = outcome["queue"]
+    assert q["sent"] > 0 and q["lost"] == 0 and q["duplicates"] == 0, q
+    assert q["byConsumer"].get("revision 1", 0) > 0, q
