@@ -321,3 +321,34 @@ async def test_a_headless_rolling_rollback_deactivates_the_new_revision(controll
     final = await finished(ctl, clock, d.id, within=120)
     assert final.status == m.ROLLBACK_SUCCESSFUL, final.status_reason
     assert ctl.activation() == {"1": True, "2": False}
+
+
+async def test_a_controller_restarted_mid_bake_resumes_the_headless_deployment(tmp_path: Path,
+                                                                               clock: FakeClock) -> None:
+    """The record and the adopted tasks are all a restart needs: there are
+    no weights on a load balancer to put back."""
+    s = load_settings(headless(tmp_path, BLUE_GREEN))
+    world = FakeWorld()
+
+    async def start() -> ServiceController:
+        ctl = ServiceController(s.controller_settings(), NoLoadBalancer(clock.now),
+                                FakeBackend(world, clock=clock.now), Records(tmp_path / "r.sqlite"), clock=clock)
+        await ctl.start()
+        return ctl
+
+    ctl = await start()
+    d = ctl.create_deployment({"env": {"V": "2"}})
+    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=60)
+    ctl.set_active({"2": True, "1": False})
+    await ctl.stop(stop_tasks=False)
+    ctl.records.close()
+    again = await start()
+    try:
+        final = await finished(again, clock, d.id, within=600)
+        assert final.status == m.SUCCESSFUL, final.status_reason
+        assert again.primary == "tasks-b" and running(again, "tasks-b") == 2 and running(again, "tasks-a") == 0
+        assert again.activation() == {"1": False, "2": True}
+        assert sum(1 for t in world.tasks.values() if t.state == RUNNING) == 2  # nothing left over
+    finally:
+        await again.stop()
+        again.records.close()
