@@ -338,7 +338,7 @@ async def test_a_controller_restarted_mid_bake_resumes_the_headless_deployment(t
 
     ctl = await start()
     d = ctl.create_deployment({"env": {"V": "2"}})
-    await run_until(clock, lambda: ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=60)
+    await run_until(clock, lambda: ctl.current is not None and ctl.current.stage == m.BAKE_TIME, "BAKE_TIME", within=60)
     ctl.set_active({"2": True, "1": False})
     await ctl.stop(stop_tasks=False)
     ctl.records.close()
