@@ -178,9 +178,10 @@ class QueueServer:
     async def start(self) -> None:
         from aiohttp import web
 
-        from shiftlab.common.netsafety import serve_app
+        from shiftlab.common.netsafety import browser_guard, serve_app
 
-        app = web.Application()
+        # No web page may send it anything: a loopback Host, no other Origin, JSON only (see browser_guard).
+        app = web.Application(middlewares=[browser_guard(self.host)])
         app.router.add_post("/send", self._send)
         app.router.add_post("/receive", self._receive)
         app.router.add_post("/delete", self._delete)

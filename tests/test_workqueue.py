@@ -174,3 +174,26 @@ def test_the_cli_serves_sends_and_counts_and_the_queue_outlives_its_process(tmp_
         stop(proc)
     gone = subprocess.run([*shiftlab, "stats", "--url", url], capture_output=True, text=True, timeout=20)
     assert gone.returncode == 1 and gone.stderr.startswith(f"cannot read {url}: ")
+
+
+async def test_a_web_page_cannot_send_it_anything(tmp_path: Path) -> None:
+    """As the controller's API: a cross-site form post (text/plain, another
+    Origin) or a rebound Host is refused; the queue stays as it was."""
+    import aiohttp
+
+    server = QueueServer(WorkQueue(tmp_path / "q.sqlite"))
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            body = '{"bodies": ["evil"]}'
+            async with s.post(server.url + "/send", data=body, headers={"Content-Type": "text/plain"}) as r:
+                assert r.status == 415
+            async with s.post(server.url + "/send", json={"bodies": ["evil"]},
+                              headers={"Origin": "https://evil.example"}) as r:
+                assert r.status == 403
+            async with s.get(server.url + "/stats", headers={"Host": "evil.example"}) as r:
+                assert r.status == 403
+        assert server.queue.stats()["sent"] == 0
+    finally:
+        await server.stop()
+        server.queue.close()

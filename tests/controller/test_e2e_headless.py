@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from shiftlab.controller import eventlog
 from shiftlab.headless import FAILURE_ALARM_NAME, QueueRun, headless_config
@@ -138,3 +139,37 @@ async def test_shiftlab_rehearse_feeds_the_work_queue_and_counts_it(tmp_path: Pa
     q = outcome["queue"]
     assert q["sent"] > 0 and q["lost"] == 0 and q["duplicates"] == 0, q
     assert q["byConsumer"].get("revision 1", 0) > 0, q
+
+
+async def test_the_activation_api_names_bad_input_and_asks_for_the_token(stack_factory: Any, tmp_path: Path) -> None:
+    """Real sockets: a task of a headless service reads its revision's flag
+    with the token the controller gave it; bad bodies and unknown revisions
+    are refused naming what is wrong."""
+    import secrets
+
+    from shiftlab.controller import activation
+
+    token = secrets.token_urlsafe(24)
+    data = headless_config("http://127.0.0.1:9/", str(tmp_path / "state"))
+    data["controller"]["token"] = token
+    stack = await stack_factory(data)
+    env = stack.controller.task_env
+    url = env[activation.URL_VAR]
+    assert url == f"{stack.api_url}/api/activation" and env[activation.TOKEN_VAR] == token
+    # What the consumer and the hook do (the standard-library client), from a thread.
+    assert await asyncio.to_thread(activation.is_active, url, "1", token) is True
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/1") as r:
+            assert r.status == 401
+        async with s.get(url + "/7", headers=auth) as r:
+            assert r.status == 404 and "revision 7" in (await r.json())["error"]
+        async with s.put(url, json={"revisions": {"1": "yes"}}, headers=auth) as r:
+            assert r.status == 400 and (await r.json())["problems"] == ["revisions.1: 'yes' is not true or false"]
+        async with s.put(url, json={"revisions": {"9": False}}, headers=auth) as r:
+            assert r.status == 404
+        arn = stack.controller.revision_arn("1")
+        async with s.put(url, json={"revisions": {arn: False}}, headers=auth) as r:
+            assert r.status == 200 and (await r.json())["revisions"] == {"1": False}
+    with pytest.raises(activation.ActivationError, match="HTTP 401"):
+        await asyncio.to_thread(activation.is_active, url, "1", None)
