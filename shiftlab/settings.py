@@ -56,6 +56,11 @@ class Settings:
         if self.service is not None and self.service.lb is None and self.load_balancer is not None:
             out.append("loadBalancer: not used: the service has no loadBalancers (headless), so no load "
                        "balancer runs")
+        if (self.service is not None and self.service.exposure == "headless" and self.deployment.strategy != "ROLLING"
+                and not any("PRODUCTION_TRAFFIC_SHIFT" in h.lifecycleStages for h in self.deployment.lifecycleHooks)):
+            out.append("deploymentConfiguration.lifecycleHooks: no hook at PRODUCTION_TRAFFIC_SHIFT: nothing "
+                       "activates the new revision of this headless service (its tasks stand by) and, once blue "
+                       "stops, nothing works; add the activation hook (command:{python} -m shiftlab.activation_hook)")
         # Another namespace is fed by the tasks' CPU and memory (AWS/ECS,
         # ECS/ContainerInsights: controller.usage) or by a task publishing it with
         # PutMetricData (the controller's CloudWatch endpoint) or EMF, or by the

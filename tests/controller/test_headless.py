@@ -352,3 +352,13 @@ async def test_a_controller_restarted_mid_bake_resumes_the_headless_deployment(t
     finally:
         await again.stop()
         again.records.close()
+
+
+def test_a_headless_blue_green_without_an_activation_hook_is_warned_about(tmp_path: Path) -> None:
+    with_hook = load_settings(headless(tmp_path))
+    assert not [w for w in with_hook.warnings() if "PRODUCTION_TRAFFIC_SHIFT" in w]
+    without = load_settings(headless(tmp_path, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1}))
+    warning, = [w for w in without.warnings() if w.startswith("deploymentConfiguration.lifecycleHooks: ")]
+    assert "nothing activates the new revision" in warning
+    rolling = load_settings(headless(tmp_path, {"strategy": "ROLLING"}))
+    assert not [w for w in rolling.warnings() if "PRODUCTION_TRAFFIC_SHIFT" in w]
