@@ -116,17 +116,19 @@ def main(env: dict[str, str] | None = None) -> int:
     server = serve_status(counters, env.get("HOST", "127.0.0.1"), int(env.get("PORT", "8080")))
     threading.Thread(target=publish, args=(counters, interval, stop), daemon=True).start()
     print(f"queue consumer {consumer}: {env['QUEUE_URL']}, failure rate {failure_rate:g}", flush=True)
-    active, checked = activation_url is None, 0.0
+    active, checked, unreadable = activation_url is None, 0.0, False
     try:
         while not stop.is_set():
             if activation_url is not None and time.monotonic() - checked >= ACTIVATION_POLL:
                 checked = time.monotonic()
                 try:
                     now_active = is_active(activation_url, revision, env.get(TOKEN_VAR))
+                    unreadable = False
                 except ActivationError as exc:
-                    print(f"activation flag unreadable, staying {'active' if active else 'standing by'}: {exc}",
-                          flush=True)
-                    now_active = active
+                    if not unreadable:  # once per outage, not every poll
+                        print(f"activation flag unreadable, staying {'active' if active else 'standing by'}: "
+                              f"{exc}", flush=True)
+                    unreadable, now_active = True, active
                 if now_active != active:
                     print(f"revision {revision}: {'activated' if now_active else 'deactivated'}", flush=True)
                 active = now_active
