@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shiftlab import serviceconnect
 from shiftlab.common.configfile import ConfigError, parse, parse_checked
 from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
@@ -159,12 +160,16 @@ def load_settings(data: dict[str, Any]) -> Settings:
     for key in data:
         if key not in KNOWN_SECTIONS:
             problems.append(f"{key}: unknown section (known: {', '.join(KNOWN_SECTIONS)})")
-    if "loadBalancer" not in data:
-        problems.append("loadBalancer: is required")
     lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
     scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
     service = attempt(lambda: parse_checked(ServiceConfig, data["service"], "service",
                                             service_problems(data["service"]))) if "service" in data else None
+    if service is not None and service.service_connect is not None and (lb is not None or "loadBalancer" not in data):
+        # The namespace's proxy: listeners of this load balancer (or of one of its own).
+        lb = serviceconnect.with_namespace(lb, service)
+    elif "loadBalancer" not in data:
+        problems.append("loadBalancer: is required (unless service.serviceConnectConfiguration offers a service "
+                        "in a namespace)")
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
     groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else _raw_group_names(data)
     raw_alarms = data.get("alarms") or []
@@ -179,7 +184,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
         {a.AlarmName for a in alarms} if alarms is not None else None, functions,
-        advanced=service.lb.advancedConfiguration is not None if service is not None else None))
+        advanced=_advanced(service)))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -195,10 +200,14 @@ def load_settings(data: dict[str, Any]) -> Settings:
         attempt(lambda: check_peer(url, admin_token, "controller.proxyAdminUrl"))
     if lb is not None:
         problems += port_collisions(lb, runtime)
+        if service is not None:
+            problems += serviceconnect.port_problems(lb, service)
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: docker_options.resolve(runtime.docker))
-    if service is not None and lb is not None:
+    if service is not None:
+        problems += serviceconnect.problems(service, runtime)
+    if service is not None and lb is not None and (service.loadBalancers or service.service_connect is not None):
         problems += _service_problems(service, lb)
     if problems:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
@@ -229,6 +238,16 @@ def _raw_group_names(data: dict[str, Any]) -> list[str]:
     lb = data.get("loadBalancer")
     tgs = lb.get("TargetGroups") if isinstance(lb, dict) else None
     return [tg["Name"] for tg in tgs or [] if isinstance(tg, dict) and isinstance(tg.get("Name"), str)]
+
+
+def _advanced(service: ServiceConfig | None) -> bool | None:
+    """Whether the service's traffic can move between two target groups
+    (None: the service section was refused)."""
+    if service is None:
+        return None
+    if not service.loadBalancers and service.service_connect is None:
+        return False
+    return service.lb.advancedConfiguration is not None
 
 
 def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
