@@ -21,7 +21,8 @@ Environment:
 
 GET /health answers 200 without calling the catalog. Any other request
 answers 200 with {"frontend": ..., "catalogStatus": n, "catalog": <the
-catalog's JSON or text>} when the catalog answered 2xx-4xx, 502 otherwise.
+catalog's JSON or text>} when the catalog answered 2xx-4xx, 502 otherwise,
+with the catalog's X-Shiftlab-Target-Group header.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from urllib.parse import urlsplit
 ENDPOINTS_ENV = "SHIFTLAB_SC_ENDPOINTS"
 DEFAULT_PROPAGATE = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-test")
 CALL_TIMEOUT = 10.0
+# The catalog's target group (the sample service's header), passed back so that
+# `shiftlab load` and the demo count answers by group through the frontend.
+GROUP_HEADER = "X-Shiftlab-Target-Group"
 
 
 def resolve(host: str, port: int | None, env: Mapping[str, str]) -> tuple[str, int] | None:
@@ -100,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
             resp = conn.getresponse()
             raw = resp.read()
             status = resp.status
+            group = resp.getheader(GROUP_HEADER)
         except OSError as exc:
             self._send(502, {"frontend": srv.who, "error": f"catalog unreachable: {exc}"})
             return
@@ -109,11 +114,14 @@ class Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self._send(200 if status < 500 else 502, {"frontend": srv.who, "catalogStatus": status, "catalog": body})
+        self._send(200 if status < 500 else 502, {"frontend": srv.who, "catalogStatus": status, "catalog": body},
+                   {GROUP_HEADER: group} if group else {})
 
-    def _send(self, status: int, doc: dict[str, Any]) -> None:
+    def _send(self, status: int, doc: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(doc).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -31,6 +31,7 @@ from shiftlab.controller.config import (
 )
 from shiftlab.controller.promscrape import PrometheusConfig
 from shiftlab.controller.service import ControllerSettings
+from shiftlab.controller.serviceconnect import discovery_of
 from shiftlab.controller.validation import check_deployment
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
@@ -76,7 +77,11 @@ class Settings:
         lines could."""
         svc = self.service
         out = []
+        endpoint = svc.service_connect.discovery if svc is not None and svc.service_connect is not None else None
         for i, a in enumerate(self.alarms):
+            # Service Connect's metrics exist for the service's own endpoint only.
+            out += [(i, a, q) for q in a.plan.metrics
+                    if q.service_connect and not q.unpublished and discovery_of(q.dimensions) != endpoint]
             for q in a.custom_metrics():
                 if svc is not None and usage.fed(q.namespace, q.metric_name, q.dimensions, svc.clusterName,
                                                  svc.serviceName, [svc.taskDefinition.family or svc.serviceName]):
@@ -121,6 +126,13 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
     for listener in lb.get("Listeners") or []:
         listener["Port"] = free_port()
     lb.setdefault("Admin", {})["Port"] = 0
+    # Service Connect's alias listens on its port too (shiftlab.serviceconnect).
+    service = data.get("service")
+    sc = service.get("serviceConnectConfiguration") if isinstance(service, dict) else None
+    for svc in (sc.get("services") or []) if isinstance(sc, dict) else []:
+        for alias in (svc.get("clientAliases") or []) if isinstance(svc, dict) else []:
+            if isinstance(alias, dict):
+                alias["port"] = free_port()
     data["controller"] = {**(data.get("controller") or {}), "port": 0}
     # Beside anything else means with a load balancer of its own.
     data["controller"].pop("proxyAdminUrl", None)
