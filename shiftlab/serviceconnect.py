@@ -56,7 +56,10 @@ ENV_PREFIX = "SHIFTLAB_SC_"
 LOAD_BALANCER_NAME = "service-connect"
 # Service Connect has no load balancer health check (ECS uses the containers'
 # own and Envoy's outlier detection): a task is healthy once it answers HTTP
-# at all. Any status 200..499 on / counts, so no path needs configuring.
+# on /health with anything but a 5xx (an app without that path answers 404:
+# healthy), so no path needs configuring and a task can still report itself
+# unhealthy. Not /: a request there is the application's own traffic.
+HEALTH_PATH = "/health"
 HEALTH_MATCHER = "200-499"
 DRAIN_SECONDS = "20"
 
@@ -88,7 +91,7 @@ def target_groups(service: ServiceConfig) -> list[TargetGroup]:
     n = names(service)
     if n is None:
         return []
-    return [TargetGroup(Name=name, HealthCheckPath="/", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+    return [TargetGroup(Name=name, HealthCheckPath=HEALTH_PATH, HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
                         HealthyThresholdCount=2, UnhealthyThresholdCount=2,
                         Matcher=MatcherSpec(HttpCode=HEALTH_MATCHER),
                         TargetGroupAttributes=[Attribute(Key="deregistration_delay.timeout_seconds",
