@@ -91,8 +91,8 @@ def target_groups(service: ServiceConfig) -> list[TargetGroup]:
     n = names(service)
     if n is None:
         return []
-    return [TargetGroup(Name=name, HealthCheckPath=HEALTH_PATH, HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
-                        HealthyThresholdCount=2, UnhealthyThresholdCount=2,
+    return [TargetGroup(Name=name, HealthCheckPath=HEALTH_PATH, HealthCheckIntervalSeconds=5,
+                        HealthCheckTimeoutSeconds=2, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
                         Matcher=MatcherSpec(HttpCode=HEALTH_MATCHER),
                         TargetGroupAttributes=[Attribute(Key="deregistration_delay.timeout_seconds",
                                                          Value=DRAIN_SECONDS)])

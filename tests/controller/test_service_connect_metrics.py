@@ -133,3 +133,20 @@ async def test_metrics_from_real_requests_through_the_namespace(stack_factory: A
     ms = store.datapoint("TargetResponseTime", key, "Average", start, end)
     seconds = store.datapoint("TargetResponseTime", BLUE, "Average", start, end)
     assert ms is not None and seconds is not None and ms == pytest.approx(seconds * 1000)
+
+
+def test_lint_models_a_service_connect_alarm_as_covering_blue_and_green(tmp_path: Path) -> None:
+    """SL003's detection limit for the catalog's 5xx count per DiscoveryName:
+    at the canary's 20 % of 10 req/s, a Threshold of 2 over a 60 s period
+    needs green to fail more than 2 / (10 x 60 x 0.2) = 1/60 of its requests
+    (blue's requests count in the endpoint's metric too, but only green fails)."""
+    from shiftlab.lint import smallest_detectable_rate
+
+    (alarm,) = parse_alarms([sc_alarm("catalog-5xx", "HTTPCode_Target_5XX_Count", 2)], [])
+    rate = smallest_detectable_rate(alarm, 10.0, 0.2, BLUE, GREEN)
+    assert rate == pytest.approx(2 / 120, rel=1e-6)
+    data = sc_config(tmp_path, {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20},
+                                "alarms": {"alarmNames": ["catalog-5xx"], "enable": True, "rollback": True}},
+                     alarms=[sc_alarm("catalog-5xx", "HTTPCode_Target_5XX_Count", 2)])
+    notes = [f for f in lint(load_settings(data), 10.0) if f.rule == "SL004"]
+    assert notes == []  # modelled, not "the application's own metric"
