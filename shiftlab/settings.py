@@ -179,7 +179,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
     if service is not None and service.service_connect is not None and (lb is not None or "loadBalancer" not in data):
         # The namespace's proxy: listeners of this load balancer (or of one of its own).
         lb = serviceconnect.with_namespace(lb, service)
-    elif "loadBalancer" not in data:
+    elif "loadBalancer" not in data and not (service is None and _raw_service_connect(data)):
         problems.append("loadBalancer: is required (unless service.serviceConnectConfiguration offers a service "
                         "in a namespace)")
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
@@ -242,6 +242,13 @@ def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list
     if runtime is not None and runtime.port and runtime.port in taken:
         problems.append(f"controller.port: {runtime.port} is also {taken[runtime.port]}; each needs a port of its own")
     return problems
+
+
+def _raw_service_connect(data: dict[str, Any]) -> bool:
+    """Whether a service section that did not parse has a serviceConnectConfiguration
+    (its own problems say what is wrong; a missing loadBalancer is not one of them)."""
+    service = data.get("service")
+    return isinstance(service, dict) and bool(service.get("serviceConnectConfiguration"))
 
 
 def _raw_group_names(data: dict[str, Any]) -> list[str]:
