@@ -99,6 +99,16 @@ def target_groups(service: ServiceConfig) -> list[TargetGroup]:
             for name in (n.blue, n.green)]
 
 
+def namespace_section(raw: dict[str, Any], service: ServiceConfig) -> dict[str, Any]:
+    """A `loadBalancer` section without listeners (its Name, Admin, attributes
+    only) completed with the namespace's listener and target groups."""
+    ls = listener(service)
+    assert ls is not None
+    return {"Name": LOAD_BALANCER_NAME, **raw, "Listeners": [ls.model_dump(exclude_none=True)],
+            "TargetGroups": [*(raw.get("TargetGroups") or []),
+                             *(tg.model_dump(exclude_none=True) for tg in target_groups(service))]}
+
+
 def with_namespace(lb: LoadBalancer | None, service: ServiceConfig) -> LoadBalancer | None:
     """`lb` with the namespace's listener and target groups added (a load
     balancer of their own when the file has no loadBalancer section)."""

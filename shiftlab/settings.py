@@ -172,11 +172,17 @@ def load_settings(data: dict[str, Any]) -> Settings:
     for key in data:
         if key not in KNOWN_SECTIONS:
             problems.append(f"{key}: unknown section (known: {', '.join(KNOWN_SECTIONS)})")
-    lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
     scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
     service = attempt(lambda: parse_checked(ServiceConfig, data["service"], "service",
                                             service_problems(data["service"]))) if "service" in data else None
-    if service is not None and service.service_connect is not None and (lb is not None or "loadBalancer" not in data):
+    raw_lb = data.get("loadBalancer")
+    if service is not None and isinstance(raw_lb, dict) and "Listeners" not in raw_lb \
+            and service.service_connect is not None:
+        # Only the namespace's proxy, with the file's Name, Admin and attributes.
+        raw_lb = serviceconnect.namespace_section(raw_lb, service)
+    lb = attempt(lambda: load_balancer_from_dict(raw_lb)) if "loadBalancer" in data else None
+    if service is not None and service.service_connect is not None and (lb is not None or "loadBalancer" not in data) \
+            and raw_lb is data.get("loadBalancer"):
         # The namespace's proxy: listeners of this load balancer (or of one of its own).
         lb = serviceconnect.with_namespace(lb, service)
     elif "loadBalancer" not in data and not (service is None and _raw_service_connect(data)):

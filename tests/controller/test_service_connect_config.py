@@ -192,3 +192,14 @@ def test_a_production_alb_beside_the_namespace_keeps_its_own_rules(tmp_path: Pat
     assert names == ["prod", "test", "sc-catalog"]
     assert s.service is not None and s.service.lb.advancedConfiguration is not None
     assert s.service.lb.advancedConfiguration.productionListenerRule == "sc-catalog/default"
+
+
+def test_a_load_balancer_section_without_listeners_sets_the_namespace_proxys_admin_api(tmp_path: Path) -> None:
+    """Only the namespace's proxy, but its admin API where the file says
+    (what `shiftlab up` and `shiftlab proxy` need to meet)."""
+    data = sc_config(tmp_path, CANARY)
+    data["loadBalancer"] = {"Name": "shop-mesh", "Admin": {"Port": 19090}}
+    s = load_settings(data)
+    assert (s.load_balancer.Name, s.load_balancer.Admin.Port) == ("shop-mesh", 19090)
+    assert [ls.name for ls in s.load_balancer.Listeners] == ["sc-catalog"]
+    assert [tg.Name for tg in s.load_balancer.TargetGroups] == ["sc-catalog-blue", "sc-catalog-green"]
