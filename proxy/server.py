@@ -926,12 +926,13 @@ class AlbServer(Server):
     def __init__(self, handler: ListenerHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._lb_handler = handler
+        self._listener_conns = handler.lb.stats.connections(handler.listener.name)
 
     def __call__(self) -> RequestHandler:
         h = AlbRequestHandler(self, loop=self._loop, **self._kwargs)
         h.stats_counters = self._lb_handler.listener.counters
         h.lb_stats = self._lb_handler.lb.stats
-        h.listener_conns = self._lb_handler.lb.stats.connections(self._lb_handler.listener.name)
+        h.listener_conns = self._listener_conns
         return h
 
 
