@@ -30,6 +30,8 @@ def sc_config(tmp_path: Path, deployment: dict[str, Any], alarms: list[dict[str,
         frontend_env["PROPAGATE_HEADERS"] = propagate
     return {
         "timeScale": 60,
+        # Only the namespace's proxy; its admin API on a free port.
+        "loadBalancer": {"Admin": {"Port": 0}},
         "service": {
             "serviceName": "catalog", "clusterName": "shop", "desiredCount": 2,
             "taskDefinition": {"command": SAMPLE, "stopTimeout": 5},

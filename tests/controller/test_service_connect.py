@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shiftlab.controller import eventlog
+from shiftlab.controller.describe import service_view
 from shiftlab.serviceconnect import ENDPOINTS_ENV, env_name
 from shiftlab.stack import Stack
 from tests.controller.sc_support import BLUE, GREEN, TEST_HEADER, call, frontend_url, sc_config, served_by
@@ -57,6 +58,10 @@ async def test_the_alias_resolves_to_the_namespace_proxy(stack_factory: Any, tmp
     env = stack.controller.task_env
     assert env[ENDPOINTS_ENV] == f"catalog:{port}=127.0.0.1:{port}"
     assert env[env_name("catalog")] == env["SHIFTLAB_SC_CATALOG"] == f"http://127.0.0.1:{port}"
+    view = service_view(stack.controller)["serviceConnect"]
+    assert view == {"namespace": "shop", "discoveryName": "catalog", "endpoint": f"catalog:{port}",
+                    "testTrafficRules": None, "productionListenerRule": "sc-catalog/default",
+                    "testListenerRules": ["sc-catalog/test"]}
     status, doc = await asyncio.to_thread(call, frontend_url(stack))
     assert status == 200, doc
     assert doc["catalogStatus"] == 200 and served_by(doc) == BLUE
