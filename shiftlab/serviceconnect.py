@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shiftlab.controller.backends.base import Backend, Task, TaskDefinition
+from shiftlab.controller.backends.base import RUNNING, Backend, Task, TaskDefinition
 from shiftlab.controller.config import ControllerRuntime, ServiceConfig, ServiceConnectNames, service_connect_names
 from shiftlab.proxy.config import (
     Action,
@@ -205,6 +205,15 @@ class Clients:
     async def start(self) -> None:
         hosts = client_hosts(self.service)
         for client in self.service.serviceConnectClients:
+            # A previous controller's client (it was killed, or stopped leaving its tasks): kept, as its
+            # service's tasks are; what no longer runs is replaced.
+            running = [t for t in await self.backend.adopt(client.name) if t.state == RUNNING]
+            if running:
+                self.tasks[client.name] = running[0]
+                for extra in running[1:]:
+                    await self.backend.stop_task(extra.task_id, 1.0)
+                log.info("Service Connect client %s: task %s adopted", client.name, running[0].task_id)
+                continue
             spec = client.taskDefinition
             definition = TaskDefinition(revision=f"{client.name}:1", command=tuple(spec.command),
                                         env=dict(spec.environment), image=spec.image,
@@ -216,7 +225,10 @@ class Clients:
             log.info("Service Connect client %s: task %s (%s) on %s:%s", client.name, task.task_id, task.state,
                      task.host, task.port)
 
-    async def stop(self) -> None:
+    async def stop(self, stop_tasks: bool = True) -> None:
+        """`stop_tasks` False: leave them running for the next controller to adopt."""
+        if not stop_tasks:
+            return
         for task in self.tasks.values():
             try:
                 await self.backend.stop_task(task.task_id, 1.0)

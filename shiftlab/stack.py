@@ -147,7 +147,7 @@ class Stack:
             await self._runner.cleanup()
             self._runner = None
         if self.clients is not None:
-            await self.clients.stop()
+            await self.clients.stop(stop_tasks)
             self.clients = None
         if self.controller is not None:
             with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ AWS pages:
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from shiftlab.controller import eventlog
 from shiftlab.controller.describe import service_view
 from shiftlab.serviceconnect import ENDPOINTS_ENV, env_name
+from shiftlab.settings import load_settings
 from shiftlab.stack import Stack
 from tests.controller.sc_support import BLUE, GREEN, TEST_HEADER, call, frontend_url, sc_config, served_by
 from tests.helpers import eventually, logged
@@ -109,3 +111,25 @@ async def test_test_traffic_rules_match_their_header_and_exact_value_only(
     assert other + default == {BLUE: 80, GREEN: 20}
     ctl.stop_deployment(d.id, rollback=True)
     await ctl.wait_finished(d.id, timeout=60)
+
+
+async def test_a_new_controller_adopts_the_client_tasks_its_predecessor_left(tmp_path: Path) -> None:
+    """As it adopts the service's tasks: the frontend keeps running across a
+    controller restart, and is not started twice."""
+    data = sc_config(tmp_path, CANARY)
+    first = Stack(load_settings(copy.deepcopy(data)))
+    await first.start()
+    try:
+        assert first.clients is not None
+        task = first.clients.tasks["frontend"]
+    finally:
+        await first.stop(stop_tasks=False)
+    second = Stack(load_settings(copy.deepcopy(data)))
+    await second.start()
+    try:
+        assert second.clients is not None
+        assert second.clients.tasks["frontend"].task_id == task.task_id
+        status, doc = await asyncio.to_thread(call, frontend_url(second))
+        assert status == 200 and served_by(doc) == BLUE, doc
+    finally:
+        await second.stop()
