@@ -127,6 +127,7 @@ class Stack:
                 self.controller.task_env.update(cloudwatch_env(self.api_url, self.token))
             # Every task of the service can call the namespace's endpoints, as on ECS.
             self.controller.task_env.update(serviceconnect.client_env(s.service))
+            self.controller.task_hosts.update(serviceconnect.client_hosts(s.service))
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()

@@ -55,6 +55,10 @@ async def test_a_container_calls_the_catalog_by_its_alias_name(stack_factory: An
         "SHIFTLAB_SC_ENDPOINTS": ""})
     assert code == 0, out
     assert json.loads(out)["targetGroup"] == BLUE
+    # The catalog's own containers are in the namespace too (on ECS every task of the service is a client).
+    catalog = owned(docker_client, owner, service="catalog")[0]
+    code, out = await asyncio.to_thread(catalog.exec_run, ["python3", "-c", probe])
+    assert code == 0 and json.loads(out)["targetGroup"] == BLUE, out
 
     ctl = stack.controller
     assert ctl is not None and stack.records is not None
