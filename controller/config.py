@@ -402,6 +402,10 @@ class ServiceConnectService(Model):
     # can have in this list is 1" and "you must provide at least one clientAlias".
     clientAliases: Annotated[list[ServiceConnectClientAlias], Field(min_length=1, max_length=1)]
     ingressPortOverride: Annotated[int, in_range(1, 65535)] | None = None
+    # Accepted as ECS takes them (botocore's model checks their shape), not
+    # emulated: shiftlab's proxy has no per-endpoint timeouts and no TLS.
+    timeout: dict[str, Any] | None = None
+    tls: dict[str, Any] | None = None
 
     @field_validator("discoveryName")
     @classmethod
@@ -424,6 +428,10 @@ class ServiceConnectConfiguration(Model):
     namespace: str | None = None
     # One entry: shiftlab's task definitions have one container port.
     services: Annotated[list[ServiceConnectService], Field(max_length=1)] = []
+    # Accepted as ECS takes them (botocore's model checks their shape), ignored: the proxy's logs.
+    logConfiguration: dict[str, Any] | None = None
+    accessLogConfiguration: dict[str, Any] | None = None
+    containerConfigurations: list[Any] | None = None
 
 
 class ServiceConnectClient(Model):

@@ -203,3 +203,20 @@ def test_a_load_balancer_section_without_listeners_sets_the_namespace_proxys_adm
     assert (s.load_balancer.Name, s.load_balancer.Admin.Port) == ("shop-mesh", 19090)
     assert [ls.name for ls in s.load_balancer.Listeners] == ["sc-catalog"]
     assert [tg.Name for tg in s.load_balancer.TargetGroups] == ["sc-catalog-blue", "sc-catalog-green"]
+
+
+def test_ecs_fields_shiftlab_does_not_emulate_are_accepted_as_ecs_takes_them(tmp_path: Path) -> None:
+    """A user's real serviceConnectConfiguration works unchanged: timeout, tls
+    (API_ServiceConnectService) and logConfiguration
+    (API_ServiceConnectConfiguration) pass botocore's shape check and are
+    ignored; a wrong shape is still refused naming the field."""
+    data = sc_config(tmp_path, CANARY)
+    svc = _sc(data)["services"][0]
+    svc["timeout"] = {"idleTimeoutSeconds": 60, "perRequestTimeoutSeconds": 10}
+    _sc(data)["logConfiguration"] = {"logDriver": "awslogs", "options": {"awslogs-group": "sc"}}
+    load_settings(data)
+    svc["timeout"] = {"idleTimeoutSeconds": "sixty"}
+    with pytest.raises(ConfigError) as exc:
+        load_settings(data)
+    assert any(p.startswith(f"{SC}.services[0].timeout.idleTimeoutSeconds") for p in exc.value.problems), \
+        exc.value.problems
