@@ -110,9 +110,11 @@ class RunResult:
 
 
 def run(settings: Settings, scenario: Scenario, traffic: Traffic, seed: int = 0, label: str = "",
-        samples: bool = True) -> RunResult:
-    """One seeded run of the deployment `settings` describes."""
-    return Simulation(settings, scenario, traffic, seed, label, samples).run()
+        samples: bool = True, phase: float | None = None) -> RunResult:
+    """One seeded run of the deployment `settings` describes. `phase`: the
+    second of its minute the deployment starts at (the alarms' periods are
+    aligned to whole minutes, as CloudWatch's); None: drawn from the seed."""
+    return Simulation(settings, scenario, traffic, seed, label, samples, phase).run()
 
 
 # -- aggregate sampling ------------------------------------------------------------
@@ -196,7 +198,7 @@ class _Group:
 
 class Simulation:
     def __init__(self, settings: Settings, scenario: Scenario, traffic: Traffic, seed: int, label: str,
-                 keep_samples: bool = True) -> None:
+                 keep_samples: bool = True, phase: float | None = None) -> None:
         assert settings.service is not None, "a deployment needs the service section"
         self.settings, self.scenario, self.traffic = settings, scenario, traffic
         self.rng = random.Random(seed)
@@ -226,7 +228,7 @@ class Simulation:
         memory = svc.taskDefinition.memory or DEFAULT_TASK_MEMORY
         self.reserved = usage.Reserved(float(cpu), float(memory), True)
         # The world.
-        self.start = EPOCH + self.rng.random() * 60.0  # where in its minute the deployment starts
+        self.start = EPOCH + (self.rng.random() * 60.0 if phase is None else phase % 60.0)
         warmup = max(required_retention(alarms), 300.0) if alarms else 60.0
         self.now = math.floor((self.start - warmup) / SCRAPE_SECONDS) * SCRAPE_SECONDS
         self.next_scrape = self.now
