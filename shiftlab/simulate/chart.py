@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from shiftlab.simulate.engine import RunResult
+from shiftlab.simulate.engine import RunResult, Sample
 from shiftlab.simulate.report import Summary, table
 
 WIDTH, LEFT, RIGHT = 900, 70, 20
@@ -71,12 +71,12 @@ def svg(run: RunResult) -> str:
     for i, name in enumerate(alarms):
         y = top_a + i * (BAND + 6)
         parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end">{escape(name[:10])}</text>')
-        for a, b in zip(samples, [*samples[1:], None], strict=True):
-            x0 = _x(a.t, t0, t1)
-            x1 = _x(b.t, t0, t1) if b is not None else x0 + 2
-            state = a.alarms.get(name, "INSUFFICIENT_DATA")
-            parts.append(f'<rect class="alarm" data-alarm="{escape(name)}" data-state="{state}" x="{x0}" y="{y}" '
-                         f'width="{max(round(x1 - x0, 2), 0.5)}" height="{BAND}" fill="{STATE_COLOURS[state]}"/>')
+        for start, end, state in _spans(samples, name):
+            x0, x1 = _x(start, t0, t1), _x(end, t0, t1)
+            parts.append(f'<rect class="alarm" data-alarm="{escape(name)}" data-state="{state}" data-from="{start:g}" '
+                         f'data-to="{end:g}" x="{x0}" y="{y}" width="{max(round(x1 - x0, 2), 0.5)}" height="{BAND}" '
+                         f'fill="{STATE_COLOURS[state]}"><title>{escape(name)}: {state} from {start:g} min</title>'
+                         f'</rect>')
     # The time axis and the marks.
     bottom = height - 20
     step = _tick_step(t1 - t0)
@@ -96,6 +96,19 @@ def svg(run: RunResult) -> str:
         parts.append(f'<text x="{x + 3}" y="{top_w + 12}" fill="{colour}">{what}</text>')
     parts.append("</svg>")
     return "\n".join(p for p in parts if p)
+
+
+def _spans(samples: Sequence[Sample], alarm: str) -> list[tuple[float, float, str]]:
+    """An alarm's states as (from, to, state) in minutes, one span per state held."""
+    out: list[tuple[float, float, str]] = []
+    for i, s in enumerate(samples):
+        state = s.alarms.get(alarm, "INSUFFICIENT_DATA")
+        end = samples[i + 1].t if i + 1 < len(samples) else s.t
+        if out and out[-1][2] == state:
+            out[-1] = (out[-1][0], end, state)
+        else:
+            out.append((s.t, end, state))
+    return out
 
 
 def _tick_step(span: float) -> float:

@@ -82,8 +82,8 @@ def load_scenario(path: str | None, overrides: dict[str, Any] | None = None) -> 
     if not isinstance(data, dict):
         raise ConfigError(["scenario: expected a mapping of sections"])
     for section, fields in (overrides or {}).items():
-        if section == "traffic" and fields:
-            data[section] = dict(fields)  # one traffic model: a flag's replaces the file's
+        if not isinstance(fields, dict) or (section == "traffic" and fields):
+            data[section] = fields  # a list, or the one traffic model: a flag's replaces the file's
             continue
         current = data.get(section)
         data[section] = {**(current if isinstance(current, dict) else {}), **fields}
