@@ -83,6 +83,8 @@ class RunResult:
     back_on_blue_at: float | None  # minutes: production traffic back on blue
     detected_by: str | None
     triggered_alarms: list[str]
+    # In ALARM as the deployment started (blue's own errors, say): as ECS, no alarm was watched.
+    alarms_off: list[str]
     requests: int
     green_requests: int
     green_failed: int  # the blast radius: requests green failed (its 5xx, or 502 with its tasks down)
@@ -252,6 +254,7 @@ class Simulation:
             desired_count=self.desired, source_revision=BLUE_REVISION, target_revision=GREEN_REVISION,
             created_at=self.start, has_test_rules=bool(ac and ac.testListenerRule))
         self.started = False
+        self._alarm_at_start: dict[str, str] = {}
         self.queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.hook_calls: dict[str, int] = {}
@@ -310,6 +313,7 @@ class Simulation:
 
     def _start(self) -> None:
         self.started = True
+        self._alarm_at_start = dict(self.alarm_states)
         self.feed(m.Start(dict(self.alarm_states), active_revisions=1))
         if self.fault.crashAtMinutes is not None:
             self.at(self.start + self.fault.crashAtMinutes * 60, self._crash)
@@ -629,7 +633,9 @@ class Simulation:
             timed_out=timed_out, duration=self.minutes(d.finished_at) if d.finished_at else None,
             fault_at=self.minutes(self.fault_at), detected_at=self.minutes(detected_at),
             back_on_blue_at=self.minutes(self.back_on_blue_at), detected_by=by,
-            triggered_alarms=list(d.triggered_alarms), requests=self.requests, green_requests=self.green_requests,
+            triggered_alarms=list(d.triggered_alarms),
+            alarms_off=[n for n in d.ignored_alarms if self._alarm_at_start.get(n) == ALARM],
+            requests=self.requests, green_requests=self.green_requests,
             green_failed=self.green_failed, failed=self.failed, stages=stages, weights=self.weights,
             alarm_timeline=self.alarm_timeline, samples=self.samples)
 

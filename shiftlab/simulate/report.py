@@ -46,6 +46,7 @@ class Summary:
     blast_radius: dict[str, float | None]  # requests green failed
     requests: dict[str, float | None]
     detected_by: dict[str, int]
+    alarms_off: int  # runs that started with a watched alarm in ALARM: ECS watched none
 
     @property
     def outcome(self) -> str:
@@ -70,7 +71,8 @@ def summarize(label: str, runs: Sequence[RunResult]) -> Summary:
         time_to_rollback=_dist([r.time_to_rollback for r in runs]),
         green_requests=_dist([r.green_requests for r in runs]), blast_radius=_dist([r.green_failed for r in runs]),
         requests=_dist([r.requests for r in runs]),
-        detected_by=dict(Counter(r.detected_by for r in runs if r.detected_by)))
+        detected_by=dict(Counter(r.detected_by for r in runs if r.detected_by)),
+        alarms_off=sum(1 for r in runs if r.alarms_off))
 
 
 # -- text ------------------------------------------------------------------------
@@ -104,7 +106,12 @@ def table(summaries: Sequence[Summary]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
+    notes = [""]
+    for s in summaries:
+        if s.alarms_off:
+            notes.append(f"{s.label}: in {s.alarms_off} of {s.runs} run(s) a watched alarm was already in ALARM as "
+                         f"the deployment started (blue's own errors): as ECS, that deployment watched no alarm")
+    return "\n".join(lines + (notes if len(notes) > 1 else [])) + "\n"
 
 
 def timeline(run: RunResult) -> str:
@@ -119,6 +126,8 @@ def timeline(run: RunResult) -> str:
             events.append((a["t"], 0, f"  alarm {a['alarm']}: {a['state']}"))
     if run.fault_at is not None:
         events.append((run.fault_at, 3, "  green's fault reaches users"))
+    if run.alarms_off:
+        events.append((0.0, 0, f"  {', '.join(run.alarms_off)} in ALARM as the deployment starts: alarms not watched"))
     events.sort(key=lambda e: (e[0], e[1]))
     out = [f"{t:7.2f} min  {text}" for t, _, text in events]
     end = f"{run.duration:7.2f} min  " if run.duration is not None else " " * 13
