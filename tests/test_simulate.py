@@ -31,7 +31,8 @@ import yaml
 from shiftlab.common.configfile import ConfigError
 from shiftlab.settings import load_settings
 from shiftlab.simulate import chart, report
-from shiftlab.simulate.engine import RunResult, binomial, poisson, run
+from shiftlab.simulate.counts import binomial, poisson
+from shiftlab.simulate.engine import RunResult, run
 from shiftlab.simulate.faults import Behaviour, GreenFault, bucket_shares
 from shiftlab.simulate.scenario import load_scenario
 from shiftlab.simulate.traffic import Constant, Daily, recorded

@@ -41,7 +41,8 @@ from shiftlab.controller.metricstore import PUBLISH_SECONDS, Entry, MetricStore,
 from shiftlab.controller.strategies import total_minutes
 from shiftlab.proxy.stats import BOUNDS
 from shiftlab.settings import Settings
-from shiftlab.simulate.faults import Behaviour, HookModel, bucket_shares, cpu_percent, mean_seconds
+from shiftlab.simulate.counts import COUNTS, Group, binomial, poisson
+from shiftlab.simulate.faults import Behaviour, HookModel, cpu_percent
 from shiftlab.simulate.scenario import Scenario
 from shiftlab.simulate.traffic import Traffic
 
@@ -51,8 +52,6 @@ BLUE_REVISION, GREEN_REVISION = "1", "2"
 DEFAULT_TASK_CPU = 1024  # CPU units a task reserves when its definition says nothing
 DEFAULT_TASK_MEMORY = 2048
 _BOUNDS = list(BOUNDS)
-_COUNTS = ("RequestCount", "HTTPCode_Target_2XX_Count", "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count",
-           "HTTPCode_ELB_502_Count")
 
 
 @dataclass
@@ -119,85 +118,6 @@ def run(settings: Settings, scenario: Scenario, traffic: Traffic, seed: int = 0,
     return Simulation(settings, scenario, traffic, seed, label, samples, phase).run()
 
 
-# -- aggregate sampling ------------------------------------------------------------
-
-def poisson(rng: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam < 30:
-        # Knuth's: multiply uniforms until below e^-lam.
-        limit, k, p = math.exp(-lam), 0, rng.random()
-        while p > limit:
-            k += 1
-            p *= rng.random()
-        return k
-    return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-
-
-def binomial(rng: random.Random, n: int, p: float) -> int:
-    if n <= 0 or p <= 0:
-        return 0
-    if p >= 1:
-        return n
-    mean = n * p
-    var = mean * (1 - p)
-    if var > 25:
-        return min(n, max(0, round(rng.gauss(mean, math.sqrt(var)))))
-    if n <= 60:
-        return sum(1 for _ in range(n) if rng.random() < p)
-    if p <= 0.5:
-        return min(n, poisson(rng, mean))
-    return n - min(n, poisson(rng, n - mean))
-
-
-# -- the world ---------------------------------------------------------------------
-
-class _Group:
-    """A target group's cumulative counters, as the proxy's stats keep them."""
-
-    def __init__(self, latency: bool) -> None:
-        self.counts = dict.fromkeys(_COUNTS, 0)
-        self.buckets = [0] * (len(BOUNDS) + 1) if latency else None
-        self.rt_count = 0
-        self.rt_sum = 0.0
-        self.carry = [0.0] * (len(BOUNDS) + 1) if latency else None
-
-    def served(self, n: int, errors: int, behaviour: Behaviour) -> None:
-        c = self.counts
-        c["RequestCount"] += n
-        c["HTTPCode_Target_5XX_Count"] += errors
-        c["HTTPCode_Target_2XX_Count"] += n - errors
-        if self.buckets is not None and n:
-            # The bucket counts in expectation, the remainders carried on: the
-            # histogram stays smooth without a draw per bucket.
-            lat = behaviour.latency
-            carry = self.carry
-            assert carry is not None
-            for i, share in enumerate(bucket_shares(lat.p50Ms, lat.p99Ms)):
-                if share:
-                    want = n * share + carry[i]
-                    k = int(want)
-                    carry[i] = want - k
-                    self.buckets[i] += k
-            self.rt_count += n
-            self.rt_sum += n * mean_seconds(lat)
-
-    def refused(self, n: int) -> None:
-        """Requests the load balancer failed itself (502: the group's tasks are down)."""
-        c = self.counts
-        c["RequestCount"] += n
-        c["HTTPCode_ELB_5XX_Count"] += n
-        c["HTTPCode_ELB_502_Count"] += n
-
-    def metrics(self, healthy: int) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.counts)
-        out["HealthyHostCount"] = healthy
-        out["UnHealthyHostCount"] = 0
-        if self.buckets is not None:
-            out["TargetResponseTime"] = {"count": self.rt_count, "sum": self.rt_sum, "buckets": list(self.buckets)}
-        return out
-
-
 class Simulation:
     def __init__(self, settings: Settings, scenario: Scenario, traffic: Traffic, seed: int, label: str,
                  keep_samples: bool = True, phase: float | None = None) -> None:
@@ -215,7 +135,7 @@ class Simulation:
         self.green_group = target_group_name(ac.alternateTargetGroupArn) if ac else self.blue_group
         alarms = list(settings.alarms)
         needs_latency = any(q.metric_name == "TargetResponseTime" for a in alarms for q in a.plan.metrics)
-        self.groups = {g: _Group(needs_latency) for g in dict.fromkeys((self.blue_group, self.green_group))}
+        self.groups = {g: Group(needs_latency) for g in dict.fromkeys((self.blue_group, self.green_group))}
         retention = max(required_retention(alarms) * 2, 600.0)
         self.store = MetricStore(retention_seconds=retention, publish_seconds=PUBLISH_SECONDS)
         self.evaluators = {a.AlarmName: AlarmEvaluator(a, 1.0) for a in alarms}
@@ -544,7 +464,7 @@ class Simulation:
             healthy[self.blue_group] = self.blue_tasks + self.green_tasks
         for name, grp in self.groups.items():
             groups[name] = grp.metrics(healthy[name])
-        total = {k: sum(g.counts[k] for g in self.groups.values()) for k in _COUNTS}
+        total = {k: sum(g.counts[k] for g in self.groups.values()) for k in COUNTS}
         snap = {"timestamp": now, "responseTimeBuckets": _BOUNDS, "targetGroups": groups, "total": total}
         self.store.add(snap, now)
         changed = False
