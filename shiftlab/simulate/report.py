@@ -52,7 +52,8 @@ class Summary:
     def outcome(self) -> str:
         """The most common outcome, with its share when the runs disagree."""
         status, n = max(self.outcomes.items(), key=lambda kv: (kv[1], kv[0]))
-        return status if n == self.runs else f"{status} {100 * n / self.runs:.0f}%"
+        # Rounded down: 199 of 200 is 99 %, never a 100 % that is not all of them.
+        return status if n == self.runs else f"{status} {math.floor(1000 * n / self.runs) / 10:g}%"
 
 
 def _dist(values: Sequence[float | None]) -> dict[str, float | None]:
@@ -99,7 +100,10 @@ def table(summaries: Sequence[Summary]) -> str:
     """One row per configuration; with several runs each cell is median / p95."""
     rows = [COLUMNS]
     for s in summaries:
-        by = max(s.detected_by.items(), key=lambda kv: kv[1])[0] if s.detected_by else "-"
+        by = "-"
+        if s.detected_by:
+            name, n = max(s.detected_by.items(), key=lambda kv: kv[1])
+            by = name if n == s.runs else f"{name} ({n} of {s.runs})"
         rows.append((s.label, s.strategy, s.outcome, _pair(s.duration, " min"), _pair(s.time_to_detect, " min"),
                      _pair(s.time_to_rollback, " min"), _pair(s.green_requests, whole=True),
                      _pair(s.blast_radius, whole=True), by))
