@@ -147,3 +147,27 @@ def test_a_bad_config_or_sweep_exits_2(tmp_path: Path) -> None:
     assert "deploymentConfiguration.canaryConfiguration.canaryPercent" in res.stderr
     res = shiftlab("-c", canary, "--canary-percent", "5", "--step-percent", "10", cwd=tmp_path)
     assert res.returncode == 2 and "not both" in res.stderr
+
+
+def test_readmes_example_is_real_output(tmp_path: Path) -> None:
+    """README's Simulate section: its scenario parses, and its first example's
+    output is what the command prints (the same seeds give the same runs)."""
+    from shiftlab.simulate.scenario import load_scenario
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Simulate"):readme.index("## Configuration reference")]
+    scenario = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    (tmp_path / "full.yaml").write_text(scenario)
+    world, _ = load_scenario(str(tmp_path / "full.yaml"))
+    assert world.green.errorRate == 0.05 and world.hooks[1].approveAfterMinutes == 5
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(scenario).items()
+                                                            if k in ("traffic", "blue", "green")}))
+    write(tmp_path, walkthrough_config("linear"), "linear-walkthrough.yaml")
+    write(tmp_path, walkthrough_config("canary"), "canary-walkthrough.yaml")
+    block = section[section.index("```console\n$ shiftlab simulate ") + 11:]
+    block = block[:block.index("```")]
+    command, *expected = block.splitlines()
+    args = command.split()[3:]  # after "$ shiftlab simulate"
+    res = shiftlab(*args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == expected
