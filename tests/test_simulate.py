@@ -381,3 +381,23 @@ def test_the_chart_is_self_contained_and_shows_weights_errors_and_alarm_states()
     assert spans[-1][0] == "ALARM" and spans[-1][1] == pytest.approx(r.detected_at or 0, abs=0.01)
     marks = {line.get("data-mark") for line in svg.iter(f"{ns}line") if line.get("data-mark")}
     assert marks == {"fault", "rollback", "on blue"}
+
+
+def test_a_rolling_deployment_with_alarms_bakes_as_ecs_derives_it() -> None:
+    # ECS adds a bake computed from the alarms to a rolling deployment (controller.rolling.alarm_bake_minutes).
+    from shiftlab.controller.rolling import alarm_bake_minutes
+
+    data = copy.deepcopy(BASE)
+    data["deploymentConfiguration"] = {"strategy": "ROLLING", "minimumHealthyPercent": 50, "maximumPercent": 100,
+                                       "alarms": {"alarmNames": ["service-5xx"], "enable": True, "rollback": True}}
+    r = simulate(load_settings(data))
+    bake = next(s for s in r.stages if s["stage"] == "BAKE_TIME")
+    assert bake["end"] - bake["start"] == pytest.approx(alarm_bake_minutes([(60, 1)]), abs=1e-3)
+    assert r.status == "SUCCESSFUL"
+
+
+def test_a_crash_before_green_is_up_waits_for_it() -> None:
+    # Green comes up at 1 minute; a crash "at 0.5" hits its tasks as they start.
+    r = simulate(green={"crashAtMinutes": 0.5, "crashLoopSeconds": 20})
+    assert r.status == "ROLLBACK_SUCCESSFUL" and r.detected_by == "circuit breaker"
+    assert r.fault_at == pytest.approx(1.0, abs=0.01)

@@ -106,8 +106,6 @@ def simulate(configs: tuple[str, ...], scenario: str | None, rps: float | None, 
                      if v is not None}
     if len(traffic_flags) > 1:
         raise click.BadParameter("give one of --rps, --rps-from and --daily", param_hint="--rps")
-    if profile is not None:
-        traffic_flags["profile"] = str(Path(profile).resolve())
     green = {k: v for k, v in (("errorRate", error_rate), ("cpuPercent", cpu_percent),
                                ("startsAfterMinutes", fault_after), ("crashAtMinutes", crash_at),
                                ("latency", {"p50Ms": latency_ms[0], "p99Ms": latency_ms[1]} if latency_ms else None))

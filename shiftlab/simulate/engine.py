@@ -38,6 +38,7 @@ from shiftlab.controller import eventlog, usage
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import ALARM, AlarmEvaluator, required_retention
 from shiftlab.controller.metricstore import PUBLISH_SECONDS, Entry, MetricStore, metric_key
+from shiftlab.controller.rolling import alarm_bake_minutes
 from shiftlab.controller.strategies import total_minutes
 from shiftlab.proxy.stats import BOUNDS
 from shiftlab.settings import Settings
@@ -173,6 +174,10 @@ class Simulation:
             id=f"sim-{seed}", service=svc.serviceName, config=dc.model_dump(mode="json"), time_scale=1.0,
             desired_count=self.desired, source_revision=BLUE_REVISION, target_revision=GREEN_REVISION,
             created_at=self.start, has_test_rules=bool(ac and ac.testListenerRule))
+        if dc.strategy == "ROLLING" and dc.alarms.enable:
+            # As the service does when it creates the deployment: ECS's bake derived from the alarms.
+            self.d.alarm_bake_minutes = alarm_bake_minutes(
+                (a.plan.period, a.EvaluationPeriods) for a in alarms if a.AlarmName in dc.alarms.alarmNames)
         self.started = False
         self._alarm_at_start: dict[str, str] = {}
         self.queue: list[tuple[float, int, Callable[[], None]]] = []
@@ -336,8 +341,7 @@ class Simulation:
         if self.green_stopped or self.d.final:
             return
         if self.green_tasks == 0:
-            self.pending_crash = self.green_desired > 0 or not self.started or self.d.stage in (
-                None, m.RECONCILE_SERVICE, m.PRE_SCALE_UP, m.SCALE_UP)
+            self.pending_crash = True  # not up yet (or being replaced): its tasks exit once they are
             return
         if self.fault_at is None:
             self.fault_at = self.now

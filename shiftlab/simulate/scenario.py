@@ -88,7 +88,9 @@ def load_scenario(path: str | None, overrides: dict[str, Any] | None = None) -> 
         current = data.get(section)
         data[section] = {**(current if isinstance(current, dict) else {}), **fields}
     scenario: Scenario = parse(Scenario, data, "scenario")
-    base = Path(path).parent if path else Path.cwd()
+    # A profile named in the file is found beside it; one from a flag, where the command runs.
+    from_flag = isinstance((overrides or {}).get("traffic"), dict) and "profile" in (overrides or {})["traffic"]
+    base = Path(path).parent if path and not from_flag else Path.cwd()
     return scenario, traffic_of(scenario.traffic, base)
 
 

@@ -171,3 +171,16 @@ def test_readmes_example_is_real_output(tmp_path: Path) -> None:
     res = shiftlab(*args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == expected
+
+
+def test_traffic_from_a_load_summary_and_a_daily_curve(tmp_path: Path) -> None:
+    canary = write(tmp_path, walkthrough_config("canary"), "canary.yaml")
+    (tmp_path / "load.json").write_text(json.dumps({"requests": 3000, "seconds": 60.0, "statuses": {"200": 3000}}))
+    res = shiftlab("-c", canary, "--rps-from", "load.json", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["traffic"] == "load.json (1 min, 50 req/s)"
+    res = shiftlab("-c", canary, "--daily", "5:100", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("traffic daily 5..100 req/s (peak at 14h, start at 10h); green: no fault")
+    res = shiftlab("-c", canary, "--rps", "5", "--daily", "5:100", cwd=tmp_path)
+    assert res.returncode == 2 and "give one of --rps, --rps-from and --daily" in res.stderr
