@@ -13,10 +13,12 @@ process start is no model input anyone could know in advance.
 
 Tolerance: the real monitor looks every period/5 (12 AWS s here), the
 simulator every 10 AWS s; the simulated deployment starts at the real one's
-second of the minute, so their alarm periods fall alike; how many errors
-the first partial period after the shift holds is chance on both sides
-(tens of AWS seconds); a step on a loaded 2-core machine may take a few
-hundred real milliseconds (x60 in AWS seconds).
+second of the minute, so their alarm periods fall alike (measured: the
+alarm's decisions a few AWS seconds apart), but whether the part of a
+period left after the canary shift holds enough errors to breach is chance
+on both sides, so the alarm may decide one period (60 AWS s) apart; a step
+on a loaded 2-core machine may take a few hundred real milliseconds (x60 in
+AWS seconds).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from tests.controller.support import config, green_alarm, run_with_load, weight_
 SCALE = 60.0
 LOAD_RPS = 40.0
 STEP_TOLERANCE = 45.0  # AWS seconds: a stage's start, the bakes deciding
-ALARM_TOLERANCE = 2 * 12.0 + 20.0  # AWS seconds: a look on each side, the errors' own timing within a period
+# AWS seconds: a look on each side, and one period: whether the part of a
+# period left after the shift holds enough errors to breach is chance on
+# either side (the simulation draws them, the real load's timing varies).
+ALARM_TOLERANCE = 60.0 + 2 * 12.0
 
 
 def _real_stages(final: Any) -> list[tuple[str, bool, float]]:
