@@ -70,13 +70,16 @@ def svg(run: RunResult) -> str:
     parts.append(f'<text x="{LEFT}" y="{top_a - 6}">alarm states</text>')
     for i, name in enumerate(alarms):
         y = top_a + i * (BAND + 6)
-        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end">{escape(name[:10])}</text>')
+        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end">alarm {i + 1}</text>')
         for start, end, state in _spans(samples, name):
             x0, x1 = _x(start, t0, t1), _x(end, t0, t1)
             parts.append(f'<rect class="alarm" data-alarm="{escape(name)}" data-state="{state}" data-from="{start:g}" '
                          f'data-to="{end:g}" x="{x0}" y="{y}" width="{max(round(x1 - x0, 2), 0.5)}" height="{BAND}" '
                          f'fill="{STATE_COLOURS[state]}"><title>{escape(name)}: {state} from {start:g} min</title>'
                          f'</rect>')
+        # The name over its band, where every state's colour keeps it readable.
+        parts.append(f'<text class="alarm-name" x="{LEFT + 4}" y="{y + 13}" fill="#fff" '
+                     f'style="fill:#fff;paint-order:stroke;stroke:#333;stroke-width:2px">{escape(name)}</text>')
     # The time axis and the marks.
     bottom = height - 20
     step = _tick_step(t1 - t0)
@@ -86,14 +89,19 @@ def svg(run: RunResult) -> str:
         parts.append(f'<text x="{x}" y="{bottom}" text-anchor="middle">{t:g}</text>')
         t += step
     parts.append(f'<text x="{WIDTH - RIGHT}" y="{bottom + 14}" text-anchor="end">minutes (AWS time)</text>')
-    for at, what, colour in ((run.fault_at, "fault", "#d64541"), (run.detected_at, "rollback", "#b7791f"),
-                             (run.back_on_blue_at, "on blue", "#2b6cb0")):
+    marks = ((run.fault_at, "fault", "#d64541"), (run.detected_at, "rollback", "#b7791f"),
+             (run.back_on_blue_at, "on blue", "#2b6cb0"))
+    for row, (at, what, colour) in enumerate(marks):
         if at is None:
             continue
         x = _x(at, t0, t1)
         parts.append(f'<line class="mark" data-mark="{what}" x1="{x}" y1="{top_w}" x2="{x}" y2="{bottom - 14}" '
                      f'stroke="{colour}"/>')
-        parts.append(f'<text x="{x + 3}" y="{top_w + 12}" fill="{colour}">{what}</text>')
+        # One row per mark: a rollback and traffic back on blue often share a minute.
+        anchor = "end" if x > WIDTH - 120 else "start"
+        dx = -3 if anchor == "end" else 3
+        parts.append(f'<text x="{x + dx}" y="{top_w + 12 + 14 * row}" text-anchor="{anchor}" '
+                     f'style="fill:{colour}">{what} {at:.1f} min</text>')
     parts.append("</svg>")
     return "\n".join(p for p in parts if p)
 
