@@ -120,6 +120,12 @@ def simulate(configs: tuple[str, ...], scenario: str | None, rps: float | None, 
         raise click.BadParameter("sweep one strategy's fields: canary (--canary-*) or linear (--step-*), not both",
                                  param_hint="--step-percent")
     variants = _variants(configs, sweeps)
+    from shiftlab.simulate.scenario import problems_with
+
+    for label, settings in variants:
+        bad = problems_with(world, len(settings.deployment.lifecycleHooks))
+        if bad:
+            fail_config(ConfigError(bad), f"{scenario or 'scenario flags'} with {label}")
     if len(variants) > MAX_VARIANTS:
         raise click.BadParameter(f"{len(variants)} configurations; at most {MAX_VARIANTS}", param_hint="--config")
     if len(variants) * runs > MAX_TOTAL_RUNS:

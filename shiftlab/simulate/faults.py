@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from shiftlab.common.configfile import Model, in_range
+from shiftlab.controller.vocabulary import Stage
 from shiftlab.proxy.stats import BOUNDS
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
@@ -120,7 +121,7 @@ class HookModel(Model):
     None: never (its timeout decides)."""
 
     hook: Annotated[int, Field(ge=0)]
-    stage: str | None = None  # only its runs at this stage (default: every stage it runs at)
+    stage: Stage | None = None  # only its runs at this stage (default: every stage it runs at)
     seconds: Annotated[float, Field(ge=0)] = 1.0
     answer: Literal["SUCCEEDED", "FAILED"] = "SUCCEEDED"
     inProgressCalls: Annotated[int, Field(ge=0)] = 0

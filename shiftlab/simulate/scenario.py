@@ -110,3 +110,14 @@ def traffic_of(spec: TrafficSpec, base: Path) -> Traffic:
     return Constant(spec.rps if spec.rps is not None else 10.0)
 
 
+
+
+def problems_with(scenario: Scenario, hooks: int) -> list[str]:
+    """What the scenario says that this configuration cannot use: a hook
+    model for a hook it does not have (`hooks`: how many lifecycleHooks)."""
+    out = []
+    for i, h in enumerate(scenario.hooks):
+        if h.hook >= hooks:
+            out.append(f"scenario.hooks[{i}].hook: {h.hook} names no hook of deploymentConfiguration.lifecycleHooks "
+                       f"({hooks} hook{'s' if hooks != 1 else ''})")
+    return out

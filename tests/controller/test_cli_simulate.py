@@ -129,6 +129,9 @@ def test_a_scenario_file_a_profile_and_the_html_chart(tmp_path: Path) -> None:
     ([], {"green": {"errorRate": 1.5}}, "scenario.green.errorRate: 1.5 is out of range 0..1"),
     ([], {"traffic": {"profile": "missing.csv"}}, "scenario.traffic.profile: cannot read 'missing.csv'"),
     ([], {"hooks": [{"hook": -1}]}, "scenario.hooks[0].hook: "),
+    ([], {"hooks": [{"hook": 0}]}, "scenario.hooks[0].hook: 0 names no hook of deploymentConfiguration.lifecycleHooks "
+                                   "(0 hooks)"),
+    ([], {"hooks": [{"hook": 0, "stage": "LUNCH"}]}, "scenario.hooks[0].stage: "),
 ])
 def test_a_bad_scenario_exits_2_naming_the_field(tmp_path: Path, args: list[str], scenario: dict[str, Any],
                                                  problem: str) -> None:
