@@ -401,3 +401,20 @@ def test_a_crash_before_green_is_up_waits_for_it() -> None:
     r = simulate(green={"crashAtMinutes": 0.5, "crashLoopSeconds": 20})
     assert r.status == "ROLLBACK_SUCCESSFUL" and r.detected_by == "circuit breaker"
     assert r.fault_at == pytest.approx(1.0, abs=0.01)
+
+
+def test_an_alarm_without_rollback_stops_the_deployment_where_it_is() -> None:
+    s = settings({"alarms": {"alarmNames": ["service-5xx"], "enable": True, "rollback": False}})
+    r = simulate(s, green={"errorRate": 0.5})
+    assert r.status == "STOPPED" and r.triggered_alarms == ["service-5xx"]
+    assert r.detected_at is not None and r.time_to_detect is not None
+    assert r.back_on_blue_at is None and r.time_to_rollback is None  # traffic left at 20 % green
+    assert "traffic left at 20% green" in (r.reason or "")
+
+
+def test_a_deployment_that_never_ends_is_cut_at_max_minutes() -> None:
+    # A PAUSE hook nobody approves, with ECS's default timeout (1,440 minutes): cut at maxMinutes.
+    pause = {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
+    r = simulate(settings({"lifecycleHooks": [pause]}), hooks=[{"hook": 0, "approveAfterMinutes": None}],
+                 maxMinutes=30)
+    assert r.timed_out and r.status == "IN_PROGRESS (timed out)" and r.duration is None
