@@ -150,3 +150,20 @@ def test_lint_models_a_service_connect_alarm_as_covering_blue_and_green(tmp_path
                      alarms=[sc_alarm("catalog-5xx", "HTTPCode_Target_5XX_Count", 2)])
     notes = [f for f in lint(load_settings(data), 10.0) if f.rule == "SL004"]
     assert notes == []  # modelled, not "the application's own metric"
+
+
+def test_simulate_rolls_back_a_faulty_green_by_its_service_connect_alarm(tmp_path: Path) -> None:
+    """`shiftlab simulate` feeds Service Connect's metrics as the monitor does
+    (an endpoint's blue and green groups summed): the catalog's 5xx alarm
+    catches a green failing 20 % of its requests; a healthy green is promoted."""
+    from shiftlab.simulate.engine import run
+    from shiftlab.simulate.scenario import load_scenario
+
+    dc = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20, "canaryBakeTimeInMinutes": 5},
+          "alarms": {"alarmNames": ["catalog-5xx"], "enable": True, "rollback": True}}
+    s = load_settings(sc_config(tmp_path, dc, alarms=[sc_alarm("catalog-5xx", "HTTPCode_Target_5XX_Count", 2)]))
+    scenario, traffic = load_scenario(None, {"traffic": {"rps": 10}, "green": {"errorRate": 0.2}})
+    bad = run(s, scenario, traffic, seed=1)
+    assert (bad.status, bad.detected_by) == ("ROLLBACK_SUCCESSFUL", "alarm catalog-5xx")
+    scenario, traffic = load_scenario(None, {"traffic": {"rps": 10}})
+    assert run(s, scenario, traffic, seed=1).status == "SUCCESSFUL"
