@@ -156,7 +156,7 @@ def _why_not_modelled(alarm: MetricAlarm) -> str | None:
     if alarm.Threshold is None:
         return "no static Threshold"
     for q in alarm.plan.metrics:
-        if q.namespace != NAMESPACE:
+        if q.namespace != NAMESPACE and not q.service_connect:
             return f"{q.describe()} is the application's own metric (no traffic model for it)"
         if q.metric_name not in ("HTTPCode_Target_5XX_Count", "RequestCount"):
             return f"{q.metric_name} (only HTTPCode_Target_5XX_Count and RequestCount are modelled)"
@@ -174,7 +174,8 @@ def alarm_value(alarm: MetricAlarm, rps: float, green_share: float, error_rate: 
     requests = rps * p.period
     env: dict[str, list[float | None]] = {}
     for q in p.metrics:
-        tg = q.target_group
+        # A Service Connect endpoint's metrics (per DiscoveryName) cover blue and green, as the load balancer's totals.
+        tg = None if q.service_connect else q.target_group
         share = 1.0 if tg is None else green_share if tg == green else 1.0 - green_share if tg == blue else 0.0
         green_part = green_share if tg is None or tg == green else 0.0
         if q.metric_name == "RequestCount":

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shiftlab.common.naming import target_group_name
-from shiftlab.controller import eventlog, usage
+from shiftlab.controller import eventlog, serviceconnect, usage
 from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import ALARM, AlarmEvaluator, required_retention
+from shiftlab.controller.config import service_connect_names
 from shiftlab.controller.metricstore import PUBLISH_SECONDS, Entry, MetricStore, metric_key
 from shiftlab.controller.rolling import alarm_bake_minutes
 from shiftlab.controller.strategies import total_minutes
@@ -137,6 +138,10 @@ class Simulation:
         alarms = list(settings.alarms)
         needs_latency = any(q.metric_name == "TargetResponseTime" for a in alarms for q in a.plan.metrics)
         self.groups = {g: Group(needs_latency) for g in dict.fromkeys((self.blue_group, self.green_group))}
+        # A Service Connect endpoint's metrics (AWS/ECS per DiscoveryName) are its two groups' summed.
+        sc = svc.service_connect
+        names = service_connect_names(sc, svc.namespace) if sc is not None else None
+        self.endpoints = {names.discovery: (names.listener, names.blue, names.green)} if names else {}
         retention = max(required_retention(alarms) * 2, 600.0)
         self.store = MetricStore(retention_seconds=retention, publish_seconds=PUBLISH_SECONDS)
         self.evaluators = {a.AlarmName: AlarmEvaluator(a, 1.0) for a in alarms}
@@ -470,6 +475,8 @@ class Simulation:
             groups[name] = grp.metrics(healthy[name])
         total = {k: sum(g.counts[k] for g in self.groups.values()) for k in COUNTS}
         snap = {"timestamp": now, "responseTimeBuckets": _BOUNDS, "targetGroups": groups, "total": total}
+        if self.endpoints:
+            serviceconnect.add_to_snapshot(snap, self.endpoints)
         self.store.add(snap, now)
         changed = False
         for name, ev in self.evaluators.items():
