@@ -12,6 +12,7 @@ import click
 
 from shiftlab.cli.context import EXIT_CONFIG, fail_config
 from shiftlab.cli.options import config_option
+from shiftlab.interop.exporter import FORMATS
 
 
 @click.group("import")
@@ -84,7 +85,7 @@ def cloudformation(template: str, output: str, force: bool, parameters: tuple[st
 
 @click.command("export")
 @config_option(required=True, help=None)
-@click.option("--format", "fmt", type=click.Choice(["cli-json", "cloudformation"]), default="cli-json",
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="cli-json",
               show_default=True, help="cli-json: --cli-input-json files for aws ecs update-service, elbv2 "
                                       "modify-listener/modify-rule/modify-target-group(-attributes), cloudwatch "
                                       "put-metric-alarm; cloudformation: a template snippet.")
@@ -93,7 +94,6 @@ def cloudformation(template: str, output: str, force: bool, parameters: tuple[st
 def export(config_path: str, fmt: str, out_dir: str) -> None:
     """Write a rehearsed config as AWS takes it."""
     from shiftlab.common.configfile import ConfigError, load_file
-    from shiftlab.interop.exporter import FORMATS
     from shiftlab.interop.report import write_atomically
 
     try:
