@@ -332,7 +332,12 @@ class _Import:
                 if key in self.r.props(logical):
                     rep.ignored(f"{td}.{key}", "how ECS runs the task on AWS: here, a local process or container")
         elif ref is not None:
-            value = self.r.prop(svc, "TaskDefinition")
+            try:
+                value = self.r.prop(svc, "TaskDefinition")
+            except ImportProblem as exc:  # what runs is a local answer anyway
+                value = None
+                rep.ignored(f"{svc}.Properties.TaskDefinition", f"not resolved ({exc.message}); what runs here is "
+                            "the command or image")
             if isinstance(value, str) and ":task-definition/" in value:
                 out["family"] = value.split(":task-definition/", 1)[1].split(":", 1)[0]
                 rep.mapped(f"{svc}.Properties.TaskDefinition", "service.taskDefinition.family",

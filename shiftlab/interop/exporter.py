@@ -8,8 +8,9 @@ config file's dict to files: name -> text. `FORMATS` lists them for
   actions), `modify-target-group` (health checks), `modify-target-group-
   attributes`, `aws cloudwatch put-metric-alarm`; a README.txt with the
   commands and the placeholders to fill.
-- `cloudformation`: a template snippet (the service, its target groups,
-  listeners, rules and alarms), the ARNs it cannot know as Parameters.
+- `cloudformation`: a template snippet (the service, its load balancer,
+  target groups, listeners, rules and alarms), what it cannot know (VPC,
+  subnets, security groups, task definition) as Parameters.
 
 What only shiftlab has is left out and said so in README.txt: shiftlab's
 own header test rule (`<listener>/test`), URL and command hooks, the
@@ -194,6 +195,10 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
         if tg.TargetGroupAttributes:
             files[f"elbv2-modify-target-group-attributes-{_safe(tg.Name)}.json"] = {
                 "TargetGroupArn": arn, "Attributes": [_dump(a) for a in tg.TargetGroupAttributes]}
+    if settings.load_balancer.LoadBalancerAttributes:
+        files["elbv2-modify-load-balancer-attributes.json"] = {
+            "LoadBalancerArn": refs._hole(_placeholder("LoadBalancerArn", settings.load_balancer.Name)),
+            "Attributes": [_dump(a) for a in settings.load_balancer.LoadBalancerAttributes]}
     for alarm in data.get("alarms") or []:
         files[f"cloudwatch-put-metric-alarm-{_safe(alarm['AlarmName'])}.json"] = alarm
     out = {name: _json(value) for name, value in files.items()}
@@ -202,6 +207,7 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
 
 
 _COMMANDS = (("ecs-update-service", "aws ecs update-service"), ("elbv2-modify-listener", "aws elbv2 modify-listener"),
+             ("elbv2-modify-load-balancer-attributes", "aws elbv2 modify-load-balancer-attributes"),
              ("elbv2-modify-rule", "aws elbv2 modify-rule"),
              ("elbv2-modify-target-group-attributes", "aws elbv2 modify-target-group-attributes"),
              ("elbv2-modify-target-group", "aws elbv2 modify-target-group"),
@@ -281,11 +287,19 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
         return out
 
     resources: dict[str, Any] = {}
+    lb_id = _logical("LoadBalancer", lb.Name)
     parameters: dict[str, Any] = {
         "VpcId": {"Type": "AWS::EC2::VPC::Id", "Description": "The VPC of the target groups."},
-        "LoadBalancerArn": {"Type": "String", "Description": "The Application Load Balancer of the listeners."},
+        "Subnets": {"Type": "List<AWS::EC2::Subnet::Id>", "Description": "The load balancer's subnets."},
+        "SecurityGroups": {"Type": "List<AWS::EC2::SecurityGroup::Id>",
+                           "Description": "The load balancer's security groups."},
         "TaskDefinitionArn": {"Type": "String", "Description": "The task definition the service runs."},
     }
+    lb_props: dict[str, Any] = {"Name": lb.Name, "Type": "application", "Subnets": {"Ref": "Subnets"},
+                                "SecurityGroups": {"Ref": "SecurityGroups"}}
+    if lb.LoadBalancerAttributes:
+        lb_props["LoadBalancerAttributes"] = [_dump(a) for a in lb.LoadBalancerAttributes]
+    resources[lb_id] = {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": lb_props}
     for tg in lb.TargetGroups:
         props = _dump(tg)
         props.pop("Targets", None)
@@ -296,7 +310,7 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     for ls in lb.Listeners:
         resources[ls_ids[ls.name]] = {
             "Type": "AWS::ElasticLoadBalancingV2::Listener", "Metadata": {"shiftlab": {"Name": ls.name}},
-            "Properties": {"LoadBalancerArn": {"Ref": "LoadBalancerArn"}, "Port": ls.Port, "Protocol": "HTTP",
+            "Properties": {"LoadBalancerArn": {"Ref": lb_id}, "Port": ls.Port, "Protocol": "HTTP",
                            "DefaultActions": actions(ls.DefaultActions)}}
         for r in ls.Rules:
             resources[rule_ids[f"{ls.name}/{r.Priority}"]] = {
@@ -305,9 +319,8 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
                                "Conditions": [_dump(c) for c in r.Conditions], "Actions": actions(r.Actions)}}
         if ls.TestTrafficRule.Enabled:
             notes.append(f"listener {ls.name}: TestTrafficRule is shiftlab's own header rule: left out")
-    # The alarms' dimensions: the exported groups' full names, the load balancer's from its ARN.
-    lb_full = {"Fn::Join": ["/", [{"Fn::Select": [i, {"Fn::Split": ["/", {"Ref": "LoadBalancerArn"}]}]}
-                                  for i in (1, 2, 3)]]}
+    # The alarms' dimensions: the exported groups' and load balancer's full names.
+    lb_full = {"Fn::GetAtt": [lb_id, "LoadBalancerFullName"]}
 
     def dimensions(dims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
@@ -367,8 +380,8 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     # Through JSON: no YAML aliases for the values used twice (CloudFormation refuses them).
     text = yaml.safe_dump(json.loads(json.dumps(template)), sort_keys=False, width=120)
     readme = ("Exported by shiftlab export --format cloudformation: cloudformation.yaml holds the service, its "
-              "target groups, listeners, rules and alarms.\nThe listeners' Port is the config's (local) port: "
-              "set AWS's.\n")
+              "load balancer, target groups, listeners, rules and alarms.\n"
+              "The listeners' Port is the config's (local) port: set AWS's.\n")
     if notes:
         readme += "\nNot exported, or to check:\n\n" + "\n".join(f"  {n}" for n in dict.fromkeys(notes)) + "\n"
     return {"cloudformation.yaml": text, "README.txt": readme}
