@@ -212,9 +212,9 @@ class _Import:
             rep.mapped(f"{base}.ServiceName", "service.serviceName")
         service["serviceName"] = str(name)
         cluster = self.r.prop(svc, "Cluster")
-        if cluster is not None:
-            service["clusterName"] = str(cluster).rsplit("/", 1)[-1]
-            rep.mapped(f"{base}.Cluster", "service.clusterName")
+        service["clusterName"] = str(cluster).rsplit("/", 1)[-1] if cluster is not None else "default"
+        rep.mapped(f"{base}.Cluster", "service.clusterName",
+                   "" if cluster is not None else "not given: ECS's default cluster, default")
         desired = _typed("desiredCount", self.r.prop(svc, "DesiredCount", 1), f"{base}.DesiredCount")
         if not 1 <= desired <= 50:
             rep.local(f"{base}.DesiredCount", "service.desiredCount",

@@ -216,6 +216,8 @@ _COMMANDS = (("ecs-update-service", "aws ecs update-service"), ("elbv2-modify-li
 
 def _readme(files: dict[str, Any], placeholders: list[str], notes: list[str]) -> str:
     lines = ["Exported by shiftlab export --format cli-json. Run each file as AWS's CLI takes it:", ""]
+    tail = ["", "The ARNs are the config's as they are: a config imported from a template holds ARNs in AWS's "
+            "formats made up by the import; use your stack's (aws cloudformation describe-stack-resources)."]
     for name in files:
         command = next(c for prefix, c in _COMMANDS if name.startswith(prefix))
         lines.append(f"  {command} --cli-input-json file://{name}")
@@ -224,7 +226,7 @@ def _readme(files: dict[str, Any], placeholders: list[str], notes: list[str]) ->
         lines += [f"  {p}" for p in placeholders]
     if notes:
         lines += ["", "Not exported:", ""] + [f"  {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail) + "\n"
 
 
 FORMATS["cli-json"] = cli_json
@@ -304,6 +306,8 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
         props = _dump(tg)
         props.pop("Targets", None)
         props.pop("TargetGroupArn", None)
+        if not props.get("TargetGroupAttributes"):
+            props.pop("TargetGroupAttributes", None)
         props.setdefault("Port", svc.taskDefinition.containerPort)
         props["VpcId"] = {"Ref": "VpcId"}
         resources[tg_ids[tg.Name]] = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": props}
