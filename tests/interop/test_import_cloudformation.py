@@ -265,3 +265,37 @@ def test_cli_refuses_without_writing_anything(tmp_path: Path) -> None:
     assert out.returncode == 1 and "--force" in out.stderr
     out = shiftlab("import", "cloudformation", str(BLUE_GREEN), "--parameter", "Nope=1", cwd=tmp_path)
     assert out.returncode == 2 and "--parameter Nope: the template has no such parameter" in out.stderr
+
+
+def _console_block(readme: str, command: str) -> list[str]:
+    """The lines README.md shows after `$ <command>`, up to the next prompt or fence."""
+    lines = readme.split(f"$ {command}\n", 1)[1].split("\n")
+    out = []
+    for line in lines:
+        if line.startswith(("$ ", "```")):
+            break
+        out.append(line)
+    return out
+
+
+def test_readme_example_is_real_output(tmp_path: Path) -> None:
+    """README's "From AWS and back": its import and export examples are what the commands print."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "readme.yaml").write_text((HERE / "readme.yaml").read_text())
+    command = ('import cloudformation readme.yaml --parameter Canary=20 --command "{python} -m '
+               'shiftlab.sample_service"')
+    out = shiftlab("import", "cloudformation", "readme.yaml", "--parameter", "Canary=20", "--command",
+                   "{python} -m shiftlab.sample_service", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    shown = _console_block(readme, "shiftlab " + command)
+    assert len(shown) > 5
+    for line in shown:
+        if line.strip() != "...":
+            assert line in out.stdout.splitlines(), line
+    check = shiftlab("validate", "-c", "shiftlab.yaml", cwd=tmp_path)
+    assert check.stdout.strip() == _console_block(readme, "shiftlab validate -c shiftlab.yaml")[0]
+    export = shiftlab("export", "-c", "shiftlab.yaml", "-o", "to-aws", cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    text = (tmp_path / "to-aws" / "README.txt").read_text()
+    for line in _console_block(readme, "cat to-aws/README.txt"):
+        assert line in text.splitlines(), line
