@@ -61,7 +61,9 @@ def test_blue_green_template() -> None:
         "lifecycleHooks": [{
             "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:shiftlab-import-pre-shift",
             "roleArn": dc["lifecycleHooks"][0]["roleArn"], "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
-            "hookDetails": {"checks": ["smoke"]}}],
+            "hookDetails": {"checks": ["smoke"]}},
+            {"targetType": "PAUSE", "lifecycleStages": ["PRE_PRODUCTION_TRAFFIC_SHIFT"],
+             "timeoutConfiguration": {"action": "CONTINUE", "timeoutInMinutes": 60}}],
     }
     assert dc["lifecycleHooks"][0]["roleArn"].startswith("arn:aws:iam::123456789012:role/")
     adv = svc.lb.advancedConfiguration
