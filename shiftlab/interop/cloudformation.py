@@ -149,6 +149,9 @@ def _retype(node: Any, where: str, camel: bool = False) -> Any:
             if key == "hookDetails":
                 out[key] = json.loads(v) if isinstance(v, str) and v.strip().startswith("{") else v
                 continue
+            if key in ("RedirectConfig", "FixedResponseConfig"):
+                out[key] = v  # strings in ELBv2's API ("#{port}", "404")
+                continue
             out[key] = _typed(key, _retype(v, f"{where}.{k}", camel), f"{where}.{k}")
         return out
     return node

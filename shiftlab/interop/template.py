@@ -87,6 +87,16 @@ def load_template(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _scalar(value: Any) -> Any:
+    """A value as CloudFormation compares it: scalars as their text (YAML's
+    `true` and a parameter's "true" are equal), lists and maps as they are."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
 def _hex(seed: str, n: int = 16) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:n]
 
@@ -414,8 +424,8 @@ class Resolver:
     def _fn_equals(self, arg: Any, where: str) -> bool:
         if not isinstance(arg, list) or len(arg) != 2:
             raise ImportProblem(where, "Fn::Equals takes [value, value]")
-        a, b = (self.value(x, where) for x in arg)
-        return str(a) == str(b) if not isinstance(a, list | dict) else bool(a == b)
+        a, b = (_scalar(self.value(x, where)) for x in arg)
+        return a == b
 
     def _bools(self, arg: Any, where: str, name: str) -> list[bool]:
         if not isinstance(arg, list):

@@ -165,6 +165,44 @@ def test_aws_walkthrough_alarms_as_template_properties() -> None:
         assert a == {**given, "Threshold": float(given["Threshold"])}  # PutMetricAlarm's Threshold is a double
 
 
+def test_https_listener_and_redirect_rule() -> None:
+    """An HTTPS production listener (certificates, port 443) and an HTTP-to-HTTPS redirect rule, as
+    templates often have them: plain HTTP on 8443 here, the redirect kept as ELBv2 spells it."""
+    template = load_template(BLUE_GREEN)
+    prod = template["Resources"]["ALBListenerProdTraffic"]["Properties"]
+    prod.update({"Port": 443, "Protocol": "HTTPS", "SslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                 "Certificates": [{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}]})
+    template["Resources"]["RedirectRule"] = {"Type": "AWS::ElasticLoadBalancingV2::ListenerRule", "Properties": {
+        "ListenerArn": {"Ref": "ALBListenerProdTraffic"}, "Priority": 5,
+        "Conditions": [{"Field": "host-header", "HostHeaderConfig": {"Values": ["old.example.com"]}}],
+        "Actions": [{"Type": "redirect", "RedirectConfig": {"Host": "new.example.com", "Port": "443",
+                                                            "Protocol": "HTTPS", "StatusCode": "HTTP_301"}}]}}
+    config, report = import_template(template)
+    s = load_settings(config)
+    listener = s.load_balancer.Listeners[0]
+    assert listener.Port == 8443
+    assert [r.Priority for r in listener.Rules] == [1, 5]
+    assert listener.Rules[1].Actions[0].RedirectConfig is not None
+    assert listener.Rules[1].Actions[0].RedirectConfig.Port == "443"
+    ignored = {e.source: e.reason for e in report.of("ignored")}
+    assert "plain HTTP" in ignored["ALBListenerProdTraffic.Properties.Protocol"]
+    assert "TLS" in ignored["ALBListenerProdTraffic.Properties.Certificates"]
+    assert "TLS" in ignored["ALBListenerProdTraffic.Properties.SslPolicy"]
+
+
+def test_production_listener_rule_may_be_a_listener() -> None:
+    """ProductionListenerRule names "the production listener rule (in the case of an Application Load
+    Balancer) or listener (in the case for a Network Load Balancer)" (AWS::ECS::Service
+    AdvancedConfiguration): a listener is its default action's rule here."""
+    template = load_template(CDK)
+    adv = template["Resources"]["ServiceD69D759B"]["Properties"]["LoadBalancers"][0]["AdvancedConfiguration"]
+    adv["ProductionListenerRule"] = {"Ref": "WebAlbListenerF1A2B3C4"}
+    config, _ = import_template(template)
+    s = load_settings(config)
+    assert s.service is not None and s.service.lb.advancedConfiguration is not None
+    assert s.service.lb.advancedConfiguration.productionListenerRule == s.load_balancer.Listeners[0].ListenerArn
+
+
 def _service(template: dict[str, Any]) -> dict[str, Any]:
     return template["Resources"]["ECSDemoService"]
 
