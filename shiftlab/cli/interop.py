@@ -31,7 +31,7 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
-@import_.command("cloudformation")
+@import_.command("cloudformation", short_help="A config from a CloudFormation or CDK template's ECS service.")
 @click.argument("template", type=click.Path(dir_okay=False, exists=True))
 @click.option("-o", "--output", default="shiftlab.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="The config to write (whole, or not at all).")

@@ -127,6 +127,7 @@ def _service_lb(settings: Any, refs: _Refs, notes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"targetGroupArn": refs.group(sl.targetGroupArn),
                            "containerName": sl.containerName or svc.taskDefinition.family or svc.serviceName,
                            "containerPort": sl.containerPort or svc.taskDefinition.containerPort}
+    notes += _container_notes(svc, out["containerName"], out["containerPort"])
     adv = sl.advancedConfiguration
     if adv is not None:
         a: dict[str, Any] = {"alternateTargetGroupArn": refs.group(adv.alternateTargetGroupArn)}
@@ -149,6 +150,17 @@ def _service_lb(settings: Any, refs: _Refs, notes: list[str]) -> dict[str, Any]:
             notes.append("advancedConfiguration.roleArn: ECS needs the role that lets it modify the listener "
                          "rules; add it")
         out["advancedConfiguration"] = a
+    return out
+
+
+def _container_notes(svc: Any, name: str, port: int) -> list[str]:
+    """What ECS needs of a load balancer entry that the config leaves unsaid."""
+    out = []
+    if svc.lb.containerName is None:
+        out.append(f"loadBalancers[0].containerName: not in the config; {name!r} stands for the container's name")
+    if svc.lb.containerPort is None:
+        out.append(f"loadBalancers[0].containerPort: not in the config; taskDefinition.containerPort ({port}) "
+                   "stands for it")
     return out
 
 
@@ -357,6 +369,7 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     lb_entry: dict[str, Any] = {"TargetGroupArn": group(sl.targetGroupArn),
                                 "ContainerName": sl.containerName or svc.taskDefinition.family or svc.serviceName,
                                 "ContainerPort": sl.containerPort or svc.taskDefinition.containerPort}
+    notes += _container_notes(svc, lb_entry["ContainerName"], lb_entry["ContainerPort"])
     adv = sl.advancedConfiguration
     if adv is not None:
         a: dict[str, Any] = {"AlternateTargetGroupArn": group(adv.alternateTargetGroupArn),
