@@ -34,6 +34,11 @@ ALARM = "AWS::CloudWatch::Alarm"
 
 PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.sample_service"]
 
+# What CloudFormation sets for a BLUE_GREEN, LINEAR or CANARY service's
+# DeploymentConfiguration without BakeTimeInMinutes (the property's page:
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecs-service-deploymentconfiguration.html).
+CFN_DEFAULT_BAKE_MINUTES = 15
+
 # The service's properties shiftlab has no use for, and why.
 SERVICE_IGNORED = {
     "NetworkConfiguration": "subnets and security groups: the tasks run on this machine, reached on loopback",
@@ -392,6 +397,13 @@ class _Import:
                 continue
             out[name] = _typed(name, _retype(value, f"{where}.{key}", camel=True), f"{where}.{key}")
             self.report.mapped(f"{where}.{key}", f"deploymentConfiguration.{name}")
+        if out.get("strategy", "ROLLING") != "ROLLING" and "bakeTimeInMinutes" not in out:
+            # AWS::ECS::Service DeploymentConfiguration, BakeTimeInMinutes: "For blue/green, linear, and
+            # canary deployments, the value is set to 15 minutes" when not specified.
+            out["bakeTimeInMinutes"] = CFN_DEFAULT_BAKE_MINUTES
+            self.report.mapped(f"{where}.BakeTimeInMinutes", "deploymentConfiguration.bakeTimeInMinutes",
+                               f"not given: CloudFormation sets {CFN_DEFAULT_BAKE_MINUTES} for "
+                               f"{out['strategy']}")
         for i, hook in enumerate(out.get("lifecycleHooks", [])):
             if isinstance(hook, dict) and hook.get("roleArn"):
                 self.report.mapped(f"{where}.LifecycleHooks[{i}].RoleArn",

@@ -105,6 +105,11 @@ def _deployment(settings: Any, notes: list[str]) -> dict[str, Any]:
     # As written (ECS applies the same defaults), so that a strategy's
     # configuration goes only with that strategy.
     dc: dict[str, Any] = settings.deployment.model_dump(mode="json", exclude_none=True, exclude_unset=True)
+    if settings.deployment.strategy != "ROLLING" and "bakeTimeInMinutes" not in dc:
+        # As rehearsed: ECS's API wants it for BLUE_GREEN, and CloudFormation would set 15 minutes.
+        dc["bakeTimeInMinutes"] = settings.deployment.bakeTimeInMinutes
+        notes.append(f"deploymentConfiguration.bakeTimeInMinutes: not in the config; {dc['bakeTimeInMinutes']}, "
+                     "as rehearsed, is written (CloudFormation would set 15 for this strategy)")
     if "lifecycleHooks" not in dc:
         return dc
     hooks = []

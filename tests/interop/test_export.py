@@ -130,7 +130,10 @@ def test_walkthrough_files_come_back_as_they_are(kind: str) -> None:
               "canary": ["canary-errors-alarm.json", "canary-business-alarm.json"]}[kind]
     files = cli_json(_walkthrough(kind, alarms))
     update = json.loads(files["ecs-update-service.json"])
-    assert update["deploymentConfiguration"] == json.loads((WALK / f"{kind}-deployment-configuration.json").read_text())
+    # As it went in, with the bake the rehearsal ran (the file has none: CloudFormation would set 15 minutes).
+    assert update["deploymentConfiguration"] == {
+        **json.loads((WALK / f"{kind}-deployment-configuration.json").read_text()), "bakeTimeInMinutes": 0}
+    assert "bakeTimeInMinutes: not in the config; 0, as rehearsed, is written" in files["README.txt"]
     for a in alarms:
         given = json.loads((WALK / a).read_text())
         assert json.loads(files[f"cloudwatch-put-metric-alarm-{given['AlarmName']}.json"]) == given

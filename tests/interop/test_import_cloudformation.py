@@ -118,6 +118,23 @@ def test_parameters_from_the_command_line_change_the_config() -> None:
     load_settings(config)
 
 
+@pytest.mark.parametrize(("strategy", "bake"), [("CANARY", 15), ("LINEAR", 15), ("BLUE_GREEN", 15), ("ROLLING", 0)])
+def test_bake_time_cloudformation_sets(strategy: str, bake: int) -> None:
+    """AWS::ECS::Service DeploymentConfiguration, BakeTimeInMinutes: "For blue/green, linear, and canary
+    deployments, the value is set to 15 minutes" when the template does not say
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecs-service-deploymentconfiguration.html)."""
+    template = load_template(BLUE_GREEN)
+    dc = template["Resources"]["ECSDemoService"]["Properties"]["DeploymentConfiguration"]
+    dc.pop("BakeTimeInMinutes")
+    dc["Strategy"] = strategy
+    if strategy == "ROLLING":
+        dc.pop("LifecycleHooks")  # ECS runs hooks only for the others
+    config, report = import_template(template)
+    assert load_settings(config).deployment.bakeTimeInMinutes == bake
+    notes = [e.reason for e in report.of("mapped") if e.target == "deploymentConfiguration.bakeTimeInMinutes"]
+    assert notes == ([f"not given: CloudFormation sets 15 for {strategy}"] if bake else [])
+
+
 def test_cdk_synthesized_template() -> None:
     """Long forms, generated names (no Name, no AlarmName), metadata and
     CDK's own resources and parameters, which nothing mapped reads."""
