@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shiftlab.interop.template import load_template
+from tests.helpers import free_port
 
 TEMPLATE = Path(__file__).parent / "templates" / "ecs-bluegreen.yaml"
 
@@ -34,8 +35,10 @@ def test_imported_template_rehearses(tmp_path: Path, env: list[str], exit_code: 
     dc["LifecycleHooks"] = dc["LifecycleHooks"][:1]  # the Lambda hook; not the hour-long PAUSE
     (tmp_path / "template.json").write_text(json.dumps(template))
     # staging: 2 tasks, a 50 % canary baking 2 minutes; a 1-minute bake.
+    # The listeners (AWS's 80 and 8080) on free ports, beside anything else running here.
     out = shiftlab("import", "cloudformation", "template.json", "--parameter", "Environment=staging",
-                   "--parameter", "BakeMinutes=1", cwd=tmp_path)
+                   "--parameter", "BakeMinutes=1", "--listener-port", f"80={free_port()}",
+                   "--listener-port", f"8080={free_port()}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     # At 50 requests a second, a green answering only 5xx sends it ~25 a (scaled) minute: above the threshold, 5.
     run = shiftlab("rehearse", "-c", "shiftlab.yaml", "--time-scale", "60", "--load-rps", "50", "--timeout", "120",
