@@ -32,7 +32,7 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 
 
 @import_.command("cloudformation", short_help="A config from a CloudFormation or CDK template's ECS service.")
-@click.argument("template", type=click.Path(dir_okay=False, exists=True))
+@click.argument("template", type=click.Path(exists=True))
 @click.option("-o", "--output", default="shiftlab.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="The config to write (whole, or not at all).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -52,12 +52,13 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 def cloudformation(template: str, output: str, force: bool, parameters: tuple[str, ...],
                    import_values: tuple[str, ...], service: str | None, command: str | None, image: str | None,
                    listener_ports: tuple[str, ...], time_scale: float, report_path: str | None) -> None:
-    """A CloudFormation template's (or a CDK cdk.out/*.template.json's) ECS
+    """A CloudFormation template's (or a CDK cdk.out/*.template.json's; or
+    the cdk.out directory, whose one stack with a service is read) ECS
     service, its listeners, rules, target groups, alarms and hooks, as a
     shiftlab config. Exit 2 naming the resource and property it cannot read."""
     from shiftlab.interop.cloudformation import Options, import_template, render
     from shiftlab.interop.report import ImportProblem, write_atomically
-    from shiftlab.interop.template import load_template
+    from shiftlab.interop.template import find_template, load_template
 
     if Path(output).exists() and not force:
         click.echo(f"{output} exists; use --force to overwrite it", err=True)
@@ -72,7 +73,8 @@ def cloudformation(template: str, output: str, force: bool, parameters: tuple[st
                    command=shlex.split(command) if command else None, image=image, listener_ports=ports,
                    time_scale=time_scale)
     try:
-        config, report = import_template(load_template(template), opts, template)
+        path = find_template(template)
+        config, report = import_template(load_template(path), opts, str(path))
     except ImportProblem as exc:
         click.echo(f"{template}: cannot import: {exc}", err=True)
         sys.exit(EXIT_CONFIG)

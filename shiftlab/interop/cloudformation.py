@@ -137,6 +137,9 @@ def _typed(key: str, value: Any, where: str) -> Any:
                 raise ValueError
             return value.lower() == "true"
     except ValueError:
+        if isinstance(value, str) and "{{resolve:" in value:
+            raise ImportProblem(where, f"{value!r}: a dynamic reference (SSM, Secrets Manager) CloudFormation "
+                                "resolves when the stack is created; put its value in the template") from None
         raise ImportProblem(where, f"{value!r} is not a {'number' if key not in BOOL_KEYS else 'boolean'}") \
             from None
     return value

@@ -72,6 +72,22 @@ def _construct(loader: _Loader, suffix: str, node: yaml.Node) -> Any:
 _Loader.add_multi_constructor("!", _construct)
 
 
+def find_template(path: str | Path) -> Path:
+    """`path`, or in a `cdk.out` directory the one `<Stack>.template.json`
+    with an AWS::ECS::Service (CDK writes a template per stack)."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    candidates = sorted(p.glob("*.template.json"))
+    with_service = [c for c in candidates if '"AWS::ECS::Service"' in c.read_text(encoding="utf-8")]
+    if len(with_service) == 1:
+        return with_service[0]
+    if not with_service:
+        raise ImportProblem(str(p), f"no *.template.json with an AWS::ECS::Service ({len(candidates)} template(s))")
+    raise ImportProblem(str(p), "several stacks have an AWS::ECS::Service (" + ", ".join(c.name for c in with_service)
+                        + "): give the template file")
+
+
 def load_template(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:

@@ -30,7 +30,7 @@ import yaml
 
 from shiftlab.interop.cloudformation import Options, import_template
 from shiftlab.interop.report import ImportProblem
-from shiftlab.interop.template import load_template
+from shiftlab.interop.template import find_template, load_template
 from shiftlab.settings import load_settings
 from tests.helpers import aws_walkthrough
 
@@ -156,6 +156,30 @@ def test_cdk_synthesized_template() -> None:
     assert dims["TargetGroup"] == f"targetgroup/{names[0]}/" + dims["TargetGroup"].rsplit("/", 1)[1]
     generated = [e for e in report.of("mapped") if "(generated name)" in e.source]
     assert len(generated) == 2
+
+
+def test_cdk_out_directory(tmp_path: Path) -> None:
+    """`cdk synth` writes a template per stack in cdk.out: the one with a service is read."""
+    out = tmp_path / "cdk.out"
+    out.mkdir()
+    (out / "WebStack.template.json").write_text(CDK.read_text())
+    (out / "NetworkStack.template.json").write_text(json.dumps({"Resources": {"Vpc": {"Type": "AWS::EC2::VPC"}}}))
+    (out / "manifest.json").write_text("{}")
+    assert find_template(out) == out / "WebStack.template.json"
+    (out / "OtherStack.template.json").write_text(CDK.read_text())
+    with pytest.raises(ImportProblem, match="several stacks have an AWS::ECS::Service"):
+        find_template(out)
+    with pytest.raises(ImportProblem, match="no \\*.template.json with an AWS::ECS::Service"):
+        find_template(tmp_path)
+
+
+def test_a_dynamic_reference_is_named() -> None:
+    template = load_template(BLUE_GREEN)
+    _service(template)["Properties"]["DesiredCount"] = "{{resolve:ssm:/web/desired}}"
+    with pytest.raises(ImportProblem) as info:
+        import_template(template)
+    assert info.value.where == "ECSDemoService.Properties.DesiredCount"
+    assert "dynamic reference" in info.value.message
 
 
 def test_aws_walkthrough_alarms_as_template_properties() -> None:
