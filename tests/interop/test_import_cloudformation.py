@@ -169,7 +169,7 @@ def test_cdk_out_directory(tmp_path: Path) -> None:
     (out / "OtherStack.template.json").write_text(CDK.read_text())
     with pytest.raises(ImportProblem, match="several stacks have an AWS::ECS::Service"):
         find_template(out)
-    with pytest.raises(ImportProblem, match="no \\*.template.json with an AWS::ECS::Service"):
+    with pytest.raises(ImportProblem, match=r"no \*\.template\.json with an AWS::ECS::Service"):
         find_template(tmp_path)
 
 
