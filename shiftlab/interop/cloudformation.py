@@ -172,6 +172,7 @@ class _Import:
         self.report = report
         self.by_value: dict[str, str] = {}  # a synthesized ARN or name -> its logical id
         self.ports_taken: set[int] = set()
+        self.used_alarms: set[str] = set()  # the alarms the service names
 
     def logical_of(self, value: Any, kinds: tuple[str, ...], where: str, what: str) -> str:
         if not self.by_value:
@@ -415,10 +416,7 @@ class _Import:
         return out
 
     # -- alarms -----------------------------------------------------------------------
-    used_alarms: set[str] = set()
-
     def alarms(self, svc: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
-        self.used_alarms = set()
         names = (deployment.get("alarms") or {}).get("alarmNames") or []
         by_name = {str(self.r.ref_of_resource(k, k)): k for k in self.r.resources
                    if self.r.type_of(k) == ALARM and self.r.exists(k)}
