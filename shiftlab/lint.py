@@ -13,7 +13,6 @@ blue and serves production, alternateTargetGroupArn is green).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from shiftlab.common.naming import target_group_name
@@ -395,32 +394,13 @@ def counts(findings: list[Finding]) -> dict[str, int]:
 
 
 def profile_rps(text: str, source: str) -> float:
-    """The traffic level a recorded profile gives lint: `shiftlab load
-    --json`'s summary (its `requests` over its `seconds`), or a CSV of
-    per-minute request counts (the last column of each row; a header row is
-    skipped), of which the quietest minute counts, the hardest for an alarm.
-    Raises ValueError naming the file and what is wrong."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            doc = json.loads(stripped)
-            rps = float(doc["requests"]) / float(doc["seconds"])
-        except (ValueError, KeyError, TypeError, ZeroDivisionError):
-            raise ValueError(f"{source}: not a `shiftlab load --json` summary (needs requests and seconds > 0)") \
-                from None
-    else:
-        per_minute: list[float] = []
-        for n, row in enumerate(stripped.splitlines(), 1):
-            cell = row.split(",")[-1].strip()
-            try:
-                per_minute.append(float(cell))
-            except ValueError:
-                if n == 1:
-                    continue  # a header
-                raise ValueError(f"{source}:{n}: {cell!r} is not a request count") from None
-        if not per_minute:
-            raise ValueError(f"{source}: no per-minute request counts")
-        rps = min(per_minute) / 60
+    """The traffic level a recorded profile gives lint (shiftlab.simulate.traffic
+    reads it: `shiftlab load --json`'s summary, or a CSV of per-minute request
+    counts): its quietest minute, the hardest for an alarm. Raises ValueError
+    naming the file and what is wrong."""
+    from shiftlab.simulate.traffic import recorded
+
+    rps = min(recorded(text, source).per_minute)
     if not rps > 0:
         raise ValueError(f"{source}: the profile has no traffic (a minute with 0 requests, or none at all)")
     return rps
