@@ -165,6 +165,16 @@ def _retype(node: Any, where: str, camel: bool = False) -> Any:
     return node
 
 
+def _unless_unresolvable(fn: Any, *args: Any) -> Any:
+    """`fn(*args)`, or None when it cannot be resolved: for the resources
+    looked through to find the service's own (another listener, rule, group
+    or alarm whose properties do not resolve is not the service's problem)."""
+    try:
+        return fn(*args)
+    except ImportProblem:
+        return None
+
+
 class _Import:
     def __init__(self, template: dict[str, Any], opts: Options, report: Report):
         self.r = Resolver(template, opts.parameters, opts.import_values)
@@ -174,11 +184,17 @@ class _Import:
         self.ports_taken: set[int] = set()
         self.used_alarms: set[str] = set()  # the alarms the service names
 
+    def _ref_if_created(self, logical: str) -> Any:
+        """What Ref of the resource gives, if the stack creates it (its Condition holds)."""
+        return self.r.ref_of_resource(logical, logical) if self.r.exists(logical) else None
+
     def logical_of(self, value: Any, kinds: tuple[str, ...], where: str, what: str) -> str:
         if not self.by_value:
             for logical in self.r.resources:
-                if self.r.exists(logical) and self.r.type_of(logical) in (TARGET_GROUP, LISTENER, RULE, ALARM):
-                    self.by_value[str(self.r.ref_of_resource(logical, logical))] = logical
+                if self.r.type_of(logical) in (TARGET_GROUP, LISTENER, RULE, ALARM):
+                    ref = _unless_unresolvable(self._ref_if_created, logical)
+                    if ref:
+                        self.by_value[str(ref)] = logical
         found = self.by_value.get(str(value))
         if found is None or self.r.type_of(found) not in kinds:
             raise ImportProblem(where, f"{value!r} is not a {what} of the template: shiftlab needs its definition "
@@ -418,8 +434,12 @@ class _Import:
     # -- alarms -----------------------------------------------------------------------
     def alarms(self, svc: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
         names = (deployment.get("alarms") or {}).get("alarmNames") or []
-        by_name = {str(self.r.ref_of_resource(k, k)): k for k in self.r.resources
-                   if self.r.type_of(k) == ALARM and self.r.exists(k)}
+        by_name = {}
+        for k in self.r.resources:
+            if self.r.type_of(k) == ALARM:
+                ref = _unless_unresolvable(self._ref_if_created, k)
+                if ref:
+                    by_name[str(ref)] = k
         out = []
         for i, name in enumerate(names):
             where = f"{svc}.Properties.DeploymentConfiguration.Alarms.AlarmNames[{i}]"
@@ -470,7 +490,7 @@ class _Import:
         group_arns = {str(self.r.ref_of_resource(g, g)) for g in groups}
         for logical in self.r.resources:
             if self.r.type_of(logical) == LISTENER and self.r.exists(logical) and logical not in listeners:
-                actions = json.dumps(self.r.prop(logical, "DefaultActions") or [])
+                actions = json.dumps(_unless_unresolvable(self.r.prop, logical, "DefaultActions") or [])
                 if any(arn in actions for arn in group_arns):
                     listeners.append(logical)
         listeners = list(dict.fromkeys(listeners))
@@ -577,7 +597,7 @@ class _Import:
             if self.r.type_of(rl) != RULE or not self.r.exists(rl):
                 continue
             rp = f"{rl}.Properties"
-            if self.r.prop(rl, "ListenerArn") != arn:
+            if _unless_unresolvable(self.r.prop, rl, "ListenerArn") != arn:
                 continue
             rule = {"Priority": _typed("Priority", self.r.prop(rl, "Priority"), f"{rp}.Priority"),
                     "Conditions": _retype(self.r.prop(rl, "Conditions") or [], f"{rp}.Conditions"),

@@ -287,6 +287,30 @@ def test_bad_input_names_the_resource_and_property(change: Any, where: str, what
     assert what in info.value.message
 
 
+def test_what_the_service_does_not_use_need_not_resolve() -> None:
+    """A group, listener, rule or alarm the service does not use may name a parameter without a Default."""
+    template = load_template(BLUE_GREEN)
+    template["Parameters"]["OtherName"] = {"Type": "String"}
+    res = template["Resources"]
+    res["OtherGroup"] = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+                         "Properties": {"Name": {"Ref": "OtherName"}}}
+    res["OtherAlarm"] = copy.deepcopy(res["UnrelatedAlarm"])
+    res["OtherAlarm"]["Properties"]["AlarmName"] = {"Ref": "OtherName"}
+    res["OtherListener"] = {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+        "Port": 9000, "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "OtherName"}}]}}
+    res["OtherRule"] = {"Type": "AWS::ElasticLoadBalancingV2::ListenerRule", "Properties": {
+        "ListenerArn": {"Ref": "OtherName"}, "Priority": 3, "Conditions": [], "Actions": []}}
+    config, _ = import_template(template)
+    assert [tg["Name"] for tg in config["loadBalancer"]["TargetGroups"]] == ["prod-web-blue", "prod-web-green"]
+    assert len(config["loadBalancer"]["Listeners"]) == 2
+    # What the service does use still must resolve, and says where it does not.
+    res["ALBTargetGroupGreen"]["Properties"]["Name"] = {"Ref": "OtherName"}
+    with pytest.raises(ImportProblem) as info:
+        import_template(template)
+    assert info.value.where == "ALBTargetGroupGreen.Properties.Name"
+    assert "--parameter OtherName=VALUE" in info.value.message
+
+
 def test_service_chooses_among_several() -> None:
     template = load_template(BLUE_GREEN)
     other = copy.deepcopy(_service(template))
