@@ -96,7 +96,7 @@ async def create_deployment(request: web.Request) -> web.Response:
         dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json", exclude_unset=True), **changes},
                               ctl.service.desiredCount, ctl.evaluators,
                               ctl.settings.lambda_functions,
-                              advanced=None if ctl.service.lb is None else not ctl.single_group,
+                              advanced=None if ctl.service.exposure == "headless" else not ctl.single_group,
                               exposure=ctl.service.exposure)
     except ConfigError as exc:
         problems += exc.problems

@@ -82,14 +82,14 @@ class ServiceController:
         self.records = records
         self.clock = clock or RealClock()
         self.time_scale = settings.time_scale
-        lb = settings.service.lb
-        if lb is None:
+        if settings.service.exposure == "headless":
             # Headless: no target groups; blue and green are two task sets
             # that take turns as primary, whatever the strategy (the Router
             # is router.NoLoadBalancer: no rules, so no weights to write).
             self.single_group = False
             self.groups = HEADLESS_SETS
         else:
+            lb = settings.service.lb
             primary = target_group_name(lb.targetGroupArn)
             # ROLLING without advancedConfiguration: old and new tasks share the
             # service's one target group; the new ones are a set of their own
@@ -108,6 +108,8 @@ class ServiceController:
         self.task_env: dict[str, str] = {}
         # Environment command hooks get besides the controller's own (the API's URL: controller.activation).
         self.hook_env: dict[str, str] = {}
+        # Host names every task resolves (docker backend): Service Connect's aliases.
+        self.task_hosts: dict[str, str] = {}
         self.lb = LoadBalancerSync(self)
         self.scheduler = Scheduler(self)
         self.monitor = Monitor(self)

@@ -162,7 +162,6 @@ class ProxyProcess:
 
     def __init__(self, settings: Settings, config_path: str, state_dir: Path, time_scale: float | None = None,
                  verbose: bool = False) -> None:
-        assert settings.load_balancer is not None, "a headless service runs no load balancer"
         lb = self.lb = settings.load_balancer
         self.token = resolve_token(lb.Admin.Token)
         # Refused here, not by the child: nothing starts with a bad file.

@@ -24,7 +24,8 @@ from shiftlab.stack import Stack
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """A background load during the rehearsal: `rps` on `url`, with `headers`."""
+    """A background load during the rehearsal: `rps` on `url` (empty: where
+    the production load goes), with `headers`."""
 
     url: str
     rps: float
@@ -75,7 +76,7 @@ def production_url(settings: Settings) -> str | None:
     """The listener that carries the production rule; None for a headless
     service (no load balancer: no requests to send)."""
     assert settings.service is not None
-    if settings.service.lb is None or settings.load_balancer is None:
+    if settings.service.exposure == "headless" or settings.load_balancer_config is None:
         return None
     ac = settings.service.lb.advancedConfiguration
     listener = ac.productionListenerRule.rpartition("/")[0] if ac else ""
@@ -84,6 +85,13 @@ def production_url(settings: Settings) -> str | None:
             return f"http://{ls.Address}:{ls.Port}/"
     ls = settings.load_balancer.Listeners[0]
     return f"http://{ls.Address}:{ls.Port}/"
+
+
+def entry_url(stack: Stack) -> str | None:
+    """The first Service Connect client task's URL (a frontend in the
+    namespace), where a rehearsal's load enters; None without one."""
+    tasks = list(stack.clients.tasks.values()) if stack.clients is not None else []
+    return f"http://{tasks[0].host}:{tasks[0].port}/" if tasks else None
 
 
 def check_overrides(settings: Settings, overrides: dict[str, Any]) -> None:
@@ -123,16 +131,18 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         expected = total_minutes(dc) * 60 / settings.time_scale
         limit = timeout if timeout is not None else max(600.0, expected * 3 + 120)
         load = LoadResult(slow_after=slow_after)
-        url = production_url(settings)
-        load_rps = load_rps if url is not None else 0.0
-        if load_rps > 0 and url is not None:
+        # With Service Connect the load enters the namespace through its first
+        # client task; a headless service takes no requests (no production URL).
+        entry = entry_url(stack) or production_url(settings)
+        load_rps = load_rps if entry is not None else 0.0
+        if load_rps > 0 and entry is not None:
             load_task = asyncio.create_task(run_load(
-                url, load_rps, limit, stop=stop_load, result=load,
+                entry, load_rps, limit, stop=stop_load, result=load,
                 max_requests=int(load_rps * limit) + 1))
         extra_results = [LoadResult() for _ in extra_loads]
         for spec, res in zip(extra_loads, extra_results, strict=True):
             extra_tasks.append(asyncio.create_task(run_load(
-                spec.url, spec.rps, limit, headers=spec.headers, stop=stop_load, result=res,
+                spec.url or entry or "", spec.rps, limit, headers=spec.headers, stop=stop_load, result=res,
                 max_requests=int(spec.rps * limit) + 1)))
         if on_started is not None:
             on_started(stack)

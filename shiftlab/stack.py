@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shiftlab import serviceconnect
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import serve_app, strong_token
 from shiftlab.common.ports import free_port
@@ -79,7 +80,7 @@ class Stack:
         # no proxy, in this process or another (router.NoLoadBalancer).
         self.headless = settings.service.exposure == "headless"
         self.proxy_admin_url = None if self.headless else runtime.proxyAdminUrl
-        lb = settings.load_balancer
+        lb = settings.load_balancer_config
         # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
         self._proxy_token = (strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")
                              if lb is not None and not self.headless and (self.proxy_admin_url is not None
@@ -97,6 +98,8 @@ class Stack:
         self.router: Router | None = None
         self.records: Records | None = None
         self._runner: web.AppRunner | None = None
+        # Service Connect's client tasks (service.serviceConnectClients).
+        self.clients: serviceconnect.Clients | None = None
 
     @property
     def api_url(self) -> str:
@@ -136,9 +139,15 @@ class Stack:
                     self.controller.task_env.update(activation_env(self.api_url, self.token))
             # Command hooks reach the controller's API (the activation hook: controller/activation.py).
             self.controller.hook_env.update(activation_env(self.api_url, self.token))
+            # Every task of the service can call the namespace's endpoints, as on ECS.
+            self.controller.task_env.update(serviceconnect.client_env(s.service))
+            self.controller.task_hosts.update(serviceconnect.client_hosts(s.service))
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()
+            if s.service.serviceConnectClients:
+                self.clients = serviceconnect.Clients(s.service, backend, self.controller.task_env)
+                await self.clients.start()
             app = make_api_app(self.controller, self.token, s.controller.address)
             # Bodies as sent: the CloudWatch endpoint checks a signature over a gzip body before inflating it.
             self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port,
@@ -152,6 +161,9 @@ class Stack:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.clients is not None:
+            await self.clients.stop(stop_tasks)
+            self.clients = None
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 # A load balancer of its own process goes on: it must not keep stopped tasks as targets.
@@ -177,7 +189,6 @@ class Stack:
         except RouterError as exc:
             raise RouterError(f"no load balancer answers at {url} after {PROXY_WAIT_SECONDS:g} s "
                               f"(start it with `shiftlab proxy -c FILE`): {exc}") from None
-        assert self.settings.load_balancer is not None
         problems = proxy_mismatches(self.settings.load_balancer, self.settings.time_scale, await router.state(), url)
         if problems:
             raise ConfigError(problems)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from shiftlab.cli import deploy, inspect, queue, rehearsal, run, tools
+from shiftlab.cli import deploy, inspect, interop, queue, rehearsal, run, simulate, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,5 +19,6 @@ def main() -> None:
 
 for command in (run.proxy, run.up, rehearsal.rehearse, rehearsal.demo, deploy.deploy, deploy.watch, deploy.stop,
                 deploy.approve, inspect.status, inspect.list_, inspect.describe, inspect.logs, tools.init,
-                tools.validate, tools.lint, tools.load, queue.queue):
+                tools.validate, tools.lint, simulate.simulate, tools.load, interop.import_, interop.export,
+                queue.queue):
     main.add_command(command)

@@ -82,7 +82,7 @@ def test_strategies_a_headless_service_may_use(tmp_path: Path, deployment: dict[
 
 def test_a_headless_file_needs_no_load_balancer_and_a_load_balanced_one_still_does(tmp_path: Path) -> None:
     s = load_settings(headless(tmp_path))
-    assert s.load_balancer is None and s.service is not None and s.service.lb is None
+    assert s.load_balancer_config is None and s.service is not None and s.service.exposure == "headless"
     assert s.summary().startswith("no load balancer (headless)")
     data = headless(tmp_path)
     data["service"]["loadBalancers"] = [{"targetGroupArn": "blue"}]
