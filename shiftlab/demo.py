@@ -391,10 +391,6 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_blue_green, test_header_load=True),
-        Scenario("headless", "blue/green of a queue consumer with no load balancer: green is activated by a hook, "
-                             "fails messages, its MessagesFailed alarm trips; blue takes over; nothing lost",
-                 "ROLLBACK_SUCCESSFUL", {"FAILURE_RATE": "0.5"},
-                 {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 10}, check_headless, headless=True),
         Scenario("service-connect", "Service Connect: a frontend calls the catalog by its alias; test requests "
                                     "reach the green catalog first; green answers 5xx; the catalog's Service "
                                     "Connect 5xx alarm trips; rollback", "ROLLBACK_SUCCESSFUL", {"ERROR_RATE": "0.3"},
@@ -405,6 +401,10 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_service_connect, extra_alarms=[SC_ALARM], test_header_load=True, service_connect=True),
+        Scenario("headless", "blue/green of a queue consumer with no load balancer: green is activated by a hook, "
+                             "fails messages, its MessagesFailed alarm trips; blue takes over; nothing lost",
+                 "ROLLBACK_SUCCESSFUL", {"FAILURE_RATE": "0.5"},
+                 {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 10}, check_headless, headless=True),
     ]
 }
 
