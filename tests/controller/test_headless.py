@@ -362,3 +362,18 @@ def test_a_headless_blue_green_without_an_activation_hook_is_warned_about(tmp_pa
     assert "nothing activates the new revision" in warning
     rolling = load_settings(headless(tmp_path, {"strategy": "ROLLING"}))
     assert not [w for w in rolling.warnings() if "PRODUCTION_TRAFFIC_SHIFT" in w]
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["export", "-o", "out"]])
+def test_commands_that_model_a_load_balancer_refuse_a_headless_file_naming_the_field(tmp_path: Path,
+                                                                                   command: list[str]) -> None:
+    import yaml
+
+    from tests.controller.support import run_cli
+
+    path = tmp_path / "headless.yaml"
+    path.write_text(yaml.safe_dump(headless(tmp_path)))
+    res = run_cli(*command[:1], "-c", str(path), *command[1:])
+    assert res.returncode == 2, res.stderr
+    assert "  service.loadBalancers: " in res.stderr and "headless service" in res.stderr
+    assert "Traceback" not in res.stderr
