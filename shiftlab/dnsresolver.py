@@ -10,6 +10,7 @@ goes to the address it holds. A name that the server says does not exist
 
 from __future__ import annotations
 
+import contextvars
 import socket
 import time
 from collections.abc import Callable
@@ -22,6 +23,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+# The address the last resolution in this task gave: a request's own (aiohttp
+# resolves in the task that sends the request), read by the load generator.
+RESOLVED: contextvars.ContextVar[str | None] = contextvars.ContextVar("shiftlab_resolved", default=None)
 
 
 class DnsLookupError(OSError):
@@ -91,6 +96,7 @@ class TtlResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         answer = await self.lookup(host)
+        RESOLVED.set(answer.address)
         return [ResolveResult(hostname=host, host=answer.address, port=port, family=socket.AF_INET,
                               proto=0, flags=socket.AI_NUMERICHOST)]
 

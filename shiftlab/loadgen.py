@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from shiftlab.dnsresolver import RESOLVED, TtlResolver, parse_server
+
 GROUP_HEADER = "X-Shiftlab-Target-Group"
 
 
@@ -119,12 +121,12 @@ async def run_load(url: str, rps: float, duration: float, *, concurrency: int = 
             res.sent += 1
             group: str | None = None
             try:
+                if dns is not None:
+                    RESOLVED.set(None)
                 async with session.get(url, headers=headers) as resp:
-                    peer = resp.connection.transport.get_extra_info("peername") \
-                        if resp.connection is not None and resp.connection.transport is not None else None
                     await resp.read()
-                    if peer:
-                        address = str(peer[0])
+                    address = RESOLVED.get() if dns is not None else None
+                    if address is not None:
                         res.by_address[address] += 1
                         second = int(time.monotonic() - res.started_at)
                         res.timeline.setdefault(second, Counter())[address] += 1
@@ -150,8 +152,6 @@ async def run_load(url: str, rps: float, duration: float, *, concurrency: int = 
 
     resolver = None
     if dns is not None:
-        from shiftlab.dnsresolver import TtlResolver, parse_server
-
         resolver = TtlResolver(parse_server(dns))
         # The resolver is the cache (aiohttp's own would keep answers 10 s,
         # whatever their TTL), and a connection per request.
