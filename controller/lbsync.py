@@ -183,17 +183,20 @@ class LoadBalancerSync:
         that TTL has passed (the reference architecture's ~60 s of propagation
         between increments): the bake after it, or the stopping of the tasks
         clients left, starts when no client should still reach them."""
+        green = self.svc.alternate
+
+        def share(w: dict[str, int]) -> float:
+            return percent_of(sum(v for g, v in w.items() if g != green), w.get(green, 0))
+
         before = await router.weights(rule)
         await self.writer.write(rule, want)
-        if {g: before.get(g, 0) for g in want} == want:
-            return
+        if share(before) == share(want):
+            return  # the same answers as before (255:0 and 1:0 alike): nothing to propagate
         view = router.view()
         ttl = max(view["ttl"].values(), default=0)
-        green = self.svc.alternate
         d = self.svc.current
         self.svc.note(d.id if d is not None and not d.final else None, eventlog.weights_dns_records(
-            router.name, percent_of(sum(w for g, w in want.items() if g != green), want.get(green, 0)),
-            view["weights"], ttl))
+            router.name, share(want), view["weights"], ttl))
         await self.svc.clock.sleep(ttl)
 
     async def route_all_to(self, group: str) -> None:
