@@ -43,6 +43,7 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -161,6 +162,7 @@ class _Record:
     weight: int
     ttl: int
     value: str
+    rdata: dns.rdata.Rdata  # the value, parsed once
 
 
 def choose(weights: list[int], rng: random.Random) -> int:
@@ -184,7 +186,9 @@ class Zone:
         self.time_scale = time_scale
         self.rng = rng or random.Random()
         self._groups: dict[tuple[str, str], list[_Record]] = {
-            key: [_Record(rs.SetIdentifier, rs.Weight, rs.TTL, rs.value) for rs in sets]
+            key: [_Record(rs.SetIdentifier, rs.Weight, rs.TTL, rs.value,
+                          dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rs.Type), rs.value))
+                  for rs in sets]
             for key, sets in config.groups().items()}
         self._names = {name for name, _ in self._groups}
         self.answered = 0  # queries answered (any rcode)
@@ -263,7 +267,7 @@ class Zone:
         group = self._groups.get((name, rtype))
         if group:
             r = group[choose([x.weight for x in group], self.rng)]
-            resp.answer.append(dns.rrset.from_text(q.name, self._served_ttl(r.ttl), "IN", rtype, r.value))
+            resp.answer.append(dns.rrset.from_rdata(q.name, self._served_ttl(r.ttl), r.rdata))
             return resp
         if name not in self._names and q.name != self.origin:
             resp.set_rcode(dns.rcode.NXDOMAIN)

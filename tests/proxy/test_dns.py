@@ -350,3 +350,27 @@ async def test_shiftlabs_resolver_fails_an_unknown_name() -> None:
             await TtlResolver(("127.0.0.1", server.port)).lookup("nope.shiftlab.test")
     finally:
         await server.stop()
+
+
+# -- the load balancers behind the records: one port, an address each -----------------------
+
+@pytest.mark.parametrize(("first", "second", "refused"), [
+    ("127.0.0.2", "127.0.0.3", False),  # blue's and green's load balancers, the records' values
+    ("127.0.0.2", "127.0.0.2", True),
+    ("0.0.0.0", "127.0.0.3", True),  # the any address takes the port on every address
+    ("127.0.0.2", "0.0.0.0", True),
+])
+def test_listeners_may_share_a_port_on_different_addresses(first: str, second: str, refused: bool) -> None:
+    from shiftlab.proxy.config import load_balancer_from_dict
+
+    def listener(name: str, address: str) -> dict[str, Any]:
+        return {"Name": name, "Address": address, "Port": 8080,
+                "DefaultActions": [{"Type": "forward", "TargetGroupArn": name}]}
+
+    data = {"Listeners": [listener("blue", first), listener("green", second)],
+            "TargetGroups": [{"Name": "blue"}, {"Name": "green"}]}
+    if refused:
+        with pytest.raises(ConfigError, match=r"Listeners\[1\]\.Port: 8080 is used by Listeners\[0\]"):
+            load_balancer_from_dict(data)
+    else:
+        assert [ls.Address for ls in load_balancer_from_dict(data).Listeners] == [first, second]
