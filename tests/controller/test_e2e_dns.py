@@ -221,3 +221,16 @@ async def test_load_through_dns_keeps_the_old_answer_until_the_ttl_ends() -> Non
         await server.stop()
         for r in runners:
             await r.cleanup()
+
+
+def test_the_readmes_example_is_valid() -> None:
+    import yaml
+
+    from tests.helpers import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### `route53`"):]
+    block = section[section.index("```yaml\n") + 8:]
+    settings = load_settings(yaml.safe_load(block[:block.index("```")]))
+    assert settings.dns_route() == ("app.shiftlab.test", {"blue": "service-a", "green": "service-b"})
+    assert [s for s, _ in settings.controller_settings().dns_schedule or []] == [1, 2, 5, 10, 25, 50, 100]
