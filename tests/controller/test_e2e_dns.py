@@ -234,3 +234,23 @@ def test_the_readmes_example_is_valid() -> None:
     settings = load_settings(yaml.safe_load(block[:block.index("```")]))
     assert settings.dns_route() == ("app.shiftlab.test", {"blue": "service-a", "green": "service-b"})
     assert [s for s, _ in settings.controller_settings().dns_schedule or []] == [1, 2, 5, 10, 25, 50, 100]
+
+
+async def test_rehearse_sends_its_load_through_the_dns_server(tmp_path) -> None:
+    import json
+
+    import yaml
+
+    from tests.controller.support import cli
+
+    data = dns_config(tmp_path, {"strategy": "LINEAR", "bakeTimeInMinutes": 0},
+                      shift={"Percentages": [50, 100], "IntervalSeconds": 60})
+    data["route53"]["Port"] = free_port()
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, out, err = await cli("rehearse", "-c", str(path), "--load-rps", "20", "--json", timeout=120)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["status"] == "SUCCESSFUL"
+    assert set(report["load"]["byAddress"]) == {BLUE_LB, GREEN_LB}, report["load"]
+    assert report["load"]["dnsQueries"] >= 2
