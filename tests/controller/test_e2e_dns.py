@@ -17,7 +17,10 @@ cache for longer periods").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -179,27 +182,7 @@ async def test_load_through_dns_keeps_the_old_answer_until_the_ttl_ends() -> Non
     """Weights moved all to green at once: requests go on reaching blue's
     load balancer until the client's cached answer expires (TTL 2 s), which
     an ALB weight change never shows (its next request follows it)."""
-    port = free_port()
-    runners = []
-    for address, colour in ((BLUE_LB, "blue"), (GREEN_LB, "green")):
-        app = web.Application()
-
-        async def hello(request: web.Request, colour: str = colour) -> web.Response:
-            return web.Response(text=colour, headers={"X-Shiftlab-Target-Group": colour})
-
-        app.router.add_get("/", hello)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, address, port).start()
-        runners.append(runner)
-    zone = Zone(Route53Config.model_validate({
-        "HostedZone": {"Name": "shiftlab.test"}, "ResourceRecordSets": [
-            {"Name": NAME, "TTL": 2, "SetIdentifier": "a", "Weight": 1, "ResourceRecords": [{"Value": BLUE_LB}]},
-            {"Name": NAME, "TTL": 2, "SetIdentifier": "b", "Weight": 0, "ResourceRecords": [{"Value": GREEN_LB}]},
-        ]}))
-    server = DnsServer(zone, "127.0.0.1", 0)
-    await server.start()
-    try:
+    async with two_lbs_and_dns(ttl=2) as (port, zone, server):
         result = LoadResult()
         load = asyncio.create_task(run_load(f"http://{NAME}:{port}/", 40, 4.5, concurrency=4, result=result,
                                             dns=server.endpoint))
@@ -217,6 +200,52 @@ async def test_load_through_dns_keeps_the_old_answer_until_the_ttl_ends() -> Non
         assert result.by_group["green"] == result.by_address[GREEN_LB] > 0
         # The cache, not a lookup a request: a few answers for a few TTLs.
         assert 2 <= result.dns_queries <= 4 * 4, s
+
+
+async def test_the_load_command_resolves_through_the_dns_server_and_counts_by_address() -> None:
+    from tests.controller.support import cli
+
+    async with two_lbs_and_dns(ttl=60) as (port, _zone, server):
+        code, out, err = await cli("load", "--url", f"http://{NAME}:{port}/", "--dns", server.endpoint,
+                                   "--rps", "20", "--duration", "1")
+        assert code == 0, err
+        assert "by load balancer address, per second (1 DNS answers fetched)" in out, out
+        assert BLUE_LB in out and GREEN_LB not in out, out
+        code, out, err = await cli("load", "--url", f"http://{NAME}:{port}/", "--dns", "127.0.0.1:x",
+                                   "--duration", "1")
+        assert code == 2 and "--dns" in err, err
+        code, out, err = await cli("load", "--url", f"http://nope.shiftlab.test:{port}/", "--dns", server.endpoint,
+                                   "--rps", "5", "--duration", "1", "--json")
+        assert code == 0, err
+        assert json.loads(out)["connectionErrors"] >= 5  # NXDOMAIN: no address, as getaddrinfo fails
+
+
+@contextlib.asynccontextmanager
+async def two_lbs_and_dns(ttl: int) -> AsyncIterator[tuple[int, Zone, DnsServer]]:
+    """Two HTTP servers on one port, blue's on 127.0.0.2 and green's on
+    127.0.0.3, and a DNS server whose records (TTL `ttl`) put all on blue."""
+    port = free_port()
+    runners = []
+    for address, colour in ((BLUE_LB, "blue"), (GREEN_LB, "green")):
+        app = web.Application()
+
+        async def hello(request: web.Request, colour: str = colour) -> web.Response:
+            return web.Response(text=colour, headers={"X-Shiftlab-Target-Group": colour})
+
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, address, port).start()
+        runners.append(runner)
+    zone = Zone(Route53Config.model_validate({
+        "HostedZone": {"Name": "shiftlab.test"}, "ResourceRecordSets": [
+            {"Name": NAME, "TTL": ttl, "SetIdentifier": "a", "Weight": 1, "ResourceRecords": [{"Value": BLUE_LB}]},
+            {"Name": NAME, "TTL": ttl, "SetIdentifier": "b", "Weight": 0, "ResourceRecords": [{"Value": GREEN_LB}]},
+        ]}))
+    server = DnsServer(zone, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield port, zone, server
     finally:
         await server.stop()
         for r in runners:
@@ -237,7 +266,6 @@ def test_the_readmes_example_is_valid() -> None:
 
 
 async def test_rehearse_sends_its_load_through_the_dns_server(tmp_path) -> None:
-    import json
 
     import yaml
 
