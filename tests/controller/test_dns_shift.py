@@ -167,3 +167,16 @@ async def test_the_dns_router_keeps_the_router_contract_and_route53s_range(tmp_p
     assert await router.set_weights("lb-blue/default", {"blue": 2}) == {"blue": 2}
     await router.register("blue", [("127.0.0.1", 9)])
     assert await router.target_health("blue") == {"127.0.0.1:9": "healthy"}
+
+
+def test_watch_shows_the_records_as_served() -> None:
+    from shiftlab.view import WatchState
+    from tests.controller.test_watch_view import deployment, text_of
+
+    message = deployment([("blue", 2, 2), ("green", 2, 2)])
+    message["deployment"]["shiftlab"]["dnsRecords"] = {
+        "name": NAME, "rule": f"route53/{NAME}", "weights": {"service-a": 95, "service-b": 5},
+        "ttl": {"service-a": 1, "service-b": 1}, "setIdentifiers": {"blue": "service-a", "green": "service-b"}}
+    state = WatchState()
+    state.update(message)
+    assert f"DNS {NAME}  weights service-a 95, service-b 5  TTL 1 s" in text_of(state)

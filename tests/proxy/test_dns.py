@@ -19,6 +19,12 @@ Route 53's rules checked here:
   (TTL: how long resolvers cache the record; Record ID = SetIdentifier).
 - https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/SOA-NSrecords.html
   (the SOA's times, returned with a negative answer).
+
+Not in AWS's documentation, so as authoritative servers answer (RFC 1035
+4.1.1 and RFC 2308): REFUSED for a name outside every zone the server
+hosts (what Route 53's name servers are seen to answer), NXDOMAIN with the
+SOA for a name the zone lacks, NODATA for a type the name lacks, FORMERR for
+a message that does not parse.
 """
 
 from __future__ import annotations
