@@ -139,8 +139,11 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
     """The same config with every listener, the admin API and the controller
     API on free ports, so that a rehearsal can run beside anything else."""
     lb = data.get("loadBalancer") or {}
+    moved: dict[Any, int] = {}  # listeners on one port (an address each, route53) stay on one
     for listener in lb.get("Listeners") or []:
-        listener["Port"] = free_port()
+        old = listener.get("Port")
+        listener["Port"] = moved[old] if old in moved else free_port()
+        moved.setdefault(old, listener["Port"])
     lb.setdefault("Admin", {})["Port"] = 0
     if isinstance(data.get("route53"), dict):
         data["route53"]["Port"] = 0

@@ -282,3 +282,14 @@ async def test_rehearse_sends_its_load_through_the_dns_server(tmp_path) -> None:
     assert report["status"] == "SUCCESSFUL"
     assert set(report["load"]["byAddress"]) == {BLUE_LB, GREEN_LB}, report["load"]
     assert report["load"]["dnsQueries"] >= 2
+
+
+def test_free_ports_keep_the_two_load_balancers_on_one_port(tmp_path) -> None:
+    """A rehearsal's or the pytest plugin's free ports: blue's and green's
+    load balancers must stay on one port, the only one a DNS name's clients know."""
+    from shiftlab.settings import on_free_ports
+
+    data = on_free_ports(dns_config(tmp_path, {"strategy": "LINEAR", "bakeTimeInMinutes": 0}))
+    ports = {ls["Port"] for ls in data["loadBalancer"]["Listeners"]}
+    assert len(ports) == 1 and data["route53"]["Port"] == 0
+    assert load_settings(data).dns_route() is not None
