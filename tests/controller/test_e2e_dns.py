@@ -115,6 +115,15 @@ async def test_linear_steps_the_records_slowly_then_faster_and_promotes(stack_fa
     # DescribeServiceDeployments shows the records as served.
     assert seen and seen[0]["name"] == NAME and seen[0]["setIdentifiers"] == {"blue": "service-a",
                                                                                       "green": "service-b"}
+    # The API's traffic view (the dashboard's) shows the records as served.
+    import aiohttp
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {stack.token}"} if stack.token else {}) \
+            as session, session.get(stack.api_url + "/api/traffic") as resp:
+        traffic = await resp.json()
+    prod = next(r for r in traffic["rules"] if r["kind"] == "production")
+    assert prod["rule"] == f"route53/{NAME}" and prod["percent"] == {"blue": 0.0, "green": 100.0}
+    assert prod["dnsRecords"]["weights"] == {"service-a": 0, "service-b": 1}
     # Green (now primary) answers every query.
     after = await run_load(url(data), 20, 1.0, dns=stack.dns.endpoint)
     assert after.failed == 0 and set(after.by_address) == {GREEN_LB} and set(after.by_group) == {"green"}
