@@ -192,6 +192,39 @@ def rolled_back_quietly_by(alarm_name: str) -> Callable[[Seen], list[Check]]:
     return check
 
 
+DNS_NAME = "app.shiftlab.test"
+DNS_LOAD_BALANCERS = {"blue": "127.0.0.2", "green": "127.0.0.3"}
+
+
+def check_dns(seen: Seen) -> list[Check]:
+    """Weighted DNS: the bad canary's checks, and the load (resolving the
+    name, keeping answers a TTL) reaching both load balancers by address."""
+    addresses = dict(seen.load.by_address) if seen.load else {}
+    return [*check_bad_canary(seen)[:3],
+            Check("the load reaches both load balancers through DNS",
+                  set(addresses) == set(DNS_LOAD_BALANCERS.values()), f"answers by address: {addresses or 'none'}"),
+            _back_on_blue(seen)]
+
+
+def dns_topology(data: dict[str, Any], ttl: int = 60) -> dict[str, Any]:
+    """The example config as Route 53's reference architecture has it: blue's
+    and green's load balancers (a listener each, one port, an address each)
+    behind the weighted records of one name, which the deployment steps."""
+    lb = data["loadBalancer"]
+    port = lb["Listeners"][0]["Port"]
+    lb["Listeners"] = [{"Name": f"lb-{g}", "Address": address, "Port": port, "TestTrafficRule": {"Enabled": False},
+                        "DefaultActions": [{"Type": "forward", "TargetGroupArn": g}]}
+                       for g, address in DNS_LOAD_BALANCERS.items()]
+    data["route53"] = {"Port": 0, "HostedZone": {"Name": "shiftlab.test"}, "ResourceRecordSets": [
+        {"Name": DNS_NAME, "Type": "A", "TTL": ttl, "SetIdentifier": f"service-{g}",
+         "Weight": 255 if g == "blue" else 0, "ResourceRecords": [{"Value": address}]}
+        for g, address in DNS_LOAD_BALANCERS.items()]}
+    ac = data["service"]["loadBalancers"][0]["advancedConfiguration"]
+    ac["productionListenerRule"] = f"route53/{DNS_NAME}"
+    ac["testListenerRule"] = []
+    return data
+
+
 def check_manual(seen: Seen) -> list[Check]:
     approved = [e for e in seen.events if e["type"] == eventlog.HOOK_APPROVED.name]
     paused = [h for h in _hook_runs(seen, "PAUSE") if h["status"] == "SUCCEEDED"]
@@ -242,6 +275,7 @@ class Scenario:
     pause: bool = False
     slow_after: float | None = None  # seconds: a slower answer counts as a bad response
     task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
+    dns: bool = False  # two load balancers behind weighted DNS records (dns_topology)
 
 
 SCENARIOS = {
@@ -290,6 +324,11 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_blue_green, test_header_load=True),
+        Scenario("dns", "two load balancers behind weighted DNS records (Route 53's reference architecture), "
+                        "stepped 1, 2, 5, 10, 25, 50, 100 %; green answers 5xx, the 5xx alarm trips, all weight "
+                        "back on blue", "ROLLBACK_SUCCESSFUL", {"ERROR_RATE": "0.3"},
+                 {"strategy": "LINEAR", "bakeTimeInMinutes": 2},
+                 check_dns, dns=True),
     ]
 }
 
@@ -309,7 +348,8 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     docker backend the tasks run `image` (default the sample image) with its
     own command: the example's `{python} -m shiftlab.sample_service` is for
     processes on this machine."""
-    data = on_free_ports(copy.deepcopy(example_config()))
+    data = copy.deepcopy(example_config())
+    data = on_free_ports(dns_topology(data) if scenario.dns else data)
     data["timeScale"] = time_scale
     dc = {**data["deploymentConfiguration"], **copy.deepcopy(scenario.deployment)}
     for hook in dc.get("lifecycleHooks", []):

@@ -60,6 +60,8 @@ def run_demo(scenario: str) -> str:
     ("blue-green", ["as expected: SUCCESSFUL", "ok     the POST_TEST_TRAFFIC_SHIFT hook succeeds",
                     "ok     test traffic (x-amzn-ecs-blue-green-test header) reaches green before production does",
                     "test-header requests: "]),
+    ("dns", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm service-5xx trips",
+             "ok     the load reaches both load balancers through DNS: answers by address: {"]),
 ])
 def test_demo_scenario_behaves_as_it_expects(scenario: str, lines: list[str]) -> None:
     out = run_demo(scenario)
