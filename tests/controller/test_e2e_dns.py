@@ -302,3 +302,17 @@ def test_free_ports_keep_the_two_load_balancers_on_one_port(tmp_path) -> None:
     ports = {ls["Port"] for ls in data["loadBalancer"]["Listeners"]}
     assert len(ports) == 1 and data["route53"]["Port"] == 0
     assert load_settings(data).dns_route() is not None
+
+
+def test_lint_judges_the_dns_schedule_not_linear_configuration(tmp_path) -> None:
+    """shiftlab lint's step rules (SL005, SL007) read route53.TrafficShift for
+    a LINEAR deployment across weighted DNS records, and name its fields."""
+    from shiftlab.lint import lint
+
+    data = dns_config(tmp_path, {"strategy": "LINEAR", "bakeTimeInMinutes": 10,
+                                 "alarms": {"alarmNames": ["green-5xx"], "enable": True, "rollback": True}},
+                      alarms=[green_alarm("green-5xx", "HTTPCode_Target_5XX_Count", 2, EvaluationPeriods=3)])
+    findings = {(f.rule, f.path): f.message for f in lint(load_settings(data), traffic_rps=1.0)}
+    assert ("SL005", "route53.TrafficShift.IntervalSeconds") in findings, findings
+    assert "the 1 min bake after step 1 (1 %)" in findings[("SL005", "route53.TrafficShift.IntervalSeconds")]
+    assert ("SL007", "route53.TrafficShift.Percentages") in findings, findings
