@@ -180,3 +180,17 @@ def test_watch_shows_the_records_as_served() -> None:
     state = WatchState()
     state.update(message)
     assert f"DNS {NAME}  weights service-a 95, service-b 5  TTL 1 s" in text_of(state)
+
+
+def test_simulate_steps_the_dns_schedule(tmp_path) -> None:
+    """shiftlab simulate (virtual time) runs a LINEAR deployment across
+    weighted DNS records through route53.TrafficShift's steps, as the service
+    does (the TTL lag is not modelled there)."""
+    from shiftlab.simulate.engine import run
+    from shiftlab.simulate.scenario import load_scenario
+
+    s = load_settings(dns_config(tmp_path, {"strategy": "LINEAR", "bakeTimeInMinutes": 0},
+                                 shift={"Percentages": [5, 50, 100], "IntervalSeconds": 120}))
+    scenario, traffic = load_scenario(None, {"traffic": {"rps": 20}})
+    result = run(s, scenario, traffic, seed=1)
+    assert [w["percent"] for w in result.weights if w["traffic"] == "production"] == [5, 50, 100]
