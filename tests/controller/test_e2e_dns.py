@@ -316,3 +316,52 @@ def test_lint_judges_the_dns_schedule_not_linear_configuration(tmp_path) -> None
     assert ("SL005", "route53.TrafficShift.IntervalSeconds") in findings, findings
     assert "the 1 min bake after step 1 (1 %)" in findings[("SL005", "route53.TrafficShift.IntervalSeconds")]
     assert ("SL007", "route53.TrafficShift.Percentages") in findings, findings
+
+
+async def test_up_runs_the_dns_server_beside_a_load_balancer_process(tmp_path, processes) -> None:
+    """`shiftlab up` (the load balancer a process of its own): the DNS server
+    answers in the controller's process, `dig` sees blue's then green's load
+    balancer, and a deployment through the API moves the records."""
+    import shutil
+
+    import aiohttp
+    import yaml
+
+    from tests.controller.subprocesses import FINAL, MARK, Api
+
+    if shutil.which("dig") is None:
+        pytest.skip("dig not installed (apt-get install dnsutils)")
+    data = dns_config(tmp_path, {"strategy": "LINEAR", "bakeTimeInMinutes": 0},
+                      shift={"Percentages": [50, 100], "IntervalSeconds": 60})
+    data["loadBalancer"]["Admin"]["Port"] = free_port()
+    data["controller"]["port"] = free_port()
+    data["route53"]["Port"] = dns_port = free_port()
+    data["service"]["taskDefinition"]["environment"] = {MARK: processes.marker}
+    path = tmp_path / "shiftlab.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    async def dig_short() -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "dig", "@127.0.0.1", "-p", str(dns_port), "+short", "+tries=1", "+time=2", NAME,
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        return out.decode().strip()
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        api = Api(session, data)
+        up = processes.start("up", "up", "-c", str(path))
+        await eventually(lambda: api.serving(f"{api.controller}/api/healthz", up), timeout=30, what="the controller")
+        assert await dig_short() == BLUE_LB
+        async with session.post(f"{api.controller}/api/deployments",
+                                json={"taskDefinition": {"env": {"GREETING": "v2"}}}) as resp:
+            assert resp.status < 300, await resp.text()
+            dep_id = (await resp.json())["shiftlab"]["id"]
+
+        async def final() -> Any:
+            d = await api.deployment(dep_id)
+            return d if d["status"] in FINAL else None
+        d = await eventually(final, timeout=60, what="the deployment's end")
+        assert d["status"] == "SUCCESSFUL", d["statusReason"]
+        assert await dig_short() == GREEN_LB
+        after = await run_load(url(data), 10, 1.0, dns=f"127.0.0.1:{dns_port}")
+        assert after.failed == 0 and set(after.by_group) == {"green"}
