@@ -57,3 +57,23 @@ class Report:
         lines = ["# Placeholders (shiftlab import): local parts AWS's files do not say; change them:"]
         lines += [f"#   {t}: {q}" for t, q in self.needs_answer]
         return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary file beside it,
+    renamed over it (an interrupted import never leaves half a config)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
