@@ -133,6 +133,9 @@ def codedeploy(appspec: str, deployment_config: str | None, deployment_group: st
         if m.lambda_functions:
             doc["lambdaFunctions"] = m.lambda_functions
         text = yaml.safe_dump(doc, sort_keys=False)
+        if m.service:
+            text += "# service fields (set in the config with --config):\n" + "".join(
+                f"#   service.{k}: {v}\n" for k, v in m.service.items())
         if output is None:
             click.echo(m.report.header() + text, nl=False)
             click.echo(m.report.to_json() if report_format == "json" else m.report.render(), err=True, nl=False)
