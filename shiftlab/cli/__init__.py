@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from shiftlab.cli import deploy, inspect, interop_more, rehearsal, run, tools
+from shiftlab.cli import deploy, inspect, rehearsal, run, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +21,8 @@ for command in (run.proxy, run.up, rehearsal.rehearse, rehearsal.demo, deploy.de
                 deploy.approve, inspect.status, inspect.list_, inspect.describe, inspect.logs, tools.init,
                 tools.validate, tools.lint, tools.load):
     main.add_command(command)
-# `import terraform`, `import codedeploy` (merge: add them to the `import` group of cli/interop.py)
-main.add_command(interop_more.import_group)
+
+# `import terraform` and `import codedeploy` join the `import` group (cli/interop.py's, once it is here).
+from shiftlab.cli import interop_more  # noqa: E402
+
+interop_more.register(main)

@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from shiftlab.common.configfile import ConfigError
-from shiftlab.interop.importreport import Report
+from shiftlab.interop import notes
+from shiftlab.interop.report import Report
 
 # CodeDeploy's predefined ECS configurations ("Predefined deployment
 # configurations for an Amazon ECS compute platform",
@@ -177,7 +178,7 @@ def _function(value: Any, hook: str, region: str | None, account: str | None, re
     if not _NAME.fullmatch(value):
         raise ConfigError([f"Hooks.{hook}: {value!r} is neither a Lambda function name nor its ARN"])
     if region is None or account is None:
-        report.ask(f"Hooks.{hook}", f"the ARN of {value} is built with region {region or PLACEHOLDER_REGION} "
+        notes.local(report, f"Hooks.{hook}", f"the ARN of {value} is built with region {region or PLACEHOLDER_REGION} "
                                     f"and account {account or PLACEHOLDER_ACCOUNT} (give --region and --account-id)")
     name, _, qualifier = value.partition(":")
     arn = (f"arn:aws:lambda:{region or PLACEHOLDER_REGION}:{account or PLACEHOLDER_ACCOUNT}:function:{name}"
@@ -208,8 +209,8 @@ def appspec_parts(appspec: dict[str, Any], report: Report, region: str | None,
         raise ConfigError([f"{where}.Properties.TaskDefinition: is required"])
     family = task.rsplit("/", 1)[-1].split(":", 1)[0]
     service["taskDefinition.family"] = family
-    report.map(f"{where}.Properties.TaskDefinition", "service.taskDefinition.family")
-    report.ask("service.taskDefinition", f"the revision AppSpec deploys ({task}) runs here as the config's "
+    notes.mapped(report, f"{where}.Properties.TaskDefinition", "service.taskDefinition.family")
+    notes.local(report, "service.taskDefinition", f"the revision AppSpec deploys ({task}) runs here as the config's "
                                          "command or image (shiftlab rehearse --command/--image/--env)")
     lbi = props.get("LoadBalancerInfo")
     if not isinstance(lbi, dict):
@@ -222,13 +223,13 @@ def appspec_parts(appspec: dict[str, Any], report: Report, region: str | None,
                                       or not 1 <= value <= 65535):
             raise ConfigError([f"{where}.Properties.LoadBalancerInfo.ContainerPort: {value!r} is not a port"])
         service[f"loadBalancers[0].{key}"] = value
-        report.map(f"{where}.Properties.LoadBalancerInfo.{cd}", f"service.loadBalancers[0].{key}")
+        notes.mapped(report, f"{where}.Properties.LoadBalancerInfo.{cd}", f"service.loadBalancers[0].{key}")
     for prop, why in (("PlatformVersion", "Fargate's platform version: not rehearsed"),
                       ("NetworkConfiguration", "networking (subnets, security groups): tasks run on this machine"),
                       ("CapacityProviderStrategy", "where tasks run on AWS: here they run as local processes or "
                                                    "containers")):
         if prop in props:
-            report.ignore(f"{where}.Properties.{prop}", why)
+            notes.ignored(report, f"{where}.Properties.{prop}", why)
     hooks: list[dict[str, Any]] = []
     functions: dict[str, str] = {}
     raw_hooks = appspec.get("Hooks") or []
@@ -253,16 +254,17 @@ def appspec_parts(appspec: dict[str, Any], report: Report, region: str | None,
             hook["roleArn"] = hook_role
         hooks.append(hook)
         functions.setdefault(name, PLACEHOLDER_HOOK)
-        report.map(f"Hooks.{event}", f"deploymentConfiguration.lifecycleHooks[{len(hooks) - 1}] "
+        notes.mapped(report, f"Hooks.{event}", f"deploymentConfiguration.lifecycleHooks[{len(hooks) - 1}] "
                                      f"({HOOK_STAGES[event]})")
-        report.ask(f"Hooks.{event} ({name})", "rewrite the function for ECS: it answers {\"hookStatus\": "
+        notes.local(report, f"Hooks.{event} ({name})", "rewrite the function for ECS: it answers {\"hookStatus\": "
                                                "SUCCEEDED|FAILED|IN_PROGRESS} instead of calling CodeDeploy's "
                                                "PutLifecycleEventHookExecutionStatus")
     if hooks and not hook_role:
-        report.ask("deploymentConfiguration.lifecycleHooks[].roleArn", "the role ECS invokes the functions with "
+        notes.local(report,
+                    "deploymentConfiguration.lifecycleHooks[].roleArn", "the role ECS invokes the functions with "
                                                                         "(give --hook-role-arn)")
     if "BeforeInstall" in seen:
-        report.ignore("Hooks.BeforeInstall (its failure)", "CodeDeploy does not roll back when BeforeInstall "
+        notes.ignored(report, "Hooks.BeforeInstall (its failure)", "CodeDeploy does not roll back when BeforeInstall "
                                                            "fails; ECS rolls back on a failed PRE_SCALE_UP hook")
     # The stages in the order a deployment passes them: hooks listed as ECS runs them.
     order = list(HOOK_STAGES.values())
@@ -291,10 +293,10 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
                                f"terminationWaitTimeInMinutes: {wait!r} has no ECS equivalent: ECS's "
                                f"bakeTimeInMinutes is {lo}..{hi}"])
         dc["bakeTimeInMinutes"] = wait
-        report.map("blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess."
+        notes.mapped(report, "blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess."
                    "terminationWaitTimeInMinutes", "deploymentConfiguration.bakeTimeInMinutes")
     if term.get("action") == "KEEP_ALIVE":
-        report.ignore("blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess.action",
+        notes.ignored(report, "blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess.action",
                       "KEEP_ALIVE has no ECS equivalent: ECS stops the old revision once the bake time ends")
     ready = bg.get("deploymentReadyOption") or {}
     if ready.get("actionOnTimeout") == "STOP_DEPLOYMENT":
@@ -304,11 +306,11 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
                                f"{minutes!r}: a PAUSE hook's timeout is 1..20160 minutes"])
         dc["lifecycleHooks"] = [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"],
                                  "timeoutConfiguration": {"timeoutInMinutes": minutes, "action": "ROLLBACK"}}]
-        report.map("blueGreenDeploymentConfiguration.deploymentReadyOption",
+        notes.mapped(report, "blueGreenDeploymentConfiguration.deploymentReadyOption",
                    "deploymentConfiguration.lifecycleHooks (a PAUSE hook at POST_SCALE_UP: continue it by hand, "
                    "else it rolls back after waitTimeInMinutes)")
     elif ready:
-        report.map("blueGreenDeploymentConfiguration.deploymentReadyOption (CONTINUE_DEPLOYMENT)",
+        notes.mapped(report, "blueGreenDeploymentConfiguration.deploymentReadyOption (CONTINUE_DEPLOYMENT)",
                    "deploymentConfiguration (ECS shifts traffic without waiting)")
     alarms = g.get("alarmConfiguration") or {}
     rollback = g.get("autoRollbackConfiguration") or {}
@@ -317,31 +319,33 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
         names = [a.get("name") for a in alarms.get("alarms") or [] if isinstance(a, dict)]
         dc["alarms"] = {"alarmNames": names, "enable": bool(alarms.get("enabled")),
                         "rollback": "DEPLOYMENT_STOP_ON_ALARM" in events}
-        report.map("alarmConfiguration.alarms", "deploymentConfiguration.alarms.alarmNames")
-        report.map("alarmConfiguration.enabled", "deploymentConfiguration.alarms.enable")
-        report.map("autoRollbackConfiguration (DEPLOYMENT_STOP_ON_ALARM)", "deploymentConfiguration.alarms.rollback")
+        notes.mapped(report, "alarmConfiguration.alarms", "deploymentConfiguration.alarms.alarmNames")
+        notes.mapped(report, "alarmConfiguration.enabled", "deploymentConfiguration.alarms.enable")
+        notes.mapped(report,
+                     "autoRollbackConfiguration (DEPLOYMENT_STOP_ON_ALARM)", "deploymentConfiguration.alarms.rollback")
         if alarms.get("ignorePollAlarmFailure"):
-            report.ignore("alarmConfiguration.ignorePollAlarmFailure", "no ECS equivalent")
+            notes.ignored(report, "alarmConfiguration.ignorePollAlarmFailure", "no ECS equivalent")
         for n in names:
-            report.ask(f"alarms ({n})", "define the alarm in the config's alarms[] as put-metric-alarm takes it "
+            notes.local(report,
+                        f"alarms ({n})", "define the alarm in the config's alarms[] as put-metric-alarm takes it "
                                         "(CodeDeploy's group names it only)")
     if "DEPLOYMENT_FAILURE" in events:
         dc["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
-        report.map("autoRollbackConfiguration (DEPLOYMENT_FAILURE)",
+        notes.mapped(report, "autoRollbackConfiguration (DEPLOYMENT_FAILURE)",
                    "deploymentConfiguration.deploymentCircuitBreaker (tasks that fail roll back; a failed hook "
                    "rolls back in ECS anyway)")
     if "DEPLOYMENT_STOP_ON_REQUEST" in events:
-        report.ignore("autoRollbackConfiguration (DEPLOYMENT_STOP_ON_REQUEST)",
+        notes.ignored(report, "autoRollbackConfiguration (DEPLOYMENT_STOP_ON_REQUEST)",
                       "a setting in ECS neither: stop a deployment with rollback (shiftlab stop --rollback, "
                       "aws ecs stop-service-deployment --stop-type ROLLBACK)")
     services = g.get("ecsServices") or []
     if len(services) == 1 and isinstance(services[0], dict):
         if services[0].get("serviceName"):
             service["serviceName"] = services[0]["serviceName"]
-            report.map("ecsServices[0].serviceName", "service.serviceName")
+            notes.mapped(report, "ecsServices[0].serviceName", "service.serviceName")
         if services[0].get("clusterName"):
             service["clusterName"] = services[0]["clusterName"]
-            report.map("ecsServices[0].clusterName", "service.clusterName")
+            notes.mapped(report, "ecsServices[0].clusterName", "service.clusterName")
     lbi = g.get("loadBalancerInfo") or {}
     pairs = lbi.get("targetGroupPairInfoList") or []
     if pairs:
@@ -349,12 +353,12 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
         if len(tgs) == 2:
             service["loadBalancers[0].targetGroupArn"] = tgs[0]
             service["loadBalancers[0].advancedConfiguration.alternateTargetGroupArn"] = tgs[1]
-            report.map("loadBalancerInfo.targetGroupPairInfoList[0].targetGroups",
+            notes.mapped(report, "loadBalancerInfo.targetGroupPairInfoList[0].targetGroups",
                        "service.loadBalancers[0].targetGroupArn, advancedConfiguration.alternateTargetGroupArn")
         for route, key in (("prodTrafficRoute", "productionListenerRule"), ("testTrafficRoute", "testListenerRule")):
             arns = (pairs[0].get(route) or {}).get("listenerArns") or []
             if arns:
-                report.ask(f"service.loadBalancers[0].advancedConfiguration.{key}",
+                notes.local(report, f"service.loadBalancers[0].advancedConfiguration.{key}",
                            f"CodeDeploy moved the default rule of {arns[0]}: ECS needs that rule's ARN (the "
                            "config's <listener>/default)")
     for key, why in (("serviceRoleArn", "IAM: ECS uses its infrastructure role (advancedConfiguration.roleArn)"),
@@ -363,7 +367,7 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
                      ("deploymentStyle", "ECS's blue/green, canary and linear deployments always shift traffic"),
                      ("outdatedInstancesStrategy", "EC2 only")):
         if key in g:
-            report.ignore(key, why)
+            notes.ignored(report, key, why)
     return dc, service, g.get("deploymentConfigName")
 
 
@@ -378,12 +382,13 @@ def migrate(appspec: dict[str, Any], deployment_config: str | None, group: dict[
     spec = deployment_config or group_config or "CodeDeployDefault.ECSAllAtOnce"
     name, routing = traffic_routing(spec)
     dc = strategy_of(routing, f"{name}: trafficRoutingConfig")
-    report.map(f"deployment configuration {name}", f"deploymentConfiguration.strategy {dc['strategy']}")
+    notes.mapped(report, f"deployment configuration {name}", f"deploymentConfiguration.strategy {dc['strategy']}")
     if dc["strategy"] != "BLUE_GREEN":
         section = "canaryConfiguration" if dc["strategy"] == "CANARY" else "linearConfiguration"
-        report.map(f"{name} ({routing['type']})", f"deploymentConfiguration.{section}")
+        notes.mapped(report, f"{name} ({routing['type']})", f"deploymentConfiguration.{section}")
     if deployment_config is None and group_config is None:
-        report.ask("deploymentConfiguration.strategy", "BLUE_GREEN: CodeDeploy's default for an ECS deployment "
+        notes.local(report,
+                    "deploymentConfiguration.strategy", "BLUE_GREEN: CodeDeploy's default for an ECS deployment "
                                                        "group (CodeDeployDefault.ECSAllAtOnce)")
     service, hooks, functions = appspec_parts(appspec, report, region, account, hook_role)
     dc.update({k: v for k, v in dc_from_group.items() if k != "lifecycleHooks"})
@@ -398,7 +403,7 @@ def migrate(appspec: dict[str, Any], deployment_config: str | None, group: dict[
         dc["bakeTimeInMinutes"] = 0
     if dc["strategy"] != "BLUE_GREEN" and any(h["lifecycleStages"] == ["PRE_PRODUCTION_TRAFFIC_SHIFT"]
                                               for h in hooks):
-        report.ignore("Hooks.BeforeAllowTraffic (runs once)", f"with {dc['strategy']} ECS runs a "
+        notes.ignored(report, "Hooks.BeforeAllowTraffic (runs once)", f"with {dc['strategy']} ECS runs a "
                       "PRE_PRODUCTION_TRAFFIC_SHIFT hook before every traffic step, CodeDeploy ran "
                       "BeforeAllowTraffic once")
     return Migration(dc, {**service, **svc_from_group}, functions, report)
@@ -447,7 +452,7 @@ def merge(config: dict[str, Any], m: Migration) -> dict[str, Any]:
     for name, target in m.lambda_functions.items():
         if not any(k == name or k.endswith(f":function:{name}") for k in functions):
             functions[name] = target
-            m.report.ask(f"lambdaFunctions.{name}", "a stand-in that succeeds runs in place of the function "
+            notes.local(m.report, f"lambdaFunctions.{name}", "a stand-in that succeeds runs in place of the function "
                                                     "(what runs here instead)")
     if functions:
         out["lambdaFunctions"] = functions

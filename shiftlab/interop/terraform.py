@@ -32,8 +32,9 @@ from typing import Any
 import yaml
 
 from shiftlab.common.configfile import ConfigError
+from shiftlab.interop import notes
 from shiftlab.interop.hcl import _NO_DEFAULT, Block, Evaluator, HclError, Module, Ref, read_tfvars, var_flag
-from shiftlab.interop.importreport import Report
+from shiftlab.interop.report import Report
 
 PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.sample_service"]
 PLACEHOLDER_HOOK = "command:{python} -m shiftlab.demo_hook"
@@ -164,12 +165,12 @@ class Context:
 
     def region_name(self) -> str:
         if self.region is None:
-            self.report.ask("(ARNs)", f"the AWS region is taken as {PLACEHOLDER_REGION} (give --region)")
+            notes.local(self.report, "(ARNs)", f"the AWS region is taken as {PLACEHOLDER_REGION} (give --region)")
         return self.region or PLACEHOLDER_REGION
 
     def account_id(self) -> str:
         if self.account is None:
-            self.report.ask("(ARNs)", f"the AWS account is taken as {PLACEHOLDER_ACCOUNT} (give --account-id)")
+            notes.local(self.report, "(ARNs)", f"the AWS account is taken as {PLACEHOLDER_ACCOUNT} (give --account-id)")
         return self.account or PLACEHOLDER_ACCOUNT
 
     def _attribute(self, block: Block, attr: str) -> Any:
@@ -199,10 +200,10 @@ class Context:
             if isinstance(value, str) and value:
                 return value
         if "name_prefix" in block.body:
-            self.report.ask(block.address, "named after its Terraform resource (the module gives only "
+            notes.local(self.report, block.address, "named after its Terraform resource (the module gives only "
                                            "name_prefix)")
         name = re.sub(r"[^A-Za-z0-9-]", "-", block.name)[:32]
-        self.report.ask(block.address, f"no {arg}: named {name!r} after its Terraform resource")
+        notes.local(self.report, block.address, f"no {arg}: named {name!r} after its Terraform resource")
         return name
 
     def arn(self, value: Any, what: str) -> str:
@@ -243,7 +244,7 @@ class Context:
         except HclError as exc:
             raise ConfigError([f"{block.file}: {block.address}: {full}: {exc}"]) from None
         if target is not None:
-            self.report.map(f"{block.address}.{full}", target)
+            notes.mapped(self.report, f"{block.address}.{full}", target)
         return value
 
     def fail(self, block: Block, path: str, message: str) -> ConfigError:
@@ -321,7 +322,7 @@ class Imported:
     report: Report
 
     def text(self) -> str:
-        return self.report.header() + yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True)
+        return notes.header(self.report) + yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True)
 
 
 def import_terraform(directory: str | Path, var_files: list[str] | None = None, var_flags: list[str] | None = None,
@@ -377,11 +378,12 @@ class _Importer:
         if functions:
             config["lambdaFunctions"] = functions
         config["controller"] = {"backend": "docker" if self.image else "process"}
-        ctx.report.ask("timeScale", f"{self.time_scale:g}: an AWS minute lasts {60 / self.time_scale:g} s here "
+        notes.local(ctx.report,
+                    "timeScale", f"{self.time_scale:g}: an AWS minute lasts {60 / self.time_scale:g} s here "
                                     "(a local choice)")
         for (_, _), block in sorted(ctx.module.resources.items()):
             if block.address not in self.used:
-                ctx.report.ignore(block.address, "not part of the service's rollout" if block.type in
+                notes.ignored(ctx.report, block.address, "not part of the service's rollout" if block.type in
                                   (*LB_TYPES, *LISTENER_TYPES, *RULE_TYPES, *TG_TYPES, ALARM_TYPE)
                                   else "not rehearsed")
         return config
@@ -459,7 +461,7 @@ class _Importer:
                 raise ctx.fail(lb_block, "load_balancer_type", f"{kind!r}: shiftlab emulates an Application "
                                                               "Load Balancer")
             out["Name"] = ctx.name_of(lb_block, "name")
-            ctx.report.map(f"{lb_block.address}.name", "loadBalancer.Name")
+            notes.mapped(ctx.report, f"{lb_block.address}.name", "loadBalancer.Name")
             attrs = []
             idle = ctx.get(lb_block, lb_block.body, "idle_timeout", "loadBalancer.LoadBalancerAttributes", _int)
             if idle is not None:
@@ -471,7 +473,8 @@ class _Importer:
                 out["LoadBalancerAttributes"] = attrs
             self._ignore_rest(lb_block, {"name", "load_balancer_type", "idle_timeout", "desync_mitigation_mode"})
         else:
-            ctx.report.ask("loadBalancer.Name", "the listeners' load balancer is not a resource of this module")
+            notes.local(ctx.report,
+                        "loadBalancer.Name", "the listeners' load balancer is not a resource of this module")
         tg_blocks: dict[str, Block] = {}
         out["Listeners"] = []
         used_ports: set[int] = set()
@@ -499,7 +502,7 @@ class _Importer:
         self.used.add(listener.address)
         path = f"loadBalancer.Listeners[{index}]"
         out: dict[str, Any] = {"Name": listener.name}
-        ctx.report.map(listener.address, f"{path}.Name")
+        notes.mapped(ctx.report, listener.address, f"{path}.Name")
         port = ctx.get(listener, listener.body, "port", f"{path}.Port", _int)
         if port is None:
             port = 80
@@ -510,13 +513,13 @@ class _Importer:
             local = 8000 + port
             while local in used_ports:
                 local += 1
-            ctx.report.ask(f"{path}.Port", f"{local}: AWS's port {port} needs root on this machine (a local "
+            notes.local(ctx.report, f"{path}.Port", f"{local}: AWS's port {port} needs root on this machine (a local "
                                            "choice; the rule ids stay the same)")
         used_ports.add(local)
         out["Port"] = local
         protocol = ctx.get(listener, listener.body, "protocol") or "HTTP"
         if protocol == "HTTPS":
-            ctx.report.ignore(f"{listener.address}.protocol", "HTTPS: local listeners speak HTTP")
+            notes.ignored(ctx.report, f"{listener.address}.protocol", "HTTPS: local listeners speak HTTP")
         elif protocol != "HTTP":
             raise ctx.fail(listener, "protocol", f"{protocol!r}: shiftlab emulates an Application Load Balancer's "
                                                  "HTTP listeners")
@@ -536,7 +539,7 @@ class _Importer:
                     next_free += 1
                 priority = next_free
                 taken.add(priority)
-                ctx.report.ask(f"{rpath}.Priority", f"{priority}: {rule.address} has none (AWS gives it the "
+                notes.local(ctx.report, f"{rpath}.Priority", f"{priority}: {rule.address} has none (AWS gives it the "
                                                     "next free one when it is created)")
             self.rule_ids[rule.name] = f"{listener.name}/{priority}"
             out_rules.append({"Priority": priority,
@@ -557,7 +560,7 @@ class _Importer:
             if atype in ("forward", "redirect", "fixed-response"):
                 kept.append((k, action, atype))
             else:
-                ctx.report.ignore(f"{block.address}.{name}[{k}]", f"action type {atype!r}: not rehearsed")
+                notes.ignored(ctx.report, f"{block.address}.{name}[{k}]", f"action type {atype!r}: not rehearsed")
         if len(kept) != 1:
             raise ctx.fail(block, name, f"{len(kept)} forward, redirect or fixed-response actions; shiftlab takes "
                                         "one")
@@ -674,13 +677,13 @@ class _Importer:
         self.used.add(tg.address)
         path = f"loadBalancer.TargetGroups[{index}]"
         out: dict[str, Any] = {"Name": self._tg_name(tg)}
-        ctx.report.map(f"{tg.address}.name", f"{path}.Name")
+        notes.mapped(ctx.report, f"{tg.address}.name", f"{path}.Name")
         port = ctx.get(tg, tg.body, "port", f"{path}.Port", _int)
         if port is not None:
             out["Port"] = port
         protocol = ctx.get(tg, tg.body, "protocol") or "HTTP"
         if protocol == "HTTPS":
-            ctx.report.ignore(f"{tg.address}.protocol", "HTTPS to targets: local targets are reached over HTTP")
+            notes.ignored(ctx.report, f"{tg.address}.protocol", "HTTPS to targets: local targets are reached over HTTP")
         elif protocol != "HTTP":
             raise ctx.fail(tg, "protocol", f"{protocol!r}: shiftlab emulates an Application Load Balancer's HTTP "
                                            "target groups")
@@ -707,7 +710,8 @@ class _Importer:
                 out["Matcher"] = {"HttpCode": str(matcher)}
             proto = ctx.get(tg, hc, "protocol", at="health_check")
             if proto not in (None, "HTTP"):
-                ctx.report.ignore(f"{tg.address}.health_check.protocol", f"{proto}: local health checks use HTTP")
+                notes.ignored(ctx.report,
+                              f"{tg.address}.health_check.protocol", f"{proto}: local health checks use HTTP")
         attrs = []
         for arg, key in (("deregistration_delay", "deregistration_delay.timeout_seconds"),
                          ("slow_start", "slow_start.duration_seconds"),
@@ -735,7 +739,8 @@ class _Importer:
             service["clusterName"] = cluster.rsplit("/", 1)[-1]
         desired = ctx.get(svc, svc.body, "desired_count", "service.desiredCount", _int)
         if not isinstance(desired, int) or not 1 <= desired <= 50:
-            ctx.report.ask("service.desiredCount", f"2: the module's desired_count is {desired!r} (a rehearsal "
+            notes.local(ctx.report,
+                        "service.desiredCount", f"2: the module's desired_count is {desired!r} (a rehearsal "
                                                    "runs 1 to 50 tasks)")
             desired = 2
         service["desiredCount"] = desired
@@ -745,7 +750,7 @@ class _Importer:
         else:
             task["command"] = self.command or PLACEHOLDER_COMMAND
             if not self.command:
-                ctx.report.ask("service.taskDefinition.command", "the sample service stands in for the task "
+                notes.local(ctx.report, "service.taskDefinition.command", "the sample service stands in for the task "
                                                                  "definition's containers (give --command or "
                                                                  "--image)")
         self._task_definition(svc, task)
@@ -797,7 +802,7 @@ class _Importer:
             dc["bakeTimeInMinutes"] = bake
         elif strategy == "BLUE_GREEN":
             dc["bakeTimeInMinutes"] = 0
-            ctx.report.ask(f"{p}.bakeTimeInMinutes", "0: the module leaves it to ECS's default")
+            notes.local(ctx.report, f"{p}.bakeTimeInMinutes", "0: the module leaves it to ECS's default")
         for name, key, fields in (("canary_configuration", "canaryConfiguration",
                                    (("canary_percent", "canaryPercent", _number),
                                     ("canary_bake_time_in_minutes", "canaryBakeTimeInMinutes", _int))),
@@ -869,10 +874,10 @@ class _Importer:
         try:
             ref = ctx.evaluator.value(raw)
         except HclError:
-            ctx.report.ignore(f"{svc.address}.task_definition", REASONS["task_definition"])
+            notes.ignored(ctx.report, f"{svc.address}.task_definition", REASONS["task_definition"])
             return
         if not (isinstance(ref, Ref) and ref.type == "aws_ecs_task_definition"):
-            ctx.report.ignore(f"{svc.address}.task_definition", REASONS["task_definition"])
+            notes.ignored(ctx.report, f"{svc.address}.task_definition", REASONS["task_definition"])
             return
         td = ctx.module.resources[(ref.type, ref.name)]
         self.used.add(td.address)
@@ -880,7 +885,7 @@ class _Importer:
             v = ctx.get(td, td.body, arg, f"service.taskDefinition.{key}", _int if arg != "family" else None)
             if v is not None:
                 task[key] = v
-        ctx.report.ignore(f"{td.address}.container_definitions", "the containers: the local command or image "
+        notes.ignored(ctx.report, f"{td.address}.container_definitions", "the containers: the local command or image "
                                                                   "stands in (service.taskDefinition)")
         self._ignore_rest(td, {"family", "cpu", "memory", "container_definitions"})
 
@@ -951,7 +956,7 @@ class _Importer:
         ctx = self.ctx
         self.used.add(block.address)
         out: dict[str, Any] = {"AlarmName": ctx.name_of(block, "alarm_name")}
-        ctx.report.map(f"{block.address}.alarm_name", f"{path}.AlarmName")
+        notes.mapped(ctx.report, f"{block.address}.alarm_name", f"{path}.AlarmName")
         body = block.body
         for arg, key, conv in (("alarm_description", "AlarmDescription", None),
                                ("actions_enabled", "ActionsEnabled", _bool),
@@ -1037,7 +1042,7 @@ class _Importer:
             if arn.startswith("arn:") and ":lambda:" in arn:
                 name = arn.split(":function:", 1)[-1].split(":", 1)[0]
                 out[name] = PLACEHOLDER_HOOK
-                self.ctx.report.ask(f"lambdaFunctions.{name}", f"what runs in place of the Lambda function of "
+                notes.local(self.ctx.report, f"lambdaFunctions.{name}", f"what runs in place of the Lambda function of "
                                                               f"deploymentConfiguration.lifecycleHooks[{i}] "
                                                               "(a stand-in that succeeds)")
         return out
@@ -1046,4 +1051,4 @@ class _Importer:
         for arg in block.body:
             if arg.startswith("__") or arg in mapped:
                 continue
-            self.ctx.report.ignore(f"{block.address}.{arg}", REASONS.get(arg, "not rehearsed"))
+            notes.ignored(self.ctx.report, f"{block.address}.{arg}", REASONS.get(arg, "not rehearsed"))

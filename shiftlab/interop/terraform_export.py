@@ -5,7 +5,7 @@ with references between them where Terraform knows the values only after
 apply (ARNs, ARN suffixes), and variables for what the config does not say
 (subnets, the VPC, the task definition, roles it leaves out).
 
-`render(data)` is what `shiftlab export --format terraform` prints. What is
+`files(data)` is what `shiftlab export --format terraform` writes (main.tf). What is
 shiftlab's own (the time scale, lambdaFunctions' stand-ins, local ports'
 meaning, the header test route, hooks that run a local command) has no
 Terraform equivalent and is left out, each with a comment. Reading the
@@ -14,6 +14,7 @@ snippet back with `shiftlab import terraform` gives the same AWS fields
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -429,3 +430,12 @@ def render(data: dict[str, Any]) -> str:
     """The Terraform snippet of a config (its dict as read from the file;
     check it with shiftlab.settings.load_settings first)."""
     return _Exporter(data).run()
+
+
+def files(data: dict[str, Any]) -> dict[str, str]:
+    """`shiftlab export --format terraform`: the config checked as validate
+    checks it (ConfigError otherwise), then its snippet as main.tf."""
+    from shiftlab.settings import load_settings
+
+    load_settings(copy.deepcopy(data))
+    return {"main.tf": render(data)}

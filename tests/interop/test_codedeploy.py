@@ -110,11 +110,11 @@ def test_the_appspec_example_migrates_with_its_report() -> None:
     assert m.deployment["bakeTimeInMinutes"] == 0
     assert m.service == {"taskDefinition.family": "web", "loadBalancers[0].containerName": "web",
                          "loadBalancers[0].containerPort": 8080}
-    ignored = dict(m.report.ignored)
+    ignored = {e.source: e.reason for e in m.report.of("ignored")}
     assert "networking" in ignored["Resources[0].TargetService.Properties.NetworkConfiguration"]
     assert "before every traffic step" in ignored["Hooks.BeforeAllowTraffic (runs once)"]
     assert "does not roll back" in ignored["Hooks.BeforeInstall (its failure)"]
-    asked = dict(m.report.needs_answer)
+    asked = {e.target: e.reason for e in m.report.of("local")}
     assert "PutLifecycleEventHookExecutionStatus" in asked["Hooks.AfterInstall (LambdaFunctionToValidateAfterInstall)"]
 
 
@@ -130,9 +130,9 @@ def test_the_deployment_group_gives_the_bake_alarms_rollback_and_target_groups()
     assert m.service["serviceName"] == "web" and m.service["clusterName"] == "prod"
     assert m.service["loadBalancers[0].targetGroupArn"] == "blue"
     assert m.service["loadBalancers[0].advancedConfiguration.alternateTargetGroupArn"] == "green"
-    ignored = dict(m.report.ignored)
+    ignored = {e.source: e.reason for e in m.report.of("ignored")}
     assert "serviceRoleArn" in ignored and "deploymentStyle" in ignored
-    asked = dict(m.report.needs_answer)
+    asked = {e.target: e.reason for e in m.report.of("local")}
     assert "default rule" in asked["service.loadBalancers[0].advancedConfiguration.productionListenerRule"]
 
 
@@ -152,7 +152,7 @@ def test_blue_green_options(change: dict[str, Any], expected: dict[str, Any], re
     for key, value in expected.items():
         assert m.deployment[key] == value
     if reported:
-        assert any(reported in why for _, why in m.report.ignored)
+        assert any(reported in e.reason for e in m.report.of("ignored"))
 
 
 @pytest.mark.parametrize(("spec_change", "config", "message"), [
@@ -211,7 +211,7 @@ def test_printed_without_a_config() -> None:
         {"hookTargetArn": "arn:aws:lambda:us-east-1:111222333444:function:smoke-test",
          "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]
     assert doc["lambdaFunctions"] == {"smoke-test": "command:{python} -m shiftlab.demo_hook"}
-    assert "needs a local answer" in res.stderr
+    assert "Needs a local answer" in res.stderr
 
 
 def test_merged_into_a_config_it_validates_and_a_short_rehearsal_runs(tmp_path: Path) -> None:

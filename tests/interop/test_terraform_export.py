@@ -127,3 +127,14 @@ def test_strings_are_escaped_for_hcl_templates() -> None:
     alarm = next(e for e in hcl2.loads(text)["resource"] if '"aws_cloudwatch_metric_alarm"' in e)
     body = next(iter(alarm['"aws_cloudwatch_metric_alarm"'].values()))
     assert body["alarm_description"] == '"uses $${literal} and %%{x} and \\"quotes\\""'
+
+
+def test_files_checks_the_config_first() -> None:
+    from shiftlab.common.configfile import ConfigError
+    from shiftlab.interop.terraform_export import files
+
+    assert set(files(example())) == {"main.tf"}
+    bad = example()
+    bad["deploymentConfiguration"]["canaryConfiguration"]["canaryPercent"] = 0
+    with pytest.raises(ConfigError, match="canaryPercent: 0 is out of range"):
+        files(bad)

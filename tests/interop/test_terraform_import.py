@@ -88,16 +88,16 @@ def test_the_walkthrough_module_becomes_a_valid_config() -> None:
 
 def test_the_report_says_what_was_mapped_ignored_and_left_to_answer() -> None:
     report = import_terraform(MODULE, [VARS]).report
-    mapped = dict(report.mapped)
+    mapped = {e.source: e.target for e in report.of("mapped")}
     assert mapped["aws_ecs_service.web.deployment_configuration.canary_configuration.canary_percent"] == \
         "deploymentConfiguration.canaryConfiguration.canaryPercent"
     assert mapped["aws_lb_listener_rule.prod.action.forward.target_group[1].weight"] == \
         "loadBalancer.Listeners[0].Rules[0].Actions[0].ForwardConfig.TargetGroups[1].Weight"
-    ignored = dict(report.ignored)
+    ignored = {e.source: e.reason for e in report.of("ignored")}
     assert "networking" in ignored["aws_ecs_service.web.network_configuration"]
     assert "aws_lb_target_group.blue.vpc_id" in ignored
     assert "aws_iam_role.ecs_infrastructure" in ignored
-    asked = dict(report.needs_answer)
+    asked = {e.target: e.reason for e in report.of("local")}
     assert "service.taskDefinition.command" in asked and "lambdaFunctions.smoke-test" in asked
     assert "loadBalancer.Listeners[0].Port" in asked
 
@@ -118,19 +118,20 @@ def test_the_command_writes_a_config_that_validate_accepts(tmp_path: Path) -> No
     res = run("import", "terraform", str(MODULE), "--var-file", VARS, "-o", str(out), "--region", "eu-west-1",
               "--account-id", "123456789012")
     assert res.returncode == 0, res.stderr
-    assert "needs a local answer" in res.stderr and "ignored" in res.stderr
+    assert "Needs a local answer" in res.stdout and "Ignored" in res.stdout
     text = out.read_text()
-    assert text.startswith("# Placeholders (shiftlab import)")
+    assert text.startswith("# SHIFTLAB-LOCAL")
     assert "arn:aws:iam::123456789012:role/web-bg-ecs-infrastructure" in text
     ok = run("validate", "-c", str(out))
     assert ok.returncode == 0, ok.stderr
     # An existing file is kept unless --force.
     again = run("import", "terraform", str(MODULE), "--var-file", VARS, "-o", str(out))
     assert again.returncode == 1 and "--force" in again.stderr
+    report = tmp_path / "report.json"
     as_json = run("import", "terraform", str(MODULE), "--var-file", VARS, "-o", str(out), "--force",
-                  "--report", "json")
+                  "--report", str(report))
     assert as_json.returncode == 0
-    assert set(yaml.safe_load(as_json.stdout)) == {"mapped", "ignored", "needsAnswer"}
+    assert {"mapped", "ignored", "local"} <= set(yaml.safe_load(report.read_text()))
 
 
 @pytest.mark.parametrize(("change", "message"), [
