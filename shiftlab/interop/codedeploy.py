@@ -179,7 +179,7 @@ def _function(value: Any, hook: str, region: str | None, account: str | None, re
         raise ConfigError([f"Hooks.{hook}: {value!r} is neither a Lambda function name nor its ARN"])
     if region is None or account is None:
         notes.local(report, f"Hooks.{hook}", f"the ARN of {value} is built with region {region or PLACEHOLDER_REGION} "
-                                    f"and account {account or PLACEHOLDER_ACCOUNT} (give --region and --account-id)")
+                    f"and account {account or PLACEHOLDER_ACCOUNT} (give --region and --account-id)")
     name, _, qualifier = value.partition(":")
     arn = (f"arn:aws:lambda:{region or PLACEHOLDER_REGION}:{account or PLACEHOLDER_ACCOUNT}:function:{name}"
            + (f":{qualifier}" if qualifier else ""))
@@ -211,7 +211,7 @@ def appspec_parts(appspec: dict[str, Any], report: Report, region: str | None,
     service["taskDefinition.family"] = family
     notes.mapped(report, f"{where}.Properties.TaskDefinition", "service.taskDefinition.family")
     notes.local(report, "service.taskDefinition", f"the revision AppSpec deploys ({task}) runs here as the config's "
-                                         "command or image (shiftlab rehearse --command/--image/--env)")
+                "command or image (shiftlab rehearse --command/--image/--env)")
     lbi = props.get("LoadBalancerInfo")
     if not isinstance(lbi, dict):
         raise ConfigError([f"{where}.Properties.LoadBalancerInfo: is required (ContainerName, ContainerPort)"])
@@ -255,17 +255,17 @@ def appspec_parts(appspec: dict[str, Any], report: Report, region: str | None,
         hooks.append(hook)
         functions.setdefault(name, PLACEHOLDER_HOOK)
         notes.mapped(report, f"Hooks.{event}", f"deploymentConfiguration.lifecycleHooks[{len(hooks) - 1}] "
-                                     f"({HOOK_STAGES[event]})")
+                     f"({HOOK_STAGES[event]})")
         notes.local(report, f"Hooks.{event} ({name})", "rewrite the function for ECS: it answers {\"hookStatus\": "
-                                               "SUCCEEDED|FAILED|IN_PROGRESS} instead of calling CodeDeploy's "
-                                               "PutLifecycleEventHookExecutionStatus")
+                    "SUCCEEDED|FAILED|IN_PROGRESS} instead of calling CodeDeploy's "
+                    "PutLifecycleEventHookExecutionStatus")
     if hooks and not hook_role:
         notes.local(report,
                     "deploymentConfiguration.lifecycleHooks[].roleArn", "the role ECS invokes the functions with "
-                                                                        "(give --hook-role-arn)")
+                    "(give --hook-role-arn)")
     if "BeforeInstall" in seen:
         notes.ignored(report, "Hooks.BeforeInstall (its failure)", "CodeDeploy does not roll back when BeforeInstall "
-                                                           "fails; ECS rolls back on a failed PRE_SCALE_UP hook")
+                      "fails; ECS rolls back on a failed PRE_SCALE_UP hook")
     # The stages in the order a deployment passes them: hooks listed as ECS runs them.
     order = list(HOOK_STAGES.values())
     hooks.sort(key=lambda h: order.index(h["lifecycleStages"][0]))
@@ -294,7 +294,7 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
                                f"bakeTimeInMinutes is {lo}..{hi}"])
         dc["bakeTimeInMinutes"] = wait
         notes.mapped(report, "blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess."
-                   "terminationWaitTimeInMinutes", "deploymentConfiguration.bakeTimeInMinutes")
+                     "terminationWaitTimeInMinutes", "deploymentConfiguration.bakeTimeInMinutes")
     if term.get("action") == "KEEP_ALIVE":
         notes.ignored(report, "blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess.action",
                       "KEEP_ALIVE has no ECS equivalent: ECS stops the old revision once the bake time ends")
@@ -307,11 +307,11 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
         dc["lifecycleHooks"] = [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"],
                                  "timeoutConfiguration": {"timeoutInMinutes": minutes, "action": "ROLLBACK"}}]
         notes.mapped(report, "blueGreenDeploymentConfiguration.deploymentReadyOption",
-                   "deploymentConfiguration.lifecycleHooks (a PAUSE hook at POST_SCALE_UP: continue it by hand, "
-                   "else it rolls back after waitTimeInMinutes)")
+                     "deploymentConfiguration.lifecycleHooks (a PAUSE hook at POST_SCALE_UP: continue it by hand, "
+                     "else it rolls back after waitTimeInMinutes)")
     elif ready:
         notes.mapped(report, "blueGreenDeploymentConfiguration.deploymentReadyOption (CONTINUE_DEPLOYMENT)",
-                   "deploymentConfiguration (ECS shifts traffic without waiting)")
+                     "deploymentConfiguration (ECS shifts traffic without waiting)")
     alarms = g.get("alarmConfiguration") or {}
     rollback = g.get("autoRollbackConfiguration") or {}
     events = rollback.get("events") or [] if rollback.get("enabled") else []
@@ -328,12 +328,12 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
         for n in names:
             notes.local(report,
                         f"alarms ({n})", "define the alarm in the config's alarms[] as put-metric-alarm takes it "
-                                        "(CodeDeploy's group names it only)")
+                        "(CodeDeploy's group names it only)")
     if "DEPLOYMENT_FAILURE" in events:
         dc["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
         notes.mapped(report, "autoRollbackConfiguration (DEPLOYMENT_FAILURE)",
-                   "deploymentConfiguration.deploymentCircuitBreaker (tasks that fail roll back; a failed hook "
-                   "rolls back in ECS anyway)")
+                     "deploymentConfiguration.deploymentCircuitBreaker (tasks that fail roll back; a failed hook "
+                     "rolls back in ECS anyway)")
     if "DEPLOYMENT_STOP_ON_REQUEST" in events:
         notes.ignored(report, "autoRollbackConfiguration (DEPLOYMENT_STOP_ON_REQUEST)",
                       "a setting in ECS neither: stop a deployment with rollback (shiftlab stop --rollback, "
@@ -354,13 +354,13 @@ def group_parts(group: dict[str, Any], report: Report) -> tuple[dict[str, Any], 
             service["loadBalancers[0].targetGroupArn"] = tgs[0]
             service["loadBalancers[0].advancedConfiguration.alternateTargetGroupArn"] = tgs[1]
             notes.mapped(report, "loadBalancerInfo.targetGroupPairInfoList[0].targetGroups",
-                       "service.loadBalancers[0].targetGroupArn, advancedConfiguration.alternateTargetGroupArn")
+                         "service.loadBalancers[0].targetGroupArn, advancedConfiguration.alternateTargetGroupArn")
         for route, key in (("prodTrafficRoute", "productionListenerRule"), ("testTrafficRoute", "testListenerRule")):
             arns = (pairs[0].get(route) or {}).get("listenerArns") or []
             if arns:
                 notes.local(report, f"service.loadBalancers[0].advancedConfiguration.{key}",
-                           f"CodeDeploy moved the default rule of {arns[0]}: ECS needs that rule's ARN (the "
-                           "config's <listener>/default)")
+                            f"CodeDeploy moved the default rule of {arns[0]}: ECS needs that rule's ARN (the "
+                            "config's <listener>/default)")
     for key, why in (("serviceRoleArn", "IAM: ECS uses its infrastructure role (advancedConfiguration.roleArn)"),
                      ("triggerConfigurations", "CodeDeploy's SNS triggers: ECS sends EventBridge events "
                                                "(controller.eventTargets)"),
@@ -389,7 +389,7 @@ def migrate(appspec: dict[str, Any], deployment_config: str | None, group: dict[
     if deployment_config is None and group_config is None:
         notes.local(report,
                     "deploymentConfiguration.strategy", "BLUE_GREEN: CodeDeploy's default for an ECS deployment "
-                                                       "group (CodeDeployDefault.ECSAllAtOnce)")
+                    "group (CodeDeployDefault.ECSAllAtOnce)")
     service, hooks, functions = appspec_parts(appspec, report, region, account, hook_role)
     dc.update({k: v for k, v in dc_from_group.items() if k != "lifecycleHooks"})
     all_hooks = hooks + dc_from_group.get("lifecycleHooks", [])
@@ -453,7 +453,7 @@ def merge(config: dict[str, Any], m: Migration) -> dict[str, Any]:
         if not any(k == name or k.endswith(f":function:{name}") for k in functions):
             functions[name] = target
             notes.local(m.report, f"lambdaFunctions.{name}", "a stand-in that succeeds runs in place of the function "
-                                                    "(what runs here instead)")
+                        "(what runs here instead)")
     if functions:
         out["lambdaFunctions"] = functions
     return out

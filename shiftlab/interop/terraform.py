@@ -201,7 +201,7 @@ class Context:
                 return value
         if "name_prefix" in block.body:
             notes.local(self.report, block.address, "named after its Terraform resource (the module gives only "
-                                           "name_prefix)")
+                        "name_prefix)")
         name = re.sub(r"[^A-Za-z0-9-]", "-", block.name)[:32]
         notes.local(self.report, block.address, f"no {arg}: named {name!r} after its Terraform resource")
         return name
@@ -380,12 +380,12 @@ class _Importer:
         config["controller"] = {"backend": "docker" if self.image else "process"}
         notes.local(ctx.report,
                     "timeScale", f"{self.time_scale:g}: an AWS minute lasts {60 / self.time_scale:g} s here "
-                                    "(a local choice)")
+                    "(a local choice)")
         for (_, _), block in sorted(ctx.module.resources.items()):
             if block.address not in self.used:
                 notes.ignored(ctx.report, block.address, "not part of the service's rollout" if block.type in
-                                  (*LB_TYPES, *LISTENER_TYPES, *RULE_TYPES, *TG_TYPES, ALARM_TYPE)
-                                  else "not rehearsed")
+                              (*LB_TYPES, *LISTENER_TYPES, *RULE_TYPES, *TG_TYPES, ALARM_TYPE)
+                              else "not rehearsed")
         return config
 
     # -- load balancer --------------------------------------------------------
@@ -514,7 +514,7 @@ class _Importer:
             while local in used_ports:
                 local += 1
             notes.local(ctx.report, f"{path}.Port", f"{local}: AWS's port {port} needs root on this machine (a local "
-                                           "choice; the rule ids stay the same)")
+                        "choice; the rule ids stay the same)")
         used_ports.add(local)
         out["Port"] = local
         protocol = ctx.get(listener, listener.body, "protocol") or "HTTP"
@@ -540,7 +540,7 @@ class _Importer:
                 priority = next_free
                 taken.add(priority)
                 notes.local(ctx.report, f"{rpath}.Priority", f"{priority}: {rule.address} has none (AWS gives it the "
-                                                    "next free one when it is created)")
+                            "next free one when it is created)")
             self.rule_ids[rule.name] = f"{listener.name}/{priority}"
             out_rules.append({"Priority": priority,
                               "Conditions": self._conditions(rule, f"{rpath}.Conditions"),
@@ -741,7 +741,7 @@ class _Importer:
         if not isinstance(desired, int) or not 1 <= desired <= 50:
             notes.local(ctx.report,
                         "service.desiredCount", f"2: the module's desired_count is {desired!r} (a rehearsal "
-                                                   "runs 1 to 50 tasks)")
+                        "runs 1 to 50 tasks)")
             desired = 2
         service["desiredCount"] = desired
         task: dict[str, Any] = {}
@@ -751,8 +751,8 @@ class _Importer:
             task["command"] = self.command or PLACEHOLDER_COMMAND
             if not self.command:
                 notes.local(ctx.report, "service.taskDefinition.command", "the sample service stands in for the task "
-                                                                 "definition's containers (give --command or "
-                                                                 "--image)")
+                            "definition's containers (give --command or "
+                            "--image)")
         self._task_definition(svc, task)
         service["taskDefinition"] = task
         lb = self._service_lb(svc)
@@ -886,7 +886,7 @@ class _Importer:
             if v is not None:
                 task[key] = v
         notes.ignored(ctx.report, f"{td.address}.container_definitions", "the containers: the local command or image "
-                                                                  "stands in (service.taskDefinition)")
+                      "stands in (service.taskDefinition)")
         self._ignore_rest(td, {"family", "cpu", "memory", "container_definitions"})
 
     def _service_tg(self, svc: Block, body: dict[str, Any], arg: str, target: str, at: str) -> str:
@@ -1043,8 +1043,8 @@ class _Importer:
                 name = arn.split(":function:", 1)[-1].split(":", 1)[0]
                 out[name] = PLACEHOLDER_HOOK
                 notes.local(self.ctx.report, f"lambdaFunctions.{name}", f"what runs in place of the Lambda function of "
-                                                              f"deploymentConfiguration.lifecycleHooks[{i}] "
-                                                              "(a stand-in that succeeds)")
+                            f"deploymentConfiguration.lifecycleHooks[{i}] "
+                            "(a stand-in that succeeds)")
         return out
 
     def _ignore_rest(self, block: Block, mapped: set[str]) -> None:
