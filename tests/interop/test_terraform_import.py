@@ -184,3 +184,52 @@ def test_a_config_validate_would_refuse_is_not_written(module: Path, tmp_path: P
     assert res.returncode == 2
     assert "deploymentConfiguration.canaryConfiguration.canaryPercent: 0.05 is out of range" in res.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [module]
+
+
+def test_count_one_a_rule_without_priority_and_a_default_rule_by_variable(module: Path) -> None:
+    """`count = 1` resources are read through `[0]`; a rule without a
+    priority gets the next free one, as AWS gives it (reported); the
+    production rule may be a listener's default rule, named through a
+    variable as the export writes it."""
+    edit(module, 'resource "aws_lb_target_group" "green" {\n', 'resource "aws_lb_target_group" "green" {\n'
+                                                                 '  count = 1\n')
+    text = (module / "main.tf").read_text().replace("aws_lb_target_group.green.", "aws_lb_target_group.green[0].")
+    text = text.replace("  listener_arn = aws_lb_listener.test.arn\n  priority     = 1\n",
+                        "  listener_arn = aws_lb_listener.test.arn\n")
+    text = text.replace("production_listener_rule   = aws_lb_listener_rule.prod.arn",
+                        "production_listener_rule   = var.prod_default_rule")
+    (module / "main.tf").write_text(text + '\nvariable "prod_default_rule" {\n  default = "prod/default"\n}\n')
+    imported = import_terraform(module, [str(module / "prod.tfvars")])
+    c = imported.config
+    load_settings(c)
+    adv = c["service"]["loadBalancers"][0]["advancedConfiguration"]
+    assert adv["alternateTargetGroupArn"] == "web-bg-green"
+    assert adv["productionListenerRule"] == "prod/default"
+    assert c["loadBalancer"]["Listeners"][1]["Rules"][0]["Priority"] == 1
+    assert any("has none" in e.reason for e in imported.report.of("local"))
+
+
+def test_a_rolling_service_without_advanced_configuration(module: Path) -> None:
+    text = (module / "main.tf").read_text()
+    start = text.index("    advanced_configuration {")
+    end = text.index("    }\n", start) + len("    }\n")
+    text = text[:start] + text[end:]
+    text = text.replace('strategy             = "CANARY"', 'strategy             = "ROLLING"')
+    start = text.index("    canary_configuration {")
+    end = text.index("    lifecycle_hook {")
+    text = text[:start] + text[end:]
+    start = text.index("    lifecycle_hook {")
+    end = text.index("  deployment_circuit_breaker")
+    text = text[:start] + "  }\n\n" + text[end:]
+    (module / "main.tf").write_text(text)
+    # The service's listener is the one forwarding to its target group.
+    edit(module, 'default_action {\n    type = "fixed-response"\n    fixed_response {\n      content_type = '
+                 '"text/plain"\n      message_body = "not found"\n      status_code  = "404"\n    }\n  }',
+         'default_action {\n    type             = "forward"\n    target_group_arn = aws_lb_target_group.blue.arn\n'
+         '  }')
+    c = import_terraform(module, [str(module / "prod.tfvars")]).config
+    load_settings(c)
+    assert c["deploymentConfiguration"]["strategy"] == "ROLLING"
+    assert "advancedConfiguration" not in c["service"]["loadBalancers"][0]
+    assert c["loadBalancer"]["Listeners"][0]["DefaultActions"] == [{"Type": "forward",
+                                                                    "TargetGroupArn": "web-bg-blue"}]
