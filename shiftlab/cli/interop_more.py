@@ -129,7 +129,7 @@ def codedeploy(appspec: str, deployment_config: str | None, deployment_group: st
             merged = merge(load_file(config_path), m)
         except ConfigError as exc:
             fail_config(exc, config_path)
-        _finish(merged, notes.header(m.report) + yaml.safe_dump(merged, sort_keys=False), m.report,
+        _finish(merged, notes.marked(yaml.safe_dump(merged, sort_keys=False), m.report), m.report,
                 output or config_path, True, report_path, config_path)
         return
     from shiftlab.controller.config import parse_lambda_functions

@@ -4,6 +4,8 @@ values it needs a local answer for."""
 
 from __future__ import annotations
 
+import re
+
 from shiftlab.interop.report import LOCAL_MARK, Entry, Report
 
 
@@ -32,3 +34,19 @@ def header(report: Report) -> str:
     lines = [f"# {LOCAL_MARK}: local parts AWS's description does not give; placeholders to change:"]
     lines += [f"# {LOCAL_MARK} {e.target}: {e.reason}" for e in entries]
     return "\n".join(lines) + "\n"
+
+
+def marked(text: str, report: Report) -> str:
+    """`text` (a config's YAML) with each placeholder's line ending in
+    `# SHIFTLAB-LOCAL`, and the list of them at the top."""
+    from shiftlab.lintformat import field_line
+
+    lines = text.split("\n")
+    for e in report.of("local"):
+        if not re.fullmatch(r"[A-Za-z][\w.\[\]-]*", e.target):
+            continue  # not a config path (an ARN note, a hook's function)
+        n = field_line(text, e.target)
+        last = re.findall(r"[A-Za-z_][\w-]*", e.target)[-1]
+        if n is not None and f"{last}:" in lines[n - 1] and LOCAL_MARK not in lines[n - 1]:
+            lines[n - 1] += f"  # {LOCAL_MARK}"
+    return header(report) + "\n".join(lines)

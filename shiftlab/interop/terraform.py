@@ -322,7 +322,7 @@ class Imported:
     report: Report
 
     def text(self) -> str:
-        return notes.header(self.report) + yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True)
+        return notes.marked(yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True), self.report)
 
 
 def import_terraform(directory: str | Path, var_files: list[str] | None = None, var_flags: list[str] | None = None,

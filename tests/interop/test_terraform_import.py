@@ -121,6 +121,8 @@ def test_the_command_writes_a_config_that_validate_accepts(tmp_path: Path) -> No
     assert "Needs a local answer" in res.stdout and "Ignored" in res.stdout
     text = out.read_text()
     assert text.startswith("# SHIFTLAB-LOCAL")
+    # Each placeholder's own line is marked too.
+    assert "    Port: 8081  # SHIFTLAB-LOCAL\n" in text and "    command:  # SHIFTLAB-LOCAL\n" in text
     assert "arn:aws:iam::123456789012:role/web-bg-ecs-infrastructure" in text
     ok = run("validate", "-c", str(out))
     assert ok.returncode == 0, ok.stderr
