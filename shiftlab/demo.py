@@ -89,23 +89,26 @@ BUSINESS_ALARM = {
 
 # Service Connect (scenario service-connect): a frontend client task calls the
 # catalog by its alias; the alarm is the catalog's 5xx rate from Service
-# Connect's own metrics (AWS/ECS, per DiscoveryName), as ECS publishes them.
+# Connect's own metrics (AWS/ECS), as ECS publishes them: the 5xx per
+# TargetDiscoveryName, the requests per DiscoveryName
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
 SC_ALARM_NAME = "catalog-5xx"
 SC_GREEN = "sc-catalog-green"
 
 
-def _sc_metric(metric_id: str, name: str) -> dict[str, Any]:
+def _sc_metric(metric_id: str, name: str, dimensions: list[dict[str, str]]) -> dict[str, Any]:
     return {"Id": metric_id, "ReturnData": False,
-            "MetricStat": {"Metric": {"Namespace": "AWS/ECS", "MetricName": name,
-                                      "Dimensions": [{"Name": "ClusterName", "Value": "shop"},
-                                                     {"Name": "ServiceName", "Value": "catalog"},
-                                                     {"Name": "DiscoveryName", "Value": "catalog"}]},
+            "MetricStat": {"Metric": {"Namespace": "AWS/ECS", "MetricName": name, "Dimensions": dimensions},
                            "Period": 60, "Stat": "Sum"}}
 
 
 SC_ALARM = {
     "AlarmName": SC_ALARM_NAME,
-    "Metrics": [_sc_metric("errors", "HTTPCode_Target_5XX_Count"), _sc_metric("requests", "RequestCount"),
+    "Metrics": [_sc_metric("errors", "HTTPCode_Target_5XX_Count",
+                           [{"Name": "TargetDiscoveryName", "Value": "catalog"}]),
+                _sc_metric("requests", "RequestCount", [{"Name": "ClusterName", "Value": "shop"},
+                                                        {"Name": "ServiceName", "Value": "catalog"},
+                                                        {"Name": "DiscoveryName", "Value": "catalog"}]),
                 {"Id": "rate", "Expression": "100 * errors / requests", "ReturnData": True}],
     "EvaluationPeriods": 1, "Threshold": 1,
     "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
@@ -316,7 +319,7 @@ def check_service_connect(seen: Seen) -> list[Check]:
         order = "production traffic never reached green"
     else:
         order = f"test traffic on green {prod_green - test_green:.2f} s before production"
-    # Service Connect's metrics per DiscoveryName count test requests too: they may trip the alarm first.
+    # Service Connect's metrics count test requests too: they may trip the alarm first.
     errors: dict[str, int] = {}
     for load in (seen.load, seen.test_load):
         for group, n in (load.errors_by_group if load else {}).items():

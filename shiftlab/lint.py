@@ -187,7 +187,7 @@ def alarm_value(alarm: MetricAlarm, rps: float, green_share: float, error_rate: 
     requests = rps * p.period
     env: dict[str, list[float | None]] = {}
     for q in p.metrics:
-        # A Service Connect endpoint's metrics (per DiscoveryName) cover blue and green, as the load balancer's totals.
+        # A Service Connect endpoint's metrics (per (Target)DiscoveryName) cover blue and green, as the LB's totals.
         tg = None if q.service_connect else q.target_group
         share = 1.0 if tg is None else green_share if tg == green else 1.0 - green_share if tg == blue else 0.0
         green_part = green_share if tg is None or tg == green else 0.0

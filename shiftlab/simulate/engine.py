@@ -138,7 +138,7 @@ class Simulation:
         alarms = list(settings.alarms)
         needs_latency = any(q.metric_name == "TargetResponseTime" for a in alarms for q in a.plan.metrics)
         self.groups = {g: Group(needs_latency) for g in dict.fromkeys((self.blue_group, self.green_group))}
-        # A Service Connect endpoint's metrics (AWS/ECS per DiscoveryName) are its two groups' summed.
+        # A Service Connect endpoint's metrics (AWS/ECS per (Target)DiscoveryName) are its two groups' summed.
         sc = svc.service_connect
         names = service_connect_names(sc, svc.namespace) if sc is not None else None
         self.endpoints = {names.discovery: (names.listener, names.blue, names.green)} if names else {}
