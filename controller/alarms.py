@@ -320,9 +320,11 @@ def _period_problem(path: str, period: int | None) -> list[str]:
 def _unit_problem(path: str, name: str | None, unit: str | None, namespace: str | None = NAMESPACE) -> list[str]:
     if unit is not None and unit not in UNITS:
         return [f"{path}: {unit!r} is not a CloudWatch unit ({', '.join(UNITS)})"]
-    if unit is None or namespace != NAMESPACE or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
+    units = METRIC_UNITS if namespace == NAMESPACE else serviceconnect.UNITS \
+        if namespace == serviceconnect.NAMESPACE else {}
+    if unit is None or name not in units or unit == units[name]:
         return []
-    return [f"{path}: {unit!r} is not the unit of {name} ({METRIC_UNITS[name]}): CloudWatch would find no data"]
+    return [f"{path}: {unit!r} is not the unit of {name} ({units[name]}): CloudWatch would find no data"]
 
 
 def _stat_problem(path: str, stat: str) -> list[str]:

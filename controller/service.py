@@ -65,6 +65,9 @@ class ControllerSettings:
     lambda_functions: dict[str, Any] = field(default_factory=dict)
     # The `prometheus` section (controller.promscrape.PrometheusConfig): what to scrape from the tasks.
     prometheus: Any = None
+    # A LINEAR deployment's steps across weighted DNS records (route53.TrafficShift):
+    # [(green percent, bake minutes), ...], instead of linearConfiguration's.
+    dns_schedule: list[tuple[float, float]] | None = None
 
 
 class DeploymentConflict(Exception):
@@ -317,6 +320,8 @@ class ServiceController:
             source_revision=self.state.running_revision, target_revision=rev, created_at=self.clock.now(),
             has_test_rules=bool(self.test_rules),
         )
+        if dc.strategy == "LINEAR" and self.settings.dns_schedule is not None:
+            d.schedule = [[p, m] for p, m in self.settings.dns_schedule]
         if dc.strategy == "ROLLING" and dc.alarms.enable:
             d.alarm_bake_minutes = alarm_bake_minutes((a.plan.period, a.EvaluationPeriods) for a in self.settings.alarms
                                                       if a.AlarmName in dc.alarms.alarmNames)

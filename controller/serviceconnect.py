@@ -2,12 +2,15 @@
 its proxies, computed from shiftlab's namespace proxy (a listener and two
 target groups per endpoint: see shiftlab/serviceconnect.py).
 
-ECS's page (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html,
-"Service Connect metrics") publishes two families:
-- inbound, what a service's tasks received, with the dimensions
-  ClusterName, ServiceName (the service) and DiscoveryName;
-- outbound, what clients sent to an endpoint, with ClusterName, ServiceName
-  (the calling service) and TargetDiscoveryName.
+ECS's page (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html)
+publishes two families, each with two dimension sets:
+- what the proxies of the tasks that share a discovery name received
+  (connections, bytes, requests), per DiscoveryName alone or per
+  DiscoveryName, ServiceName, ClusterName (the server service);
+- what those tasks' applications answered to other Service Connect tasks
+  of the namespace (HTTP codes, response time, bytes, requests per
+  target), per TargetDiscoveryName alone or per TargetDiscoveryName,
+  ServiceName, ClusterName (only the traffic from that client service).
 
 One proxy plays every sidecar here, so both families count the same
 requests: an endpoint's blue and green target groups summed (a discovery
@@ -27,17 +30,21 @@ KEY_PREFIX = "servicediscovery:"
 
 HTTP_CODES = ("HTTPCode_Target_2XX_Count", "HTTPCode_Target_3XX_Count", "HTTPCode_Target_4XX_Count",
               "HTTPCode_Target_5XX_Count")
+# Per DiscoveryName (the page's "Valid dimensions: DiscoveryName and DiscoveryName, ServiceName, ClusterName").
 INBOUND = ("ActiveConnectionCount", "NewConnectionCount", "ProcessedBytes", "RequestCount", "GrpcRequestCount",
-           *HTTP_CODES, "TargetResponseTime", "ClientTLSNegotiationErrorCount")
-OUTBOUND = ("RequestCount", "GrpcRequestCount", *HTTP_CODES, "RequestCountPerTarget", "TargetProcessedBytes",
-            "TargetResponseTime", "TargetTLSNegotiationErrorCount")
-METRICS = tuple(dict.fromkeys((*INBOUND, *OUTBOUND)))
-INBOUND_DIMENSIONS = frozenset({"ClusterName", "ServiceName", "DiscoveryName"})
-OUTBOUND_DIMENSIONS = frozenset({"ClusterName", "ServiceName", "TargetDiscoveryName"})
-DIMENSIONS = INBOUND_DIMENSIONS | OUTBOUND_DIMENSIONS
+           "ClientTLSNegotiationErrorCount")
+# Per TargetDiscoveryName ("TargetDiscoveryName and TargetDiscoveryName, ServiceName, ClusterName").
+OUTBOUND = (*HTTP_CODES, "RequestCountPerTarget", "TargetProcessedBytes", "TargetResponseTime",
+            "TargetTLSNegotiationErrorCount")
+METRICS = (*INBOUND, *OUTBOUND)
+INBOUND_SETS = (frozenset({"DiscoveryName"}), frozenset({"DiscoveryName", "ServiceName", "ClusterName"}))
+OUTBOUND_SETS = (frozenset({"TargetDiscoveryName"}), frozenset({"TargetDiscoveryName", "ServiceName", "ClusterName"}))
+DIMENSIONS = frozenset().union(*INBOUND_SETS, *OUTBOUND_SETS)
 # Counted here, never made: shiftlab's proxy speaks neither TLS nor gRPC to its targets.
 ALWAYS_ZERO = ("GrpcRequestCount", "ClientTLSNegotiationErrorCount", "TargetTLSNegotiationErrorCount")
-UNITS = {"ProcessedBytes": "Bytes", "TargetProcessedBytes": "Bytes", "TargetResponseTime": "Milliseconds"}
+# The page's Unit column: Count unless named here.
+UNITS = {name: "Count" for name in METRICS} | {"ProcessedBytes": "Bytes", "TargetProcessedBytes": "Bytes",
+                                               "TargetResponseTime": "Milliseconds"}
 
 
 def is_service_connect(namespace: str | None, name: str | None, dimension_names: Iterable[str]) -> bool:
@@ -64,17 +71,18 @@ def unpublished(name: str, dimension_names: Iterable[str]) -> str | None:
         return "ECS publishes Service Connect metrics with DiscoveryName or TargetDiscoveryName, never both"
     if "DiscoveryName" in dims:
         if name not in INBOUND:
-            return (f"ECS publishes {name} for clients only (TargetDiscoveryName), never per DiscoveryName "
-                    f"(with DiscoveryName: {', '.join(INBOUND)})")
-        if dims != INBOUND_DIMENSIONS:
-            return f"ECS publishes {name} per DiscoveryName with exactly ClusterName, ServiceName and DiscoveryName"
+            return (f"ECS publishes {name} per TargetDiscoveryName only, never per DiscoveryName "
+                    f"(per DiscoveryName: {', '.join(INBOUND)})")
+        if dims not in INBOUND_SETS:
+            return (f"ECS publishes {name} per DiscoveryName alone or with exactly ServiceName and ClusterName "
+                    "(the service's)")
         return None
     if name not in OUTBOUND:
-        return (f"ECS publishes {name} for the service's own tasks only (DiscoveryName), never per "
-                f"TargetDiscoveryName (with TargetDiscoveryName: {', '.join(OUTBOUND)})")
-    if dims != OUTBOUND_DIMENSIONS:
-        return (f"ECS publishes {name} per TargetDiscoveryName with exactly ClusterName, ServiceName (the "
-                "client's) and TargetDiscoveryName")
+        return (f"ECS publishes {name} per DiscoveryName only, never per TargetDiscoveryName "
+                f"(per TargetDiscoveryName: {', '.join(OUTBOUND)})")
+    if dims not in OUTBOUND_SETS:
+        return (f"ECS publishes {name} per TargetDiscoveryName alone or with exactly ServiceName (the "
+                "client's) and ClusterName")
     return None
 
 

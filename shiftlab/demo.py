@@ -91,23 +91,26 @@ BUSINESS_ALARM = {
 
 # Service Connect (scenario service-connect): a frontend client task calls the
 # catalog by its alias; the alarm is the catalog's 5xx rate from Service
-# Connect's own metrics (AWS/ECS, per DiscoveryName), as ECS publishes them.
+# Connect's own metrics (AWS/ECS), as ECS publishes them: the 5xx per
+# TargetDiscoveryName, the requests per DiscoveryName
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
 SC_ALARM_NAME = "catalog-5xx"
 SC_GREEN = "sc-catalog-green"
 
 
-def _sc_metric(metric_id: str, name: str) -> dict[str, Any]:
+def _sc_metric(metric_id: str, name: str, dimensions: list[dict[str, str]]) -> dict[str, Any]:
     return {"Id": metric_id, "ReturnData": False,
-            "MetricStat": {"Metric": {"Namespace": "AWS/ECS", "MetricName": name,
-                                      "Dimensions": [{"Name": "ClusterName", "Value": "shop"},
-                                                     {"Name": "ServiceName", "Value": "catalog"},
-                                                     {"Name": "DiscoveryName", "Value": "catalog"}]},
+            "MetricStat": {"Metric": {"Namespace": "AWS/ECS", "MetricName": name, "Dimensions": dimensions},
                            "Period": 60, "Stat": "Sum"}}
 
 
 SC_ALARM = {
     "AlarmName": SC_ALARM_NAME,
-    "Metrics": [_sc_metric("errors", "HTTPCode_Target_5XX_Count"), _sc_metric("requests", "RequestCount"),
+    "Metrics": [_sc_metric("errors", "HTTPCode_Target_5XX_Count",
+                           [{"Name": "TargetDiscoveryName", "Value": "catalog"}]),
+                _sc_metric("requests", "RequestCount", [{"Name": "ClusterName", "Value": "shop"},
+                                                        {"Name": "ServiceName", "Value": "catalog"},
+                                                        {"Name": "DiscoveryName", "Value": "catalog"}]),
                 {"Id": "rate", "Expression": "100 * errors / requests", "ReturnData": True}],
     "EvaluationPeriods": 1, "Threshold": 1,
     "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
@@ -243,6 +246,39 @@ def rolled_back_quietly_by(alarm_name: str) -> Callable[[Seen], list[Check]]:
     return check
 
 
+DNS_NAME = "app.shiftlab.test"
+DNS_LOAD_BALANCERS = {"blue": "127.0.0.2", "green": "127.0.0.3"}
+
+
+def check_dns(seen: Seen) -> list[Check]:
+    """Weighted DNS: the bad canary's checks, and the load (resolving the
+    name, keeping answers a TTL) reaching both load balancers by address."""
+    addresses = dict(seen.load.by_address) if seen.load else {}
+    return [*check_bad_canary(seen)[:3],
+            Check("the load reaches both load balancers through DNS",
+                  set(addresses) == set(DNS_LOAD_BALANCERS.values()), f"answers by address: {addresses or 'none'}"),
+            _back_on_blue(seen)]
+
+
+def dns_topology(data: dict[str, Any], ttl: int = 60) -> dict[str, Any]:
+    """The example config as Route 53's reference architecture has it: blue's
+    and green's load balancers (a listener each, one port, an address each)
+    behind the weighted records of one name, which the deployment steps."""
+    lb = data["loadBalancer"]
+    port = lb["Listeners"][0]["Port"]
+    lb["Listeners"] = [{"Name": f"lb-{g}", "Address": address, "Port": port, "TestTrafficRule": {"Enabled": False},
+                        "DefaultActions": [{"Type": "forward", "TargetGroupArn": g}]}
+                       for g, address in DNS_LOAD_BALANCERS.items()]
+    data["route53"] = {"Port": 0, "HostedZone": {"Name": "shiftlab.test"}, "ResourceRecordSets": [
+        {"Name": DNS_NAME, "Type": "A", "TTL": ttl, "SetIdentifier": f"service-{g}",
+         "Weight": 255 if g == "blue" else 0, "ResourceRecords": [{"Value": address}]}
+        for g, address in DNS_LOAD_BALANCERS.items()]}
+    ac = data["service"]["loadBalancers"][0]["advancedConfiguration"]
+    ac["productionListenerRule"] = f"route53/{DNS_NAME}"
+    ac["testListenerRule"] = []
+    return data
+
+
 def check_manual(seen: Seen) -> list[Check]:
     approved = [e for e in seen.events if e["type"] == eventlog.HOOK_APPROVED.name]
     paused = [h for h in _hook_runs(seen, "PAUSE") if h["status"] == "SUCCEEDED"]
@@ -311,7 +347,7 @@ def check_service_connect(seen: Seen) -> list[Check]:
         order = "production traffic never reached green"
     else:
         order = f"test traffic on green {prod_green - test_green:.2f} s before production"
-    # Service Connect's metrics per DiscoveryName count test requests too: they may trip the alarm first.
+    # Service Connect's metrics count test requests too: they may trip the alarm first.
     errors: dict[str, int] = {}
     for load in (seen.load, seen.test_load):
         for group, n in (load.errors_by_group if load else {}).items():
@@ -343,6 +379,7 @@ class Scenario:
     task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
     headless: bool = False  # a queue consumer service with no load balancer (shiftlab.headless)
     service_connect: bool = False  # two services in a Service Connect namespace instead of one behind the ALB
+    dns: bool = False  # two load balancers behind weighted DNS records (dns_topology)
 
 
 SCENARIOS = {
@@ -401,6 +438,11 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_service_connect, extra_alarms=[SC_ALARM], test_header_load=True, service_connect=True),
+        Scenario("dns", "two load balancers behind weighted DNS records (Route 53's reference architecture), "
+                        "stepped 1, 2, 5, 10, 25, 50, 100 %; green answers 5xx, the 5xx alarm trips, all weight "
+                        "back on blue", "ROLLBACK_SUCCESSFUL", {"ERROR_RATE": "0.3"},
+                 {"strategy": "LINEAR", "bakeTimeInMinutes": 2},
+                 check_dns, dns=True),
         Scenario("headless", "blue/green of a queue consumer with no load balancer: green is activated by a hook, "
                              "fails messages, its MessagesFailed alarm trips; blue takes over; nothing lost",
                  "ROLLBACK_SUCCESSFUL", {"FAILURE_RATE": "0.5"},
@@ -436,6 +478,8 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     data = copy.deepcopy(example_config())
     if scenario.service_connect:
         data = service_connect_config(data)
+    if scenario.dns:
+        data = dns_topology(data)
     data = on_free_ports(data)
     data["timeScale"] = time_scale
     dc = {**data["deploymentConfiguration"], **copy.deepcopy(scenario.deployment)}

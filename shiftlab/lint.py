@@ -133,11 +133,24 @@ def _watched(s: Settings) -> list[tuple[int, MetricAlarm]]:
     return [(i, a) for i, a in enumerate(s.alarms) if a.AlarmName in names]
 
 
+def _dns_linear(s: Settings) -> bool:
+    """A LINEAR deployment across weighted DNS records: route53.TrafficShift's steps."""
+    return s.deployment.strategy == Strategy.LINEAR and s.dns_route() is not None
+
+
+def _steps(s: Settings) -> list[Step]:
+    if _dns_linear(s):
+        return [Step(p, m) for p, m in s.traffic_shift.schedule()]
+    return plan(s.deployment)
+
+
 def _first_step(s: Settings) -> tuple[Step, str] | None:
     """The first production step and the field that sets it (None for ROLLING)."""
-    steps = plan(s.deployment)
+    steps = _steps(s)
     if not steps:
         return None
+    if _dns_linear(s):
+        return steps[0], "route53.TrafficShift.Percentages"
     field = {Strategy.CANARY: "canaryConfiguration.canaryPercent",
              Strategy.LINEAR: "linearConfiguration.stepPercent"}.get(s.deployment.strategy, "strategy")
     return steps[0], f"{DC}.{field}"
@@ -176,7 +189,7 @@ def alarm_value(alarm: MetricAlarm, rps: float, green_share: float, error_rate: 
     requests = rps * p.period
     env: dict[str, list[float | None]] = {}
     for q in p.metrics:
-        # A Service Connect endpoint's metrics (per DiscoveryName) cover blue and green, as the load balancer's totals.
+        # A Service Connect endpoint's metrics (per (Target)DiscoveryName) cover blue and green, as the LB's totals.
         tg = None if q.service_connect else q.target_group
         share = 1.0 if tg is None else green_share if tg == green else 1.0 - green_share if tg == blue else 0.0
         green_part = green_share if tg is None or tg == green else 0.0
@@ -264,14 +277,15 @@ def _window(a: MetricAlarm) -> str:
 def _timing(s: Settings) -> list[Finding]:
     dc = s.deployment
     out = []
-    steps = plan(dc)
+    steps = _steps(s)
     bake_field = {Strategy.CANARY: "canaryConfiguration.canaryBakeTimeInMinutes",
                   Strategy.LINEAR: "linearConfiguration.stepBakeTimeInMinutes"}.get(dc.strategy)
+    bake_path = "route53.TrafficShift.IntervalSeconds" if _dns_linear(s) else f"{DC}.{bake_field}"
     for _, a in _watched(s):
         needed = _time_to_fire(a)
         for n, step in enumerate(steps[:-1]):
             if step.bake_minutes * 60 < needed:
-                out.append(Finding("SL005", WARNING, f"{DC}.{bake_field}",
+                out.append(Finding("SL005", WARNING, bake_path,
                                    f"alarm {a.AlarmName!r} needs {_window(a)} of breaching data, longer than the "
                                    f"{step.bake_minutes:g} min bake after step {n + 1} ({step.percent:g} %): the "
                                    f"shift to {steps[n + 1].percent:g} % happens before it can fire"))

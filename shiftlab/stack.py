@@ -29,10 +29,11 @@ from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.backends.docker_spec import HOST_NETWORK
 from shiftlab.controller.cloudwatch_http import cloudwatch_env
 from shiftlab.controller.records import Records
-from shiftlab.controller.router import HttpRouter, NoLoadBalancer, Router, RouterError
+from shiftlab.controller.router import DnsWeightedRouter, HttpRouter, NoLoadBalancer, Router, RouterError
 from shiftlab.controller.service import ServiceController
 from shiftlab.proxy.app import Proxy
 from shiftlab.proxy.config import LoadBalancer
+from shiftlab.proxy.dns import DnsServer, Zone
 from shiftlab.settings import Settings
 
 log = logging.getLogger("shiftlab.controller")
@@ -96,6 +97,8 @@ class Stack:
                         else None)
         self.controller: ServiceController | None = None
         self.router: Router | None = None
+        # The route53 section's DNS server (in this process, wherever the load balancer runs).
+        self.dns: DnsServer | None = None
         self.records: Records | None = None
         self._runner: web.AppRunner | None = None
         # Service Connect's client tasks (service.serviceConnectClients).
@@ -120,14 +123,22 @@ class Stack:
                 self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             else:
                 assert self.proxy_admin_url is not None
-                router = self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
-                await self._check_proxy(router, self.proxy_admin_url)
+                http = self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
+                await self._check_proxy(http, self.proxy_admin_url)
             self.records = Records(self.state_dir / "records.sqlite")
+            router: Router = self.router
+            if s.route53 is not None:
+                self.dns = DnsServer(Zone(s.route53, s.time_scale), s.route53.Address, s.route53.Port)
+                await self.dns.start()
+                log.info("DNS server (route53): %s (UDP and TCP)", self.dns.endpoint)
+                route = s.dns_route()
+                if route is not None:
+                    router = DnsWeightedRouter(self.router, self.dns.zone, *route)
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
                                                     s.controller.taskStartTimeoutSeconds, self._docker)
             self.controller = ServiceController(
                 s.controller_settings(),
-                self.router, backend, self.records,
+                router, backend, self.records,
             )
             if not self.api_port:
                 # Known before the first task starts (and the first hook runs), so
@@ -172,6 +183,9 @@ class Stack:
         if self.router is not None:
             await self.router.close()
             self.router = None
+        if self.dns is not None:
+            await self.dns.stop()
+            self.dns = None
         if self.records is not None:
             self.records.close()
             self.records = None

@@ -103,6 +103,12 @@ def render(state: WatchState) -> RenderableType:
         else:
             parts.append(weight_bar("production", sl["productionTrafficWeight"], *revisions))
             parts.append(weight_bar("test", sl["testTrafficWeight"], *revisions))
+        dns_records = sl.get("dnsRecords")
+        if dns_records:
+            ttl = max(dns_records["ttl"].values(), default=0)
+            parts.append(Text(f"DNS {dns_records['name']}  weights "
+                              + ", ".join(f"{k} {v}" for k, v in dns_records["weights"].items())
+                              + f"  TTL {ttl} s (clients follow within a TTL)"))
         bake_until = _ts(sl.get("bakeUntil"))
         started = _ts(sl.get("stageStartedAt"))
         if bake_until and started and status.endswith("IN_PROGRESS"):

@@ -22,3 +22,8 @@ for command in (run.proxy, run.up, rehearsal.rehearse, rehearsal.demo, deploy.de
                 tools.validate, tools.lint, simulate.simulate, tools.load, interop.import_, interop.export,
                 queue.queue):
     main.add_command(command)
+
+# `import terraform` and `import codedeploy` join the `import` group (cli/interop.py's, once it is here).
+from shiftlab.cli import interop_more  # noqa: E402
+
+interop_more.register(main)

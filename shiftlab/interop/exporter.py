@@ -414,3 +414,8 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
 
 
 FORMATS["cloudformation"] = cloudformation
+
+# Imported last: terraform_export checks the config through shiftlab.settings.
+from shiftlab.interop import terraform_export  # noqa: E402
+
+FORMATS["terraform"] = terraform_export.files

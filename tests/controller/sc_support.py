@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from shiftlab.controller.serviceconnect import OUTBOUND
 from shiftlab.stack import Stack
 from tests.helpers import free_port
 
@@ -69,11 +70,16 @@ def served_by(doc: dict[str, Any]) -> str | None:
 
 
 def sc_alarm(name: str, metric: str, threshold: float, stat: str = "Sum") -> dict[str, Any]:
-    """An alarm on a Service Connect metric of the catalog, as it is written on AWS (inbound dimensions)."""
+    """An alarm on a Service Connect metric of the catalog, as it is written on
+    AWS: RequestCount and the other metrics of the catalog's own proxies per
+    ClusterName, ServiceName and DiscoveryName; the HTTP codes, response time
+    and the rest of what the catalog answered its clients per TargetDiscoveryName."""
+    dims = [{"Name": "TargetDiscoveryName", "Value": "catalog"}] if metric in OUTBOUND else \
+        [{"Name": "ClusterName", "Value": "shop"}, {"Name": "ServiceName", "Value": "catalog"},
+         {"Name": "DiscoveryName", "Value": "catalog"}]
     return {
         "AlarmName": name, "Namespace": "AWS/ECS", "MetricName": metric,
-        "Dimensions": [{"Name": "ClusterName", "Value": "shop"}, {"Name": "ServiceName", "Value": "catalog"},
-                       {"Name": "DiscoveryName", "Value": "catalog"}],
+        "Dimensions": dims,
         "Statistic": stat, "Period": 60, "EvaluationPeriods": 1, "Threshold": threshold,
         "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
     }

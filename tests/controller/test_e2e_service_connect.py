@@ -1,8 +1,8 @@
 """End to end on the process backend: a canary of the catalog in a Service
 Connect namespace, its load coming from a frontend client task through the
 alias, watched by an alarm on Service Connect's own metric
-(AWS/ECS HTTPCode_Target_5XX_Count per ClusterName, ServiceName and
-DiscoveryName, https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
+(AWS/ECS HTTPCode_Target_5XX_Count per TargetDiscoveryName,
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
 A green answering 5xx is rolled back by it; the same green without the fault
 is promoted and takes all production traffic. Test requests sent while the
 POST_TEST_TRAFFIC_SHIFT hook runs reach green before any production request

@@ -1,10 +1,15 @@
 """Service Connect's CloudWatch metrics (namespace AWS/ECS), as ECS publishes
-them (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html,
-"Service Connect metrics"): inbound per ClusterName, ServiceName and
-DiscoveryName; outbound per ClusterName, ServiceName (the client) and
-TargetDiscoveryName. Alarms on them are fed from the namespace proxy's
-stats; alarms on combinations ECS never publishes are flagged (lint SL001,
-validate's warning), as for ALB's."""
+them. The table below is the "Service Connect" rows of
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html
+(metric, valid dimensions, unit), as written in AWS's own source of that page,
+https://github.com/awsdocs/amazon-ecs-developer-guide (doc_source/cloudwatch-metrics.md,
+last content commit 49232cf): per DiscoveryName, "Valid dimensions:
+DiscoveryName and DiscoveryName, ServiceName, ClusterName"; per
+TargetDiscoveryName, "TargetDiscoveryName and TargetDiscoveryName,
+ServiceName, ClusterName". The two TLS error counts were added to the page
+later (not in that source): their family follows their names. Alarms on
+them are fed from the namespace proxy's stats; alarms on combinations ECS
+never publishes are flagged (lint SL001, validate's warning), as for ALB's."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from shiftlab.common.configfile import ConfigError
 from shiftlab.controller import serviceconnect as sc
 from shiftlab.controller.alarms import parse_alarms
 from shiftlab.lint import lint
@@ -21,27 +27,56 @@ from shiftlab.settings import load_settings
 from tests.controller.sc_support import BLUE, GREEN, call, frontend_url, sc_alarm, sc_config
 from tests.helpers import eventually
 
-IN = ("ClusterName", "ServiceName", "DiscoveryName")
-OUT = ("ClusterName", "ServiceName", "TargetDiscoveryName")
+IN = ("DiscoveryName",)
+IN3 = ("DiscoveryName", "ServiceName", "ClusterName")
+OUT = ("TargetDiscoveryName",)
+OUT3 = ("TargetDiscoveryName", "ServiceName", "ClusterName")
 
-PUBLISHED = [
-    *[(m, IN) for m in ("ActiveConnectionCount", "NewConnectionCount", "ProcessedBytes", "RequestCount",
-                        "GrpcRequestCount", "HTTPCode_Target_2XX_Count", "HTTPCode_Target_3XX_Count",
-                        "HTTPCode_Target_4XX_Count", "HTTPCode_Target_5XX_Count", "TargetResponseTime",
-                        "ClientTLSNegotiationErrorCount")],
-    *[(m, OUT) for m in ("RequestCount", "GrpcRequestCount", "HTTPCode_Target_2XX_Count",
-                         "HTTPCode_Target_5XX_Count", "RequestCountPerTarget", "TargetProcessedBytes",
-                         "TargetResponseTime", "TargetTLSNegotiationErrorCount")],
+# (metric, its two valid dimension sets, unit): the page's Service Connect rows, in its order.
+PAGE = [
+    ("ActiveConnectionCount", IN, IN3, "Count"),
+    ("NewConnectionCount", IN, IN3, "Count"),
+    ("ProcessedBytes", IN, IN3, "Bytes"),
+    ("RequestCount", IN, IN3, "Count"),
+    ("GrpcRequestCount", IN, IN3, "Count"),
+    ("HTTPCode_Target_2XX_Count", OUT, OUT3, "Count"),
+    ("HTTPCode_Target_3XX_Count", OUT, OUT3, "Count"),
+    ("HTTPCode_Target_4XX_Count", OUT, OUT3, "Count"),
+    ("HTTPCode_Target_5XX_Count", OUT, OUT3, "Count"),
+    ("RequestCountPerTarget", OUT, OUT3, "Count"),
+    ("TargetProcessedBytes", OUT, OUT3, "Bytes"),
+    ("TargetResponseTime", OUT, OUT3, "Milliseconds"),
+    # Added to the page after 49232cf (Service Connect TLS).
+    ("ClientTLSNegotiationErrorCount", IN, IN3, "Count"),
+    ("TargetTLSNegotiationErrorCount", OUT, OUT3, "Count"),
 ]
+PUBLISHED = [(m, dims) for m, one, three, _ in PAGE for dims in (one, three)]
 NEVER = [
-    ("RequestCountPerTarget", IN, "for clients only"),
-    ("TargetProcessedBytes", IN, "for clients only"),
-    ("ClientTLSNegotiationErrorCount", OUT, "for the service's own tasks only"),
-    ("ActiveConnectionCount", OUT, "for the service's own tasks only"),
-    ("RequestCount", ("DiscoveryName",), "exactly ClusterName, ServiceName and DiscoveryName"),
-    ("RequestCount", ("ServiceName", "TargetDiscoveryName"), "exactly ClusterName, ServiceName (the client's)"),
+    # Each family's metrics under the other family's dimension.
+    *[(m, OUT3 if one == IN else IN3, "per DiscoveryName only" if one == IN else "per TargetDiscoveryName only")
+      for m, one, _three, _ in PAGE],
+    ("RequestCount", ("DiscoveryName", "ServiceName"), "alone or with exactly ServiceName and ClusterName"),
+    ("RequestCount", ("DiscoveryName", "ClusterName"), "alone or with exactly ServiceName and ClusterName"),
+    ("HTTPCode_Target_5XX_Count", ("TargetDiscoveryName", "ClusterName"), "alone or with exactly ServiceName"),
     ("RequestCount", ("DiscoveryName", "TargetDiscoveryName"), "never both"),
 ]
+
+
+def test_the_metrics_are_the_pages() -> None:
+    assert set(sc.METRICS) == {m for m, *_ in PAGE} and len(sc.METRICS) == len(PAGE)
+
+
+@pytest.mark.parametrize(("metric", "unit"), [(m, u) for m, _one, _three, u in PAGE])
+def test_units_are_the_pages(metric: str, unit: str) -> None:
+    assert sc.UNITS[metric] == unit
+
+
+@pytest.mark.parametrize(("metric", "wrong"), [("TargetResponseTime", "Seconds"), ("ProcessedBytes", "Count"),
+                                               ("RequestCount", "Bytes")])
+def test_an_alarm_with_another_unit_is_refused(metric: str, wrong: str) -> None:
+    alarm = sc_alarm("a", metric, 1) | {"Unit": wrong}
+    with pytest.raises(ConfigError, match=f"{wrong!r} is not the unit of {metric} \\({sc.UNITS[metric]}\\)"):
+        parse_alarms([alarm], [])
 
 
 @pytest.mark.parametrize(("metric", "dims"), PUBLISHED)
@@ -91,12 +126,13 @@ def test_an_alarm_on_a_service_connect_metric_is_computed_not_left_to_put_metric
 
 
 def test_alarms_ecs_never_publishes_or_nothing_feeds_are_flagged(tmp_path: Path) -> None:
-    never = sc_alarm("never", "RequestCountPerTarget", 1)  # inbound dimensions: clients only
+    never = sc_alarm("never", "RequestCountPerTarget", 1)
+    never["Dimensions"] = [{"Name": "DiscoveryName", "Value": "catalog"}]  # per TargetDiscoveryName only
     other = sc_alarm("other", "RequestCount", 1)
     other["Dimensions"][2]["Value"] = "payments"  # not this service's endpoint
     s = load_settings(sc_config(tmp_path, {"strategy": "CANARY"}, alarms=[never, other]))
     warnings = s.warnings()
-    assert any("alarms[0] (never): this alarm would never fire on AWS" in w and "for clients only" in w
+    assert any("alarms[0] (never): this alarm would never fire on AWS" in w and "per TargetDiscoveryName only" in w
                for w in warnings), warnings
     assert any("alarms[1] (other): nothing in this rehearsal feeds AWS/ECS RequestCount" in w
                for w in warnings), warnings
@@ -105,9 +141,10 @@ def test_alarms_ecs_never_publishes_or_nothing_feeds_are_flagged(tmp_path: Path)
 
 
 async def test_metrics_from_real_requests_through_the_namespace(stack_factory: Any, tmp_path: Path) -> None:
-    """Requests of a client through the alias show in RequestCount,
-    HTTPCode_Target_2XX_Count, NewConnectionCount and TargetResponseTime
-    (milliseconds for Service Connect) of the catalog's DiscoveryName."""
+    """Requests of a client through the alias show in RequestCount and
+    NewConnectionCount of the catalog's DiscoveryName, and in
+    HTTPCode_Target_2XX_Count and TargetResponseTime (milliseconds for
+    Service Connect) of its TargetDiscoveryName."""
     data = sc_config(tmp_path, {"strategy": "CANARY"})
     stack = await stack_factory(data)
     ctl = stack.controller
@@ -136,7 +173,7 @@ async def test_metrics_from_real_requests_through_the_namespace(stack_factory: A
 
 
 def test_lint_models_a_service_connect_alarm_as_covering_blue_and_green(tmp_path: Path) -> None:
-    """SL003's detection limit for the catalog's 5xx count per DiscoveryName:
+    """SL003's detection limit for the catalog's 5xx count per TargetDiscoveryName:
     at the canary's 20 % of 10 req/s, a Threshold of 2 over a 60 s period
     needs green to fail more than 2 / (10 x 60 x 0.2) = 1/60 of its requests
     (blue's requests count in the endpoint's metric too, but only green fails)."""

@@ -241,11 +241,15 @@ def test_round_trip_keeps_every_aws_field(name: str, tmp_path: Path) -> None:
 
 def test_cli_export(tmp_path: Path) -> None:
     (tmp_path / "shiftlab.yaml").write_text(yaml.safe_dump(_with_hooks()))
-    for fmt, expected in (("cli-json", "ecs-update-service.json"), ("cloudformation", "cloudformation.yaml")):
+    for fmt, expected in (("cli-json", "ecs-update-service.json"), ("cloudformation", "cloudformation.yaml"),
+                          ("terraform", "main.tf")):
         out = subprocess.run([sys.executable, "-m", "shiftlab", "export", "-c", "shiftlab.yaml", "--format", fmt,
                               "-o", fmt], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
         assert out.returncode == 0, out.stderr
-        assert (tmp_path / fmt / expected).is_file() and (tmp_path / fmt / "README.txt").is_file()
+        assert (tmp_path / fmt / expected).is_file()
+        if fmt != "terraform":  # the Terraform snippet says what it left out in its own comments
+            assert (tmp_path / fmt / "README.txt").is_file()
+    assert 'resource "aws_ecs_service"' in (tmp_path / "terraform" / "main.tf").read_text()
     (tmp_path / "bad.yaml").write_text("loadBalancer: {}\n")
     out = subprocess.run([sys.executable, "-m", "shiftlab", "export", "-c", "bad.yaml", "-o", "x"],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
