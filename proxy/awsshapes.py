@@ -26,6 +26,7 @@ def _elbv2() -> Shapes:
     return overlay(aws, {
         "shiftlab:LoadBalancer": {"type": "structure", "members": {
             "Name": {"shape": "LoadBalancerName"},
+            "Type": {"shape": "LoadBalancerTypeEnum"},
             "Listeners": {"shape": "shiftlab:Listeners"},
             "TargetGroups": {"shape": "shiftlab:TargetGroups"},
             "LoadBalancerAttributes": {"shape": "LoadBalancerAttributes"},
