@@ -30,7 +30,7 @@ from shiftlab.controller.config import (
 )
 from shiftlab.controller.promscrape import PrometheusConfig
 from shiftlab.controller.service import ControllerSettings
-from shiftlab.controller.validation import check_deployment
+from shiftlab.controller.validation import check_deployment, network_problems
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale",
@@ -91,7 +91,7 @@ class Settings:
         return ControllerSettings(
             self.service, self.deployment, list(self.alarms), self.controller,
             {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
-            dict(self.lambda_functions), self.prometheus,
+            dict(self.lambda_functions), self.prometheus, self.load_balancer.Type,
         )
 
     def summary(self) -> str:
@@ -257,4 +257,8 @@ def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
         if ref not in rules and ref not in arns:
             problems.append(f"{p}.advancedConfiguration.{name}: {ref!r} is not a rule of the load balancer "
                             f"(rules: {', '.join(rules)}; or a RuleArn/ListenerArn given in loadBalancer)")
+    if lb.network:
+        listener_of = {rule: rule.rpartition("/")[0] for rule in rules}
+        listener_of |= {arn: rule.rpartition("/")[0] for rule, arn in rules.items() if arn}
+        problems += network_problems(sl.advancedConfiguration, listener_of, f"{p}.advancedConfiguration")
     return problems

@@ -93,15 +93,16 @@ def render(state: WatchState) -> RenderableType:
         revisions = (sl["sourceRevision"], sl["targetRevision"])
         parts.append(weight_bar("production", sl["productionTrafficWeight"], *revisions))
         parts.append(weight_bar("test", sl["testTrafficWeight"], *revisions))
-        bake_until = _ts(sl.get("bakeUntil"))
         started = _ts(sl.get("stageStartedAt"))
-        if bake_until and started and status.endswith("IN_PROGRESS"):
-            total = max(bake_until - started, 1e-6)
-            done = min(max(time.time() - started, 0), total)
-            row = Table.grid(padding=(0, 1))
-            row.add_row(Text("bake       "), ProgressBar(total=total, completed=done, width=32),
-                        Text(f"{max(bake_until - time.time(), 0):5.1f} s left"))
-            parts.append(row)
+        for label, until in (("bake       ", _ts(sl.get("bakeUntil"))), ("NLB delay  ", _ts(sl.get("delayUntil")))):
+            # The delay ECS adds to a traffic shift behind a network load balancer shows as a bake does.
+            if until and started and status.endswith("IN_PROGRESS"):
+                total = max(until - started, 1e-6)
+                done = min(max(time.time() - started, 0), total)
+                row = Table.grid(padding=(0, 1))
+                row.add_row(Text(label), ProgressBar(total=total, completed=done, width=32),
+                            Text(f"{max(until - time.time(), 0):5.1f} s left"))
+                parts.append(row)
         if sl.get("awaitingApproval"):
             parts.append(Text("waiting for approval: shiftlab approve (or stop --rollback)", style="bold magenta"))
     groups = state.metrics.get("groups") or {}
