@@ -101,6 +101,7 @@ async def test_a_restarted_controller_resumes_the_delay() -> None:
     await advance(p, fake_clock, DELAY)
     p.send(applied("production", 100))  # production traffic moved: a restart resumes (recovery_plan)
     wake = p.d.wake_at
+    assert wake is not None
     record = m.Deployment.from_dict(p.d.to_dict())
     assert record.shift_delay_minutes == 10.0
     p.d = record
