@@ -57,6 +57,8 @@ from shiftlab.controller.metricstore import (
     LOAD_BALANCER_ONLY,
     METRIC_UNITS,
     METRICS,
+    NLB_METRICS,
+    NLB_TARGET_GROUP_ONLY,
     PER_TARGET,
     STATISTICS,
     TARGET_GROUP_ONLY,
@@ -70,6 +72,10 @@ from shiftlab.controller.metricstore import (
 )
 
 NAMESPACE = "AWS/ApplicationELB"
+NLB_NAMESPACE = "AWS/NetworkELB"
+# The load balancer's namespaces: computed from the proxy's stats (an
+# application load balancer's, or a network one's), never PutMetricData.
+ELB_METRICS = {NAMESPACE: METRICS, NLB_NAMESPACE: NLB_METRICS}
 MIN_PERIOD_SECONDS = 0.05
 
 OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
@@ -141,7 +147,7 @@ class MetricQuery:
 
     @property
     def custom(self) -> bool:
-        return self.namespace != NAMESPACE
+        return self.namespace not in ELB_METRICS
 
     @property
     def key(self) -> MetricKey:
@@ -218,11 +224,12 @@ def _metric_problems(
 ) -> tuple[str | None, list[str]]:
     """Check one metric; return its target group (None = load balancer totals) and problems."""
     problems = []
-    if namespace != NAMESPACE:
+    if namespace not in ELB_METRICS:
         return None, _custom_metric_problems(path, namespace, name, dims)
-    if name not in METRICS:
-        problems.append(f"{path}.MetricName: {name!r} is not an {NAMESPACE} metric shiftlab computes "
-                        f"({', '.join(METRICS)})")
+    known = ELB_METRICS[namespace]
+    if name not in known:
+        problems.append(f"{path}.MetricName: {name!r} is not an {namespace} metric shiftlab computes "
+                        f"({', '.join(known)})")
     group: str | None = None
     seen: set[str] = set()
     for j, d in enumerate(dims):
@@ -269,6 +276,9 @@ def _query(qid: str, namespace: str, name: str, dims: Sequence[Dimension], group
            unit: str | None) -> MetricQuery:
     if namespace == NAMESPACE:
         return MetricQuery(qid, name, group, stat, unpublished(name, {d.Name for d in dims}))
+    if namespace == NLB_NAMESPACE:
+        return MetricQuery(qid, name, group, stat, nlb_unpublished(name, {d.Name for d in dims}),
+                           namespace=NLB_NAMESPACE)
     return MetricQuery(qid, name, None, stat, namespace=namespace,
                        dimensions=tuple(sorted((d.Name, d.Value) for d in dims)), unit=unit)
 
@@ -287,6 +297,22 @@ def unpublished(name: str, dimensions: set[str]) -> str | None:
     return None
 
 
+def nlb_unpublished(name: str, dimensions: set[str]) -> str | None:
+    """Why NLB never publishes `name` with these dimensions, or None. NLB's
+    metrics page: the host counts per target group (LoadBalancer,
+    TargetGroup), everything else per load balancer (LoadBalancer)
+    https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html"""
+    if name in NLB_TARGET_GROUP_ONLY:
+        if "TargetGroup" not in dimensions or "LoadBalancer" not in dimensions:
+            return f"NLB publishes {name} per target group only, with the LoadBalancer and TargetGroup dimensions"
+        return None
+    if "TargetGroup" in dimensions:
+        return f"NLB publishes {name} per load balancer only, never with a TargetGroup dimension"
+    if "LoadBalancer" not in dimensions:
+        return f"NLB publishes {name} only with a LoadBalancer dimension"
+    return None
+
+
 def _period_problem(path: str, period: int | None) -> list[str]:
     if period is None or period in (10, 20, 30) or (period >= 60 and period % 60 == 0):
         return []
@@ -296,7 +322,7 @@ def _period_problem(path: str, period: int | None) -> list[str]:
 def _unit_problem(path: str, name: str | None, unit: str | None, namespace: str | None = NAMESPACE) -> list[str]:
     if unit is not None and unit not in UNITS:
         return [f"{path}: {unit!r} is not a CloudWatch unit ({', '.join(UNITS)})"]
-    if unit is None or namespace != NAMESPACE or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
+    if unit is None or namespace not in ELB_METRICS or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
         return []
     return [f"{path}: {unit!r} is not the unit of {name} ({METRIC_UNITS[name]}): CloudWatch would find no data"]
 

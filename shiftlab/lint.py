@@ -117,7 +117,7 @@ def has_errors(findings: list[Finding]) -> bool:
 
 def _alarm_sources(s: Settings) -> list[Finding]:
     out = [Finding("SL001", ERROR, f"alarms[{i}]", f"alarm {a.AlarmName!r} would never fire on AWS: {reason}")
-           for i, a in enumerate(s.alarms) for reason in a.never_published()]
+           for i, a, reason in s.never_published()]
     out += [Finding("SL002", WARNING, f"alarms[{i}]",
                     f"alarm {a.AlarmName!r}: nothing in this rehearsal feeds {q.describe()} (no task metric, no "
                     f"prometheus scrape); it stays INSUFFICIENT_DATA unless a task publishes it with PutMetricData "
@@ -157,6 +157,8 @@ def _why_not_modelled(alarm: MetricAlarm) -> str | None:
     if alarm.Threshold is None:
         return "no static Threshold"
     for q in alarm.plan.metrics:
+        if q.namespace == "AWS/NetworkELB":
+            return f"{q.describe()} counts connections, not requests (no traffic model for it)"
         if q.namespace != NAMESPACE:
             return f"{q.describe()} is the application's own metric (no traffic model for it)"
         if q.metric_name not in ("HTTPCode_Target_5XX_Count", "RequestCount"):

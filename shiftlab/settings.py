@@ -51,7 +51,7 @@ class Settings:
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
         out = [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
-               for i, a in enumerate(self.alarms) for reason in a.never_published()]
+               for i, a, reason in self.never_published()]
         # Another namespace is fed by the tasks' CPU and memory (AWS/ECS,
         # ECS/ContainerInsights: controller.usage) or by a task publishing it with
         # PutMetricData (the controller's CloudWatch endpoint) or EMF, or by the
@@ -66,6 +66,19 @@ class Settings:
                                " unless a task publishes it with PutMetricData to the controller's CloudWatch "
                                "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH) or in embedded metric format on its "
                                "output; no prometheus.emf_processor.metric_declaration selects it"))
+        return out
+
+    def never_published(self) -> list[tuple[int, MetricAlarm, str]]:
+        """Each alarm's reasons AWS never publishes its metric: a metric with
+        dimensions its namespace never has, or the namespace of the other
+        kind of load balancer (an ALB publishes no AWS/NetworkELB)."""
+        own = "AWS/NetworkELB" if self.load_balancer.network else "AWS/ApplicationELB"
+        other = "AWS/ApplicationELB" if self.load_balancer.network else "AWS/NetworkELB"
+        out = [(i, a, reason) for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        for i, a in enumerate(self.alarms):
+            if any(q.namespace == other for q in a.plan.metrics):
+                out.append((i, a, f"loadBalancer.Type is {self.load_balancer.Type}: it publishes {own}, "
+                                  f"not {other}"))
         return out
 
     def unfed_metrics(self) -> list[tuple[int, MetricAlarm, MetricQuery]]:
