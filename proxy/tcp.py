@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from typing import Any
+from typing import Any, cast
 
 from shiftlab.proxy.state import Choice, ListenerState, LoadBalancerState, Target, TargetGroupState
 from shiftlab.proxy.stats import Counters
@@ -60,12 +60,15 @@ class Flow(asyncio.Protocol):
         self.ended = False
         self.idle_handle: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
+        # What the client sent before the target's connection opened (uvloop
+        # may deliver it though reading is paused): at most about HIGH_WATER.
+        self.early: list[bytes] = []
 
     # -- the client's side ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.client = transport
+        # (uvloop's transports are not asyncio.Transport subclasses, but are ones.)
+        self.client = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=HIGH_WATER)
         transport.pause_reading()  # until the target is connected
         lst = self.listener
@@ -102,9 +105,13 @@ class Flow(asyncio.Protocol):
         if self.ended:
             transport.abort()
             return
-        assert isinstance(transport, asyncio.Transport)
         self.target_transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER)
+        if self.early:
+            transport.write(b"".join(self.early))
+            self.early.clear()
+        if self.client_eof and transport.can_write_eof():
+            transport.write_eof()
         if self.client is not None and not self.client.is_closing():
             self.client.resume_reading()
 
@@ -112,7 +119,11 @@ class Flow(asyncio.Protocol):
         self.last = self.loop.time()
         self.counters.bytes += len(data)
         t = self.target_transport
-        if t is not None and not t.is_closing():
+        if t is None:
+            self.early.append(data)
+            if sum(map(len, self.early)) > HIGH_WATER and self.client is not None:
+                self.client.pause_reading()
+        elif not t.is_closing():
             t.write(data)
 
     def eof_received(self) -> bool:

@@ -74,3 +74,13 @@ def test_rolling_in_one_group_needs_no_test_listener() -> None:
     d["service"]["loadBalancers"][0].pop("advancedConfiguration")
     d["deploymentConfiguration"] = {"strategy": "ROLLING"}
     assert load_settings(d).load_balancer.network
+
+
+def test_the_nlb_example_validates_and_lints_clean() -> None:
+    from shiftlab.common.configfile import load_file
+    from shiftlab.lint import ERROR, lint
+    from tests.helpers import REPO
+
+    s = load_settings(load_file(REPO / "shiftlab" / "examples" / "nlb.yaml"))
+    assert s.load_balancer.network and s.warnings() == []
+    assert [f for f in lint(s, 10.0) if f.severity == ERROR] == []

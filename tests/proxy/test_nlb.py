@@ -379,3 +379,40 @@ async def test_network_metrics(start_proxy: StartProxy, line_targets: Any) -> No
     assert "shiftlab_active_flow_count" in prom and "shiftlab_tcp_elb_reset_count" in prom
     for c in clients:
         c.close()
+
+
+async def test_the_tcp_path_in_shiftlab_proxy_on_uvloop(tmp_path: Any, line_targets: Any) -> None:
+    """`shiftlab proxy` runs on uvloop, whose transports differ from asyncio's
+    (a client's first bytes may come before the target's connection opens):
+    the same split and answers from the real process, each client writing
+    its line at once."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    blue, green = await line_targets("1"), await line_targets("2")
+    port = free_port()
+    conf = nlb_conf(port, {BLUE: 1, GREEN: 1}, {BLUE: [blue.addr], GREEN: [green.addr]})
+    conf["Admin"] = {"Port": free_port()}
+    path = tmp_path / "nlb.yaml"
+    path.write_text(yaml.safe_dump({"timeScale": 50, "loadBalancer": conf}))
+    proc = subprocess.Popen([sys.executable, "-m", "shiftlab", "proxy", "-c", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async def answer() -> str | None:
+            try:
+                reader, writer = await asyncio.open_connection(LOOPBACK, port)
+            except OSError:
+                return None
+            writer.write(b"early\n")  # before the proxy can have connected to the target
+            line = await asyncio.wait_for(reader.readline(), 5)
+            writer.close()
+            return line.decode().split()[1] if line else None
+
+        await eventually(answer, timeout=20, what="shiftlab proxy answering")
+        seen = Counter([await answer() for _ in range(20)])
+        assert seen == {"1": 10, "2": 10}
+    finally:
+        proc.terminate()
+        proc.wait(10)
