@@ -169,7 +169,7 @@ def haproxy_config(port: int, backends: list[int]) -> str:
     return "\n".join([
         "global", "  nbthread 1", "  maxconn 4096",
         "defaults", "  mode tcp", "  timeout connect 10s", "  timeout client 350s", "  timeout server 350s",
-        f"listen bench", f"  bind 127.0.0.1:{port}", "  balance roundrobin",
+        "listen bench", f"  bind 127.0.0.1:{port}", "  balance roundrobin",
         f"  server a 127.0.0.1:{backends[0]} weight 9", f"  server b 127.0.0.1:{backends[1]} weight 1", ""])
 
 
@@ -192,8 +192,8 @@ def main() -> None:
     try:
         backends = [free_port(), free_port()]
         procs.append(subprocess.Popen([sys.executable, __file__, "_backend", *map(str, backends)]))
-        for p in backends:
-            wait_for_port(p, 10, "the backend")
+        for backend_port in backends:
+            wait_for_port(backend_port, 10, "the backend")
         targets: dict[str, int] = {"direct": backends[0]}
 
         sl_port, admin = free_port(), free_port()

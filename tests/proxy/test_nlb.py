@@ -397,8 +397,8 @@ async def test_the_tcp_path_in_shiftlab_proxy_on_uvloop(tmp_path: Any, line_targ
     conf["Admin"] = {"Port": free_port()}
     path = tmp_path / "nlb.yaml"
     path.write_text(yaml.safe_dump({"timeScale": 50, "loadBalancer": conf}))
-    proc = subprocess.Popen([sys.executable, "-m", "shiftlab", "proxy", "-c", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shiftlab", "proxy", "-c", str(path),
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async def answer() -> str | None:
             try:
@@ -415,4 +415,4 @@ async def test_the_tcp_path_in_shiftlab_proxy_on_uvloop(tmp_path: Any, line_targ
         assert seen == {"1": 10, "2": 10}
     finally:
         proc.terminate()
-        proc.wait(10)
+        await asyncio.wait_for(proc.wait(), 10)
