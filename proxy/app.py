@@ -74,9 +74,11 @@ class Proxy:
         assert self.session is not None, "start() first"
         idle = float(self.lb.conf.idle_timeout)
         try:
-            serve = serve_tcp_listener if self.conf.network else serve_listener
             for ls in self.lb.listeners.values():
-                self._servers.append(await serve(self.lb, ls, idle))
+                if self.conf.network:
+                    self._servers.append(await serve_tcp_listener(self.lb, ls, float(ls.conf.tcp_idle_timeout)))
+                else:
+                    self._servers.append(await serve_listener(self.lb, ls, idle))
         except OSError:
             await self.stop()
             raise

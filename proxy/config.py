@@ -193,6 +193,17 @@ class TestTrafficRuleSpec(Model):
         return DEFAULT_TEST_HEADERS
 
 
+class Attribute(Model):
+    Key: str
+    Value: str
+
+
+# ModifyListenerAttributes' "tcp.idle_timeout.seconds - The tcp idle timeout
+# value, in seconds. The valid range is 60-6000 seconds. The default is 350
+# seconds" (Network and Gateway Load Balancers; ELBv2 API reference).
+NLB_LISTENER_ATTRIBUTES: dict[str, tuple[Any, ...]] = {"tcp.idle_timeout.seconds": (60, 6000)}
+
+
 class Listener(Model):
     Name: str | None = None
     Port: Annotated[int, in_range(1, 65535)]
@@ -204,10 +215,20 @@ class Listener(Model):
     Rules: list[Rule] = []
     TestTrafficRule: TestTrafficRuleSpec = TestTrafficRuleSpec()
     ListenerArn: str | None = None
+    # CloudFormation's ListenerAttributes (ModifyListenerAttributes'); see NLB_LISTENER_ATTRIBUTES.
+    ListenerAttributes: list[Attribute] = []
 
     @property
     def name(self) -> str:
         return self.Name or str(self.Port)
+
+    @property
+    def tcp_idle_timeout(self) -> int:
+        """A network load balancer's TCP idle timeout (`tcp.idle_timeout.seconds`, 350 by default)."""
+        for a in self.ListenerAttributes:
+            if a.Key == "tcp.idle_timeout.seconds":
+                return int(a.Value)
+        return NLB_IDLE_TIMEOUT
 
 
 class TargetDescription(Model):
@@ -255,11 +276,6 @@ def parse_matcher(spec: str, lo: int = 200, hi: int = 499) -> frozenset[int]:
             raise ValueError(f"{part!r} is out of range {lo}..{hi}")
         codes.update(range(first, last + 1))
     return frozenset(codes)
-
-
-class Attribute(Model):
-    Key: str
-    Value: str
 
 
 TG_ATTRIBUTES = {
@@ -473,6 +489,8 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
         if listener.name in listener_names:
             problems.append(f"{p}.Name: {listener.name!r} is used by another listener")
         listener_names.add(listener.name)
+        problems += _check_attributes(listener.ListenerAttributes, NLB_LISTENER_ATTRIBUTES if lb.network else {},
+                                      f"{p}.ListenerAttributes")
         problems += _check_actions(listener.DefaultActions, names, f"{p}.DefaultActions")
         if listener.TestTrafficRule.ForwardConfig is not None:
             problems += _check_forward(

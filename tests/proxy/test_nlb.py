@@ -285,8 +285,10 @@ async def test_half_open_flow_reset_at_idle_timeout(start_proxy: StartProxy, lin
     reset, counted as TCP_ELB_Reset_Count; the target sees its connection go."""
     blue = await line_targets("1")
     port = free_port()
-    px = await start_proxy(nlb_conf(port, {BLUE: 1}, {BLUE: [blue.addr]}), time_scale=50)
-    assert px._servers[0][1].idle_timeout == 350
+    conf = nlb_conf(port, {BLUE: 1}, {BLUE: [blue.addr]})
+    conf["Listeners"][0]["ListenerAttributes"] = [{"Key": "tcp.idle_timeout.seconds", "Value": "60"}]
+    px = await start_proxy(conf, time_scale=50)
+    assert px._servers[0][1].idle_timeout == 60  # not scaled, as ALB's idle timeout is not
     px._servers[0][1].idle_timeout = 0.3
     await healthy(px, BLUE)
     c = await LineClient.open(port)

@@ -54,6 +54,22 @@ def test_network_defaults() -> None:
             tg.connection_termination) == ("TCP", "TCP", 10, 30, 5, 2, 300, False)
     assert tg.Matcher.HttpCode == "200-399"
     assert not lb.Listeners[0].TestTrafficRule.Enabled  # no header rule: the test listener carries test traffic
+    assert lb.Listeners[0].tcp_idle_timeout == 350
+
+
+def test_tcp_idle_timeout_listener_attribute() -> None:
+    """ModifyListenerAttributes' tcp.idle_timeout.seconds: 60..6000, default 350 (ELBv2 API reference,
+    https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_ListenerAttribute.html)."""
+    d = copy.deepcopy(BASE)
+    d["Listeners"][0]["ListenerAttributes"] = [{"Key": "tcp.idle_timeout.seconds", "Value": "6000"}]
+    assert load_balancer_from_dict(d).Listeners[0].tcp_idle_timeout == 6000
+    d["Type"] = "application"
+    d["Listeners"][0]["Protocol"] = "HTTP"
+    d["TargetGroups"] = [{"Name": "blue", "Protocol": "HTTP"}, {"Name": "green", "Protocol": "HTTP"}]
+    with pytest.raises(ConfigError) as info:
+        load_balancer_from_dict(d)
+    assert info.value.problems == [f"{L0}.ListenerAttributes[0].Key: 'tcp.idle_timeout.seconds' is not supported "
+                                   "(supported: none)"]
 
 
 def test_http_health_check_defaults() -> None:
@@ -115,6 +131,9 @@ def test_application_is_the_default_type() -> None:
     ("deregistration delay", changed("TargetGroups.0.TargetGroupAttributes", [
         {"Key": "deregistration_delay.timeout_seconds", "Value": "3601"}]),
      f"{T0}.TargetGroupAttributes[0].Value: 3601 is out of range 0..3600"),
+    ("idle timeout below 60", changed("Listeners.0.ListenerAttributes", [{"Key": "tcp.idle_timeout.seconds",
+                                                                          "Value": "59"}]),
+     f"{L0}.ListenerAttributes[0].Value: 59 is out of range 60..6000 for tcp.idle_timeout.seconds"),
     ("ALB idle timeout", changed("LoadBalancerAttributes", [{"Key": "idle_timeout.timeout_seconds",
                                                              "Value": "60"}]),
      "loadBalancer.LoadBalancerAttributes[0].Key: 'idle_timeout.timeout_seconds' is not supported (supported: "
