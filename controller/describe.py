@@ -153,6 +153,8 @@ def service_view(ctl: ServiceController) -> dict[str, Any]:
         "currentDeployment": ctl.current.id if ctl.current and not ctl.current.final else None,
         "metrics": ctl.last_metrics,
         "timeScale": ctl.time_scale,
+        # loadBalancer.Type: "network" routes connections and adds ECS's delay to traffic shifts.
+        "loadBalancerType": ctl.settings.load_balancer_type,
     }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shiftlab.controller import eventlog
+from shiftlab.controller.describe import service_view
 from tests.controller.support import weight_steps
 from tests.helpers import eventually, free_port, logged
 
@@ -77,6 +78,11 @@ async def test_canary_through_a_network_load_balancer(stack_factory: Any, tmp_pa
     assert old_rev == "1"
 
     d = ctl.create_deployment({"env": {"GREETING": "v2"}})
+    assert service_view(ctl)["loadBalancerType"] == "network"
+    # While TEST_TRAFFIC_SHIFT waits ECS's delay, DescribeServiceDeployments says until when.
+    await eventually(lambda: ctl.describe(ctl.current)["shiftlab"]["delayUntil"] is not None, timeout=60,
+                     what="the NLB delay in the description")
+    assert ctl.describe(ctl.current)["shiftlab"]["shiftDelayMinutes"] == 10
     # Test traffic first: the test listener reaches green while production stays on blue.
     await eventually(lambda: ctl.current is not None and ctl.current.test_percent == 100, timeout=60,
                      what="test traffic on green")
