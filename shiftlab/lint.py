@@ -52,6 +52,8 @@ class Rule:
     help_uri: str
 
 
+_NLB_METRICS = "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html"
+
 RULES = {r.id: r for r in (
     Rule("SL001", ERROR, "Alarm on a metric AWS never publishes with these dimensions: it never fires on AWS",
          _ALB_METRICS),
@@ -116,7 +118,8 @@ def has_errors(findings: list[Finding]) -> bool:
 # -- alarms' sources -----------------------------------------------------------
 
 def _alarm_sources(s: Settings) -> list[Finding]:
-    out = [Finding("SL001", ERROR, f"alarms[{i}]", f"alarm {a.AlarmName!r} would never fire on AWS: {reason}")
+    out = [Finding("SL001", ERROR, f"alarms[{i}]", f"alarm {a.AlarmName!r} would never fire on AWS: {reason}",
+                   _NLB_METRICS if any(q.namespace == "AWS/NetworkELB" for q in a.plan.metrics) else None)
            for i, a, reason in s.never_published()]
     out += [Finding("SL002", WARNING, f"alarms[{i}]",
                     f"alarm {a.AlarmName!r}: nothing in this rehearsal feeds {q.describe()} (no task metric, no "

@@ -101,3 +101,4 @@ def test_lint_knows_which_namespace_the_load_balancer_publishes(lb_type: str, na
     assert (sl001 == []) is fires, sl001
     if not fires:
         assert f"loadBalancer.Type is {lb_type}" in sl001[0].message
+        assert ("network" in sl001[0].help_uri) is (namespace == "AWS/NetworkELB")
