@@ -388,6 +388,9 @@ class LoadBalancerState:
         ls = self.listeners.get(listener)
         if ls is None:
             raise StateError(f"no listener {listener!r} (listeners: {', '.join(self.listeners)})", 404)
+        if self.conf.network:
+            raise StateError(f"listener {listener!r} is a network load balancer's: it has no rules (it cannot read "
+                             "requests), only its default action", 400)
         data = {**ls.conf.model_dump(exclude_none=True, exclude={"Rules"}), "Rules": body}
         new_conf = parse_checked(cfg.Listener, data, f"Listeners[{listener}]",
                                  rules_problems(body, f"Listeners[{listener}].Rules"))

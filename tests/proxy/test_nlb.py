@@ -418,3 +418,18 @@ async def test_the_tcp_path_in_shiftlab_proxy_on_uvloop(tmp_path: Any, line_targ
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_admin_api_refuses_rules_on_a_network_listener(start_proxy: StartProxy) -> None:
+    """ELBv2 has no rules on an NLB listener: PUT .../rules is refused; the
+    default action's weights (ModifyListener's role) are what moves."""
+    px = await start_proxy(nlb_conf(free_port(), {BLUE: 1}, {BLUE: []}))
+    headers = {"Authorization": f"Bearer {px.token}"} if px.token else {}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.put(px.admin_url + "/admin/listeners/prod/rules", json=[]) as r:
+            assert r.status == 400
+            assert "has no rules" in (await r.json())["error"]
+        async with s.get(px.admin_url + "/admin/state") as r:
+            state = await r.json()
+    assert state["Type"] == "network" and state["Listeners"][0]["Protocol"] == "TCP"
+    assert [rule["Id"] for rule in state["Listeners"][0]["Rules"]] == ["prod/default"]
