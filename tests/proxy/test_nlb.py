@@ -4,6 +4,10 @@ AWS pages these tests follow:
 - NLB target groups, "Routing configuration" / weighted target groups and
   "Deregistration delay" (connection termination):
   https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html
+- TargetGroupAttribute: "deregistration_delay.connection_termination.enabled -
+  Indicates whether the load balancer terminates connections at the end of
+  the deregistration timeout ... [for TCP] the default is false":
+  https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html
 - NLB health checks: https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html
 - NLB's idle timeout for TCP flows (350 s): https://docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html
 - AWS/NetworkELB metrics: https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html
