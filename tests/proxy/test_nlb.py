@@ -437,3 +437,33 @@ async def test_admin_api_refuses_rules_on_a_network_listener(start_proxy: StartP
             state = await r.json()
     assert state["Type"] == "network" and state["Listeners"][0]["Protocol"] == "TCP"
     assert [rule["Id"] for rule in state["Listeners"][0]["Rules"]] == ["prod/default"]
+
+
+async def test_target_half_close_is_passed_on(start_proxy: StartProxy) -> None:
+    """A target that half-closes after its greeting: the client reads the
+    greeting and then the end of the stream, and may still send; the target
+    still gets what it sends (each direction closes on its own, as TCP)."""
+    got: list[bytes] = []
+
+    async def greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello, then I only listen\n")
+        writer.write_eof()
+        got.append(await reader.read())  # until the client's FIN
+        writer.close()
+
+    tport = free_port()
+    server = await asyncio.start_server(greeter, LOOPBACK, tport)
+    try:
+        port = free_port()
+        px = await start_proxy(nlb_conf(port, {BLUE: 1}, {BLUE: [f"{LOOPBACK}:{tport}"]},
+                                        HealthCheckEnabled=False))
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        assert await asyncio.wait_for(reader.read(), 5) == b"hello, then I only listen\n"  # then EOF
+        writer.write(b"but I still talk\n")
+        writer.write_eof()
+        await eventually(lambda: got == [b"but I still talk\n"], what="the target to get the client's bytes")
+        writer.close()
+        await eventually(lambda: px.lb.stats.total().flows_active == 0, what="the flow's end")
+        assert px.lb.stats.total().resets_elb == 0
+    finally:
+        server.close()
