@@ -108,7 +108,10 @@ def render(state: WatchState) -> RenderableType:
     groups = state.metrics.get("groups") or {}
     if groups or state.tasks:
         t = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("target group", "tasks", "healthy", "req/s", "5xx/s", "p99"):
+        # A network load balancer counts connections: new ones a second, resets a second, open ones.
+        network = state.metrics.get("loadBalancerType") == "network"
+        cols = ("req/s", "5xx/s", "p99") if not network else ("conn/s", "resets/s", "open")
+        for col in ("target group", "tasks", "healthy", *cols):
             t.add_column(col, justify="right" if col != "target group" else "left")
         for name in [*groups, *(n for n in state.tasks if n not in groups)]:
             g = groups.get(name)
@@ -118,9 +121,10 @@ def render(state: WatchState) -> RenderableType:
                 t.add_row(name, tasks, "-", "-", "-", "-")
                 continue
             p99 = g.get("p99")
+            last = str(g.get("activeFlows", 0)) if network else f"{p99 * 1000:.0f} ms" if p99 is not None else "-"
             t.add_row(name, tasks, str(g.get("healthy", 0)), f"{g.get('rps', 0):.1f}",
                       Text(f"{g.get('errorsPerSecond', 0):.1f}", style="red" if g.get("errorsPerSecond") else ""),
-                      f"{p99 * 1000:.0f} ms" if p99 is not None else "-")
+                      last)
         parts.append(t)
     alarms = state.metrics.get("alarms") or []
     if alarms:

@@ -104,3 +104,15 @@ def test_the_nlb_delay_shows_as_a_bar() -> None:
     text = text_of(state)
     assert re.search(r"NLB delay .* s left", text), text
     assert "bake " not in text
+
+
+def test_a_network_load_balancers_table_counts_connections() -> None:
+    state = WatchState()
+    state.update(deployment([("blue", 2, 2), ("green", 2, 2)]))
+    state.update({"type": "metrics", "loadBalancerType": "network", "alarms": [], "groups": {
+        "blue": {"healthy": 2, "rps": 3.0, "errorsPerSecond": 0.0, "activeFlows": 4},
+        "green": {"healthy": 2, "rps": 1.0, "errorsPerSecond": 0.5, "activeFlows": 0}}})
+    text = text_of(state)
+    assert re.search(r"target group +tasks +healthy +conn/s +resets/s +open", text), text
+    assert row(text, "blue") == ["2/2", "2", "3.0", "0.0", "4"]
+    assert row(text, "green") == ["2/2", "2", "1.0", "0.5", "0"]
