@@ -51,6 +51,7 @@ from pydantic import Field, PrivateAttr
 
 from shiftlab.common.configfile import ConfigError, Model, in_range, merge_problems, parse
 from shiftlab.common.naming import target_group_name
+from shiftlab.controller import serviceconnect
 from shiftlab.controller.awsshapes import put_metric_alarm_problems
 from shiftlab.controller.metricmath import Expression, MathError, parse_expression
 from shiftlab.controller.metricstore import (
@@ -144,10 +145,13 @@ class MetricQuery:
     namespace: str = "AWS/ApplicationELB"
     dimensions: Dimensions = ()
     unit: str | None = None
+    # A Service Connect metric (AWS/ECS, per DiscoveryName or TargetDiscoveryName):
+    # computed from the namespace proxy's stats, as the load balancer's are.
+    service_connect: bool = False
 
     @property
     def custom(self) -> bool:
-        return self.namespace not in ELB_METRICS
+        return self.namespace not in ELB_METRICS and not self.service_connect
 
     @property
     def key(self) -> MetricKey:
@@ -224,6 +228,8 @@ def _metric_problems(
 ) -> tuple[str | None, list[str]]:
     """Check one metric; return its target group (None = load balancer totals) and problems."""
     problems = []
+    if serviceconnect.is_service_connect(namespace, name, (d.Name for d in dims)):
+        return _service_connect_problems(path, dims)
     if namespace not in ELB_METRICS:
         return None, _custom_metric_problems(path, namespace, name, dims)
     known = ELB_METRICS[namespace]
@@ -246,6 +252,20 @@ def _metric_problems(
             problems.append(f"{where}.Name: {d.Name!r} is not a dimension shiftlab computes "
                             f"(TargetGroup, LoadBalancer)")
     return group, problems
+
+
+def _service_connect_problems(path: str, dims: Sequence[Dimension]) -> tuple[str | None, list[str]]:
+    problems = []
+    seen: set[str] = set()
+    for j, d in enumerate(dims):
+        where = f"{path}.Dimensions[{j}]"
+        if d.Name in seen:
+            problems.append(f"{where}.Name: {d.Name!r} is given twice")
+        seen.add(d.Name)
+        if d.Name not in serviceconnect.DIMENSIONS:
+            problems.append(f"{where}.Name: {d.Name!r} is not a dimension of Service Connect's metrics "
+                            f"({', '.join(sorted(serviceconnect.DIMENSIONS))})")
+    return serviceconnect.query_key((d.Name, d.Value) for d in dims), problems
 
 
 MAX_DIMENSIONS = 30
@@ -279,6 +299,10 @@ def _query(qid: str, namespace: str, name: str, dims: Sequence[Dimension], group
     if namespace == NLB_NAMESPACE:
         return MetricQuery(qid, name, group, stat, nlb_unpublished(name, {d.Name for d in dims}),
                            namespace=NLB_NAMESPACE)
+    if serviceconnect.is_service_connect(namespace, name, (d.Name for d in dims)):
+        return MetricQuery(qid, name, group, stat, serviceconnect.unpublished(name, (d.Name for d in dims)),
+                           namespace=namespace, dimensions=tuple(sorted((d.Name, d.Value) for d in dims)),
+                           unit=unit, service_connect=True)
     return MetricQuery(qid, name, None, stat, namespace=namespace,
                        dimensions=tuple(sorted((d.Name, d.Value) for d in dims)), unit=unit)
 
@@ -322,9 +346,11 @@ def _period_problem(path: str, period: int | None) -> list[str]:
 def _unit_problem(path: str, name: str | None, unit: str | None, namespace: str | None = NAMESPACE) -> list[str]:
     if unit is not None and unit not in UNITS:
         return [f"{path}: {unit!r} is not a CloudWatch unit ({', '.join(UNITS)})"]
-    if unit is None or namespace not in ELB_METRICS or name not in METRIC_UNITS or unit == METRIC_UNITS[name]:
+    units = METRIC_UNITS if namespace in ELB_METRICS else serviceconnect.UNITS \
+        if namespace == serviceconnect.NAMESPACE else {}
+    if unit is None or name not in units or unit == units[name]:
         return []
-    return [f"{path}: {unit!r} is not the unit of {name} ({METRIC_UNITS[name]}): CloudWatch would find no data"]
+    return [f"{path}: {unit!r} is not the unit of {name} ({units[name]}): CloudWatch would find no data"]
 
 
 def _stat_problem(path: str, stat: str) -> list[str]:

@@ -7,7 +7,9 @@ models (shiftlab.common.awsmodel), where they copy them:
 - `service`: the create-service fields it shares with ECS (`serviceName`,
   `desiredCount`, `healthCheckGracePeriodSeconds`, `loadBalancers`, whose
   `testListenerRule` may be a list here); `clusterName` (ECS: `cluster`) is
-  a string; `taskDefinition` is shiftlab's own (what to run, not an ARN);
+  a string; `taskDefinition` is shiftlab's own (what to run, not an ARN),
+  so is `serviceConnectClients` (client tasks in the Service Connect
+  namespace); `serviceConnectConfiguration` is ECS's as is;
 - `alarms[]`: CloudWatch's PutMetricAlarm input as is.
 
 Each function returns the problems with their field paths; the sections'
@@ -32,6 +34,7 @@ def _ecs() -> Shapes:
         "shiftlab:LifecycleHook": derive(aws, "DeploymentLifecycleHook", members={"targetType": LOCAL}),
         "shiftlab:Service": derive(aws, "CreateServiceRequest", required=(), members={
             "clusterName": "String", "taskDefinition": LOCAL, "loadBalancers": "shiftlab:LoadBalancers",
+            "serviceConnectClients": LOCAL,
         }, drop=("cluster",)),
         "shiftlab:LoadBalancers": {"type": "list", "member": {"shape": "shiftlab:LoadBalancer"}},
         "shiftlab:LoadBalancer": derive(aws, "LoadBalancer", members={"advancedConfiguration": "shiftlab:Advanced"}),

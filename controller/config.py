@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -358,12 +359,105 @@ class ServiceLoadBalancer(Model):
     advancedConfiguration: AdvancedConfiguration | None = None
 
 
+# Service Connect (ECS's ServiceConnectConfiguration, as create-service takes
+# it). shiftlab plays the namespace's proxy with its own load balancer: each
+# client alias becomes a listener (shiftlab.serviceconnect builds it) whose
+# default rule holds the production weights and whose test rule matches the
+# test header; the service's `lb` below names them, so the controller moves
+# them as it moves an ALB's rules.
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ServiceConnectConfiguration.html
+DISCOVERY_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]{0,63}")
+
+
+class ServiceConnectHeaderValue(Model):
+    exact: str
+
+
+class ServiceConnectHeader(Model):
+    name: Annotated[str, Field(min_length=1)]
+    value: ServiceConnectHeaderValue | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        if any(c in v for c in " :\t") or v.lower() == "host":
+            raise ValueError(f"{v!r} is not a header name a test rule can match")
+        return v
+
+
+class ServiceConnectTestTrafficRules(Model):
+    header: ServiceConnectHeader
+
+
+class ServiceConnectClientAlias(Model):
+    port: Annotated[int, in_range(1, 65535)]
+    dnsName: str | None = None
+    testTrafficRules: ServiceConnectTestTrafficRules | None = None
+
+
+class ServiceConnectService(Model):
+    portName: Annotated[str, Field(min_length=1)]
+    discoveryName: str | None = None
+    # ServiceConnectService: "The maximum number of client aliases that you
+    # can have in this list is 1" and "you must provide at least one clientAlias".
+    clientAliases: Annotated[list[ServiceConnectClientAlias], Field(min_length=1, max_length=1)]
+    ingressPortOverride: Annotated[int, in_range(1, 65535)] | None = None
+    # Accepted as ECS takes them (botocore's model checks their shape), not
+    # emulated: shiftlab's proxy has no per-endpoint timeouts and no TLS.
+    timeout: dict[str, Any] | None = None
+    tls: dict[str, Any] | None = None
+
+    @field_validator("discoveryName")
+    @classmethod
+    def _discovery(cls, v: str | None) -> str | None:
+        if v is not None and not DISCOVERY_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} must be up to 64 lowercase letters, digits, underscores or hyphens, not "
+                             "starting with a hyphen, as ECS requires of a discoveryName")
+        return v
+
+    @property
+    def discovery(self) -> str:
+        """ECS: without a discoveryName, the port mapping's name is used."""
+        return self.discoveryName or self.portName
+
+
+class ServiceConnectConfiguration(Model):
+    enabled: bool
+    # The Cloud Map namespace; without one, the cluster's default namespace
+    # (shiftlab: a namespace named as the cluster).
+    namespace: str | None = None
+    # One entry: shiftlab's task definitions have one container port.
+    services: Annotated[list[ServiceConnectService], Field(max_length=1)] = []
+    # Accepted as ECS takes them (botocore's model checks their shape), ignored: the proxy's logs.
+    logConfiguration: dict[str, Any] | None = None
+    accessLogConfiguration: dict[str, Any] | None = None
+    containerConfigurations: list[Any] | None = None
+
+
+class ServiceConnectClient(Model):
+    """A task that runs in the namespace as a client (shiftlab's own: ECS
+    would run it as a service of its own). Started beside the service with
+    the namespace's endpoints in its environment; never deployed."""
+
+    name: str
+    taskDefinition: TaskDefinitionSpec
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or len(v) > 255 or not all(c.isalnum() or c in "-_" for c in v):
+            raise ValueError(f"{v!r} must be 1..255 letters, digits, hyphens or underscores")
+        return v
+
+
 class ServiceConfig(Model):
     serviceName: str = "shiftlab-service"
     clusterName: str = "local"
     desiredCount: Annotated[int, in_range(1, 50)] = 2
     taskDefinition: TaskDefinitionSpec
-    loadBalancers: Annotated[list[ServiceLoadBalancer], Field(min_length=1, max_length=1)]
+    loadBalancers: Annotated[list[ServiceLoadBalancer], Field(max_length=1)] = []
+    serviceConnectConfiguration: ServiceConnectConfiguration | None = None
+    serviceConnectClients: list[ServiceConnectClient] = []
     healthCheckGracePeriodSeconds: Annotated[int, in_range(0, 2147483647)] = 0
 
     @field_validator("serviceName")
@@ -374,8 +468,49 @@ class ServiceConfig(Model):
         return v
 
     @property
+    def service_connect(self) -> ServiceConnectService | None:
+        """The Service Connect service this service offers in its namespace (None: none)."""
+        sc = self.serviceConnectConfiguration
+        return sc.services[0] if sc is not None and sc.enabled and sc.services else None
+
+    @property
+    def namespace(self) -> str:
+        sc = self.serviceConnectConfiguration
+        return (sc.namespace if sc is not None and sc.namespace else None) or self.clusterName
+
+    @property
     def lb(self) -> ServiceLoadBalancer:
-        return self.loadBalancers[0]
+        if self.loadBalancers:
+            return self.loadBalancers[0]
+        sc = self.service_connect
+        assert sc is not None, "a service needs loadBalancers or serviceConnectConfiguration.services"
+        names = service_connect_names(sc, self.namespace)
+        return ServiceLoadBalancer(targetGroupArn=names.blue, advancedConfiguration=AdvancedConfiguration(
+            alternateTargetGroupArn=names.green, productionListenerRule=f"{names.listener}/default",
+            testListenerRule=[f"{names.listener}/test"]))
+
+
+@dataclass(frozen=True)
+class ServiceConnectNames:
+    """What shiftlab calls the parts of one Service Connect endpoint on its load balancer."""
+
+    discovery: str
+    dns_name: str  # the client alias's name, as clients call it
+    port: int  # the client alias's port
+    listener: str
+    blue: str
+    green: str
+
+
+def service_connect_names(sc: ServiceConnectService, namespace: str) -> ServiceConnectNames:
+    alias = sc.clientAliases[0]
+    # ServiceConnectClientAlias: "If this parameter isn't specified, the default
+    # value of discoveryName.namespace is used."
+    dns = alias.dnsName or f"{sc.discovery}.{namespace}"
+    # Target group names: 1..32 letters, digits or hyphens.
+    stem = re.sub(r"[^A-Za-z0-9-]", "-", sc.discovery)[:21].strip("-") or "sc"
+    return ServiceConnectNames(sc.discovery, dns, alias.port, f"sc-{sc.discovery}", f"sc-{stem}-blue",
+                               f"sc-{stem}-green")
 
 
 def _admin_url(v: str | None) -> str | None:

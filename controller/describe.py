@@ -9,6 +9,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from shiftlab.controller import machine as m
+from shiftlab.controller.config import service_connect_names
 from shiftlab.controller.machine import Deployment
 from shiftlab.controller.router import target_id
 
@@ -155,7 +156,22 @@ def service_view(ctl: ServiceController) -> dict[str, Any]:
         "timeScale": ctl.time_scale,
         # loadBalancer.Type: "network" routes connections and adds ECS's delay to traffic shifts.
         "loadBalancerType": ctl.settings.load_balancer_type,
+        "serviceConnect": service_connect_view(ctl),
     }
+
+
+def service_connect_view(ctl: ServiceController) -> dict[str, Any] | None:
+    """The service's Service Connect endpoint (None without one): where
+    clients call it, and the namespace listener's rules the controller moves."""
+    sc = ctl.service.service_connect
+    if sc is None:
+        return None
+    names = service_connect_names(sc, ctl.service.namespace)
+    rules = sc.clientAliases[0].testTrafficRules
+    return {"namespace": ctl.service.namespace, "discoveryName": names.discovery,
+            "endpoint": f"{names.dns_name}:{names.port}",
+            "testTrafficRules": rules.model_dump(exclude_none=True) if rules is not None else None,
+            "productionListenerRule": ctl.production_rule, "testListenerRules": ctl.test_rules}
 
 
 def _iso(t: float | None) -> str | None:

@@ -55,6 +55,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shiftlab.controller import serviceconnect
+
 COUNT_METRICS = (
     "RequestCount",
     "HTTPCode_Target_2XX_Count",
@@ -75,6 +77,9 @@ GAUGE_METRICS = ("HealthyHostCount", "UnHealthyHostCount", "ActiveConnectionCoun
 RESPONSE_TIME = "TargetResponseTime"
 PER_TARGET = "RequestCountPerTarget"
 METRICS = (*COUNT_METRICS, RESPONSE_TIME, *GAUGE_METRICS, PER_TARGET)
+# Service Connect's own counts (AWS/ECS; controller.serviceconnect), kept
+# apart so that an AWS/ApplicationELB alarm cannot name them.
+SERVICE_CONNECT_COUNTS = tuple(n for n in serviceconnect.METRICS if n not in METRICS)
 
 # A network load balancer's (AWS/NetworkELB), from the proxy's stats of a
 # `Type: network` load balancer: NLB's CloudWatch metrics page
@@ -161,7 +166,7 @@ class MetricStore:
     def series(
         self, metric_name: str, target_group: str | None, stat: str, period: float, end: float, count: int
     ) -> list[float | None]:
-        if metric_name not in ALL_METRICS:
+        if metric_name not in ALL_METRICS and metric_name not in SERVICE_CONNECT_COUNTS:
             raise ValueError(f"{metric_name!r} is not a metric shiftlab computes")
         if not supports_statistic(stat):
             raise ValueError(f"{stat!r} is not a statistic shiftlab computes")
@@ -188,7 +193,10 @@ class MetricStore:
         if metric_name in GAUGE_METRICS or metric_name in NLB_GAUGE_METRICS:
             return _gauge_stat(self._samples(metric_name, target_group, start, end), stat)
         if metric_name == RESPONSE_TIME:
-            return _histogram_stat(self._histogram(target_group, first, end), stat)
+            value = _histogram_stat(self._histogram(target_group, first, end), stat)
+            if value is not None and stat != "SampleCount" and _service_connect(target_group):
+                value *= 1000  # Service Connect's TargetResponseTime is in milliseconds, ALB's in seconds
+            return value
         counted = "RequestCount" if metric_name == PER_TARGET else metric_name
         requests = self._increase(counted, target_group, first, end)
         if not requests:
@@ -208,6 +216,10 @@ class MetricStore:
         snap = self._snaps[index]
         if target_group is None:
             return snap.get("total")
+        if _service_connect(target_group):
+            endpoint: dict[str, Any] | None = snap.get("serviceConnect", {}).get(
+                target_group[len(serviceconnect.KEY_PREFIX):])
+            return endpoint
         group: dict[str, Any] | None = snap.get("targetGroups", {}).get(target_group)
         return group
 
@@ -247,6 +259,10 @@ class MetricStore:
             if m and m.get(name) is not None:
                 out.append(float(m[name]))
         return out
+
+
+def _service_connect(target_group: str | None) -> bool:
+    return target_group is not None and target_group.startswith(serviceconnect.KEY_PREFIX)
 
 
 class _Histogram:

@@ -11,8 +11,10 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from shiftlab.controller import machine as m
+from shiftlab.controller import serviceconnect
 from shiftlab.controller.alarms import AlarmEvaluator, required_retention
 from shiftlab.controller.appmetrics import AppMetrics
+from shiftlab.controller.config import service_connect_names
 from shiftlab.controller.eventbridge import alarm_state_change
 from shiftlab.controller.lbsync import CHECK_INTERVAL
 from shiftlab.controller.metricstore import PUBLISH_SECONDS, MetricStore
@@ -40,6 +42,10 @@ class Monitor:
         self._recent: deque[dict[str, Any]] = deque()
         # The tasks' own metrics: scraped Prometheus endpoints, EMF in their output.
         self.app = AppMetrics(svc, self.store.custom)
+        # Service Connect's endpoint (its metrics are its listener's and target groups').
+        sc = svc.service.service_connect
+        names = service_connect_names(sc, svc.service.namespace) if sc is not None else None
+        self.endpoints = {names.discovery: (names.listener, names.blue, names.green)} if names else {}
 
     def scrape_interval(self) -> float:
         periods = [ev.period for ev in self.evaluators.values()]
@@ -62,6 +68,8 @@ class Monitor:
                     next_check = svc.clock.now() + CHECK_INTERVAL
                     await svc.lb.check()
                 snap = await svc.router.stats()
+                if self.endpoints:
+                    serviceconnect.add_to_snapshot(snap, self.endpoints)
                 now = svc.clock.now()
                 self.store.add(snap, now)
                 self.evaluate(now)

@@ -62,7 +62,7 @@ class Scheduler:
         return TaskDefinition(
             revision=revision, command=tuple(spec.command), env=dict(spec.environment), image=spec.image,
             container_port=spec.containerPort, stop_timeout=spec.stopTimeout / max(svc.time_scale, 1.0),
-            cpu=spec.cpu, memory=spec.memory,
+            cpu=spec.cpu, memory=spec.memory, hosts=dict(svc.task_hosts),
         )
 
     async def start_one(self, ts: TaskSet, definition: TaskDefinition, colour: str,

@@ -98,6 +98,8 @@ class ServiceController:
         self._monitoring: asyncio.Task[None] | None = None
         # Environment every task gets unless its definition sets the name (the CloudWatch endpoint).
         self.task_env: dict[str, str] = {}
+        # Host names every task resolves (docker backend): Service Connect's aliases.
+        self.task_hosts: dict[str, str] = {}
         self.lb = LoadBalancerSync(self)
         self.scheduler = Scheduler(self)
         self.monitor = Monitor(self)

@@ -857,6 +857,7 @@ class AlbRequestHandler(RequestHandler):
 
     stats_counters: Counters
     lb_stats: Any
+    listener_conns: list[int]  # [new, active] of this listener (Service Connect's per-endpoint counts)
 
     def __init__(self, manager: Server, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
         super().__init__(manager, loop=loop, **kwargs)
@@ -878,9 +879,13 @@ class AlbRequestHandler(RequestHandler):
         transport.set_write_buffer_limits(high=CLIENT_HIGH_WATER)  # type: ignore[attr-defined]
         self.lb_stats.new_connections += 1
         self.lb_stats.active_connections += 1
+        conns = self.listener_conns
+        conns[0] += 1
+        conns[1] += 1
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lb_stats.active_connections -= 1
+        self.listener_conns[1] -= 1
         super().connection_lost(exc)
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
@@ -921,11 +926,13 @@ class AlbServer(Server):
     def __init__(self, handler: ListenerHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._lb_handler = handler
+        self._listener_conns = handler.lb.stats.connections(handler.listener.name)
 
     def __call__(self) -> RequestHandler:
         h = AlbRequestHandler(self, loop=self._loop, **self._kwargs)
         h.stats_counters = self._lb_handler.listener.counters
         h.lb_stats = self._lb_handler.lb.stats
+        h.listener_conns = self._listener_conns
         return h
 
 

@@ -144,6 +144,12 @@ class Stats:
         self.desync_non_compliant = 0  # DesyncMitigationMode_NonCompliant_Request_Count
         self.started = time.time()
         self.health: dict[str, tuple[int, int]] = {}  # filled by the caller at snapshot time
+        # Per listener [new, active] connections: a Service Connect endpoint's
+        # NewConnectionCount and ActiveConnectionCount are its listener's.
+        self.listener_connections: dict[str, list[int]] = {}
+
+    def connections(self, listener: str) -> list[int]:
+        return self.listener_connections.setdefault(listener, [0, 0])
 
     def counters(self, listener: str, target_group: str = "") -> Counters:
         key = (listener, target_group)
@@ -194,6 +200,8 @@ class Stats:
             "responseTimeBuckets": list(BOUNDS),
             "targetGroups": groups,
             "total": lb,
+            "listeners": {name: {"NewConnectionCount": n, "ActiveConnectionCount": a}
+                          for name, (n, a) in self.listener_connections.items()},
         }
 
 

@@ -87,6 +87,54 @@ BUSINESS_ALARM = {
 }
 
 
+# Service Connect (scenario service-connect): a frontend client task calls the
+# catalog by its alias; the alarm is the catalog's 5xx rate from Service
+# Connect's own metrics (AWS/ECS), as ECS publishes them: the 5xx per
+# TargetDiscoveryName, the requests per DiscoveryName
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html).
+SC_ALARM_NAME = "catalog-5xx"
+SC_GREEN = "sc-catalog-green"
+
+
+def _sc_metric(metric_id: str, name: str, dimensions: list[dict[str, str]]) -> dict[str, Any]:
+    return {"Id": metric_id, "ReturnData": False,
+            "MetricStat": {"Metric": {"Namespace": "AWS/ECS", "MetricName": name, "Dimensions": dimensions},
+                           "Period": 60, "Stat": "Sum"}}
+
+
+SC_ALARM = {
+    "AlarmName": SC_ALARM_NAME,
+    "Metrics": [_sc_metric("errors", "HTTPCode_Target_5XX_Count",
+                           [{"Name": "TargetDiscoveryName", "Value": "catalog"}]),
+                _sc_metric("requests", "RequestCount", [{"Name": "ClusterName", "Value": "shop"},
+                                                        {"Name": "ServiceName", "Value": "catalog"},
+                                                        {"Name": "DiscoveryName", "Value": "catalog"}]),
+                {"Id": "rate", "Expression": "100 * errors / requests", "ReturnData": True}],
+    "EvaluationPeriods": 1, "Threshold": 1,
+    "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+}
+
+
+def service_connect_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The example config as two services in a namespace: the catalog (the
+    sample service, deployed) offered as catalog:8080, and a frontend client
+    task (the sample frontend) calling http://catalog:8080. No ALB."""
+    service = data["service"]
+    data.pop("loadBalancer", None)
+    data["service"] = {
+        "serviceName": "catalog", "clusterName": "shop", "desiredCount": service["desiredCount"],
+        "taskDefinition": service["taskDefinition"],
+        "serviceConnectConfiguration": {"enabled": True, "namespace": "shop", "services": [
+            {"portName": "http", "discoveryName": "catalog",
+             "clientAliases": [{"port": 8080, "dnsName": "catalog"}]}]},
+        "serviceConnectClients": [{"name": "frontend", "taskDefinition": {
+            "command": ["{python}", "-m", "shiftlab.sample_frontend"],
+            "environment": {"CATALOG_URL": "http://catalog:8080"}}}],
+    }
+    data["alarms"] = []
+    return data
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation of a scenario: what should hold, whether it did, what was seen."""
@@ -229,6 +277,32 @@ def check_blue_green(seen: Seen) -> list[Check]:
     ]
 
 
+def check_service_connect(seen: Seen) -> list[Check]:
+    test_green = seen.test_load.first_at_by_group.get(SC_GREEN) if seen.test_load else None
+    prod_green = seen.load.first_at_by_group.get(SC_GREEN) if seen.load else None
+    if test_green is None:
+        order = "test traffic never reached green"
+    elif prod_green is None:
+        order = "production traffic never reached green"
+    else:
+        order = f"test traffic on green {prod_green - test_green:.2f} s before production"
+    # Service Connect's metrics count test requests too: they may trip the alarm first.
+    errors: dict[str, int] = {}
+    for load in (seen.load, seen.test_load):
+        for group, n in (load.errors_by_group if load else {}).items():
+            errors[group] = errors.get(group, 0) + n
+    return [
+        _status(seen, "ROLLBACK_SUCCESSFUL"),
+        _alarm(seen, SC_ALARM_NAME, tripped=True),
+        Check(f"test requests ({TEST_HEADER}, passed on by the frontend) reach the green catalog before any "
+              "production request does",
+              test_green is not None and (prod_green is None or test_green < prod_green), order),
+        Check("the 5xx (production and test requests) come from the green catalog only",
+              errors.get(SC_GREEN, 0) > 0 and set(errors) == {SC_GREEN}, f"5xx by group: {errors or 'none'}"),
+        _back_on_blue(seen),
+    ]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -242,6 +316,7 @@ class Scenario:
     pause: bool = False
     slow_after: float | None = None  # seconds: a slower answer counts as a bad response
     task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
+    service_connect: bool = False  # two services in a Service Connect namespace instead of one behind the ALB
 
 
 SCENARIOS = {
@@ -290,6 +365,16 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_blue_green, test_header_load=True),
+        Scenario("service-connect", "Service Connect: a frontend calls the catalog by its alias; test requests "
+                                    "reach the green catalog first; green answers 5xx; the catalog's Service "
+                                    "Connect 5xx alarm trips; rollback", "ROLLBACK_SUCCESSFUL", {"ERROR_RATE": "0.3"},
+                 {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20, "canaryBakeTimeInMinutes": 10},
+                  "bakeTimeInMinutes": 2,
+                  "alarms": {"alarmNames": [SC_ALARM_NAME], "enable": True, "rollback": True},
+                  "lifecycleHooks": [{"hookTargetArn": "command:{python} -m shiftlab.demo_hook",
+                                      "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+                                      "hookDetails": {"waitSeconds": 3}}]},
+                 check_service_connect, extra_alarms=[SC_ALARM], test_header_load=True, service_connect=True),
     ]
 }
 
@@ -309,7 +394,10 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     docker backend the tasks run `image` (default the sample image) with its
     own command: the example's `{python} -m shiftlab.sample_service` is for
     processes on this machine."""
-    data = on_free_ports(copy.deepcopy(example_config()))
+    data = copy.deepcopy(example_config())
+    if scenario.service_connect:
+        data = service_connect_config(data)
+    data = on_free_ports(data)
     data["timeScale"] = time_scale
     dc = {**data["deploymentConfiguration"], **copy.deepcopy(scenario.deployment)}
     for hook in dc.get("lifecycleHooks", []):
@@ -320,6 +408,9 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     data["deploymentConfiguration"] = dc
     data["alarms"] = [FIVE_XX_ALARM if a["AlarmName"] == FIVE_XX_ALARM_NAME else a for a in data["alarms"]] \
         + scenario.extra_alarms
+    if scenario.service_connect and backend == "docker":
+        # The namespace's proxy is on the host's loopback: containers reach it on the host network.
+        data["controller"]["docker"] = {**data["controller"].get("docker", {}), "network": "host"}
     data["controller"] = {**data["controller"], "backend": backend, "stateDir": state_dir}
     if scenario.task_cpu is not None:
         data["service"]["taskDefinition"]["cpu"] = scenario.task_cpu

@@ -13,7 +13,6 @@ blue and serves production, alternateTargetGroupArn is green).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from shiftlab.common.naming import target_group_name
@@ -162,7 +161,7 @@ def _why_not_modelled(alarm: MetricAlarm) -> str | None:
     for q in alarm.plan.metrics:
         if q.namespace == "AWS/NetworkELB":
             return f"{q.describe()} counts connections, not requests (no traffic model for it)"
-        if q.namespace != NAMESPACE:
+        if q.namespace != NAMESPACE and not q.service_connect:
             return f"{q.describe()} is the application's own metric (no traffic model for it)"
         if q.metric_name not in ("HTTPCode_Target_5XX_Count", "RequestCount"):
             return f"{q.metric_name} (only HTTPCode_Target_5XX_Count and RequestCount are modelled)"
@@ -180,7 +179,8 @@ def alarm_value(alarm: MetricAlarm, rps: float, green_share: float, error_rate: 
     requests = rps * p.period
     env: dict[str, list[float | None]] = {}
     for q in p.metrics:
-        tg = q.target_group
+        # A Service Connect endpoint's metrics (per (Target)DiscoveryName) cover blue and green, as the LB's totals.
+        tg = None if q.service_connect else q.target_group
         share = 1.0 if tg is None else green_share if tg == green else 1.0 - green_share if tg == blue else 0.0
         green_part = green_share if tg is None or tg == green else 0.0
         if q.metric_name == "RequestCount":
@@ -400,32 +400,13 @@ def counts(findings: list[Finding]) -> dict[str, int]:
 
 
 def profile_rps(text: str, source: str) -> float:
-    """The traffic level a recorded profile gives lint: `shiftlab load
-    --json`'s summary (its `requests` over its `seconds`), or a CSV of
-    per-minute request counts (the last column of each row; a header row is
-    skipped), of which the quietest minute counts, the hardest for an alarm.
-    Raises ValueError naming the file and what is wrong."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            doc = json.loads(stripped)
-            rps = float(doc["requests"]) / float(doc["seconds"])
-        except (ValueError, KeyError, TypeError, ZeroDivisionError):
-            raise ValueError(f"{source}: not a `shiftlab load --json` summary (needs requests and seconds > 0)") \
-                from None
-    else:
-        per_minute: list[float] = []
-        for n, row in enumerate(stripped.splitlines(), 1):
-            cell = row.split(",")[-1].strip()
-            try:
-                per_minute.append(float(cell))
-            except ValueError:
-                if n == 1:
-                    continue  # a header
-                raise ValueError(f"{source}:{n}: {cell!r} is not a request count") from None
-        if not per_minute:
-            raise ValueError(f"{source}: no per-minute request counts")
-        rps = min(per_minute) / 60
+    """The traffic level a recorded profile gives lint (shiftlab.simulate.traffic
+    reads it: `shiftlab load --json`'s summary, or a CSV of per-minute request
+    counts): its quietest minute, the hardest for an alarm. Raises ValueError
+    naming the file and what is wrong."""
+    from shiftlab.simulate.traffic import recorded
+
+    rps = min(recorded(text, source).per_minute)
     if not rps > 0:
         raise ValueError(f"{source}: the profile has no traffic (a minute with 0 requests, or none at all)")
     return rps

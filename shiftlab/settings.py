@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shiftlab import serviceconnect
 from shiftlab.common.configfile import ConfigError, parse, parse_checked
 from shiftlab.common.naming import target_group_name
 from shiftlab.common.netsafety import check_bind, check_peer, strong_token
@@ -30,6 +31,7 @@ from shiftlab.controller.config import (
 )
 from shiftlab.controller.promscrape import PrometheusConfig
 from shiftlab.controller.service import ControllerSettings
+from shiftlab.controller.serviceconnect import discovery_of
 from shiftlab.controller.validation import check_deployment, network_problems
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 
@@ -88,7 +90,11 @@ class Settings:
         lines could."""
         svc = self.service
         out = []
+        endpoint = svc.service_connect.discovery if svc is not None and svc.service_connect is not None else None
         for i, a in enumerate(self.alarms):
+            # Service Connect's metrics exist for the service's own endpoint only.
+            out += [(i, a, q) for q in a.plan.metrics
+                    if q.service_connect and not q.unpublished and discovery_of(q.dimensions) != endpoint]
             for q in a.custom_metrics():
                 if svc is not None and usage.fed(q.namespace, q.metric_name, q.dimensions, svc.clusterName,
                                                  svc.serviceName, [svc.taskDefinition.family or svc.serviceName]):
@@ -133,6 +139,13 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
     for listener in lb.get("Listeners") or []:
         listener["Port"] = free_port()
     lb.setdefault("Admin", {})["Port"] = 0
+    # Service Connect's alias listens on its port too (shiftlab.serviceconnect).
+    service = data.get("service")
+    sc = service.get("serviceConnectConfiguration") if isinstance(service, dict) else None
+    for svc in (sc.get("services") or []) if isinstance(sc, dict) else []:
+        for alias in (svc.get("clientAliases") or []) if isinstance(svc, dict) else []:
+            if isinstance(alias, dict):
+                alias["port"] = free_port()
     data["controller"] = {**(data.get("controller") or {}), "port": 0}
     # Beside anything else means with a load balancer of its own.
     data["controller"].pop("proxyAdminUrl", None)
@@ -172,12 +185,22 @@ def load_settings(data: dict[str, Any]) -> Settings:
     for key in data:
         if key not in KNOWN_SECTIONS:
             problems.append(f"{key}: unknown section (known: {', '.join(KNOWN_SECTIONS)})")
-    if "loadBalancer" not in data:
-        problems.append("loadBalancer: is required")
-    lb = attempt(lambda: load_balancer_from_dict(data["loadBalancer"])) if "loadBalancer" in data else None
     scale = attempt(lambda: parse_time_scale(data.get("timeScale", 1)))
     service = attempt(lambda: parse_checked(ServiceConfig, data["service"], "service",
                                             service_problems(data["service"]))) if "service" in data else None
+    raw_lb = data.get("loadBalancer")
+    if service is not None and isinstance(raw_lb, dict) and "Listeners" not in raw_lb \
+            and service.service_connect is not None:
+        # Only the namespace's proxy, with the file's Name, Admin and attributes.
+        raw_lb = serviceconnect.namespace_section(raw_lb, service)
+    lb = attempt(lambda: load_balancer_from_dict(raw_lb)) if "loadBalancer" in data else None
+    if service is not None and service.service_connect is not None and (lb is not None or "loadBalancer" not in data) \
+            and raw_lb is data.get("loadBalancer"):
+        # The namespace's proxy: listeners of this load balancer (or of one of its own).
+        lb = serviceconnect.with_namespace(lb, service)
+    elif "loadBalancer" not in data and not (service is None and _raw_service_connect(data)):
+        problems.append("loadBalancer: is required (unless service.serviceConnectConfiguration offers a service "
+                        "in a namespace)")
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
     groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else _raw_group_names(data)
     raw_alarms = data.get("alarms") or []
@@ -192,7 +215,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
         {a.AlarmName for a in alarms} if alarms is not None else None, functions,
-        advanced=service.lb.advancedConfiguration is not None if service is not None else None))
+        advanced=_advanced(service)))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -208,10 +231,14 @@ def load_settings(data: dict[str, Any]) -> Settings:
         attempt(lambda: check_peer(url, admin_token, "controller.proxyAdminUrl"))
     if lb is not None:
         problems += port_collisions(lb, runtime)
+        if service is not None:
+            problems += serviceconnect.port_problems(lb, service)
     if runtime is not None and runtime.backend == "docker":
         # The SHIFTLAB_DOCKER_* variables override controller.docker: what `up` would refuse, refuse here.
         attempt(lambda: docker_options.resolve(runtime.docker))
-    if service is not None and lb is not None:
+    if service is not None:
+        problems += serviceconnect.problems(service, runtime)
+    if service is not None and lb is not None and (service.loadBalancers or service.service_connect is not None):
         problems += _service_problems(service, lb)
     if problems:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
@@ -236,12 +263,29 @@ def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list
     return problems
 
 
+def _raw_service_connect(data: dict[str, Any]) -> bool:
+    """Whether a service section that did not parse has a serviceConnectConfiguration
+    (its own problems say what is wrong; a missing loadBalancer is not one of them)."""
+    service = data.get("service")
+    return isinstance(service, dict) and bool(service.get("serviceConnectConfiguration"))
+
+
 def _raw_group_names(data: dict[str, Any]) -> list[str]:
     """Target group names from a loadBalancer section that did not parse, so
     that the alarms can still be checked (and their problems reported)."""
     lb = data.get("loadBalancer")
     tgs = lb.get("TargetGroups") if isinstance(lb, dict) else None
     return [tg["Name"] for tg in tgs or [] if isinstance(tg, dict) and isinstance(tg.get("Name"), str)]
+
+
+def _advanced(service: ServiceConfig | None) -> bool | None:
+    """Whether the service's traffic can move between two target groups
+    (None: the service section was refused)."""
+    if service is None:
+        return None
+    if not service.loadBalancers and service.service_connect is None:
+        return False
+    return service.lb.advancedConfiguration is not None
 
 
 def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shiftlab import serviceconnect
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import serve_app, strong_token
 from shiftlab.common.ports import free_port
@@ -90,6 +91,8 @@ class Stack:
         self.router: HttpRouter | None = None
         self.records: Records | None = None
         self._runner: web.AppRunner | None = None
+        # Service Connect's client tasks (service.serviceConnectClients).
+        self.clients: serviceconnect.Clients | None = None
 
     @property
     def api_url(self) -> str:
@@ -122,9 +125,15 @@ class Stack:
                     # Known before the first task starts, so that every task gets the endpoint's URL.
                     self.api_port = free_port(s.controller.address)
                 self.controller.task_env.update(cloudwatch_env(self.api_url, self.token))
+            # Every task of the service can call the namespace's endpoints, as on ECS.
+            self.controller.task_env.update(serviceconnect.client_env(s.service))
+            self.controller.task_hosts.update(serviceconnect.client_hosts(s.service))
             await self.controller.start()
             if self.proxy is not None:
                 await self.proxy.open_listeners()
+            if s.service.serviceConnectClients:
+                self.clients = serviceconnect.Clients(s.service, backend, self.controller.task_env)
+                await self.clients.start()
             app = make_api_app(self.controller, self.token, s.controller.address)
             # Bodies as sent: the CloudWatch endpoint checks a signature over a gzip body before inflating it.
             self._runner, self.api_port = await serve_app(app, s.controller.address, self.api_port,
@@ -138,6 +147,9 @@ class Stack:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.clients is not None:
+            await self.clients.stop(stop_tasks)
+            self.clients = None
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 # A load balancer of its own process goes on: it must not keep stopped tasks as targets.

@@ -57,6 +57,8 @@ class TaskDefinition:
     stop_timeout: float = 10.0  # seconds between SIGTERM and SIGKILL (already scaled by the caller)
     cpu: int | None = None  # ECS CPU units (1024 = one vCPU); applied by the docker backend only
     memory: int | None = None  # MiB; applied by the docker backend only
+    # Host names the task resolves to an address (docker backend: --add-host): Service Connect's aliases.
+    hosts: Mapping[str, str] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
         argv = list(self.command)

@@ -125,6 +125,9 @@ def run_options(opts: DockerRuntime, definition: TaskDefinition, host_port: int 
         kw["network"] = opts.network
     else:
         kw["ports"] = {f"{definition.container_port}/tcp": (opts.publishAddress, None)}
+    if definition.hosts:
+        # Service Connect's aliases: the container calls http://catalog:8080 as on ECS.
+        kw["extra_hosts"] = dict(definition.hosts)
     cpus = definition.cpu / 1024 if definition.cpu is not None else opts.cpus
     if cpus is not None:
         kw["nano_cpus"] = int(cpus * 1e9)

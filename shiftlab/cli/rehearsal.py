@@ -140,7 +140,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
 
 @click.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "business-metric", "manual",
-                                               "blue-green", "nlb"]),
+                                               "blue-green", "service-connect", "nlb"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")
@@ -214,7 +214,7 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
 
     from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines
     from shiftlab.proxy.app import install_uvloop
-    from shiftlab.rehearse import LoadSpec, production_url
+    from shiftlab.rehearse import LoadSpec, entry_url, production_url
     from shiftlab.rehearse import rehearse as run
     from shiftlab.view import WatchState, render
 
@@ -224,11 +224,16 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     if auto_approve is None and sc.pause and may_auto_approve and not console.is_terminal:
         auto_approve = approve_delay(sc, settings.time_scale)
     url = production_url(settings)
-    extra = (LoadSpec(url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) if sc.test_header_load else ()
+    # Empty URL: where the production load goes (the frontend, with Service Connect).
+    extra = (LoadSpec("" if sc.service_connect else url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) \
+        if sc.test_header_load else ()
     console.print(f"[bold]shiftlab demo[/bold] · {sc.name}: {sc.summary}")
 
     def started(stack: Any) -> None:
-        console.print(f"dashboard and API: {stack.api_url}   production listener: {url}", highlight=False)
+        entry = entry_url(stack)
+        console.print(f"dashboard and API: {stack.api_url}   "
+                      + (f"frontend (in the namespace): {entry}   catalog alias: {url}" if entry else
+                         f"production listener: {url}"), highlight=False)
         if sc.pause:
             console.print(f"approve with: shiftlab approve --url {stack.api_url}"
                           + (f"   (approving by itself in {auto_approve:g} s)" if auto_approve is not None else ""),

@@ -28,9 +28,16 @@ def proxy(config_path: str, time_scale: float | None, admin_port: int | None, ve
     setup_logging(verbose)
     try:
         data = load_file(config_path)
-        if "loadBalancer" not in data:
+        service = data.get("service")
+        if isinstance(service, dict) and service.get("serviceConnectConfiguration"):
+            # The namespace's proxy is this load balancer's too: the whole file says what it listens on.
+            from shiftlab.settings import load_settings
+
+            lb_conf = load_settings(data).load_balancer
+        elif "loadBalancer" not in data:
             raise ConfigError(["loadBalancer: is required"])
-        lb_conf = load_balancer_from_dict(data["loadBalancer"])
+        else:
+            lb_conf = load_balancer_from_dict(data["loadBalancer"])
         scale = time_scale_of(data, time_scale)
         px = Proxy(lb_conf, time_scale=scale, admin_port=admin_port)
     except ConfigError as exc:

@@ -1,6 +1,6 @@
 """`rehearse` (what the CLI's rehearse and the pytest plugin run) with a
 network load balancer in front of an HTTP service: HTTP passes through the
-TCP listener unread, the load fails nothing, the deployment ends
+TCP listener unread, the deployment ends
 SUCCESSFUL after ECS's delays (ECS developer guide, "Network Load Balancer
 resources for Amazon ECS blue/green, linear and canary deployments":
 https://docs.aws.amazon.com/AmazonECS/latest/developerguide/nlb-resources-for-blue-green.html)."""
@@ -27,8 +27,12 @@ async def test_rehearse_behind_a_network_load_balancer(tmp_path: Path) -> None:
     assert d["shiftlab"]["shiftDelayMinutes"] == 10
     assert [e["data"]["stage"] for e in outcome.events if e["type"] == "stage.delayed"] == [
         "TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"]
-    assert outcome.load is not None
-    assert outcome.load.failed == 0 and outcome.load.connection_errors == 0, outcome.load.summary()
-    # The load keeps its connections alive: behind an NLB they stay where they
-    # were opened (blue), and reach green only when they are opened again.
-    assert "blue" in outcome.load.by_group
+    load = outcome.load
+    assert load is not None
+    # The load keeps its connections alive (8 of them): behind an NLB they
+    # stay where they were opened (blue), and reach green only when opened
+    # again. When blue stops (after its deregistration delay, as ECS does), a
+    # request under way on one of them fails, as it would on AWS: at most one
+    # per connection; nothing else fails.
+    assert "blue" in load.by_group
+    assert load.failed + load.connection_errors <= 8, load.summary()

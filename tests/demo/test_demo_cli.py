@@ -60,6 +60,10 @@ def run_demo(scenario: str) -> str:
     ("blue-green", ["as expected: SUCCESSFUL", "ok     the POST_TEST_TRAFFIC_SHIFT hook succeeds",
                     "ok     test traffic (x-amzn-ecs-blue-green-test header) reaches green before production does",
                     "test-header requests: "]),
+    ("service-connect", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm catalog-5xx trips",
+                         "reach the green catalog before any production request does",
+                         "ok     the 5xx (production and test requests) come from the green catalog only",
+                         "frontend (in the namespace): http://127.0.0.1:"]),
 ])
 def test_demo_scenario_behaves_as_it_expects(scenario: str, lines: list[str]) -> None:
     out = run_demo(scenario)

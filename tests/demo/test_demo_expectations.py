@@ -232,3 +232,33 @@ def test_the_demo_command_offers_every_scenario_by_its_name() -> None:
     assert isinstance(option.type, click.Choice)
     # nlb is shiftlab.demo_nlb's (connections, not requests: a runner of its own).
     assert list(option.type.choices) == [*SCENARIOS, "nlb"]
+
+
+def test_service_connect_needs_its_alarm_test_requests_first_and_errors_on_the_green_catalog() -> None:
+    check = SCENARIOS["service-connect"].check
+    green, blue = "sc-catalog-green", "sc-catalog-blue"
+    prod = load({blue: 95, green: 5}, errors={green: 1}, first={blue: T0, green: T0 + 3})
+    test = load({blue: 5, green: 10}, errors={green: 3}, first={blue: T0, green: T0 + 1})
+    rolled = record("ROLLBACK_SUCCESSFUL", ["catalog-5xx"])
+    assert failed(check(Seen(rolled, [BACK_ON_BLUE], prod, test))) == []
+    # The alarm may trip on test requests alone, before production reaches green.
+    early = load({blue: 100}, first={blue: T0})
+    assert failed(check(Seen(rolled, [BACK_ON_BLUE], early, test))) == []
+    late = load({blue: 5, green: 10}, errors={green: 3}, first={blue: T0, green: T0 + 4})
+    order = ("test requests (x-amzn-ecs-blue-green-test, passed on by the frontend) reach the green catalog "
+             "before any production request does")
+    assert failed(check(Seen(rolled, [BACK_ON_BLUE], prod, late))) == [order]
+    blue_errors = load({blue: 95, green: 5}, errors={blue: 2, green: 1}, first={blue: T0, green: T0 + 3})
+    assert failed(check(Seen(rolled, [BACK_ON_BLUE], blue_errors, test))) == [
+        "the 5xx (production and test requests) come from the green catalog only"]
+
+
+def test_the_service_connect_scenario_runs_two_services_in_a_namespace_without_an_alb(tmp_path) -> None:
+    s = demo_settings(SCENARIOS["service-connect"], 60.0, "process", str(tmp_path))
+    assert s.service is not None and s.service.service_connect is not None
+    assert [ls.name for ls in s.load_balancer.Listeners] == ["sc-catalog"]
+    assert [c.name for c in s.service.serviceConnectClients] == ["frontend"]
+    assert s.deployment.alarms.alarmNames == ["catalog-5xx"]
+    assert s.warnings() == []
+    docker = demo_settings(SCENARIOS["service-connect"], 60.0, "docker", str(tmp_path))
+    assert docker.controller.docker.network == "host"

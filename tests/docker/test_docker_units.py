@@ -152,3 +152,10 @@ async def test_no_engine_is_a_clear_error_that_names_the_way_out(tmp_path: Path,
         assert isinstance(e.value, OSError)  # `shiftlab up` prints it as "cannot start: ..."
     finally:
         await backend.close(stop_tasks=True)
+
+
+def test_service_connect_aliases_are_host_names_of_the_container() -> None:
+    """A client container resolves the alias as on ECS (`http://catalog:8080`): --add-host."""
+    d = TaskDefinition("1", image="x", hosts={"catalog": "127.0.0.1"})
+    assert run_options(DockerRuntime(network="host"), d, 4321)["extra_hosts"] == {"catalog": "127.0.0.1"}
+    assert "extra_hosts" not in run_options(DockerRuntime(network="host"), TaskDefinition("1", image="x"), 4321)
