@@ -395,7 +395,8 @@ def _network_defaults(data: Any) -> Any:
                 hc = tg["HealthCheckProtocol"]
                 tg.setdefault("HealthCheckTimeoutSeconds", NLB_HEALTH_TIMEOUT.get(hc, 10) if isinstance(hc, str)
                               else 10)
-                tg.setdefault("Matcher", {"HttpCode": NLB_MATCHER})
+                if hc == "HTTP":
+                    tg.setdefault("Matcher", {"HttpCode": NLB_MATCHER})
             groups.append(tg)
         data["TargetGroups"] = groups
     return data
@@ -538,6 +539,9 @@ def type_problems(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
         elif tg.Protocol == "HTTP" and tg.HealthCheckProtocol == "TCP":
             problems.append(f"{p}.HealthCheckProtocol: TCP health checks are not supported for HTTP target groups, "
                             "as ELBv2 says")
+        if tg.HealthCheckProtocol == "TCP" and "Matcher" in tg.model_fields_set:
+            problems.append(f"{p}.Matcher: a TCP health check passes when the connection opens: it has no "
+                            "matcher (HealthCheckProtocol TCP), as ELBv2 refuses one")
     return problems
 
 

@@ -84,3 +84,30 @@ def test_the_nlb_example_validates_and_lints_clean() -> None:
     s = load_settings(load_file(REPO / "shiftlab" / "examples" / "nlb.yaml"))
     assert s.load_balancer.network and s.warnings() == []
     assert [f for f in lint(s, 10.0) if f.severity == ERROR] == []
+
+
+def test_the_nlb_example_exports_as_cloudformation_cfn_lint_takes() -> None:
+    """`shiftlab export --format cloudformation` keeps the load balancer's
+    Type, its listeners' TCP and ListenerAttributes, and leaves out what a TCP
+    health check has not (cfn-lint's E3684: no Matcher)."""
+    import yaml
+
+    from shiftlab.common.configfile import load_file
+    from shiftlab.interop.exporter import cloudformation
+    from tests.helpers import REPO
+    from tests.interop.test_export import CFN_RULES, lint
+
+    data = load_file(REPO / "shiftlab" / "examples" / "nlb.yaml")
+    data["loadBalancer"]["Listeners"][0]["ListenerAttributes"] = [{"Key": "tcp.idle_timeout.seconds",
+                                                                   "Value": "600"}]
+    text = cloudformation(data)["cloudformation.yaml"]
+    assert [str(m) for m in lint(text, config=CFN_RULES)] == []
+    res = yaml.safe_load(text)["Resources"]
+    props = {v["Type"].rpartition("::")[2]: v["Properties"] for v in res.values()
+             if v["Type"].startswith("AWS::ElasticLoadBalancingV2::")}
+    assert props["LoadBalancer"]["Type"] == "network"
+    assert props["TargetGroup"]["Protocol"] == "TCP" and "Matcher" not in props["TargetGroup"]
+    listeners = [v["Properties"] for v in res.values() if v["Type"] == "AWS::ElasticLoadBalancingV2::Listener"]
+    assert {ls["Protocol"] for ls in listeners} == {"TCP"}
+    assert [ls.get("ListenerAttributes") for ls in listeners] == [
+        [{"Key": "tcp.idle_timeout.seconds", "Value": "600"}], None]

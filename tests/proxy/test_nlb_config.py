@@ -52,7 +52,7 @@ def test_network_defaults() -> None:
     assert (tg.Protocol, tg.HealthCheckProtocol, tg.HealthCheckTimeoutSeconds, tg.HealthCheckIntervalSeconds,
             tg.HealthyThresholdCount, tg.UnhealthyThresholdCount, tg.deregistration_delay,
             tg.connection_termination) == ("TCP", "TCP", 10, 30, 5, 2, 300, False)
-    assert tg.Matcher.HttpCode == "200-399"
+    assert "Matcher" not in tg.model_fields_set  # a TCP health check has none
     assert not lb.Listeners[0].TestTrafficRule.Enabled  # no header rule: the test listener carries test traffic
     assert lb.Listeners[0].tcp_idle_timeout == 350
 
@@ -112,6 +112,8 @@ def test_application_is_the_default_type() -> None:
      "application load balancer's"),
     ("HTTP target group", changed("TargetGroups.0.Protocol", "HTTP"),
      f"{T0}.Protocol: HTTP target groups cannot serve a network load balancer"),
+    ("matcher of a TCP health check", changed("TargetGroups.0.Matcher", {"HttpCode": "200"}),
+     f"{T0}.Matcher: a TCP health check passes when the connection opens: it has no matcher"),
     ("UDP health check", changed("TargetGroups.0.HealthCheckProtocol", "UDP"),
      f"{T0}.HealthCheckProtocol: 'UDP' - Input should be 'HTTP' or 'TCP'"),
     ("health check timeout", changed("TargetGroups.0.HealthCheckTimeoutSeconds", 121),
