@@ -20,7 +20,7 @@ from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.common.netsafety import bearer_middleware, browser_guard
 from shiftlab.controller import cloudwatch_http
 from shiftlab.controller.config import TaskDefinitionSpec
-from shiftlab.controller.router import RouterError
+from shiftlab.controller.router import DnsWeightedRouter, RouterError
 from shiftlab.controller.service import DeploymentConflict, ServiceController
 from shiftlab.controller.validation import check_deployment
 
@@ -332,6 +332,8 @@ async def traffic(request: web.Request) -> web.Response:
         total = sum(w.values())
         rules.append({"rule": rule, "kind": kind, "weights": w,
                       "percent": {g: round(100 * v / total, 2) if total else 0.0 for g, v in w.items()}})
+        if isinstance(ctl.router, DnsWeightedRouter) and ctl.router.owns(rule):
+            rules[-1]["dnsRecords"] = ctl.router.view()  # weighted DNS records: clients follow within a TTL
     return web.json_response({"rules": rules, "targetHealth": dict(zip(ctl.target_groups, health, strict=True))})
 
 

@@ -10,6 +10,7 @@ and defaults are ECS's.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from dataclasses import dataclass
@@ -543,3 +544,29 @@ class ControllerRuntime(Model):
     proxyAdminUrl: Annotated[str | None, AfterValidator(_admin_url)] = None
     # Where ECS's and CloudWatch's events go, EventBridge-shaped (controller/eventbridge.py).
     eventTargets: list[EventTarget] = []
+
+
+class DnsTrafficShift(Model):
+    """`route53.TrafficShift`: the steps of a LINEAR deployment across weighted
+    DNS records, as the Route 53 reference architecture's state machine
+    steps them, "slowly at first, then faster": green's share after each
+    step (whole percents, rising, the last 100) and the wait after each
+    (AWS seconds, at least the records' TTL, so that clients have the
+    answer before the next step)."""
+
+    Percentages: Annotated[list[Annotated[int, in_range(1, 100)]], Field(min_length=1)] = [1, 2, 5, 10, 25, 50, 100]
+    IntervalSeconds: Annotated[int, in_range(1, 86400)] = 60
+
+    @field_validator("Percentages")
+    @classmethod
+    def _rising(cls, v: list[int]) -> list[int]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"{v} must rise step by step")
+        if v[-1] != 100:
+            raise ValueError(f"{v} must end at 100 (all traffic on green)")
+        return v
+
+    def schedule(self) -> list[tuple[float, float]]:
+        """(green percent, bake minutes) per step; the last bakes 0 (bakeTimeInMinutes follows)."""
+        return [(float(p), 0.0 if i == len(self.Percentages) - 1 else self.IntervalSeconds / 60.0)
+                for i, p in enumerate(self.Percentages)]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from shiftlab.controller import machine as m
 from shiftlab.controller.config import service_connect_names
 from shiftlab.controller.machine import Deployment
-from shiftlab.controller.router import target_id
+from shiftlab.controller.router import DnsWeightedRouter, target_id
 
 if TYPE_CHECKING:
     from shiftlab.controller.scheduler import TaskSet
@@ -101,6 +101,9 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
             # The task sets as they are now, for the live views: only of the
             # controller's own (current or last) deployment.
             "taskSets": task_set_counts(ctl) if ctl.current is not None and ctl.current.id == d.id else [],
+            # Weighted DNS records (route53) the production shift moves: as served now.
+            **({"dnsRecords": ctl.router.view()} if isinstance(ctl.router, DnsWeightedRouter)
+               and ctl.current is not None and ctl.current.id == d.id else {}),
         },
     }
 

@@ -170,9 +170,22 @@ WEIGHTS_BY_TASKS = _type(
               f"{f['greenTasks']} green tasks)")
 
 
+WEIGHTS_DNS_RECORDS = _type(
+    "weights.dns_records", {"record": TEXT, "percent": NUMBER, "weights": WEIGHTS, "ttl": COUNT},
+    lambda f: f"{f['record']}: {_pct(f['percent'])}% green in DNS (weights "
+              + ", ".join(f"{k} {v}" for k, v in f["weights"].items())
+              + f"); resolvers may keep the previous answer for up to {f['ttl']} s")
+
+
 def weights_verified(traffic: str, percent: float) -> Entry:
     """Weights set on the rules of `traffic` and read back from the load balancer."""
     return WEIGHTS_VERIFIED.entry(traffic=traffic, percent=percent)
+
+
+def weights_dns_records(record: str, percent: float, weights: dict[str, int], ttl: int) -> Entry:
+    """Weighted DNS records (`route53`) changed: weights by SetIdentifier and
+    the longest TTL served, how long clients may go on with the old answer."""
+    return WEIGHTS_DNS_RECORDS.entry(record=record, percent=percent, weights=dict(weights), ttl=ttl)
 
 
 def weights_by_tasks(percent: float, blue_tasks: int, green_tasks: int, weights: dict[str, int]) -> Entry:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from shiftlab.controller import eventlog
 from shiftlab.controller import machine as m
 from shiftlab.controller.clock import Clock
-from shiftlab.controller.router import Router, RouterError, target_id
-from shiftlab.controller.strategies import weights
+from shiftlab.controller.router import DnsWeightedRouter, Router, RouterError, target_id
+from shiftlab.controller.strategies import percent_of, weights
 
 if TYPE_CHECKING:
     from shiftlab.controller.service import ServiceController
@@ -171,7 +171,33 @@ class LoadBalancerSync:
 
     async def set_weights(self, kind: str, want: dict[str, int]) -> None:
         for rule in self.rules_of(kind):
-            await self.writer.write(rule, want)
+            router = self.svc.router
+            if isinstance(router, DnsWeightedRouter) and router.owns(rule):
+                await self._write_dns(router, rule, want)
+            else:
+                await self.writer.write(rule, want)
+
+    async def _write_dns(self, router: DnsWeightedRouter, rule: str, want: dict[str, int]) -> None:
+        """Weighted DNS records: in force once written, but clients go on with
+        the answer they have until its TTL ends. A change counts as done once
+        that TTL has passed (the reference architecture's ~60 s of propagation
+        between increments): the bake after it, or the stopping of the tasks
+        clients left, starts when no client should still reach them."""
+        green = self.svc.alternate
+
+        def share(w: dict[str, int]) -> float:
+            return percent_of(sum(v for g, v in w.items() if g != green), w.get(green, 0))
+
+        before = await router.weights(rule)
+        await self.writer.write(rule, want)
+        if share(before) == share(want):
+            return  # the same answers as before (255:0 and 1:0 alike): nothing to propagate
+        view = router.view()
+        ttl = max(view["ttl"].values(), default=0)
+        d = self.svc.current
+        self.svc.note(d.id if d is not None and not d.final else None, eventlog.weights_dns_records(
+            router.name, share(want), view["weights"], ttl))
+        await self.svc.clock.sleep(ttl)
 
     async def route_all_to(self, group: str) -> None:
         a, b = self.svc.groups

@@ -232,3 +232,88 @@ class FakeRouter:
 
     async def close(self) -> None:
         return None
+
+
+DNS_RULE_PREFIX = "route53/"
+
+
+class RecordWeights(Protocol):
+    """A hosted zone's weighted records (Route 53's ChangeResourceRecordSets'
+    role; proxy.dns.Zone), by record name and SetIdentifier."""
+
+    def weights(self, name: str, rtype: str = "A") -> dict[str, int]: ...
+
+    def set_weights(self, name: str, weights: dict[str, int], rtype: str = "A") -> dict[str, int]: ...
+
+    def ttl(self, name: str, rtype: str = "A") -> dict[str, int]: ...
+
+
+ROUTE53_MAX_WEIGHT = 255
+
+
+class DnsWeightedRouter:
+    """The Router of a service behind two load balancers and one weighted DNS
+    name (Route 53's reference architecture): the rule `route53/<name>` is the
+    name's weighted records, one a target group (`set_of_group`: target group
+    -> SetIdentifier of the record pointing at the load balancer that
+    forwards to it); everything else (targets, health, metrics, the load
+    balancers' own rules) is `inner`'s. The weights the controller writes
+    stand as Route 53 weights (0..255); a split finer than that refuses."""
+
+    def __init__(self, inner: Router, records: RecordWeights, name: str, set_of_group: dict[str, str]) -> None:
+        self.inner = inner
+        self.records = records
+        self.name = name
+        self.rule = DNS_RULE_PREFIX + name
+        self.set_of_group = dict(set_of_group)
+
+    def owns(self, rule: str) -> bool:
+        return rule == self.rule
+
+    def view(self) -> dict[str, Any]:
+        """The records as served now: weight and TTL by SetIdentifier, and by target group."""
+        weights, ttl = self.records.weights(self.name), self.records.ttl(self.name)
+        return {"name": self.name, "rule": self.rule, "weights": weights, "ttl": ttl,
+                "setIdentifiers": dict(self.set_of_group)}
+
+    async def weights(self, rule: str) -> dict[str, int]:
+        if not self.owns(rule):
+            return await self.inner.weights(rule)
+        by_set = self.records.weights(self.name)
+        return {group: by_set[sid] for group, sid in self.set_of_group.items()}
+
+    async def set_weights(self, rule: str, weights: dict[str, int]) -> dict[str, int]:
+        if not self.owns(rule):
+            return await self.inner.set_weights(rule, weights)
+        by_set = {}
+        for group, w in weights.items():
+            name = target_group_name(group)
+            if name not in self.set_of_group:
+                raise RouterError(f"{self.rule}: no record points at the load balancer of target group {group!r}")
+            if not 0 <= w <= ROUTE53_MAX_WEIGHT:
+                raise RouterError(f"{self.rule}: weight {w} for {name} is out of Route 53's range "
+                                  f"0..{ROUTE53_MAX_WEIGHT} (a share finer than whole percents)")
+            by_set[self.set_of_group[name]] = w
+        try:
+            self.records.set_weights(self.name, by_set)
+        except (KeyError, ValueError) as exc:
+            raise RouterError(f"{self.rule}: {exc}") from None
+        return await self.weights(rule)
+
+    async def register(self, group: str, targets: list[tuple[str, int]]) -> None:
+        await self.inner.register(group, targets)
+
+    async def deregister(self, group: str, targets: list[tuple[str, int]]) -> None:
+        await self.inner.deregister(group, targets)
+
+    async def target_health(self, group: str) -> dict[str, str]:
+        return await self.inner.target_health(group)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.inner.stats()
+
+    async def rules(self) -> dict[str, str | None]:
+        return {**await self.inner.rules(), self.rule: None}
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -64,6 +64,9 @@ class ControllerSettings:
     prometheus: Any = None
     # The load balancer's Type (loadBalancer.Type): "network" adds ECS's delay to traffic shifts.
     load_balancer_type: str = "application"
+    # A LINEAR deployment's steps across weighted DNS records (route53.TrafficShift):
+    # [(green percent, bake minutes), ...], instead of linearConfiguration's.
+    dns_schedule: list[tuple[float, float]] | None = None
 
 
 class DeploymentConflict(Exception):
@@ -286,6 +289,8 @@ class ServiceController:
                                  if self.settings.load_balancer_type == "network" and dc.strategy != "ROLLING"
                                  else 0.0),
         )
+        if dc.strategy == "LINEAR" and self.settings.dns_schedule is not None:
+            d.schedule = [[p, m] for p, m in self.settings.dns_schedule]
         if dc.strategy == "ROLLING" and dc.alarms.enable:
             d.alarm_bake_minutes = alarm_bake_minutes((a.plan.period, a.EvaluationPeriods) for a in self.settings.alarms
                                                       if a.AlarmName in dc.alarms.alarmNames)

@@ -20,6 +20,10 @@ DEFAULT_TEST_HEADERS = ("x-amzn-ecs-blue-green-test", "x-amazon-ecs-blue-green-t
 
 DRAIN_FLOOR_SECONDS = 1.0
 
+def _any_address(address: str) -> bool:
+    return address in ("0.0.0.0", "::", "")
+
+
 def _as_list(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
@@ -479,14 +483,18 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
                                   f"{prefix}.LoadBalancerAttributes")
     problems += type_problems(lb, prefix)
 
-    ports: dict[int, int] = {}
+    bound: list[tuple[str, int]] = []
     listener_names: set[str] = set()
     arns: set[str] = set()
     for i, listener in enumerate(lb.Listeners):
         p = f"{prefix}.Listeners[{i}]"
-        if listener.Port in ports:
-            problems.append(f"{p}.Port: {listener.Port} is used by Listeners[{ports[listener.Port]}]")
-        ports[listener.Port] = i
+        # One port, several addresses: the load balancers of weighted DNS
+        # records (route53), a listener each on its own loopback address.
+        clash = next((j for j, (addr, port) in enumerate(bound) if port == listener.Port
+                      and (addr == listener.Address or _any_address(addr) or _any_address(listener.Address))), None)
+        if clash is not None:
+            problems.append(f"{p}.Port: {listener.Port} is used by Listeners[{clash}]")
+        bound.append((listener.Address, listener.Port))
         if listener.name in listener_names:
             problems.append(f"{p}.Name: {listener.name!r} is used by another listener")
         listener_names.add(listener.name)

@@ -240,6 +240,39 @@ def rolled_back_quietly_by(alarm_name: str) -> Callable[[Seen], list[Check]]:
     return check
 
 
+DNS_NAME = "app.shiftlab.test"
+DNS_LOAD_BALANCERS = {"blue": "127.0.0.2", "green": "127.0.0.3"}
+
+
+def check_dns(seen: Seen) -> list[Check]:
+    """Weighted DNS: the bad canary's checks, and the load (resolving the
+    name, keeping answers a TTL) reaching both load balancers by address."""
+    addresses = dict(seen.load.by_address) if seen.load else {}
+    return [*check_bad_canary(seen)[:3],
+            Check("the load reaches both load balancers through DNS",
+                  set(addresses) == set(DNS_LOAD_BALANCERS.values()), f"answers by address: {addresses or 'none'}"),
+            _back_on_blue(seen)]
+
+
+def dns_topology(data: dict[str, Any], ttl: int = 60) -> dict[str, Any]:
+    """The example config as Route 53's reference architecture has it: blue's
+    and green's load balancers (a listener each, one port, an address each)
+    behind the weighted records of one name, which the deployment steps."""
+    lb = data["loadBalancer"]
+    port = lb["Listeners"][0]["Port"]
+    lb["Listeners"] = [{"Name": f"lb-{g}", "Address": address, "Port": port, "TestTrafficRule": {"Enabled": False},
+                        "DefaultActions": [{"Type": "forward", "TargetGroupArn": g}]}
+                       for g, address in DNS_LOAD_BALANCERS.items()]
+    data["route53"] = {"Port": 0, "HostedZone": {"Name": "shiftlab.test"}, "ResourceRecordSets": [
+        {"Name": DNS_NAME, "Type": "A", "TTL": ttl, "SetIdentifier": f"service-{g}",
+         "Weight": 255 if g == "blue" else 0, "ResourceRecords": [{"Value": address}]}
+        for g, address in DNS_LOAD_BALANCERS.items()]}
+    ac = data["service"]["loadBalancers"][0]["advancedConfiguration"]
+    ac["productionListenerRule"] = f"route53/{DNS_NAME}"
+    ac["testListenerRule"] = []
+    return data
+
+
 def check_manual(seen: Seen) -> list[Check]:
     approved = [e for e in seen.events if e["type"] == eventlog.HOOK_APPROVED.name]
     paused = [h for h in _hook_runs(seen, "PAUSE") if h["status"] == "SUCCEEDED"]
@@ -317,6 +350,7 @@ class Scenario:
     slow_after: float | None = None  # seconds: a slower answer counts as a bad response
     task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
     service_connect: bool = False  # two services in a Service Connect namespace instead of one behind the ALB
+    dns: bool = False  # two load balancers behind weighted DNS records (dns_topology)
 
 
 SCENARIOS = {
@@ -375,6 +409,11 @@ SCENARIOS = {
                                       "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
                                       "hookDetails": {"waitSeconds": 3}}]},
                  check_service_connect, extra_alarms=[SC_ALARM], test_header_load=True, service_connect=True),
+        Scenario("dns", "two load balancers behind weighted DNS records (Route 53's reference architecture), "
+                        "stepped 1, 2, 5, 10, 25, 50, 100 %; green answers 5xx, the 5xx alarm trips, all weight "
+                        "back on blue", "ROLLBACK_SUCCESSFUL", {"ERROR_RATE": "0.3"},
+                 {"strategy": "LINEAR", "bakeTimeInMinutes": 2},
+                 check_dns, dns=True),
     ]
 }
 
@@ -397,6 +436,8 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     data = copy.deepcopy(example_config())
     if scenario.service_connect:
         data = service_connect_config(data)
+    if scenario.dns:
+        data = dns_topology(data)
     data = on_free_ports(data)
     data["timeScale"] = time_scale
     dc = {**data["deploymentConfiguration"], **copy.deepcopy(scenario.deployment)}

@@ -134,11 +134,24 @@ def _watched(s: Settings) -> list[tuple[int, MetricAlarm]]:
     return [(i, a) for i, a in enumerate(s.alarms) if a.AlarmName in names]
 
 
+def _dns_linear(s: Settings) -> bool:
+    """A LINEAR deployment across weighted DNS records: route53.TrafficShift's steps."""
+    return s.deployment.strategy == Strategy.LINEAR and s.dns_route() is not None
+
+
+def _steps(s: Settings) -> list[Step]:
+    if _dns_linear(s):
+        return [Step(p, m) for p, m in s.traffic_shift.schedule()]
+    return plan(s.deployment)
+
+
 def _first_step(s: Settings) -> tuple[Step, str] | None:
     """The first production step and the field that sets it (None for ROLLING)."""
-    steps = plan(s.deployment)
+    steps = _steps(s)
     if not steps:
         return None
+    if _dns_linear(s):
+        return steps[0], "route53.TrafficShift.Percentages"
     field = {Strategy.CANARY: "canaryConfiguration.canaryPercent",
              Strategy.LINEAR: "linearConfiguration.stepPercent"}.get(s.deployment.strategy, "strategy")
     return steps[0], f"{DC}.{field}"
@@ -267,14 +280,15 @@ def _window(a: MetricAlarm) -> str:
 def _timing(s: Settings) -> list[Finding]:
     dc = s.deployment
     out = []
-    steps = plan(dc)
+    steps = _steps(s)
     bake_field = {Strategy.CANARY: "canaryConfiguration.canaryBakeTimeInMinutes",
                   Strategy.LINEAR: "linearConfiguration.stepBakeTimeInMinutes"}.get(dc.strategy)
+    bake_path = "route53.TrafficShift.IntervalSeconds" if _dns_linear(s) else f"{DC}.{bake_field}"
     for _, a in _watched(s):
         needed = _time_to_fire(a)
         for n, step in enumerate(steps[:-1]):
             if step.bake_minutes * 60 < needed:
-                out.append(Finding("SL005", WARNING, f"{DC}.{bake_field}",
+                out.append(Finding("SL005", WARNING, bake_path,
                                    f"alarm {a.AlarmName!r} needs {_window(a)} of breaching data, longer than the "
                                    f"{step.bake_minutes:g} min bake after step {n + 1} ({step.percent:g} %): the "
                                    f"shift to {steps[n + 1].percent:g} % happens before it can fire"))

@@ -73,8 +73,12 @@ def rollback_at(events: list[dict[str, Any]]) -> float | None:
 
 
 def production_url(settings: Settings) -> str:
-    """The listener that carries the production rule."""
+    """The listener that carries the production rule; with weighted DNS
+    records (route53/<name>), the name on the listeners' port."""
     assert settings.service is not None
+    route = settings.dns_route()
+    if route is not None:
+        return f"http://{route[0].rstrip('.')}:{settings.load_balancer.Listeners[0].Port}/"
     ac = settings.service.lb.advancedConfiguration
     listener = ac.productionListenerRule.rpartition("/")[0] if ac else ""
     for ls in settings.load_balancer.Listeners:
@@ -131,7 +135,8 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         if load_rps > 0:
             load_task = asyncio.create_task(run_load(
                 entry, load_rps, limit, stop=stop_load, result=load,
-                max_requests=int(load_rps * limit) + 1))
+                max_requests=int(load_rps * limit) + 1,
+                dns=stack.dns.endpoint if stack.dns is not None and settings.dns_route() is not None else None))
         extra_results = [LoadResult() for _ in extra_loads]
         for spec, res in zip(extra_loads, extra_results, strict=True):
             extra_tasks.append(asyncio.create_task(run_load(

@@ -1,8 +1,10 @@
 """The whole shiftlab.yaml: each plane's section parsed by its own module,
 then cross-checked, all problems reported together.
 
-Sections: `loadBalancer` (proxy), `service`, `deploymentConfiguration`,
-`alarms`, `lambdaFunctions`, `controller` (controller) and `timeScale`. A file with only
+Sections: `loadBalancer` (proxy), `route53` (weighted DNS records in front of
+the load balancer's listeners: proxy.dns, and their TrafficShift),
+`service`, `deploymentConfiguration`, `alarms`, `lambdaFunctions`,
+`controller` (controller) and `timeScale`. A file with only
 `loadBalancer` is a valid proxy-only config.
 """
 
@@ -25,18 +27,21 @@ from shiftlab.controller.backends import docker_options
 from shiftlab.controller.config import (
     ControllerRuntime,
     DeploymentConfiguration,
+    DnsTrafficShift,
     LambdaFunctions,
     ServiceConfig,
     parse_lambda_functions,
 )
 from shiftlab.controller.promscrape import PrometheusConfig
+from shiftlab.controller.router import DNS_RULE_PREFIX
 from shiftlab.controller.service import ControllerSettings
 from shiftlab.controller.serviceconnect import discovery_of
 from shiftlab.controller.validation import check_deployment, network_problems
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
+from shiftlab.proxy.dns import Route53Config, absolute
 
 KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms", "controller", "timeScale",
-                  "lambdaFunctions", "prometheus")
+                  "lambdaFunctions", "prometheus", "route53")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,23 @@ class Settings:
     controller: ControllerRuntime = field(default_factory=ControllerRuntime)
     lambda_functions: LambdaFunctions = field(default_factory=dict)
     prometheus: PrometheusConfig | None = None
+    route53: Route53Config | None = None
+    traffic_shift: DnsTrafficShift = field(default_factory=DnsTrafficShift)
+
+    def dns_route(self) -> tuple[str, dict[str, str]] | None:
+        """The weighted DNS name the service's production rule names
+        (`route53/<name>`) and, by target group, the SetIdentifier of the
+        record pointing at the listener that forwards to it; None: the
+        production rule is a load balancer's."""
+        if self.service is None or self.route53 is None or not self.service.loadBalancers \
+                or self.service.lb.advancedConfiguration is None:
+            return None
+        ref = self.service.lb.advancedConfiguration.productionListenerRule
+        if not ref.startswith(DNS_RULE_PREFIX):
+            return None
+        name = ref[len(DNS_RULE_PREFIX):]
+        sets, _ = dns_sets(self.load_balancer, self.route53, name)
+        return name, sets
 
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
@@ -111,6 +133,7 @@ class Settings:
             self.service, self.deployment, list(self.alarms), self.controller,
             {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
             dict(self.lambda_functions), self.prometheus, self.load_balancer.Type,
+            dns_schedule=self.traffic_shift.schedule() if self.dns_route() is not None else None,
         )
 
     def summary(self) -> str:
@@ -136,8 +159,11 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
     """The same config with every listener, the admin API and the controller
     API on free ports, so that a rehearsal can run beside anything else."""
     lb = data.get("loadBalancer") or {}
+    moved: dict[Any, int] = {}  # listeners on one port (an address each, route53) stay on one
     for listener in lb.get("Listeners") or []:
-        listener["Port"] = free_port()
+        old = listener.get("Port")
+        listener["Port"] = moved[old] if old in moved else free_port()
+        moved.setdefault(old, listener["Port"])
     lb.setdefault("Admin", {})["Port"] = 0
     # Service Connect's alias listens on its port too (shiftlab.serviceconnect).
     service = data.get("service")
@@ -146,6 +172,8 @@ def on_free_ports(data: dict[str, Any]) -> dict[str, Any]:
         for alias in (svc.get("clientAliases") or []) if isinstance(svc, dict) else []:
             if isinstance(alias, dict):
                 alias["port"] = free_port()
+    if isinstance(data.get("route53"), dict):
+        data["route53"]["Port"] = 0
     data["controller"] = {**(data.get("controller") or {}), "port": 0}
     # Beside anything else means with a load balancer of its own.
     data["controller"].pop("proxyAdminUrl", None)
@@ -238,13 +266,22 @@ def load_settings(data: dict[str, Any]) -> Settings:
         attempt(lambda: docker_options.resolve(runtime.docker))
     if service is not None:
         problems += serviceconnect.problems(service, runtime)
+    route53, shift = None, DnsTrafficShift()
+    if "route53" in data:
+        raw = dict(data["route53"]) if isinstance(data["route53"], dict) else data["route53"]
+        raw_shift = raw.pop("TrafficShift", None) if isinstance(raw, dict) else None
+        route53 = attempt(lambda: parse(Route53Config, raw, "route53"))
+        shift = attempt(lambda: parse(DnsTrafficShift, raw_shift or {}, "route53.TrafficShift")) or shift
     if service is not None and lb is not None and (service.loadBalancers or service.service_connect is not None):
-        problems += _service_problems(service, lb)
+        problems += _service_problems(service, lb, route53)
+    if service is not None and lb is not None and route53 is not None and service.loadBalancers:
+        problems += _dns_problems(service, lb, route53, shift, deployment)
     if problems:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
         raise ConfigError(list(dict.fromkeys(problems)))
     assert lb is not None and scale is not None and deployment is not None and runtime is not None
-    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {}, prometheus)
+    return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {}, prometheus,
+                    route53, shift)
 
 
 def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list[str]:
@@ -278,6 +315,62 @@ def _raw_group_names(data: dict[str, Any]) -> list[str]:
     return [tg["Name"] for tg in tgs or [] if isinstance(tg, dict) and isinstance(tg.get("Name"), str)]
 
 
+def dns_sets(lb: LoadBalancer, route53: Route53Config, name: str) -> tuple[dict[str, str], list[str]]:
+    """By target group, the SetIdentifier of the `name` A record whose value
+    is the address of a listener forwarding to that group alone (the record
+    "points at" that load balancer); and the problems found on the way."""
+    try:
+        group = route53.groups().get((absolute(name).lower(), "A"))
+    except ValueError:
+        group = None
+    if group is None:
+        return {}, [f"no A records named {name!r} in route53.ResourceRecordSets"]
+    sets: dict[str, str] = {}
+    problems = []
+    for rs in group:
+        listeners = [ls for ls in lb.Listeners if ls.Address == rs.value]
+        forwards = {tg.name for ls in listeners for a in ls.DefaultActions if (f := a.forward()) is not None
+                    for tg in f.TargetGroups}
+        i = route53.ResourceRecordSets.index(rs)
+        if len(forwards) != 1:
+            problems.append(f"route53.ResourceRecordSets[{i}].ResourceRecords[0].Value: {rs.value} must be the "
+                            f"Address of loadBalancer listeners whose default action forwards to one target group "
+                            f"(the load balancer of blue or of green); "
+                            + (f"they forward to {', '.join(sorted(forwards))}" if forwards
+                               else "no listener has that Address"))
+            continue
+        sets[forwards.pop()] = rs.SetIdentifier
+    return sets, problems
+
+
+def _dns_problems(service: ServiceConfig, lb: LoadBalancer, route53: Route53Config, shift: DnsTrafficShift,
+                  dc: DeploymentConfiguration | None) -> list[str]:
+    """A production rule `route53/<name>`: two records, each pointing at the
+    load balancer of one of the service's target groups; steps no shorter
+    than the TTL; weights Route 53 can hold (whole percents)."""
+    ac = service.lb.advancedConfiguration
+    if ac is None or not ac.productionListenerRule.startswith(DNS_RULE_PREFIX):
+        return []
+    p = "service.loadBalancers[0].advancedConfiguration.productionListenerRule"
+    name = ac.productionListenerRule[len(DNS_RULE_PREFIX):]
+    sets, problems = dns_sets(lb, route53, name)
+    if problems and not sets and "no A records" in problems[0]:
+        return [f"{p}: {problems[0]}"]
+    for g in (target_group_name(service.lb.targetGroupArn), target_group_name(ac.alternateTargetGroupArn)):
+        if g not in sets and not problems:
+            problems.append(f"{p}: no record of {name} points at a listener forwarding to target group {g!r}")
+    group = route53.groups()[(absolute(name).lower(), "A")]
+    ttl = max(rs.TTL for rs in group)
+    if shift.IntervalSeconds < ttl:
+        problems.append(f"route53.TrafficShift.IntervalSeconds: {shift.IntervalSeconds} is shorter than the "
+                        f"records' TTL ({ttl} s): clients would not have the answer before the next step")
+    if dc is not None and dc.strategy == "CANARY" and not float(dc.canaryConfiguration.canaryPercent).is_integer():
+        problems.append(f"deploymentConfiguration.canaryConfiguration.canaryPercent: "
+                        f"{dc.canaryConfiguration.canaryPercent:g} is finer than weighted DNS records can split "
+                        "(Route 53 weights are 0..255): use a whole percent")
+    return problems
+
+
 def _advanced(service: ServiceConfig | None) -> bool | None:
     """Whether the service's traffic can move between two target groups
     (None: the service section was refused)."""
@@ -288,7 +381,7 @@ def _advanced(service: ServiceConfig | None) -> bool | None:
     return service.lb.advancedConfiguration is not None
 
 
-def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
+def _service_problems(service: ServiceConfig, lb: LoadBalancer, route53: Route53Config | None = None) -> list[str]:
     problems = []
     groups = [tg.Name for tg in lb.TargetGroups]
     sl = service.lb
@@ -307,6 +400,11 @@ def _service_problems(service: ServiceConfig, lb: LoadBalancer) -> list[str]:
     if primary == alternate:
         problems.append(f"{p}.advancedConfiguration.alternateTargetGroupArn: must differ from targetGroupArn")
     rules = rule_ids(lb)
+    if route53 is not None:
+        # route53/<name>: the name's weighted records, with or without the final dot.
+        for name, rtype in route53.groups():
+            if rtype == "A":
+                rules.update({DNS_RULE_PREFIX + name: None, DNS_RULE_PREFIX + name.rstrip("."): None})
     arns = {arn for arn in rules.values() if arn}
     refs = [("productionListenerRule", sl.advancedConfiguration.productionListenerRule)]
     refs += [(f"testListenerRule[{i}]", r) for i, r in enumerate(sl.advancedConfiguration.testListenerRule)]

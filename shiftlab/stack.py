@@ -28,10 +28,11 @@ from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.backends.docker_spec import HOST_NETWORK
 from shiftlab.controller.cloudwatch_http import cloudwatch_env
 from shiftlab.controller.records import Records
-from shiftlab.controller.router import HttpRouter, RouterError
+from shiftlab.controller.router import DnsWeightedRouter, HttpRouter, Router, RouterError
 from shiftlab.controller.service import ServiceController
 from shiftlab.proxy.app import Proxy
 from shiftlab.proxy.config import LoadBalancer
+from shiftlab.proxy.dns import DnsServer, Zone
 from shiftlab.settings import Settings
 
 log = logging.getLogger("shiftlab.controller")
@@ -89,6 +90,8 @@ class Stack:
                         else None)
         self.controller: ServiceController | None = None
         self.router: HttpRouter | None = None
+        # The route53 section's DNS server (in this process, wherever the load balancer runs).
+        self.dns: DnsServer | None = None
         self.records: Records | None = None
         self._runner: web.AppRunner | None = None
         # Service Connect's client tasks (service.serviceConnectClients).
@@ -114,11 +117,19 @@ class Stack:
                 self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
                 await self._check_proxy(self.router, self.proxy_admin_url)
             self.records = Records(self.state_dir / "records.sqlite")
+            router: Router = self.router
+            if s.route53 is not None:
+                self.dns = DnsServer(Zone(s.route53, s.time_scale), s.route53.Address, s.route53.Port)
+                await self.dns.start()
+                log.info("DNS server (route53): %s (UDP and TCP)", self.dns.endpoint)
+                route = s.dns_route()
+                if route is not None:
+                    router = DnsWeightedRouter(self.router, self.dns.zone, *route)
             backend = self._backend or make_backend(s.controller.backend, self.state_dir,
                                                     s.controller.taskStartTimeoutSeconds, self._docker)
             self.controller = ServiceController(
                 s.controller_settings(),
-                self.router, backend, self.records,
+                router, backend, self.records,
             )
             if tasks_reach_controller(s.controller.backend, backend):
                 if not self.api_port:
@@ -158,6 +169,9 @@ class Stack:
         if self.router is not None:
             await self.router.close()
             self.router = None
+        if self.dns is not None:
+            await self.dns.stop()
+            self.dns = None
         if self.records is not None:
             self.records.close()
             self.records = None

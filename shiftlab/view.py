@@ -93,6 +93,12 @@ def render(state: WatchState) -> RenderableType:
         revisions = (sl["sourceRevision"], sl["targetRevision"])
         parts.append(weight_bar("production", sl["productionTrafficWeight"], *revisions))
         parts.append(weight_bar("test", sl["testTrafficWeight"], *revisions))
+        dns_records = sl.get("dnsRecords")
+        if dns_records:
+            ttl = max(dns_records["ttl"].values(), default=0)
+            parts.append(Text(f"DNS {dns_records['name']}  weights "
+                              + ", ".join(f"{k} {v}" for k, v in dns_records["weights"].items())
+                              + f"  TTL {ttl} s (clients follow within a TTL)"))
         started = _ts(sl.get("stageStartedAt"))
         for label, until in (("bake       ", _ts(sl.get("bakeUntil"))), ("NLB delay  ", _ts(sl.get("delayUntil")))):
             # The delay ECS adds to a traffic shift behind a network load balancer shows as a bake does.

@@ -351,7 +351,11 @@ function renderWeights() {
   const tests = rules.filter((r) => r.kind === "test");
   for (const r of rules) for (const g of Object.keys(r.percent)) colourOf(g);
   const weights = $("weights");
-  renderBar($("bar-production"), prod?.percent, `production traffic (${prod?.rule || "no rule"})`);
+  // Weighted DNS records (route53): clients follow a change only once their answer's TTL ends.
+  const dns = prod?.dnsRecords;
+  const ttl = dns ? Math.max(0, ...Object.values(dns.ttl)) : null;
+  renderBar($("bar-production"), prod?.percent,
+    `production traffic (${prod?.rule || "no rule"}${dns ? `, DNS TTL ${ttl} s` : ""})`);
   weights.dataset.production = JSON.stringify(prod?.percent || {});
   weights.dataset.test = JSON.stringify(Object.fromEntries(tests.map((r) => [r.rule, r.percent])));
   const rows = new Map();

@@ -128,6 +128,10 @@ class Deployment:
     hook: HookRun | None = None
     hook_runs: list[HookRun] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)  # timeline: stage, started, ended
+    # The production shift's steps when not the strategy's own: [[percent,
+    # bake minutes], ...] (a LINEAR deployment across weighted DNS records,
+    # route53.TrafficShift: slowly at first, then faster).
+    schedule: list[list[float]] | None = None
 
     @cached_property
     def dc(self) -> DeploymentConfiguration:
@@ -135,6 +139,8 @@ class Deployment:
 
     @cached_property
     def steps(self) -> list[Step]:
+        if self.schedule is not None:
+            return [Step(float(p), float(m)) for p, m in self.schedule]
         return plan(self.dc)
 
     @property
@@ -170,7 +176,8 @@ class Deployment:
 
 # Fields added after records were first written, with the default an older
 # record reads them as: written only when they differ from it.
-_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0, "rolling_tasks": None, "shift_delay_minutes": 0.0}
+_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0, "rolling_tasks": None, "schedule": None,
+                                 "shift_delay_minutes": 0.0}
 
 
 def failure_threshold(desired_count: int, tc: ThresholdConfiguration) -> int:

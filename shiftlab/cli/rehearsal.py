@@ -140,7 +140,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
 
 @click.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "business-metric", "manual",
-                                               "blue-green", "service-connect", "nlb"]),
+                                               "blue-green", "service-connect", "dns", "nlb"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")

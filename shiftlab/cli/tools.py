@@ -57,9 +57,12 @@ def init(path: str, force: bool) -> None:
 @click.option("--concurrency", type=int, default=8, show_default=True)
 @click.option("--max-requests", type=int, default=None, help="Stop after this many (default rps x duration).")
 @click.option("--header", "headers", multiple=True, metavar="K:V", help="A request header (repeat).")
+@click.option("--dns", "dns_server", default=None, metavar="HOST:PORT",
+              help="Resolve the URL's host at this DNS server (the route53 section's) and keep each answer "
+                   "for its TTL, a connection per request; shows the counts by load balancer address per second.")
 @json_option()
 def load(url: str, rps: float, duration: float, concurrency: int, max_requests: int | None,
-         headers: tuple[str, ...], as_json: bool) -> None:
+         headers: tuple[str, ...], dns_server: str | None, as_json: bool) -> None:
     """A bounded load: the split by target group, status counts, latency percentiles."""
     import json
 
@@ -78,8 +81,15 @@ def load(url: str, rps: float, duration: float, concurrency: int, max_requests: 
     parsed = URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/)", param_hint="--url")
+    if dns_server is not None:
+        from shiftlab.dnsresolver import parse_server
+
+        try:
+            parse_server(dns_server)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dns") from None
     res = asyncio.run(run_load(url, rps, duration, concurrency=concurrency, headers=hdrs or None,
-                               max_requests=max_requests))
+                               max_requests=max_requests, dns=dns_server))
     s = res.summary()
     if as_json:
         click.echo(json.dumps(s, indent=2))
@@ -91,6 +101,12 @@ def load(url: str, rps: float, duration: float, concurrency: int, max_requests: 
                    f"5xx {s['5xxByGroup'].get(group, 0)}")
     fmt = lambda v: f"{v * 1000:.1f} ms" if v is not None else "-"  # noqa: E731
     click.echo(f"  latency p50 {fmt(s['p50'])}  p90 {fmt(s['p90'])}  p99 {fmt(s['p99'])}")
+    if dns_server is not None:
+        addresses = sorted(s["byAddress"])
+        click.echo(f"  by load balancer address, per second ({s['dnsQueries']} DNS answers fetched):")
+        click.echo("    second " + " ".join(f"{a:>15}" for a in addresses))
+        for second, counts in s["byAddressPerSecond"].items():
+            click.echo(f"    {second:>6} " + " ".join(f"{counts.get(a, 0):>15}" for a in addresses))
 
 
 

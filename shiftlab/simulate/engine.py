@@ -179,6 +179,10 @@ class Simulation:
             id=f"sim-{seed}", service=svc.serviceName, config=dc.model_dump(mode="json"), time_scale=1.0,
             desired_count=self.desired, source_revision=BLUE_REVISION, target_revision=GREEN_REVISION,
             created_at=self.start, has_test_rules=bool(ac and ac.testListenerRule))
+        schedule = settings.controller_settings().dns_schedule
+        if dc.strategy == "LINEAR" and schedule is not None:
+            # Weighted DNS records (route53.TrafficShift), as the service sets them; their TTL lag is not modelled.
+            self.d.schedule = [[p, mins] for p, mins in schedule]
         if dc.strategy == "ROLLING" and dc.alarms.enable:
             # As the service does when it creates the deployment: ECS's bake derived from the alarms.
             self.d.alarm_bake_minutes = alarm_bake_minutes(

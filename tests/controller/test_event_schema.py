@@ -42,6 +42,9 @@ GOLDEN: list[tuple[Entry, str]] = [
      "TEST_TRAFFIC_SHIFT: waiting the 10 minutes ECS adds behind a network load balancer (10 s at this time scale)"),
     (eventlog.weights_verified("production", 25.0), "production traffic: 25% green (verified)"),
     (eventlog.weights_verified("all", 0.0), "all traffic: 0% green (verified)"),
+    (eventlog.weights_dns_records("app.shiftlab.test.", 5.0, {"blue": 95, "green": 5}, 60),
+     "app.shiftlab.test.: 5% green in DNS (weights blue 95, green 5); resolvers may keep the previous answer "
+     "for up to 60 s"),
     (eventlog.weights_by_tasks(33.3333, 2, 1, {"blue": 2, "green": 1}),
      "all traffic: 33.3333% green (2 blue, 1 green tasks)"),
     (eventlog.hook_waiting(PTS, 0, "d-x"), f"{PTS}: waiting for approval (shiftlab approve)"),

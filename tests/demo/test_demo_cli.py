@@ -64,6 +64,8 @@ def run_demo(scenario: str) -> str:
                          "reach the green catalog before any production request does",
                          "ok     the 5xx (production and test requests) come from the green catalog only",
                          "frontend (in the namespace): http://127.0.0.1:"]),
+    ("dns", ["as expected: ROLLBACK_SUCCESSFUL", "ok     alarm service-5xx trips",
+             "ok     the load reaches both load balancers through DNS: answers by address: {"]),
 ])
 def test_demo_scenario_behaves_as_it_expects(scenario: str, lines: list[str]) -> None:
     out = run_demo(scenario)
