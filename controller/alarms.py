@@ -58,6 +58,8 @@ from shiftlab.controller.metricstore import (
     LOAD_BALANCER_ONLY,
     METRIC_UNITS,
     METRICS,
+    NLB_METRICS,
+    NLB_TARGET_GROUP_ONLY,
     PER_TARGET,
     STATISTICS,
     TARGET_GROUP_ONLY,
@@ -71,6 +73,10 @@ from shiftlab.controller.metricstore import (
 )
 
 NAMESPACE = "AWS/ApplicationELB"
+NLB_NAMESPACE = "AWS/NetworkELB"
+# The load balancer's namespaces: computed from the proxy's stats (an
+# application load balancer's, or a network one's), never PutMetricData.
+ELB_METRICS = {NAMESPACE: METRICS, NLB_NAMESPACE: NLB_METRICS}
 MIN_PERIOD_SECONDS = 0.05
 
 OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
@@ -145,7 +151,7 @@ class MetricQuery:
 
     @property
     def custom(self) -> bool:
-        return self.namespace != NAMESPACE and not self.service_connect
+        return self.namespace not in ELB_METRICS and not self.service_connect
 
     @property
     def key(self) -> MetricKey:
@@ -224,11 +230,12 @@ def _metric_problems(
     problems = []
     if serviceconnect.is_service_connect(namespace, name, (d.Name for d in dims)):
         return _service_connect_problems(path, dims)
-    if namespace != NAMESPACE:
+    if namespace not in ELB_METRICS:
         return None, _custom_metric_problems(path, namespace, name, dims)
-    if name not in METRICS:
-        problems.append(f"{path}.MetricName: {name!r} is not an {NAMESPACE} metric shiftlab computes "
-                        f"({', '.join(METRICS)})")
+    known = ELB_METRICS[namespace]
+    if name not in known:
+        problems.append(f"{path}.MetricName: {name!r} is not an {namespace} metric shiftlab computes "
+                        f"({', '.join(known)})")
     group: str | None = None
     seen: set[str] = set()
     for j, d in enumerate(dims):
@@ -289,6 +296,9 @@ def _query(qid: str, namespace: str, name: str, dims: Sequence[Dimension], group
            unit: str | None) -> MetricQuery:
     if namespace == NAMESPACE:
         return MetricQuery(qid, name, group, stat, unpublished(name, {d.Name for d in dims}))
+    if namespace == NLB_NAMESPACE:
+        return MetricQuery(qid, name, group, stat, nlb_unpublished(name, {d.Name for d in dims}),
+                           namespace=NLB_NAMESPACE)
     if serviceconnect.is_service_connect(namespace, name, (d.Name for d in dims)):
         return MetricQuery(qid, name, group, stat, serviceconnect.unpublished(name, (d.Name for d in dims)),
                            namespace=namespace, dimensions=tuple(sorted((d.Name, d.Value) for d in dims)),
@@ -311,6 +321,22 @@ def unpublished(name: str, dimensions: set[str]) -> str | None:
     return None
 
 
+def nlb_unpublished(name: str, dimensions: set[str]) -> str | None:
+    """Why NLB never publishes `name` with these dimensions, or None. NLB's
+    metrics page: the host counts per target group (LoadBalancer,
+    TargetGroup), everything else per load balancer (LoadBalancer)
+    https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html"""
+    if name in NLB_TARGET_GROUP_ONLY:
+        if "TargetGroup" not in dimensions or "LoadBalancer" not in dimensions:
+            return f"NLB publishes {name} per target group only, with the LoadBalancer and TargetGroup dimensions"
+        return None
+    if "TargetGroup" in dimensions:
+        return f"NLB publishes {name} per load balancer only, never with a TargetGroup dimension"
+    if "LoadBalancer" not in dimensions:
+        return f"NLB publishes {name} only with a LoadBalancer dimension"
+    return None
+
+
 def _period_problem(path: str, period: int | None) -> list[str]:
     if period is None or period in (10, 20, 30) or (period >= 60 and period % 60 == 0):
         return []
@@ -320,7 +346,7 @@ def _period_problem(path: str, period: int | None) -> list[str]:
 def _unit_problem(path: str, name: str | None, unit: str | None, namespace: str | None = NAMESPACE) -> list[str]:
     if unit is not None and unit not in UNITS:
         return [f"{path}: {unit!r} is not a CloudWatch unit ({', '.join(UNITS)})"]
-    units = METRIC_UNITS if namespace == NAMESPACE else serviceconnect.UNITS \
+    units = METRIC_UNITS if namespace in ELB_METRICS else serviceconnect.UNITS \
         if namespace == serviceconnect.NAMESPACE else {}
     if unit is None or name not in units or unit == units[name]:
         return []

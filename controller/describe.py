@@ -93,6 +93,9 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
             "productionTrafficWeight": d.production_percent, "testTrafficWeight": d.test_percent,
             "stepIndex": d.step_index, "steps": [s.percent for s in d.steps], "waiting": d.waiting,
             "bakeUntil": _iso(d.wake_at) if d.waiting == m.W_BAKE else None,
+            # Behind a network load balancer: the delay ECS adds to each traffic shift, and its end.
+            "shiftDelayMinutes": d.shift_delay_minutes,
+            "delayUntil": _iso(d.wake_at) if d.waiting == m.W_DELAY else None,
             "stageStartedAt": _iso(d.stage_started_at),
             "stages": [{**s, "startedAt": _iso(s["startedAt"]), "endedAt": _iso(s["endedAt"])}
                        for s in d.stages],
@@ -165,6 +168,8 @@ def service_view(ctl: ServiceController) -> dict[str, Any]:
         "currentDeployment": ctl.current.id if ctl.current and not ctl.current.final else None,
         "metrics": ctl.last_metrics,
         "timeScale": ctl.time_scale,
+        # loadBalancer.Type: "network" routes connections and adds ECS's delay to traffic shifts.
+        "loadBalancerType": ctl.settings.load_balancer_type,
         "serviceConnect": service_connect_view(ctl),
     }
 

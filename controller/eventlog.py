@@ -145,6 +145,18 @@ def stage_skipped(stage: str, reason: str) -> Entry:
     return STAGE_SKIPPED.entry(stage=stage, reason=reason)
 
 
+STAGE_DELAYED = _type(
+    "stage.delayed", {"stage": TEXT, "minutes": NUMBER, "seconds": NUMBER},
+    lambda f: f"{f['stage']}: waiting the {_pct(f['minutes'])} minutes ECS adds behind a network load balancer "
+              f"({_pct(round(f['seconds'], 3))} s at this time scale)")
+
+
+def shift_delayed(stage: str, minutes: float, seconds: float) -> Entry:
+    """A traffic shift waits the delay ECS adds behind a network load balancer
+    (`minutes` AWS minutes, `seconds` of the rehearsal's clock)."""
+    return STAGE_DELAYED.entry(stage=stage, minutes=minutes, seconds=seconds)
+
+
 # -- weights -------------------------------------------------------------------------------
 
 # `traffic`: which rules, "production", "test" or "all"; `percent`: green's share.

@@ -81,7 +81,21 @@ METRICS = (*COUNT_METRICS, RESPONSE_TIME, *GAUGE_METRICS, PER_TARGET)
 # apart so that an AWS/ApplicationELB alarm cannot name them.
 SERVICE_CONNECT_COUNTS = tuple(n for n in serviceconnect.METRICS if n not in METRICS)
 
-METRIC_UNITS = {name: "Count" for name in METRICS} | {RESPONSE_TIME: "Seconds", "ProcessedBytes": "Bytes"}
+# A network load balancer's (AWS/NetworkELB), from the proxy's stats of a
+# `Type: network` load balancer: NLB's CloudWatch metrics page
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html)
+# publishes the flow, byte and reset counts per load balancer (LoadBalancer;
+# AvailabilityZone, LoadBalancer) and the host counts per target group
+# (LoadBalancer, TargetGroup).
+NLB_COUNT_METRICS = ("NewFlowCount", "NewFlowCount_TCP", "ProcessedBytes", "ProcessedBytes_TCP",
+                     "TCP_Client_Reset_Count", "TCP_Target_Reset_Count", "TCP_ELB_Reset_Count")
+NLB_GAUGE_METRICS = ("ActiveFlowCount", "ActiveFlowCount_TCP", "HealthyHostCount", "UnHealthyHostCount")
+NLB_METRICS = (*NLB_COUNT_METRICS, *NLB_GAUGE_METRICS)
+NLB_TARGET_GROUP_ONLY = ("HealthyHostCount", "UnHealthyHostCount")
+ALL_METRICS = (*METRICS, *(n for n in NLB_METRICS if n not in METRICS))
+
+METRIC_UNITS = {name: "Count" for name in ALL_METRICS} | {RESPONSE_TIME: "Seconds", "ProcessedBytes": "Bytes",
+                                                        "ProcessedBytes_TCP": "Bytes"}
 # ALB publishes these only per target group / only per load balancer
 # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
 TARGET_GROUP_ONLY = ("HealthyHostCount", "UnHealthyHostCount", PER_TARGET)
@@ -152,7 +166,7 @@ class MetricStore:
     def series(
         self, metric_name: str, target_group: str | None, stat: str, period: float, end: float, count: int
     ) -> list[float | None]:
-        if metric_name not in METRICS and metric_name not in SERVICE_CONNECT_COUNTS:
+        if metric_name not in ALL_METRICS and metric_name not in SERVICE_CONNECT_COUNTS:
             raise ValueError(f"{metric_name!r} is not a metric shiftlab computes")
         if not supports_statistic(stat):
             raise ValueError(f"{stat!r} is not a statistic shiftlab computes")
@@ -176,7 +190,7 @@ class MetricStore:
         first = bisect_right(self._times, start) - 1  # last snapshot at or before start
         if first < 0 or not self._times or self._times[-1] < end:
             return None
-        if metric_name in GAUGE_METRICS:
+        if metric_name in GAUGE_METRICS or metric_name in NLB_GAUGE_METRICS:
             return _gauge_stat(self._samples(metric_name, target_group, start, end), stat)
         if metric_name == RESPONSE_TIME:
             value = _histogram_stat(self._histogram(target_group, first, end), stat)

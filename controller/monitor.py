@@ -105,10 +105,19 @@ class Monitor:
         if now - self.last_metrics.get("at", 0.0) < FRAME_INTERVAL:
             return
         prev = self._recent[0] if len(self._recent) > 1 else None
+        network = snap.get("namespace") == "AWS/NetworkELB"
         groups = {}
         for name, g in snap.get("targetGroups", {}).items():
             row = {"healthy": g.get("HealthyHostCount", 0), "unhealthy": g.get("UnHealthyHostCount", 0)}
-            if prev is not None:
+            if prev is not None and network:
+                # A network load balancer's: new connections and resets a second, connections open.
+                p = prev["targetGroups"].get(name, {})
+                dt = max(snap["timestamp"] - prev["timestamp"], 1e-6)
+                new = g.get("NewFlowCount", 0) - p.get("NewFlowCount", 0)
+                resets = sum(g.get(k, 0) - p.get(k, 0) for k in ("TCP_Target_Reset_Count", "TCP_ELB_Reset_Count"))
+                row.update({"rps": round(max(new, 0) / dt, 2), "errorsPerSecond": round(max(resets, 0) / dt, 2),
+                            "activeFlows": g.get("ActiveFlowCount", 0)})
+            elif prev is not None:
                 p = prev["targetGroups"].get(name, {})
                 dt = max(snap["timestamp"] - prev["timestamp"], 1e-6)
                 req = g.get("RequestCount", 0) - p.get("RequestCount", 0)
@@ -119,6 +128,7 @@ class Monitor:
             groups[name] = row
         self.last_metrics = {"at": now, "groups": groups}
         self.svc.publish({"type": "metrics", "at": now, "groups": groups, "alarms": self.alarms_view(),
+                          **({"loadBalancerType": "network"} if network else {}),
                           **({"sources": sources} if (sources := self.app.counters()) else {})})
 
     def alarms_view(self) -> list[dict[str, Any]]:

@@ -65,6 +65,8 @@ class ControllerSettings:
     lambda_functions: dict[str, Any] = field(default_factory=dict)
     # The `prometheus` section (controller.promscrape.PrometheusConfig): what to scrape from the tasks.
     prometheus: Any = None
+    # The load balancer's Type (loadBalancer.Type): "network" adds ECS's delay to traffic shifts.
+    load_balancer_type: str = "application"
     # A LINEAR deployment's steps across weighted DNS records (route53.TrafficShift):
     # [(green percent, bake minutes), ...], instead of linearConfiguration's.
     dns_schedule: list[tuple[float, float]] | None = None
@@ -319,6 +321,9 @@ class ServiceController:
             time_scale=self.time_scale, desired_count=self.service.desiredCount,
             source_revision=self.state.running_revision, target_revision=rev, created_at=self.clock.now(),
             has_test_rules=bool(self.test_rules),
+            shift_delay_minutes=(m.NLB_SHIFT_DELAY_MINUTES
+                                 if self.settings.load_balancer_type == "network" and dc.strategy != "ROLLING"
+                                 else 0.0),
         )
         if dc.strategy == "LINEAR" and self.settings.dns_schedule is not None:
             d.schedule = [[p, m] for p, m in self.settings.dns_schedule]

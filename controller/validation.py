@@ -24,7 +24,13 @@ from typing import Any
 
 from shiftlab.common.configfile import ConfigError, merge_problems, parse
 from shiftlab.controller.awsshapes import deployment_configuration_problems
-from shiftlab.controller.config import LAMBDA_ARN, DeploymentConfiguration, LambdaFunctions, lambda_function
+from shiftlab.controller.config import (
+    LAMBDA_ARN,
+    AdvancedConfiguration,
+    DeploymentConfiguration,
+    LambdaFunctions,
+    lambda_function,
+)
 from shiftlab.controller.rolling import RollingStuck, rolling_plan
 from shiftlab.controller.vocabulary import Strategy
 
@@ -83,6 +89,31 @@ def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
         # The machine would run ROLLING without them: refused rather than dropped.
         problems.append(f"{SECTION}.lifecycleHooks: ECS runs lifecycle hooks only for BLUE_GREEN, LINEAR and "
                         "CANARY deployments, not ROLLING")
+    return problems
+
+
+NLB_PAGE = "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/nlb-resources-for-blue-green.html"
+
+
+def network_problems(advanced: AdvancedConfiguration | None, listener_of: dict[str, str],
+                     path: str = "service.loadBalancers[0].advancedConfiguration") -> list[str]:
+    """A service behind a network load balancer: ECS's productionListenerRule
+    and testListenerRule name listeners there, not rules (the ECS API
+    reference's AdvancedConfiguration), and the test listener is required:
+    layer 4 cannot tell test traffic from production but by its port.
+    `listener_of`: the listener each rule id or ARN belongs to."""
+    if advanced is None:
+        return []  # ROLLING in one target group: no traffic shift, no test listener
+    if not advanced.testListenerRule:
+        return [f"{path}.testListenerRule: is required with a network load balancer (loadBalancer.Type network): "
+                "test traffic needs a listener of its own, on its own port, whose default action ECS moves to "
+                f"green first ({NLB_PAGE})"]
+    production = listener_of.get(advanced.productionListenerRule)
+    problems = []
+    for i, ref in enumerate(advanced.testListenerRule):
+        if production is not None and listener_of.get(ref) == production:
+            problems.append(f"{path}.testListenerRule[{i}]: {ref!r} is on the production listener {production!r}; "
+                            "a network load balancer's test traffic needs a listener of its own (its own port)")
     return problems
 
 

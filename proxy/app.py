@@ -19,9 +19,10 @@ from shiftlab.common.netsafety import check_bind, serve_app, strong_token
 from shiftlab.proxy.admin import make_admin_app
 from shiftlab.proxy.config import LoadBalancer
 from shiftlab.proxy.health import HealthChecker
-from shiftlab.proxy.server import AlbServer, serve_listener
+from shiftlab.proxy.server import serve_listener
 from shiftlab.proxy.state import LoadBalancerState
 from shiftlab.proxy.stats import make_registry
+from shiftlab.proxy.tcp import serve_tcp_listener
 
 log = logging.getLogger("shiftlab.proxy")
 
@@ -35,7 +36,7 @@ class Proxy:
         self.lb = LoadBalancerState(conf, time_scale, rng)
         self.registry = make_registry(self.lb.stats, self.lb.health_counts, self.lb.forward_weights)
         self.admin_port = conf.Admin.Port if admin_port is None else admin_port
-        self._servers: list[tuple[asyncio.AbstractServer, AlbServer]] = []
+        self._servers: list[tuple[asyncio.AbstractServer, Any]] = []  # AlbServer, or tcp.TcpListener
         self._admin_runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
         self.health: HealthChecker | None = None
@@ -74,7 +75,10 @@ class Proxy:
         idle = float(self.lb.conf.idle_timeout)
         try:
             for ls in self.lb.listeners.values():
-                self._servers.append(await serve_listener(self.lb, ls, idle))
+                if self.conf.network:
+                    self._servers.append(await serve_tcp_listener(self.lb, ls, float(ls.conf.tcp_idle_timeout)))
+                else:
+                    self._servers.append(await serve_listener(self.lb, ls, idle))
         except OSError:
             await self.stop()
             raise

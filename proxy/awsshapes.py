@@ -26,6 +26,7 @@ def _elbv2() -> Shapes:
     return overlay(aws, {
         "shiftlab:LoadBalancer": {"type": "structure", "members": {
             "Name": {"shape": "LoadBalancerName"},
+            "Type": {"shape": "LoadBalancerTypeEnum"},
             "Listeners": {"shape": "shiftlab:Listeners"},
             "TargetGroups": {"shape": "shiftlab:TargetGroups"},
             "LoadBalancerAttributes": {"shape": "LoadBalancerAttributes"},
@@ -34,7 +35,7 @@ def _elbv2() -> Shapes:
         "shiftlab:Listeners": {"type": "list", "member": {"shape": "shiftlab:Listener"}},
         "shiftlab:Listener": derive(aws, "CreateListenerInput", required=["DefaultActions"], members={
             "Name": LOCAL, "Address": LOCAL, "TestTrafficRule": LOCAL,
-            "Rules": "shiftlab:Rules", "ListenerArn": "ListenerArn",
+            "Rules": "shiftlab:Rules", "ListenerArn": "ListenerArn", "ListenerAttributes": "ListenerAttributes",
         }),
         "shiftlab:Rules": {"type": "list", "member": {"shape": "shiftlab:Rule"}},
         "shiftlab:Rule": derive(aws, "CreateRuleInput", required=["Conditions", "Priority", "Actions"],

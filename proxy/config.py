@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from shiftlab.common.configfile import ConfigError, Model, in_range, merge_problems, parse
 from shiftlab.common.naming import target_group_name
@@ -197,19 +197,42 @@ class TestTrafficRuleSpec(Model):
         return DEFAULT_TEST_HEADERS
 
 
+class Attribute(Model):
+    Key: str
+    Value: str
+
+
+# ModifyListenerAttributes' "tcp.idle_timeout.seconds - The tcp idle timeout
+# value, in seconds. The valid range is 60-6000 seconds. The default is 350
+# seconds" (Network and Gateway Load Balancers; ELBv2 API reference).
+NLB_LISTENER_ATTRIBUTES: dict[str, tuple[Any, ...]] = {"tcp.idle_timeout.seconds": (60, 6000)}
+
+
 class Listener(Model):
     Name: str | None = None
     Port: Annotated[int, in_range(1, 65535)]
-    Protocol: Literal["HTTP"] = "HTTP"
+    # HTTP on an application load balancer, TCP on a network one (TLS
+    # passthrough is TCP: the load balancer never sees inside the bytes).
+    Protocol: Literal["HTTP", "TCP"] = "HTTP"
     Address: str = "127.0.0.1"
     DefaultActions: ActionList
     Rules: list[Rule] = []
     TestTrafficRule: TestTrafficRuleSpec = TestTrafficRuleSpec()
     ListenerArn: str | None = None
+    # CloudFormation's ListenerAttributes (ModifyListenerAttributes'); see NLB_LISTENER_ATTRIBUTES.
+    ListenerAttributes: list[Attribute] = []
 
     @property
     def name(self) -> str:
         return self.Name or str(self.Port)
+
+    @property
+    def tcp_idle_timeout(self) -> int:
+        """A network load balancer's TCP idle timeout (`tcp.idle_timeout.seconds`, 350 by default)."""
+        for a in self.ListenerAttributes:
+            if a.Key == "tcp.idle_timeout.seconds":
+                return int(a.Value)
+        return NLB_IDLE_TIMEOUT
 
 
 class TargetDescription(Model):
@@ -227,29 +250,36 @@ class MatcherSpec(Model):
     @field_validator("HttpCode")
     @classmethod
     def _codes(cls, v: str) -> str:
-        parse_matcher(v)
+        # The form only here: the range depends on the target group's protocol (cross_check).
+        try:
+            parse_matcher(v, lo=0, hi=10**6)
+        except ValueError as exc:
+            if "is not a list" in str(exc):
+                raise
         return v
 
 
-def parse_matcher(spec: str) -> frozenset[int]:
-    """ALB's matcher: "200", "200,202", "200-299"; codes 200..499."""
+# CreateTargetGroup's Matcher: "For target groups with a protocol of TCP ...
+# the range is 200-599. For target groups with a protocol of HTTP or HTTPS,
+# the range is 200-499" (ELBv2 API reference).
+MATCHER_MAX = {"HTTP": 499, "TCP": 599}
+
+
+def parse_matcher(spec: str, lo: int = 200, hi: int = 499) -> frozenset[int]:
+    """ALB's matcher: "200", "200,202", "200-299"; codes `lo`..`hi` (ALB
+    200..499, NLB 200..599)."""
     codes: set[int] = set()
     for part in spec.split(","):
         part = part.strip()
-        lo_s, dash, hi_s = part.partition("-")
+        first_s, dash, last_s = part.partition("-")
         try:
-            lo, hi = int(lo_s), int(hi_s if dash else lo_s)
+            first, last = int(first_s), int(last_s if dash else first_s)
         except ValueError:
             raise ValueError(f"{spec!r} is not a list of codes or ranges such as 200,202 or 200-299") from None
-        if not (200 <= lo <= hi <= 499):
-            raise ValueError(f"{part!r} is out of range 200..499")
-        codes.update(range(lo, hi + 1))
+        if not (lo <= first <= last <= hi):
+            raise ValueError(f"{part!r} is out of range {lo}..{hi}")
+        codes.update(range(first, last + 1))
     return frozenset(codes)
-
-
-class Attribute(Model):
-    Key: str
-    Value: str
 
 
 TG_ATTRIBUTES = {
@@ -257,12 +287,22 @@ TG_ATTRIBUTES = {
     "load_balancing.algorithm.type": ("round_robin", "least_outstanding_requests", "weighted_random"),
     "slow_start.duration_seconds": (0, 900),
 }
+# A network load balancer's target group attributes shiftlab emulates (NLB's
+# "Edit target group attributes" page): the delay, and whether connections
+# still open when it ends are closed.
+NLB_TG_ATTRIBUTES: dict[str, tuple[Any, ...]] = {
+    "deregistration_delay.timeout_seconds": (0, 3600),
+    "deregistration_delay.connection_termination.enabled": ("true", "false"),
+}
 
 
 class TargetGroup(Model):
     Name: str
     Port: Annotated[int, in_range(1, 65535)] | None = None
-    Protocol: Literal["HTTP"] = "HTTP"
+    Protocol: Literal["HTTP", "TCP"] = "HTTP"
+    # ELBv2: HTTP by default on an application load balancer, TCP on a
+    # network one (LoadBalancer fills the network defaults in).
+    HealthCheckProtocol: Literal["HTTP", "TCP"] = "HTTP"
     TargetType: Literal["ip", "instance"] = "ip"
     Targets: list[Annotated[TargetDescription, BeforeValidator(_target)]] = []
     HealthCheckEnabled: bool = True
@@ -305,6 +345,15 @@ class TargetGroup(Model):
     def algorithm(self) -> str:
         return self.attribute("load_balancing.algorithm.type", "round_robin")
 
+    @property
+    def connection_termination(self) -> bool:
+        """NLB: close the connections still open when the deregistration delay ends."""
+        return self.attribute("deregistration_delay.connection_termination.enabled", "false") == "true"
+
+    @property
+    def matcher_codes(self) -> frozenset[int]:
+        return parse_matcher(self.Matcher.HttpCode, 200, MATCHER_MAX[self.Protocol])
+
 
 class AdminConfig(Model):
     Address: str = "127.0.0.1"
@@ -319,15 +368,63 @@ LB_ATTRIBUTES: dict[str, tuple[Any, ...]] = {
 }
 
 
+# A network load balancer's defaults where they differ from ALB's, from the
+# ELBv2 API reference's CreateTargetGroup and NLB's "Health checks for
+# Network Load Balancer target groups" page: TCP listeners and target groups,
+# TCP health checks, a timeout of 10 s (6 s for an HTTP check), matcher
+# 200-399 for an HTTP check.
+NLB_HEALTH_TIMEOUT = {"TCP": 10, "HTTP": 6}
+NLB_MATCHER = "200-399"
+# NLB's TCP idle timeout: 350 seconds ("Connection idle timeout", NLB's
+# listeners page), not scaled, as ALB's idle timeout is not.
+NLB_IDLE_TIMEOUT = 350
+
+
+def _network_defaults(data: Any) -> Any:
+    """A network load balancer's section with NLB's defaults filled in where
+    the file says nothing (a copy; fields it gives are kept, and refused by
+    cross_check if NLB has no such thing)."""
+    if not isinstance(data, dict) or data.get("Type") != "network":
+        return data
+    data = dict(data)
+    if isinstance(data.get("Listeners"), list):
+        data["Listeners"] = [
+            {"Protocol": "TCP", "TestTrafficRule": {"Enabled": False}, **ls} if isinstance(ls, dict) else ls
+            for ls in data["Listeners"]]
+    if isinstance(data.get("TargetGroups"), list):
+        groups = []
+        for tg in data["TargetGroups"]:
+            if isinstance(tg, dict):
+                tg = {"Protocol": "TCP", "HealthCheckProtocol": "TCP", **tg}
+                hc = tg["HealthCheckProtocol"]
+                tg.setdefault("HealthCheckTimeoutSeconds", NLB_HEALTH_TIMEOUT.get(hc, 10) if isinstance(hc, str)
+                              else 10)
+                if hc == "HTTP":
+                    tg.setdefault("Matcher", {"HttpCode": NLB_MATCHER})
+            groups.append(tg)
+        data["TargetGroups"] = groups
+    return data
+
+
 class LoadBalancer(Model):
     Name: str = "shiftlab"
+    # CreateLoadBalancer's Type: "The default is application."
+    Type: Literal["application", "network"] = "application"
     Listeners: Annotated[list[Listener], Field(min_length=1)]
     TargetGroups: Annotated[list[TargetGroup], Field(min_length=1)]
     LoadBalancerAttributes: list[Attribute] = []
     Admin: AdminConfig = AdminConfig()
 
+    _defaults = model_validator(mode="before")(staticmethod(_network_defaults))
+
+    @property
+    def network(self) -> bool:
+        return self.Type == "network"
+
     @property
     def idle_timeout(self) -> int:
+        if self.network:
+            return NLB_IDLE_TIMEOUT
         for a in self.LoadBalancerAttributes:
             if a.Key == "idle_timeout.timeout_seconds":
                 return int(a.Value)
@@ -369,7 +466,12 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
                 parse_target(t.Id, t.Port or tg.Port)
             except ValueError as exc:
                 problems.append(f"{p}.Targets[{j}]: {exc}")
-        problems += _check_attributes(tg.TargetGroupAttributes, TG_ATTRIBUTES, f"{p}.TargetGroupAttributes")
+        problems += _check_attributes(tg.TargetGroupAttributes, NLB_TG_ATTRIBUTES if lb.network else TG_ATTRIBUTES,
+                                      f"{p}.TargetGroupAttributes")
+        try:
+            tg.matcher_codes  # noqa: B018 - the range by protocol
+        except ValueError as exc:
+            problems.append(f"{p}.Matcher.HttpCode: {exc}")
         if tg.HealthCheckTimeoutSeconds >= tg.HealthCheckIntervalSeconds:
             problems.append(
                 f"{p}.HealthCheckTimeoutSeconds: {tg.HealthCheckTimeoutSeconds} must be less than "
@@ -377,7 +479,9 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
             )
         if tg.HealthCheckPort != "traffic-port" and not tg.HealthCheckPort.isdigit():
             problems.append(f"{p}.HealthCheckPort: {tg.HealthCheckPort!r} must be traffic-port or a port number")
-    problems += _check_attributes(lb.LoadBalancerAttributes, LB_ATTRIBUTES, f"{prefix}.LoadBalancerAttributes")
+    problems += _check_attributes(lb.LoadBalancerAttributes, {} if lb.network else LB_ATTRIBUTES,
+                                  f"{prefix}.LoadBalancerAttributes")
+    problems += type_problems(lb, prefix)
 
     bound: list[tuple[str, int]] = []
     listener_names: set[str] = set()
@@ -394,12 +498,58 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
         if listener.name in listener_names:
             problems.append(f"{p}.Name: {listener.name!r} is used by another listener")
         listener_names.add(listener.name)
+        problems += _check_attributes(listener.ListenerAttributes, NLB_LISTENER_ATTRIBUTES if lb.network else {},
+                                      f"{p}.ListenerAttributes")
         problems += _check_actions(listener.DefaultActions, names, f"{p}.DefaultActions")
         if listener.TestTrafficRule.ForwardConfig is not None:
             problems += _check_forward(
                 listener.TestTrafficRule.ForwardConfig, names, f"{p}.TestTrafficRule.ForwardConfig"
             )
         problems += check_rules(listener.Rules, names, p, arns)
+    return problems
+
+
+def type_problems(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
+    """What the load balancer's Type refuses. A network load balancer works
+    at layer 4: TCP listeners whose one rule is the default forward action
+    (no conditions to match, no header to test with, no redirect nor fixed
+    response, no group stickiness), TCP target groups; an application one
+    has HTTP listeners and target groups, which ELBv2 cannot check by TCP."""
+    problems: list[str] = []
+    kind = "a network" if lb.network else "an application"
+    want = "TCP" if lb.network else "HTTP"
+    for i, ls in enumerate(lb.Listeners):
+        p = f"{prefix}.Listeners[{i}]"
+        if ls.Protocol != want:
+            problems.append(f"{p}.Protocol: {ls.Protocol} is not a protocol of {kind} load balancer's listeners "
+                            f"({want}" + (": TLS passes through as TCP)" if lb.network else ")"))
+        if not lb.network:
+            continue
+        if ls.Rules:
+            problems.append(f"{p}.Rules: a network load balancer's listener has no rules (it cannot read "
+                            "requests): only DefaultActions, as on ELBv2")
+        if ls.TestTrafficRule.Enabled:
+            problems.append(f"{p}.TestTrafficRule: a network load balancer cannot match a test header; test "
+                            "traffic needs a listener of its own (service.loadBalancers[0].advancedConfiguration."
+                            "testListenerRule)")
+        for j, action in enumerate(ls.DefaultActions):
+            if action.Type != "forward":
+                problems.append(f"{p}.DefaultActions[{j}].Type: {action.Type} is an application load balancer's "
+                                "action; a network load balancer only forwards")
+            elif action.ForwardConfig is not None and action.ForwardConfig.TargetGroupStickinessConfig.Enabled:
+                problems.append(f"{p}.DefaultActions[{j}].ForwardConfig.TargetGroupStickinessConfig: target group "
+                                "stickiness is an application load balancer's (it rides on a cookie)")
+    for i, tg in enumerate(lb.TargetGroups):
+        p = f"{prefix}.TargetGroups[{i}]"
+        if tg.Protocol != want:
+            problems.append(f"{p}.Protocol: {tg.Protocol} target groups cannot serve {kind} load balancer "
+                            f"(loadBalancer.Type {lb.Type}: {want})")
+        elif tg.Protocol == "HTTP" and tg.HealthCheckProtocol == "TCP":
+            problems.append(f"{p}.HealthCheckProtocol: TCP health checks are not supported for HTTP target groups, "
+                            "as ELBv2 says")
+        if tg.HealthCheckProtocol == "TCP" and "Matcher" in tg.model_fields_set:
+            problems.append(f"{p}.Matcher: a TCP health check passes when the connection opens: it has no "
+                            "matcher (HealthCheckProtocol TCP), as ELBv2 refuses one")
     return problems
 
 
@@ -512,7 +662,7 @@ def _check_attributes(attrs: list[Attribute], known: dict[str, tuple[Any, ...]],
     for i, a in enumerate(attrs):
         p = f"{path}[{i}]"
         if a.Key not in known:
-            problems.append(f"{p}.Key: {a.Key!r} is not supported (supported: {', '.join(known)})")
+            problems.append(f"{p}.Key: {a.Key!r} is not supported (supported: {', '.join(known) or 'none'})")
             continue
         allowed = known[a.Key]
         if isinstance(allowed[0], int):

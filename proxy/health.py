@@ -13,7 +13,6 @@ import contextlib
 
 import aiohttp
 
-from shiftlab.proxy.config import parse_matcher
 from shiftlab.proxy.state import DRAINING, HEALTHY, INITIAL, UNHEALTHY, Target, TargetGroupState
 
 MIN_INTERVAL = 0.1
@@ -66,12 +65,13 @@ class HealthChecker:
         c = group.conf
         interval = max(c.HealthCheckIntervalSeconds / group.time_scale, MIN_INTERVAL)
         timeout = max(c.HealthCheckTimeoutSeconds / group.time_scale, MIN_TIMEOUT)
-        codes = parse_matcher(c.Matcher.HttpCode)
+        codes = c.matcher_codes
         port = t.port if c.HealthCheckPort == "traffic-port" else int(c.HealthCheckPort)
         host = f"[{t.host}]" if ":" in t.host else t.host
         url = f"http://{host}:{port}{c.HealthCheckPath}"
+        tcp = c.HealthCheckProtocol == "TCP"
         while group.targets.get(t.id) is t:
-            ok, reason = await self.check(url, codes, timeout)
+            ok, reason = await (self.check_tcp(t.host, port, timeout) if tcp else self.check(url, codes, timeout))
             if t.state != DRAINING and group.targets.get(t.id) is t:
                 before = t.state
                 next_state(t, ok, reason, c.HealthyThresholdCount, c.UnhealthyThresholdCount)
@@ -93,6 +93,23 @@ class HealthChecker:
             return False, "Target.Timeout"
         except aiohttp.ClientError:
             return False, "Target.FailedHealthChecks"
+
+    @staticmethod
+    async def check_tcp(host: str, port: int, seconds: float) -> tuple[bool, str]:
+        """NLB's TCP health check: "the load balancer attempts to open a TCP
+        connection with the target"; the check passes if it opens. It is
+        closed at once, with nothing sent."""
+        try:
+            async with asyncio.timeout(seconds):
+                _, writer = await asyncio.open_connection(host, port)
+        except TimeoutError:
+            return False, "Target.Timeout"
+        except OSError:
+            return False, "Target.FailedHealthChecks"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True, ""
 
     async def close(self) -> None:
         for _, task in self.tasks.values():

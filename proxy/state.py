@@ -42,7 +42,7 @@ class StateError(Exception):
 
 class Target:
     __slots__ = (
-        "fail_streak", "host", "id", "ok_streak", "outstanding", "pool",
+        "fail_streak", "flows", "host", "id", "ok_streak", "outstanding", "pool",
         "port", "reason", "registered_at", "state",
     )
 
@@ -57,6 +57,8 @@ class Target:
         self.outstanding = 0
         self.registered_at = now
         self.pool = Pool(host, port)
+        # A network load balancer's open connections to this target (proxy.tcp.Flow).
+        self.flows: set[Any] = set()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -110,6 +112,7 @@ class TargetGroupState:
             # Re-registered while draining: requests still in flight keep
             # their connections, which then serve the new registration.
             probe.pool = existing.pool
+            probe.flows = existing.flows
         if not self.conf.HealthCheckEnabled:
             probe.state, probe.reason = HEALTHY, "Target.HealthCheckDisabled"
         self.targets[probe.id] = probe
@@ -146,6 +149,13 @@ class TargetGroupState:
     def _drain_expired(self, t: Target) -> None:
         if self.targets.get(t.id) is t:
             t.pool.abort_in_use()  # ALB: still open after the delay -> 502
+            if self.conf.connection_termination:
+                # NLB with deregistration_delay.connection_termination.enabled:
+                # connections still open when the delay ends are closed (reset).
+                for flow in list(t.flows):
+                    flow.terminate()
+            # Without it, NLB leaves them open: they end when either side
+            # closes them or they stay idle for the idle timeout.
             self.remove(t)
 
     def remove(self, t: Target) -> None:
@@ -161,9 +171,12 @@ class TargetGroupState:
             "TargetGroupName": self.name,
             "TargetGroupArn": c.TargetGroupArn,
             "LoadBalancingAlgorithmType": c.algorithm,
+            "Protocol": c.Protocol,
             "DeregistrationDelaySeconds": c.deregistration_delay,
+            "ConnectionTermination": c.connection_termination,
             "HealthCheck": {
                 "Enabled": c.HealthCheckEnabled,
+                "Protocol": c.HealthCheckProtocol,
                 "Path": c.HealthCheckPath,
                 "IntervalSeconds": c.HealthCheckIntervalSeconds,
                 "TimeoutSeconds": c.HealthCheckTimeoutSeconds,
@@ -275,7 +288,7 @@ class LoadBalancerState:
     def __init__(self, conf: cfg.LoadBalancer, time_scale: float = 1.0, rng: random.Random | None = None) -> None:
         self.conf = conf
         self.time_scale = time_scale
-        self.stats = Stats(conf.Name)
+        self.stats = Stats(conf.Name, conf.network)
         self.groups = {tg.Name: TargetGroupState(tg, time_scale, rng) for tg in conf.TargetGroups}
         self.listeners: dict[str, ListenerState] = {}
         loop_time = 0.0
@@ -375,6 +388,9 @@ class LoadBalancerState:
         ls = self.listeners.get(listener)
         if ls is None:
             raise StateError(f"no listener {listener!r} (listeners: {', '.join(self.listeners)})", 404)
+        if self.conf.network:
+            raise StateError(f"listener {listener!r} is a network load balancer's: it has no rules (it cannot read "
+                             "requests), only its default action", 400)
         data = {**ls.conf.model_dump(exclude_none=True, exclude={"Rules"}), "Rules": body}
         new_conf = parse_checked(cfg.Listener, data, f"Listeners[{listener}]",
                                  rules_problems(body, f"Listeners[{listener}].Rules"))
@@ -399,9 +415,10 @@ class LoadBalancerState:
     def describe(self) -> dict[str, Any]:
         return {
             "LoadBalancerName": self.conf.Name,
+            "Type": self.conf.Type,
             "TimeScale": self.time_scale,
             "Listeners": [
-                {"Name": ls.name, "Port": ls.port, "Address": ls.conf.Address,
+                {"Name": ls.name, "Port": ls.port, "Address": ls.conf.Address, "Protocol": ls.conf.Protocol,
                  "Rules": [r.describe() for r in ls.all_rules()]}
                 for ls in self.listeners.values()
             ],

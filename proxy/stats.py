@@ -34,8 +34,8 @@ ELB_CODES = (400, 405, 408, 460, 463, 501, 502, 503, 504)
 
 class Counters:
     __slots__ = (
-        "bytes", "conn_errors", "elb", "requests", "rt_buckets", "rt_count",
-        "rt_max", "rt_min", "rt_sum", "target",
+        "bytes", "conn_errors", "elb", "flows_active", "flows_new", "requests", "resets_client", "resets_elb",
+        "resets_target", "rt_buckets", "rt_count", "rt_max", "rt_min", "rt_sum", "target",
     )
 
     def __init__(self) -> None:
@@ -49,6 +49,13 @@ class Counters:
         self.rt_count = 0
         self.rt_min = float("inf")
         self.rt_max = 0.0
+        # A network load balancer's flows (TCP connections) and the resets
+        # (RST) it forwarded from each side or made itself.
+        self.flows_new = 0
+        self.flows_active = 0
+        self.resets_client = 0
+        self.resets_target = 0
+        self.resets_elb = 0
 
     def response_time(self, seconds: float) -> None:
         self.rt_buckets[bisect_left(BOUNDS, seconds)] += 1
@@ -76,6 +83,27 @@ class Counters:
         self.rt_count += other.rt_count
         self.rt_min = min(self.rt_min, other.rt_min)
         self.rt_max = max(self.rt_max, other.rt_max)
+        self.flows_new += other.flows_new
+        self.flows_active += other.flows_active
+        self.resets_client += other.resets_client
+        self.resets_target += other.resets_target
+        self.resets_elb += other.resets_elb
+
+    def as_flow_metrics(self) -> dict[str, Any]:
+        """AWS/NetworkELB's names (NLB's CloudWatch metrics page). Every flow
+        here is TCP, so the _TCP variants are the same counts. ProcessedBytes
+        counts the payload (AWS adds the TCP/IP headers)."""
+        return {
+            "ActiveFlowCount": self.flows_active,
+            "ActiveFlowCount_TCP": self.flows_active,
+            "NewFlowCount": self.flows_new,
+            "NewFlowCount_TCP": self.flows_new,
+            "ProcessedBytes": self.bytes,
+            "ProcessedBytes_TCP": self.bytes,
+            "TCP_Client_Reset_Count": self.resets_client,
+            "TCP_Target_Reset_Count": self.resets_target,
+            "TCP_ELB_Reset_Count": self.resets_elb,
+        }
 
     def as_metrics(self) -> dict[str, Any]:
         elb4 = sum(n for c, n in self.elb.items() if c < 500)
@@ -106,8 +134,9 @@ class Counters:
 class Stats:
     """Every counter of one load balancer."""
 
-    def __init__(self, load_balancer: str) -> None:
+    def __init__(self, load_balancer: str, network: bool = False) -> None:
         self.load_balancer = load_balancer
+        self.network = network  # a network load balancer: AWS/NetworkELB's metrics
         # (listener, target group or "" for errors before a group was chosen)
         self.pairs: dict[tuple[str, str], Counters] = {}
         self.active_connections = 0
@@ -148,10 +177,19 @@ class Stats:
         groups = {}
         by_group = self.by_group()
         for name, (healthy, unhealthy) in health.items():
-            m = (by_group.get(name) or Counters()).as_metrics()
+            c = by_group.get(name) or Counters()
+            m = c.as_flow_metrics() if self.network else c.as_metrics()
             m["HealthyHostCount"] = healthy
             m["UnHealthyHostCount"] = unhealthy
             groups[name] = m
+        if self.network:
+            return {
+                "timestamp": time.time(),
+                "loadBalancer": self.load_balancer,
+                "namespace": "AWS/NetworkELB",
+                "targetGroups": groups,
+                "total": self.total().as_flow_metrics(),
+            }
         lb = self.total().as_metrics()
         lb["ActiveConnectionCount"] = self.active_connections
         lb["NewConnectionCount"] = self.new_connections
@@ -174,6 +212,16 @@ _PROM_COUNTERS = (
 )
 
 
+_PROM_FLOWS = (
+    ("active_flow_count", "ActiveFlowCount", "gauge", "Open TCP flows, client to target (ActiveFlowCount)"),
+    ("new_flow_count", "NewFlowCount", "counter", "TCP flows opened (NewFlowCount)"),
+    ("processed_bytes", "ProcessedBytes", "counter", "Bytes processed, both directions"),
+    ("tcp_client_reset_count", "TCP_Client_Reset_Count", "counter", "Resets (RST) from clients"),
+    ("tcp_target_reset_count", "TCP_Target_Reset_Count", "counter", "Resets (RST) from targets"),
+    ("tcp_elb_reset_count", "TCP_ELB_Reset_Count", "counter", "Resets (RST) the load balancer made"),
+)
+
+
 class PromCollector(Collector):
     """Renders Stats at scrape time into the proxy's own CollectorRegistry."""
 
@@ -183,6 +231,26 @@ class PromCollector(Collector):
         self.weights = weights  # () -> [(listener, rule, tg, weight)], or None
 
     def collect(self) -> Iterator[Any]:
+        if self.stats.network:
+            yield from self.collect_flows()
+            return
+        yield from self.collect_requests()
+
+    def collect_flows(self) -> Iterator[Any]:
+        """A network load balancer's: AWS/NetworkELB's counts per listener and target group."""
+        s = self.stats
+        labels = ["load_balancer", "listener", "target_group"]
+        fams = {key: (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                    f"shiftlab_{name}", doc, labels=labels)
+                for name, key, kind, doc in _PROM_FLOWS}
+        for (listener, tg), c in sorted(s.pairs.items()):
+            m = c.as_flow_metrics()
+            for _, key, _, _ in _PROM_FLOWS:
+                fams[key].add_metric([s.load_balancer, listener, tg], m[key])
+        yield from fams.values()
+        yield from self.collect_groups()
+
+    def collect_requests(self) -> Iterator[Any]:
         s = self.stats
         labels = ["load_balancer", "listener", "target_group"]
         fams = {
@@ -222,6 +290,14 @@ class PromCollector(Collector):
         yield target_codes
         yield elb_codes
         yield rt
+        yield from self.collect_groups()
+        yield GaugeMetricFamily("shiftlab_active_connection_count", "ActiveConnectionCount", value=s.active_connections)
+        yield CounterMetricFamily("shiftlab_new_connection_count", "NewConnectionCount", value=s.new_connections)
+        yield CounterMetricFamily("shiftlab_desync_mitigation_mode_non_compliant_request_count",
+                                  "DesyncMitigationMode_NonCompliant_Request_Count", value=s.desync_non_compliant)
+
+    def collect_groups(self) -> Iterator[Any]:
+        s = self.stats
         tg_labels = ["load_balancer", "target_group"]
         healthy = GaugeMetricFamily("shiftlab_healthy_host_count", "HealthyHostCount", labels=tg_labels)
         unhealthy = GaugeMetricFamily("shiftlab_unhealthy_host_count", "UnHealthyHostCount", labels=tg_labels)
@@ -238,10 +314,6 @@ class PromCollector(Collector):
             for listener, rule, tg, w in self.weights():
                 weight.add_metric([s.load_balancer, listener, rule, tg], w)
             yield weight
-        yield GaugeMetricFamily("shiftlab_active_connection_count", "ActiveConnectionCount", value=s.active_connections)
-        yield CounterMetricFamily("shiftlab_new_connection_count", "NewConnectionCount", value=s.new_connections)
-        yield CounterMetricFamily("shiftlab_desync_mitigation_mode_non_compliant_request_count",
-                                  "DesyncMitigationMode_NonCompliant_Request_Count", value=s.desync_non_compliant)
 
 
 def make_registry(stats: Stats, health: Any, weights: Any = None) -> CollectorRegistry:

@@ -51,6 +51,8 @@ class Rule:
     help_uri: str
 
 
+_NLB_METRICS = "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html"
+
 RULES = {r.id: r for r in (
     Rule("SL001", ERROR, "Alarm on a metric AWS never publishes with these dimensions: it never fires on AWS",
          _ALB_METRICS),
@@ -117,8 +119,9 @@ def has_errors(findings: list[Finding]) -> bool:
 # -- alarms' sources -----------------------------------------------------------
 
 def _alarm_sources(s: Settings) -> list[Finding]:
-    out = [Finding("SL001", ERROR, f"alarms[{i}]", f"alarm {a.AlarmName!r} would never fire on AWS: {reason}")
-           for i, a in enumerate(s.alarms) for reason in a.never_published()]
+    out = [Finding("SL001", ERROR, f"alarms[{i}]", f"alarm {a.AlarmName!r} would never fire on AWS: {reason}",
+                   _NLB_METRICS if any(q.namespace == "AWS/NetworkELB" for q in a.plan.metrics) else None)
+           for i, a, reason in s.never_published()]
     out += [Finding("SL002", WARNING, f"alarms[{i}]",
                     f"alarm {a.AlarmName!r}: nothing in this rehearsal feeds {q.describe()} (no task metric, no "
                     f"prometheus scrape); it stays INSUFFICIENT_DATA unless a task publishes it with PutMetricData "
@@ -171,6 +174,8 @@ def _why_not_modelled(alarm: MetricAlarm) -> str | None:
     if alarm.Threshold is None:
         return "no static Threshold"
     for q in alarm.plan.metrics:
+        if q.namespace == "AWS/NetworkELB":
+            return f"{q.describe()} counts connections, not requests (no traffic model for it)"
         if q.namespace != NAMESPACE and not q.service_connect:
             return f"{q.describe()} is the application's own metric (no traffic model for it)"
         if q.metric_name not in ("HTTPCode_Target_5XX_Count", "RequestCount"):

@@ -37,7 +37,7 @@ from shiftlab.controller.promscrape import PrometheusConfig
 from shiftlab.controller.router import DNS_RULE_PREFIX
 from shiftlab.controller.service import ControllerSettings
 from shiftlab.controller.serviceconnect import discovery_of
-from shiftlab.controller.validation import check_deployment
+from shiftlab.controller.validation import check_deployment, network_problems
 from shiftlab.proxy.config import LoadBalancer, load_balancer_from_dict
 from shiftlab.proxy.dns import Route53Config, absolute
 
@@ -84,7 +84,7 @@ class Settings:
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
         out = [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
-               for i, a in enumerate(self.alarms) for reason in a.never_published()]
+               for i, a, reason in self.never_published()]
         if self.service is not None and self.service.exposure == "headless" and self.load_balancer_config is not None:
             out.append("loadBalancer: not used: the service has no loadBalancers (headless), so no load "
                        "balancer runs")
@@ -107,6 +107,19 @@ class Settings:
                                " unless a task publishes it with PutMetricData to the controller's CloudWatch "
                                "endpoint (AWS_ENDPOINT_URL_CLOUDWATCH) or in embedded metric format on its "
                                "output; no prometheus.emf_processor.metric_declaration selects it"))
+        return out
+
+    def never_published(self) -> list[tuple[int, MetricAlarm, str]]:
+        """Each alarm's reasons AWS never publishes its metric: a metric with
+        dimensions its namespace never has, or the namespace of the other
+        kind of load balancer (an ALB publishes no AWS/NetworkELB)."""
+        own = "AWS/NetworkELB" if self.load_balancer.network else "AWS/ApplicationELB"
+        other = "AWS/ApplicationELB" if self.load_balancer.network else "AWS/NetworkELB"
+        out = [(i, a, reason) for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        for i, a in enumerate(self.alarms):
+            if any(q.namespace == other for q in a.plan.metrics):
+                out.append((i, a, f"loadBalancer.Type is {self.load_balancer.Type}: it publishes {own}, "
+                                  f"not {other}"))
         return out
 
     def unfed_metrics(self) -> list[tuple[int, MetricAlarm, MetricQuery]]:
@@ -138,6 +151,7 @@ class Settings:
             {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}
             if self.load_balancer_config is not None else {}, self.time_scale,
             dict(self.lambda_functions), self.prometheus,
+            self.load_balancer.Type if self.load_balancer_config is not None else "application",
             dns_schedule=self.traffic_shift.schedule() if self.dns_route() is not None else None,
         )
 
@@ -425,4 +439,8 @@ def _service_problems(service: ServiceConfig, lb: LoadBalancer, route53: Route53
         if ref not in rules and ref not in arns:
             problems.append(f"{p}.advancedConfiguration.{name}: {ref!r} is not a rule of the load balancer "
                             f"(rules: {', '.join(rules)}; or a RuleArn/ListenerArn given in loadBalancer)")
+    if lb.network:
+        listener_of = {rule: rule.rpartition("/")[0] for rule in rules}
+        listener_of |= {arn: rule.rpartition("/")[0] for rule, arn in rules.items() if arn}
+        problems += network_problems(sl.advancedConfiguration, listener_of, f"{p}.advancedConfiguration")
     return problems

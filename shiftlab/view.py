@@ -109,21 +109,25 @@ def render(state: WatchState) -> RenderableType:
             parts.append(Text(f"DNS {dns_records['name']}  weights "
                               + ", ".join(f"{k} {v}" for k, v in dns_records["weights"].items())
                               + f"  TTL {ttl} s (clients follow within a TTL)"))
-        bake_until = _ts(sl.get("bakeUntil"))
         started = _ts(sl.get("stageStartedAt"))
-        if bake_until and started and status.endswith("IN_PROGRESS"):
-            total = max(bake_until - started, 1e-6)
-            done = min(max(time.time() - started, 0), total)
-            row = Table.grid(padding=(0, 1))
-            row.add_row(Text("bake       "), ProgressBar(total=total, completed=done, width=32),
-                        Text(f"{max(bake_until - time.time(), 0):5.1f} s left"))
-            parts.append(row)
+        for label, until in (("bake       ", _ts(sl.get("bakeUntil"))), ("NLB delay  ", _ts(sl.get("delayUntil")))):
+            # The delay ECS adds to a traffic shift behind a network load balancer shows as a bake does.
+            if until and started and status.endswith("IN_PROGRESS"):
+                total = max(until - started, 1e-6)
+                done = min(max(time.time() - started, 0), total)
+                row = Table.grid(padding=(0, 1))
+                row.add_row(Text(label), ProgressBar(total=total, completed=done, width=32),
+                            Text(f"{max(until - time.time(), 0):5.1f} s left"))
+                parts.append(row)
         if sl.get("awaitingApproval"):
             parts.append(Text("waiting for approval: shiftlab approve (or stop --rollback)", style="bold magenta"))
     groups = state.metrics.get("groups") or {}
     if groups or state.tasks:
         t = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("target group", "tasks", "healthy", "req/s", "5xx/s", "p99"):
+        # A network load balancer counts connections: new ones a second, resets a second, open ones.
+        network = state.metrics.get("loadBalancerType") == "network"
+        cols = ("req/s", "5xx/s", "p99") if not network else ("conn/s", "resets/s", "open")
+        for col in ("target group", "tasks", "healthy", *cols):
             t.add_column(col, justify="right" if col != "target group" else "left")
         for name in [*groups, *(n for n in state.tasks if n not in groups)]:
             g = groups.get(name)
@@ -133,9 +137,10 @@ def render(state: WatchState) -> RenderableType:
                 t.add_row(name, tasks, "-", "-", "-", "-")
                 continue
             p99 = g.get("p99")
+            last = str(g.get("activeFlows", 0)) if network else f"{p99 * 1000:.0f} ms" if p99 is not None else "-"
             t.add_row(name, tasks, str(g.get("healthy", 0)), f"{g.get('rps', 0):.1f}",
                       Text(f"{g.get('errorsPerSecond', 0):.1f}", style="red" if g.get("errorsPerSecond") else ""),
-                      f"{p99 * 1000:.0f} ms" if p99 is not None else "-")
+                      last)
         parts.append(t)
     alarms = state.metrics.get("alarms") or []
     if alarms:

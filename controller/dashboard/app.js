@@ -303,7 +303,9 @@ function renderDeployment() {
 function renderBake() {
   const d = state.deployment;
   const row = $("bake-row");
-  const until = d && ts(d.shiftlab.bakeUntil);
+  // A bake, or the delay ECS adds to a traffic shift behind a network load balancer.
+  const delay = d && ts(d.shiftlab.delayUntil);
+  const until = d && (ts(d.shiftlab.bakeUntil) || delay);
   const from = d && ts(d.shiftlab.stageStartedAt);
   if (!d || !until || !from || isFinal(d)) {
     row.hidden = true;
@@ -314,7 +316,7 @@ function renderBake() {
   const done = Math.min(Math.max(now() - from, 0), total);
   $("bake-fill").style.width = `${(100 * done) / total}%`;
   const left = Math.max(until - now(), 0);
-  const what = d.lifecycleStage === "BAKE_TIME" ? "before clean-up" : "at this step";
+  const what = delay ? "of the NLB delay" : d.lifecycleStage === "BAKE_TIME" ? "before clean-up" : "at this step";
   $("bake-left").textContent = `${left.toFixed(1)} s left ${what}`;
 }
 

@@ -61,6 +61,7 @@ from shiftlab.controller.machine.record import (
     CLEAN_UP,
     FINAL,
     IN_PROGRESS,
+    NLB_SHIFT_DELAY_MINUTES,
     PENDING,
     POST_PRODUCTION_TRAFFIC_SHIFT,
     POST_SCALE_UP,
@@ -79,6 +80,7 @@ from shiftlab.controller.machine.record import (
     SUCCESSFUL,
     TEST_TRAFFIC_SHIFT,
     W_BAKE,
+    W_DELAY,
     W_HOOK,
     W_RECONCILE,
     W_ROLLING,
@@ -94,11 +96,12 @@ from shiftlab.controller.machine.restart import Adopted, RestartPlan, recovery_p
 from shiftlab.controller.machine.weights import wanted_weights
 
 __all__ = [
-    "BAKE_TIME", "CLEAN_UP", "FINAL", "IN_PROGRESS", "PENDING", "POST_PRODUCTION_TRAFFIC_SHIFT", "POST_SCALE_UP",
+    "BAKE_TIME", "CLEAN_UP", "FINAL", "IN_PROGRESS", "NLB_SHIFT_DELAY_MINUTES", "PENDING",
+    "POST_PRODUCTION_TRAFFIC_SHIFT", "POST_SCALE_UP",
     "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRE_SCALE_UP", "PRODUCTION_TRAFFIC_SHIFT",
     "RECONCILE_SERVICE", "ROLLBACK_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_SUCCESSFUL",
-    "SCALE_UP", "STOPPED", "STOP_REQUESTED", "SUCCESSFUL", "TEST_TRAFFIC_SHIFT", "UNHEALTHY", "W_BAKE", "W_HOOK",
-    "W_RECONCILE", "W_ROLLING", "W_SCALE", "W_STOP", "W_WEIGHTS",
+    "SCALE_UP", "STOPPED", "STOP_REQUESTED", "SUCCESSFUL", "TEST_TRAFFIC_SHIFT", "UNHEALTHY", "W_BAKE", "W_DELAY",
+    "W_HOOK", "W_RECONCILE", "W_ROLLING", "W_SCALE", "W_STOP", "W_WEIGHTS",
     "Action", "Adopted", "AlarmStates", "Approve", "Deployment", "Event", "GreenReady", "GreenServing", "HookAnswer",
     "HookRun", "InvokeHook", "Note", "Promote", "Reconcile", "Reconciled", "Recover", "ReplaceTask", "RestartPlan",
     "RollingDone", "RollingReplace", "ScaleUpGreen", "SetWeights", "Start", "StopRequest", "StopTasks", "TaskFailed",

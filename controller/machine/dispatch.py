@@ -38,6 +38,7 @@ from shiftlab.controller.machine.record import (
     STOP_REQUESTED,
     STOPPED,
     W_BAKE,
+    W_DELAY,
     W_HOOK,
     W_RECONCILE,
     W_ROLLING,
@@ -175,7 +176,7 @@ def _weights_applied(s: Transition, event: WeightsApplied) -> None:
     if event.kind in ("test", "all"):
         d.test_percent = event.percent
     s.note(eventlog.weights_verified(event.kind, event.percent))
-    s.work_done()
+    s.weights_done()
 
 
 def _approve(s: Transition, event: Approve) -> None:
@@ -248,7 +249,7 @@ def _recover(s: Transition, event: Recover) -> None:
         s.start_rollback(reason or "the controller restarted during a rollback")
         return
     s.note(eventlog.recovery_resumed(d.stage, d.waiting))
-    if d.waiting == W_BAKE and d.wake_at is not None:
+    if d.waiting in (W_BAKE, W_DELAY) and d.wake_at is not None:
         s.emit(WakeAt(d.wake_at))
         s.check_bake()
     elif d.waiting == W_HOOK and d.hook is not None:

@@ -44,6 +44,14 @@ W_HOOK = "hook"
 W_BAKE = "bake"
 W_STOP = "stop_tasks"
 W_RECONCILE = "reconcile"
+W_DELAY = "traffic_shift_delay"  # the delay ECS adds to a traffic shift on a network load balancer
+
+# "When your configuration includes a Network Load Balancer, Amazon ECS adds
+# a 10 minute delay to the following lifecycle stages: TEST_TRAFFIC_SHIFT,
+# PRODUCTION_TRAFFIC_SHIFT" (ECS developer guide, "Network Load Balancer
+# resources for Amazon ECS blue/green, linear and canary deployments",
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/nlb-resources-for-blue-green.html).
+NLB_SHIFT_DELAY_MINUTES = 10.0
 
 
 # A hook run's error when its timeout ended it (ROLLBACK; CONTINUE).
@@ -84,6 +92,10 @@ class Deployment:
     target_revision: str
     created_at: float
     has_test_rules: bool = True
+    # AWS minutes ECS waits in TEST_TRAFFIC_SHIFT and in every step of
+    # PRODUCTION_TRAFFIC_SHIFT once the weights are in force (NLB_SHIFT_DELAY_MINUTES
+    # behind a network load balancer, else 0).
+    shift_delay_minutes: float = 0.0
     status: str = PENDING
     status_reason: str | None = None
     stage: str | None = None
@@ -164,7 +176,8 @@ class Deployment:
 
 # Fields added after records were first written, with the default an older
 # record reads them as: written only when they differ from it.
-_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0, "rolling_tasks": None, "schedule": None}
+_LATER_FIELDS: dict[str, Any] = {"alarm_bake_minutes": 0.0, "rolling_tasks": None, "schedule": None,
+                                 "shift_delay_minutes": 0.0}
 
 
 def failure_threshold(desired_count: int, tc: ThresholdConfiguration) -> int:

@@ -36,6 +36,7 @@ from shiftlab.controller.machine.record import (
     SUCCESSFUL,
     TEST_TRAFFIC_SHIFT,
     W_BAKE,
+    W_DELAY,
     W_HOOK,
     W_RECONCILE,
     W_ROLLING,
@@ -149,8 +150,26 @@ class Transition:
         self.emit(WakeAt(d.wake_at))
         self.check_bake()
 
+    def weights_done(self) -> None:
+        """A traffic shift's weights are in force: behind a network load
+        balancer ECS waits its delay before the stage's hooks (forward route
+        only: a rollback moves traffic back without it)."""
+        d = self.d
+        delay = d.shift_delay_minutes
+        if delay > 0 and not d.rolling_back and d.stage in (TEST_TRAFFIC_SHIFT, PRODUCTION_TRAFFIC_SHIFT):
+            d.waiting = W_DELAY
+            d.wake_at = self.now + minutes(d, delay)
+            self.note(eventlog.shift_delayed(d.stage, delay, d.wake_at - self.now))
+            self.emit(WakeAt(d.wake_at))
+            return
+        self.work_done()
+
     def check_bake(self) -> None:
         d = self.d
+        if d.waiting == W_DELAY and d.wake_at is not None and self.now >= d.wake_at:
+            d.wake_at = None
+            self.work_done()
+            return
         if d.waiting == W_BAKE and d.wake_at is not None and self.now >= d.wake_at:
             d.wake_at = None
             d.waiting = None

@@ -163,7 +163,7 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
 
 @click.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "business-metric", "manual",
-                                               "blue-green", "service-connect", "dns", "headless"]),
+                                               "blue-green", "service-connect", "dns", "headless", "nlb"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")
@@ -207,6 +207,11 @@ def demo(scenario: str, time_scale: float, backend: str, image: str | None, load
         parse_time_scale(time_scale, "--time-scale")
     except ConfigError as exc:
         fail_config(exc)
+    if scenario == "nlb":
+        if backend != "process":
+            raise click.BadParameter("the nlb scenario runs the line service as processes (--backend process)",
+                                     param_hint="--backend")
+        sys.exit(run_nlb_demo(time_scale, quiet))
     if backend == "docker":
         problem = docker_problem(image or SAMPLE_IMAGE)
         if problem:
@@ -300,6 +305,36 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     for line in summary_lines(seen, checks, sc.expect, time.monotonic() - t0):
         console.print(line, markup=False, highlight=False)
     return 0 if all(c.ok for c in checks) else 1
+
+
+def run_nlb_demo(time_scale: float, quiet: bool) -> int:
+    """The nlb scenario (shiftlab.demo_nlb): connections, not requests."""
+    import shutil
+    import tempfile
+
+    from shiftlab.demo_nlb import checks, nlb_settings
+    from shiftlab.demo_nlb import run as run_nlb
+    from shiftlab.proxy.app import install_uvloop
+
+    state_dir = tempfile.mkdtemp(prefix="shiftlab-demo-")
+    try:
+        settings = nlb_settings(time_scale, state_dir)
+        click.echo("shiftlab demo · nlb: a canary behind a network load balancer; long-lived connections stay on "
+                   "blue while new ones follow the weights")
+        install_uvloop()
+        seen = asyncio.run(run_nlb(settings, None if quiet else click.echo))
+    except ConfigError as exc:
+        fail_config(exc)
+    except OSError as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        return 1
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    results = checks(seen)
+    click.echo()
+    for c in results:
+        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.what}: {c.seen}")
+    return 0 if all(c.ok for c in results) else 1
 
 
 async def _approve_later(stack: Any, seconds: float) -> None:

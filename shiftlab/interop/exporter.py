@@ -318,7 +318,7 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
                            "Description": "The load balancer's security groups."},
         "TaskDefinitionArn": {"Type": "String", "Description": "The task definition the service runs."},
     }
-    lb_props: dict[str, Any] = {"Name": lb.Name, "Type": "application", "Subnets": {"Ref": "Subnets"},
+    lb_props: dict[str, Any] = {"Name": lb.Name, "Type": lb.Type, "Subnets": {"Ref": "Subnets"},
                                 "SecurityGroups": {"Ref": "SecurityGroups"}}
     if lb.LoadBalancerAttributes:
         lb_props["LoadBalancerAttributes"] = [_dump(a) for a in lb.LoadBalancerAttributes]
@@ -329,14 +329,19 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
         props.pop("TargetGroupArn", None)
         if not props.get("TargetGroupAttributes"):
             props.pop("TargetGroupAttributes", None)
+        if tg.HealthCheckProtocol == "TCP":  # a TCP health check has neither (an NLB's default)
+            props.pop("Matcher", None)
+            props.pop("HealthCheckPath", None)
         props.setdefault("Port", svc.taskDefinition.containerPort)
         props["VpcId"] = {"Ref": "VpcId"}
         resources[tg_ids[tg.Name]] = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": props}
     for ls in lb.Listeners:
         resources[ls_ids[ls.name]] = {
             "Type": "AWS::ElasticLoadBalancingV2::Listener", "Metadata": {"shiftlab": {"Name": ls.name}},
-            "Properties": {"LoadBalancerArn": {"Ref": lb_id}, "Port": ls.Port, "Protocol": "HTTP",
-                           "DefaultActions": actions(ls.DefaultActions)}}
+            "Properties": {"LoadBalancerArn": {"Ref": lb_id}, "Port": ls.Port, "Protocol": ls.Protocol,
+                           "DefaultActions": actions(ls.DefaultActions),
+                           **({"ListenerAttributes": [_dump(a) for a in ls.ListenerAttributes]}
+                              if ls.ListenerAttributes else {})}}
         for r in ls.Rules:
             resources[rule_ids[f"{ls.name}/{r.Priority}"]] = {
                 "Type": "AWS::ElasticLoadBalancingV2::ListenerRule",

@@ -38,6 +38,8 @@ GOLDEN: list[tuple[Entry, str]] = [
      "PRODUCTION_TRAFFIC_SHIFT (rollback)"),
     (eventlog.stage_skipped("RECONCILE_SERVICE", "only one service revision is ACTIVE"),
      "RECONCILE_SERVICE skipped: only one service revision is ACTIVE"),
+    (eventlog.shift_delayed("TEST_TRAFFIC_SHIFT", 10.0, 10.0),
+     "TEST_TRAFFIC_SHIFT: waiting the 10 minutes ECS adds behind a network load balancer (10 s at this time scale)"),
     (eventlog.weights_verified("production", 25.0), "production traffic: 25% green (verified)"),
     (eventlog.weights_verified("all", 0.0), "all traffic: 0% green (verified)"),
     (eventlog.weights_dns_records("app.shiftlab.test.", 5.0, {"blue": 95, "green": 5}, 60),

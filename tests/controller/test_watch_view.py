@@ -86,6 +86,38 @@ def test_weights_are_named_by_revision() -> None:
     assert "revision 2 100% / revision 3 0%" in text, "the test traffic line"
 
 
+def test_the_nlb_delay_shows_as_a_bar() -> None:
+    """Behind a network load balancer ECS waits 10 minutes after a traffic
+    shift: `watch` shows it as a bake is shown, named."""
+    import datetime as dt
+    import time
+
+    def iso(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    msg = deployment([("blue", 2, 2), ("green", 2, 2)])
+    now = time.time()
+    msg["deployment"]["lifecycleStage"] = "TEST_TRAFFIC_SHIFT"
+    msg["deployment"]["shiftlab"] |= {"delayUntil": iso(now + 5), "stageStartedAt": iso(now - 5)}
+    state = WatchState()
+    state.update(msg)
+    text = text_of(state)
+    assert re.search(r"NLB delay .* s left", text), text
+    assert "bake " not in text
+
+
+def test_a_network_load_balancers_table_counts_connections() -> None:
+    state = WatchState()
+    state.update(deployment([("blue", 2, 2), ("green", 2, 2)]))
+    state.update({"type": "metrics", "loadBalancerType": "network", "alarms": [], "groups": {
+        "blue": {"healthy": 2, "rps": 3.0, "errorsPerSecond": 0.0, "activeFlows": 4},
+        "green": {"healthy": 2, "rps": 1.0, "errorsPerSecond": 0.5, "activeFlows": 0}}})
+    text = text_of(state)
+    assert re.search(r"target group +tasks +healthy +conn/s +resets/s +open", text), text
+    assert row(text, "blue") == ["2/2", "2", "3.0", "0.0", "4"]
+    assert row(text, "green") == ["2/2", "2", "1.0", "0.5", "0"]
+
+
 def test_a_headless_deployment_shows_the_active_revision_not_weights() -> None:
     state = WatchState()
     msg = deployment([("tasks-a", 2, 2), ("tasks-b", 2, 2)])
