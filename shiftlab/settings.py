@@ -113,9 +113,11 @@ class Settings:
         """Each alarm's reasons AWS never publishes its metric: a metric with
         dimensions its namespace never has, or the namespace of the other
         kind of load balancer (an ALB publishes no AWS/NetworkELB)."""
+        out = [(i, a, reason) for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        if self.load_balancer_config is None:
+            return out  # headless: no load balancer publishes either namespace
         own = "AWS/NetworkELB" if self.load_balancer.network else "AWS/ApplicationELB"
         other = "AWS/ApplicationELB" if self.load_balancer.network else "AWS/NetworkELB"
-        out = [(i, a, reason) for i, a in enumerate(self.alarms) for reason in a.never_published()]
         for i, a in enumerate(self.alarms):
             if any(q.namespace == other for q in a.plan.metrics):
                 out.append((i, a, f"loadBalancer.Type is {self.load_balancer.Type}: it publishes {own}, "
