@@ -18,7 +18,7 @@ from aiohttp import web
 
 from shiftlab.common.configfile import ConfigError, parse
 from shiftlab.common.netsafety import bearer_middleware, browser_guard
-from shiftlab.controller import cloudwatch_http
+from shiftlab.controller import activation, cloudwatch_http
 from shiftlab.controller.config import TaskDefinitionSpec
 from shiftlab.controller.router import DnsWeightedRouter, RouterError
 from shiftlab.controller.service import DeploymentConflict, ServiceController
@@ -95,7 +95,9 @@ async def create_deployment(request: web.Request) -> web.Response:
         # The fields the file gave (not its defaults): ECS's rules on what must be given see the same input.
         dc = check_deployment({**ctl.settings.deployment.model_dump(mode="json", exclude_unset=True), **changes},
                               ctl.service.desiredCount, ctl.evaluators,
-                              ctl.settings.lambda_functions, advanced=not ctl.single_group)
+                              ctl.settings.lambda_functions,
+                              advanced=None if ctl.service.exposure == "headless" else not ctl.single_group,
+                              exposure=ctl.service.exposure)
     except ConfigError as exc:
         problems += exc.problems
     try:
@@ -337,6 +339,30 @@ async def traffic(request: web.Request) -> web.Response:
     return web.json_response({"rules": rules, "targetHealth": dict(zip(ctl.target_groups, health, strict=True))})
 
 
+async def get_activation(request: web.Request) -> web.Response:
+    """A headless service's activation flags (controller.activation), every revision's."""
+    return web.json_response({"revisions": _ctl(request).activation()})
+
+
+async def get_revision_activation(request: web.Request) -> web.Response:
+    """One revision's flag, as its tasks ask for it."""
+    ctl = _ctl(request)
+    rev = activation.revision_of(request.match_info["revision"])
+    flags = ctl.activation()
+    if rev not in flags:
+        raise KeyError(f"revision {rev}")
+    return web.json_response({"revision": rev, "active": flags[rev]})
+
+
+async def put_activation(request: web.Request) -> web.Response:
+    """Set flags: {"revisions": {"2": true, "1": false}} (numbers or revision ARNs)."""
+    try:
+        changes = activation.changes_from_body(await _body(request))
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return web.json_response({"revisions": _ctl(request).set_active(changes)})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
@@ -369,5 +395,8 @@ def make_api_app(ctl: ServiceController, token: str | None, bind_host: str) -> w
     r.add_get("/api/events", get_events)
     r.add_get("/api/stream", stream)
     r.add_get("/api/traffic", traffic)
+    r.add_get("/api/activation", get_activation)
+    r.add_put("/api/activation", put_activation)
+    r.add_get("/api/activation/{revision}", get_revision_activation)
     cloudwatch_http.add_routes(app, ctl, token)
     return app

@@ -451,11 +451,17 @@ class ServiceConnectClient(Model):
         return v
 
 
+Exposure = Literal["loadBalancer", "serviceConnect", "headless"]
+
+
 class ServiceConfig(Model):
     serviceName: str = "shiftlab-service"
     clusterName: str = "local"
     desiredCount: Annotated[int, in_range(1, 50)] = 2
     taskDefinition: TaskDefinitionSpec
+    # Neither loadBalancers nor serviceConnectConfiguration: a headless
+    # service, e.g. a queue consumer. ECS runs its blue/green deployments with
+    # no traffic to shift (see `exposure`).
     loadBalancers: Annotated[list[ServiceLoadBalancer], Field(max_length=1)] = []
     serviceConnectConfiguration: ServiceConnectConfiguration | None = None
     serviceConnectClients: list[ServiceConnectClient] = []
@@ -478,6 +484,18 @@ class ServiceConfig(Model):
     def namespace(self) -> str:
         sc = self.serviceConnectConfiguration
         return (sc.namespace if sc is not None and sc.namespace else None) or self.clusterName
+
+    @property
+    def exposure(self) -> Exposure:
+        """How clients reach the service: through a load balancer whose rules'
+        weights a deployment moves, through Service Connect, or not at all
+        ("headless": neither; ECS then shifts no traffic, hooks activate the
+        new revision). Only a service with a load balancer or Service Connect has an `lb`."""
+        if self.loadBalancers:
+            return "loadBalancer"
+        if self.service_connect is not None:
+            return "serviceConnect"
+        return "headless"
 
     @property
     def lb(self) -> ServiceLoadBalancer:

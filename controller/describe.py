@@ -86,6 +86,10 @@ def describe(ctl: ServiceController, d: Deployment) -> dict[str, Any]:
         "shiftlab": {
             "id": d.id, "version": d.version, "sourceRevision": d.source_revision, "targetRevision": d.target_revision,
             "strategy": dc.strategy, "timeScale": d.time_scale,
+            # How the service is exposed, and its traffic state: a headless
+            # service has no weights in force; its revisions' activation flags say who works.
+            "exposure": ctl.service.exposure,
+            "activeRevisions": active_revisions(ctl) if ctl.service.exposure == "headless" else None,
             "productionTrafficWeight": d.production_percent, "testTrafficWeight": d.test_percent,
             "stepIndex": d.step_index, "steps": [s.percent for s in d.steps], "waiting": d.waiting,
             "bakeUntil": _iso(d.wake_at) if d.waiting == m.W_BAKE else None,
@@ -132,6 +136,11 @@ def lifecycle_hook_details(d: Deployment) -> list[dict[str, Any]]:
     return out
 
 
+def active_revisions(ctl: ServiceController) -> list[str]:
+    """The revisions whose activation flag is on (controller.activation)."""
+    return [rev for rev, on in ctl.activation().items() if on]
+
+
 def task_set_counts(ctl: ServiceController) -> list[dict[str, Any]]:
     """Each target group's task set: its revision, desired and running tasks."""
     return [{"targetGroup": group, "role": "primary" if group == ctl.primary else "alternate",
@@ -153,6 +162,8 @@ def service_view(ctl: ServiceController) -> dict[str, Any]:
         "serviceName": ctl.name, "serviceArn": service_arn(ctl), "runningRevision": ctl.state.running_revision,
         "primaryTargetGroup": ctl.primary, "alternateTargetGroup": ctl.alternate,
         "productionListenerRule": ctl.production_rule, "testListenerRules": ctl.test_rules,
+        "exposure": ctl.service.exposure,
+        **({"activation": ctl.activation()} if ctl.service.exposure == "headless" else {}),
         "taskSets": sets, "alarms": ctl.alarms_view(),
         "currentDeployment": ctl.current.id if ctl.current and not ctl.current.final else None,
         "metrics": ctl.last_metrics,

@@ -375,6 +375,17 @@ def service_promoted(revision: str, group: str) -> Entry:
     return SERVICE_PROMOTED.entry(revision=revision, group=group)
 
 
+SERVICE_ACTIVATION = _type(
+    "service.activation", {"revision": TEXT, "active": FLAG},
+    lambda f: f"revision {f['revision']} {'activated' if f['active'] else 'deactivated'} (headless: its tasks "
+              f"{'work' if f['active'] else 'stand by'})")
+
+
+def service_activation(revision: str, active: bool) -> Entry:
+    """A headless service's revision was activated or deactivated (controller.activation)."""
+    return SERVICE_ACTIVATION.entry(revision=revision, active=active)
+
+
 # -- warnings -------------------------------------------------------------------------------
 
 WARNING_FAILURE_IGNORED = _type("warning.failure_ignored", {"reason": TEXT, "stage": TEXT},

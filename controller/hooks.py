@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -108,7 +110,9 @@ async def call_url(session: aiohttp.ClientSession, url: str, body: dict[str, Any
         return HookAnswer(eid, "FAILED", error=f"{url}: {exc}")
 
 
-async def call_command(command: str, body: dict[str, Any], timeout: float, clock: Clock | None = None) -> HookAnswer:
+async def call_command(command: str, body: dict[str, Any], timeout: float, clock: Clock | None = None,
+                       env: Mapping[str, str] | None = None) -> HookAnswer:
+    """`env`: set in the command's environment besides the controller's own."""
     eid = body["executionId"]
     argv = shlex.split(command.removeprefix("command:"))
     if argv and argv[0] == "{python}":
@@ -117,6 +121,7 @@ async def call_command(command: str, body: dict[str, Any], timeout: float, clock
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     except OSError as exc:
         return HookAnswer(eid, "FAILED", error=f"cannot run {argv[0] if argv else command!r}: {exc.strerror}")
@@ -133,7 +138,8 @@ async def call_command(command: str, body: dict[str, Any], timeout: float, clock
 
 
 async def invoke_hook(session: aiohttp.ClientSession, hook: LifecycleHook, functions: LambdaFunctions,
-                      body: dict[str, Any], remaining: float | None, clock: Clock | None = None) -> HookAnswer:
+                      body: dict[str, Any], remaining: float | None, clock: Clock | None = None,
+                      env: Mapping[str, str] | None = None) -> HookAnswer:
     """One invocation of `hook`: what `functions` (lambdaFunctions) maps its
     Lambda function to, or its URL or command. It may run as long as a
     Lambda may (900 s, or the function's own timeout), never past
@@ -147,13 +153,13 @@ async def invoke_hook(session: aiohttp.ClientSession, hook: LifecycleHook, funct
         target, limit = function.target, float(function.timeout)
     if remaining is not None:
         limit = max(0.001, min(limit, remaining))
-    return await invoke(session, target, body, limit, clock)
+    return await invoke(session, target, body, limit, clock, env)
 
 
 async def invoke(session: aiohttp.ClientSession, target: str, body: dict[str, Any], timeout: float,
-                 clock: Clock | None = None) -> HookAnswer:
+                 clock: Clock | None = None, env: Mapping[str, str] | None = None) -> HookAnswer:
     if target.startswith("command:"):
-        return await call_command(target, body, timeout, clock)
+        return await call_command(target, body, timeout, clock, env)
     if target.startswith(("http://", "https://")):
         return await call_url(session, target, body, timeout, clock)
     return HookAnswer(body["executionId"], "FAILED",

@@ -135,9 +135,10 @@ class LoadBalancerSync:
     def __init__(self, svc: ServiceController) -> None:
         self.svc = svc
         self.writer = WeightWriter(svc.router, svc.clock)
-        ac = svc.service.lb.advancedConfiguration
-        # Without advancedConfiguration (ROLLING in the one target group) no
-        # rule is the service's to weigh: every write below is a no-op.
+        ac = svc.service.lb.advancedConfiguration if svc.service.exposure != "headless" else None
+        # Without advancedConfiguration (ROLLING in the one target group) or
+        # without a load balancer (headless) no rule is the service's to
+        # weigh: every write below is a no-op.
         self.production_rule = ac.productionListenerRule if ac else ""
         self.test_rules = list(ac.testListenerRule) if ac else []
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +56,21 @@ class ServiceState:
     running_revision: str
     revisions: dict[str, dict[str, Any]]  # revision -> task definition (camelCase)
     next_revision: int
+    # Revision -> whether its tasks work (controller.activation: a headless
+    # service's flags). A record from before the flags: the running revision's on.
+    active: dict[str, bool] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
-        return {"primaryGroup": self.primary_group, "runningRevision": self.running_revision,
-                "revisions": self.revisions, "nextRevision": self.next_revision}
+        doc = {"primaryGroup": self.primary_group, "runningRevision": self.running_revision,
+               "revisions": self.revisions, "nextRevision": self.next_revision}
+        if self.active:
+            doc["active"] = dict(self.active)
+        return doc
 
     @classmethod
     def from_doc(cls, name: str, doc: dict[str, Any]) -> ServiceState:
-        return cls(name, doc["primaryGroup"], doc["runningRevision"], doc["revisions"], doc["nextRevision"])
+        return cls(name, doc["primaryGroup"], doc["runningRevision"], doc["revisions"], doc["nextRevision"],
+                   dict(doc.get("active") or {doc["runningRevision"]: True}))
 
 
 class Records:

@@ -234,6 +234,45 @@ class FakeRouter:
         return None
 
 
+class NoLoadBalancer:
+    """The Router of a headless service (neither loadBalancers nor Service
+    Connect): there is no load balancer, so nothing is called and no proxy
+    runs. A task counts as healthy while it runs, as ECS counts a task of a
+    service without load balancer health checks (and without a container
+    healthCheck, which shiftlab's task definitions do not have): the
+    scheduler registers a task once it runs and deregisters it when it
+    stops or exits. No rules, no weights, no draining, no metrics."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._groups: dict[str, set[str]] = {}
+
+    async def weights(self, rule: str) -> dict[str, int]:
+        raise RouterError(f"no rule {rule!r}: the service has no load balancer")
+
+    async def set_weights(self, rule: str, weights: dict[str, int]) -> dict[str, int]:
+        raise RouterError(f"no rule {rule!r}: the service has no load balancer")
+
+    async def register(self, group: str, targets: list[tuple[str, int]]) -> None:
+        self._groups.setdefault(group, set()).update(target_id(h, p) for h, p in targets)
+
+    async def deregister(self, group: str, targets: list[tuple[str, int]]) -> None:
+        self._groups.setdefault(group, set()).difference_update(target_id(h, p) for h, p in targets)
+
+    async def target_health(self, group: str) -> dict[str, str]:
+        return dict.fromkeys(sorted(self._groups.get(group, ())), "healthy")
+
+    async def stats(self) -> dict[str, Any]:
+        return {"timestamp": self._clock(), "loadBalancer": None, "responseTimeBuckets": [],
+                "targetGroups": {}, "total": {}}
+
+    async def rules(self) -> dict[str, str | None]:
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
 DNS_RULE_PREFIX = "route53/"
 
 

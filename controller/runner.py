@@ -99,6 +99,8 @@ class DeploymentRunner:
         for a in actions:
             if isinstance(a, m.Note):
                 svc.note(d.id, a.entry)
+        if d.final and d.rollback and d.dc.strategy == "ROLLING" and svc.service.exposure == "headless":
+            svc.set_active({d.target_revision: False})  # rolled back: its tasks are gone (see create_deployment)
         for a in actions:
             if isinstance(a, m.Promote):
                 svc.promote(d)
@@ -265,7 +267,7 @@ class DeploymentRunner:
         run = d.hook
         remaining = None if run is None or run.timeout_at is None else run.timeout_at - svc.clock.now()
         answer = await hook_calls.invoke_hook(svc.session, hook, svc.settings.lambda_functions, body, remaining,
-                                              svc.clock)
+                                              svc.clock, svc.hook_env)
         seconds = round(time.monotonic() - began, 3)
         answer = dataclasses.replace(answer, call_seconds=seconds)
         svc.note(d.id, eventlog.hook_answered(action.stage, action.hook_index, action.execution_id,

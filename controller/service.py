@@ -46,6 +46,9 @@ log = logging.getLogger("shiftlab.controller")
 
 Deployment = m.Deployment
 
+# A headless service's two task sets (it has no target groups to name them after).
+HEADLESS_SETS = ("tasks-a", "tasks-b")
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -84,14 +87,21 @@ class ServiceController:
         self.records = records
         self.clock = clock or RealClock()
         self.time_scale = settings.time_scale
-        lb = settings.service.lb
-        primary = target_group_name(lb.targetGroupArn)
-        # ROLLING without advancedConfiguration: old and new tasks share the
-        # service's one target group; the new ones are a set of their own
-        # (this key) until they are promoted into the primary set.
-        self.single_group = lb.advancedConfiguration is None
-        self.groups = (primary, f"{primary} (new tasks)" if lb.advancedConfiguration is None
-                       else target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
+        if settings.service.exposure == "headless":
+            # Headless: no target groups; blue and green are two task sets
+            # that take turns as primary, whatever the strategy (the Router
+            # is router.NoLoadBalancer: no rules, so no weights to write).
+            self.single_group = False
+            self.groups = HEADLESS_SETS
+        else:
+            lb = settings.service.lb
+            primary = target_group_name(lb.targetGroupArn)
+            # ROLLING without advancedConfiguration: old and new tasks share the
+            # service's one target group; the new ones are a set of their own
+            # (this key) until they are promoted into the primary set.
+            self.single_group = lb.advancedConfiguration is None
+            self.groups = (primary, f"{primary} (new tasks)" if lb.advancedConfiguration is None
+                           else target_group_name(lb.advancedConfiguration.alternateTargetGroupArn))
         self.state: ServiceState
         self.sets: dict[str, TaskSet] = {}
         self.session: aiohttp.ClientSession | None = None  # for URL hooks
@@ -101,6 +111,8 @@ class ServiceController:
         self._monitoring: asyncio.Task[None] | None = None
         # Environment every task gets unless its definition sets the name (the CloudWatch endpoint).
         self.task_env: dict[str, str] = {}
+        # Environment command hooks get besides the controller's own (the API's URL: controller.activation).
+        self.hook_env: dict[str, str] = {}
         # Host names every task resolves (docker backend): Service Connect's aliases.
         self.task_hosts: dict[str, str] = {}
         self.lb = LoadBalancerSync(self)
@@ -167,7 +179,7 @@ class ServiceController:
         state = self.records.service(self.name)
         if state is None:
             spec = self.service.taskDefinition.model_dump()
-            state = ServiceState(self.name, self.groups[0], "1", {"1": spec}, 2)
+            state = ServiceState(self.name, self.groups[0], "1", {"1": spec}, 2, {"1": True})
             self.records.save_service(state)
         self.state = state
         adopted = [t for t in await self.backend.adopt(self.name) if t.state == RUNNING]
@@ -244,6 +256,7 @@ class ServiceController:
         spec = TaskDefinitionSpec.model_validate(base)
         rev = str(self.state.next_revision)
         self.state.revisions[rev] = spec.model_dump()
+        self.state.active[rev] = False  # a new revision starts deactivated (headless: controller.activation)
         self.state.next_revision += 1
         self.records.save_service(self.state)
         return rev
@@ -257,6 +270,8 @@ class ServiceController:
         self.records.save_service(self.state)
 
     def promote(self, d: Deployment) -> None:
+        if d.dc.strategy == "ROLLING" and self.service.exposure == "headless":
+            self.set_active({d.source_revision: False})  # its tasks are all replaced
         if self.single_group:
             # The new tasks become the primary set's, in the same target group.
             blue, green = self.sets[self.primary], self.sets[self.alternate]
@@ -271,6 +286,27 @@ class ServiceController:
         self.sets[new].desired = d.desired_count
         self.sets[old].desired = 0
         self.note(d.id, eventlog.service_promoted(d.target_revision, new))
+
+    # -- activation (a headless service's flags: controller.activation) -------------------
+
+    def activation(self) -> dict[str, bool]:
+        """Each known revision's flag (a revision never set: deactivated)."""
+        return {rev: self.state.active.get(rev, False) for rev in self.state.revisions}
+
+    def set_active(self, changes: dict[str, bool]) -> dict[str, bool]:
+        """Set revisions' flags (KeyError for an unknown revision), recorded
+        and logged as `service.activation`; returns every flag after."""
+        for rev in changes:
+            if rev not in self.state.revisions:
+                raise KeyError(f"revision {rev} (known: {', '.join(self.state.revisions)})")
+        d = self.current
+        for rev, flag in changes.items():
+            if self.state.active.get(rev, False) != flag:
+                self.state.active[rev] = flag
+                self.records.save_service(self.state)
+                self.note(d.id if d is not None and not d.final else None, eventlog.service_activation(rev, flag))
+        self.publish({"type": "activation", "revisions": self.activation()})
+        return self.activation()
 
     # -- deployments ---------------------------------------------------------------------
 
@@ -296,6 +332,10 @@ class ServiceController:
                                                       if a.AlarmName in dc.alarms.alarmNames)
         self.records.save(d)
         self.note(d.id, eventlog.status_created(d.source_revision, rev, dc.strategy))
+        if dc.strategy == "ROLLING" and self.service.exposure == "headless":
+            # ROLLING runs no hooks to activate it: new tasks work as they
+            # start, replacing old ones, as on ECS with no parameter to flip.
+            self.set_active({rev: True})
         self.runner.begin(d)
         return d
 

@@ -36,15 +36,26 @@ from shiftlab.controller.vocabulary import Strategy
 
 SECTION = "deploymentConfiguration"
 
+# Strategies ECS refuses for a service with neither a load balancer nor Service Connect.
+HEADLESS_REFUSED = (Strategy.CANARY, Strategy.LINEAR)
+
 
 def deployment_problems(dc: DeploymentConfiguration, desired_count: int | None,
                         alarm_names: Collection[str] | None,
-                        lambda_functions: LambdaFunctions | None = None, advanced: bool | None = None) -> list[str]:
+                        lambda_functions: LambdaFunctions | None = None, advanced: bool | None = None,
+                        exposure: str | None = None) -> list[str]:
     """What `dc` cannot do. None for the desired count, the alarms, the
-    Lambda functions or `advanced` (whether the service's load balancer has
-    an advancedConfiguration): not known (their own section was refused),
-    so not checked."""
+    Lambda functions, `advanced` (whether the service's load balancer has
+    an advancedConfiguration) or `exposure` (config.ServiceConfig.exposure):
+    not known (their own section was refused), so not checked."""
     problems = []
+    if exposure == "headless" and dc.strategy in HEADLESS_REFUSED:
+        # ECS: BLUE_GREEN runs for a headless service (no traffic shift is
+        # managed); canary and linear "require that your service uses" a load
+        # balancer or Service Connect (deploy-canary-service, deploy-linear-service).
+        problems.append(f"{SECTION}.strategy: {dc.strategy} needs service.loadBalancers or "
+                        "service.serviceConnectConfiguration to shift traffic by percent, as ECS's canary and "
+                        "linear deployments do; a headless service (neither) deploys with BLUE_GREEN or ROLLING")
     if advanced is False and dc.strategy != Strategy.ROLLING:
         # ECS: blue/green, canary and linear shift traffic between two target
         # groups through the production listener rule; ROLLING needs neither.
@@ -125,7 +136,7 @@ def _unmapped_functions(dc: DeploymentConfiguration, functions: LambdaFunctions)
 
 def check_deployment(data: Any, desired_count: int | None, alarm_names: Collection[str] | None,
                      lambda_functions: LambdaFunctions | None = None,
-                     advanced: bool | None = None) -> DeploymentConfiguration:
+                     advanced: bool | None = None, exposure: str | None = None) -> DeploymentConfiguration:
     """`data` (a deploymentConfiguration section) parsed and checked; a
     ConfigError lists every problem, each with its field path."""
     # What ECS's API refuses (its model: field names, types, required fields),
@@ -136,7 +147,7 @@ def check_deployment(data: Any, desired_count: int | None, alarm_names: Collecti
     except ConfigError as exc:
         raise ConfigError(merge_problems(exc.problems, aws)) from None
     problems = merge_problems(deployment_problems(dc, desired_count, alarm_names, lambda_functions,
-                                                  advanced), aws)
+                                                  advanced, exposure), aws)
     if problems:
         raise ConfigError(problems)
     return dc

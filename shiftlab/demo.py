@@ -24,8 +24,10 @@ from typing import Any
 
 import yaml
 
+from shiftlab.common.ports import free_port
 from shiftlab.controller import eventlog
 from shiftlab.controller.config import HOOK_TIMEOUT_MINUTES
+from shiftlab.headless import FAILURE_ALARM_NAME, Accounting, headless_config
 from shiftlab.loadgen import LoadResult
 from shiftlab.rehearse import rollback_at
 from shiftlab.settings import Settings, load_settings, on_free_ports
@@ -153,6 +155,10 @@ class Seen:
     events: list[dict[str, Any]]
     load: LoadResult | None
     test_load: LoadResult | None = None
+    # A headless scenario's work queue: its accounting, and the messages each
+    # consumer processed after the rollback put blue back (None: no rollback).
+    queue: Accounting | None = None
+    after_rollback: dict[str, int] | None = None
 
     @property
     def triggered(self) -> list[str]:
@@ -310,6 +316,28 @@ def check_blue_green(seen: Seen) -> list[Check]:
     ]
 
 
+def check_headless(seen: Seen) -> list[Check]:
+    q = seen.queue
+    flips = [(e["data"]["revision"], e["data"]["active"]) for e in seen.events
+             if e["type"] == eventlog.SERVICE_ACTIVATION.name]
+    target = seen.deployment["shiftlab"]["targetRevision"]
+    source = seen.deployment["shiftlab"]["sourceRevision"]
+    after = seen.after_rollback or {}
+    return [
+        _status(seen, "ROLLBACK_SUCCESSFUL"),
+        _alarm(seen, FAILURE_ALARM_NAME, tripped=True),
+        Check("green is activated, then blue again", flips == [(target, True), (source, False), (source, True),
+                                                               (target, False)],
+              ", ".join(f"{rev} {'on' if on else 'off'}" for rev, on in flips) or "no activation"),
+        Check("green consumed messages", q is not None and q.by_consumer.get(f"revision {target}", 0) > 0,
+              q.line() if q else "no queue"),
+        Check("blue takes over again after the rollback", after.get(f"revision {source}", 0) > 0,
+              f"after the rollback: {after or 'nothing processed'}"),
+        Check("no message lost, none processed twice", q is not None and q.sent > 0 and q.lost == 0
+              and q.duplicates == 0, q.line() if q else "no queue"),
+    ]
+
+
 def check_service_connect(seen: Seen) -> list[Check]:
     test_green = seen.test_load.first_at_by_group.get(SC_GREEN) if seen.test_load else None
     prod_green = seen.load.first_at_by_group.get(SC_GREEN) if seen.load else None
@@ -349,6 +377,7 @@ class Scenario:
     pause: bool = False
     slow_after: float | None = None  # seconds: a slower answer counts as a bad response
     task_cpu: int | None = None  # taskDefinition.cpu (CPU units) of the service, when the scenario needs one
+    headless: bool = False  # a queue consumer service with no load balancer (shiftlab.headless)
     service_connect: bool = False  # two services in a Service Connect namespace instead of one behind the ALB
     dns: bool = False  # two load balancers behind weighted DNS records (dns_topology)
 
@@ -414,6 +443,10 @@ SCENARIOS = {
                         "back on blue", "ROLLBACK_SUCCESSFUL", {"ERROR_RATE": "0.3"},
                  {"strategy": "LINEAR", "bakeTimeInMinutes": 2},
                  check_dns, dns=True),
+        Scenario("headless", "blue/green of a queue consumer with no load balancer: green is activated by a hook, "
+                             "fails messages, its MessagesFailed alarm trips; blue takes over; nothing lost",
+                 "ROLLBACK_SUCCESSFUL", {"FAILURE_RATE": "0.5"},
+                 {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 10}, check_headless, headless=True),
     ]
 }
 
@@ -433,6 +466,15 @@ def demo_settings(scenario: Scenario, time_scale: float, backend: str, state_dir
     docker backend the tasks run `image` (default the sample image) with its
     own command: the example's `{python} -m shiftlab.sample_service` is for
     processes on this machine."""
+    if scenario.headless:
+        if backend == "docker":
+            from shiftlab.common.configfile import ConfigError
+
+            raise ConfigError(["--backend: the headless scenario runs its consumers as processes (they reach the "
+                               "demo's work queue on loopback); use --backend process"])
+        data = headless_config(f"http://127.0.0.1:{free_port()}", state_dir, time_scale)
+        data["deploymentConfiguration"].update(copy.deepcopy(scenario.deployment))
+        return load_settings(data)
     data = copy.deepcopy(example_config())
     if scenario.service_connect:
         data = service_connect_config(data)
@@ -510,6 +552,10 @@ def summary_lines(seen: Seen, checks: list[Check], expect: str, total_seconds: f
             lines.append(f"first bad response ({kind}): no rollback followed")
     if seen.test_load is not None:
         lines.append(f"test-header requests: {seen.test_load.sent}, by group {dict(seen.test_load.by_group)}")
+    if seen.queue is not None:
+        lines.append(seen.queue.line())
+        if seen.after_rollback is not None:
+            lines.append(f"after the rollback: {seen.after_rollback or 'nothing processed'}")
     lines.append(f"total: {total_seconds:.1f} s")
     return lines
 
@@ -537,3 +583,4 @@ def docker_problem(image: str) -> str | None:
     finally:
         client.close()
     return None
+

@@ -100,9 +100,11 @@ def lint(settings: Settings, traffic_rps: float = 10.0) -> list[Finding]:
     out = _alarm_sources(settings)
     if settings.service is None:
         return out  # a proxy-only config: no deployment to check
-    out += _detection(settings, traffic_rps)
+    if settings.service.exposure != "headless":  # a headless service takes no requests to model
+        out += _detection(settings, traffic_rps)
     out += _timing(settings)
-    out += _starved(settings, traffic_rps)
+    if settings.service.exposure != "headless":
+        out += _starved(settings, traffic_rps)
     out += _hooks(settings)
     out += _circuit_breaker(settings)
     out += _rolling(settings)
@@ -324,7 +326,7 @@ _TEST_STAGES = (Stage.TEST_TRAFFIC_SHIFT, Stage.POST_TEST_TRAFFIC_SHIFT)
 
 def _hooks(s: Settings) -> list[Finding]:
     assert s.service is not None
-    ac = s.service.lb.advancedConfiguration
+    ac = s.service.lb.advancedConfiguration if s.service.exposure != "headless" else None
     has_test_rules = bool(ac and ac.testListenerRule)
     out = []
     for i, hook in enumerate(s.deployment.lifecycleHooks):

@@ -162,7 +162,7 @@ class ProxyProcess:
 
     def __init__(self, settings: Settings, config_path: str, state_dir: Path, time_scale: float | None = None,
                  verbose: bool = False) -> None:
-        lb = settings.load_balancer
+        lb = self.lb = settings.load_balancer
         self.token = resolve_token(lb.Admin.Token)
         # Refused here, not by the child: nothing starts with a bad file.
         check_bind(lb.Admin.Address, self.token, "loadBalancer.Admin.Address", "loadBalancer.Admin.Token")
@@ -184,7 +184,7 @@ class ProxyProcess:
         rec = read_pidfile(self.state_dir)
         if rec is not None and rec.alive():
             self.owned, self.pid, self._created, self.admin_url = True, rec.pid, rec.created, rec.admin_url
-            port = self.settings.load_balancer.Admin.Port
+            port = self.lb.Admin.Port
             moved = [f"loadBalancer.Admin.Port: {port}, but the load balancer answers at {rec.admin_url}"] \
                 if port and not rec.admin_url.endswith(f":{port}") else []
             state = await self._check(f"(it was started by an earlier `shiftlab up` of {self.state_dir}: stop it "
@@ -201,7 +201,7 @@ class ProxyProcess:
                 self.started_here = True
                 state = await self._check("")
                 how = f"started by this `up`: pid {self.pid}, log {self.log_path}"
-        log.info("load balancer %s: %s; admin API %s (%s)", self.settings.load_balancer.Name, listening(state),
+        log.info("load balancer %s: %s; admin API %s (%s)", self.lb.Name, listening(state),
                  self.admin_url, how)
 
     async def watch(self) -> None:
@@ -285,7 +285,7 @@ class ProxyProcess:
         finally:
             await router.close()
         s = self.settings
-        problems = [*(problems or []), *proxy_mismatches(s.load_balancer, s.time_scale, state, self.admin_url)]
+        problems = [*(problems or []), *proxy_mismatches(self.lb, s.time_scale, state, self.admin_url)]
         if problems:
             raise ConfigError([*problems, hint] if hint else problems)
         return state
@@ -298,7 +298,7 @@ class ProxyProcess:
 
     async def _spawn(self) -> None:
         port = int(self.admin_url.rsplit(":", 1)[1]) if self.admin_url else free_port()
-        self.admin_url = http_url(self.settings.load_balancer.Admin.Address, port)
+        self.admin_url = http_url(self.lb.Admin.Address, port)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         out = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:

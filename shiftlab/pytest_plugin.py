@@ -7,10 +7,14 @@ fixtures that rehearse a deployment inside a project's own tests.
 
 `shiftlab_rehearse(config, *, command=None, image=None, env=None, cpu=None,
 memory=None, strategy=None, time_scale=None, backend=None, load_rps=20,
-timeout=None, free_ports=True)` starts the whole stack from the config file (on free
+timeout=None, free_ports=True, queue_rate=None)` starts the whole stack from the config file (on free
 ports by default, with its records in the test's tmp_path), deploys the new
 revision under a bounded background load, waits for the end, stops
 everything, and returns a `Rehearsal`. It works from plain (sync) tests.
+A headless service (no service.loadBalancers) gets no load; with
+`queue_rate` its tasks get QUEUE_URL, shiftlab's work queue fed that many
+messages a second (shiftlab.headless), and `Rehearsal.queue` says whether
+a message was lost or processed twice.
 
 `shiftlab_stack(config, ...)` is the async form for tests that want to
 drive the stack themselves: `async with shiftlab_stack("shiftlab.yaml") as
@@ -42,6 +46,8 @@ class Rehearsal:
     seconds: float
     # The rehearsal's timeout ended a deployment still IN_PROGRESS (it was then rolled back).
     timed_out: bool = False
+    # With queue_rate: shiftlab.headless.Accounting (sent, processed, lost, duplicates, by_consumer).
+    queue: Any = None
 
     @property
     def status(self) -> str:
@@ -102,15 +108,23 @@ def shiftlab_rehearse(tmp_path: Path) -> Callable[..., Rehearsal]:
             image: str | None = None, env: dict[str, str] | None = None, cpu: int | str | None = None,
             memory: int | str | None = None, strategy: str | None = None,
             time_scale: float | None = None, backend: str | None = None, load_rps: float = 20.0,
-            timeout: float | None = None, free_ports: bool = True) -> Rehearsal:
+            timeout: float | None = None, free_ports: bool = True, queue_rate: float | None = None) -> Rehearsal:
         from shiftlab.rehearse import rehearse
 
         state = tmp_path / f"shiftlab-{len(list(tmp_path.glob('shiftlab-*')))}"
         settings = _settings(config, state, time_scale, backend, free_ports, strategy)
         overrides = _overrides(command, image, env, cpu, memory)
-        outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
+        queue = None
+        if queue_rate is None:
+            outcome = asyncio.run(rehearse(settings, overrides, None, load_rps, state, timeout))
+        else:
+            from shiftlab.headless import with_queue, with_queue_url
+
+            settings, url = with_queue_url(settings)
+            outcome, queue, _ = asyncio.run(with_queue(url, state, queue_rate, lambda before_stop: rehearse(
+                settings, overrides, None, load_rps, state, timeout, before_stop=before_stop)))
         return Rehearsal(outcome.deployment, outcome.load.summary() if outcome.load else None, outcome.events,
-                         outcome.seconds, outcome.timed_out)
+                         outcome.seconds, outcome.timed_out, queue)
 
     return run
 

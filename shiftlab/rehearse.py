@@ -72,10 +72,13 @@ def rollback_at(events: list[dict[str, Any]]) -> float | None:
                  and e["data"]["traffic"] == "all" and e["data"]["percent"] == 0), None)
 
 
-def production_url(settings: Settings) -> str:
+def production_url(settings: Settings) -> str | None:
     """The listener that carries the production rule; with weighted DNS
-    records (route53/<name>), the name on the listeners' port."""
+    records (route53/<name>), the name on the listeners' port; None for a
+    headless service (no load balancer: no requests to send)."""
     assert settings.service is not None
+    if settings.service.exposure == "headless" or settings.load_balancer_config is None:
+        return None
     route = settings.dns_route()
     if route is not None:
         return f"http://{route[0].rstrip('.')}:{settings.load_balancer.Listeners[0].Port}/"
@@ -110,8 +113,10 @@ def check_overrides(settings: Settings, overrides: dict[str, Any]) -> None:
 async def rehearse(settings: Settings, overrides: dict[str, Any], config: DeploymentConfiguration | None = None,
                    load_rps: float = 20.0, state_dir: Path | None = None, timeout: float | None = None,
                    on_message: Any = None, extra_loads: tuple[LoadSpec, ...] = (),
-                   on_started: Any = None, slow_after: float | None = None) -> Outcome:
-    """`slow_after`: seconds beyond which the production load counts a response as slow (LoadResult)."""
+                   on_started: Any = None, slow_after: float | None = None, before_stop: Any = None) -> Outcome:
+    """`slow_after`: seconds beyond which the production load counts a response as slow (LoadResult).
+    `before_stop`: awaited with the final deployment's record once it is final, while the
+    tasks still run (a headless rehearsal lets its consumers empty the queue)."""
     check_overrides(settings, overrides)
     started = time.monotonic()
     dc = config or settings.deployment
@@ -130,9 +135,11 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         expected = total_minutes(dc) * 60 / settings.time_scale
         limit = timeout if timeout is not None else max(600.0, expected * 3 + 120)
         load = LoadResult(slow_after=slow_after)
-        # With Service Connect the load enters the namespace through its first client task.
+        # With Service Connect the load enters the namespace through its first
+        # client task; a headless service takes no requests (no production URL).
         entry = entry_url(stack) or production_url(settings)
-        if load_rps > 0:
+        load_rps = load_rps if entry is not None else 0.0
+        if load_rps > 0 and entry is not None:
             load_task = asyncio.create_task(run_load(
                 entry, load_rps, limit, stop=stop_load, result=load,
                 max_requests=int(load_rps * limit) + 1,
@@ -140,7 +147,7 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         extra_results = [LoadResult() for _ in extra_loads]
         for spec, res in zip(extra_loads, extra_results, strict=True):
             extra_tasks.append(asyncio.create_task(run_load(
-                spec.url or entry, spec.rps, limit, headers=spec.headers, stop=stop_load, result=res,
+                spec.url or entry or "", spec.rps, limit, headers=spec.headers, stop=stop_load, result=res,
                 max_requests=int(spec.rps * limit) + 1)))
         if on_started is not None:
             on_started(stack)
@@ -156,6 +163,8 @@ async def rehearse(settings: Settings, overrides: dict[str, Any], config: Deploy
         for t in [load_task, *extra_tasks]:
             if t is not None:
                 await t
+        if before_stop is not None:
+            await before_stop(ctl.records.events(final.id))
         described = ctl.describe(final)
         events = ctl.records.events(final.id)
         if unsubscribe:

@@ -141,9 +141,8 @@ def problems(service: ServiceConfig, runtime: ControllerRuntime | None) -> list[
         out.append(f"{SC}.services: a service moves its traffic through loadBalancers or through Service "
                    "Connect, not both, in shiftlab (leave out service.loadBalancers, or the services of "
                    "serviceConnectConfiguration to join the namespace as a client only)")
-    if not service.loadBalancers and not offers:
-        out.append("service.loadBalancers: is required, unless serviceConnectConfiguration (enabled) offers a "
-                   "service in its namespace (services[].portName, clientAliases)")
+    # Neither loadBalancers nor a service offered in a namespace: a headless
+    # service (config.ServiceConfig.exposure), which ECS deploys too.
     if service.serviceConnectClients and not offers:
         out.append("service.serviceConnectClients: client tasks need a namespace to call into: "
                    f"{SC} with enabled: true and services")

@@ -5,7 +5,8 @@ Sections: `loadBalancer` (proxy), `route53` (weighted DNS records in front of
 the load balancer's listeners: proxy.dns, and their TrafficShift),
 `service`, `deploymentConfiguration`, `alarms`, `lambdaFunctions`,
 `controller` (controller) and `timeScale`. A file with only
-`loadBalancer` is a valid proxy-only config.
+`loadBalancer` is a valid proxy-only config; a headless service (neither
+`service.loadBalancers` nor Service Connect) needs no `loadBalancer`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ KNOWN_SECTIONS = ("loadBalancer", "service", "deploymentConfiguration", "alarms"
 
 @dataclass(frozen=True)
 class Settings:
-    load_balancer: LoadBalancer
+    # None: a headless service's file, which needs no load balancer (`load_balancer` then refuses).
+    load_balancer_config: LoadBalancer | None
     time_scale: float
     service: ServiceConfig | None = None
     deployment: DeploymentConfiguration = field(default_factory=DeploymentConfiguration)
@@ -72,10 +74,25 @@ class Settings:
         sets, _ = dns_sets(self.load_balancer, self.route53, name)
         return name, sets
 
+    @property
+    def load_balancer(self) -> LoadBalancer:
+        """The loadBalancer section; a headless service's file may have none
+        (nothing that runs for it reads this: see `load_balancer_config`)."""
+        assert self.load_balancer_config is not None, "a headless service runs no load balancer"
+        return self.load_balancer_config
+
     def warnings(self) -> list[str]:
         """What is accepted, as AWS accepts it, but would not work there."""
         out = [f"alarms[{i}] ({a.AlarmName}): this alarm would never fire on AWS: {reason}"
                for i, a, reason in self.never_published()]
+        if self.service is not None and self.service.exposure == "headless" and self.load_balancer_config is not None:
+            out.append("loadBalancer: not used: the service has no loadBalancers (headless), so no load "
+                       "balancer runs")
+        if (self.service is not None and self.service.exposure == "headless" and self.deployment.strategy != "ROLLING"
+                and not any("PRODUCTION_TRAFFIC_SHIFT" in h.lifecycleStages for h in self.deployment.lifecycleHooks)):
+            out.append("deploymentConfiguration.lifecycleHooks: no hook at PRODUCTION_TRAFFIC_SHIFT: nothing "
+                       "activates the new revision of this headless service (its tasks stand by) and, once blue "
+                       "stops, nothing works; add the activation hook (command:{python} -m shiftlab.activation_hook)")
         # Another namespace is fed by the tasks' CPU and memory (AWS/ECS,
         # ECS/ContainerInsights: controller.usage) or by a task publishing it with
         # PutMetricData (the controller's CloudWatch endpoint) or EMF, or by the
@@ -96,9 +113,11 @@ class Settings:
         """Each alarm's reasons AWS never publishes its metric: a metric with
         dimensions its namespace never has, or the namespace of the other
         kind of load balancer (an ALB publishes no AWS/NetworkELB)."""
+        out = [(i, a, reason) for i, a in enumerate(self.alarms) for reason in a.never_published()]
+        if self.load_balancer_config is None:
+            return out  # headless: no load balancer publishes either namespace
         own = "AWS/NetworkELB" if self.load_balancer.network else "AWS/ApplicationELB"
         other = "AWS/ApplicationELB" if self.load_balancer.network else "AWS/NetworkELB"
-        out = [(i, a, reason) for i, a in enumerate(self.alarms) for reason in a.never_published()]
         for i, a in enumerate(self.alarms):
             if any(q.namespace == other for q in a.plan.metrics):
                 out.append((i, a, f"loadBalancer.Type is {self.load_balancer.Type}: it publishes {own}, "
@@ -131,15 +150,17 @@ class Settings:
         assert self.service is not None
         return ControllerSettings(
             self.service, self.deployment, list(self.alarms), self.controller,
-            {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}, self.time_scale,
-            dict(self.lambda_functions), self.prometheus, self.load_balancer.Type,
+            {tg.Name: tg.drain_seconds(self.time_scale) for tg in self.load_balancer.TargetGroups}
+            if self.load_balancer_config is not None else {}, self.time_scale,
+            dict(self.lambda_functions), self.prometheus,
+            self.load_balancer.Type if self.load_balancer_config is not None else "application",
             dns_schedule=self.traffic_shift.schedule() if self.dns_route() is not None else None,
         )
 
     def summary(self) -> str:
-        lb = self.load_balancer
+        lb = self.load_balancer_config
         out = (f"{len(lb.Listeners)} listener(s), {len(lb.TargetGroups)} target group(s), "
-               f"timeScale {self.time_scale:g}")
+               if lb is not None else "no load balancer (headless), ") + f"timeScale {self.time_scale:g}"
         if self.service is not None:
             out += (f"; service {self.service.serviceName} x{self.service.desiredCount}, "
                     f"{self.deployment.strategy}, {len(self.alarms)} alarm(s)")
@@ -226,9 +247,11 @@ def load_settings(data: dict[str, Any]) -> Settings:
             and raw_lb is data.get("loadBalancer"):
         # The namespace's proxy: listeners of this load balancer (or of one of its own).
         lb = serviceconnect.with_namespace(lb, service)
-    elif "loadBalancer" not in data and not (service is None and _raw_service_connect(data)):
+    elif "loadBalancer" not in data and not (service is None and _raw_service_connect(data)) \
+            and not _headless(data):
         problems.append("loadBalancer: is required (unless service.serviceConnectConfiguration offers a service "
-                        "in a namespace)")
+                        "in a namespace, or the service is headless: neither loadBalancers nor "
+                        "serviceConnectConfiguration)")
     runtime = attempt(lambda: parse(ControllerRuntime, data.get("controller") or {}, "controller"))
     groups = [tg.Name for tg in lb.TargetGroups] if lb is not None else _raw_group_names(data)
     raw_alarms = data.get("alarms") or []
@@ -243,7 +266,7 @@ def load_settings(data: dict[str, Any]) -> Settings:
     deployment = attempt(lambda: check_deployment(
         data.get("deploymentConfiguration") or {}, service.desiredCount if service is not None else None,
         {a.AlarmName for a in alarms} if alarms is not None else None, functions,
-        advanced=_advanced(service)))
+        advanced=_advanced(service), exposure=service.exposure if service is not None else None))
 
     # The proxy and the controller refuse these too, but only once they start.
     admin_token = attempt(lambda: strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")) if lb is not None else None
@@ -279,9 +302,17 @@ def load_settings(data: dict[str, Any]) -> Settings:
     if problems:
         # A weak SHIFTLAB_TOKEN is one problem, though both sections use it.
         raise ConfigError(list(dict.fromkeys(problems)))
-    assert lb is not None and scale is not None and deployment is not None and runtime is not None
+    assert (lb is not None or service is not None) and scale is not None and deployment is not None
+    assert runtime is not None
     return Settings(lb, scale, service, deployment, tuple(alarms or ()), runtime, functions or {}, prometheus,
                     route53, shift)
+
+
+def _headless(data: dict[str, Any]) -> bool:
+    """A file whose service has neither loadBalancers nor serviceConnectConfiguration (a headless service)."""
+    service = data.get("service")
+    return isinstance(service, dict) and not service.get("loadBalancers") \
+        and not service.get("serviceConnectConfiguration")
 
 
 def port_collisions(lb: LoadBalancer, runtime: ControllerRuntime | None) -> list[str]:
@@ -374,15 +405,13 @@ def _dns_problems(service: ServiceConfig, lb: LoadBalancer, route53: Route53Conf
 def _advanced(service: ServiceConfig | None) -> bool | None:
     """Whether the service's traffic can move between two target groups
     (None: the service section was refused)."""
-    if service is None:
-        return None
-    if not service.loadBalancers and service.service_connect is None:
-        return False
+    if service is None or service.exposure == "headless":
+        return None  # headless: no target groups (the strategies it may use: controller.validation)
     return service.lb.advancedConfiguration is not None
 
 
 def _service_problems(service: ServiceConfig, lb: LoadBalancer, route53: Route53Config | None = None) -> list[str]:
-    problems = []
+    problems: list[str] = []
     groups = [tg.Name for tg in lb.TargetGroups]
     sl = service.lb
     primary = target_group_name(sl.targetGroupArn)

@@ -21,6 +21,7 @@ from shiftlab import serviceconnect
 from shiftlab.common.configfile import ConfigError
 from shiftlab.common.netsafety import serve_app, strong_token
 from shiftlab.common.ports import free_port
+from shiftlab.controller.activation import activation_env
 from shiftlab.controller.api import make_api_app
 from shiftlab.controller.backends import docker_options
 from shiftlab.controller.backends.base import Backend
@@ -28,7 +29,7 @@ from shiftlab.controller.backends.docker_options import DockerRuntime
 from shiftlab.controller.backends.docker_spec import HOST_NETWORK
 from shiftlab.controller.cloudwatch_http import cloudwatch_env
 from shiftlab.controller.records import Records
-from shiftlab.controller.router import DnsWeightedRouter, HttpRouter, Router, RouterError
+from shiftlab.controller.router import DnsWeightedRouter, HttpRouter, NoLoadBalancer, Router, RouterError
 from shiftlab.controller.service import ServiceController
 from shiftlab.proxy.app import Proxy
 from shiftlab.proxy.config import LoadBalancer
@@ -76,20 +77,26 @@ class Stack:
         self.state_dir = Path(state_dir or runtime.stateDir).resolve()
         self.token = strong_token(runtime.token, "controller.token")
         self.api_port = runtime.port if api_port is None else api_port
-        self.proxy_admin_url = runtime.proxyAdminUrl
+        # A headless service (no loadBalancers) has no load balancer at all:
+        # no proxy, in this process or another (router.NoLoadBalancer).
+        self.headless = settings.service.exposure == "headless"
+        self.proxy_admin_url = None if self.headless else runtime.proxyAdminUrl
+        lb = settings.load_balancer_config
         # The token the proxy resolves from the same file (or SHIFTLAB_TOKEN).
-        self._proxy_token = (strong_token(settings.load_balancer.Admin.Token, "loadBalancer.Admin.Token")
-                             if self.proxy_admin_url is not None or separate_proxy else None)
+        self._proxy_token = (strong_token(lb.Admin.Token, "loadBalancer.Admin.Token")
+                             if lb is not None and not self.headless and (self.proxy_admin_url is not None
+                                                                          or separate_proxy) else None)
         self.proxy: Proxy | None = None
-        if self.proxy_admin_url is None and not separate_proxy:
-            self.proxy = Proxy(settings.load_balancer, time_scale=settings.time_scale, admin_port=admin_port)
+        if not self.headless and self.proxy_admin_url is None and not separate_proxy:
+            assert lb is not None
+            self.proxy = Proxy(lb, time_scale=settings.time_scale, admin_port=admin_port)
         self._backend = backend
         # Resolved now (file and SHIFTLAB_DOCKER_* variables), so that a bad
         # variable is refused before anything starts.
         self._docker = (docker_options.resolve(runtime.docker) if backend is None and runtime.backend == "docker"
                         else None)
         self.controller: ServiceController | None = None
-        self.router: HttpRouter | None = None
+        self.router: Router | None = None
         # The route53 section's DNS server (in this process, wherever the load balancer runs).
         self.dns: DnsServer | None = None
         self.records: Records | None = None
@@ -104,18 +111,20 @@ class Stack:
     async def start(self) -> None:
         s = self.settings
         assert s.service is not None
-        assert self.proxy is not None or self.proxy_admin_url is not None, "proxy_admin_url first"
+        assert self.headless or self.proxy is not None or self.proxy_admin_url is not None, "proxy_admin_url first"
         if self.proxy is not None:
             # Listeners open once the controller has registered the tasks it
             # found (a restart after a crash) and set the weights its records say.
             await self.proxy.start(listeners=False)
         try:
-            if self.proxy is not None:
+            if self.headless:
+                self.router = NoLoadBalancer()
+            elif self.proxy is not None:
                 self.router = HttpRouter(self.proxy.admin_url, self.proxy.token)
             else:
                 assert self.proxy_admin_url is not None
-                self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
-                await self._check_proxy(self.router, self.proxy_admin_url)
+                http = self.router = HttpRouter(self.proxy_admin_url, self._proxy_token)
+                await self._check_proxy(http, self.proxy_admin_url)
             self.records = Records(self.state_dir / "records.sqlite")
             router: Router = self.router
             if s.route53 is not None:
@@ -131,11 +140,16 @@ class Stack:
                 s.controller_settings(),
                 router, backend, self.records,
             )
+            if not self.api_port:
+                # Known before the first task starts (and the first hook runs), so
+                # that every task gets the endpoint's URL.
+                self.api_port = free_port(s.controller.address)
             if tasks_reach_controller(s.controller.backend, backend):
-                if not self.api_port:
-                    # Known before the first task starts, so that every task gets the endpoint's URL.
-                    self.api_port = free_port(s.controller.address)
                 self.controller.task_env.update(cloudwatch_env(self.api_url, self.token))
+                if self.headless:
+                    self.controller.task_env.update(activation_env(self.api_url, self.token))
+            # Command hooks reach the controller's API (the activation hook: controller/activation.py).
+            self.controller.hook_env.update(activation_env(self.api_url, self.token))
             # Every task of the service can call the namespace's endpoints, as on ECS.
             self.controller.task_env.update(serviceconnect.client_env(s.service))
             self.controller.task_hosts.update(serviceconnect.client_hosts(s.service))
@@ -164,7 +178,7 @@ class Stack:
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 # A load balancer of its own process goes on: it must not keep stopped tasks as targets.
-                await self.controller.stop(stop_tasks=stop_tasks, deregister=self.proxy is None)
+                await self.controller.stop(stop_tasks=stop_tasks, deregister=self.proxy is None and not self.headless)
             self.controller = None
         if self.router is not None:
             await self.router.close()

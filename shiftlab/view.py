@@ -39,6 +39,8 @@ class WatchState:
         self.events: deque[str] = deque(maxlen=8)
         # Target group -> (running, desired) tasks of its task set.
         self.tasks: dict[str, tuple[int, int]] = {}
+        # A headless service's active revisions, as the latest `activation` message says.
+        self.active: list[str] | None = None
 
     def update(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -53,6 +55,8 @@ class WatchState:
             for ts in self.service.get("taskSets") or []:
                 running = sum(1 for t in ts["tasks"] if t["lastStatus"] == "RUNNING")
                 self.tasks[ts["targetGroup"]] = (running, ts["desiredCount"])
+        elif kind == "activation":
+            self.active = [rev for rev, on in message["revisions"].items() if on]
         elif kind == "event":
             ev = message["event"]
             at = time.strftime("%H:%M:%S", time.localtime(ev["at"]))
@@ -91,8 +95,14 @@ def render(state: WatchState) -> RenderableType:
             head.append(f"\n{d['statusReason']}", style="dim")
         parts.append(head)
         revisions = (sl["sourceRevision"], sl["targetRevision"])
-        parts.append(weight_bar("production", sl["productionTrafficWeight"], *revisions))
-        parts.append(weight_bar("test", sl["testTrafficWeight"], *revisions))
+        if sl.get("exposure") == "headless":
+            # No traffic to shift: the activation flags say which revision works.
+            active = state.active if state.active is not None else sl.get("activeRevisions") or []
+            parts.append(Text(f"{'active':<11}" + (", ".join(f"revision {r}" for r in active) or "none")
+                              + "   (headless: no load balancer)"))
+        else:
+            parts.append(weight_bar("production", sl["productionTrafficWeight"], *revisions))
+            parts.append(weight_bar("test", sl["testTrafficWeight"], *revisions))
         dns_records = sl.get("dnsRecords")
         if dns_records:
             ttl = max(dns_records["ttl"].values(), default=0)

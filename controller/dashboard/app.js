@@ -178,6 +178,8 @@ function onMessage(msg) {
     refreshHistorySoon();
   } else if (msg.type === "metrics") {
     onMetrics(msg);
+  } else if (msg.type === "activation") {
+    if (state.service) setService({ ...state.service, activation: msg.revisions });
   } else if (msg.type === "event") {
     addEvents([msg.event], true);
     addDrawerEvent(msg.event);
@@ -215,6 +217,12 @@ function setService(service) {
     el("b", { style: `color: ${colourOf(service.primaryTargetGroup)}` }, service.primaryTargetGroup),
     ` \u00b7 timeScale ${service.timeScale}` + (service.timeScale > 1 ? ` (an ECS minute lasts ${fmtDuration(60 / service.timeScale)})` : ""),
   );
+  if (service.exposure === "headless" && service.activation) {
+    // No load balancer: the traffic state is which revisions are active (work the queue).
+    const active = Object.keys(service.activation).filter((r) => service.activation[r]);
+    line.append(" \u00b7 headless, active: ",
+      el("b", { id: "active-revisions" }, active.length ? active.map((r) => `revision ${r}`).join(", ") : "none"));
+  }
   if (service.alarms && !state.metrics) renderAlarms(service.alarms);
   renderTaskSets();
   renderWeights();  // the labels name the revision each group runs

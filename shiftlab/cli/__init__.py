@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from shiftlab.cli import deploy, inspect, interop, rehearsal, run, simulate, tools
+from shiftlab.cli import deploy, inspect, interop, queue, rehearsal, run, simulate, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,8 @@ def main() -> None:
 
 for command in (run.proxy, run.up, rehearsal.rehearse, rehearsal.demo, deploy.deploy, deploy.watch, deploy.stop,
                 deploy.approve, inspect.status, inspect.list_, inspect.describe, inspect.logs, tools.init,
-                tools.validate, tools.lint, simulate.simulate, tools.load, interop.import_, interop.export):
+                tools.validate, tools.lint, simulate.simulate, tools.load, interop.import_, interop.export,
+                queue.queue):
     main.add_command(command)
 
 # `import terraform` and `import codedeploy` join the `import` group (cli/interop.py's, once it is here).

@@ -27,6 +27,9 @@ def status(config_path: str, url: str | None, as_json: bool) -> None:
         running = sum(1 for t in ts["tasks"] if t["lastStatus"] == "RUNNING")
         click.echo(f"  {ts['targetGroup']:<12} {ts['role']:<9} revision {ts['revision']:<4} "
                    f"{running}/{ts['desiredCount']} running")
+    if svc.get("activation") is not None:  # a headless service: who works (controller/activation.py)
+        active = [rev for rev, on in svc["activation"].items() if on]
+        click.echo(f"  headless: active {', '.join(f'revision {r}' for r in active) or 'none'}")
     for a in svc["alarms"]:
         click.echo(f"  alarm {a['AlarmName']}: {a['StateValue']}")
     click.echo(f"  deployment in progress: {svc['currentDeployment'] or 'none'}")

@@ -38,12 +38,17 @@ from shiftlab.controller.vocabulary import Strategy
 @click.option("--timeout", type=float, default=None,
               help="Give up (roll back, exit 4) after this many seconds (default: 3 x the strategy's time + 120 s, "
                    "at least 600 s).")
+@click.option("--queue-rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
+              help="A headless service's consumers: run shiftlab's work queue beside the rehearsal, N messages a "
+                   "second, its URL in the tasks' QUEUE_URL; the outcome counts lost and twice-processed "
+                   "messages (a lost one: exit 1).")
 @json_option("Print the outcome as JSON.")
 @quiet_option()
 @verbose_option()
 def rehearse(config_path: str, command: str | None, image: str | None, env: tuple[str, ...], cpu: str | None,
              memory: str | None, strategy: Strategy | None, time_scale: float | None, backend: str | None,
-             load_rps: float, timeout: float | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+             load_rps: float, timeout: float | None, queue_rate: float | None, as_json: bool, quiet: bool,
+             verbose: bool) -> None:
     """Run one deployment end to end (for CI): exit 0 on SUCCESSFUL, 1 on
     rollback or failure, 2 on a bad config, 3 when it could not start (a
     port in use, say), 4 when --timeout (or the default limit) ended it
@@ -66,7 +71,7 @@ def rehearse(config_path: str, command: str | None, image: str | None, env: tupl
     except ConfigError as exc:
         fail_config(exc, config_path)
     sys.exit(run_rehearsal(settings, overrides, load_rps, timeout, as_json, quiet,
-                           Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-"))))
+                           Path(tempfile.mkdtemp(prefix="shiftlab-rehearse-")), queue_rate))
 
 
 EXIT_CANNOT_START = 3
@@ -74,7 +79,7 @@ EXIT_TIMED_OUT = 4  # the rehearsal's own timeout ended a deployment still in pr
 
 
 def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, timeout: float | None,
-                  as_json: bool, quiet: bool, state_dir: Path) -> int:
+                  as_json: bool, quiet: bool, state_dir: Path, queue_rate: float | None = None) -> int:
     import json
     import shutil
 
@@ -89,15 +94,28 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
     state = WatchState()
     install_uvloop()
 
+    queue: Any = None  # with --queue-rate: shiftlab.headless.Accounting
+
     async def go() -> Any:
+        nonlocal queue, settings
+        if queue_rate is not None:
+            from shiftlab.headless import with_queue, with_queue_url
+
+            settings, url = with_queue_url(settings)
+            outcome, queue, _ = await with_queue(url, state_dir, queue_rate, rehearsal)
+            return outcome
+        return await rehearsal(None)
+
+    async def rehearsal(before_stop: Any) -> Any:
         if quiet or as_json or not console.is_terminal:
-            return await run(settings, overrides, None, load_rps, state_dir, timeout)
+            return await run(settings, overrides, None, load_rps, state_dir, timeout, before_stop=before_stop)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
-            return await run(settings, overrides, None, load_rps, state_dir, timeout, on_message)
+            return await run(settings, overrides, None, load_rps, state_dir, timeout, on_message,
+                             before_stop=before_stop)
 
     try:
         outcome = asyncio.run(go())
@@ -119,6 +137,9 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
         "load": outcome.load.summary() if outcome.load else None,
         "secondsFromFirst5xxToRollback": outcome.rollback_seconds(),
         "timedOut": outcome.timed_out,
+        **({"queue": {"sent": queue.sent, "processed": queue.processed, "lost": queue.lost,
+                      "duplicates": queue.duplicates, "redelivered": queue.redelivered,
+                      "byConsumer": queue.by_consumer}} if queue is not None else {}),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -133,14 +154,16 @@ def run_rehearsal(settings: Any, overrides: dict[str, Any], load_rps: float, tim
                        f"(by group: {ld['5xxByGroup'] or 'none'}), statuses {ld['statuses']}")
         if summary["secondsFromFirst5xxToRollback"] is not None:
             click.echo(f"  first 5xx -> production back on blue: {summary['secondsFromFirst5xxToRollback']} s")
+        if queue is not None:
+            click.echo(f"  {queue.line()}")
     if outcome.timed_out:
         return EXIT_TIMED_OUT
-    return 0 if outcome.ok else 1
+    return 0 if outcome.ok and (queue is None or queue.lost == 0) else 1
 
 
 @click.command()
 @click.option("--scenario", type=click.Choice(["good", "bad-canary", "slow", "cpu", "business-metric", "manual",
-                                               "blue-green", "service-connect", "dns", "nlb"]),
+                                               "blue-green", "service-connect", "dns", "headless", "nlb"]),
               default="good", show_default=True)
 @time_scale_option("Divide AWS durations by this (60: an ECS minute is a second).", default=60.0)
 @backend_option("docker: blue and green run as containers of --image.", default="process")
@@ -213,6 +236,7 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     from rich.live import Live
 
     from shiftlab.demo import TEST_HEADER, Seen, approve_delay, summary_lines
+    from shiftlab.headless import with_queue
     from shiftlab.proxy.app import install_uvloop
     from shiftlab.rehearse import LoadSpec, entry_url, production_url
     from shiftlab.rehearse import rehearse as run
@@ -225,15 +249,18 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
         auto_approve = approve_delay(sc, settings.time_scale)
     url = production_url(settings)
     # Empty URL: where the production load goes (the frontend, with Service Connect).
-    extra = (LoadSpec("" if sc.service_connect else url, max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) \
+    extra = (LoadSpec("" if sc.service_connect else url or "", max(load_rps / 4, 5.0), {TEST_HEADER: "demo"}),) \
         if sc.test_header_load else ()
     console.print(f"[bold]shiftlab demo[/bold] · {sc.name}: {sc.summary}")
+    queue: list[Any] = [None, None]  # a headless scenario's accounting and what was processed after the rollback
 
     def started(stack: Any) -> None:
         entry = entry_url(stack)
         console.print(f"dashboard and API: {stack.api_url}   "
                       + (f"frontend (in the namespace): {entry}   catalog alias: {url}" if entry else
-                         f"production listener: {url}"), highlight=False)
+                         f"production listener: {url}" if url else
+                         f"work queue: {settings.service.taskDefinition.environment.get('QUEUE_URL')} "
+                         f"({load_rps:g} messages/s)"), highlight=False)
         if sc.pause:
             console.print(f"approve with: shiftlab approve --url {stack.api_url}"
                           + (f"   (approving by itself in {auto_approve:g} s)" if auto_approve is not None else ""),
@@ -242,16 +269,25 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
                 asyncio.get_running_loop().create_task(_approve_later(stack, auto_approve))
 
     async def go() -> Any:
+        if sc.headless:
+            queue_url = settings.service.taskDefinition.environment["QUEUE_URL"]
+            outcome, queue[0], queue[1] = await with_queue(queue_url, state_dir, load_rps, rehearsal)
+            return outcome
+        return await rehearsal(None)
+
+    async def rehearsal(before_stop: Any) -> Any:
         if not live_view:
             return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None,
-                             extra_loads=extra, on_started=started, slow_after=sc.slow_after)
+                             extra_loads=extra, on_started=started, slow_after=sc.slow_after,
+                             before_stop=before_stop)
         with Live(render(state), console=console, refresh_per_second=8) as live:
             def on_message(message: dict[str, Any]) -> None:
                 state.update(message)
                 live.update(render(state))
 
             return await run(settings, {"env": sc.env}, None, load_rps, state_dir, None, on_message,
-                             extra_loads=extra, on_started=started, slow_after=sc.slow_after)
+                             extra_loads=extra, on_started=started, slow_after=sc.slow_after,
+                             before_stop=before_stop)
 
     install_uvloop()
     t0 = time.monotonic()
@@ -263,7 +299,7 @@ def run_demo(sc: Any, settings: Any, load_rps: float, auto_approve: float | None
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     seen = Seen(outcome.deployment, outcome.events, outcome.load,
-                outcome.extra_loads[0] if outcome.extra_loads else None)
+                outcome.extra_loads[0] if outcome.extra_loads else None, queue[0], queue[1])
     checks = sc.check(seen)
     console.print()
     for line in summary_lines(seen, checks, sc.expect, time.monotonic() - t0):

@@ -86,7 +86,7 @@ def up(config_path: str, time_scale: float | None, backend: str | None, state_di
     lb = None
     try:
         stack = Stack(settings, state_dir=state_dir, separate_proxy=True)
-        if settings.controller.proxyAdminUrl is None:
+        if settings.controller.proxyAdminUrl is None and not stack.headless:  # headless: no load balancer at all
             lb = ProxyProcess(settings, config_path, stack.state_dir, time_scale, verbose)
     except ConfigError as exc:
         fail_config(exc, config_path)

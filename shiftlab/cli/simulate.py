@@ -215,5 +215,9 @@ def _variants(configs: tuple[str, ...], sweeps: dict[str, list[float]]) -> list[
                 fail_config(exc, path)
             if settings.service is None:
                 fail_config(ConfigError(["service: is required to simulate a deployment"]), path)
+            if settings.service.exposure == "headless":
+                fail_config(ConfigError(["service.loadBalancers: simulate models requests through a load "
+                                         "balancer; a headless service (neither loadBalancers nor "
+                                         "serviceConnectConfiguration) takes none"]), path)
             out.append((label, settings))
     return out

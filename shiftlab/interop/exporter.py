@@ -40,6 +40,10 @@ def _settings(data: dict[str, Any]) -> Any:
     settings = load_settings(json.loads(json.dumps(data)))
     if settings.service is None:
         raise ConfigError(["service: export needs a service (a proxy-only config has no deployment to export)"])
+    if settings.service.exposure == "headless":
+        raise ConfigError(["service.loadBalancers: export writes a load-balanced service's ELBv2 and ECS inputs; "
+                           "a headless service (neither loadBalancers nor serviceConnectConfiguration) is not "
+                           "exported yet"])
     return settings
 
 

@@ -147,7 +147,7 @@ def test_only_rolling_runs_without_advanced_configuration(tmp_path: Path, strate
     del data["service"]["loadBalancers"][0]["advancedConfiguration"]
     if strategy == "ROLLING":
         service = load_settings(data).service
-        assert service is not None and service.lb.advancedConfiguration is None
+        assert service is not None and service.lb is not None and service.lb.advancedConfiguration is None
         return
     with pytest.raises(ConfigError) as exc:
         load_settings(data)

@@ -62,6 +62,8 @@ GOLDEN: list[tuple[Entry, str]] = [
      "green-5xx in ALARM as the deployment starts: as ECS, this deployment's alarms are not monitored "
      "(green-5xx, green-p99)"),
     (eventlog.alarm_watched(), "green tasks serve: alarms are watched from now on"),
+    (eventlog.service_activation("2", True), "revision 2 activated (headless: its tasks work)"),
+    (eventlog.service_activation("1", False), "revision 1 deactivated (headless: its tasks stand by)"),
     (eventlog.task_failed("t1", "2", UNHEALTHY, 1, 3),
      "green task t1 failed (failed target group health checks); circuit breaker 1/3"),
     (eventlog.task_failures_reset("t2", 2, 3), "green task t2 is healthy: circuit breaker count reset (2/3 -> 0/3)"),

@@ -127,7 +127,9 @@ COMBINATIONS = [
     # Blue/green shifts traffic through Elastic Load Balancing or Service Connect
     # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/blue-green-deployment-implementation.html).
     (_both, f"{SC}.services", "not both"),
-    (_neither, "service.loadBalancers", "is required"),
+    # Neither loadBalancers nor a service in the namespace: a headless service,
+    # which ECS deploys with BLUE_GREEN (or ROLLING) but not CANARY (tests/controller/test_headless.py).
+    (_neither, "deploymentConfiguration.strategy", "a headless service"),
     (_clients_without_namespace, "service.serviceConnectClients", "need a namespace"),
     (_docker_bridge, "controller.docker.network", "host networking"),
     (_port_taken, f"{SC}.services[0].clientAliases[0].port", "is also loadBalancer.Listeners[0].Port"),

@@ -116,3 +116,15 @@ def test_a_network_load_balancers_table_counts_connections() -> None:
     assert re.search(r"target group +tasks +healthy +conn/s +resets/s +open", text), text
     assert row(text, "blue") == ["2/2", "2", "3.0", "0.0", "4"]
     assert row(text, "green") == ["2/2", "2", "1.0", "0.5", "0"]
+
+
+def test_a_headless_deployment_shows_the_active_revision_not_weights() -> None:
+    state = WatchState()
+    msg = deployment([("tasks-a", 2, 2), ("tasks-b", 2, 2)])
+    msg["deployment"]["shiftlab"].update(strategy="BLUE_GREEN", exposure="headless", activeRevisions=["1"])
+    state.update(msg)
+    text = text_of(state)
+    assert "active     revision 1   (headless: no load balancer)" in text, text
+    assert "production" not in text
+    state.update({"type": "activation", "revisions": {"1": False, "2": True}})
+    assert "active     revision 2   (headless" in text_of(state)

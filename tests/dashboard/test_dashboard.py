@@ -373,3 +373,20 @@ async def test_reconnects_and_catches_up_after_the_api_was_away(stack_factory, d
             "ERR_EMPTY_RESPONSE")
     assert all(p.startswith("console.error: Failed to load resource: net::") and p.rsplit("::", 1)[1] in away
                for p in board.problems), board.problems
+
+
+async def test_a_headless_service_shows_its_active_revision(stack_factory, dashboard, tmp_path: Path) -> None:
+    """No load balancer: the service line says which revision is active, and
+    follows the activation flags as they change (the stream's `activation`)."""
+    from shiftlab.headless import headless_config
+
+    data = headless_config("http://127.0.0.1:9/", str(tmp_path / "state"))
+    stack = await stack_factory(data)
+    board = await dashboard(stack)
+    page = board.page
+    await page.wait_for_selector("#service-line b:text('worker')")
+    await page.wait_for_selector("#active-revisions:text('revision 1')")
+    stack.controller.new_revision({"env": {"V": "2"}})
+    stack.controller.set_active({"2": True, "1": False})
+    await page.wait_for_selector("#active-revisions:text('revision 2')")
+    assert board.problems == []

@@ -234,6 +234,39 @@ def test_the_demo_command_offers_every_scenario_by_its_name() -> None:
     assert list(option.type.choices) == [*SCENARIOS, "nlb"]
 
 
+def _headless_seen(flips: list[tuple[str, bool]], sent: int, processed: int, duplicates: int,
+                   after: dict[str, int] | None) -> Seen:
+    from shiftlab.headless import FAILURE_ALARM_NAME, Accounting
+
+    d = record("ROLLBACK_SUCCESSFUL", [FAILURE_ALARM_NAME])
+    d["shiftlab"].update(sourceRevision="1", targetRevision="2")
+    events = [as_recorded(eventlog.service_activation(rev, on), T0 + i) for i, (rev, on) in enumerate(flips)]
+    q = Accounting(sent, processed, duplicates, 3, {"revision 1": processed - 5, "revision 2": 5})
+    return Seen(d, events, None, None, q, after)
+
+
+def test_headless_needs_green_activated_then_blue_back_and_nothing_lost_or_twice() -> None:
+    check = SCENARIOS["headless"].check
+    flips = [("2", True), ("1", False), ("1", True), ("2", False)]
+    assert all(c.ok for c in check(_headless_seen(flips, 100, 100, 0, {"revision 1": 40})))
+    lost = {c.what for c in check(_headless_seen(flips, 100, 97, 0, {"revision 1": 40})) if not c.ok}
+    assert lost == {"no message lost, none processed twice"}
+    twice = {c.what for c in check(_headless_seen(flips, 100, 100, 2, {"revision 1": 40})) if not c.ok}
+    assert twice == {"no message lost, none processed twice"}
+    stuck = {c.what for c in check(_headless_seen(flips[:2], 100, 100, 0, {})) if not c.ok}
+    assert stuck == {"green is activated, then blue again", "blue takes over again after the rollback"}
+
+
+def test_the_headless_scenario_has_no_load_balancer_and_refuses_docker(tmp_path) -> None:
+    from shiftlab.common.configfile import ConfigError
+
+    s = demo_settings(SCENARIOS["headless"], 60.0, "process", str(tmp_path))
+    assert s.load_balancer_config is None and s.service is not None and s.service.exposure == "headless"
+    assert s.service.taskDefinition.environment["QUEUE_URL"].startswith("http://127.0.0.1:")
+    with pytest.raises(ConfigError, match=r"^--backend: the headless scenario"):
+        demo_settings(SCENARIOS["headless"], 60.0, "docker", str(tmp_path))
+
+
 def test_service_connect_needs_its_alarm_test_requests_first_and_errors_on_the_green_catalog() -> None:
     check = SCENARIOS["service-connect"].check
     green, blue = "sc-catalog-green", "sc-catalog-blue"

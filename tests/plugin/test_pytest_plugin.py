@@ -66,3 +66,27 @@ def test_a_project_rehearses_a_good_and_a_bad_release(pytester: pytest.Pytester)
     ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", timeout=240)
     result.assert_outcomes(passed=6)
+
+
+def test_a_headless_project_rehearses_with_shiftlabs_work_queue(pytester: pytest.Pytester) -> None:
+    """The example headless config (no load balancer): no load, the work
+    queue fed by the plugin, and its accounting on the outcome."""
+    config = resources.files("shiftlab").joinpath("examples/headless.yaml").read_text()
+    pytester.makefile(".yaml", headless=config)
+    pytester.makepyfile(test_worker='''
+        def test_good_consumer_takes_over(shiftlab_rehearse):
+            outcome = shiftlab_rehearse("headless.yaml", env={"WORK_MS": "5"}, time_scale=200, queue_rate=40)
+            assert outcome.ok, outcome.reason
+            assert outcome.load is None  # no load balancer: no requests
+            q = outcome.queue
+            assert q.sent > 0 and q.lost == 0 and q.duplicates == 0, q.line()
+            assert q.by_consumer.get("revision 2", 0) > 0, q.line()
+
+        def test_failing_consumer_is_rolled_back(shiftlab_rehearse):
+            outcome = shiftlab_rehearse("headless.yaml", env={"FAILURE_RATE": "0.5"}, time_scale=200, queue_rate=40)
+            assert outcome.status == "ROLLBACK_SUCCESSFUL"
+            assert outcome.triggered_alarms == ["queue-consumer-failures"]
+            assert outcome.queue.lost == 0 and outcome.queue.duplicates == 0, outcome.queue.line()
+    ''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
+    result.assert_outcomes(passed=2)
