@@ -244,7 +244,9 @@ def _detection(s: Settings, rps: float) -> list[Finding]:
         why = _why_not_modelled(a)
         if why is not None:
             out.append(Finding("SL004", NOTE, f"alarms[{i}]",
-                               f"alarm {a.AlarmName!r}: detection limit not computed: {why}"))
+                               f"alarm {a.AlarmName!r}: detection limit not computed: {why}",
+                               _NLB_METRICS if any(q.namespace == "AWS/NetworkELB" for q in a.plan.metrics)
+                               else None))
             continue
         period = a.plan.period
         green_requests = rps * period * share

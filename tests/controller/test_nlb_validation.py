@@ -83,7 +83,11 @@ def test_the_nlb_example_validates_and_lints_clean() -> None:
 
     s = load_settings(load_file(REPO / "shiftlab" / "examples" / "nlb.yaml"))
     assert s.load_balancer.network and s.warnings() == []
-    assert [f for f in lint(s, 10.0) if f.severity == ERROR] == []
+    findings = lint(s, 10.0)
+    assert [f for f in findings if f.severity == ERROR] == []
+    # A note on an NLB metric links NLB's metrics page, not ALB's.
+    assert {f.help_uri for f in findings if f.rule == "SL004"} == {
+        "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html"}
 
 
 def test_the_nlb_example_exports_as_cloudformation_cfn_lint_takes() -> None:
