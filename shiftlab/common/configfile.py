@@ -94,8 +94,9 @@ def _is_internal(part: str) -> bool:
     return "[" in part or part.startswith(("function-", "tagged-union", "union["))
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict (JSON is valid YAML)."""
+def load_file(path: str | Path, what: str = "the top level") -> dict[str, Any]:
+    """Read a YAML or JSON file into a dict (JSON is valid YAML); `what`
+    names the document in the error when it is not a mapping."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -108,7 +109,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{p}: the top level must be a mapping"])
+        raise ConfigError([f"{p}: {what} must be a mapping"])
     return data
 
 

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from shiftlab.common.configfile import ConfigError
+from shiftlab.common.configfile import ConfigError, load_file
 from shiftlab.interop import notes
 from shiftlab.interop.report import Report
 
@@ -96,18 +94,8 @@ class Migration:
 
 
 def read_document(path: str, what: str) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{p}: cannot read ({exc.strerror})"]) from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError([f"{p}: not valid JSON/YAML: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"{p}: {what} must be a mapping"])
-    return data
+    """An AppSpec, deployment configuration or deployment group file (JSON or YAML)."""
+    return load_file(path, what)
 
 
 def traffic_routing(spec: str) -> tuple[str, dict[str, Any]]:
