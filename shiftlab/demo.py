@@ -296,16 +296,22 @@ def check_manual(seen: Seen) -> list[Check]:
     ]
 
 
-def check_blue_green(seen: Seen) -> list[Check]:
-    test_green = seen.test_load.first_at_by_group.get("green") if seen.test_load else None
-    prod_green = seen.load.first_at_by_group.get("green") if seen.load else None
-    hooks = [h for h in seen.deployment["shiftlab"]["hookRuns"] if h["lifecycleStage"] == "POST_TEST_TRAFFIC_SHIFT"]
+def _first_on_green(seen: Seen, green: str) -> tuple[float | None, float | None, str]:
+    """When test and production load first reached the green group, and which came first, in words."""
+    test_green = seen.test_load.first_at_by_group.get(green) if seen.test_load else None
+    prod_green = seen.load.first_at_by_group.get(green) if seen.load else None
     if test_green is None:
         order = "test traffic never reached green"
     elif prod_green is None:
         order = "production traffic never reached green"
     else:
         order = f"test traffic on green {prod_green - test_green:.2f} s before production"
+    return test_green, prod_green, order
+
+
+def check_blue_green(seen: Seen) -> list[Check]:
+    test_green, prod_green, order = _first_on_green(seen, "green")
+    hooks = [h for h in seen.deployment["shiftlab"]["hookRuns"] if h["lifecycleStage"] == "POST_TEST_TRAFFIC_SHIFT"]
     return [
         _status(seen, "SUCCESSFUL"),
         Check("the POST_TEST_TRAFFIC_SHIFT hook succeeds", any(h["status"] == "SUCCEEDED" for h in hooks),
@@ -339,14 +345,7 @@ def check_headless(seen: Seen) -> list[Check]:
 
 
 def check_service_connect(seen: Seen) -> list[Check]:
-    test_green = seen.test_load.first_at_by_group.get(SC_GREEN) if seen.test_load else None
-    prod_green = seen.load.first_at_by_group.get(SC_GREEN) if seen.load else None
-    if test_green is None:
-        order = "test traffic never reached green"
-    elif prod_green is None:
-        order = "production traffic never reached green"
-    else:
-        order = f"test traffic on green {prod_green - test_green:.2f} s before production"
+    test_green, prod_green, order = _first_on_green(seen, SC_GREEN)
     # Service Connect's metrics count test requests too: they may trip the alarm first.
     errors: dict[str, int] = {}
     for load in (seen.load, seen.test_load):
