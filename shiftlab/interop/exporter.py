@@ -273,7 +273,8 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-_COMMANDS = (("ecs-update-service", "aws ecs update-service"), ("elbv2-modify-listener-attributes", "aws elbv2 modify-listener-attributes"),
+_COMMANDS = (("ecs-update-service", "aws ecs update-service"),
+             ("elbv2-modify-listener-attributes", "aws elbv2 modify-listener-attributes"),
              ("elbv2-modify-listener", "aws elbv2 modify-listener"),
              ("elbv2-modify-load-balancer-attributes", "aws elbv2 modify-load-balancer-attributes"),
              ("elbv2-modify-rule", "aws elbv2 modify-rule"),
