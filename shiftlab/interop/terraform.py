@@ -446,7 +446,8 @@ class _Importer:
     def _is_network(self, listener: Block) -> bool:
         ref = self.ctx.get(listener, listener.body, "load_balancer_arn")
         lb = self.ctx.module.resources.get((ref.type, ref.name)) if isinstance(ref, Ref) else None
-        return lb is not None and self.ctx.get(lb, lb.body, "load_balancer_type") == "network"
+        # Not an ALB: a network one (another type is refused, naming it, with the load balancer).
+        return lb is not None and self.ctx.get(lb, lb.body, "load_balancer_type") not in (None, "application")
 
     def _rule_listener(self, rule: Block) -> Block:
         ref = self.ctx.get(rule, rule.body, "listener_arn")
@@ -842,8 +843,20 @@ class _Importer:
             services.append(item)
         if services:
             out["services"] = services
-        if one_block(ctx, svc, conf, "log_configuration") is not None:
-            notes.ignored(ctx.report, f"{svc.address}.{at}.log_configuration", "the proxy's logs: not rehearsed")
+        log = one_block(ctx, svc, conf, "log_configuration")
+        if log is not None:
+            # Kept as ECS takes it (the proxy's logs are not rehearsed).
+            lat, lp = f"{at}.log_configuration", f"{p}.logConfiguration"
+            lc: dict[str, Any] = {"logDriver": ctx.get(svc, log, "log_driver", f"{lp}.logDriver", at=lat)}
+            options = ctx.get(svc, log, "options", f"{lp}.options", at=lat)
+            if options is not None:
+                lc["options"] = {str(k): str(v) for k, v in dict(options).items()}
+            secrets = [{"name": ctx.get(svc, so, "name", at=f"{lat}.secret_option"),
+                        "valueFrom": ctx.get(svc, so, "value_from", at=f"{lat}.secret_option")}
+                       for so in blocks(log, "secret_option")]
+            if secrets:
+                lc["secretOptions"] = secrets
+            out["logConfiguration"] = lc
         return out
 
     def _service(self, svc: Block, with_lb: bool = True) -> tuple[dict[str, Any], dict[str, Any], list[str]]:

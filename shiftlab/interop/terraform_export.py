@@ -120,7 +120,7 @@ class _Exporter:
         self.variables: dict[str, tuple[str, Any]] = {}  # name -> (description, default or ...)
         self.tg_labels = {tg["Name"]: label(tg["Name"]) for tg in self.lb.get("TargetGroups", [])}
         self.rule_labels: dict[str, str] = {}  # <listener>/<priority> -> resource label
-        self.listener_labels: dict[str, str] = {}  # listener name -> resource label
+        self.listener_labels: dict[str, str] = {}  # <listener>/default or its ARN -> resource label
         self.lb_label = "main"
         self.notes: list[str] = []
 
@@ -215,7 +215,9 @@ class _Exporter:
         b.set("port", listener["Port"])
         network = self.lb.get("Type") == "network"
         b.set("protocol", "TCP" if network else "HTTP")
-        self.listener_labels[name] = lab
+        self.listener_labels[f"{name}/default"] = lab
+        if listener.get("ListenerArn"):
+            self.listener_labels[listener["ListenerArn"]] = lab
         for a in listener.get("ListenerAttributes") or []:
             if a["Key"] == "tcp.idle_timeout.seconds":
                 # https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/lb_listener#tcp_idle_timeout_seconds
@@ -339,9 +341,8 @@ class _Exporter:
     def _rule_ref(self, ref: str, what: str) -> Any:
         if ref in self.rule_labels:
             return Expr(f"aws_lb_listener_rule.{self.rule_labels[ref]}.arn")
-        listener = ref.rsplit("/", 1)[0]
-        if self.lb.get("Type") == "network" and ref.endswith("/default") and listener in self.listener_labels:
-            return Expr(f"aws_lb_listener.{self.listener_labels[listener]}.arn")  # ECS takes an NLB's listener
+        if self.lb.get("Type") == "network" and ref in self.listener_labels:
+            return Expr(f"aws_lb_listener.{self.listener_labels[ref]}.arn")  # ECS takes an NLB's listener
         if ref.endswith("/default"):
             listener = ref.rsplit("/", 1)[0]
             return self.var(f"{label(listener)}_default_rule_arn",
@@ -477,6 +478,15 @@ class _Exporter:
                 t = s.block("timeout")
                 t.set("idle_timeout_seconds", timeout.get("idleTimeoutSeconds"))
                 t.set("per_request_timeout_seconds", timeout.get("perRequestTimeoutSeconds"))
+        log = sc.get("logConfiguration")
+        if log:
+            lc = b.block("log_configuration")
+            lc.set("log_driver", log.get("logDriver"))
+            lc.set("options", log.get("options"))
+            for secret in log.get("secretOptions") or []:
+                so = lc.block("secret_option")
+                so.set("name", secret.get("name"))
+                so.set("value_from", secret.get("valueFrom"))
 
 
 def render(data: dict[str, Any]) -> str:
