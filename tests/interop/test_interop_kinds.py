@@ -390,3 +390,20 @@ def test_cli_imports_and_exports_both_kinds(tmp_path: Path) -> None:
     out = _shiftlab("import", "cloudformation", "bad.json", "-o", "bad.yaml", cwd=tmp_path)
     assert out.returncode != 0 and "TestListener.Properties.Protocol: TLS" in out.stderr
     assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_imported_nlb_template_rehearses(tmp_path: Path) -> None:
+    """The NLB template, imported, drives a real BLUE_GREEN deployment behind shiftlab's network load balancer
+    (the listeners on free ports: AWS's 443 and 8443)."""
+    from shiftlab.common.ports import free_port
+
+    out = _shiftlab("import", "cloudformation", str(NLB_TEMPLATE), "--listener-port", f"443={free_port()}",
+                    "--listener-port", f"8443={free_port()}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = subprocess.run([sys.executable, "-m", "shiftlab", "rehearse", "-c", "shiftlab.yaml", "--time-scale", "60",
+                          "--load-rps", "20", "--timeout", "100", "-q", "--json"], capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    outcome = json.loads(run.stdout)
+    assert outcome["status"] == "SUCCESSFUL"
+    assert "PRODUCTION_TRAFFIC_SHIFT" in outcome["stages"] and outcome["load"]["connectionErrors"] == 0
