@@ -407,3 +407,16 @@ def test_imported_nlb_template_rehearses(tmp_path: Path) -> None:
     outcome = json.loads(run.stdout)
     assert outcome["status"] == "SUCCESSFUL"
     assert "PRODUCTION_TRAFFIC_SHIFT" in outcome["stages"] and outcome["load"]["connectionErrors"] == 0
+
+
+def test_the_readme_example(tmp_path: Path) -> None:
+    """README's "Network Load Balancer and Service Connect" example is the commands' real output."""
+    from tests.interop.test_readme_examples import readme_block
+
+    assert _shiftlab("import", "terraform", str(SC_MODULE), "-o", "sc.yaml", cwd=tmp_path).returncode == 0
+    out = _shiftlab("export", "-c", "sc.yaml", "-o", "sc-out", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    shown = readme_block("`tests/interop/data/tf_nlb`, `tf_serviceconnect`:", "console").splitlines()
+    start = shown.index("Exported by shiftlab export --format cli-json. Run each file as AWS's CLI takes it:")
+    lines = (tmp_path / "sc-out" / "README.txt").read_text().splitlines()
+    assert [line for line in shown[start:] if line != "..."] == lines[:len(shown[start:]) - 1]
