@@ -31,6 +31,8 @@ TARGET_GROUP = "AWS::ElasticLoadBalancingV2::TargetGroup"
 LISTENER = "AWS::ElasticLoadBalancingV2::Listener"
 RULE = "AWS::ElasticLoadBalancingV2::ListenerRule"
 ALARM = "AWS::CloudWatch::Alarm"
+NAMESPACES = ("AWS::ServiceDiscovery::HttpNamespace", "AWS::ServiceDiscovery::PrivateDnsNamespace",
+              "AWS::ServiceDiscovery::PublicDnsNamespace")
 
 PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.sample_service"]
 
@@ -302,9 +304,15 @@ class _Import:
         Options as written. Property names:
         https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecs-service-serviceconnectconfiguration.html"""
         where = f"{svc}.Properties.ServiceConnectConfiguration"
-        raw = self.r.prop(svc, "ServiceConnectConfiguration")
-        if raw is None:
+        given = self.r.props(svc).get("ServiceConnectConfiguration")
+        if given is None:
             return None
+        namespace = self.r.logical_named(given.get("Namespace")) if isinstance(given, dict) else None
+        if namespace is not None and self.r.type_of(namespace) in NAMESPACES:
+            # The ARN or id of a Cloud Map namespace the template creates: named by its Name, as ECS takes either.
+            given = {**given, "Namespace": self.r.prop(namespace, "Name")}
+            self.report.mapped(f"{namespace}.Properties.Name", "service.serviceConnectConfiguration.namespace")
+        raw = self.r.value(given, where)
         if not isinstance(raw, dict):
             raise ImportProblem(where, "must be an object")
         options = (raw.get("LogConfiguration") or {}).get("Options") if isinstance(raw.get("LogConfiguration"),

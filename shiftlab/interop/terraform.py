@@ -798,8 +798,17 @@ class _Importer:
         if out["enabled"] is None:
             raise ctx.fail(svc, f"{at}.enabled", "is required")
         namespace = ctx.get(svc, conf, "namespace", f"{p}.namespace", at=at)
+        if isinstance(namespace, Ref):
+            # The ARN (or id) of a namespace the module declares: named by its name.
+            block = ctx.module.resources.get((namespace.type, namespace.name))
+            if block is None or namespace.type not in ("aws_service_discovery_http_namespace",
+                                                       "aws_service_discovery_private_dns_namespace",
+                                                       "aws_service_discovery_public_dns_namespace"):
+                raise ctx.fail(svc, f"{at}.namespace", f"{namespace} is not a Cloud Map namespace of this module")
+            namespace = ctx.name_of(block, "name")
+            self.used.add(block.address)
         if namespace is not None:
-            # A namespace's ARN or name; ECS takes either (shiftlab names the namespace by its last part).
+            # A namespace's name or ARN, as ECS takes either.
             out["namespace"] = str(namespace)
         services = []
         for i, sb in enumerate(blocks(conf, "service")):

@@ -420,3 +420,20 @@ def test_the_readme_example(tmp_path: Path) -> None:
     start = shown.index("Exported by shiftlab export --format cli-json. Run each file as AWS's CLI takes it:")
     lines = (tmp_path / "sc-out" / "README.txt").read_text().splitlines()
     assert [line for line in shown[start:] if line != "..."] == lines[:len(shown[start:]) - 1]
+
+
+def test_a_namespace_named_by_its_arn_is_named_by_its_name(tmp_path: Path) -> None:
+    """ServiceConnectConfiguration.Namespace (and the provider's namespace) take "the namespace name or full
+    Amazon Resource Name (ARN)": a namespace the template or module creates, referenced by its ARN, is named by
+    its Name."""
+    template = load_template(SC_TEMPLATE)
+    template["Resources"]["CatalogService"]["Properties"]["ServiceConnectConfiguration"]["Namespace"] = {
+        "Fn::GetAtt": ["Namespace", "Arn"]}
+    assert import_template(template)[0]["service"]["serviceConnectConfiguration"]["namespace"] == "shop"
+    d = tmp_path / "m"
+    shutil.copytree(SC_MODULE, d)
+    text = (d / "main.tf").read_text()
+    (d / "main.tf").write_text(text.replace("aws_service_discovery_http_namespace.shop.name",
+                                            "aws_service_discovery_http_namespace.shop.arn"))
+    imported = import_terraform(d)
+    assert imported.config["service"]["serviceConnectConfiguration"]["namespace"] == "shop"
