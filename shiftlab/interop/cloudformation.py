@@ -297,6 +297,12 @@ class _Import:
         return config
 
     # -- Service Connect --------------------------------------------------------------
+    def _service_connect_port_name(self, svc: str) -> str | None:
+        sc = _unless_unresolvable(self.r.prop, svc, "ServiceConnectConfiguration")
+        services = sc.get("Services") if isinstance(sc, dict) else None
+        first = services[0] if isinstance(services, list) and services else None
+        return str(first["PortName"]) if isinstance(first, dict) and "PortName" in first else None
+
     def service_connect(self, svc: str) -> dict[str, Any] | None:
         """ServiceConnectConfiguration as ECS's API spells it (Enabled ->
         enabled, ClientAliases[].TestTrafficRules.Header.Value.Exact ->
@@ -407,8 +413,14 @@ class _Import:
                                "applied by the docker backend only")
             defs = self.r.prop(logical, "ContainerDefinitions") or []
             wanted = lb_entry.get("containerName")
+            port_name = self._service_connect_port_name(svc) if wanted is None else None
+
+            def names_port(c: dict[str, Any]) -> bool:  # the container with Service Connect's port mapping
+                return any(isinstance(pm, dict) and pm.get("Name") == port_name for pm in c.get("PortMappings") or [])
+
             for i, c in enumerate(defs if isinstance(defs, list) else []):
-                if isinstance(c, dict) and (wanted is None or c.get("Name") == wanted):
+                if isinstance(c, dict) and (c.get("Name") == wanted if wanted is not None
+                                            else port_name is None or names_port(c)):
                     container = c
                     cw = f"{td}.ContainerDefinitions[{i}]"
                     break
@@ -443,6 +455,13 @@ class _Import:
             if "Image" in container and self.opts.image is None:
                 rep.ignored(f"{cw}.Image", f"{container['Image']}: an image in a registry; --image to run one "
                             "locally with the docker backend")
+        port_name = self._service_connect_port_name(svc)
+        if container and port_name and "containerPort" not in lb_entry:
+            for k, pm in enumerate(container.get("PortMappings") or []):
+                if isinstance(pm, dict) and pm.get("Name") == port_name and "ContainerPort" in pm:
+                    out["containerPort"] = _typed("Port", pm["ContainerPort"], f"{cw}.PortMappings[{k}].ContainerPort")
+                    rep.mapped(f"{cw}.PortMappings[{k}].ContainerPort", "service.taskDefinition.containerPort",
+                               f"the port mapping Service Connect's portName {port_name!r} names")
         if "containerPort" in lb_entry:
             out["containerPort"] = lb_entry["containerPort"]
             rep.mapped(f"{svc}.Properties.LoadBalancers[0].ContainerPort", "service.taskDefinition.containerPort",
@@ -557,7 +576,11 @@ class _Import:
             raise ImportProblem(f"{svc}.Properties.LoadBalancers[0]", "no listener of the template forwards to the "
                                 "service's target groups")
         lb_logical = self._lb_of(listeners[0])
-        kind = self.r.prop(lb_logical, "Type", "application") if lb_logical is not None else "application"
+        if lb_logical is not None:
+            kind = self.r.prop(lb_logical, "Type", "application")
+        else:  # the load balancer is not the template's: its listeners' protocol says which kind it is
+            protocol = _unless_unresolvable(self.r.prop, listeners[0], "Protocol")
+            kind = "network" if protocol in ("TCP", "TLS", "UDP", "TCP_UDP") else "application"
         if kind not in ("application", "network"):
             raise ImportProblem(f"{lb_logical}.Properties.Type", f"{kind}: shiftlab plays an Application or a "
                                 "Network Load Balancer")
@@ -574,10 +597,11 @@ class _Import:
                 groups.append(logical)
         lb: dict[str, Any] = {"Name": "shiftlab", "Listeners": out_listeners,
                               "TargetGroups": [self.target_group(g) for g in groups]}
+        if self.network:
+            lb["Type"] = "network"
         if lb_logical is not None:
             lw = f"{lb_logical}.Properties"
             if self.network:
-                lb["Type"] = "network"
                 self.report.mapped(f"{lw}.Type", "loadBalancer.Type")
             lb["Name"] = self.r.name_of(lb_logical, "Name", 32)
             self.report.mapped(f"{lw}.Name", "loadBalancer.Name")

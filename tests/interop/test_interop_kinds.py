@@ -279,6 +279,8 @@ def test_service_connect_template_imports() -> None:
         {"port": 8080, "dnsName": "catalog", "testTrafficRules": {"header": {"name": "x-canary",
                                                                              "value": {"exact": "yes"}}}}]
     assert sc["services"][0]["ingressPortOverride"] == 18080
+    # The port mapping PortName names (its container's, where the task listens).
+    assert config["service"]["taskDefinition"]["containerPort"] == 8080
     assert sc["logConfiguration"]["options"]["awslogs-group"] == "/ecs/shop/service-connect"
     service = load_settings(config).service
     assert service is not None and service.service_connect is not None
@@ -437,3 +439,16 @@ def test_a_namespace_named_by_its_arn_is_named_by_its_name(tmp_path: Path) -> No
                                             "aws_service_discovery_http_namespace.shop.arn"))
     imported = import_terraform(d)
     assert imported.config["service"]["serviceConnectConfiguration"]["namespace"] == "shop"
+
+
+def test_a_listener_of_a_load_balancer_defined_elsewhere_says_its_kind() -> None:
+    """A template whose listeners name a load balancer it does not create (an imported value): TCP listeners
+    are a network load balancer's."""
+    template = load_template(NLB_TEMPLATE)
+    del template["Resources"]["NetworkLoadBalancer"]
+    for listener in ("ProductionListener", "TestListener"):
+        template["Resources"][listener]["Properties"]["LoadBalancerArn"] = {"Fn::ImportValue": "shared-nlb-arn"}
+    arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/shared/0123456789abcdef"
+    config, _ = import_template(template, Options(import_values={"shared-nlb-arn": arn}))
+    assert config["loadBalancer"]["Type"] == "network"
+    assert {ls["Protocol"] for ls in config["loadBalancer"]["Listeners"]} == {"TCP"}
