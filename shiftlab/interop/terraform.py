@@ -846,12 +846,31 @@ class _Importer:
                      for arg, key in (("idle_timeout_seconds", "idleTimeoutSeconds"),
                                       ("per_request_timeout_seconds", "perRequestTimeoutSeconds")) if arg in timeout}
                 item["timeout"] = t
-            if one_block(ctx, svc, sb, "tls") is not None:
-                notes.ignored(ctx.report, f"{svc.address}.{sat}.tls", "Service Connect TLS: the proxy speaks plain "
-                                                                      "HTTP here")
+            tls = one_block(ctx, svc, sb, "tls")
+            if tls is not None:
+                # Kept as ECS takes it; not rehearsed (the proxy speaks plain HTTP here).
+                tat = f"{sat}.tls"
+                t2: dict[str, Any] = {}
+                ca = one_block(ctx, svc, tls, "issuer_cert_authority")
+                if ca is not None:
+                    t2["issuerCertificateAuthority"] = {"awsPcaAuthorityArn": ctx.get(
+                        svc, ca, "aws_pca_authority_arn", f"{sp}.tls.issuerCertificateAuthority.awsPcaAuthorityArn",
+                        at=f"{tat}.issuer_cert_authority")}
+                for arg, key in (("kms_key", "kmsKey"), ("role_arn", "roleArn")):
+                    v = ctx.get(svc, tls, arg, f"{sp}.tls.{key}", at=tat)
+                    if v is not None:
+                        t2[key] = v
+                item["tls"] = t2
             services.append(item)
         if services:
             out["services"] = services
+        access = one_block(ctx, svc, conf, "access_log_configuration")
+        if access is not None:
+            aat = f"{at}.access_log_configuration"
+            out["accessLogConfiguration"] = {
+                key: ctx.get(svc, access, arg, f"{p}.accessLogConfiguration.{key}", at=aat)
+                for arg, key in (("format", "format"), ("include_query_parameters", "includeQueryParameters"))
+                if arg in access}
         log = one_block(ctx, svc, conf, "log_configuration")
         if log is not None:
             # Kept as ECS takes it (the proxy's logs are not rehearsed).

@@ -478,6 +478,19 @@ class _Exporter:
                 t = s.block("timeout")
                 t.set("idle_timeout_seconds", timeout.get("idleTimeoutSeconds"))
                 t.set("per_request_timeout_seconds", timeout.get("perRequestTimeoutSeconds"))
+            tls = item.get("tls")
+            if tls:
+                t2 = s.block("tls")
+                ca = tls.get("issuerCertificateAuthority")
+                if ca:
+                    t2.block("issuer_cert_authority").set("aws_pca_authority_arn", ca.get("awsPcaAuthorityArn"))
+                t2.set("kms_key", tls.get("kmsKey"))
+                t2.set("role_arn", tls.get("roleArn"))
+        access = sc.get("accessLogConfiguration")
+        if access:
+            al = b.block("access_log_configuration")
+            al.set("format", access.get("format"))
+            al.set("include_query_parameters", access.get("includeQueryParameters"))
         log = sc.get("logConfiguration")
         if log:
             lc = b.block("log_configuration")

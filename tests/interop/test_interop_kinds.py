@@ -85,7 +85,8 @@ def nlb() -> dict[str, Any]:
 
 
 def service_connect() -> dict[str, Any]:
-    """The README's Service Connect example, with a timeout, an ingress port and the proxy's log configuration."""
+    """The README's Service Connect example, with a timeout, an ingress port, TLS and the proxy's logs (kept as
+    ECS takes them, not rehearsed)."""
     return {
         "timeScale": 60,
         "service": {
@@ -95,9 +96,17 @@ def service_connect() -> dict[str, Any]:
                 "enabled": True, "namespace": "shop",
                 "services": [{"portName": "http", "discoveryName": "catalog", "ingressPortOverride": 18080,
                               "timeout": {"idleTimeoutSeconds": 120, "perRequestTimeoutSeconds": 15},
+                              "tls": {"issuerCertificateAuthority": {
+                                  "awsPcaAuthorityArn": "arn:aws:acm-pca:us-east-1:123456789012:"
+                                                        "certificate-authority/0123abcd"},
+                                      "kmsKey": "alias/service-connect",
+                                      "roleArn": "arn:aws:iam::123456789012:role/service-connect-tls"},
                               "clientAliases": [{"port": 8080, "dnsName": "catalog", "testTrafficRules": {
                                   "header": {"name": "x-canary", "value": {"exact": "yes"}}}}]}],
-                "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/shop/sc"}}},
+                "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/shop/sc"},
+                                     "secretOptions": [{"name": "token", "valueFrom": "arn:aws:ssm:us-east-1:"
+                                                        "123456789012:parameter/sc-token"}]},
+                "accessLogConfiguration": {"format": "JSON", "includeQueryParameters": "ENABLED"}},
             "serviceConnectClients": [{"name": "frontend", "taskDefinition": {
                 "command": ["{python}", "-m", "shiftlab.sample_frontend"]}}]},
         "deploymentConfiguration": {"strategy": "CANARY", "bakeTimeInMinutes": 2,
@@ -114,7 +123,7 @@ def service_connect_defaults() -> dict[str, Any]:
     """Service Connect with ECS's defaults: no namespace (the cluster's), no dnsName, no test rules (ECS's header)."""
     c = service_connect()
     sc = c["service"]["serviceConnectConfiguration"]
-    del sc["namespace"], sc["logConfiguration"]
+    del sc["namespace"], sc["logConfiguration"], sc["accessLogConfiguration"]
     sc["services"] = [{"portName": "http", "clientAliases": [{"port": 9000}]}]
     del c["service"]["serviceConnectClients"]
     return c
@@ -201,6 +210,8 @@ def test_a_service_connect_snippet_has_no_load_balancer() -> None:
                      "TestTrafficRules": {"Header": {"Name": "x-canary", "Value": {"Exact": "yes"}}}}
     # A log driver's options are the driver's own keys, as written.
     assert props["ServiceConnectConfiguration"]["LogConfiguration"]["Options"] == {"awslogs-group": "/ecs/shop/sc"}
+    assert props["ServiceConnectConfiguration"]["Services"][0]["Tls"]["IssuerCertificateAuthority"] == {
+        "AwsPcaAuthorityArn": "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/0123abcd"}
     assert "LoadBalancers" not in props
 
 
