@@ -452,8 +452,7 @@ class _Exporter:
         self.blocks.append(b)
 
 
-    @staticmethod
-    def _service_connect(b: HBlock, sc: dict[str, Any]) -> None:
+    def _service_connect(self, b: HBlock, sc: dict[str, Any]) -> None:
         """ECS's ServiceConnectConfiguration as the provider's block
         (https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/ecs_service#service_connect_configuration)."""
         b.set("enabled", sc["enabled"])
@@ -473,6 +472,9 @@ class _Exporter:
                     h.set("name", header["name"])
                     if header.get("value") is not None:
                         h.block("value").set("exact", header["value"]["exact"])
+                    else:  # ECS matches the header with any value; the provider's schema requires one
+                        self.notes.append(f"client alias {alias['port']}: test_traffic_rules.header has no value "
+                                          "(any value matches, as ECS takes it); the provider requires value.exact")
             timeout = item.get("timeout")
             if timeout:
                 t = s.block("timeout")
