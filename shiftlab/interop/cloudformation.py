@@ -1,7 +1,8 @@
 """`shiftlab import cloudformation`: a template's ECS service, as a shiftlab config.
 
 Read: the AWS::ECS::Service (its DeploymentConfiguration, LoadBalancers
-with AdvancedConfiguration, DesiredCount, ...), its task definition (what
+with AdvancedConfiguration, ServiceConnectConfiguration, DesiredCount, ...;
+an Application or a Network Load Balancer), its task definition (what
 to run: a local answer), the ElasticLoadBalancingV2 TargetGroups, Listeners
 and ListenerRules it uses, the CloudWatch alarms its deployment
 configuration names, and the Lambda functions its lifecycle hooks call (a
@@ -349,7 +350,8 @@ class _Import:
         lbs = self.r.prop(svc, "LoadBalancers") or []
         if not isinstance(lbs, list) or not lbs:
             raise ImportProblem(base, "the service has no load balancer: shiftlab rehearses a service behind an "
-                                "Application Load Balancer")
+                                "Application or Network Load Balancer, or one offered in a Service Connect "
+                                "namespace (ServiceConnectConfiguration with Services)")
         for i in range(1, len(lbs)):
             self.report.ignored(f"{base}[{i}]", "shiftlab rehearses one load balancer entry (the first)")
         raw = lbs[0]

@@ -399,7 +399,8 @@ class _Importer:
         lbs = blocks(svc.body, "load_balancer")
         if not lbs:
             raise self.ctx.fail(svc, "load_balancer", "is required: shiftlab rehearses a service behind a load "
-                                                      "balancer's target group")
+                                                      "balancer's target group, or one offered in a Service Connect "
+                                                      "namespace (service_connect_configuration with a service)")
         if len(lbs) > 1:
             raise self.ctx.fail(svc, "load_balancer", f"{len(lbs)} blocks; shiftlab rehearses a service with one")
         return lbs[0]

@@ -463,3 +463,19 @@ def test_a_listener_of_a_load_balancer_defined_elsewhere_says_its_kind() -> None
     config, _ = import_template(template, Options(import_values={"shared-nlb-arn": arn}))
     assert config["loadBalancer"]["Type"] == "network"
     assert {ls["Protocol"] for ls in config["loadBalancer"]["Listeners"]} == {"TCP"}
+
+
+def test_a_client_only_service_connect_service_is_refused(tmp_path: Path) -> None:
+    """A service that is only a client of its namespace (no Services) offers nothing to deploy traffic to."""
+    template = load_template(SC_TEMPLATE)
+    del template["Resources"]["CatalogService"]["Properties"]["ServiceConnectConfiguration"]["Services"]
+    with pytest.raises(ImportProblem, match=r"CatalogService\.Properties\.LoadBalancers: the service has no load "):
+        import_template(template)
+    d = tmp_path / "m"
+    shutil.copytree(SC_MODULE, d)
+    text = (d / "main.tf").read_text()
+    start, end = text.index("    service {"), text.index("    log_configuration {")
+    (d / "main.tf").write_text(text[:start] + text[end:])
+    with pytest.raises(ConfigError) as exc:
+        import_terraform(d)
+    assert "aws_ecs_service.catalog: load_balancer: is required" in str(exc.value)
