@@ -14,7 +14,11 @@ config file's dict to files: name -> text. `FORMATS` lists them for
 
 What only shiftlab has is left out and said so in README.txt: shiftlab's
 own header test rule (`<listener>/test`), URL and command hooks, the
-listeners' local ports in the CLI files.
+listeners' local ports in the CLI files, and the listener and target groups
+that stand in for a Service Connect namespace's proxy (the service's
+serviceConnectConfiguration is exported instead). A network load balancer's
+listeners keep their Protocol and ListenerAttributes (`modify-listener-
+attributes`), and a TCP health check has no path and no matcher.
 """
 
 from __future__ import annotations
