@@ -479,3 +479,17 @@ def test_a_client_only_service_connect_service_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as exc:
         import_terraform(d)
     assert "aws_ecs_service.catalog: load_balancer: is required" in str(exc.value)
+
+
+def test_imported_service_connect_template_rehearses(tmp_path: Path) -> None:
+    """The Service Connect template, imported, drives a real CANARY deployment through the namespace's proxy
+    (rehearse moves the alias's port to a free one): both revisions answered, nothing refused."""
+    out = _shiftlab("import", "cloudformation", str(SC_TEMPLATE), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = subprocess.run([sys.executable, "-m", "shiftlab", "rehearse", "-c", "shiftlab.yaml", "--time-scale", "60",
+                          "--load-rps", "20", "--timeout", "100", "-q", "--json"], capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    outcome = json.loads(run.stdout)
+    assert outcome["status"] == "SUCCESSFUL" and outcome["load"]["connectionErrors"] == 0
+    assert set(outcome["load"]["byGroup"]) == {"sc-catalog-blue", "sc-catalog-green"}
