@@ -1,7 +1,8 @@
 """`shiftlab import cloudformation`: a template's ECS service, as a shiftlab config.
 
 Read: the AWS::ECS::Service (its DeploymentConfiguration, LoadBalancers
-with AdvancedConfiguration, DesiredCount, ...), its task definition (what
+with AdvancedConfiguration, ServiceConnectConfiguration, DesiredCount, ...;
+an Application or a Network Load Balancer), its task definition (what
 to run: a local answer), the ElasticLoadBalancingV2 TargetGroups, Listeners
 and ListenerRules it uses, the CloudWatch alarms its deployment
 configuration names, and the Lambda functions its lifecycle hooks call (a
@@ -31,6 +32,8 @@ TARGET_GROUP = "AWS::ElasticLoadBalancingV2::TargetGroup"
 LISTENER = "AWS::ElasticLoadBalancingV2::Listener"
 RULE = "AWS::ElasticLoadBalancingV2::ListenerRule"
 ALARM = "AWS::CloudWatch::Alarm"
+NAMESPACES = ("AWS::ServiceDiscovery::HttpNamespace", "AWS::ServiceDiscovery::PrivateDnsNamespace",
+              "AWS::ServiceDiscovery::PublicDnsNamespace")
 
 PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.sample_service"]
 
@@ -51,8 +54,6 @@ SERVICE_IGNORED = {
     "EnableECSManagedTags": "tags", "PropagateTags": "tags", "Tags": "tags",
     "EnableExecuteCommand": "ECS Exec: run a command in a local task directly",
     "ServiceRegistries": "Cloud Map service discovery is not rehearsed",
-    "ServiceConnectConfiguration": "Service Connect is not imported (its test traffic header is shiftlab's "
-                                   "TestTrafficRule)",
     "SchedulingStrategy": "REPLICA is what shiftlab runs",
     "VolumeConfigurations": "EBS volumes", "AvailabilityZoneRebalancing": "one machine, one zone",
     "ForceNewDeployment": "a deployment is started with shiftlab deploy",
@@ -77,6 +78,12 @@ ALARM_KEYS = ("AlarmName", "AlarmDescription", "ActionsEnabled", "AlarmActions",
 TG_ATTRIBUTES = ("deregistration_delay.timeout_seconds", "load_balancing.algorithm.type",
                  "slow_start.duration_seconds")
 LB_ATTRIBUTES = ("idle_timeout.timeout_seconds", "routing.http.desync_mitigation_mode")
+# A network load balancer's (shiftlab.proxy.config's NLB_* tables): target group attributes
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html)
+# and listener attributes (the Listener's ListenerAttributes:
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-elasticloadbalancingv2-listener-listenerattribute.html).
+NLB_TG_ATTRIBUTES = ("deregistration_delay.timeout_seconds", "deregistration_delay.connection_termination.enabled")
+NLB_LISTENER_ATTRIBUTES = ("tcp.idle_timeout.seconds",)
 TG_KEYS = ("Port", "TargetType", "HealthCheckEnabled", "HealthCheckPath", "HealthCheckPort",
            "HealthCheckIntervalSeconds", "HealthCheckTimeoutSeconds", "HealthyThresholdCount",
            "UnhealthyThresholdCount")
@@ -183,6 +190,7 @@ class _Import:
         self.by_value: dict[str, str] = {}  # a synthesized ARN or name -> its logical id
         self.ports_taken: set[int] = set()
         self.used_alarms: set[str] = set()  # the alarms the service names
+        self.network = False  # the service's load balancer is a network one
 
     def _ref_if_created(self, logical: str) -> Any:
         """What Ref of the resource gives, if the stack creates it (its Condition holds)."""
@@ -258,15 +266,26 @@ class _Import:
                                                               f"{base}.HealthCheckGracePeriodSeconds")
             rep.mapped(f"{base}.HealthCheckGracePeriodSeconds", "service.healthCheckGracePeriodSeconds")
 
-        lb_entry, groups, rules = self.load_balancers(svc)
+        connect = self.service_connect(svc)
+        if connect is not None:
+            service["serviceConnectConfiguration"] = connect
+        offered = bool(connect and connect.get("enabled") and connect.get("services"))
+        if offered and not self.r.prop(svc, "LoadBalancers"):
+            lb_entry: dict[str, Any] = {}  # the namespace's endpoint is the service's only traffic path
+            groups: list[str] = []
+            rules: list[str] = []
+        else:
+            lb_entry, groups, rules = self.load_balancers(svc)
         service["taskDefinition"] = self.task_definition(svc, lb_entry)
-        service["loadBalancers"] = [lb_entry]
+        if lb_entry:
+            service["loadBalancers"] = [lb_entry]
         deployment = self.deployment_configuration(svc)
         alarms = self.alarms(svc, deployment)
         functions = self.hook_functions(svc, deployment)
-        load_balancer = self.load_balancer(groups, rules, svc)
-        config: dict[str, Any] = {"timeScale": self.opts.time_scale, "loadBalancer": load_balancer,
-                                  "service": service, "deploymentConfiguration": deployment}
+        config: dict[str, Any] = {"timeScale": self.opts.time_scale}
+        if lb_entry:
+            config["loadBalancer"] = self.load_balancer(groups, rules, svc)
+        config.update({"service": service, "deploymentConfiguration": deployment})
         rep.local("", "timeScale", f"{self.opts.time_scale:g}: an AWS minute lasts 60/timeScale seconds here "
                   "(--time-scale)")
         if alarms:
@@ -278,13 +297,61 @@ class _Import:
                 rep.ignored(logical, "an alarm the service's DeploymentConfiguration.Alarms does not name")
         return config
 
+    # -- Service Connect --------------------------------------------------------------
+    def _service_connect_port_name(self, svc: str) -> str | None:
+        sc = _unless_unresolvable(self.r.prop, svc, "ServiceConnectConfiguration")
+        services = sc.get("Services") if isinstance(sc, dict) else None
+        first = services[0] if isinstance(services, list) and services else None
+        return str(first["PortName"]) if isinstance(first, dict) and "PortName" in first else None
+
+    def service_connect(self, svc: str) -> dict[str, Any] | None:
+        """ServiceConnectConfiguration as ECS's API spells it (Enabled ->
+        enabled, ClientAliases[].TestTrafficRules.Header.Value.Exact ->
+        clientAliases[].testTrafficRules.header.value.exact), a log driver's
+        Options as written. Property names:
+        https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecs-service-serviceconnectconfiguration.html"""
+        where = f"{svc}.Properties.ServiceConnectConfiguration"
+        given = self.r.props(svc).get("ServiceConnectConfiguration")
+        if given is None:
+            return None
+        namespace = self.r.logical_named(given.get("Namespace")) if isinstance(given, dict) else None
+        if namespace is not None and self.r.type_of(namespace) in NAMESPACES:
+            # The ARN or id of a Cloud Map namespace the template creates: named by its Name, as ECS takes either.
+            given = {**given, "Namespace": self.r.prop(namespace, "Name")}
+            self.report.mapped(f"{namespace}.Properties.Name", "service.serviceConnectConfiguration.namespace")
+        raw = self.r.value(given, where)
+        if not isinstance(raw, dict):
+            raise ImportProblem(where, "must be an object")
+        options = (raw.get("LogConfiguration") or {}).get("Options") if isinstance(raw.get("LogConfiguration"),
+                                                                                   dict) else None
+        out = _retype(raw, where, camel=True)
+        if options is not None:
+            out["logConfiguration"]["options"] = options
+        for key in ("enabled",):
+            if key in out and not isinstance(out[key], bool):
+                out[key] = _typed("Enabled", out[key], f"{where}.Enabled")
+        for i, service in enumerate(out.get("services") or []):
+            for j, alias in enumerate(service.get("clientAliases") or [] if isinstance(service, dict) else []):
+                if isinstance(alias, dict) and isinstance(alias.get("port"), str):
+                    alias["port"] = _typed("Port", alias["port"], f"{where}.Services[{i}].ClientAliases[{j}].Port")
+            if isinstance(service, dict) and isinstance(service.get("ingressPortOverride"), str):
+                service["ingressPortOverride"] = _typed(
+                    "Port", service["ingressPortOverride"], f"{where}.Services[{i}].IngressPortOverride")
+        self.report.mapped(where, "service.serviceConnectConfiguration",
+                           "the namespace's proxy is shiftlab's load balancer (README: Service Connect)")
+        for key in ("LogConfiguration", "AccessLogConfiguration"):
+            if key in raw:
+                self.report.ignored(f"{where}.{key}", "kept as ECS takes it; the proxy's logs are not rehearsed")
+        return out
+
     # -- load balancers ------------------------------------------------------------
     def load_balancers(self, svc: str) -> tuple[dict[str, Any], list[str], list[str]]:
         base = f"{svc}.Properties.LoadBalancers"
         lbs = self.r.prop(svc, "LoadBalancers") or []
         if not isinstance(lbs, list) or not lbs:
             raise ImportProblem(base, "the service has no load balancer: shiftlab rehearses a service behind an "
-                                "Application Load Balancer")
+                                "Application or Network Load Balancer, or one offered in a Service Connect "
+                                "namespace (ServiceConnectConfiguration with Services)")
         for i in range(1, len(lbs)):
             self.report.ignored(f"{base}[{i}]", "shiftlab rehearses one load balancer entry (the first)")
         raw = lbs[0]
@@ -348,8 +415,14 @@ class _Import:
                                "applied by the docker backend only")
             defs = self.r.prop(logical, "ContainerDefinitions") or []
             wanted = lb_entry.get("containerName")
+            port_name = self._service_connect_port_name(svc) if wanted is None else None
+
+            def names_port(c: dict[str, Any]) -> bool:  # the container with Service Connect's port mapping
+                return any(isinstance(pm, dict) and pm.get("Name") == port_name for pm in c.get("PortMappings") or [])
+
             for i, c in enumerate(defs if isinstance(defs, list) else []):
-                if isinstance(c, dict) and (wanted is None or c.get("Name") == wanted):
+                if isinstance(c, dict) and (c.get("Name") == wanted if wanted is not None
+                                            else port_name is None or names_port(c)):
                     container = c
                     cw = f"{td}.ContainerDefinitions[{i}]"
                     break
@@ -384,6 +457,13 @@ class _Import:
             if "Image" in container and self.opts.image is None:
                 rep.ignored(f"{cw}.Image", f"{container['Image']}: an image in a registry; --image to run one "
                             "locally with the docker backend")
+        port_name = self._service_connect_port_name(svc)
+        if container and port_name and "containerPort" not in lb_entry:
+            for k, pm in enumerate(container.get("PortMappings") or []):
+                if isinstance(pm, dict) and pm.get("Name") == port_name and "ContainerPort" in pm:
+                    out["containerPort"] = _typed("Port", pm["ContainerPort"], f"{cw}.PortMappings[{k}].ContainerPort")
+                    rep.mapped(f"{cw}.PortMappings[{k}].ContainerPort", "service.taskDefinition.containerPort",
+                               f"the port mapping Service Connect's portName {port_name!r} names")
         if "containerPort" in lb_entry:
             out["containerPort"] = lb_entry["containerPort"]
             rep.mapped(f"{svc}.Properties.LoadBalancers[0].ContainerPort", "service.taskDefinition.containerPort",
@@ -497,6 +577,16 @@ class _Import:
         if not listeners:
             raise ImportProblem(f"{svc}.Properties.LoadBalancers[0]", "no listener of the template forwards to the "
                                 "service's target groups")
+        lb_logical = self._lb_of(listeners[0])
+        if lb_logical is not None:
+            kind = self.r.prop(lb_logical, "Type", "application")
+        else:  # the load balancer is not the template's: its listeners' protocol says which kind it is
+            protocol = _unless_unresolvable(self.r.prop, listeners[0], "Protocol")
+            kind = "network" if protocol in ("TCP", "TLS", "UDP", "TCP_UDP") else "application"
+        if kind not in ("application", "network"):
+            raise ImportProblem(f"{lb_logical}.Properties.Type", f"{kind}: shiftlab plays an Application or a "
+                                "Network Load Balancer")
+        self.network = kind == "network"
         # AWS ports that need no privileges keep theirs before the others move up.
         for logical in listeners:
             port = self.r.prop(logical, "Port")
@@ -509,17 +599,17 @@ class _Import:
                 groups.append(logical)
         lb: dict[str, Any] = {"Name": "shiftlab", "Listeners": out_listeners,
                               "TargetGroups": [self.target_group(g) for g in groups]}
-        lb_logical = self._lb_of(listeners[0])
+        if self.network:
+            lb["Type"] = "network"
         if lb_logical is not None:
             lw = f"{lb_logical}.Properties"
-            if self.r.prop(lb_logical, "Type", "application") != "application":
-                raise ImportProblem(f"{lw}.Type", f"{self.r.prop(lb_logical, 'Type')}: shiftlab plays an "
-                                    "Application Load Balancer")
+            if self.network:
+                self.report.mapped(f"{lw}.Type", "loadBalancer.Type")
             lb["Name"] = self.r.name_of(lb_logical, "Name", 32)
             self.report.mapped(f"{lw}.Name", "loadBalancer.Name")
             attrs = []
             for a in self.r.prop(lb_logical, "LoadBalancerAttributes") or []:
-                if a.get("Key") in LB_ATTRIBUTES:
+                if a.get("Key") in LB_ATTRIBUTES and not self.network:
                     attrs.append({"Key": a["Key"], "Value": str(a["Value"])})
                     self.report.mapped(f"{lw}.LoadBalancerAttributes.{a['Key']}", "loadBalancer.LoadBalancerAttributes")
                 else:
@@ -582,11 +672,29 @@ class _Import:
         else:
             self.report.local(f"{p}.Port", f"listener {name}.Port", f"AWS's port {port} needs privileges here: "
                               f"{local} (--listener-port {port}=PORT)")
-        protocol = self.r.prop(logical, "Protocol", "HTTP")
-        if protocol != "HTTP":
+        protocol = self.r.prop(logical, "Protocol", "TCP" if self.network else "HTTP")
+        if self.network:
+            # A network listener: TCP (TLS to the targets passes through it as TCP). TLS termination and
+            # UDP are not rehearsed: https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-elasticloadbalancingv2-listener.html
+            if protocol != "TCP":
+                raise ImportProblem(f"{p}.Protocol", f"{protocol}: shiftlab's network listeners are TCP "
+                                    "(TLS passes through a TCP listener; TLS termination, UDP and TCP_UDP are "
+                                    "not rehearsed)")
+            out["Protocol"] = "TCP"
+            self.report.mapped(f"{p}.Protocol", f"listener {name}.Protocol")
+            attrs = []
+            for a in _retype(self.r.prop(logical, "ListenerAttributes") or [], f"{p}.ListenerAttributes"):
+                if isinstance(a, dict) and a.get("Key") in NLB_LISTENER_ATTRIBUTES:
+                    attrs.append({"Key": a["Key"], "Value": str(a["Value"])})
+                    self.report.mapped(f"{p}.ListenerAttributes.{a['Key']}", f"listener {name}.ListenerAttributes")
+                else:
+                    self.report.ignored(f"{p}.ListenerAttributes.{a.get('Key')}", "not modelled by shiftlab")
+            if attrs:
+                out["ListenerAttributes"] = attrs
+        elif protocol != "HTTP":
             self.report.ignored(f"{p}.Protocol", f"{protocol}: the local listener speaks plain HTTP")
         for key, why in LISTENER_IGNORED.items():
-            if key in self.r.props(logical):
+            if key in self.r.props(logical) and not (self.network and key == "ListenerAttributes"):
                 self.report.ignored(f"{p}.{key}", why)
         self.report.mapped(f"{p}.DefaultActions", f"listener {name}.DefaultActions")
         self.report.mapped(logical, f"listener {name}.TestTrafficRule",
@@ -624,8 +732,20 @@ class _Import:
         if out.get("TargetType") not in (None, "ip", "instance"):
             raise ImportProblem(f"{p}.TargetType", f"{out['TargetType']}: shiftlab's groups hold ip or instance "
                                 "targets")
-        protocol = self.r.prop(logical, "Protocol", "HTTP")
-        if protocol != "HTTP":
+        protocol = self.r.prop(logical, "Protocol", "TCP" if self.network else "HTTP")
+        if self.network:
+            if protocol != "TCP":
+                raise ImportProblem(f"{p}.Protocol", f"{protocol}: a network load balancer's target groups are "
+                                    "TCP here (TLS, UDP and TCP_UDP are not rehearsed)")
+            out["Protocol"] = "TCP"
+            self.report.mapped(f"{p}.Protocol", f"target group {name}.Protocol")
+            check = self.r.prop(logical, "HealthCheckProtocol", "TCP")
+            if check not in ("TCP", "HTTP"):
+                raise ImportProblem(f"{p}.HealthCheckProtocol", f"{check}: shiftlab's health checks are TCP or "
+                                    "HTTP (HTTPS is not rehearsed)")
+            out["HealthCheckProtocol"] = check
+            self.report.mapped(f"{p}.HealthCheckProtocol", f"target group {name}.HealthCheckProtocol")
+        elif protocol != "HTTP":
             self.report.ignored(f"{p}.Protocol", f"{protocol}: the tasks are reached over plain HTTP here")
         matcher = self.r.prop(logical, "Matcher")
         if isinstance(matcher, dict) and "HttpCode" in matcher:
@@ -633,7 +753,7 @@ class _Import:
             self.report.mapped(f"{p}.Matcher", f"target group {name}.Matcher")
         attrs = []
         for a in self.r.prop(logical, "TargetGroupAttributes") or []:
-            if a.get("Key") in TG_ATTRIBUTES:
+            if a.get("Key") in (NLB_TG_ATTRIBUTES if self.network else TG_ATTRIBUTES):
                 attrs.append({"Key": a["Key"], "Value": str(a["Value"])})
                 self.report.mapped(f"{p}.TargetGroupAttributes.{a['Key']}",
                                    f"target group {name}.TargetGroupAttributes")
@@ -642,7 +762,7 @@ class _Import:
         if attrs:
             out["TargetGroupAttributes"] = attrs
         for key, why in TARGET_GROUP_IGNORED.items():
-            if key in self.r.props(logical):
+            if key in self.r.props(logical) and not (self.network and key == "HealthCheckProtocol"):
                 self.report.ignored(f"{p}.{key}", why)
         return out
 

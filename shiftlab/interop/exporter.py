@@ -14,7 +14,11 @@ config file's dict to files: name -> text. `FORMATS` lists them for
 
 What only shiftlab has is left out and said so in README.txt: shiftlab's
 own header test rule (`<listener>/test`), URL and command hooks, the
-listeners' local ports in the CLI files.
+listeners' local ports in the CLI files, and the listener and target groups
+that stand in for a Service Connect namespace's proxy (the service's
+serviceConnectConfiguration is exported instead). A network load balancer's
+listeners keep their Protocol and ListenerAttributes (`modify-listener-
+attributes`), and a TCP health check has no path and no matcher.
 """
 
 from __future__ import annotations
@@ -45,6 +49,41 @@ def _settings(data: dict[str, Any]) -> Any:
                            "a headless service (neither loadBalancers nor serviceConnectConfiguration) is not "
                            "exported yet"])
     return settings
+
+
+def _service_connect_parts(settings: Any) -> tuple[set[str], set[str]]:
+    """The listener and target groups shiftlab builds for a Service Connect
+    endpoint (shiftlab.serviceconnect): the namespace's proxy is ECS's own on
+    AWS (a sidecar in each task), not an ELB resource, so no export writes them;
+    the service's serviceConnectConfiguration carries the endpoint."""
+    from shiftlab.controller.config import service_connect_names
+
+    svc = settings.service
+    sc = svc.service_connect if svc is not None else None
+    if sc is None:
+        return set(), set()
+    names = service_connect_names(sc, svc.namespace)
+    return {names.listener}, {names.blue, names.green}
+
+
+def _service_connect(svc: Any) -> dict[str, Any] | None:
+    """ECS's ServiceConnectConfiguration as the config gives it (update-service's field)."""
+    sc = svc.serviceConnectConfiguration
+    return None if sc is None else sc.model_dump(mode="json", exclude_none=True, exclude_unset=True)
+
+
+def _health_check(tg: Any) -> dict[str, Any]:
+    """ModifyTargetGroup's health check fields of a group: a TCP check (an
+    NLB's default) has no path and no matcher."""
+    out = {"HealthCheckProtocol": tg.HealthCheckProtocol, "HealthCheckEnabled": tg.HealthCheckEnabled,
+           "HealthCheckPath": tg.HealthCheckPath, "HealthCheckPort": tg.HealthCheckPort,
+           "HealthCheckIntervalSeconds": tg.HealthCheckIntervalSeconds,
+           "HealthCheckTimeoutSeconds": tg.HealthCheckTimeoutSeconds,
+           "HealthyThresholdCount": tg.HealthyThresholdCount,
+           "UnhealthyThresholdCount": tg.UnhealthyThresholdCount, "Matcher": {"HttpCode": tg.Matcher.HttpCode}}
+    if tg.HealthCheckProtocol == "TCP":
+        del out["HealthCheckPath"], out["Matcher"]
+    return out
 
 
 def _placeholder(kind: str, name: str) -> str:
@@ -188,16 +227,27 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
     notes: list[str] = []
     svc = settings.service
     files: dict[str, Any] = {}
+    own_listeners, own_groups = _service_connect_parts(settings)
     update: dict[str, Any] = {"cluster": svc.clusterName, "service": svc.serviceName,
                               "desiredCount": svc.desiredCount,
-                              "deploymentConfiguration": _deployment(settings, notes),
-                              "loadBalancers": [_service_lb(settings, refs, notes)],
-                              "healthCheckGracePeriodSeconds": svc.healthCheckGracePeriodSeconds}
+                              "deploymentConfiguration": _deployment(settings, notes)}
+    if svc.loadBalancers:
+        update["loadBalancers"] = [_service_lb(settings, refs, notes)]
+    if svc.serviceConnectConfiguration is not None:
+        update["serviceConnectConfiguration"] = _service_connect(svc)
+    update["healthCheckGracePeriodSeconds"] = svc.healthCheckGracePeriodSeconds
     files["ecs-update-service.json"] = update
+    network = settings.load_balancer.network
     for ls in settings.load_balancer.Listeners:
+        if ls.name in own_listeners:
+            continue
         arn = ls.ListenerArn or refs._hole(_placeholder("ListenerArn", ls.name))
         files[f"elbv2-modify-listener-{_safe(ls.name)}.json"] = {
-            "ListenerArn": arn, "DefaultActions": _actions(ls.DefaultActions, refs)}
+            "ListenerArn": arn, **({"Protocol": ls.Protocol} if network else {}),
+            "DefaultActions": _actions(ls.DefaultActions, refs)}
+        if ls.ListenerAttributes:
+            files[f"elbv2-modify-listener-attributes-{_safe(ls.name)}.json"] = {
+                "ListenerArn": arn, "Attributes": [_dump(a) for a in ls.ListenerAttributes]}
         for r in ls.Rules:
             files[f"elbv2-modify-rule-{_safe(ls.name)}-{r.Priority}.json"] = {
                 "RuleArn": r.RuleArn or refs._hole(_placeholder("RuleArn", f"{ls.name}/{r.Priority}")),
@@ -206,16 +256,20 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
             notes.append(f"listener {ls.name}: TestTrafficRule (requests with the test header follow green) is "
                          "shiftlab's own; on AWS a listener rule with an http-header condition does it: left out")
     for tg in settings.load_balancer.TargetGroups:
+        if tg.Name in own_groups:
+            continue
         arn = refs.group(tg.Name)
-        files[f"elbv2-modify-target-group-{_safe(tg.Name)}.json"] = {
-            "TargetGroupArn": arn, "HealthCheckEnabled": tg.HealthCheckEnabled, "HealthCheckPath": tg.HealthCheckPath,
-            "HealthCheckPort": tg.HealthCheckPort, "HealthCheckIntervalSeconds": tg.HealthCheckIntervalSeconds,
-            "HealthCheckTimeoutSeconds": tg.HealthCheckTimeoutSeconds,
-            "HealthyThresholdCount": tg.HealthyThresholdCount,
-            "UnhealthyThresholdCount": tg.UnhealthyThresholdCount, "Matcher": {"HttpCode": tg.Matcher.HttpCode}}
+        health = _health_check(tg)
+        if not network:  # as before: an ALB's checks are HTTP
+            health.pop("HealthCheckProtocol")
+        files[f"elbv2-modify-target-group-{_safe(tg.Name)}.json"] = {"TargetGroupArn": arn, **health}
         if tg.TargetGroupAttributes:
             files[f"elbv2-modify-target-group-attributes-{_safe(tg.Name)}.json"] = {
                 "TargetGroupArn": arn, "Attributes": [_dump(a) for a in tg.TargetGroupAttributes]}
+    if own_listeners:
+        notes.append(f"listener {', '.join(own_listeners)} and target groups {', '.join(sorted(own_groups))}: "
+                     "shiftlab's stand-in for the Service Connect proxy (ECS runs it in each task): "
+                     "serviceConnectConfiguration carries the endpoint")
     if settings.load_balancer.LoadBalancerAttributes:
         files["elbv2-modify-load-balancer-attributes.json"] = {
             "LoadBalancerArn": refs._hole(_placeholder("LoadBalancerArn", settings.load_balancer.Name)),
@@ -227,7 +281,9 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-_COMMANDS = (("ecs-update-service", "aws ecs update-service"), ("elbv2-modify-listener", "aws elbv2 modify-listener"),
+_COMMANDS = (("ecs-update-service", "aws ecs update-service"),
+             ("elbv2-modify-listener-attributes", "aws elbv2 modify-listener-attributes"),
+             ("elbv2-modify-listener", "aws elbv2 modify-listener"),
              ("elbv2-modify-load-balancer-attributes", "aws elbv2 modify-load-balancer-attributes"),
              ("elbv2-modify-rule", "aws elbv2 modify-rule"),
              ("elbv2-modify-target-group-attributes", "aws elbv2 modify-target-group-attributes"),
@@ -264,7 +320,8 @@ def _pascal(node: Any) -> Any:
     if isinstance(node, list):
         return [_pascal(v) for v in node]
     if isinstance(node, dict):
-        return {k[:1].upper() + k[1:]: (v if k == "hookDetails" else _pascal(v)) for k, v in node.items()}
+        # hookDetails and a log driver's options are the user's own keys.
+        return {k[:1].upper() + k[1:]: (v if k in ("hookDetails", "options") else _pascal(v)) for k, v in node.items()}
     return node
 
 
@@ -274,8 +331,15 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     it reads as JSON too), and README.txt with what was left out."""
     settings = _settings(data)
     notes: list[str] = []
-    lb = settings.load_balancer
     svc = settings.service
+    own_listeners, own_groups = _service_connect_parts(settings)
+    lb = settings.load_balancer.model_copy(update={
+        "Listeners": [ls for ls in settings.load_balancer.Listeners if ls.name not in own_listeners],
+        "TargetGroups": [tg for tg in settings.load_balancer.TargetGroups if tg.Name not in own_groups]})
+    if own_listeners:
+        notes.append(f"listener {', '.join(own_listeners)} and target groups {', '.join(sorted(own_groups))}: "
+                     "shiftlab's stand-in for the Service Connect proxy (ECS runs it in each task): "
+                     "ServiceConnectConfiguration carries the endpoint")
     tg_ids = {tg.Name: _logical("TargetGroup", tg.Name) for tg in lb.TargetGroups}
     ls_ids = {ls.name: _logical("Listener", ls.name) for ls in lb.Listeners}
     rule_ids = {f"{ls.name}/{r.Priority}": _logical("Rule", f"{ls.name}-{r.Priority}")
@@ -290,6 +354,8 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     def rule(ref: str) -> Any:
         ref = arns.get(ref, ref)
         listener, _, which = ref.rpartition("/")
+        if which == "default" and listener in ls_ids and lb.network:
+            return {"Ref": ls_ids[listener]}  # behind an NLB, ECS takes the listener's ARN
         if which == "default" and listener in ls_ids:
             notes.append(f"{ref}: the listener's default action is the rule here; for an ALB, ECS takes a listener "
                          "rule's ARN: add a rule (path /*) and name it")
@@ -318,11 +384,15 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
                            "Description": "The load balancer's security groups."},
         "TaskDefinitionArn": {"Type": "String", "Description": "The task definition the service runs."},
     }
-    lb_props: dict[str, Any] = {"Name": lb.Name, "Type": lb.Type, "Subnets": {"Ref": "Subnets"},
-                                "SecurityGroups": {"Ref": "SecurityGroups"}}
-    if lb.LoadBalancerAttributes:
-        lb_props["LoadBalancerAttributes"] = [_dump(a) for a in lb.LoadBalancerAttributes]
-    resources[lb_id] = {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": lb_props}
+    if lb.Listeners:  # none: a Service Connect service without a load balancer
+        lb_props: dict[str, Any] = {"Name": lb.Name, "Type": lb.Type, "Subnets": {"Ref": "Subnets"},
+                                    "SecurityGroups": {"Ref": "SecurityGroups"}}
+        if lb.LoadBalancerAttributes:
+            lb_props["LoadBalancerAttributes"] = [_dump(a) for a in lb.LoadBalancerAttributes]
+        resources[lb_id] = {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": lb_props}
+    else:
+        for unused in ("VpcId", "Subnets", "SecurityGroups"):
+            parameters.pop(unused)
     for tg in lb.TargetGroups:
         props = _dump(tg)
         props.pop("Targets", None)
@@ -358,7 +428,7 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
             value: Any = d["Value"]
             if d["Name"] == "TargetGroup" and target_group_name(value) in tg_ids:
                 value = {"Fn::GetAtt": [tg_ids[target_group_name(value)], "TargetGroupFullName"]}
-            elif d["Name"] == "LoadBalancer":
+            elif d["Name"] == "LoadBalancer" and lb.Listeners:
                 value = lb_full
             out.append({"Name": d["Name"], "Value": value})
         return out
@@ -379,6 +449,34 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     if "alarms" in dc:
         dc["alarms"]["alarmNames"] = [{"Ref": alarm_ids[n]} if n in alarm_ids else n
                                       for n in dc["alarms"].get("alarmNames", [])]
+    service_props: dict[str, Any] = {
+        "ServiceName": svc.serviceName, "Cluster": svc.clusterName, "DesiredCount": svc.desiredCount,
+        "TaskDefinition": {"Ref": "TaskDefinitionArn"},
+        "HealthCheckGracePeriodSeconds": svc.healthCheckGracePeriodSeconds,
+        "DeploymentController": {"Type": "ECS"},
+        "DeploymentConfiguration": _pascal(dc)}
+    if svc.serviceConnectConfiguration is not None:
+        service_props["ServiceConnectConfiguration"] = _pascal(_service_connect(svc))
+    if svc.loadBalancers:
+        service_props["LoadBalancers"] = [_cfn_service_lb(svc, group, rule, notes)]
+    resources[_logical("Service", svc.serviceName)] = {
+        "Type": "AWS::ECS::Service", "Properties": service_props}
+    template = {"AWSTemplateFormatVersion": "2010-09-09",
+                "Description": f"The ECS service {svc.serviceName} as rehearsed with shiftlab (shiftlab export)",
+                "Parameters": parameters, "Resources": resources}
+    # Through JSON: no YAML aliases for the values used twice (CloudFormation refuses them).
+    text = yaml.safe_dump(json.loads(json.dumps(template)), sort_keys=False, width=120)
+    readme = ("Exported by shiftlab export --format cloudformation: cloudformation.yaml holds the service, its "
+              "load balancer, target groups, listeners, rules and alarms.\n"
+              "The listeners' Port is the config's (local) port: set AWS's.\n")
+    if notes:
+        readme += "\nNot exported, or to check:\n\n" + "\n".join(f"  {n}" for n in dict.fromkeys(notes)) + "\n"
+    return {"cloudformation.yaml": text, "README.txt": readme}
+
+
+def _cfn_service_lb(svc: Any, group: Callable[[str], Any], rule: Callable[[str], Any],
+                    notes: list[str]) -> dict[str, Any]:
+    """The service's LoadBalancers entry, its references as the template's."""
     sl = svc.lb
     lb_entry: dict[str, Any] = {"TargetGroupArn": group(sl.targetGroupArn),
                                 "ContainerName": sl.containerName or svc.taskDefinition.family or svc.serviceName,
@@ -397,25 +495,7 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
         if adv.roleArn:
             a["RoleArn"] = adv.roleArn
         lb_entry["AdvancedConfiguration"] = a
-    service_props: dict[str, Any] = {
-        "ServiceName": svc.serviceName, "Cluster": svc.clusterName, "DesiredCount": svc.desiredCount,
-        "TaskDefinition": {"Ref": "TaskDefinitionArn"},
-        "HealthCheckGracePeriodSeconds": svc.healthCheckGracePeriodSeconds,
-        "DeploymentController": {"Type": "ECS"},
-        "DeploymentConfiguration": _pascal(dc), "LoadBalancers": [lb_entry]}
-    resources[_logical("Service", svc.serviceName)] = {
-        "Type": "AWS::ECS::Service", "Properties": service_props}
-    template = {"AWSTemplateFormatVersion": "2010-09-09",
-                "Description": f"The ECS service {svc.serviceName} as rehearsed with shiftlab (shiftlab export)",
-                "Parameters": parameters, "Resources": resources}
-    # Through JSON: no YAML aliases for the values used twice (CloudFormation refuses them).
-    text = yaml.safe_dump(json.loads(json.dumps(template)), sort_keys=False, width=120)
-    readme = ("Exported by shiftlab export --format cloudformation: cloudformation.yaml holds the service, its "
-              "load balancer, target groups, listeners, rules and alarms.\n"
-              "The listeners' Port is the config's (local) port: set AWS's.\n")
-    if notes:
-        readme += "\nNot exported, or to check:\n\n" + "\n".join(f"  {n}" for n in dict.fromkeys(notes)) + "\n"
-    return {"cloudformation.yaml": text, "README.txt": readme}
+    return lb_entry
 
 
 FORMATS["cloudformation"] = cloudformation

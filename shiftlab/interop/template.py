@@ -205,11 +205,12 @@ class Resolver:
             att = att.split(".", 1)
         return str(att[0]) if isinstance(att, list) and att else None
 
-    def _lb_of_listener(self, listener: str) -> tuple[str, str]:
+    def _lb_of_listener(self, listener: str) -> tuple[str, str, str]:
+        """The listener's load balancer: its name, id and scheme (app; net for a network one)."""
         lb = self.logical_named(self.props(listener).get("LoadBalancerArn"))
         if isinstance(lb, str) and self.type_of(lb).endswith("::LoadBalancer"):
-            return self.name_of(lb, "Name", 32), _hex(lb)
-        return "load-balancer", _hex(listener + "/lb")
+            return self.name_of(lb, "Name", 32), _hex(lb), "net" if self.prop(lb, "Type") == "network" else "app"
+        return "load-balancer", _hex(listener + "/lb"), "app"
 
     def ref_of_resource(self, logical: str, where: str) -> Any:
         kind = self.type_of(logical)
@@ -220,12 +221,12 @@ class Resolver:
             scheme = "net" if self.prop(logical, "Type") == "network" else "app"
             return self.arn(elb, f"loadbalancer/{scheme}/{self.name_of(logical, 'Name', 32)}/{_hex(logical)}")
         if kind == "AWS::ElasticLoadBalancingV2::Listener":
-            lb, lb_id = self._lb_of_listener(logical)
-            return self.arn(elb, f"listener/app/{lb}/{lb_id}/{_hex(logical)}")
+            lb, lb_id, scheme = self._lb_of_listener(logical)
+            return self.arn(elb, f"listener/{scheme}/{lb}/{lb_id}/{_hex(logical)}")
         if kind == "AWS::ElasticLoadBalancingV2::ListenerRule":
             listener = self.logical_named(self.props(logical).get("ListenerArn"))
             if isinstance(listener, str) and listener in self.resources:
-                lb, lb_id = self._lb_of_listener(listener)
+                lb, lb_id, _ = self._lb_of_listener(listener)
                 return self.arn(elb, f"listener-rule/app/{lb}/{lb_id}/{_hex(listener)}/{_hex(logical)}")
             return self.arn(elb, f"listener-rule/app/load-balancer/{_hex(logical + '/lb')}/"
                                  f"{_hex(logical + '/l')}/{_hex(logical)}")

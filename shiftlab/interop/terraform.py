@@ -77,7 +77,6 @@ REASONS = {
     "ordered_placement_strategy": "task placement on EC2 instances: not rehearsed",
     "placement_constraints": "task placement on EC2 instances: not rehearsed",
     "service_registries": "Cloud Map service discovery: not rehearsed",
-    "service_connect_configuration": "Service Connect: not rehearsed by this import",
     "scheduling_strategy": "REPLICA is what shiftlab runs",
     "access_logs": "access logs: not rehearsed",
     "stickiness": "target group (lb_cookie) stickiness: shiftlab has target-group stickiness in forward actions only",
@@ -354,6 +353,7 @@ class _Importer:
         self.listener_of: dict[str, str] = {}  # listener Terraform name -> shiftlab listener name
         self.rule_ids: dict[str, str] = {}  # rule Terraform name -> <listener>/<priority>
         self.used: set[str] = set()  # addresses mapped
+        self.network = False  # the listeners' load balancer is a network one (load_balancer_type "network")
 
     def run(self) -> dict[str, Any]:
         ctx = self.ctx
@@ -366,14 +366,19 @@ class _Importer:
                                "import from a directory holding one"])
         svc = services[0]
         self.used.add(svc.address)
-        lb_block = self._service_lb(svc)
-        listeners = self._listeners(svc, lb_block)
-        load_balancer = self._load_balancer(lb_block, listeners)
-        service, deployment, alarm_names = self._service(svc)
+        connect = self._service_connect(svc)
+        load_balancer = None
+        if blocks(svc.body, "load_balancer") or not (connect and connect.get("enabled") and connect.get("services")):
+            lb_block = self._service_lb(svc)
+            listeners = self._listeners(svc, lb_block)
+            load_balancer = self._load_balancer(lb_block, listeners)
+        service, deployment, alarm_names = self._service(svc, load_balancer is not None)
+        if connect is not None:
+            service["serviceConnectConfiguration"] = connect
         alarms = self._alarms(svc, alarm_names)
         scale = int(self.time_scale) if float(self.time_scale).is_integer() else self.time_scale
-        config: dict[str, Any] = {"timeScale": scale, "loadBalancer": load_balancer, "service": service,
-                                  "deploymentConfiguration": deployment, "alarms": alarms}
+        config: dict[str, Any] = {"timeScale": scale, **({"loadBalancer": load_balancer} if load_balancer else {}),
+                                  "service": service, "deploymentConfiguration": deployment, "alarms": alarms}
         functions = self._lambda_functions(deployment)
         if functions:
             config["lambdaFunctions"] = functions
@@ -394,7 +399,8 @@ class _Importer:
         lbs = blocks(svc.body, "load_balancer")
         if not lbs:
             raise self.ctx.fail(svc, "load_balancer", "is required: shiftlab rehearses a service behind a load "
-                                                      "balancer's target group")
+                                                      "balancer's target group, or one offered in a Service Connect "
+                                                      "namespace (service_connect_configuration with a service)")
         if len(lbs) > 1:
             raise self.ctx.fail(svc, "load_balancer", f"{len(lbs)} blocks; shiftlab rehearses a service with one")
         return lbs[0]
@@ -415,6 +421,11 @@ class _Importer:
                     listener = self._rule_listener(rules[ref.name])
                     if listener not in chosen:
                         chosen.append(listener)
+                elif isinstance(ref, Ref) and ref.type in LISTENER_TYPES and self._is_network(
+                        ctx.module.resources[(ref.type, ref.name)]):
+                    listener = ctx.module.resources[(ref.type, ref.name)]  # an NLB's: ECS takes the listener
+                    if listener not in chosen:
+                        chosen.append(listener)
                 elif isinstance(ref, Ref) and ref.type in LISTENER_TYPES:
                     raise ctx.fail(svc, f"load_balancer.advanced_configuration.{arg}",
                                    f"{ref} is a listener: with an Application Load Balancer ECS shifts a listener "
@@ -432,6 +443,12 @@ class _Importer:
             if listener not in chosen and ctx.get(listener, listener.body, "load_balancer_arn") == lb_ref:
                 chosen.append(listener)
         return chosen
+
+    def _is_network(self, listener: Block) -> bool:
+        ref = self.ctx.get(listener, listener.body, "load_balancer_arn")
+        lb = self.ctx.module.resources.get((ref.type, ref.name)) if isinstance(ref, Ref) else None
+        # Not an ALB: a network one (another type is refused, naming it, with the load balancer).
+        return lb is not None and self.ctx.get(lb, lb.body, "load_balancer_type") not in (None, "application")
 
     def _rule_listener(self, rule: Block) -> Block:
         ref = self.ctx.get(rule, rule.body, "listener_arn")
@@ -457,21 +474,28 @@ class _Importer:
         if lb_block is not None:
             self.used.add(lb_block.address)
             kind = ctx.get(lb_block, lb_block.body, "load_balancer_type") or "application"
-            if kind != "application":
-                raise ctx.fail(lb_block, "load_balancer_type", f"{kind!r}: shiftlab emulates an Application "
-                                                              "Load Balancer")
+            if kind not in ("application", "network"):
+                raise ctx.fail(lb_block, "load_balancer_type", f"{kind!r}: shiftlab emulates an Application or a "
+                                                              "Network Load Balancer")
+            self.network = kind == "network"
+            if self.network:
+                out["Type"] = "network"
+                notes.mapped(ctx.report, f"{lb_block.address}.load_balancer_type", "loadBalancer.Type")
             out["Name"] = ctx.name_of(lb_block, "name")
             notes.mapped(ctx.report, f"{lb_block.address}.name", "loadBalancer.Name")
             attrs = []
-            idle = ctx.get(lb_block, lb_block.body, "idle_timeout", "loadBalancer.LoadBalancerAttributes", _int)
+            idle = None if self.network else ctx.get(lb_block, lb_block.body, "idle_timeout",
+                                                     "loadBalancer.LoadBalancerAttributes", _int)
             if idle is not None:
                 attrs.append({"Key": "idle_timeout.timeout_seconds", "Value": str(idle)})
-            desync = ctx.get(lb_block, lb_block.body, "desync_mitigation_mode", "loadBalancer.LoadBalancerAttributes")
+            desync = None if self.network else ctx.get(lb_block, lb_block.body, "desync_mitigation_mode",
+                                                       "loadBalancer.LoadBalancerAttributes")
             if desync is not None:
                 attrs.append({"Key": "routing.http.desync_mitigation_mode", "Value": str(desync)})
             if attrs:
                 out["LoadBalancerAttributes"] = attrs
-            self._ignore_rest(lb_block, {"name", "load_balancer_type", "idle_timeout", "desync_mitigation_mode"})
+            self._ignore_rest(lb_block, {"name", "load_balancer_type"} | (
+                set() if self.network else {"idle_timeout", "desync_mitigation_mode"}))
         else:
             notes.local(ctx.report,
                         "loadBalancer.Name", "the listeners' load balancer is not a resource of this module")
@@ -517,8 +541,20 @@ class _Importer:
                         "choice; the rule ids stay the same)")
         used_ports.add(local)
         out["Port"] = local
-        protocol = ctx.get(listener, listener.body, "protocol") or "HTTP"
-        if protocol == "HTTPS":
+        protocol = ctx.get(listener, listener.body, "protocol") or ("TCP" if self.network else "HTTP")
+        mapped = {"port", "protocol", "default_action", "load_balancer_arn"}
+        if self.network:
+            # https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/lb_listener
+            if protocol != "TCP":
+                raise ctx.fail(listener, "protocol", f"{protocol!r}: shiftlab's network listeners are TCP (TLS "
+                                                     "passes through a TCP listener; TLS termination, UDP and "
+                                                     "TCP_UDP are not rehearsed)")
+            out["Protocol"] = "TCP"
+            idle = ctx.get(listener, listener.body, "tcp_idle_timeout_seconds", f"{path}.ListenerAttributes", _int)
+            if idle is not None:
+                out["ListenerAttributes"] = [{"Key": "tcp.idle_timeout.seconds", "Value": str(idle)}]
+            mapped.add("tcp_idle_timeout_seconds")
+        elif protocol == "HTTPS":
             notes.ignored(ctx.report, f"{listener.address}.protocol", "HTTPS: local listeners speak HTTP")
         elif protocol != "HTTP":
             raise ctx.fail(listener, "protocol", f"{protocol!r}: shiftlab emulates an Application Load Balancer's "
@@ -548,7 +584,7 @@ class _Importer:
             self._ignore_rest(rule, {"listener_arn", "priority", "action", "condition"})
         if out_rules:
             out["Rules"] = out_rules
-        self._ignore_rest(listener, {"port", "protocol", "default_action", "load_balancer_arn"})
+        self._ignore_rest(listener, mapped)
         return out
 
     def _actions(self, block: Block, name: str, path: str, tgs: dict[str, Block]) -> list[dict[str, Any]]:
@@ -682,7 +718,13 @@ class _Importer:
         if port is not None:
             out["Port"] = port
         protocol = ctx.get(tg, tg.body, "protocol") or "HTTP"
-        if protocol == "HTTPS":
+        if self.network:
+            # https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/lb_target_group
+            if protocol != "TCP":
+                raise ctx.fail(tg, "protocol", f"{protocol!r}: a network load balancer's target groups are TCP "
+                                               "here (TLS, UDP and TCP_UDP are not rehearsed)")
+            out["Protocol"] = "TCP"
+        elif protocol == "HTTPS":
             notes.ignored(ctx.report, f"{tg.address}.protocol", "HTTPS to targets: local targets are reached over HTTP")
         elif protocol != "HTTP":
             raise ctx.fail(tg, "protocol", f"{protocol!r}: shiftlab emulates an Application Load Balancer's HTTP "
@@ -709,9 +751,20 @@ class _Importer:
             if matcher is not None:
                 out["Matcher"] = {"HttpCode": str(matcher)}
             proto = ctx.get(tg, hc, "protocol", at="health_check")
-            if proto not in (None, "HTTP"):
+            if self.network:
+                if proto not in (None, "TCP", "HTTP"):
+                    raise ctx.fail(tg, "health_check.protocol", f"{proto!r}: shiftlab's health checks are TCP or HTTP "
+                                                                "(HTTPS is not rehearsed)")
+                # A health_check block without protocol: the provider's default, HTTP
+                # (https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/lb_target_group#protocol-1);
+                # no block: ELBv2's own for a TCP group, TCP (below).
+                out["HealthCheckProtocol"] = proto or "HTTP"
+                notes.mapped(ctx.report, f"{tg.address}.health_check.protocol", f"{path}.HealthCheckProtocol")
+            elif proto not in (None, "HTTP"):
                 notes.ignored(ctx.report,
                               f"{tg.address}.health_check.protocol", f"{proto}: local health checks use HTTP")
+        elif self.network:
+            out["HealthCheckProtocol"] = "TCP"
         attrs = []
         for arg, key in (("deregistration_delay", "deregistration_delay.timeout_seconds"),
                          ("slow_start", "slow_start.duration_seconds"),
@@ -719,15 +772,123 @@ class _Importer:
             v = ctx.get(tg, tg.body, arg, f"{path}.TargetGroupAttributes", _int)
             if v is not None:
                 attrs.append({"Key": key, "Value": str(v)})
+        term = ctx.get(tg, tg.body, "connection_termination", f"{path}.TargetGroupAttributes", _bool)
+        if term is not None:
+            attrs.append({"Key": "deregistration_delay.connection_termination.enabled", "Value": str(term).lower()})
         if attrs:
             out["TargetGroupAttributes"] = attrs
         self._ignore_rest(tg, {"name", "port", "protocol", "target_type", "health_check", "deregistration_delay",
-                               "slow_start", "load_balancing_algorithm_type"})
+                               "slow_start", "load_balancing_algorithm_type", "connection_termination"})
         return out
 
     # -- service ----------------------------------------------------------------
 
-    def _service(self, svc: Block) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    def _service_connect(self, svc: Block) -> dict[str, Any] | None:
+        """service_connect_configuration as ECS's API spells it
+        (https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/ecs_service#service_connect_configuration):
+        enabled, namespace, service[].port_name/discovery_name/ingress_port_override/client_alias[].port/
+        dns_name/test_traffic_rules.header.name/value.exact, timeout; log_configuration and tls kept as ECS
+        takes them (not rehearsed)."""
+        ctx = self.ctx
+        conf = one_block(ctx, svc, svc.body, "service_connect_configuration")
+        if conf is None:
+            return None
+        at = "service_connect_configuration"
+        p = "service.serviceConnectConfiguration"
+        out: dict[str, Any] = {"enabled": ctx.get(svc, conf, "enabled", f"{p}.enabled", _bool, at=at)}
+        if out["enabled"] is None:
+            raise ctx.fail(svc, f"{at}.enabled", "is required")
+        namespace = ctx.get(svc, conf, "namespace", f"{p}.namespace", at=at)
+        if isinstance(namespace, Ref):
+            # The ARN (or id) of a namespace the module declares: named by its name.
+            block = ctx.module.resources.get((namespace.type, namespace.name))
+            if block is None or namespace.type not in ("aws_service_discovery_http_namespace",
+                                                       "aws_service_discovery_private_dns_namespace",
+                                                       "aws_service_discovery_public_dns_namespace"):
+                raise ctx.fail(svc, f"{at}.namespace", f"{namespace} is not a Cloud Map namespace of this module")
+            namespace = ctx.name_of(block, "name")
+            self.used.add(block.address)
+        if namespace is not None:
+            # A namespace's name or ARN, as ECS takes either.
+            out["namespace"] = str(namespace)
+        services = []
+        for i, sb in enumerate(blocks(conf, "service")):
+            sat, sp = f"{at}.service[{i}]", f"{p}.services[{i}]"
+            item: dict[str, Any] = {}
+            for arg, key, conv in (("port_name", "portName", None), ("discovery_name", "discoveryName", None),
+                                   ("ingress_port_override", "ingressPortOverride", _int)):
+                v = ctx.get(svc, sb, arg, f"{sp}.{key}", conv, at=sat)
+                if v is not None:
+                    item[key] = v
+            aliases = []
+            for j, ab in enumerate(blocks(sb, "client_alias")):
+                aat, ap = f"{sat}.client_alias[{j}]", f"{sp}.clientAliases[{j}]"
+                alias: dict[str, Any] = {"port": ctx.get(svc, ab, "port", f"{ap}.port", _int, at=aat)}
+                dns = ctx.get(svc, ab, "dns_name", f"{ap}.dnsName", at=aat)
+                if dns is not None:
+                    alias["dnsName"] = dns
+                rules = one_block(ctx, svc, ab, "test_traffic_rules")
+                header = one_block(ctx, svc, rules, "header") if rules is not None else None
+                if header is not None:
+                    hat = f"{aat}.test_traffic_rules.header"
+                    h: dict[str, Any] = {"name": ctx.get(svc, header, "name", f"{ap}.testTrafficRules.header.name",
+                                                         at=hat)}
+                    value = one_block(ctx, svc, header, "value")
+                    if value is not None:
+                        h["value"] = {"exact": ctx.get(svc, value, "exact",
+                                                       f"{ap}.testTrafficRules.header.value.exact", at=f"{hat}.value")}
+                    alias["testTrafficRules"] = {"header": h}
+                aliases.append(alias)
+            if aliases:
+                item["clientAliases"] = aliases
+            timeout = one_block(ctx, svc, sb, "timeout")
+            if timeout is not None:
+                t = {key: ctx.get(svc, timeout, arg, f"{sp}.timeout.{key}", _int, at=f"{sat}.timeout")
+                     for arg, key in (("idle_timeout_seconds", "idleTimeoutSeconds"),
+                                      ("per_request_timeout_seconds", "perRequestTimeoutSeconds")) if arg in timeout}
+                item["timeout"] = t
+            tls = one_block(ctx, svc, sb, "tls")
+            if tls is not None:
+                # Kept as ECS takes it; not rehearsed (the proxy speaks plain HTTP here).
+                tat = f"{sat}.tls"
+                t2: dict[str, Any] = {}
+                ca = one_block(ctx, svc, tls, "issuer_cert_authority")
+                if ca is not None:
+                    t2["issuerCertificateAuthority"] = {"awsPcaAuthorityArn": ctx.get(
+                        svc, ca, "aws_pca_authority_arn", f"{sp}.tls.issuerCertificateAuthority.awsPcaAuthorityArn",
+                        at=f"{tat}.issuer_cert_authority")}
+                for arg, key in (("kms_key", "kmsKey"), ("role_arn", "roleArn")):
+                    v = ctx.get(svc, tls, arg, f"{sp}.tls.{key}", at=tat)
+                    if v is not None:
+                        t2[key] = v
+                item["tls"] = t2
+            services.append(item)
+        if services:
+            out["services"] = services
+        access = one_block(ctx, svc, conf, "access_log_configuration")
+        if access is not None:
+            aat = f"{at}.access_log_configuration"
+            out["accessLogConfiguration"] = {
+                key: ctx.get(svc, access, arg, f"{p}.accessLogConfiguration.{key}", at=aat)
+                for arg, key in (("format", "format"), ("include_query_parameters", "includeQueryParameters"))
+                if arg in access}
+        log = one_block(ctx, svc, conf, "log_configuration")
+        if log is not None:
+            # Kept as ECS takes it (the proxy's logs are not rehearsed).
+            lat, lp = f"{at}.log_configuration", f"{p}.logConfiguration"
+            lc: dict[str, Any] = {"logDriver": ctx.get(svc, log, "log_driver", f"{lp}.logDriver", at=lat)}
+            options = ctx.get(svc, log, "options", f"{lp}.options", at=lat)
+            if options is not None:
+                lc["options"] = {str(k): str(v) for k, v in dict(options).items()}
+            secrets = [{"name": ctx.get(svc, so, "name", at=f"{lat}.secret_option"),
+                        "valueFrom": ctx.get(svc, so, "value_from", at=f"{lat}.secret_option")}
+                       for so in blocks(log, "secret_option")]
+            if secrets:
+                lc["secretOptions"] = secrets
+            out["logConfiguration"] = lc
+        return out
+
+    def _service(self, svc: Block, with_lb: bool = True) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         ctx = self.ctx
         service: dict[str, Any] = {}
         name = ctx.get(svc, svc.body, "name", "service.serviceName")
@@ -755,6 +916,13 @@ class _Importer:
                             "--image)")
         self._task_definition(svc, task)
         service["taskDefinition"] = task
+        if with_lb:
+            self._service_load_balancer(svc, service)
+        self._service_rest(svc, service)
+        return self._deployment(svc, service)
+
+    def _service_load_balancer(self, svc: Block, service: dict[str, Any]) -> None:
+        ctx = self.ctx
         lb = self._service_lb(svc)
         entry: dict[str, Any] = {"targetGroupArn": self._service_tg(svc, lb, "target_group_arn",
                                                                     "service.loadBalancers[0].targetGroupArn",
@@ -780,11 +948,16 @@ class _Importer:
                 a["roleArn"] = self._arn(svc, "load_balancer.advanced_configuration.role_arn", role)
             entry["advancedConfiguration"] = a
         service["loadBalancers"] = [entry]
+
+    def _service_rest(self, svc: Block, service: dict[str, Any]) -> None:
+        ctx = self.ctx
         grace = ctx.get(svc, svc.body, "health_check_grace_period_seconds", "service.healthCheckGracePeriodSeconds",
                         _int)
         if grace is not None:
             service["healthCheckGracePeriodSeconds"] = grace
 
+    def _deployment(self, svc: Block, service: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        ctx = self.ctx
         dc: dict[str, Any] = {}
         controller = one_block(ctx, svc, svc.body, "deployment_controller")
         ctype: Any = ctx.get(svc, controller, "type") if controller is not None else None
@@ -863,7 +1036,8 @@ class _Importer:
         self._ignore_rest(svc, {"name", "cluster", "desired_count", "load_balancer",
                                 "health_check_grace_period_seconds", "deployment_controller",
                                 "deployment_configuration", "deployment_maximum_percent",
-                                "deployment_minimum_healthy_percent", "deployment_circuit_breaker", "alarms"})
+                                "deployment_minimum_healthy_percent", "deployment_circuit_breaker", "alarms",
+                                "service_connect_configuration"})
         return service, dc, alarm_names
 
     def _task_definition(self, svc: Block, task: dict[str, Any]) -> None:
@@ -905,6 +1079,8 @@ class _Importer:
             return None
         if isinstance(ref, Ref) and ref.type in RULE_TYPES:
             return self.rule_ids[ref.name]
+        if isinstance(ref, Ref) and ref.type in LISTENER_TYPES and ref.name in self.listener_of and self.network:
+            return f"{self.listener_of[ref.name]}/default"  # an NLB's listener: ECS takes the listener's ARN
         if isinstance(ref, str) and re.fullmatch(r"[^/\s]+/(default|test|\d+)", ref):
             return ref  # a shiftlab rule id, as `shiftlab export` writes a default rule's
         raise ctx.fail(svc, f"load_balancer.advanced_configuration.{arg}",

@@ -120,6 +120,7 @@ class _Exporter:
         self.variables: dict[str, tuple[str, Any]] = {}  # name -> (description, default or ...)
         self.tg_labels = {tg["Name"]: label(tg["Name"]) for tg in self.lb.get("TargetGroups", [])}
         self.rule_labels: dict[str, str] = {}  # <listener>/<priority> -> resource label
+        self.listener_labels: dict[str, str] = {}  # <listener>/default or its ARN -> resource label
         self.lb_label = "main"
         self.notes: list[str] = []
 
@@ -157,9 +158,15 @@ class _Exporter:
     # -- load balancer ------------------------------------------------------------
 
     def _load_balancer(self) -> None:
+        if not self.lb.get("Listeners"):
+            return  # a Service Connect service without a load balancer: the namespace's proxy is ECS's
+        from shiftlab.proxy.config import LoadBalancer
+
+        # NLB's defaults (TCP, TCP health checks) filled in as the rehearsal had them.
+        models = {tg.Name: tg for tg in LoadBalancer.model_validate(copy.deepcopy(self.lb)).TargetGroups}
         lb = HBlock("resource", ("aws_lb", self.lb_label))
         lb.set("name", self.lb.get("Name", "shiftlab"))
-        lb.set("load_balancer_type", "application")
+        lb.set("load_balancer_type", self.lb.get("Type", "application"))
         lb.set("subnets", self.var("subnet_ids", "The load balancer's subnets (not in shiftlab's config)"))
         for a in self.lb.get("LoadBalancerAttributes", []):
             if a["Key"] == "idle_timeout.timeout_seconds":
@@ -167,29 +174,35 @@ class _Exporter:
             elif a["Key"] == "routing.http.desync_mitigation_mode":
                 lb.set("desync_mitigation_mode", a["Value"])
         self.blocks.append(lb)
-        from shiftlab.proxy.config import TargetGroup
-
         for tg in self.lb.get("TargetGroups", []):
-            model = TargetGroup.model_validate(tg)
+            model = models[tg["Name"]]
             b = HBlock("resource", ("aws_lb_target_group", self.tg_labels[tg["Name"]]))
             b.set("name", tg["Name"])
             if "Port" in tg:
                 b.set("port", tg["Port"])
             else:
                 b.comments.append("port: AWS requires one for ip and instance targets; the config gives none")
-            b.set("protocol", "HTTP")
+            b.set("protocol", model.Protocol)
             b.set("target_type", model.TargetType)
             b.set("vpc_id", self.var("vpc_id", "The target groups' VPC (not in shiftlab's config)"))
             for a in tg.get("TargetGroupAttributes", []):
                 if a["Key"] in TG_ATTRIBUTES:
                     value = a["Value"]
                     b.set(TG_ATTRIBUTES[a["Key"]], int(value) if value.isdigit() else value)
+                elif a["Key"] == "deregistration_delay.connection_termination.enabled":
+                    # https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/lb_target_group#connection_termination
+                    b.set("connection_termination", a["Value"] == "true")
             hc = b.block("health_check")
-            # Every value written: the provider's defaults (3 and 3 thresholds)
-            # are not ELBv2's (5 and 2), which the rehearsal used.
+            # Every value written: the provider's defaults (3 and 3 thresholds, HTTP)
+            # are not ELBv2's (5 and 2; TCP for an NLB's TCP group), which the rehearsal used.
+            tcp_check = model.HealthCheckProtocol == "TCP"
             for key, arg in HEALTH:
-                hc.set(arg, getattr(model, key))
-            hc.set("matcher", model.Matcher.HttpCode)
+                if not (tcp_check and key == "HealthCheckPath"):  # a TCP check has no path and no matcher
+                    hc.set(arg, getattr(model, key))
+            if self.lb.get("Type") == "network":
+                hc.set("protocol", model.HealthCheckProtocol)
+            if not tcp_check:
+                hc.set("matcher", model.Matcher.HttpCode)
             self.blocks.append(b)
         for listener in self.lb.get("Listeners", []):
             self._listener(listener)
@@ -200,10 +213,18 @@ class _Exporter:
         b = HBlock("resource", ("aws_lb_listener", lab))
         b.set("load_balancer_arn", Expr(f"aws_lb.{self.lb_label}.arn"))
         b.set("port", listener["Port"])
-        b.set("protocol", "HTTP")
+        network = self.lb.get("Type") == "network"
+        b.set("protocol", "TCP" if network else "HTTP")
+        self.listener_labels[f"{name}/default"] = lab
+        if listener.get("ListenerArn"):
+            self.listener_labels[listener["ListenerArn"]] = lab
+        for a in listener.get("ListenerAttributes") or []:
+            if a["Key"] == "tcp.idle_timeout.seconds":
+                # https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/lb_listener#tcp_idle_timeout_seconds
+                b.set("tcp_idle_timeout_seconds", int(a["Value"]))
         self._action(b, "default_action", listener["DefaultActions"][0])
         test = listener.get("TestTrafficRule") or {}
-        if test.get("Enabled", True):
+        if test.get("Enabled", not network):
             self.notes.append(f"listener {name}: its header test route (TestTrafficRule) is shiftlab's own; on AWS "
                               "make it a listener rule with an http-header condition")
         self.blocks.append(b)
@@ -320,6 +341,8 @@ class _Exporter:
     def _rule_ref(self, ref: str, what: str) -> Any:
         if ref in self.rule_labels:
             return Expr(f"aws_lb_listener_rule.{self.rule_labels[ref]}.arn")
+        if self.lb.get("Type") == "network" and ref in self.listener_labels:
+            return Expr(f"aws_lb_listener.{self.listener_labels[ref]}.arn")  # ECS takes an NLB's listener
         if ref.endswith("/default"):
             listener = ref.rsplit("/", 1)[0]
             return self.var(f"{label(listener)}_default_rule_arn",
@@ -421,9 +444,64 @@ class _Exporter:
                 a2.set("role_arn", adv.get("roleArn") or self.var(
                     "ecs_infrastructure_role_arn", "The role ECS moves the listener rules' weights with (the "
                                                    "config gives none)", None))
+        sc = svc.get("serviceConnectConfiguration")
+        if sc is not None:
+            self._service_connect(b.block("service_connect_configuration"), sc)
         net = b.block("network_configuration")
         net.set("subnets", self.var("subnet_ids", "The load balancer's subnets (not in shiftlab's config)"))
         self.blocks.append(b)
+
+
+    def _service_connect(self, b: HBlock, sc: dict[str, Any]) -> None:
+        """ECS's ServiceConnectConfiguration as the provider's block
+        (https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/ecs_service#service_connect_configuration)."""
+        b.set("enabled", sc["enabled"])
+        b.set("namespace", sc.get("namespace"))
+        for item in sc.get("services") or []:
+            s = b.block("service")
+            s.set("port_name", item["portName"])
+            s.set("discovery_name", item.get("discoveryName"))
+            s.set("ingress_port_override", item.get("ingressPortOverride"))
+            for alias in item.get("clientAliases") or []:
+                a = s.block("client_alias")
+                a.set("port", alias["port"])
+                a.set("dns_name", alias.get("dnsName"))
+                header = (alias.get("testTrafficRules") or {}).get("header")
+                if header is not None:
+                    h = a.block("test_traffic_rules").block("header")
+                    h.set("name", header["name"])
+                    if header.get("value") is not None:
+                        h.block("value").set("exact", header["value"]["exact"])
+                    else:  # ECS matches the header with any value; the provider's schema requires one
+                        self.notes.append(f"client alias {alias['port']}: test_traffic_rules.header has no value "
+                                          "(any value matches, as ECS takes it); the provider requires value.exact")
+            timeout = item.get("timeout")
+            if timeout:
+                t = s.block("timeout")
+                t.set("idle_timeout_seconds", timeout.get("idleTimeoutSeconds"))
+                t.set("per_request_timeout_seconds", timeout.get("perRequestTimeoutSeconds"))
+            tls = item.get("tls")
+            if tls:
+                t2 = s.block("tls")
+                ca = tls.get("issuerCertificateAuthority")
+                if ca:
+                    t2.block("issuer_cert_authority").set("aws_pca_authority_arn", ca.get("awsPcaAuthorityArn"))
+                t2.set("kms_key", tls.get("kmsKey"))
+                t2.set("role_arn", tls.get("roleArn"))
+        access = sc.get("accessLogConfiguration")
+        if access:
+            al = b.block("access_log_configuration")
+            al.set("format", access.get("format"))
+            al.set("include_query_parameters", access.get("includeQueryParameters"))
+        log = sc.get("logConfiguration")
+        if log:
+            lc = b.block("log_configuration")
+            lc.set("log_driver", log.get("logDriver"))
+            lc.set("options", log.get("options"))
+            for secret in log.get("secretOptions") or []:
+                so = lc.block("secret_option")
+                so.set("name", secret.get("name"))
+                so.set("value_from", secret.get("valueFrom"))
 
 
 def render(data: dict[str, Any]) -> str:
