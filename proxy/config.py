@@ -472,10 +472,14 @@ def cross_check(lb: LoadBalancer, prefix: str = "loadBalancer") -> list[str]:
             tg.matcher_codes  # noqa: B018 - the range by protocol
         except ValueError as exc:
             problems.append(f"{p}.Matcher.HttpCode: {exc}")
-        if tg.HealthCheckTimeoutSeconds >= tg.HealthCheckIntervalSeconds:
+        # ALB: the timeout must be less than the interval; NLB: not greater
+        # (an NLB's TCP default is a 10 s timeout, and 10 s is a valid interval).
+        if (tg.HealthCheckTimeoutSeconds > tg.HealthCheckIntervalSeconds if lb.network
+                else tg.HealthCheckTimeoutSeconds >= tg.HealthCheckIntervalSeconds):
             problems.append(
-                f"{p}.HealthCheckTimeoutSeconds: {tg.HealthCheckTimeoutSeconds} must be less than "
-                f"HealthCheckIntervalSeconds ({tg.HealthCheckIntervalSeconds})"
+                f"{p}.HealthCheckTimeoutSeconds: {tg.HealthCheckTimeoutSeconds} must be "
+                f"{'at most' if lb.network else 'less than'} HealthCheckIntervalSeconds "
+                f"({tg.HealthCheckIntervalSeconds})"
             )
         if tg.HealthCheckPort != "traffic-port" and not tg.HealthCheckPort.isdigit():
             problems.append(f"{p}.HealthCheckPort: {tg.HealthCheckPort!r} must be traffic-port or a port number")

@@ -12,6 +12,9 @@ Sources:
   termination): https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html
 - NLB listeners (TCP; TLS passthrough is a TCP listener; idle timeout 350 s):
   https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-listeners.html
+- An NLB's health check timeout may equal its interval, not exceed it (the
+  2022 change that made NLB timeouts 2-120 s; AWS's CDK validates it so:
+  https://github.com/aws/aws-cdk/pull/26031); an ALB's must be less.
 """
 
 from __future__ import annotations
@@ -147,6 +150,17 @@ def test_network_refusals(label: str, change: Callable[[dict[str, Any]], None], 
     with pytest.raises(ConfigError) as info:
         load_balancer_from_dict(d)
     assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+def test_health_check_timeout_may_equal_the_interval_not_exceed_it() -> None:
+    d = copy.deepcopy(BASE)
+    d["TargetGroups"][0].update(HealthCheckIntervalSeconds=10, HealthCheckTimeoutSeconds=10)
+    load_balancer_from_dict(copy.deepcopy(d))
+    d["TargetGroups"][0]["HealthCheckTimeoutSeconds"] = 11
+    with pytest.raises(ConfigError) as info:
+        load_balancer_from_dict(d)
+    assert info.value.problems == [
+        f"{T0}.HealthCheckTimeoutSeconds: 11 must be at most HealthCheckIntervalSeconds (10)"]
 
 
 def test_application_refuses_tcp() -> None:
