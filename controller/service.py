@@ -71,6 +71,20 @@ class ControllerSettings:
     # [(green percent, bake minutes), ...], instead of linearConfiguration's.
     dns_schedule: list[tuple[float, float]] | None = None
 
+    def plan_fields(self, dc: DeploymentConfiguration) -> dict[str, Any]:
+        """What a new deployment of `dc` takes from this service beside its
+        configuration (m.Deployment's fields): ECS's delay on an NLB's traffic
+        shifts, the weighted DNS records' schedule, ROLLING's bake derived from
+        the alarms. The controller and `shiftlab simulate` both use it, so a
+        simulation plans what a rehearsal would."""
+        schedule = ([[p, mins] for p, mins in self.dns_schedule]
+                    if dc.strategy == "LINEAR" and self.dns_schedule is not None else None)
+        bake = (alarm_bake_minutes((a.plan.period, a.EvaluationPeriods) for a in self.alarms
+                                   if a.AlarmName in dc.alarms.alarmNames)
+                if dc.strategy == "ROLLING" and dc.alarms.enable else 0.0)
+        delay = m.NLB_SHIFT_DELAY_MINUTES if self.load_balancer_type == "network" and dc.strategy != "ROLLING" else 0.0
+        return {"shift_delay_minutes": delay, "schedule": schedule, "alarm_bake_minutes": bake}
+
 
 class DeploymentConflict(Exception):
     """A request that the current deployment's state does not allow."""
@@ -320,16 +334,8 @@ class ServiceController:
             id=uuid.uuid4().hex[:20], service=self.name, config=dc.model_dump(mode="json"),
             time_scale=self.time_scale, desired_count=self.service.desiredCount,
             source_revision=self.state.running_revision, target_revision=rev, created_at=self.clock.now(),
-            has_test_rules=bool(self.test_rules),
-            shift_delay_minutes=(m.NLB_SHIFT_DELAY_MINUTES
-                                 if self.settings.load_balancer_type == "network" and dc.strategy != "ROLLING"
-                                 else 0.0),
+            has_test_rules=bool(self.test_rules), **self.settings.plan_fields(dc),
         )
-        if dc.strategy == "LINEAR" and self.settings.dns_schedule is not None:
-            d.schedule = [[p, m] for p, m in self.settings.dns_schedule]
-        if dc.strategy == "ROLLING" and dc.alarms.enable:
-            d.alarm_bake_minutes = alarm_bake_minutes((a.plan.period, a.EvaluationPeriods) for a in self.settings.alarms
-                                                      if a.AlarmName in dc.alarms.alarmNames)
         self.records.save(d)
         self.note(d.id, eventlog.status_created(d.source_revision, rev, dc.strategy))
         if dc.strategy == "ROLLING" and self.service.exposure == "headless":

@@ -190,6 +190,18 @@ def test_a_healthy_canary_succeeds_on_the_plans_schedule() -> None:
     assert 0.2 * 20 * 60 * 5 < r.green_requests < r.requests
 
 
+def test_behind_an_nlb_each_traffic_shift_waits_ecss_ten_minutes() -> None:
+    """ECS adds 10 minutes to TEST_TRAFFIC_SHIFT and to each PRODUCTION_TRAFFIC_SHIFT behind a Network Load
+    Balancer (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/nlb-resources-for-blue-green.html):
+    simulate plans the deployment as the controller does (ControllerSettings.plan_fields)."""
+    data = yaml.safe_load(resources.files("shiftlab").joinpath("examples/nlb.yaml").read_text(encoding="utf-8"))
+    r = simulate(load_settings(data))
+    assert r.status == "SUCCESSFUL"
+    # Green up at 1, test shift + 10, canary shift + 10 then its 2-minute bake, full shift + 10.
+    assert [(w["traffic"], w["percent"], w["t"]) for w in r.weights] == [
+        ("test", 100.0, 1.0), ("production", 20.0, 11.0), ("production", 100.0, 23.0)]
+
+
 @pytest.mark.parametrize(("world", "steps", "fault_from"), [
     # Bad from the start: caught at the canary.
     ({"green": {"errorRate": 0.5}}, [20], 1.0),

@@ -39,7 +39,6 @@ from shiftlab.controller import machine as m
 from shiftlab.controller.alarms import ALARM, AlarmEvaluator, required_retention
 from shiftlab.controller.config import service_connect_names
 from shiftlab.controller.metricstore import PUBLISH_SECONDS, Entry, MetricStore, metric_key
-from shiftlab.controller.rolling import alarm_bake_minutes
 from shiftlab.controller.strategies import total_minutes
 from shiftlab.proxy.stats import BOUNDS
 from shiftlab.settings import Settings
@@ -178,15 +177,10 @@ class Simulation:
         self.d = m.Deployment(
             id=f"sim-{seed}", service=svc.serviceName, config=dc.model_dump(mode="json"), time_scale=1.0,
             desired_count=self.desired, source_revision=BLUE_REVISION, target_revision=GREEN_REVISION,
-            created_at=self.start, has_test_rules=bool(ac and ac.testListenerRule))
-        schedule = settings.controller_settings().dns_schedule
-        if dc.strategy == "LINEAR" and schedule is not None:
-            # Weighted DNS records (route53.TrafficShift), as the service sets them; their TTL lag is not modelled.
-            self.d.schedule = [[p, mins] for p, mins in schedule]
-        if dc.strategy == "ROLLING" and dc.alarms.enable:
-            # As the service does when it creates the deployment: ECS's bake derived from the alarms.
-            self.d.alarm_bake_minutes = alarm_bake_minutes(
-                (a.plan.period, a.EvaluationPeriods) for a in alarms if a.AlarmName in dc.alarms.alarmNames)
+            created_at=self.start, has_test_rules=bool(ac and ac.testListenerRule),
+            # As the service plans it: an NLB's shift delays, weighted DNS records' schedule (their TTL
+            # lag is not modelled), ROLLING's alarm-derived bake.
+            **settings.controller_settings().plan_fields(dc))
         self.started = False
         self._alarm_at_start: dict[str, str] = {}
         self.queue: list[tuple[float, int, Callable[[], None]]] = []
