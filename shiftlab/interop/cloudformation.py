@@ -278,7 +278,7 @@ class _Import:
             service["serviceConnectConfiguration"] = connect
         offered = bool(connect and connect.get("enabled") and connect.get("services"))
         self.headless = not offered and not self.r.prop(svc, "LoadBalancers")
-        if offered and not self.r.prop(svc, "LoadBalancers") or self.headless:
+        if not self.r.prop(svc, "LoadBalancers"):
             # Service Connect: the namespace's endpoint is the service's only traffic path. Headless
             # (neither): no traffic at all; hooks decide which revision works (README: Headless services).
             lb_entry: dict[str, Any] = {}
