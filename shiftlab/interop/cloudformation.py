@@ -277,16 +277,18 @@ class _Import:
         if connect is not None:
             service["serviceConnectConfiguration"] = connect
         offered = bool(connect and connect.get("enabled") and connect.get("services"))
-        self.headless = not offered and not self.r.prop(svc, "LoadBalancers")
-        if not self.r.prop(svc, "LoadBalancers"):
+        # Neither LoadBalancers nor ServiceConnectConfiguration: headless. (A client-only Service Connect
+        # service without a load balancer is still refused: shiftlab.settings takes neither half-way.)
+        self.headless = connect is None and not self.r.prop(svc, "LoadBalancers")
+        if (offered or self.headless) and not self.r.prop(svc, "LoadBalancers"):
             # Service Connect: the namespace's endpoint is the service's only traffic path. Headless
             # (neither): no traffic at all; hooks decide which revision works (README: Headless services).
             lb_entry: dict[str, Any] = {}
             groups: list[str] = []
             rules: list[str] = []
             if self.headless:
-                rep.mapped(f"{base}.LoadBalancers", "service (headless)", "no LoadBalancers and no "
-                           "Service Connect service offered: a headless service, no loadBalancer section")
+                rep.mapped(f"{base}.LoadBalancers", "service (headless)", "neither LoadBalancers nor "
+                           "ServiceConnectConfiguration: a headless service, no loadBalancer section")
         else:
             lb_entry, groups, rules = self.load_balancers(svc)
         service["taskDefinition"] = self.task_definition(svc, lb_entry)

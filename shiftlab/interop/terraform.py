@@ -375,12 +375,12 @@ class _Importer:
         load_balancer = None
         # Neither a load_balancer block nor a Service Connect service offered: a headless service
         # (README: Headless services): no loadBalancer section; hooks decide which revision works.
-        self.headless = not blocks(svc.body, "load_balancer") and not (
-            connect and connect.get("enabled") and connect.get("services"))
+        # (A client-only service_connect_configuration without load_balancer is still refused, as before.)
+        self.headless = not blocks(svc.body, "load_balancer") and connect is None
         if self.headless:
-            notes.mapped(ctx.report, f"{svc.address} (no load_balancer, no service_connect_configuration service)",
+            notes.mapped(ctx.report, f"{svc.address} (no load_balancer, no service_connect_configuration)",
                          "service (headless: no loadBalancer section)")
-        elif blocks(svc.body, "load_balancer"):
+        elif blocks(svc.body, "load_balancer") or not (connect and connect.get("enabled") and connect.get("services")):
             lb_block = self._service_lb(svc)
             listeners = self._listeners(svc, lb_block)
             load_balancer = self._load_balancer(lb_block, listeners)
