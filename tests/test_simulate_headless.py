@@ -119,3 +119,23 @@ def test_the_command_simulates_the_headless_example(tmp_path: Path) -> None:
                                  capture_output=True, text=True, timeout=120, check=False)
         doc = json.loads(as_json.stdout)["configurations"][0]
         assert doc["blastRadius"] is None and doc["runs"][0]["status"] == status
+
+
+def test_readmes_headless_example_is_the_commands_output(tmp_path: Path) -> None:
+    """README's Simulate section: the headless example's table and timeline are real output."""
+    from tests.helpers import REPO
+
+    text = (REPO / "README.md").read_text()
+    start = text.index("$ cat failing.yaml")
+    block = text[start:text.index("```", start)].splitlines()
+    (tmp_path / "failing.yaml").write_text("\n".join(block[1:3]) + "\n")
+    (tmp_path / "headless.yaml").write_text(EXAMPLE_PATH.read_text())
+    out = subprocess.run([sys.executable, "-m", "shiftlab", "simulate", "-c", "headless.yaml", "--scenario",
+                          "failing.yaml", "--runs", "50", "--timeline", "--expect", "rollback"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr
+    shown = block[4:8]
+    assert out.stdout.splitlines()[:4] == shown
+    for line in block[9:]:
+        if line.strip() and line != "...":
+            assert line in out.stdout.splitlines(), line

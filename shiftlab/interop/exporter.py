@@ -18,7 +18,10 @@ listeners' local ports in the CLI files, and the listener and target groups
 that stand in for a Service Connect namespace's proxy (the service's
 serviceConnectConfiguration is exported instead). A network load balancer's
 listeners keep their Protocol and ListenerAttributes (`modify-listener-
-attributes`), and a TCP health check has no path and no matcher.
+attributes`), and a TCP health check has no path and no matcher. A headless
+service (neither loadBalancers nor serviceConnectConfiguration) is written
+with no ELB resources at all: update-service without loadBalancers, a
+template of the service and its alarms.
 """
 
 from __future__ import annotations
