@@ -9,7 +9,8 @@ configuration names, and the Lambda functions its lifecycle hooks call (a
 local answer each). A service with neither LoadBalancers nor
 ServiceConnectConfiguration (a queue consumer) is a headless service: no
 loadBalancer section, and the Lambda function at PRODUCTION_TRAFFIC_SHIFT
-(its activation mechanism) gets shiftlab's activation hook as stand-in. CloudFormation's property names become ECS's API names
+(its activation mechanism) gets shiftlab's activation hook as stand-in.
+CloudFormation's property names become ECS's API names
 (`DeploymentConfiguration.BakeTimeInMinutes` -> `deploymentConfiguration.
 bakeTimeInMinutes`); ELBv2's and CloudWatch's are the same in both. ARNs
 the stack would create are synthesized (template.Resolver), so the config
