@@ -58,18 +58,20 @@ def _lines(findings: list[Finding], text: str | None) -> list[int | None]:
     return [field_line(text, f.path) if text is not None else None for f in findings]
 
 
-def as_text(findings: list[Finding], source: str, text: str | None, rps: float) -> str:
+def as_text(findings: list[Finding], source: str, text: str | None, rps: float | None) -> str:
+    """The findings and a summary line; `rps` None: a headless service, which
+    has no request traffic, so the line says nothing of it."""
     out = []
     for f, line in zip(findings, _lines(findings, text), strict=True):
         where = f"{source}:{line}" if line else source
         out.append(f"{where}: {f.severity}: {f.rule} {f.path}: {f.message}\n    see {f.help_uri}")
     n = counts(findings)
-    out.append(f"{source}: {n['error']} error(s), {n['warning']} warning(s), {n['note']} note(s) "
-               f"at {rps:g} req/s")
+    out.append(f"{source}: {n['error']} error(s), {n['warning']} warning(s), {n['note']} note(s)"
+               + (f" at {rps:g} req/s" if rps is not None else ""))
     return "\n".join(out) + "\n"
 
 
-def as_json(findings: list[Finding], source: str, text: str | None, rps: float) -> str:
+def as_json(findings: list[Finding], source: str, text: str | None, rps: float | None) -> str:
     doc = {
         "config": source,
         "trafficRps": rps,
@@ -86,7 +88,7 @@ def _artifact_uri(source: str) -> str:
     return p.as_uri() if p.is_absolute() else p.as_posix()
 
 
-def as_sarif(findings: list[Finding], source: str, text: str | None, rps: float) -> str:
+def as_sarif(findings: list[Finding], source: str, text: str | None, rps: float | None) -> str:
     rule_ids = list(RULES)
     results = []
     for f, line in zip(findings, _lines(findings, text), strict=True):

@@ -268,3 +268,23 @@ def test_profile_rps(text: str, rps: float) -> None:
 def test_profile_rps_refuses(text: str, error: str) -> None:
     with pytest.raises(ValueError, match="^" + error.replace("(", r"\(").replace("*", r"\*")):
         profile_rps(text, "p")
+
+
+def test_the_summary_says_nothing_of_req_s_for_a_headless_service(tmp_path: Any) -> None:
+    """A headless service has no request traffic: `lint`'s summary line
+    names no rate (and the JSON's trafficRps is null); a load-balanced one's
+    still does."""
+    import subprocess
+    import sys
+
+    def run(name: str, *fmt: str) -> str:
+        path = resources.files("shiftlab").joinpath(f"examples/{name}.yaml")
+        out = subprocess.run([sys.executable, "-m", "shiftlab", "lint", "-c", str(path), *fmt],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode in (0, 1), out.stderr
+        return out.stdout
+
+    headless = run("headless").strip().splitlines()[-1]
+    assert headless.endswith("note(s)") and "req/s" not in headless
+    assert json.loads(run("headless", "--format", "json"))["trafficRps"] is None
+    assert run("shiftlab").strip().splitlines()[-1].endswith("at 10 req/s")

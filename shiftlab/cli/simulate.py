@@ -150,7 +150,10 @@ def simulate(configs: tuple[str, ...], scenario: str | None, rps: float | None, 
         click.echo(json.dumps(doc, indent=2))
     else:
         fault = _describe_fault(world)
-        click.echo(f"traffic {traffic.describe()}; green: {fault}; {runs} run(s) from seed {seed}; "
+        flow = f"traffic {traffic.describe()}"
+        if all(s.headless for s in summaries):  # no requests: the rate is messages the working tasks take
+            flow = f"messages {traffic.describe().replace('req/s', 'a second')} (headless: no request traffic)"
+        click.echo(f"{flow}; green: {fault}; {runs} run(s) from seed {seed}; "
                    f"times in AWS minutes{'; median / p95' if runs > 1 else ''}")
         click.echo(report.table(summaries), nl=False)
         if timeline:
@@ -215,9 +218,5 @@ def _variants(configs: tuple[str, ...], sweeps: dict[str, list[float]]) -> list[
                 fail_config(exc, path)
             if settings.service is None:
                 fail_config(ConfigError(["service: is required to simulate a deployment"]), path)
-            if settings.service.exposure == "headless":
-                fail_config(ConfigError(["service.loadBalancers: simulate models requests through a load "
-                                         "balancer; a headless service (neither loadBalancers nor "
-                                         "serviceConnectConfiguration) takes none"]), path)
             out.append((label, settings))
     return out

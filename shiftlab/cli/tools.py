@@ -145,7 +145,10 @@ def lint(config_path: str, rps: float | None, profile: str | None, fmt: str, out
     except ConfigError as exc:
         fail_config(exc, config_path)
     findings = run_lint(settings, rps)
-    report = FORMATS[fmt](findings, config_path, Path(config_path).read_text(encoding="utf-8"), rps)
+    # A headless service has no request traffic: the report says nothing of req/s (trafficRps null).
+    headless = settings.service is not None and settings.service.exposure == "headless"
+    report = FORMATS[fmt](findings, config_path, Path(config_path).read_text(encoding="utf-8"),
+                          None if headless else rps)
     if output is None:
         click.echo(report, nl=False)
     else:

@@ -6,7 +6,11 @@ an Application or a Network Load Balancer), its task definition (what
 to run: a local answer), the ElasticLoadBalancingV2 TargetGroups, Listeners
 and ListenerRules it uses, the CloudWatch alarms its deployment
 configuration names, and the Lambda functions its lifecycle hooks call (a
-local answer each). CloudFormation's property names become ECS's API names
+local answer each). A service with neither LoadBalancers nor
+ServiceConnectConfiguration (a queue consumer) is a headless service: no
+loadBalancer section, and the Lambda function at PRODUCTION_TRAFFIC_SHIFT
+(its activation mechanism) gets shiftlab's activation hook as stand-in.
+CloudFormation's property names become ECS's API names
 (`DeploymentConfiguration.BakeTimeInMinutes` -> `deploymentConfiguration.
 bakeTimeInMinutes`); ELBv2's and CloudWatch's are the same in both. ARNs
 the stack would create are synthesized (template.Resolver), so the config
@@ -36,6 +40,12 @@ NAMESPACES = ("AWS::ServiceDiscovery::HttpNamespace", "AWS::ServiceDiscovery::Pr
               "AWS::ServiceDiscovery::PublicDnsNamespace")
 
 PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.sample_service"]
+# A headless service's stand-ins: shiftlab's sample queue consumer (on its work queue) and, for a
+# Lambda hook at PRODUCTION_TRAFFIC_SHIFT, the shipped activation hook (controller/activation.py).
+HEADLESS_PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.queue_consumer"]
+LOCAL_QUEUE_URL = "http://127.0.0.1:9300"
+ACTIVATION_HOOK = "command:{python} -m shiftlab.activation_hook"
+SUCCEEDING_HOOK = "command:{python} -c \"print('{\\\"hookStatus\\\": \\\"SUCCEEDED\\\"}')\""
 
 # What CloudFormation sets for a BLUE_GREEN, LINEAR or CANARY service's
 # DeploymentConfiguration without BakeTimeInMinutes (the property's page:
@@ -191,6 +201,7 @@ class _Import:
         self.ports_taken: set[int] = set()
         self.used_alarms: set[str] = set()  # the alarms the service names
         self.network = False  # the service's load balancer is a network one
+        self.headless = False  # neither LoadBalancers nor ServiceConnectConfiguration
 
     def _ref_if_created(self, logical: str) -> Any:
         """What Ref of the resource gives, if the stack creates it (its Condition holds)."""
@@ -270,10 +281,18 @@ class _Import:
         if connect is not None:
             service["serviceConnectConfiguration"] = connect
         offered = bool(connect and connect.get("enabled") and connect.get("services"))
-        if offered and not self.r.prop(svc, "LoadBalancers"):
-            lb_entry: dict[str, Any] = {}  # the namespace's endpoint is the service's only traffic path
+        # Neither LoadBalancers nor ServiceConnectConfiguration: headless. (A client-only Service Connect
+        # service without a load balancer is still refused: shiftlab.settings takes neither half-way.)
+        self.headless = connect is None and not self.r.prop(svc, "LoadBalancers")
+        if (offered or self.headless) and not self.r.prop(svc, "LoadBalancers"):
+            # Service Connect: the namespace's endpoint is the service's only traffic path. Headless
+            # (neither): no traffic at all; hooks decide which revision works (README: Headless services).
+            lb_entry: dict[str, Any] = {}
             groups: list[str] = []
             rules: list[str] = []
+            if self.headless:
+                rep.mapped(f"{base}.LoadBalancers", "service (headless)", "neither LoadBalancers nor "
+                           "ServiceConnectConfiguration: a headless service, no loadBalancer section")
         else:
             lb_entry, groups, rules = self.load_balancers(svc)
         service["taskDefinition"] = self.task_definition(svc, lb_entry)
@@ -474,6 +493,19 @@ class _Import:
         if self.opts.command is not None:
             out["command"] = self.opts.command
             rep.mapped("--command", "service.taskDefinition.command")
+        elif self.opts.image is None and self.headless:
+            out["command"] = list(HEADLESS_PLACEHOLDER_COMMAND)
+            rep.local(f"{svc}.Properties.TaskDefinition", "service.taskDefinition.command",
+                      f"{LOCAL_MARK}: what runs the service here (--command or --image); shiftlab's sample "
+                      "queue consumer stands in (it reads shiftlab's work queue at QUEUE_URL)")
+            env = out.setdefault("environment", {})
+            given_url = env.get("QUEUE_URL")
+            if given_url is None or not str(given_url).startswith("http://127.0.0.1"):
+                env["QUEUE_URL"] = LOCAL_QUEUE_URL
+                rep.local("", "service.taskDefinition.environment.QUEUE_URL",
+                          f"{LOCAL_MARK}: the sample consumer's queue, shiftlab's work queue: shiftlab queue serve "
+                          "--port 9300 (or shiftlab rehearse --queue-rate N, which serves one)"
+                          + (f"; the template's {given_url} is not reached from here" if given_url else ""))
         elif self.opts.image is None:
             out["command"] = list(PLACEHOLDER_COMMAND)
             rep.local(f"{svc}.Properties.TaskDefinition", "service.taskDefinition.command",
@@ -546,14 +578,31 @@ class _Import:
 
     def hook_functions(self, svc: str, deployment: dict[str, Any]) -> dict[str, str]:
         out: dict[str, str] = {}
+        where = f"{svc}.Properties.DeploymentConfiguration.LifecycleHooks"
+        activates = False
         for i, hook in enumerate(deployment.get("lifecycleHooks") or []):
             arn = hook.get("hookTargetArn") if isinstance(hook, dict) else None
             if not arn or hook.get("targetType") == "PAUSE" or arn in out:
                 continue
-            out[arn] = ("command:{python} -c \"print('{\\\"hookStatus\\\": \\\"SUCCEEDED\\\"}')\"")
-            self.report.local(f"{svc}.Properties.DeploymentConfiguration.LifecycleHooks[{i}].HookTargetArn",
+            if self.headless and "PRODUCTION_TRAFFIC_SHIFT" in (hook.get("lifecycleStages") or []):
+                # Headless: this function is what makes green work and blue stand by on AWS.
+                out[arn] = ACTIVATION_HOOK
+                activates = True
+                self.report.local(f"{where}[{i}].HookTargetArn", f"lambdaFunctions.{arn}",
+                                  f"{LOCAL_MARK}: the activation mechanism of this headless service (this "
+                                  "function, at PRODUCTION_TRAFFIC_SHIFT, decides which revision consumes); "
+                                  "shiftlab's activation hook stands in: it flips per-revision flags the tasks "
+                                  "poll at SHIFTLAB_ACTIVATION_URL (README: Headless services)")
+                continue
+            out[arn] = SUCCEEDING_HOOK
+            self.report.local(f"{where}[{i}].HookTargetArn",
                               f"lambdaFunctions.{arn}", f"{LOCAL_MARK}: the command or URL that stands in for "
                               "this Lambda function; a stand-in that always answers SUCCEEDED is written")
+        if self.headless and not activates and deployment.get("strategy", "ROLLING") != "ROLLING":
+            self.report.local(where, "deploymentConfiguration.lifecycleHooks",
+                              f"{LOCAL_MARK}: the activation mechanism of this headless service: no Lambda hook "
+                              "at PRODUCTION_TRAFFIC_SHIFT, so nothing activates green here; add shiftlab's "
+                              f"activation hook ({ACTIVATION_HOOK}) at that stage (README: Headless services)")
         return out
 
     # -- the load balancer ------------------------------------------------------------

@@ -18,7 +18,10 @@ listeners' local ports in the CLI files, and the listener and target groups
 that stand in for a Service Connect namespace's proxy (the service's
 serviceConnectConfiguration is exported instead). A network load balancer's
 listeners keep their Protocol and ListenerAttributes (`modify-listener-
-attributes`), and a TCP health check has no path and no matcher.
+attributes`), and a TCP health check has no path and no matcher. A headless
+service (neither loadBalancers nor serviceConnectConfiguration) is written
+with no ELB resources at all: update-service without loadBalancers, a
+template of the service and its alarms.
 """
 
 from __future__ import annotations
@@ -44,11 +47,35 @@ def _settings(data: dict[str, Any]) -> Any:
     settings = load_settings(json.loads(json.dumps(data)))
     if settings.service is None:
         raise ConfigError(["service: export needs a service (a proxy-only config has no deployment to export)"])
-    if settings.service.exposure == "headless":
-        raise ConfigError(["service.loadBalancers: export writes a load-balanced service's ELBv2 and ECS inputs; "
-                           "a headless service (neither loadBalancers nor serviceConnectConfiguration) is not "
-                           "exported yet"])
     return settings
+
+
+def _load_balancer(settings: Any) -> Any:
+    """The config's loadBalancer section, or None: a headless service
+    (neither loadBalancers nor serviceConnectConfiguration) has no ELB
+    resources to export, and a loadBalancer section its file may still have
+    runs nothing (`shiftlab validate` warns)."""
+    if settings.service.exposure == "headless":
+        return None
+    return settings.load_balancer
+
+
+def _headless_notes(settings: Any) -> list[str]:
+    """What an export of a headless service says of its activation: the
+    shipped activation hook (a command hook, shiftlab's own) is left out; on
+    AWS a Lambda function at PRODUCTION_TRAFFIC_SHIFT flips what says which
+    revision consumes (AWS's queue-consumer example keeps a parameter)."""
+    if settings.service.exposure != "headless":
+        return []
+    out = ["service: headless (neither loadBalancers nor serviceConnectConfiguration): no ELB resources; ECS "
+           "shifts no traffic, the lifecycle hooks decide which revision works"]
+    if settings.deployment.strategy != "ROLLING" and not any(
+            h.kind not in ("URL", "COMMAND") and "PRODUCTION_TRAFFIC_SHIFT" in h.lifecycleStages
+            for h in settings.deployment.lifecycleHooks):
+        out.append("deploymentConfiguration.lifecycleHooks: no Lambda hook at PRODUCTION_TRAFFIC_SHIFT: on AWS, "
+                   "add one that activates the new revision and deactivates the old (as shiftlab's activation "
+                   "hook, shiftlab.activation_hook, did in the rehearsal)")
+    return out
 
 
 def _service_connect_parts(settings: Any) -> tuple[set[str], set[str]]:
@@ -95,8 +122,8 @@ class _Refs:
     gives them, else a marked placeholder."""
 
     def __init__(self, settings: Any):
-        self.lb = settings.load_balancer
-        self.groups = {tg.Name: tg.TargetGroupArn for tg in self.lb.TargetGroups}
+        self.lb = _load_balancer(settings)
+        self.groups = {tg.Name: tg.TargetGroupArn for tg in self.lb.TargetGroups} if self.lb is not None else {}
         self.placeholders: list[str] = []
 
     def _hole(self, text: str) -> str:
@@ -115,7 +142,7 @@ class _Refs:
         if ref.startswith("arn:"):
             return ref
         listener_name, _, which = ref.rpartition("/")
-        for ls in self.lb.Listeners:
+        for ls in self.lb.Listeners if self.lb is not None else []:
             if ls.name != listener_name:
                 continue
             if which == "test":
@@ -237,8 +264,10 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
         update["serviceConnectConfiguration"] = _service_connect(svc)
     update["healthCheckGracePeriodSeconds"] = svc.healthCheckGracePeriodSeconds
     files["ecs-update-service.json"] = update
-    network = settings.load_balancer.network
-    for ls in settings.load_balancer.Listeners:
+    notes += _headless_notes(settings)
+    lb = _load_balancer(settings)
+    network = lb is not None and lb.network
+    for ls in lb.Listeners if lb is not None else []:
         if ls.name in own_listeners:
             continue
         arn = ls.ListenerArn or refs._hole(_placeholder("ListenerArn", ls.name))
@@ -255,7 +284,7 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
         if ls.TestTrafficRule.Enabled:
             notes.append(f"listener {ls.name}: TestTrafficRule (requests with the test header follow green) is "
                          "shiftlab's own; on AWS a listener rule with an http-header condition does it: left out")
-    for tg in settings.load_balancer.TargetGroups:
+    for tg in lb.TargetGroups if lb is not None else []:
         if tg.Name in own_groups:
             continue
         arn = refs.group(tg.Name)
@@ -270,10 +299,10 @@ def cli_json(data: dict[str, Any]) -> dict[str, str]:
         notes.append(f"listener {', '.join(own_listeners)} and target groups {', '.join(sorted(own_groups))}: "
                      "shiftlab's stand-in for the Service Connect proxy (ECS runs it in each task): "
                      "serviceConnectConfiguration carries the endpoint")
-    if settings.load_balancer.LoadBalancerAttributes:
+    if lb is not None and lb.LoadBalancerAttributes:
         files["elbv2-modify-load-balancer-attributes.json"] = {
-            "LoadBalancerArn": refs._hole(_placeholder("LoadBalancerArn", settings.load_balancer.Name)),
-            "Attributes": [_dump(a) for a in settings.load_balancer.LoadBalancerAttributes]}
+            "LoadBalancerArn": refs._hole(_placeholder("LoadBalancerArn", lb.Name)),
+            "Attributes": [_dump(a) for a in lb.LoadBalancerAttributes]}
     for alarm in data.get("alarms") or []:
         files[f"cloudwatch-put-metric-alarm-{_safe(alarm['AlarmName'])}.json"] = alarm
     out = {name: _json(value) for name, value in files.items()}
@@ -333,9 +362,17 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     notes: list[str] = []
     svc = settings.service
     own_listeners, own_groups = _service_connect_parts(settings)
-    lb = settings.load_balancer.model_copy(update={
-        "Listeners": [ls for ls in settings.load_balancer.Listeners if ls.name not in own_listeners],
-        "TargetGroups": [tg for tg in settings.load_balancer.TargetGroups if tg.Name not in own_groups]})
+    notes += _headless_notes(settings)
+    given = _load_balancer(settings)
+    if given is None:  # headless: no ELB resources (the model's fields only: nothing is validated)
+        from shiftlab.proxy.config import LoadBalancer
+
+        lb = LoadBalancer.model_construct(Name="none", Type="application", Listeners=[], TargetGroups=[],
+                                          LoadBalancerAttributes=[])
+    else:
+        lb = given.model_copy(update={
+            "Listeners": [ls for ls in given.Listeners if ls.name not in own_listeners],
+            "TargetGroups": [tg for tg in given.TargetGroups if tg.Name not in own_groups]})
     if own_listeners:
         notes.append(f"listener {', '.join(own_listeners)} and target groups {', '.join(sorted(own_groups))}: "
                      "shiftlab's stand-in for the Service Connect proxy (ECS runs it in each task): "
@@ -468,7 +505,9 @@ def cloudformation(data: dict[str, Any]) -> dict[str, str]:
     text = yaml.safe_dump(json.loads(json.dumps(template)), sort_keys=False, width=120)
     readme = ("Exported by shiftlab export --format cloudformation: cloudformation.yaml holds the service, its "
               "load balancer, target groups, listeners, rules and alarms.\n"
-              "The listeners' Port is the config's (local) port: set AWS's.\n")
+              "The listeners' Port is the config's (local) port: set AWS's.\n") if given is not None else (
+        "Exported by shiftlab export --format cloudformation: cloudformation.yaml holds the headless service "
+        "(no load balancer) and its alarms.\n")
     if notes:
         readme += "\nNot exported, or to check:\n\n" + "\n".join(f"  {n}" for n in dict.fromkeys(notes)) + "\n"
     return {"cloudformation.yaml": text, "README.txt": readme}

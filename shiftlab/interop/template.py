@@ -243,6 +243,9 @@ class Resolver:
             return self.arn("ecs", f"task-definition/{family}:1")
         if kind == "AWS::ECS::Service":
             return self.arn("ecs", f"service/{self.name_of(logical, 'ServiceName', 255)}")
+        if kind == "AWS::SQS::Queue":  # Ref gives the queue's URL (a headless consumer's queue)
+            name = self.name_of(logical, "QueueName", 80)
+            return f"https://sqs.{self.region}.amazonaws.com/{self.pseudo('AWS::AccountId')}/{name}"
         # Another type: its physical id, whatever AWS names it; only what is mapped needs it.
         return generated_name(self.pseudo("AWS::StackName"), logical, 128)
 
@@ -277,6 +280,10 @@ class Resolver:
             table = {"TaskDefinitionArn": ref}
         elif kind == "AWS::ECS::Service":
             table = {"ServiceArn": ref, "Name": ref.rsplit("/", 1)[1]}
+        elif kind == "AWS::SQS::Queue":
+            # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-sqs-queue.html
+            name = ref.rsplit("/", 1)[1]
+            table = {"Arn": self.arn("sqs", name), "QueueName": name, "QueueUrl": ref}
         else:
             raise ImportProblem(where, f"Fn::GetAtt {logical}.{attr}: shiftlab does not know the attributes of "
                                 f"{kind or 'a resource without a Type'}")

@@ -38,6 +38,10 @@ from shiftlab.interop.report import Report
 
 PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.sample_service"]
 PLACEHOLDER_HOOK = "command:{python} -m shiftlab.demo_hook"
+# A headless service's stand-ins (the sample queue consumer, the shipped activation hook).
+HEADLESS_PLACEHOLDER_COMMAND = ["{python}", "-m", "shiftlab.queue_consumer"]
+LOCAL_QUEUE_URL = "http://127.0.0.1:9300"
+ACTIVATION_HOOK = "command:{python} -m shiftlab.activation_hook"
 PLACEHOLDER_REGION = "us-east-1"
 PLACEHOLDER_ACCOUNT = "000000000000"
 SUFFIX_ID = "0123456789abcdef"  # the id part of an ARN Terraform only knows after apply
@@ -354,6 +358,7 @@ class _Importer:
         self.rule_ids: dict[str, str] = {}  # rule Terraform name -> <listener>/<priority>
         self.used: set[str] = set()  # addresses mapped
         self.network = False  # the listeners' load balancer is a network one (load_balancer_type "network")
+        self.headless = False  # neither a load_balancer block nor a Service Connect service
 
     def run(self) -> dict[str, Any]:
         ctx = self.ctx
@@ -368,7 +373,14 @@ class _Importer:
         self.used.add(svc.address)
         connect = self._service_connect(svc)
         load_balancer = None
-        if blocks(svc.body, "load_balancer") or not (connect and connect.get("enabled") and connect.get("services")):
+        # Neither a load_balancer block nor a Service Connect service offered: a headless service
+        # (README: Headless services): no loadBalancer section; hooks decide which revision works.
+        # (A client-only service_connect_configuration without load_balancer is still refused, as before.)
+        self.headless = not blocks(svc.body, "load_balancer") and connect is None
+        if self.headless:
+            notes.mapped(ctx.report, f"{svc.address} (no load_balancer, no service_connect_configuration)",
+                         "service (headless: no loadBalancer section)")
+        elif blocks(svc.body, "load_balancer") or not (connect and connect.get("enabled") and connect.get("services")):
             lb_block = self._service_lb(svc)
             listeners = self._listeners(svc, lb_block)
             load_balancer = self._load_balancer(lb_block, listeners)
@@ -908,6 +920,14 @@ class _Importer:
         task: dict[str, Any] = {}
         if self.image:
             task["image"] = self.image
+        elif self.headless and not self.command:
+            task["command"] = HEADLESS_PLACEHOLDER_COMMAND
+            task["environment"] = {"QUEUE_URL": LOCAL_QUEUE_URL}
+            notes.local(ctx.report, "service.taskDefinition.command", "shiftlab's sample queue consumer stands in for "
+                        "the task definition's containers (give --command or --image)")
+            notes.local(ctx.report, "service.taskDefinition.environment.QUEUE_URL", "the sample consumer's queue, "
+                        "shiftlab's work queue: shiftlab queue serve --port 9300 (or shiftlab rehearse --queue-rate "
+                        "N, which serves one)")
         else:
             task["command"] = self.command or PLACEHOLDER_COMMAND
             if not self.command:
@@ -1217,10 +1237,23 @@ class _Importer:
             arn = hook.get("hookTargetArn", "")
             if arn.startswith("arn:") and ":lambda:" in arn:
                 name = arn.split(":function:", 1)[-1].split(":", 1)[0]
+                if self.headless and "PRODUCTION_TRAFFIC_SHIFT" in hook.get("lifecycleStages", []):
+                    out[name] = ACTIVATION_HOOK
+                    notes.local(self.ctx.report, f"lambdaFunctions.{name}", "the activation mechanism of this "
+                                f"headless service (deploymentConfiguration.lifecycleHooks[{i}], at "
+                                "PRODUCTION_TRAFFIC_SHIFT, decides which revision consumes): shiftlab's activation "
+                                "hook stands in, flipping per-revision flags the tasks poll at "
+                                "SHIFTLAB_ACTIVATION_URL (README: Headless services)")
+                    continue
                 out[name] = PLACEHOLDER_HOOK
                 notes.local(self.ctx.report, f"lambdaFunctions.{name}", f"what runs in place of the Lambda function of "
                             f"deploymentConfiguration.lifecycleHooks[{i}] "
                             "(a stand-in that succeeds)")
+        if (self.headless and dc.get("strategy", "ROLLING") != "ROLLING"
+                and not any(v == ACTIVATION_HOOK for v in out.values())):
+            notes.local(self.ctx.report, "deploymentConfiguration.lifecycleHooks", "the activation mechanism of this "
+                        "headless service: no Lambda lifecycle_hook at PRODUCTION_TRAFFIC_SHIFT, so nothing "
+                        f"activates green here; add shiftlab's activation hook ({ACTIVATION_HOOK}) at that stage")
         return out
 
     def _ignore_rest(self, block: Block, mapped: set[str]) -> None:

@@ -447,8 +447,12 @@ class _Exporter:
         sc = svc.get("serviceConnectConfiguration")
         if sc is not None:
             self._service_connect(b.block("service_connect_configuration"), sc)
+        if not svc.get("loadBalancers") and sc is None:
+            self.notes.append("service: headless (no load_balancer, no service_connect_configuration): ECS shifts "
+                              "no traffic; a Lambda lifecycle_hook at PRODUCTION_TRAFFIC_SHIFT decides which revision "
+                              "works (shiftlab's activation hook did in the rehearsal)")
         net = b.block("network_configuration")
-        net.set("subnets", self.var("subnet_ids", "The load balancer's subnets (not in shiftlab's config)"))
+        net.set("subnets", self.var("subnet_ids", "The service's subnets (not in shiftlab's config)"))
         self.blocks.append(b)
 
 

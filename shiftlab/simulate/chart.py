@@ -47,7 +47,9 @@ def svg(run: RunResult) -> str:
              f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(run.label)}">']
     parts.append('<style>text{font:12px sans-serif;fill:#333}.axis{stroke:#999}.mark{stroke-dasharray:4 3}</style>')
     # Panel frames and axes.
-    for top, title in ((top_w, "green share of production traffic"), (top_e, "failed requests")):
+    first = "green active (headless: no traffic; its activation flag)" if run.headless \
+        else "green share of production traffic"
+    for top, title in ((top_w, first), (top_e, "failed requests" + (" (none: headless)" if run.headless else ""))):
         parts.append(f'<text x="{LEFT}" y="{top - 6}">{escape(title)}</text>')
         parts.append(f'<line class="axis" x1="{LEFT}" y1="{top + PANEL}" x2="{WIDTH - RIGHT}" y2="{top + PANEL}"/>')
         parts.append(f'<line class="axis" x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{top + PANEL}"/>')

@@ -18,6 +18,17 @@ a real MetricStore (which publishes per minute as ALB does), and the
 alarms are evaluated on it. Task CPU goes through controller.usage's
 UsageBook, the tasks' own metrics into the store's PutMetricData side.
 
+A headless service (neither loadBalancers nor Service Connect) serves no
+requests: the machine runs the same (its weights move nothing: no load
+balancer, as controller.router.NoLoadBalancer), and what decides who works
+is each revision's activation flag (controller.activation): blue starts
+active, green deactivated, and a hook that is shiftlab's activation hook
+(directly or as a Lambda function's stand-in) sets them from the payload's
+production weights when it succeeds; ROLLING's new tasks work as they come
+up. The traffic is then messages a second, taken by the active revisions'
+tasks; green's fault shows in the metrics its active tasks publish (a
+consumer's failure count) and in crashes. Request counts are not drawn.
+
 Times are AWS seconds (the deployment runs at time scale 1): a config's
 timeScale changes nothing here. Before the deployment starts, blue serves
 alone for as long as the alarms look back, so they start from blue's
@@ -67,6 +78,7 @@ class Sample:
     green_error_rate: float | None
     error_rate: float
     alarms: dict[str, str]
+    active: list[str] | None = None  # headless: the revisions whose flag says work
 
 
 @dataclass
@@ -93,6 +105,10 @@ class RunResult:
     weights: list[dict[str, Any]]
     alarm_timeline: list[dict[str, Any]]
     samples: list[Sample] = field(default_factory=list)
+    # A headless service: no requests (the request counts mean nothing: reports say n/a), and
+    # each change of which revisions work ({"t", "active": ["1"], "by"}) instead of weights.
+    headless: bool = False
+    activations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rolled_back(self) -> bool:
@@ -131,9 +147,13 @@ class Simulation:
         dc = settings.deployment
         self.dc = dc
         self.desired = svc.desiredCount
-        ac = svc.lb.advancedConfiguration
-        self.blue_group = target_group_name(svc.lb.targetGroupArn)
-        self.green_group = target_group_name(ac.alternateTargetGroupArn) if ac else self.blue_group
+        self.headless = svc.exposure == "headless"
+        ac = svc.lb.advancedConfiguration if not self.headless else None
+        if self.headless:  # two task sets, no target groups (controller.service's HEADLESS_SETS)
+            self.blue_group, self.green_group = "blue", "green"
+        else:
+            self.blue_group = target_group_name(svc.lb.targetGroupArn)
+            self.green_group = target_group_name(ac.alternateTargetGroupArn) if ac else self.blue_group
         alarms = list(settings.alarms)
         needs_latency = any(q.metric_name == "TargetResponseTime" for a in alarms for q in a.plan.metrics)
         self.groups = {g: Group(needs_latency) for g in dict.fromkeys((self.blue_group, self.green_group))}
@@ -173,6 +193,10 @@ class Simulation:
         self.fault = scenario.green
         self.green_faulty = self.fault.applied(scenario.blue)
         self.minute_requests = {BLUE_REVISION: 0, GREEN_REVISION: 0}
+        # Headless: which revisions work (their activation flags), and the hooks that set them.
+        self.active = {BLUE_REVISION}
+        self.activation_hooks = activation_hooks(settings) if self.headless else set()
+        self.activations: list[dict[str, Any]] = []
         # The deployment.
         self.d = m.Deployment(
             id=f"sim-{seed}", service=svc.serviceName, config=dc.model_dump(mode="json"), time_scale=1.0,
@@ -290,6 +314,12 @@ class Simulation:
                 pass  # WakeAt (the loop reads the record's deadlines), Promote, ReplaceTask
 
     def _noted(self, entry: eventlog.Entry) -> None:
+        if entry.type == eventlog.WEIGHTS_VERIFIED.name and self.headless:
+            # No load balancer: the weights move nothing (they only feed the hooks' payloads).
+            if (entry.data["traffic"] == "all" and entry.data["percent"] == 0 and self.d.rolling_back
+                    and not self.activation_hooks):
+                self.back_on_blue_at = self.now
+            return
         if entry.type == eventlog.WEIGHTS_VERIFIED.name:
             self.weights.append({"t": self.minutes(self.now), "traffic": entry.data["traffic"],
                                  "percent": entry.data["percent"]})
@@ -312,7 +342,27 @@ class Simulation:
         else:
             answer = m.HookAnswer(a.execution_id, model.answer, call_seconds=model.seconds,
                                   error=None if model.answer == "SUCCEEDED" else "the hook answered FAILED")
+            if a.hook_index in self.activation_hooks and model.answer == "SUCCEEDED":
+                # shiftlab.activation_hook: the revision with production weight works, the other stands by.
+                percent = a.production_percent
+                wanted = {GREEN_REVISION} if percent >= 100 else {BLUE_REVISION} if percent <= 0 else \
+                    {BLUE_REVISION, GREEN_REVISION}
+
+                def activate() -> None:
+                    self._set_active(wanted, f"hook {a.hook_index} at {a.stage}")
+                    self.feed(answer)
+                self.at(self.now + model.seconds, activate)
+                return
         self.at(self.now + model.seconds, lambda: self.feed(answer))
+
+    def _set_active(self, wanted: set[str], by: str) -> None:
+        """A headless service's activation flags (controller.activation) changed."""
+        if wanted == self.active:
+            return
+        self.active = set(wanted)
+        self.activations.append({"t": self.minutes(self.now), "active": sorted(wanted), "by": by})
+        if self.d.rolling_back and wanted == {BLUE_REVISION}:
+            self.back_on_blue_at = self.now
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -366,6 +416,9 @@ class Simulation:
             self.green_tasks = max(self.green_tasks, green)
             self.green_ids = self._new_ids(self.green_tasks)
             self._refresh_rolling_share()
+            if self.headless:  # ROLLING runs no hooks: the new revision works from the start
+                self._set_active({BLUE_REVISION, GREEN_REVISION} if self.blue_tasks else {GREEN_REVISION},
+                                 "ROLLING: new tasks work as they start")
             self.feed(m.GreenServing(self.prod_percent))
             self.feed(m.RollingDone(ok=True, blue=self.blue_tasks, green=self.green_tasks))
 
@@ -380,6 +433,8 @@ class Simulation:
     def _stop_seconds(self, group: str) -> float:
         if self.scenario.tasks.stopSeconds is not None:
             return self.scenario.tasks.stopSeconds
+        if self.headless:
+            return 0.0  # no target group to drain
         for tg in self.settings.load_balancer.TargetGroups:
             if tg.Name == group:
                 return float(tg.deregistration_delay)
@@ -404,6 +459,8 @@ class Simulation:
                 self.blue_tasks = self.desired
                 self.prod_percent = 0.0
                 self.back_on_blue_at = self.now
+                if self.headless:
+                    self._set_active({BLUE_REVISION}, "ROLLING rolled back: the new tasks are gone")
             self.feed(m.TasksStopped("green", ok=True))
 
         self.at(self.now + delay + self._stop_seconds(self.green_group), green_gone)
@@ -414,6 +471,9 @@ class Simulation:
         """The requests of [now, t), with the world as it stands."""
         dt = t - self.now
         if dt <= 0:
+            return
+        if self.headless:
+            self._advance_headless(t, dt)
             return
         since = (self.now - self.start)
         rps = self.traffic.rps(max(since, 0.0))
@@ -452,6 +512,28 @@ class Simulation:
         self.minute_requests[GREEN_REVISION] += g
         self.now = t
 
+    def _working(self) -> dict[str, int]:
+        """Headless: the tasks that take messages now, by revision (an active revision's running tasks)."""
+        tasks = {BLUE_REVISION: self.blue_tasks, GREEN_REVISION: self.green_tasks}
+        return {rev: n for rev, n in tasks.items() if rev in self.active and n > 0}
+
+    def _advance_headless(self, t: float, dt: float) -> None:
+        """No requests: messages, taken by the working tasks (for a metric
+        counted per message), and green's fault showing once green works."""
+        since = self.now - self.start
+        rate = self.traffic.rps(max(since, 0.0))
+        working = self._working()
+        total = sum(working.values())
+        n = poisson(self.rng, rate * dt) if total else 0
+        g = binomial(self.rng, n, working.get(GREEN_REVISION, 0) / total) if n else 0
+        self.minute_requests[BLUE_REVISION] += n - g
+        self.minute_requests[GREEN_REVISION] += g
+        if (self.started and self.fault_at is None and self.green_tasks
+                and self.fault.active(since, rate if GREEN_REVISION in working else 0.0)
+                and (self.fault.in_resources or (GREEN_REVISION in working and self._resource_fault()))):
+            self.fault_at = self.now
+        self.now = t
+
     def _resource_fault(self) -> bool:
         """A fault that shows without traffic: CPU, or a metric the tasks publish."""
         return self.fault.in_resources or any(x.green is not None for x in self.scenario.metrics)
@@ -473,6 +555,9 @@ class Simulation:
             groups[name] = grp.metrics(healthy[name])
         total = {k: sum(g.counts[k] for g in self.groups.values()) for k in COUNTS}
         snap = {"timestamp": now, "responseTimeBuckets": _BOUNDS, "targetGroups": groups, "total": total}
+        if self.headless:  # as controller.router.NoLoadBalancer's stats: no load balancer, no metrics
+            snap = {"timestamp": now, "loadBalancer": None, "responseTimeBuckets": [], "targetGroups": {},
+                    "total": {}}
         if self.endpoints:
             serviceconnect.add_to_snapshot(snap, self.endpoints)
         self.store.add(snap, now)
@@ -493,9 +578,11 @@ class Simulation:
         if self.keep_samples and now >= self.start - SCRAPE_SECONDS:
             n, failed, g, g_failed = self._interval
             self.samples.append(Sample(
-                round((now - self.start) / 60, 4), self.prod_percent, round(n / SCRAPE_SECONDS, 3),
-                round(g_failed / g, 5) if g else None, round(failed / n, 5) if n else 0.0,
-                dict(self.alarm_states)))
+                round((now - self.start) / 60, 4),
+                (100.0 if GREEN_REVISION in self.active else 0.0) if self.headless else self.prod_percent,
+                round(n / SCRAPE_SECONDS, 3), round(g_failed / g, 5) if g else None,
+                round(failed / n, 5) if n else 0.0, dict(self.alarm_states),
+                sorted(self.active) if self.headless else None))
         self._interval = [0, 0, 0, 0]
 
     def _look(self) -> None:
@@ -534,6 +621,8 @@ class Simulation:
                 value = metric.blue
                 if revision == GREEN_REVISION and green_active and metric.green is not None:
                     value = metric.green
+                if self.headless and revision not in self.active:
+                    value = 0.0  # a consumer standing by takes no message: nothing processed, nothing failed
                 n = counts[revision] if metric.perRequest else tasks
                 if n <= 0:
                     continue
@@ -566,7 +655,27 @@ class Simulation:
             alarms_off=[n for n in d.ignored_alarms if self._alarm_at_start.get(n) == ALARM],
             requests=self.requests, green_requests=self.green_requests,
             green_failed=self.green_failed, failed=self.failed, stages=stages, weights=self.weights,
-            alarm_timeline=self.alarm_timeline, samples=self.samples)
+            alarm_timeline=self.alarm_timeline, samples=self.samples, headless=self.headless,
+            activations=self.activations)
+
+
+ACTIVATION_MODULE = "shiftlab.activation_hook"
+
+
+def activation_hooks(settings: Settings) -> set[int]:
+    """The lifecycle hooks (indices) that are shiftlab's activation hook: a
+    command hook running it, or a Lambda function whose stand-in does."""
+    from shiftlab.controller.config import lambda_function
+
+    out = set()
+    for i, hook in enumerate(settings.deployment.lifecycleHooks):
+        target = hook.hookTargetArn or ""
+        if hook.kind == "LAMBDA":
+            fn = lambda_function(target, settings.lambda_functions)
+            target = fn.target if fn is not None else ""
+        if ACTIVATION_MODULE in target:
+            out.add(i)
+    return out
 
 
 def _next_wake(d: m.Deployment) -> float | None:

@@ -47,6 +47,7 @@ class Summary:
     requests: dict[str, float | None]
     detected_by: dict[str, int]
     alarms_off: int  # runs that started with a watched alarm in ALARM: ECS watched none
+    headless: bool = False  # no request traffic: the request columns do not apply (n/a)
 
     @property
     def outcome(self) -> str:
@@ -73,7 +74,7 @@ def summarize(label: str, runs: Sequence[RunResult]) -> Summary:
         green_requests=_dist([r.green_requests for r in runs]), blast_radius=_dist([r.green_failed for r in runs]),
         requests=_dist([r.requests for r in runs]),
         detected_by=dict(Counter(r.detected_by for r in runs if r.detected_by)),
-        alarms_off=sum(1 for r in runs if r.alarms_off))
+        alarms_off=sum(1 for r in runs if r.alarms_off), headless=runs[0].headless)
 
 
 # -- text ------------------------------------------------------------------------
@@ -104,9 +105,10 @@ def table(summaries: Sequence[Summary]) -> str:
         if s.detected_by:
             name, n = max(s.detected_by.items(), key=lambda kv: kv[1])
             by = name if n == s.runs else f"{name} ({n} of {s.runs})"
+        requests = ("n/a", "n/a") if s.headless else (_pair(s.green_requests, whole=True),
+                                                      _pair(s.blast_radius, whole=True))
         rows.append((s.label, s.strategy, s.outcome, _pair(s.duration, " min"), _pair(s.time_to_detect, " min"),
-                     _pair(s.time_to_rollback, " min"), _pair(s.green_requests, whole=True),
-                     _pair(s.blast_radius, whole=True), by))
+                     _pair(s.time_to_rollback, " min"), *requests, by))
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -125,11 +127,15 @@ def timeline(run: RunResult) -> str:
         events.append((st["start"], 1, f"{st['stage']}{' (rollback)' if st['rollback'] else ''}"))
     for w in run.weights:
         events.append((w["t"], 2, f"  {w['traffic']} traffic {w['percent']:g}% green"))
+    for a in run.activations:  # headless: which revision works, in place of weights
+        names = " and ".join(f"{'blue' if r == '1' else 'green'} (revision {r})" for r in a["active"])
+        events.append((a["t"], 0, f"  active: {names}, by {a['by']}"))
     for a in run.alarm_timeline:
         if a["t"] >= 0:
             events.append((a["t"], 0, f"  alarm {a['alarm']}: {a['state']}"))
     if run.fault_at is not None:
-        events.append((run.fault_at, 3, "  green's fault reaches users"))
+        events.append((run.fault_at, 3, "  green's fault shows (green working)" if run.headless
+                       else "  green's fault reaches users"))
     if run.alarms_off:
         events.append((0.0, 0, f"  {', '.join(run.alarms_off)} in ALARM as the deployment starts: alarms not watched"))
     events.sort(key=lambda e: (e[0], e[1]))
@@ -145,9 +151,15 @@ def run_json(run: RunResult, detail: bool) -> dict[str, Any]:
     doc = {k: v for k, v in asdict(run).items() if k != "samples"}
     doc["timeToDetect"] = run.time_to_detect
     doc["timeToRollback"] = run.time_to_rollback
+    if run.headless:  # no request traffic: no request counts (null, not 0), no weights
+        for k in ("requests", "green_requests", "green_failed", "failed"):
+            doc[k] = None
+        doc.pop("weights")
+    else:
+        doc.pop("activations")
     if not detail:
-        for k in ("stages", "weights", "alarm_timeline"):
-            doc.pop(k)
+        for k in ("stages", "weights", "alarm_timeline", "activations"):
+            doc.pop(k, None)
     return _camel(doc)
 
 
@@ -161,6 +173,9 @@ def _camel(doc: dict[str, Any]) -> dict[str, Any]:
 def summary_json(s: Summary) -> dict[str, Any]:
     doc = _camel(asdict(s))
     doc["outcome"] = s.outcome
+    if s.headless:  # no request traffic: the request distributions do not apply
+        for k in ("greenRequests", "blastRadius", "requests"):
+            doc[k] = None
     return doc
 
 

@@ -267,8 +267,6 @@ BAD = [
      "ECSDemoService.Properties.LoadBalancers[0].TargetGroupArn", "is not a target group of the template"),
     ("codedeploy", lambda t: _service(t)["Properties"].__setitem__("DeploymentController", {"Type": "CODE_DEPLOY"}),
      "ECSDemoService.Properties.DeploymentController.Type", "shiftlab import codedeploy"),
-    ("no-load-balancer", lambda t: _service(t)["Properties"].pop("LoadBalancers"),
-     "ECSDemoService.Properties.LoadBalancers", "no load balancer"),
     ("bad-number", lambda t: _service(t)["Properties"]["DeploymentConfiguration"].__setitem__(
         "BakeTimeInMinutes", "soon"), "ECSDemoService.Properties.DeploymentConfiguration.BakeTimeInMinutes",
      "'soon' is not a number"),
