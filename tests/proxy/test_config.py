@@ -349,9 +349,19 @@ async def test_cli_proxy_serves_and_stops_on_sigterm(tmp_path: Path, backends: A
                     assert proc.returncode is None, "the proxy exited"
                     return False
 
-            await eventually(up, timeout=20, interval=0.05, what="the proxy subprocess to listen")
-            async with session.get(f"http://127.0.0.1:{port}/") as resp:
-                assert (resp.status, await resp.text()) == (200, "blue-1")
+            await eventually(up, timeout=20, interval=0.05, what="the proxy subprocess's admin API")
+
+            async def serving() -> bool:
+                # The admin API opens first, the listeners right after (Proxy.start): CI once asked between the two.
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                        assert (resp.status, await resp.text()) == (200, "blue-1")
+                        return True
+                except aiohttp.ClientConnectionError:
+                    assert proc.returncode is None, "the proxy exited"
+                    return False
+
+            await eventually(serving, timeout=20, interval=0.05, what="the proxy subprocess's listener")
             async with session.get(f"http://127.0.0.1:{admin}/admin/state") as resp:
                 assert (await resp.json())["TimeScale"] == 10
     finally:
