@@ -435,27 +435,31 @@ class ServiceConnectConfiguration(Model):
     containerConfigurations: list[Any] | None = None
 
 
+def _ecs_name(v: str) -> str:
+    """A service's (or client task's) name as ECS takes it."""
+    if not v or len(v) > 255 or not all(c.isalnum() or c in "-_" for c in v):
+        raise ValueError(f"{v!r} must be 1..255 letters, digits, hyphens or underscores")
+    return v
+
+
+EcsName = Annotated[str, AfterValidator(_ecs_name)]
+
+
 class ServiceConnectClient(Model):
     """A task that runs in the namespace as a client (shiftlab's own: ECS
     would run it as a service of its own). Started beside the service with
     the namespace's endpoints in its environment; never deployed."""
 
-    name: str
+    name: EcsName
     taskDefinition: TaskDefinitionSpec
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not v or len(v) > 255 or not all(c.isalnum() or c in "-_" for c in v):
-            raise ValueError(f"{v!r} must be 1..255 letters, digits, hyphens or underscores")
-        return v
 
 
 Exposure = Literal["loadBalancer", "serviceConnect", "headless"]
 
 
 class ServiceConfig(Model):
-    serviceName: str = "shiftlab-service"
+    serviceName: EcsName = "shiftlab-service"
     clusterName: str = "local"
     desiredCount: Annotated[int, in_range(1, 50)] = 2
     taskDefinition: TaskDefinitionSpec
@@ -467,12 +471,6 @@ class ServiceConfig(Model):
     serviceConnectClients: list[ServiceConnectClient] = []
     healthCheckGracePeriodSeconds: Annotated[int, in_range(0, 2147483647)] = 0
 
-    @field_validator("serviceName")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not v or len(v) > 255 or not all(c.isalnum() or c in "-_" for c in v):
-            raise ValueError(f"{v!r} must be 1..255 letters, digits, hyphens or underscores")
-        return v
 
     @property
     def service_connect(self) -> ServiceConnectService | None:
