@@ -237,12 +237,9 @@ def _metric_problems(
         problems.append(f"{path}.MetricName: {name!r} is not an {namespace} metric shiftlab computes "
                         f"({', '.join(known)})")
     group: str | None = None
-    seen: set[str] = set()
+    problems += _repeated_dimensions(path, dims)
     for j, d in enumerate(dims):
         where = f"{path}.Dimensions[{j}]"
-        if d.Name in seen:
-            problems.append(f"{where}.Name: {d.Name!r} is given twice")
-        seen.add(d.Name)
         if d.Name == "TargetGroup":
             group = target_group_name(d.Value)
             if target_groups is not None and group not in target_groups:
@@ -254,14 +251,20 @@ def _metric_problems(
     return group, problems
 
 
-def _service_connect_problems(path: str, dims: Sequence[Dimension]) -> tuple[str | None, list[str]]:
-    problems = []
+def _repeated_dimensions(path: str, dims: Sequence[Dimension]) -> list[str]:
     seen: set[str] = set()
+    problems = []
+    for j, d in enumerate(dims):
+        if d.Name in seen:
+            problems.append(f"{path}.Dimensions[{j}].Name: {d.Name!r} is given twice")
+        seen.add(d.Name)
+    return problems
+
+
+def _service_connect_problems(path: str, dims: Sequence[Dimension]) -> tuple[str | None, list[str]]:
+    problems = _repeated_dimensions(path, dims)
     for j, d in enumerate(dims):
         where = f"{path}.Dimensions[{j}]"
-        if d.Name in seen:
-            problems.append(f"{where}.Name: {d.Name!r} is given twice")
-        seen.add(d.Name)
         if d.Name not in serviceconnect.DIMENSIONS:
             problems.append(f"{where}.Name: {d.Name!r} is not a dimension of Service Connect's metrics "
                             f"({', '.join(sorted(serviceconnect.DIMENSIONS))})")
